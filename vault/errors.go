@@ -1,0 +1,25 @@
+package vault
+
+import "errors"
+
+// Sentinel errors returned by the vault and by every [Store]. Callers test
+// them with errors.Is; proxy maps them to HTTP statuses in one place.
+var (
+	// ErrNotFound: no record (or session) under that key, or it has expired.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalidValue: the value is not what the field's format accepts
+	// (for example a PAN that is not 12 to 19 digits).
+	ErrInvalidValue = errors.New("invalid value")
+	// ErrInvalidToken: the string cannot be a token of any known format.
+	ErrInvalidToken = errors.New("invalid token")
+	// ErrCollision: no free token was found after the retry budget.
+	ErrCollision = errors.New("token space exhausted")
+	// ErrUnavailable: the store cannot serve or commit right now.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("store closed")
+	// ErrUnknownKey: a record names a key version the keyring does not hold.
+	ErrUnknownKey = errors.New("unknown key version")
+	// ErrDecrypt: authenticated decryption failed (tampered or mismatched record).
+	ErrDecrypt = errors.New("decryption failed")
+)

@@ -1,0 +1,186 @@
+package vault
+
+import (
+	"crypto/rand"
+	"fmt"
+	"time"
+)
+
+// Format names how a token looks.
+type Format uint8
+
+// The token formats. The zero value is FormatPAN.
+const (
+	// FormatPAN: same length as the PAN, digits only, keeps the first and
+	// last digits, random in the middle, and always fails the Luhn check so a
+	// token can never be taken for a card.
+	FormatPAN Format = iota
+	// FormatDigits: same length, every digit random (CVVs and the like).
+	FormatDigits
+	// FormatOpaque: "tok_" followed by 22 base62 characters (about 131 bits).
+	FormatOpaque
+)
+
+// Token format defaults and limits.
+const (
+	DefaultKeepFirst = 6 // digits of a PAN a pan token keeps at the front (the BIN)
+	DefaultKeepLast  = 4 // digits a pan token keeps at the end
+	// MinRandomDigits is the least number of random digits in a pan token.
+	// Keeping 6+4 of a 12-digit PAN would leave 2 unknown digits (10
+	// candidates once Luhn is applied), so for short PANs the kept prefix,
+	// then the suffix, shrink until this many digits are random.
+	MinRandomDigits = 6
+	// MinDigitsLength and MaxDigitsLength bound values of the digits and
+	// opaque formats (a CVV has 3 or 4 digits).
+	MinDigitsLength = 3
+	MaxDigitsLength = 19
+	opaquePrefix    = "tok_"
+	opaqueLength    = 22
+)
+
+var formatNames = [...]string{FormatPAN: "pan", FormatDigits: "digits", FormatOpaque: "opaque"}
+
+// String returns the format's config name.
+func (f Format) String() string {
+	if int(f) < len(formatNames) {
+		return formatNames[f]
+	}
+	return fmt.Sprintf("format(%d)", uint8(f))
+}
+
+// ParseFormat returns the format named s ("" means pan).
+func ParseFormat(s string) (Format, error) {
+	if s == "" {
+		return FormatPAN, nil
+	}
+	for i, n := range formatNames {
+		if n == s {
+			return Format(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown token format %q (want pan, digits or opaque)", s)
+}
+
+// Spec says how one field's values are tokenized. The zero value is a
+// convergent pan token keeping the first 6 and last 4 digits, stored durably.
+type Spec struct {
+	Format    Format
+	KeepFirst int  // pan only; 0 means DefaultKeepFirst; use -1 to keep none
+	KeepLast  int  // pan only; 0 means DefaultKeepLast; use -1 to keep none
+	Unique    bool // a fresh token every time instead of one per value
+	// Volatile values go to the volatile (memory) store and never touch disk.
+	Volatile bool
+	// TTL, if positive, makes the record expire; required for volatile values.
+	TTL time.Duration
+}
+
+func (s Spec) keep() (first, last int) {
+	first, last = s.KeepFirst, s.KeepLast
+	if first == 0 {
+		first = DefaultKeepFirst
+	}
+	if last == 0 {
+		last = DefaultKeepLast
+	}
+	return max(first, 0), max(last, 0)
+}
+
+// domain is the fingerprint domain: values converge only under the same
+// format and kept digits.
+func (s Spec) domain() string {
+	if s.Format != FormatPAN {
+		return s.Format.String()
+	}
+	f, l := s.keep()
+	return fmt.Sprintf("pan:%d:%d", f, l)
+}
+
+// normalize checks value against the format's rule and returns its digits.
+func (s Spec) normalize(value string) (string, error) {
+	if s.Format == FormatPAN {
+		return NormalizePAN(value)
+	}
+	return NormalizeDigits(value, MinDigitsLength, MaxDigitsLength)
+}
+
+// newToken returns a random token for the normalized value d.
+func (s Spec) newToken(d string) string {
+	switch s.Format {
+	case FormatDigits:
+		for {
+			t := randomDigits(len(d))
+			if t != d {
+				return t
+			}
+		}
+	case FormatOpaque:
+		return opaquePrefix + randomBase62(opaqueLength)
+	}
+	first, last := s.keep()
+	for len(d)-first-last < MinRandomDigits && first > 0 {
+		first--
+	}
+	for len(d)-first-last < MinRandomDigits && last > 0 {
+		last--
+	}
+	for {
+		t := d[:first] + randomDigits(len(d)-first-last) + d[len(d)-last:]
+		if t != d && !Luhn(t) {
+			return t
+		}
+	}
+}
+
+// randomDigits returns n uniformly random ASCII digits.
+func randomDigits(n int) string {
+	return randomFrom("0123456789", n)
+}
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+func randomBase62(n int) string {
+	return randomFrom(base62, n)
+}
+
+// randomFrom draws n characters uniformly from alphabet (len ≤ 256) with
+// rejection sampling, so no character is more likely than another.
+func randomFrom(alphabet string, n int) string {
+	limit := 256 - 256%len(alphabet)
+	out := make([]byte, 0, n)
+	var buf [32]byte
+	for len(out) < n {
+		rand.Read(buf[:]) // never fails (crypto/rand, Go ≥ 1.24)
+		for _, b := range buf {
+			if int(b) < limit {
+				out = append(out, alphabet[int(b)%len(alphabet)])
+				if len(out) == n {
+					break
+				}
+			}
+		}
+	}
+	return string(out)
+}
+
+// ValidToken reports whether t has the shape of a token of some format: the
+// cheap check done before any store lookup.
+func ValidToken(t string) bool {
+	if len(t) == len(opaquePrefix)+opaqueLength && t[:len(opaquePrefix)] == opaquePrefix {
+		for i := len(opaquePrefix); i < len(t); i++ {
+			c := t[i]
+			if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+				return false
+			}
+		}
+		return true
+	}
+	if len(t) < MinDigitsLength || len(t) > MaxDigitsLength {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] < '0' || t[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

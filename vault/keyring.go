@@ -1,0 +1,233 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"maps"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// KeySize is the size of every key in a keyring: AES-256 data keys and the
+// HMAC-SHA256 fingerprint key.
+const KeySize = 32
+
+// nonceSize is AES-GCM's standard 96-bit nonce.
+const nonceSize = 12
+
+// KeyringFile is the on-disk (and TOK_KEYRING) form of a keyring. Keys are
+// standard base64 of 32 random bytes.
+type KeyringFile struct {
+	Primary        uint32            `yaml:"primary"`
+	FingerprintKey string            `yaml:"fingerprint_key"`
+	DataKeys       map[uint32]string `yaml:"data_keys"`
+}
+
+// Keyring holds the versioned AES-256-GCM data keys (one primary, used for
+// new records) and the HMAC key for fingerprints. It lives outside the store.
+// A Keyring is safe for concurrent use; its AEADs are built once.
+type Keyring struct {
+	file    KeyringFile
+	primary uint32
+	aeads   map[uint32]cipher.AEAD
+	macs    sync.Pool // of hash.Hash (HMAC-SHA256 under the fingerprint key)
+	// sealed counts encryptions per key version in this process.
+	sealed map[uint32]*atomic.Uint64
+}
+
+// NewKeyringFile returns a fresh keyring with one data key (version 1).
+func NewKeyringFile() KeyringFile {
+	return KeyringFile{
+		Primary:        1,
+		FingerprintKey: randomKey(),
+		DataKeys:       map[uint32]string{1: randomKey()},
+	}
+}
+
+func randomKey() string {
+	k := make([]byte, KeySize)
+	rand.Read(k)
+	return base64.StdEncoding.EncodeToString(k)
+}
+
+// Rotate adds a data key version one above the highest and makes it primary.
+// It returns the new version.
+func (f *KeyringFile) Rotate() uint32 {
+	next := uint32(1)
+	for v := range f.DataKeys {
+		next = max(next, v+1)
+	}
+	if f.DataKeys == nil {
+		f.DataKeys = map[uint32]string{}
+	}
+	f.DataKeys[next] = randomKey()
+	f.Primary = next
+	return next
+}
+
+// Marshal returns the YAML form of f.
+func (f KeyringFile) Marshal() ([]byte, error) {
+	b, err := yaml.Marshal(f)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# tok keyring: secret. Keep it outside the vault's backups, mode 0600.\n"), b...), nil
+}
+
+// ParseKeyringFile decodes a keyring from YAML, rejecting unknown keys.
+func ParseKeyringFile(b []byte) (KeyringFile, error) {
+	var f KeyringFile
+	if err := decodeStrict(b, &f); err != nil {
+		return f, fmt.Errorf("parse keyring: %w", err)
+	}
+	return f, nil
+}
+
+// WriteKeyringFile writes f to path with mode 0600, failing if path exists
+// unless overwrite is set. The write goes through a temporary file and a
+// rename so a crash never leaves a half-written keyring.
+func WriteKeyringFile(path string, f KeyringFile, overwrite bool) error {
+	b, err := f.Marshal()
+	if err != nil {
+		return err
+	}
+	if !overwrite {
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("write keyring %q: %w", path, os.ErrExist)
+		}
+	}
+	tmp := path + ".tmp"
+	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write keyring: %w", err)
+	}
+	_, err = w.Write(b)
+	if err == nil {
+		err = w.Sync()
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write keyring %q: %w", path, err)
+	}
+	return nil
+}
+
+// NewKeyring builds the ciphers of f. It checks that every key is 32 bytes
+// and that the primary version exists.
+func NewKeyring(f KeyringFile) (*Keyring, error) {
+	var errs []error
+	fp, err := decodeKey(f.FingerprintKey)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("fingerprint_key: %w", err))
+	}
+	k := &Keyring{file: f, primary: f.Primary, aeads: map[uint32]cipher.AEAD{}, sealed: map[uint32]*atomic.Uint64{}}
+	for _, v := range slices.Sorted(maps.Keys(f.DataKeys)) {
+		raw, err := decodeKey(f.DataKeys[v])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("data_keys[%d]: %w", v, err))
+			continue
+		}
+		block, _ := aes.NewCipher(raw) // 32 bytes: cannot fail
+		aead, _ := cipher.NewGCM(block)
+		k.aeads[v] = aead
+		k.sealed[v] = new(atomic.Uint64)
+	}
+	if _, ok := f.DataKeys[f.Primary]; !ok {
+		errs = append(errs, fmt.Errorf("primary: version %d is not in data_keys", f.Primary))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	k.macs.New = func() any { return hmac.New(sha256.New, fp) }
+	return k, nil
+}
+
+func decodeKey(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, errors.New("not valid base64")
+	}
+	if len(b) != KeySize {
+		return nil, fmt.Errorf("%d bytes, want %d", len(b), KeySize)
+	}
+	return b, nil
+}
+
+// Primary returns the version new records are encrypted under.
+func (k *Keyring) Primary() uint32 { return k.primary }
+
+// Versions returns the data key versions, ascending.
+func (k *Keyring) Versions() []uint32 { return slices.Sorted(maps.Keys(k.file.DataKeys)) }
+
+// Sealed returns how many values this process has encrypted under version v.
+func (k *Keyring) Sealed(v uint32) uint64 {
+	if c := k.sealed[v]; c != nil {
+		return c.Load()
+	}
+	return 0
+}
+
+// Fingerprint returns HMAC-SHA256(fingerprint key, domain || 0 || value).
+// It is keyed: a bare hash of a PAN can be brute-forced.
+func (k *Keyring) Fingerprint(domain, value string) []byte {
+	h := k.macs.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(domain))
+	h.Write([]byte{0})
+	h.Write([]byte(value))
+	sum := h.Sum(make([]byte, 0, sha256.Size))
+	k.macs.Put(h)
+	return sum
+}
+
+// Seal encrypts value under the primary key with a random nonce and the
+// token as associated data, and returns the key version and nonce||ciphertext.
+func (k *Keyring) Seal(token, value string) (uint32, []byte) {
+	aead := k.aeads[k.primary]
+	out := make([]byte, nonceSize, nonceSize+len(value)+aead.Overhead())
+	rand.Read(out)
+	out = aead.Seal(out, out[:nonceSize], []byte(value), []byte(token))
+	k.sealed[k.primary].Add(1)
+	return k.primary, out
+}
+
+// Open decrypts a record's ciphertext. A record moved to another token fails
+// authentication, because the token is the associated data.
+func (k *Keyring) Open(version uint32, token string, ct []byte) (string, error) {
+	aead, ok := k.aeads[version]
+	if !ok {
+		return "", fmt.Errorf("%w: %d", ErrUnknownKey, version)
+	}
+	if len(ct) < nonceSize+aead.Overhead() {
+		return "", ErrDecrypt
+	}
+	pt, err := aead.Open(nil, ct[:nonceSize], ct[nonceSize:], []byte(token))
+	if err != nil {
+		return "", ErrDecrypt
+	}
+	return string(pt), nil
+}
+
+func decodeStrict(b []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}

@@ -1,0 +1,82 @@
+package vault
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps token records, sessions and login lockouts. Implementations
+// live in vault/bolt (embedded, the default), vault/postgres (shared by
+// replicas) and vault/memory (volatile); all pass the suite in
+// vault/storetest. Methods are safe for concurrent use. A write returns only
+// once it is durable for that store (fsync'd commit for bolt, committed
+// transaction for postgres).
+type Store interface {
+	// Insert stores recs in one atomic commit and reports, in order, what
+	// happened to each:
+	//   - Stored: the record was written.
+	//   - Existing: rec.Fingerprint is set and a record with that fingerprint
+	//     already exists (possibly written earlier in the same call); the
+	//     outcome carries that record and nothing was written for rec.
+	//   - Collision: rec.Token is already taken by another record; nothing
+	//     was written for rec and the caller retries with a new token.
+	// On error nothing is written.
+	Insert(ctx context.Context, recs []Record) ([]Outcome, error)
+	// Get returns the record for token or ErrNotFound. Expiry is the
+	// caller's to judge (stores may also purge expired records).
+	Get(ctx context.Context, token string) (Record, error)
+	// Find returns the record with that fingerprint or ErrNotFound.
+	Find(ctx context.Context, fingerprint []byte) (Record, error)
+	// Delete removes the record for token (and its fingerprint entry). It
+	// returns ErrNotFound if there was none.
+	Delete(ctx context.Context, token string) error
+
+	// PutSession writes s under s.Key, replacing any session there.
+	PutSession(ctx context.Context, s Session) error
+	// GetSession returns the session under key or ErrNotFound.
+	GetSession(ctx context.Context, key []byte) (Session, error)
+	// DeleteSession removes the session under key; no error if absent.
+	DeleteSession(ctx context.Context, key []byte) error
+	// UpdateLockout atomically replaces the lockout state of client with
+	// fn(current) (the zero Lockout if none) and returns the new state. fn
+	// must be pure: it may run more than once.
+	UpdateLockout(ctx context.Context, client string, fn func(Lockout) Lockout) (Lockout, error)
+
+	// Ping reports whether the store can serve requests.
+	Ping(ctx context.Context) error
+	// Close releases the store. Later calls return ErrClosed.
+	Close() error
+}
+
+// Status is what Insert did with one record.
+type Status uint8
+
+// Insert outcomes.
+const (
+	Stored Status = iota
+	Existing
+	Collision
+)
+
+// Outcome is Insert's report for one record. Record is the stored record
+// for Stored and Existing, and the zero Record for Collision.
+type Outcome struct {
+	Status Status
+	Record Record
+}
+
+// Session is a server-side login session. Key is the SHA-256 of the secret
+// cookie value, so a copy of the store does not hold live session secrets.
+type Session struct {
+	Key      []byte
+	ID       string // public id, safe to log and to show the client
+	Client   string
+	Created  time.Time
+	LastSeen time.Time
+}
+
+// Lockout is the failed-login state of one client name.
+type Lockout struct {
+	Failures    int
+	LockedUntil time.Time
+}
