@@ -1,0 +1,37 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// readyTimeout bounds the store ping behind /readyz.
+const readyTimeout = 2 * time.Second
+
+// AdminHandler serves the admin listener: /healthz (the process answers),
+// /readyz (the store answers) and /metrics (Prometheus).
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("/readyz", s.instrument("readyz", func(w http.ResponseWriter, r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := s.opts.Store.Ping(ctx); err != nil {
+			return &apiError{http.StatusServiceUnavailable, "not_ready", "the vault store does not answer", err}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return nil
+	}))
+	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// serveNotFound answers paths tok does not serve.
+func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) error {
+	return errorf(http.StatusNotFound, "not_found", "no such endpoint")
+}

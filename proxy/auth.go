@@ -1,0 +1,277 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+const (
+	sessionCookie = "session"
+	// maxConcurrentLogins bounds bcrypt work: each comparison costs a core
+	// for ~100-300 ms, so unbounded logins are a denial of service.
+	maxConcurrentLogins = 4
+	// touchInterval: a session's LastSeen is rewritten at most this often,
+	// so a lookup is not always a durable write.
+	touchInterval = time.Minute
+	// unknownClientKey is where failures of unknown client names are
+	// counted: one shared record, so an unknown name costs the same store
+	// write as a wrong secret without letting clients fill the store.
+	unknownClientKey = "\x00unknown"
+	maxNameLen       = 128
+	maxSecretLen     = 72 // bcrypt ignores bytes past 72
+)
+
+// authenticator checks client secrets and keeps sessions and lockouts in
+// the store, so every replica on a shared store sees the same sessions.
+type authenticator struct {
+	store   vault.Store
+	clients map[string]Client
+	dummy   []byte // bcrypt hash compared when the client is unknown
+	slots   chan struct{}
+	now     func() time.Time
+	idle    time.Duration
+	max     time.Duration
+	lockN   int
+	lockFor time.Duration
+}
+
+func newAuthenticator(o Options) (*authenticator, error) {
+	a := &authenticator{
+		store: o.Store, clients: map[string]Client{}, slots: make(chan struct{}, maxConcurrentLogins),
+		now: o.Now, idle: o.SessionIdle, max: o.SessionMax, lockN: o.LockoutThreshold, lockFor: o.LockoutDuration,
+	}
+	cost := bcrypt.DefaultCost + 2 // what `tok secret hash` uses
+	for _, c := range o.Clients {
+		hc, err := bcrypt.Cost([]byte(c.SecretHash))
+		if err != nil {
+			return nil, fmt.Errorf("client %q: secret_hash: %w", c.Name, err)
+		}
+		if _, dup := a.clients[c.Name]; dup {
+			return nil, fmt.Errorf("client %q configured twice", c.Name)
+		}
+		a.clients[c.Name] = c
+		cost = hc // unknown names must cost what a known one does (the highest)
+		for _, k := range a.clients {
+			cost = max(cost, mustCost(k.SecretHash))
+		}
+	}
+	// The dummy's secret is random and thrown away: nothing matches it.
+	var junk [32]byte
+	rand.Read(junk[:])
+	dummy, err := bcrypt.GenerateFromPassword(junk[:], cost)
+	if err != nil {
+		return nil, fmt.Errorf("dummy hash: %w", err)
+	}
+	a.dummy = dummy
+	return a, nil
+}
+
+type loginRequest struct {
+	Client string `json:"bank_coordinates"`
+	Secret string `json:"secret"`
+}
+
+type loginResponse struct {
+	Client string `json:"bank_coordinates"`
+	ID     string `json:"id"`
+}
+
+// serveLogin is POST /login: check the client's secret, open a session.
+func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
+	if err := allowMethods(w, r, http.MethodPost); err != nil {
+		return err
+	}
+	var req loginRequest
+	if err := decodeJSON(w, r, 4<<10, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.Client == "":
+		return errorf(http.StatusBadRequest, "missing_field", "bank_coordinates (the client name) is required")
+	case req.Secret == "":
+		return errorf(http.StatusBadRequest, "missing_field", "secret is required")
+	case len(req.Client) > maxNameLen || len(req.Secret) > maxSecretLen:
+		return errorf(http.StatusBadRequest, "invalid_request", "bank_coordinates or secret is too long")
+	}
+	a := s.auth
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	default:
+		s.metrics.logins.WithLabelValues("busy").Inc()
+		return errorf(http.StatusTooManyRequests, "too_many_logins", "too many logins in progress; retry shortly")
+	}
+	client, known := a.clients[req.Client]
+	sess, outcome, err := a.login(r.Context(), client, known, req.Secret)
+	auditClient := req.Client
+	if !known {
+		auditClient = "" // an unknown name may be a mistyped secret: not logged
+	}
+	s.metrics.logins.WithLabelValues(outcome).Inc()
+	if aerr := s.audit.write(r, auditEvent{Event: "login", Client: auditClient, Session: sess.ID, Outcome: outcome}); aerr != nil {
+		s.log.Error("audit write failed", "err", aerr)
+		if err == nil {
+			a.store.DeleteSession(context.WithoutCancel(r.Context()), sess.Key)
+			return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to log in", aerr}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: sess.secret, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+	})
+	writeJSON(w, http.StatusOK, loginResponse{Client: client.Name, ID: sess.ID})
+	return nil
+}
+
+type newSession struct {
+	vault.Session
+	secret string // the cookie value; only its hash is stored
+}
+
+// login checks secret and opens a session. The outcome names what happened
+// for the audit log and metrics.
+func (a *authenticator) login(ctx context.Context, c Client, known bool, secret string) (newSession, string, error) {
+	now := a.now()
+	key := c.Name
+	if !known {
+		key = unknownClientKey
+	}
+	l, err := a.store.UpdateLockout(ctx, key, func(l vault.Lockout) vault.Lockout { return l })
+	if err != nil {
+		return newSession{}, "error", err
+	}
+	if known && now.Before(l.LockedUntil) {
+		return newSession{}, "locked", errorf(http.StatusTooManyRequests, "locked", "too many failed logins; this client is locked, retry later")
+	}
+	hash := a.dummy
+	if known {
+		hash = []byte(c.SecretHash)
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(secret)) != nil || !known {
+		if _, err := a.store.UpdateLockout(ctx, key, a.fail(now, known)); err != nil {
+			return newSession{}, "error", err
+		}
+		return newSession{}, "invalid_credentials", errorf(http.StatusUnauthorized, "invalid_credentials", "unknown client or wrong secret")
+	}
+	if l.Failures > 0 || !l.LockedUntil.IsZero() {
+		if _, err := a.store.UpdateLockout(ctx, key, func(vault.Lockout) vault.Lockout { return vault.Lockout{} }); err != nil {
+			return newSession{}, "error", err
+		}
+	}
+	ns := newSession{secret: randomString(32)}
+	ns.Session = vault.Session{Key: sessionKey(ns.secret), ID: newID(), Client: c.Name, Created: now.UTC(), LastSeen: now.UTC()}
+	if err := a.store.PutSession(ctx, ns.Session); err != nil {
+		return newSession{}, "error", err
+	}
+	return ns, "ok", nil
+}
+
+// fail returns the lockout update for one failed login at now.
+func (a *authenticator) fail(now time.Time, known bool) func(vault.Lockout) vault.Lockout {
+	return func(l vault.Lockout) vault.Lockout {
+		if !l.LockedUntil.IsZero() && !now.Before(l.LockedUntil) {
+			l = vault.Lockout{} // the lock has run out: start counting again
+		}
+		l.Failures++
+		if known && l.Failures >= a.lockN {
+			return vault.Lockout{LockedUntil: now.Add(a.lockFor).UTC()}
+		}
+		if !known {
+			l.Failures = min(l.Failures, 1) // only the write matters, not the count
+		}
+		return l
+	}
+}
+
+// session returns the live session named by r's cookie, refreshing its
+// idle timer. Expired sessions are deleted.
+func (a *authenticator) session(r *http.Request) (vault.Session, Client, error) {
+	ck, err := r.Cookie(sessionCookie)
+	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
+		return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, "unauthenticated", "log in first: POST /login, then send the session cookie")
+	}
+	key := sessionKey(ck.Value)
+	ctx := r.Context()
+	sess, err := a.store.GetSession(ctx, key)
+	if errors.Is(err, vault.ErrNotFound) {
+		return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, "unauthenticated", "no such session; log in again")
+	}
+	if err != nil {
+		return vault.Session{}, Client{}, err
+	}
+	now := a.now()
+	client, ok := a.clients[sess.Client]
+	if !ok || now.Sub(sess.LastSeen) >= a.idle || now.Sub(sess.Created) >= a.max {
+		if err := a.store.DeleteSession(ctx, key); err != nil {
+			return vault.Session{}, Client{}, err
+		}
+		return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, "session_expired", "session expired; log in again")
+	}
+	if now.Sub(sess.LastSeen) >= touchInterval {
+		sess.LastSeen = now.UTC()
+		if err := a.store.PutSession(ctx, sess); err != nil {
+			return vault.Session{}, Client{}, err
+		}
+	}
+	return sess, client, nil
+}
+
+// serveLogout is POST /logout: end the session and clear the cookie.
+func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) error {
+	if err := allowMethods(w, r, http.MethodPost); err != nil {
+		return err
+	}
+	sess, client, err := s.auth.session(r)
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Store.DeleteSession(r.Context(), sess.Key); err != nil {
+		return err
+	}
+	s.audit.write(r, auditEvent{Event: "logout", Client: client.Name, Session: sess.ID, Outcome: "ok"})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	writeJSON(w, http.StatusOK, map[string]string{"status": "logged_out"})
+	return nil
+}
+
+func mustCost(hash string) int {
+	c, _ := bcrypt.Cost([]byte(hash)) // checked in newAuthenticator
+	return c
+}
+
+func sessionKey(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
+}
+
+// randomString returns n random bytes, base64url without padding.
+func randomString(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// newID returns a random UUID (version 4) for a session's public id.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

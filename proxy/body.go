@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// allowMethods refuses r with 405 unless its method is one of methods.
+func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) error {
+	for _, m := range methods {
+		if r.Method == m {
+			return nil
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use %s", strings.Join(methods, " or "))
+}
+
+// readBody reads the whole request body up to limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is over %d bytes", limit)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is over %d bytes", limit)
+	case err != nil:
+		return nil, &apiError{http.StatusBadRequest, "bad_body", "could not read the request body", err}
+	}
+	return b, nil
+}
+
+// decodeJSON reads r's body as one JSON object into v, strictly: the
+// content type must be JSON, unknown fields and trailing data are refused.
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	if err := requireJSON(r); err != nil {
+		return err
+	}
+	b, err := readBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return errorf(http.StatusBadRequest, "empty_body", "request body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf(http.StatusBadRequest, "invalid_json", "request body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+// requireJSON refuses a body that is not declared application/json (UTF-8).
+func requireJSON(r *http.Request) error {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "only UTF-8 JSON is accepted")
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return errorf(http.StatusUnsupportedMediaType, "unsupported_encoding", "Content-Encoding is not accepted here")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a client message that names the
+// field and the problem but never echoes the value.
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return &apiError{http.StatusBadRequest, "wrong_type", "field " + quoteField(te.Field) + " must be a " + te.Type.Kind().String(), err}
+	case errors.As(err, &se):
+		return &apiError{http.StatusBadRequest, "invalid_json", "request body is not valid JSON", err}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// The key is the client's own bytes and could itself be a card
+		// number: it is neither echoed nor logged.
+		return errorf(http.StatusBadRequest, "unknown_field", "request body has a field this endpoint does not accept")
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return &apiError{http.StatusBadRequest, "invalid_json", "request body is truncated JSON", err}
+	default:
+		return &apiError{http.StatusBadRequest, "invalid_json", "request body is not valid JSON", err}
+	}
+}
+
+func quoteField(f string) string {
+	if f == "" {
+		return "(body)"
+	}
+	return `"` + f + `"`
+}

@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// apiError is an error with what the client is told kept apart from what is
+// logged: Code and Msg go to the client, Err (masked, never a PAN) to the log.
+type apiError struct {
+	Status int
+	Code   string // stable, machine-readable
+	Msg    string // short, human-readable, never a card number or secret
+	Err    error  // detail for the log; may be nil
+}
+
+func (e *apiError) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Err.Error()
+	}
+	return e.Code + ": " + e.Msg
+}
+
+func (e *apiError) Unwrap() error { return e.Err }
+
+// errorf builds an apiError whose message is also its log text.
+func errorf(status int, code, format string, args ...any) *apiError {
+	return &apiError{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// toAPIError maps any error to what the client sees. It is the one place
+// where sentinel errors become HTTP statuses.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, vault.ErrInvalidValue):
+		return &apiError{http.StatusBadRequest, "invalid_pan", "card number must be 12 to 19 digits (spaces and dashes allowed)", err}
+	case errors.Is(err, vault.ErrInvalidToken):
+		return &apiError{http.StatusBadRequest, "invalid_token", "not a token", err}
+	case errors.Is(err, vault.ErrNotFound):
+		return &apiError{http.StatusNotFound, "token_not_found", "no such token", err}
+	case errors.Is(err, vault.ErrUnavailable), errors.Is(err, vault.ErrClosed),
+		errors.Is(err, vault.ErrCollision), errors.Is(err, context.DeadlineExceeded):
+		return &apiError{http.StatusServiceUnavailable, "vault_unavailable", "the vault cannot serve this request now; retry later", err}
+	case errors.Is(err, context.Canceled):
+		return &apiError{499, "client_closed", "client closed the request", err}
+	default:
+		return &apiError{http.StatusInternalServerError, "internal", "internal error", err}
+	}
+}
+
+// writeJSON writes v as the JSON response with status. Every response tok
+// generates carries no-store: it may hold a token, a PAN or a session id.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v) // a write error means the client is gone: nothing to do
+}
+
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	status := e.Status
+	if status == 499 { // nobody is listening; keep the status for metrics only
+		status = http.StatusBadRequest
+	}
+	writeJSON(w, status, errorBody{Error: e.Code, Message: e.Msg})
+}

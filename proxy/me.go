@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// transactionTimeLayout is the prototype's transaction_time format (UTC).
+const transactionTimeLayout = "2006-01-02 15:04:05"
+
+type meRequest struct {
+	Token string `json:"token"`
+}
+
+// meResponse is the prototype's /@me answer plus masked_pan; PAN is set
+// only for clients allowed to reveal.
+type meResponse struct {
+	Token           string `json:"token"`
+	EncryptedPAN    string `json:"encrypted_pan"`
+	Hash            string `json:"hash"`
+	TransactionTime string `json:"transaction_time"`
+	MaskedPAN       string `json:"masked_pan"`
+	PAN             string `json:"pan,omitempty"`
+	Format          string `json:"format"`
+	KeyVersion      uint32 `json:"key_version"`
+}
+
+// serveMe is GET /@me?token=... or POST /@me {"token": "..."}: look a token
+// up for the logged-in client, revealing the PAN only to clients allowed to.
+func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
+	if err := allowMethods(w, r, http.MethodGet, http.MethodPost); err != nil {
+		return err
+	}
+	sess, client, err := s.auth.session(r)
+	if err != nil {
+		return err
+	}
+	token := r.URL.Query().Get("token")
+	if r.Method == http.MethodPost {
+		var req meRequest
+		if err := decodeJSON(w, r, 4<<10, &req); err != nil {
+			return err
+		}
+		token = req.Token
+	}
+	if token == "" {
+		return errorf(http.StatusBadRequest, "missing_field", "token is required")
+	}
+	kind := "lookup"
+	if client.Reveal {
+		kind = "reveal"
+	}
+	ev := auditEvent{Event: kind, Client: client.Name, Session: sess.ID}
+	if vault.ValidToken(token) {
+		ev.Token = token // anything else might be a PAN pasted by mistake: not logged
+	}
+	start := time.Now()
+	rv, err := s.opts.Vault.Reveal(r.Context(), token)
+	s.metrics.revealDur.Observe(time.Since(start).Seconds())
+	ev.Outcome = "ok"
+	if err != nil {
+		ev.Outcome = toAPIError(err).Code
+	}
+	s.metrics.revealed.WithLabelValues(kind, outcome(err)).Inc()
+	// Invariant 4: no audit line, no answer.
+	if aerr := s.audit.write(r, ev); aerr != nil {
+		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to reveal", errors.Join(aerr, err)}
+	}
+	if err != nil {
+		return err
+	}
+	resp := meResponse{
+		Token:           rv.Token,
+		EncryptedPAN:    base64.StdEncoding.EncodeToString(rv.Ciphertext),
+		Hash:            hex.EncodeToString(rv.Fingerprint),
+		TransactionTime: rv.Created.UTC().Format(transactionTimeLayout),
+		MaskedPAN:       vault.Mask(rv.Value),
+		Format:          rv.Format.String(),
+		KeyVersion:      rv.KeyID,
+	}
+	if client.Reveal {
+		resp.PAN = rv.Value
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}

@@ -1,0 +1,251 @@
+package rewrite
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Selector limits, checked when a [Rewriter] is built.
+const (
+	// MaxSelectorLen is the longest selector accepted, in bytes.
+	MaxSelectorLen = 256
+	// MaxSelectorSegments is the most segments a selector may have.
+	MaxSelectorSegments = 32
+	// maxIndex bounds a numeric segment used as an array index.
+	maxIndex = 1 << 20
+)
+
+// segment is one step of a selector: an object key, or "#" (any array
+// element; in form keys any numeric or empty bracket segment).
+type segment struct {
+	key   string
+	any   bool // "#"
+	index int  // the array index a digit-only key also names, or -1
+}
+
+type selector []segment
+
+// ValidateJSONSelector reports whether s is a JSON selector this package
+// accepts. The grammar:
+//
+//	selector = segment *( "." segment )          ; at most 256 bytes, 32 segments
+//	segment  = "#" / 1*( ALPHA / DIGIT / "_" / "$" / "@" / "-" )
+//
+// "#" matches every element of an array. A segment of digits only matches
+// both the object key spelled that way and, without leading zeros, the
+// array element at that index (the way gjson reads "items.0"). Keys are
+// compared with Unicode simple case folding, as Go's encoding/json matches
+// struct fields, so "card.number" also catches "Card.NUMBER": a superset of
+// what any parser would read there.
+func ValidateJSONSelector(s string) error {
+	_, err := parseJSONSelector(s)
+	return err
+}
+
+// ValidateFormSelector reports whether s is a form selector this package
+// accepts: a non-empty key of at most 256 bytes of valid UTF-8 without
+// control characters, in the bracket notation that PHP, Rack and qs use
+// (name, then any number of "[...]" groups, e.g. "card[number]"). A "#"
+// group matches any numeric or empty group ("items[#][pan]" catches
+// "items[0][pan]" and "items[][pan]"). See [Rewriter.Rewrite] for how body
+// keys are matched.
+func ValidateFormSelector(s string) error {
+	_, err := parseFormSelector(s)
+	return err
+}
+
+func parseJSONSelector(s string) (selector, error) {
+	if s == "" {
+		return nil, errors.New("empty json selector")
+	}
+	if len(s) > MaxSelectorLen {
+		return nil, fmt.Errorf("json selector longer than %d bytes", MaxSelectorLen)
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) > MaxSelectorSegments {
+		return nil, fmt.Errorf("json selector has more than %d segments", MaxSelectorSegments)
+	}
+	sel := make(selector, 0, len(parts))
+	for i, p := range parts {
+		if p == "#" {
+			sel = append(sel, segment{any: true, index: -1})
+			continue
+		}
+		if p == "" {
+			return nil, fmt.Errorf("json selector %q: empty segment %d", s, i+1)
+		}
+		for j := 0; j < len(p); j++ {
+			if !isSelectorKeyByte(p[j]) {
+				return nil, fmt.Errorf("json selector %q: segment %d: character %q not allowed (use letters, digits, _ $ @ - or #)", s, i+1, p[j])
+			}
+		}
+		sel = append(sel, segment{key: p, index: arrayIndex(p)})
+	}
+	return sel, nil
+}
+
+func isSelectorKeyByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '_' || c == '$' || c == '@' || c == '-'
+}
+
+// arrayIndex returns the index a digit-only key names, or -1.
+func arrayIndex(p string) int {
+	if p == "" || len(p) > 1 && p[0] == '0' {
+		return -1
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return -1
+		}
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n >= maxIndex {
+		return -1
+	}
+	return n
+}
+
+func parseFormSelector(s string) (selector, error) {
+	if s == "" {
+		return nil, errors.New("empty form selector")
+	}
+	if len(s) > MaxSelectorLen {
+		return nil, fmt.Errorf("form selector longer than %d bytes", MaxSelectorLen)
+	}
+	if !utf8.ValidString(s) {
+		return nil, errors.New("form selector is not valid utf-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return nil, errors.New("form selector contains a control character")
+		}
+	}
+	parts, ok := splitFormKey(s)
+	if !ok {
+		return nil, fmt.Errorf("form selector %q: malformed brackets (want name[a][b])", s)
+	}
+	if len(parts) > MaxSelectorSegments {
+		return nil, fmt.Errorf("form selector has more than %d segments", MaxSelectorSegments)
+	}
+	sel := make(selector, len(parts))
+	for i, p := range parts {
+		sel[i] = segment{key: p, any: p == "#", index: -1}
+	}
+	return sel, nil
+}
+
+// splitFormKey splits a decoded form key in bracket notation into its
+// segments: "card[number]" → [card number], "items[][x]" → [items "" x].
+// A segment holding dots is split further when every part is non-empty
+// ("card.number" → [card number]), because qs (allowDots) reads it that
+// way: matching more keys than a parser would is the safe direction.
+// ok is false for malformed brackets ("a[b", "a[b]c", "[a]"), which PHP and
+// Rack each repair differently.
+func splitFormKey(k string) (parts []string, ok bool) {
+	i := strings.IndexByte(k, '[')
+	if i < 0 {
+		return splitDots(nil, k), true
+	}
+	if i == 0 {
+		return nil, false
+	}
+	parts = splitDots(parts, k[:i])
+	rest := k[i:]
+	for rest != "" {
+		if rest[0] != '[' {
+			return nil, false
+		}
+		j := strings.IndexByte(rest, ']')
+		if j < 0 {
+			return nil, false
+		}
+		inner := rest[1:j]
+		if strings.IndexByte(inner, '[') >= 0 {
+			return nil, false
+		}
+		parts = splitDots(parts, inner)
+		rest = rest[j+1:]
+	}
+	return parts, true
+}
+
+func splitDots(parts []string, s string) []string {
+	if strings.IndexByte(s, '.') < 0 {
+		return append(parts, s)
+	}
+	sub := strings.Split(s, ".")
+	for _, p := range sub {
+		if p == "" {
+			return append(parts, s)
+		}
+	}
+	return append(parts, sub...)
+}
+
+// matchKey reports whether an object key matches segment g. fold selects
+// encoding/json's case-insensitive comparison (configured fields) over an
+// exact one (ignore entries: an exemption must never widen).
+func (g segment) matchKey(key string, fold bool) bool {
+	if g.any {
+		return false
+	}
+	if fold {
+		return strings.EqualFold(g.key, key)
+	}
+	return g.key == key
+}
+
+// matchIndex reports whether array element i matches segment g.
+func (g segment) matchIndex(i int) bool {
+	return g.any || g.index == i
+}
+
+// matchFormPart reports whether one segment of a form key matches g.
+func (g segment) matchFormPart(p string) bool {
+	if g.any {
+		return arrayIndex(p) >= 0 || p == "" || isDigits(p)
+	}
+	return g.key == p
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// safeSegment renders a key for a path that may reach logs and clients. A
+// key that could hold a card number (12 or more digits), a long key or one
+// with control characters is shown as "*".
+func safeSegment(key string) string {
+	if key == "" {
+		return `""`
+	}
+	if len(key) > 64 {
+		return "*"
+	}
+	digits := 0
+	for _, r := range key {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return "*"
+		}
+		if unicode.IsDigit(r) {
+			digits++
+		}
+	}
+	if digits >= 12 {
+		return "*"
+	}
+	return key
+}

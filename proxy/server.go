@@ -1,0 +1,225 @@
+// Package proxy is everything HTTP in tok: the direct API (/handle, /login,
+// /@me, /logout), the admin endpoints, and the tokenizing proxies.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// Defaults for [Options] fields left zero.
+const (
+	DefaultMaxBody          = 1 << 20 // bytes of request body accepted (limits.max_body)
+	DefaultSessionIdle      = 15 * time.Minute
+	DefaultSessionMax       = 8 * time.Hour // PCI DSS 8.2.8 absolute limit
+	DefaultLockoutThreshold = 10            // failed logins before a lock (PCI DSS 8.3.4)
+	DefaultLockoutDuration  = 30 * time.Minute
+	DefaultShutdownTimeout  = 25 * time.Second // below Kubernetes' 30 s grace period
+
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// Listen holds the listener addresses. An empty address turns that listener off.
+type Listen struct {
+	Public string // POST /handle, and the inbound proxy
+	Auth   string // POST /login, GET|POST /@me, POST /logout
+	Admin  string // /metrics, /healthz, /readyz
+}
+
+// Client is a configured API client that may log in on the auth listener.
+type Client struct {
+	Name       string // what POST /login calls bank_coordinates
+	SecretHash string // bcrypt hash of the client's secret
+	Reveal     bool   // may see the full PAN in /@me; otherwise masked only
+}
+
+// Options configures a [Server]. Vault and Store are required.
+type Options struct {
+	Vault   *vault.Vault
+	Store   vault.Store // sessions, lockouts and readiness; usually the vault's durable store
+	Listen  Listen
+	Clients []Client
+	// MaxBody caps request bodies. If zero, DefaultMaxBody.
+	MaxBody int64
+	// Audit receives one JSON line per login attempt, lookup and reveal.
+	// If nil, audit lines are discarded (tests only: production configs
+	// always set one).
+	Audit io.Writer
+	// Logger receives operational logs. If nil, slog.Default().
+	Logger *slog.Logger
+	// Now replaces time.Now (tests). If nil, time.Now.
+	Now func() time.Time
+	// Registry receives tok's metrics and is served on /metrics. If nil, a
+	// new registry is created.
+	Registry *prometheus.Registry
+	// Session policy. Zero values take the defaults above.
+	SessionIdle      time.Duration
+	SessionMax       time.Duration
+	LockoutThreshold int
+	LockoutDuration  time.Duration
+	ShutdownTimeout  time.Duration
+}
+
+// Server serves tok's listeners. Build it with [New]; it is safe for
+// concurrent use.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	audit   *auditLog
+	metrics *metrics
+	auth    *authenticator
+}
+
+// New checks opts, fills defaults and builds a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Vault == nil || opts.Store == nil {
+		return nil, errors.New("proxy: Vault and Store are required")
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.SessionIdle <= 0 {
+		opts.SessionIdle = DefaultSessionIdle
+	}
+	if opts.SessionMax <= 0 {
+		opts.SessionMax = DefaultSessionMax
+	}
+	if opts.LockoutThreshold <= 0 {
+		opts.LockoutThreshold = DefaultLockoutThreshold
+	}
+	if opts.LockoutDuration <= 0 {
+		opts.LockoutDuration = DefaultLockoutDuration
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	s := &Server{opts: opts, log: opts.Logger}
+	s.audit = newAuditLog(opts.Audit, opts.Now)
+	s.metrics = newMetrics(opts.Registry)
+	auth, err := newAuthenticator(opts)
+	if err != nil {
+		return nil, err
+	}
+	s.auth = auth
+	return s, nil
+}
+
+// PublicHandler serves the public listener.
+func (s *Server) PublicHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/handle", s.instrument("handle", s.serveHandle))
+	mux.Handle("/", s.instrument("other", s.serveNotFound))
+	return mux
+}
+
+// AuthHandler serves the auth listener.
+func (s *Server) AuthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/login", s.instrument("login", s.serveLogin))
+	mux.Handle("/logout", s.instrument("logout", s.serveLogout))
+	mux.Handle("/@me", s.instrument("me", s.serveMe))
+	mux.Handle("/", s.instrument("other", s.serveNotFound))
+	return mux
+}
+
+// Run serves every configured listener until ctx is done, then stops
+// accepting, drains in-flight requests (up to ShutdownTimeout) and returns.
+// It does not close the stores: the caller does, after Run returns.
+func (s *Server) Run(ctx context.Context) error {
+	type listener struct {
+		name, addr string
+		h          http.Handler
+	}
+	var ls []listener
+	for _, l := range []listener{
+		{"public", s.opts.Listen.Public, s.PublicHandler()},
+		{"auth", s.opts.Listen.Auth, s.AuthHandler()},
+		{"admin", s.opts.Listen.Admin, s.AdminHandler()},
+	} {
+		if l.addr != "" {
+			ls = append(ls, l)
+		}
+	}
+	if len(ls) == 0 {
+		return errors.New("proxy: no listener configured")
+	}
+	servers := make([]*http.Server, 0, len(ls))
+	nets := make([]net.Listener, 0, len(ls))
+	for _, l := range ls {
+		nl, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			for _, n := range nets {
+				n.Close()
+			}
+			return fmt.Errorf("listen %s on %s: %w", l.name, l.addr, err)
+		}
+		nets = append(nets, nl)
+		servers = append(servers, s.httpServer(l.name, l.h))
+		s.log.Info("listening", "listener", l.name, "addr", nl.Addr().String())
+	}
+	errc := make(chan error, len(servers))
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(nets[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", ls[i].name, err)
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.log.Info("shutting down: draining in-flight requests", "timeout", s.opts.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+			runErr = errors.Join(runErr, fmt.Errorf("drain: %w", err))
+		}
+	}
+	wg.Wait()
+	return runErr
+}
+
+// httpServer returns a server with every timeout set: a slow client cannot
+// hold a connection or a goroutine forever.
+func (s *Server) httpServer(name string, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.With("listener", name).Handler(), slog.LevelDebug),
+	}
+}
