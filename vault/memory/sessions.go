@@ -1,0 +1,74 @@
+package memory
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// msUTC truncates t to what durable stores keep: milliseconds, UTC.
+func msUTC(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return time.UnixMilli(t.UnixMilli()).UTC()
+}
+
+// PutSession implements [vault.Store].
+func (s *Store) PutSession(ctx context.Context, sess vault.Session) error {
+	sess.Key = bytes.Clone(sess.Key)
+	sess.Created, sess.LastSeen = msUTC(sess.Created), msUTC(sess.LastSeen)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	s.sessions[string(sess.Key)] = sess
+	return nil
+}
+
+// GetSession implements [vault.Store].
+func (s *Store) GetSession(ctx context.Context, key []byte) (vault.Session, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.begin(ctx); err != nil {
+		return vault.Session{}, err
+	}
+	sess, ok := s.sessions[string(key)]
+	if !ok {
+		return vault.Session{}, vault.ErrNotFound
+	}
+	sess.Key = bytes.Clone(sess.Key)
+	return sess, nil
+}
+
+// DeleteSession implements [vault.Store].
+func (s *Store) DeleteSession(ctx context.Context, key []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	delete(s.sessions, string(key))
+	return nil
+}
+
+// UpdateLockout implements [vault.Store]. fn runs once, under the store's
+// lock, so it must not call back into the store.
+func (s *Store) UpdateLockout(ctx context.Context, client string, fn func(vault.Lockout) vault.Lockout) (vault.Lockout, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return vault.Lockout{}, err
+	}
+	l := fn(s.lockouts[client])
+	l.LockedUntil = msUTC(l.LockedUntil)
+	if l == (vault.Lockout{}) {
+		delete(s.lockouts, client)
+	} else {
+		s.lockouts[client] = l
+	}
+	return l, nil
+}
