@@ -1,0 +1,314 @@
+// Package config is tok's YAML configuration: the schema, the embedded
+// defaults (default.yaml, which also documents every key), strict decoding
+// and validation.
+//
+// [Parse] reports every problem in a file at once, each with its line, the
+// key path and the fix, so that `tok check` can list them all. The decoded
+// [Config] is plain data: main hands its values down to proxy and vault.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"os"
+	"time"
+)
+
+// defaultYAML is the commented default configuration.
+//
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the commented default configuration file: every key
+// with its default value and documentation.
+func DefaultYAML() []byte { return append([]byte(nil), defaultYAML...) }
+
+// Defaults for keys left absent or empty. default.yaml shows the same values;
+// a test keeps the two in step.
+const (
+	DefaultPublicAddr = ":8080"          // listen.public
+	DefaultAuthAddr   = "127.0.0.1:5000" // listen.auth
+	DefaultAdminAddr  = "127.0.0.1:9090" // listen.admin
+	DefaultEgressAddr = "127.0.0.1:8081" // listen.egress
+
+	// DefaultDataDir holds the default bolt file, keyring and audit log, and
+	// the demo secret written by [Bootstrap].
+	DefaultDataDir     = "./data"
+	DefaultBoltPath    = "./data/tok.db"       // vault.bolt, when vault.postgres is empty too
+	DefaultKeyringPath = "./data/keyring.yaml" // vault.keyring
+	DefaultAuditPath   = "./data/audit.log"    // audit.path
+
+	DefaultMaxBody  Size = 1 * MiB // limits.max_body
+	DefaultMaxDepth      = 64      // limits.max_depth
+
+	DefaultSessionIdle      = 15 * time.Minute // session.idle
+	DefaultSessionMax       = 8 * time.Hour    // session.max (PCI DSS 8.2.8)
+	DefaultLockoutThreshold = 10               // lockout.threshold (PCI DSS 8.3.4)
+	DefaultLockoutDuration  = 30 * time.Minute // lockout.duration (PCI DSS 8.3.4)
+
+	DefaultGuardMode = GuardReject // guard.mode
+	DefaultStore     = StoreDisk   // fields[].store
+)
+
+// Limits enforced by validation.
+const (
+	MinMaxBody  Size = 1 * KiB  // smallest limits.max_body
+	MaxMaxBody  Size = 64 * MiB // largest limits.max_body
+	MaxMaxDepth      = 1000     // largest limits.max_depth
+	// MaxLockoutThreshold and MinLockoutDuration are PCI DSS 8.3.4's bounds:
+	// lockout settings may be stricter than the defaults, never looser.
+	MaxLockoutThreshold = 10
+	MinLockoutDuration  = 30 * time.Minute
+	// MaxKeepFirst and MaxKeepLast bound the digits a pan token keeps in
+	// clear: PCI DSS allows at most the BIN (first 8) and the last 4.
+	MaxKeepFirst = 8
+	MaxKeepLast  = 4
+	// MinBcryptCost is the weakest bcrypt cost accepted in secret_hash;
+	// `tok secret hash` uses [BcryptCost].
+	MinBcryptCost = 10
+	BcryptCost    = 12
+	// MaxSelectorLen bounds json and form selectors and guard.ignore entries.
+	MaxSelectorLen = 256
+)
+
+// Off is the listen address that turns a listener off.
+const Off = "off"
+
+// Environment variables read by [Config.ApplyEnv] and [Config.LoadKeyring].
+// When set, they win over the file.
+const (
+	EnvPostgresURL = "TOK_POSTGRES_URL" // selects postgres with this URL
+	EnvKeyring     = "TOK_KEYRING"      // the keyring file's contents
+)
+
+// Guard modes (guard.mode).
+const (
+	GuardReject   = "reject"   // refuse the request with 422 naming the field
+	GuardTokenize = "tokenize" // tokenize the number in place
+	GuardOff      = "off"      // let it pass
+)
+
+// Field stores (fields[].store).
+const (
+	StoreDisk   = "disk"   // the durable store (bolt or postgres)
+	StoreMemory = "memory" // the volatile store: never on disk, needs a ttl
+)
+
+// Config is tok's whole configuration. After [Parse] every default is
+// filled in: a listener that is off has an empty address, and exactly one of
+// Vault.Bolt and Vault.Postgres is set.
+type Config struct {
+	Listen   Listen        `yaml:"listen"`
+	Vault    Vault         `yaml:"vault"`
+	Limits   Limits        `yaml:"limits"`
+	Clients  []Client      `yaml:"clients"`
+	Audit    Audit         `yaml:"audit"`
+	Session  Session       `yaml:"session"`
+	Lockout  Lockout       `yaml:"lockout"`
+	Upstream string        `yaml:"upstream"` // the merchant app; empty: no inbound proxy
+	Inbound  []Route       `yaml:"inbound"`
+	Guard    Guard         `yaml:"guard"`
+	Egress   []EgressRoute `yaml:"egress"`
+}
+
+// Listen holds the listener addresses (host:port). After Parse, an empty
+// address means the listener is off ("off" in the file).
+type Listen struct {
+	Public string `yaml:"public"`
+	Auth   string `yaml:"auth"`
+	Admin  string `yaml:"admin"`
+	Egress string `yaml:"egress"` // served only when there are egress routes
+}
+
+// Vault says where records and keys live.
+type Vault struct {
+	Bolt     string `yaml:"bolt"`     // bbolt file path
+	Postgres string `yaml:"postgres"` // PostgreSQL URL
+	Keyring  string `yaml:"keyring"`  // keyring file path (unless TOK_KEYRING is set)
+}
+
+// Limits bound what a request may carry.
+type Limits struct {
+	MaxBody  Size `yaml:"max_body"`
+	MaxDepth int  `yaml:"max_depth"`
+}
+
+// Client may log in on the auth listener.
+type Client struct {
+	Name       string `yaml:"name"`        // what POST /login calls bank_coordinates
+	SecretHash string `yaml:"secret_hash"` // bcrypt hash of the secret
+	Reveal     bool   `yaml:"reveal"`      // may see full PANs in /@me
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	Path string `yaml:"path"` // "-" means stdout
+}
+
+// Session is the login session policy.
+type Session struct {
+	Idle time.Duration `yaml:"idle"`
+	Max  time.Duration `yaml:"max"`
+}
+
+// Lockout is the failed-login policy.
+type Lockout struct {
+	Threshold int           `yaml:"threshold"`
+	Duration  time.Duration `yaml:"duration"`
+}
+
+// Match selects the requests a route applies to.
+type Match struct {
+	Method string `yaml:"method"` // empty: any method
+	Path   string `yaml:"path"`   // exact, or a prefix ending in "/*"
+}
+
+// Route is an inbound route: the card fields of matching requests are
+// tokenized before the request reaches the upstream.
+type Route struct {
+	Name   string  `yaml:"name"`
+	Match  Match   `yaml:"match"`
+	Fields []Field `yaml:"fields"`
+}
+
+// EgressRoute is an outbound route: the tokens in its fields are revealed
+// before the request goes to Upstream.
+type EgressRoute struct {
+	Name        string  `yaml:"name"`
+	Match       Match   `yaml:"match"`
+	Upstream    string  `yaml:"upstream"`
+	StripPrefix string  `yaml:"strip_prefix"`
+	CAFile      string  `yaml:"ca_file"` // PEM bundle; empty: the system roots
+	Fields      []Field `yaml:"fields"`
+	// Headers are set on every forwarded request. A value "env:NAME" is
+	// read from the environment with [Resolve].
+	Headers map[string]string `yaml:"headers"`
+	// EgressKey, if set, is "env:NAME": the app must send the variable's
+	// value in X-Tok-Egress-Key.
+	EgressKey string `yaml:"egress_key"`
+}
+
+// Field names one value in a body and how to tokenize it. Exactly one of
+// JSON and Form is set.
+type Field struct {
+	JSON   string        `yaml:"json"`   // dotted path; "#" = every array element
+	Form   string        `yaml:"form"`   // form key
+	Format string        `yaml:"format"` // pan (default), digits, opaque
+	Keep   *Keep         `yaml:"keep"`   // pan only; nil: 6 and 4
+	Unique bool          `yaml:"unique"`
+	Store  string        `yaml:"store"` // disk (default) or memory
+	TTL    time.Duration `yaml:"ttl"`   // required for memory
+}
+
+// Keep says how many digits a pan token keeps in clear. A nil count takes
+// the default (vault.DefaultKeepFirst, vault.DefaultKeepLast); 0 keeps none.
+type Keep struct {
+	First *int `yaml:"first"`
+	Last  *int `yaml:"last"`
+}
+
+// Selector returns the field's selector as the proxy logs it: "json:PATH"
+// or "form:KEY".
+func (f Field) Selector() string {
+	if f.Form != "" {
+		return "form:" + f.Form
+	}
+	return "json:" + f.JSON
+}
+
+// Guard configures the card-number guard.
+type Guard struct {
+	Mode   string   `yaml:"mode"`
+	Ignore []string `yaml:"ignore"`
+}
+
+// Default returns the embedded default configuration. It panics only if the
+// embedded file is broken, which a test rules out.
+func Default() *Config {
+	c, err := Parse(defaultYAML, "default.yaml")
+	if err != nil {
+		panic(fmt.Sprintf("config: embedded defaults: %v", err))
+	}
+	return c
+}
+
+// Load reads and parses the file at path. Problems are reported as for
+// [Parse], named by path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes data strictly, fills in defaults and validates the result.
+// name is the file name used in problem reports. The error, if any, is an
+// [*Error] listing every problem found. Parse does not read the environment;
+// see [Config.ApplyEnv].
+func Parse(data []byte, name string) (*Config, error) {
+	d, err := decode(data, name)
+	if err != nil {
+		return nil, err
+	}
+	d.cfg.fillDefaults()
+	v := &validator{doc: d}
+	v.config(d.cfg)
+	if err := d.problems(); err != nil {
+		return nil, err
+	}
+	return d.cfg, nil
+}
+
+// fillDefaults sets every absent key to its default.
+func (c *Config) fillDefaults() {
+	listen := []struct {
+		addr *string
+		def  string
+	}{
+		{&c.Listen.Public, DefaultPublicAddr},
+		{&c.Listen.Auth, DefaultAuthAddr},
+		{&c.Listen.Admin, DefaultAdminAddr},
+		{&c.Listen.Egress, DefaultEgressAddr},
+	}
+	for _, l := range listen {
+		switch *l.addr {
+		case "":
+			*l.addr = l.def
+		case Off:
+			*l.addr = ""
+		}
+	}
+	if c.Vault.Bolt == "" && c.Vault.Postgres == "" {
+		c.Vault.Bolt = DefaultBoltPath
+	}
+	setDefault(&c.Vault.Keyring, DefaultKeyringPath)
+	setDefault(&c.Limits.MaxBody, DefaultMaxBody)
+	setDefault(&c.Limits.MaxDepth, DefaultMaxDepth)
+	setDefault(&c.Audit.Path, DefaultAuditPath)
+	setDefault(&c.Session.Idle, DefaultSessionIdle)
+	setDefault(&c.Session.Max, DefaultSessionMax)
+	setDefault(&c.Lockout.Threshold, DefaultLockoutThreshold)
+	setDefault(&c.Lockout.Duration, DefaultLockoutDuration)
+	setDefault(&c.Guard.Mode, DefaultGuardMode)
+	for i := range c.Inbound {
+		fillFieldDefaults(c.Inbound[i].Fields)
+	}
+	for i := range c.Egress {
+		fillFieldDefaults(c.Egress[i].Fields)
+	}
+}
+
+func fillFieldDefaults(fs []Field) {
+	for i := range fs {
+		setDefault(&fs[i].Format, "pan")
+		setDefault(&fs[i].Store, DefaultStore)
+	}
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}

@@ -1,0 +1,107 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// ApplyEnv applies the environment overrides, which win over the file:
+// TOK_POSTGRES_URL, when set, selects postgres with that URL (and clears
+// Vault.Bolt). getenv is usually os.Getenv. It returns a description of
+// each override applied, for the startup log; never a value.
+func (c *Config) ApplyEnv(getenv func(string) string) []string {
+	var applied []string
+	if u := getenv(EnvPostgresURL); u != "" {
+		c.Vault.Postgres, c.Vault.Bolt = u, ""
+		applied = append(applied, EnvPostgresURL+" selects the postgres store")
+	}
+	if getenv(EnvKeyring) != "" {
+		applied = append(applied, EnvKeyring+" holds the keyring; vault.keyring is not read")
+	}
+	return applied
+}
+
+// LoadKeyring reads the keyring: from the environment variable TOK_KEYRING
+// (the keyring file's contents) when it is set, else from the file
+// Vault.Keyring. It returns the keyring and where it came from (for logs).
+// The keyring's keys are never part of an error.
+func (c *Config) LoadKeyring(getenv func(string) string) (vault.KeyringFile, string, error) {
+	if s := getenv(EnvKeyring); s != "" {
+		f, err := vault.ParseKeyringFile([]byte(s))
+		if err != nil {
+			return f, "", fmt.Errorf("env %s: %w", EnvKeyring, err)
+		}
+		return f, "env " + EnvKeyring, nil
+	}
+	b, err := os.ReadFile(c.Vault.Keyring)
+	if errors.Is(err, os.ErrNotExist) {
+		return vault.KeyringFile{}, "", fmt.Errorf("read keyring: %w; create one with \"tok keys new -o %s\" or set %s", err, c.Vault.Keyring, EnvKeyring)
+	}
+	if err != nil {
+		return vault.KeyringFile{}, "", fmt.Errorf("read keyring: %w", err)
+	}
+	f, err := vault.ParseKeyringFile(b)
+	if err != nil {
+		return f, "", fmt.Errorf("%s: %w", c.Vault.Keyring, err)
+	}
+	return f, c.Vault.Keyring, nil
+}
+
+// Resolve returns the value of a config string that may reference the
+// environment: "env:NAME" is the variable NAME (an error if it is unset or
+// empty); anything else is returned as is.
+func Resolve(s string, getenv func(string) string) (string, error) {
+	name, ok := strings.CutPrefix(s, "env:")
+	if !ok {
+		return s, nil
+	}
+	v := getenv(name)
+	if v == "" {
+		return "", fmt.Errorf("environment variable %s is not set", name)
+	}
+	return v, nil
+}
+
+// Spec returns how the field's values are tokenized. Parse has validated
+// the field, so an error means a Field built by hand is invalid.
+func (f Field) Spec() (vault.Spec, error) {
+	format, err := vault.ParseFormat(f.Format)
+	if err != nil {
+		return vault.Spec{}, err
+	}
+	s := vault.Spec{Format: format, Unique: f.Unique, TTL: f.TTL}
+	switch f.Store {
+	case "", StoreDisk:
+	case StoreMemory:
+		if f.TTL <= 0 {
+			return vault.Spec{}, errors.New("store memory needs a ttl")
+		}
+		s.Volatile = true
+	default:
+		return vault.Spec{}, fmt.Errorf("unknown store %q", f.Store)
+	}
+	if f.Keep != nil {
+		if format != vault.FormatPAN {
+			return vault.Spec{}, errors.New("keep is only for format pan")
+		}
+		// Config counts digits (0 keeps none); vault.Spec reserves 0 for
+		// the default and -1 for none.
+		s.KeepFirst = keepCount(f.Keep.First)
+		s.KeepLast = keepCount(f.Keep.Last)
+	}
+	return s, nil
+}
+
+func keepCount(p *int) int {
+	switch {
+	case p == nil:
+		return 0
+	case *p == 0:
+		return -1
+	}
+	return *p
+}

@@ -1,0 +1,429 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// validator checks a decoded, defaulted Config and records every problem.
+type validator struct {
+	doc    *document
+	routes map[string]string // route name → path of its first use
+}
+
+// fail records a problem at path unless path already has a schema problem.
+func (v *validator) fail(path, format string, args ...any) {
+	if v.doc.skipped(path) {
+		return
+	}
+	v.doc.add(Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+var (
+	clientNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	routeNameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	jsonSegRE    = regexp.MustCompile(`^(#|[A-Za-z0-9_$@-]+)$`)
+	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// tokenRE is RFC 9110's token: method and header names.
+	tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+)
+
+func (v *validator) config(c *Config) {
+	v.routes = map[string]string{}
+	v.listen(c)
+	v.vault(c.Vault)
+	v.limits(c.Limits)
+	v.clients(c.Clients)
+	if c.Audit.Path != "-" && strings.ContainsFunc(c.Audit.Path, isControl) {
+		v.fail("audit.path", "contains a control character")
+	}
+	v.session(c.Session, c.Lockout)
+	if c.Upstream != "" {
+		v.upstreamURL("upstream", c.Upstream, false)
+	}
+	if len(c.Inbound) > 0 && c.Upstream == "" {
+		v.fail("inbound", "inbound routes need an upstream; set upstream to the merchant app's URL, e.g. http://127.0.0.1:3000")
+	}
+	matches := map[string]string{}
+	for i, r := range c.Inbound {
+		p := fmt.Sprintf("inbound[%d]", i)
+		v.route(p, r.Name, r.Match, matches)
+		if len(r.Fields) == 0 {
+			v.fail(p+".fields", "an inbound route needs at least one field; add one or remove the route")
+		}
+		v.fields(p, r.Fields)
+	}
+	v.guard(c.Guard)
+	if len(c.Egress) > 0 && c.Listen.Egress == "" {
+		v.fail("listen.egress", "egress routes are configured but the egress listener is off; set an address or remove the routes")
+	}
+	matches = map[string]string{}
+	for i, r := range c.Egress {
+		v.egress(fmt.Sprintf("egress[%d]", i), r, matches)
+	}
+}
+
+func (v *validator) listen(c *Config) {
+	addrs := map[string]string{}
+	on := 0
+	for _, l := range []struct{ key, addr string }{
+		{"public", c.Listen.Public}, {"auth", c.Listen.Auth}, {"admin", c.Listen.Admin}, {"egress", c.Listen.Egress},
+	} {
+		p := "listen." + l.key
+		if l.addr == "" {
+			continue
+		}
+		on++
+		_, port, err := net.SplitHostPort(l.addr)
+		if err != nil {
+			v.fail(p, "%q is not host:port; write e.g. \"127.0.0.1:8080\" or \":8080\", or \"off\"", l.addr)
+			continue
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			v.fail(p, "port %q is not a number from 0 to 65535", port)
+			continue
+		}
+		if prev, dup := addrs[l.addr]; dup && !strings.HasSuffix(l.addr, ":0") {
+			v.fail(p, "same address as %s; give each listener its own port", prev)
+			continue
+		}
+		addrs[l.addr] = p
+	}
+	if on == 0 || (c.Listen.Public == "" && c.Listen.Auth == "" && c.Listen.Admin == "") {
+		v.fail("listen", "every listener is off; give at least public, auth or admin an address")
+	}
+}
+
+func (v *validator) vault(c Vault) {
+	if c.Bolt != "" && c.Postgres != "" {
+		v.fail("vault.postgres", "set exactly one of vault.bolt and vault.postgres; remove one")
+	}
+	if c.Postgres != "" {
+		u, err := url.Parse(c.Postgres)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			// Never echo the URL: it may carry a password.
+			v.fail("vault.postgres", "not a postgres:// URL; write postgres://user@host:5432/db (or set TOK_POSTGRES_URL)")
+		} else if _, hasPass := u.User.Password(); hasPass {
+			v.fail("vault.postgres", "holds a password; move the URL to the environment variable TOK_POSTGRES_URL (or use a .pgpass file)")
+		}
+	}
+	if strings.ContainsFunc(c.Bolt, isControl) {
+		v.fail("vault.bolt", "contains a control character")
+	}
+	if strings.ContainsFunc(c.Keyring, isControl) {
+		v.fail("vault.keyring", "contains a control character")
+	}
+}
+
+func (v *validator) limits(l Limits) {
+	if l.MaxBody < MinMaxBody || l.MaxBody > MaxMaxBody {
+		v.fail("limits.max_body", "%s is out of range; use %s to %s", l.MaxBody, MinMaxBody, MaxMaxBody)
+	}
+	if l.MaxDepth < 1 || l.MaxDepth > MaxMaxDepth {
+		v.fail("limits.max_depth", "%d is out of range; use 1 to %d", l.MaxDepth, MaxMaxDepth)
+	}
+}
+
+func (v *validator) clients(cs []Client) {
+	seen := map[string]int{}
+	for i, c := range cs {
+		p := fmt.Sprintf("clients[%d]", i)
+		switch {
+		case c.Name == "":
+			v.fail(p+".name", "missing; every client needs a name (what POST /login calls bank_coordinates)")
+		case !clientNameRE.MatchString(c.Name):
+			v.fail(p+".name", "%q: use 1 to 64 letters, digits, \".\", \"_\" or \"-\"", c.Name)
+		default:
+			if first, dup := seen[c.Name]; dup {
+				v.fail(p+".name", "duplicate client %q (also clients[%d]); names must be unique", c.Name, first)
+			} else {
+				seen[c.Name] = i
+			}
+		}
+		// The hash is not echoed: it is not the secret, but it is an
+		// offline-guessing target.
+		switch cost, err := bcrypt.Cost([]byte(c.SecretHash)); {
+		case c.SecretHash == "":
+			v.fail(p+".secret_hash", "missing; generate one with \"tok secret hash\"")
+		case err != nil:
+			v.fail(p+".secret_hash", "not a bcrypt hash; generate one with \"tok secret hash\"")
+		case cost < MinBcryptCost:
+			v.fail(p+".secret_hash", "bcrypt cost %d is below %d; regenerate it with \"tok secret hash\"", cost, MinBcryptCost)
+		}
+	}
+}
+
+func (v *validator) session(s Session, l Lockout) {
+	if s.Idle < 0 {
+		v.fail("session.idle", "must be positive, e.g. 15m")
+	}
+	if s.Max < 0 {
+		v.fail("session.max", "must be positive, e.g. 8h")
+	}
+	if s.Idle > 0 && s.Max > 0 && s.Idle > s.Max {
+		v.fail("session.idle", "%s is longer than session.max (%s); lower it", s.Idle, s.Max)
+	}
+	if l.Threshold < 1 || l.Threshold > MaxLockoutThreshold {
+		v.fail("lockout.threshold", "%d is out of range; use 1 to %d (PCI DSS 8.3.4)", l.Threshold, MaxLockoutThreshold)
+	}
+	if l.Duration < MinLockoutDuration {
+		v.fail("lockout.duration", "%s is too short; use at least %s (PCI DSS 8.3.4)", l.Duration, MinLockoutDuration)
+	}
+}
+
+// upstreamURL checks an upstream URL. Egress upstreams must use https
+// unless the host is loopback: card numbers leave tok there.
+func (v *validator) upstreamURL(path, raw string, egress bool) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
+		v.fail(path, "%q is not an http or https URL with a host, e.g. https://api.example.com", raw)
+	case u.User != nil:
+		v.fail(path, "must not hold credentials; for egress, send them with headers: {Authorization: \"env:NAME\"}")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		v.fail(path, "must not have a query or fragment; remove what follows \"?\" or \"#\"")
+	case egress && u.Scheme != "https" && !isLoopback(u.Hostname()):
+		v.fail(path, "card numbers would cross the network in clear; use https (plain http only for a loopback host)")
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// route checks a route's name (unique across inbound and egress routes) and
+// match (unique within its list, tracked in matches).
+func (v *validator) route(path, name string, m Match, matches map[string]string) {
+	switch {
+	case name == "":
+		v.fail(path+".name", "missing; every route needs a name (it labels metrics and logs)")
+	case !routeNameRE.MatchString(name):
+		v.fail(path+".name", "%q: use 1 to 64 letters, digits, \"_\" or \"-\"", name)
+	default:
+		if prev, dup := v.routes[name]; dup {
+			v.fail(path+".name", "duplicate route name %q (also %s); names must be unique", name, prev)
+		} else {
+			v.routes[name] = path
+		}
+	}
+	if m.Method != "" && (!tokenRE.MatchString(m.Method) || strings.ToUpper(m.Method) != m.Method) {
+		v.fail(path+".match.method", "%q is not an HTTP method; write it in upper case, e.g. POST", m.Method)
+	}
+	pathOK := v.matchPath(path+".match.path", m.Path)
+	if pathOK {
+		key := m.Method + " " + m.Path
+		if prev, dup := matches[key]; dup {
+			v.fail(path+".match", "same method and path as %s; merge the two routes", prev)
+		} else {
+			matches[key] = path
+		}
+	}
+}
+
+func (v *validator) matchPath(path, p string) bool {
+	switch {
+	case p == "":
+		v.fail(path, "missing; write an exact path such as /checkout or a prefix such as /api/*")
+	case p[0] != '/':
+		v.fail(path, "%q must start with \"/\"", p)
+	case strings.ContainsAny(p, "?# ") || strings.ContainsFunc(p, isControl):
+		v.fail(path, "%q: a path has no query, fragment, space or control character", p)
+	case strings.Contains(strings.TrimSuffix(p, "/*"), "*"):
+		v.fail(path, "%q: \"*\" is only allowed as a final \"/*\" (a prefix match)", p)
+	case hasDotSegment(p):
+		v.fail(path, "%q: remove \".\" and \"..\" segments", p)
+	default:
+		return true
+	}
+	return false
+}
+
+func hasDotSegment(p string) bool {
+	for s := range strings.SplitSeq(p, "/") {
+		if s == "." || s == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) fields(route string, fs []Field) {
+	seen := map[string]int{}
+	for i, f := range fs {
+		p := fmt.Sprintf("%s.fields[%d]", route, i)
+		switch {
+		case f.JSON != "" && f.Form != "":
+			v.fail(p, "set exactly one of json and form; split it into two fields")
+		case f.JSON == "" && f.Form == "":
+			v.fail(p, "set one of json (a dotted path such as card.number) or form (a form key such as card[number])")
+		case f.JSON != "":
+			if msg := checkJSONSelector(f.JSON); msg != "" {
+				v.fail(p+".json", "%s", msg)
+			}
+		default:
+			if msg := checkFormSelector(f.Form); msg != "" {
+				v.fail(p+".form", "%s", msg)
+			}
+		}
+		if j, dup := seen[f.Selector()]; dup {
+			v.fail(p, "same selector as fields[%d]; remove one", j)
+		} else {
+			seen[f.Selector()] = i
+		}
+		format, err := vault.ParseFormat(f.Format)
+		if err != nil {
+			v.fail(p+".format", "%q is not a format; use pan, digits or opaque", f.Format)
+		}
+		if f.Keep != nil {
+			if err == nil && format != vault.FormatPAN {
+				v.fail(p+".keep", "only pan tokens keep digits; remove keep or use format: pan")
+			}
+			if k := f.Keep.First; k != nil && (*k < 0 || *k > MaxKeepFirst) {
+				v.fail(p+".keep.first", "%d is out of range; keep 0 to %d leading digits", *k, MaxKeepFirst)
+			}
+			if k := f.Keep.Last; k != nil && (*k < 0 || *k > MaxKeepLast) {
+				v.fail(p+".keep.last", "%d is out of range; keep 0 to %d trailing digits", *k, MaxKeepLast)
+			}
+		}
+		switch f.Store {
+		case StoreDisk:
+		case StoreMemory:
+			if f.TTL <= 0 {
+				v.fail(p+".ttl", "store: memory needs a ttl, e.g. ttl: 15m (a volatile value must expire)")
+			}
+		default:
+			v.fail(p+".store", "%q is not a store; use disk or memory", f.Store)
+		}
+		if f.TTL < 0 {
+			v.fail(p+".ttl", "must be positive, e.g. 15m")
+		}
+	}
+}
+
+// checkJSONSelector returns what is wrong with a json selector, or "". The
+// grammar: segments separated by ".", each "#" (every element of an array)
+// or one or more of A-Z a-z 0-9 _ $ @ -. A numeric segment is an array index
+// or an object key, as gjson reads it.
+func checkJSONSelector(s string) string {
+	if len(s) > MaxSelectorLen {
+		return fmt.Sprintf("longer than %d bytes", MaxSelectorLen)
+	}
+	for i, seg := range strings.Split(s, ".") {
+		if seg == "" {
+			return fmt.Sprintf("%q has an empty segment (segment %d); write dotted keys such as card.number", s, i+1)
+		}
+		if !jsonSegRE.MatchString(seg) {
+			return fmt.Sprintf("%q: segment %q may hold only letters, digits, _ $ @ - or be \"#\" (every array element)", s, seg)
+		}
+	}
+	return ""
+}
+
+// checkFormSelector returns what is wrong with a form key, or "".
+func checkFormSelector(s string) string {
+	switch {
+	case len(s) > MaxSelectorLen:
+		return fmt.Sprintf("longer than %d bytes", MaxSelectorLen)
+	case !utf8.ValidString(s):
+		return "not valid UTF-8"
+	case strings.ContainsFunc(s, isControl):
+		return "contains a control character"
+	}
+	return ""
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+
+func (v *validator) guard(g Guard) {
+	switch g.Mode {
+	case GuardReject, GuardTokenize, GuardOff:
+	default:
+		v.fail("guard.mode", "%q is not a mode; use reject, tokenize or off", g.Mode)
+	}
+	for i, s := range g.Ignore {
+		if s == "" {
+			v.fail(fmt.Sprintf("guard.ignore[%d]", i), "empty; write a field path such as order.id")
+		} else if msg := checkFormSelector(s); msg != "" {
+			v.fail(fmt.Sprintf("guard.ignore[%d]", i), "%s", msg)
+		}
+	}
+}
+
+func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
+	v.route(p, r.Name, r.Match, matches)
+	if r.Upstream == "" {
+		v.fail(p+".upstream", "missing; write the payment provider's base URL, e.g. https://api.psp.example")
+	} else {
+		v.upstreamURL(p+".upstream", r.Upstream, true)
+	}
+	if r.StripPrefix != "" {
+		switch {
+		case r.StripPrefix[0] != '/' || (len(r.StripPrefix) > 1 && strings.HasSuffix(r.StripPrefix, "/")):
+			v.fail(p+".strip_prefix", "%q: start with \"/\" and do not end with \"/\", e.g. /psp", r.StripPrefix)
+		case !strings.HasPrefix(r.Match.Path, r.StripPrefix):
+			v.fail(p+".strip_prefix", "%q is not a prefix of match.path %q; every matched path must start with it", r.StripPrefix, r.Match.Path)
+		}
+	}
+	if r.CAFile != "" {
+		if _, err := os.Stat(r.CAFile); err != nil {
+			v.fail(p+".ca_file", "cannot read %q: %v", r.CAFile, unwrapPathError(err))
+		}
+	}
+	v.fields(p, r.Fields)
+	for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
+		val := r.Headers[name]
+		hp := p + ".headers." + name
+		switch {
+		case !tokenRE.MatchString(name):
+			v.fail(hp, "%q is not a header name", name)
+		case isHopOrFraming(name):
+			v.fail(hp, "tok sets %s itself; remove it", http.CanonicalHeaderKey(name))
+		}
+		if ref, ok := strings.CutPrefix(val, "env:"); ok {
+			if !envNameRE.MatchString(ref) {
+				v.fail(hp, "%q is not an environment variable name", ref)
+			}
+		} else if strings.ContainsFunc(val, isControl) {
+			v.fail(hp, "the value contains a control character")
+		}
+	}
+	if r.EgressKey != "" {
+		ref, ok := strings.CutPrefix(r.EgressKey, "env:")
+		if !ok || !envNameRE.MatchString(ref) {
+			v.fail(p+".egress_key", "write env:NAME (the key is read from the environment, never from this file)")
+		}
+	}
+}
+
+func isHopOrFraming(name string) bool {
+	switch http.CanonicalHeaderKey(name) {
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Upgrade", "Te", "Trailer",
+		"Keep-Alive", "Proxy-Connection", "Content-Encoding", "X-Tok-Egress-Key":
+		return true
+	}
+	return false
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
