@@ -56,12 +56,10 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		kind = "reveal"
 	}
 	ev := auditEvent{Event: kind, Client: client.Name, Session: sess.ID}
-	if vault.ValidToken(token) {
-		ev.Token = token // anything else might be a PAN pasted by mistake: not logged
-	}
 	start := time.Now()
 	rv, err := s.opts.Vault.Reveal(r.Context(), token)
 	s.metrics.revealDur.Observe(time.Since(start).Seconds())
+	ev.Token = auditToken(token, err == nil)
 	ev.Outcome = "ok"
 	if err != nil {
 		ev.Outcome = toAPIError(err).Code
@@ -88,4 +86,21 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// auditToken is how a requested token appears in the audit log. A token
+// with a record is logged as is. Anything else may be a card number pasted
+// where a token belongs: it is masked if it is long enough to be one, and dropped if it
+// is not token-shaped at all.
+func auditToken(token string, found bool) string {
+	switch {
+	case found:
+		return token
+	case !vault.ValidToken(token):
+		return ""
+	case len(token) >= vault.MinPANLength && token[0] >= '0' && token[0] <= '9':
+		return vault.Mask(token) // digits with no record: perhaps a PAN, Luhn-valid or not
+	default:
+		return token
+	}
 }

@@ -146,49 +146,61 @@ func (s *Server) AuthHandler() http.Handler {
 	return mux
 }
 
-// Run serves every configured listener until ctx is done, then stops
-// accepting, drains in-flight requests (up to ShutdownTimeout) and returns.
-// It does not close the stores: the caller does, after Run returns.
+// Listener names, as in the config's listen section.
+const (
+	ListenerPublic = "public"
+	ListenerAuth   = "auth"
+	ListenerAdmin  = "admin"
+)
+
+// Run listens on every configured address and serves until ctx is done
+// (see [Server.Serve]). It does not close the stores: the caller does,
+// after Run returns.
 func (s *Server) Run(ctx context.Context) error {
-	type listener struct {
-		name, addr string
-		h          http.Handler
-	}
-	var ls []listener
-	for _, l := range []listener{
-		{"public", s.opts.Listen.Public, s.PublicHandler()},
-		{"auth", s.opts.Listen.Auth, s.AuthHandler()},
-		{"admin", s.opts.Listen.Admin, s.AdminHandler()},
-	} {
-		if l.addr != "" {
-			ls = append(ls, l)
+	addrs := map[string]string{ListenerPublic: s.opts.Listen.Public, ListenerAuth: s.opts.Listen.Auth, ListenerAdmin: s.opts.Listen.Admin}
+	ls := map[string]net.Listener{}
+	for name, addr := range addrs {
+		if addr == "" {
+			continue
 		}
+		nl, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+		}
+		ls[name] = nl
 	}
-	if len(ls) == 0 {
+	return s.Serve(ctx, ls)
+}
+
+// Serve serves each listener by name (ListenerPublic, ListenerAuth,
+// ListenerAdmin) until ctx is done or one fails, then stops accepting and
+// drains in-flight requests for up to ShutdownTimeout. It closes the
+// listeners.
+func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) error {
+	handlers := map[string]http.Handler{ListenerPublic: s.PublicHandler(), ListenerAuth: s.AuthHandler(), ListenerAdmin: s.AdminHandler()}
+	if len(listeners) == 0 {
 		return errors.New("proxy: no listener configured")
 	}
-	servers := make([]*http.Server, 0, len(ls))
-	nets := make([]net.Listener, 0, len(ls))
-	for _, l := range ls {
-		nl, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			for _, n := range nets {
-				n.Close()
-			}
-			return fmt.Errorf("listen %s on %s: %w", l.name, l.addr, err)
-		}
-		nets = append(nets, nl)
-		servers = append(servers, s.httpServer(l.name, l.h))
-		s.log.Info("listening", "listener", l.name, "addr", nl.Addr().String())
-	}
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(listeners))
+	var servers []*http.Server
 	var wg sync.WaitGroup
-	for i, srv := range servers {
+	for name, nl := range listeners {
+		h, ok := handlers[name]
+		if !ok {
+			nl.Close()
+			return fmt.Errorf("proxy: unknown listener %q", name)
+		}
+		srv := s.httpServer(name, h)
+		servers = append(servers, srv)
+		s.log.Info("listening", "listener", name, "addr", nl.Addr().String())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(nets[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("serve %s: %w", ls[i].name, err)
+			if err := srv.Serve(nl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", name, err)
 			}
 		}()
 	}

@@ -1,0 +1,292 @@
+package rewrite
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// GuardMode says what the guard does with a card-like number found outside
+// the configured fields. The zero value is [GuardReject].
+type GuardMode int
+
+// Guard modes.
+const (
+	// GuardReject refuses the body with [CodeCardNumberDetected] (HTTP 422),
+	// naming the path of the first hit. It is the default.
+	GuardReject GuardMode = iota
+	// GuardTokenize hands every hit to the replace callback, marked with
+	// Field -1, so the caller tokenizes it in place.
+	GuardTokenize
+	// GuardOff disables the guard.
+	GuardOff
+)
+
+// ParseGuardMode maps the config spelling ("reject", "tokenize", "off"; ""
+// means reject) to a GuardMode.
+func ParseGuardMode(s string) (GuardMode, bool) {
+	switch s {
+	case "", "reject":
+		return GuardReject, true
+	case "tokenize":
+		return GuardTokenize, true
+	case "off":
+		return GuardOff, true
+	}
+	return 0, false
+}
+
+// String returns the config spelling of m.
+func (m GuardMode) String() string {
+	switch m {
+	case GuardReject:
+		return "reject"
+	case GuardTokenize:
+		return "tokenize"
+	case GuardOff:
+		return "off"
+	}
+	return "unknown"
+}
+
+// Card-number lengths the guard recognises.
+const (
+	minCardDigits = 13
+	maxCardDigits = 19
+	// maxSeparators is the longest run of separators allowed between two
+	// digit groups of one number ("4111 - 1111" has three).
+	maxSeparators = 3
+)
+
+// networkPrefixes lists issuer identification number ranges of the card
+// networks the guard knows, as inclusive [lo, hi] prefix pairs of equal
+// length. Overlaps are harmless.
+var networkPrefixes = [][2]string{
+	{"4", "4"},           // Visa
+	{"51", "55"},         // Mastercard
+	{"2221", "2720"},     // Mastercard 2-series
+	{"2200", "2204"},     // Mir
+	{"34", "34"},         // American Express
+	{"37", "37"},         // American Express
+	{"6011", "6011"},     // Discover
+	{"644", "649"},       // Discover
+	{"65", "65"},         // Discover, RuPay
+	{"3528", "3589"},     // JCB
+	{"36", "36"},         // Diners Club International
+	{"300", "305"},       // Diners Club Carte Blanche
+	{"3095", "3095"},     // Diners Club
+	{"38", "39"},         // Diners Club
+	{"62", "62"},         // UnionPay
+	{"50", "50"},         // Maestro
+	{"56", "69"},         // Maestro (covers 60 RuPay, 62, 65 as well)
+	{"81", "82"},         // RuPay
+	{"9792", "9792"},     // Troy
+	{"622126", "622925"}, // Discover co-branded UnionPay (inside 62)
+}
+
+// IsCardNumber reports whether d looks like a payment card number to the
+// guard: 13 to 19 ASCII digits, Luhn-valid, starting with a known network
+// prefix (Visa 4; Mastercard 51–55, 2221–2720; Mir 2200–2204; Amex 34, 37;
+// Discover 6011, 644–649, 65; JCB 3528–3589; Diners 300–305, 3095, 36,
+// 38–39; UnionPay 62; Maestro 50, 56–69; RuPay 81–82; Troy 9792).
+// UATP (prefix 1) is left out on purpose: 13-digit millisecond timestamps
+// start with 1 and a tenth of them pass the Luhn check.
+// Tokens in the pan format never pass it: they fail the Luhn check.
+func IsCardNumber(d string) bool {
+	if len(d) < minCardDigits || len(d) > maxCardDigits || !vault.Luhn(d) {
+		return false
+	}
+	for _, p := range networkPrefixes {
+		n := len(p[0])
+		if d[:n] >= p[0] && d[:n] <= p[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// cardRun is a card-like number found inside a string: the byte span it
+// covers (separators included) and its ASCII digits.
+type cardRun struct {
+	start, end int
+	digits     string
+}
+
+// digitValue returns the value of r if it is a decimal digit in any script
+// (ASCII, fullwidth, Arabic-Indic...), since some parsers and every human
+// reader accept those too.
+func digitValue(r rune) (byte, bool) {
+	if r >= '0' && r <= '9' {
+		return byte(r - '0'), true
+	}
+	if r < utf8.RuneSelf || !unicode.Is(unicode.Nd, r) {
+		return 0, false
+	}
+	// Every range of unicode.Nd is made of whole blocks of ten, each
+	// starting at its zero (checked by TestDigitBlocks).
+	for _, rg := range unicode.Nd.R16 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return byte((r - rune(rg.Lo)) % 10), true
+		}
+	}
+	for _, rg := range unicode.Nd.R32 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return byte((r - rune(rg.Lo)) % 10), true
+		}
+	}
+	return 0, false
+}
+
+func isSeparator(r rune) bool {
+	return r == ' ' || r == '-' || r == '\u00a0' || r >= 0x80 && (unicode.Is(unicode.Zs, r) || unicode.Is(unicode.Pd, r))
+}
+
+type digitGroup struct {
+	start, end int
+	digits     string
+}
+
+// findCards returns every card-like number in s: runs of digits where
+// groups may be separated by up to three spaces or dashes. A run longer
+// than 19 digits is searched for card numbers made of whole groups (so
+// "4111 1111 1111 1111 2030" is caught; a bare 20-digit number is not a
+// card).
+func findCards(s string) []cardRun {
+	var out []cardRun
+	var groups []digitGroup
+	var cur []byte
+	curStart := -1
+	sepCount := 0
+	flush := func() {
+		if len(groups) > 0 {
+			out = appendCards(out, groups)
+		}
+		groups = groups[:0]
+	}
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if v, ok := digitValue(r); ok {
+			if curStart < 0 {
+				curStart = i
+				cur = cur[:0]
+			}
+			cur = append(cur, '0'+v)
+			sepCount = 0
+			i += n
+			continue
+		}
+		if curStart >= 0 {
+			groups = append(groups, digitGroup{curStart, i, string(cur)})
+			curStart = -1
+		}
+		if isSeparator(r) && len(groups) > 0 && sepCount < maxSeparators {
+			sepCount++
+		} else {
+			flush()
+			sepCount = 0
+		}
+		i += n
+	}
+	if curStart >= 0 {
+		groups = append(groups, digitGroup{curStart, len(s), string(cur)})
+	}
+	flush()
+	return out
+}
+
+// appendCards checks one run of digit groups.
+func appendCards(out []cardRun, groups []digitGroup) []cardRun {
+	total := 0
+	for _, g := range groups {
+		total += len(g.digits)
+	}
+	if total <= maxCardDigits {
+		d := joinDigits(groups)
+		if IsCardNumber(d) {
+			out = append(out, cardRun{groups[0].start, groups[len(groups)-1].end, d})
+		}
+		return out
+	}
+	// Longer runs: leftmost, then longest, whole-group windows.
+	for i := 0; i < len(groups); {
+		found := -1
+		n := 0
+		for j := i; j < len(groups); j++ {
+			n += len(groups[j].digits)
+			if n > maxCardDigits {
+				break
+			}
+			if n >= minCardDigits && IsCardNumber(joinDigits(groups[i:j+1])) {
+				found = j
+			}
+		}
+		if found < 0 {
+			i++
+			continue
+		}
+		out = append(out, cardRun{groups[i].start, groups[found].end, joinDigits(groups[i : found+1])})
+		i = found + 1
+	}
+	return out
+}
+
+func joinDigits(groups []digitGroup) string {
+	if len(groups) == 1 {
+		return groups[0].digits
+	}
+	var sb strings.Builder
+	for _, g := range groups {
+		sb.WriteString(g.digits)
+	}
+	return sb.String()
+}
+
+// numberCard returns the card-like integer a JSON number denotes, or "".
+// It reads the raw text, never a float64: "4111111111111111",
+// "4.111111111111111e15", "41111111111111110e-1" and "-4111111111111111"
+// all denote the same card number to a float-based parser.
+func numberCard(raw string) string {
+	raw = strings.TrimPrefix(raw, "-")
+	mant, exp := raw, 0
+	if i := strings.IndexAny(raw, "eE"); i >= 0 {
+		mant = raw[:i]
+		e := raw[i+1:]
+		neg := false
+		if e != "" && (e[0] == '+' || e[0] == '-') {
+			neg = e[0] == '-'
+			e = e[1:]
+		}
+		for _, c := range []byte(e) {
+			exp = exp*10 + int(c-'0')
+			if exp > 100 {
+				return ""
+			}
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	digits := mant
+	if i := strings.IndexByte(mant, '.'); i >= 0 {
+		digits = mant[:i] + mant[i+1:]
+		exp -= len(mant) - i - 1
+	}
+	digits = strings.TrimLeft(digits, "0")
+	for exp < 0 {
+		if digits == "" || digits[len(digits)-1] != '0' {
+			return "" // not an integer
+		}
+		digits = digits[:len(digits)-1]
+		exp++
+	}
+	if len(digits)+exp > maxCardDigits {
+		return ""
+	}
+	digits += strings.Repeat("0", exp)
+	if IsCardNumber(digits) {
+		return digits
+	}
+	return ""
+}
