@@ -39,7 +39,6 @@ type KeyringFile struct {
 // new records) and the HMAC key for fingerprints. It lives outside the store.
 // A Keyring is safe for concurrent use; its AEADs are built once.
 type Keyring struct {
-	file    KeyringFile
 	primary uint32
 	aeads   map[uint32]cipher.AEAD
 	macs    sync.Pool // of hash.Hash (HMAC-SHA256 under the fingerprint key)
@@ -138,7 +137,7 @@ func NewKeyring(f KeyringFile) (*Keyring, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("fingerprint_key: %w", err))
 	}
-	k := &Keyring{file: f, primary: f.Primary, aeads: map[uint32]cipher.AEAD{}, sealed: map[uint32]*atomic.Uint64{}}
+	k := &Keyring{primary: f.Primary, aeads: map[uint32]cipher.AEAD{}, sealed: map[uint32]*atomic.Uint64{}}
 	for _, v := range slices.Sorted(maps.Keys(f.DataKeys)) {
 		raw, err := decodeKey(f.DataKeys[v])
 		if err != nil {
@@ -175,7 +174,9 @@ func decodeKey(s string) ([]byte, error) {
 func (k *Keyring) Primary() uint32 { return k.primary }
 
 // Versions returns the data key versions, ascending.
-func (k *Keyring) Versions() []uint32 { return slices.Sorted(maps.Keys(k.file.DataKeys)) }
+// It reads the ciphers built by [NewKeyring], never the file's map, which
+// the caller may go on changing (KeyringFile.Rotate).
+func (k *Keyring) Versions() []uint32 { return slices.Sorted(maps.Keys(k.aeads)) }
 
 // Sealed returns how many values this process has encrypted under version v.
 func (k *Keyring) Sealed(v uint32) uint64 {
