@@ -13,6 +13,7 @@ import (
 	"hash"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -107,11 +108,13 @@ func WriteKeyringFile(path string, f KeyringFile, overwrite bool) error {
 			return fmt.Errorf("write keyring %q: %w", path, os.ErrExist)
 		}
 	}
-	tmp := path + ".tmp"
-	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// CreateTemp makes a new file with mode 0600 (O_EXCL): reusing a fixed
+	// name with O_TRUNC would keep the mode of a stale file left there.
+	w, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("write keyring: %w", err)
 	}
+	tmp := w.Name()
 	_, err = w.Write(b)
 	if err == nil {
 		err = w.Sync()
