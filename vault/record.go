@@ -54,6 +54,9 @@ func UnmarshalRecord(token string, b []byte) (Record, error) {
 	if len(b) < 2 || b[0] != recordVersion {
 		return Record{}, fmt.Errorf("%w: token record version", errCorrupt)
 	}
+	if int(b[1]) >= len(formatNames) {
+		return Record{}, fmt.Errorf("%w: token format", errCorrupt)
+	}
 	r := Record{Token: token, Format: Format(b[1])}
 	b = b[2:]
 	kid, n := binary.Uvarint(b)
