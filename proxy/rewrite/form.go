@@ -119,24 +119,7 @@ func hex2(s []byte, i int) (byte, bool) {
 func formEscape(s string) string { return url.QueryEscape(s) }
 
 // safeFormPath renders a decoded form key for an error or a Value.Path.
-func safeFormPath(key string) string {
-	if len(key) > MaxSelectorLen {
-		return "*"
-	}
-	parts, ok := splitFormKey(key)
-	if !ok {
-		return safeSegment(key)
-	}
-	for _, p := range parts {
-		if safeSegment(p) != p && p != "" {
-			return "*"
-		}
-	}
-	if safeSegment(strings.Join(parts, "")) == "*" {
-		return "*"
-	}
-	return key
-}
+func safeFormPath(key string) string { return safeText(key, MaxSelectorLen) }
 
 // collectForm walks a form body (strict) or query string.
 func (r *Rewriter) collectForm(c *collector, b []byte, strict bool) error {

@@ -40,7 +40,7 @@ func (r *Rewriter) collectJSON(c *collector, body []byte) error {
 
 // raw returns the body bytes of v after checking that gjson's offset really
 // points at them: a wrong offset would splice the wrong bytes.
-func (w *jsonWalk) raw(v gjson.Result) ([]byte, *Error) {
+func (w *jsonWalk) raw(v gjson.Result) ([]byte, error) {
 	if v.Index < 0 || v.Index+len(v.Raw) > len(w.body) || string(w.body[v.Index:v.Index+len(v.Raw)]) != v.Raw {
 		return nil, newError(CodeInvalidJSON, w.pathString(), "value offsets disagree with the json reader")
 	}

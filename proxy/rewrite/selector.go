@@ -225,14 +225,16 @@ func isDigits(s string) bool {
 	return true
 }
 
-// safeSegment renders a key for a path that may reach logs and clients. A
-// key that could hold a card number (12 or more digits), a long key or one
-// with control characters is shown as "*".
-func safeSegment(key string) string {
+// safeSegment renders a JSON key for a path that may reach logs and
+// clients. A key that could hold a card number (12 or more digits), a key
+// longer than 64 bytes or one with control characters is shown as "*".
+func safeSegment(key string) string { return safeText(key, 64) }
+
+func safeText(key string, maxLen int) string {
 	if key == "" {
 		return `""`
 	}
-	if len(key) > 64 {
+	if len(key) > maxLen {
 		return "*"
 	}
 	digits := 0
