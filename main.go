@@ -1,0 +1,435 @@
+// Command tok is a sidecar reverse proxy that tokenizes payment card
+// numbers before they reach the merchant app. See README.md.
+//
+// Usage:
+//
+//	tok [serve] [-config FILE]     run (default config: ./tok.yaml if present, else demo defaults)
+//	tok check -config FILE         validate a config file, listing every problem
+//	tok keys new -o FILE           write a fresh keyring (mode 0600)
+//	tok keys rotate -keyring FILE  add a data key version and make it primary
+//	tok secret hash                read a client secret on stdin, print its bcrypt hash
+//	tok version                    print the version
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tokproxy/tok/config"
+	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/bolt"
+	"github.com/tokproxy/tok/vault/memory"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3";
+// otherwise the module version or VCS revision from the build info is used.
+var version = ""
+
+// defaultConfigFile is read by serve and check when -config is not given.
+const defaultConfigFile = "tok.yaml"
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // a runtime error, or problems found by check
+	exitUsage = 2 // unknown subcommand or flag
+)
+
+const usage = `usage:
+  tok [serve] [-config FILE]     run tok (default config: ./tok.yaml if present,
+                                 else the embedded defaults with demo keys in ./data)
+  tok check [-config FILE]       validate a config file and list every problem
+  tok keys new -o FILE           write a fresh keyring (mode 0600; never overwrites)
+  tok keys rotate -keyring FILE  add a data key version and make it primary
+  tok secret hash                read a client secret on stdin, print its bcrypt hash
+  tok version                    print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run dispatches a command line to its subcommand and returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stdout, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "keys":
+		return keys(args, stdout, stderr)
+	case "secret":
+		return secret(args, stdin, stdout, stderr)
+	case "version":
+		if code, ok := parseFlags(newFlags("version", stderr), args, stderr); !ok {
+			return code
+		}
+		fmt.Fprintln(stdout, "tok", buildVersion())
+		return exitOK
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "tok: unknown command %q\n%s", cmd, usage)
+	return exitUsage
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("tok "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	return fs
+}
+
+// parseFlags parses args into fs and refuses positional arguments. If it
+// returns ok false, the caller exits with code.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false // flag has printed the error and the usage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n%s", fs.Name(), fs.Arg(0), usage)
+		return exitUsage, false
+	}
+	return exitOK, true
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v + " " + bi.GoVersion
+}
+
+// check validates a config file and prints every problem with its line.
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("check", stderr)
+	path := fs.String("config", defaultConfigFile, "config `FILE` to validate")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	_, err := config.Load(*path)
+	var cerr *config.Error
+	switch {
+	case errors.As(err, &cerr):
+		for _, p := range cerr.Problems {
+			fmt.Fprintln(stdout, p)
+		}
+		fmt.Fprintf(stdout, "%s: %d problem(s)\n", *path, len(cerr.Problems))
+		return exitFail
+	case err != nil:
+		fmt.Fprintln(stderr, "tok check:", err)
+		return exitFail
+	}
+	fmt.Fprintln(stdout, *path+": ok")
+	return exitOK
+}
+
+// keys runs "keys new" and "keys rotate".
+func keys(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "tok keys: want new or rotate\n%s", usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "new":
+		fs := newFlags("keys new", stderr)
+		out := fs.String("o", "", "keyring `FILE` to create")
+		if code, ok := parseFlags(fs, args[1:], stderr); !ok {
+			return code
+		}
+		if *out == "" {
+			fmt.Fprintf(stderr, "tok keys new: -o FILE is required\n%s", usage)
+			return exitUsage
+		}
+		if err := vault.WriteKeyringFile(*out, vault.NewKeyringFile(), false); err != nil {
+			fmt.Fprintln(stderr, "tok keys new:", err)
+			return exitFail
+		}
+		fmt.Fprintf(stdout, "wrote keyring %s (mode 0600); keep it out of the vault's backups\n", *out)
+		return exitOK
+	case "rotate":
+		fs := newFlags("keys rotate", stderr)
+		path := fs.String("keyring", "", "keyring `FILE` to rotate")
+		if code, ok := parseFlags(fs, args[1:], stderr); !ok {
+			return code
+		}
+		if *path == "" {
+			fmt.Fprintf(stderr, "tok keys rotate: -keyring FILE is required\n%s", usage)
+			return exitUsage
+		}
+		v, err := rotate(*path)
+		if err != nil {
+			fmt.Fprintln(stderr, "tok keys rotate:", err)
+			return exitFail
+		}
+		fmt.Fprintln(stdout, v)
+		fmt.Fprintf(stderr, "data key version %d is now primary in %s; restart tok to use it\n", v, *path)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "tok keys: unknown command %q\n%s", args[0], usage)
+	return exitUsage
+}
+
+// rotate adds a data key version to the keyring file at path and returns it.
+func rotate(path string) (uint32, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read keyring: %w", err)
+	}
+	f, err := vault.ParseKeyringFile(b)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := vault.NewKeyring(f); err != nil {
+		return 0, err // refuse to build on a broken keyring
+	}
+	v := f.Rotate()
+	if err := vault.WriteKeyringFile(path, f, true); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// maxSecret is bcrypt's input limit: longer secrets would be refused.
+const maxSecret = 72
+
+// secret runs "secret hash": one line on stdin, its bcrypt hash on stdout.
+func secret(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "hash" {
+		fmt.Fprintf(stderr, "tok secret: want hash\n%s", usage)
+		return exitUsage
+	}
+	if code, ok := parseFlags(newFlags("secret hash", stderr), args[1:], stderr); !ok {
+		return code
+	}
+	if f, ok := stdin.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprint(stderr, "client secret (one line): ")
+		}
+	}
+	r := bufio.NewReader(io.LimitReader(stdin, 4096))
+	line, err := r.ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintln(stderr, "tok secret hash: read stdin:", err)
+		return exitFail
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	switch {
+	case s == "":
+		fmt.Fprintln(stderr, "tok secret hash: empty secret on stdin; refusing")
+		return exitFail
+	case len(s) > maxSecret:
+		fmt.Fprintf(stderr, "tok secret hash: secret longer than %d bytes (bcrypt's limit)\n", maxSecret)
+		return exitFail
+	}
+	if rest, _ := r.Peek(1); len(rest) > 0 {
+		fmt.Fprintln(stderr, "tok secret hash: more than one line on stdin; give the secret alone")
+		return exitFail
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(s), config.BcryptCost)
+	if err != nil {
+		fmt.Fprintln(stderr, "tok secret hash:", err)
+		return exitFail
+	}
+	fmt.Fprintln(stdout, string(h))
+	return exitOK
+}
+
+// serve runs tok until the first SIGTERM or SIGINT, then drains; a second
+// signal exits at once.
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", "", "config `FILE` (default ./tok.yaml if present, else demo defaults)")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	slog.SetDefault(log)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sigs
+		log.Info("signal received: draining; a second signal exits at once", "signal", s.String())
+		cancel()
+		s = <-sigs
+		log.Error("second signal: exiting without draining", "signal", s.String())
+		os.Exit(exitFail)
+	}()
+
+	if err := runServer(ctx, *path, log, stdout); err != nil {
+		log.Error("tok stopped", "err", err)
+		return exitFail
+	}
+	log.Info("tok stopped")
+	return exitOK
+}
+
+// runServer wires config, keys, stores, audit log and proxy, and serves
+// until ctx is done. It closes what it opened.
+func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Writer) (err error) {
+	cfg, err := loadConfig(path, log)
+	if err != nil {
+		return err
+	}
+	for _, o := range cfg.ApplyEnv(os.Getenv) {
+		log.Info("environment override", "override", o)
+	}
+	kf, source, err := cfg.LoadKeyring(os.Getenv)
+	if err != nil {
+		return err
+	}
+	keyring, err := vault.NewKeyring(kf)
+	if err != nil {
+		return err
+	}
+	log.Info("keyring loaded", "source", source, "primary", keyring.Primary(), "versions", keyring.Versions())
+
+	store, err := openStore(ctx, cfg.Vault, log)
+	if err != nil {
+		return err
+	}
+	defer closeWith(&err, "close store", store)
+	mem := memory.New()
+	defer closeWith(&err, "close memory store", mem)
+	v, err := vault.New(store, keyring, vault.WithVolatile(mem))
+	if err != nil {
+		return err
+	}
+
+	audit, closeAudit, err := openAudit(cfg.Audit.Path, stdout)
+	if err != nil {
+		return err
+	}
+	defer closeWith(&err, "close audit log", closeAudit)
+
+	srv, err := proxy.New(proxyOptions(cfg, v, store, audit, log))
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+// loadConfig reads the config file at path; with no path, ./tok.yaml if it
+// exists, else the embedded defaults with demo keys (config.Bootstrap).
+func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
+	if path == "" {
+		if _, err := os.Stat(defaultConfigFile); err == nil {
+			path = defaultConfigFile
+		}
+	}
+	if path != "" {
+		cfg, err := config.Load(path)
+		if err == nil {
+			log.Info("config loaded", "file", path)
+		}
+		return cfg, err
+	}
+	cfg, demo, err := config.Bootstrap(config.DefaultDataDir, os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("demo setup: %w", err)
+	}
+	// One line says where the demo secret is; the secret itself is only in
+	// that file (security invariant 1).
+	log.Warn("NO CONFIG FILE: running on DEMO KEYS with a demo client; not for production (write tok.yaml, see \"tok check\")",
+		"demo_client", config.DemoClient, "secret_file", demo.SecretFile, "keyring", demo.Keyring,
+		"keyring_created", demo.KeyringCreated, "secret_created", demo.SecretCreated)
+	return cfg, nil
+}
+
+// openAudit opens the audit log for appending (mode 0600); "-" is stdout.
+func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, error) {
+	if path == "-" {
+		return stdout, nopCloser{}, nil
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open audit log: %w", err)
+	}
+	return f, f, nil
+}
+
+// proxyOptions maps the config onto proxy.Options.
+func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit io.Writer, log *slog.Logger) proxy.Options {
+	clients := make([]proxy.Client, len(cfg.Clients))
+	for i, c := range cfg.Clients {
+		clients[i] = proxy.Client{Name: c.Name, SecretHash: c.SecretHash, Reveal: c.Reveal}
+	}
+	return proxy.Options{
+		Vault:            v,
+		Store:            store,
+		Listen:           proxy.Listen{Public: cfg.Listen.Public, Auth: cfg.Listen.Auth, Admin: cfg.Listen.Admin},
+		Clients:          clients,
+		MaxBody:          int64(cfg.Limits.MaxBody),
+		Audit:            audit,
+		Logger:           log,
+		SessionIdle:      cfg.Session.Idle,
+		SessionMax:       cfg.Session.Max,
+		LockoutThreshold: cfg.Lockout.Threshold,
+		LockoutDuration:  cfg.Lockout.Duration,
+	}
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// closeWith closes c and, if *err is nil, sets it to the close error.
+func closeWith(err *error, what string, c io.Closer) {
+	if cerr := c.Close(); cerr != nil && *err == nil {
+		*err = fmt.Errorf("%s: %w", what, cerr)
+	}
+}
+
+// openStore opens the durable store named by the config: bolt or postgres.
+func openStore(ctx context.Context, c config.Vault, log *slog.Logger) (vault.Store, error) {
+	if c.Postgres != "" {
+		return openPostgres(ctx, c.Postgres, log)
+	}
+	s, err := bolt.Open(c.Bolt, bolt.Options{})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("vault opened", "store", "bolt", "path", c.Bolt)
+	return s, nil
+}
+
+// openPostgres opens the PostgreSQL store. The URL is never logged: it may
+// carry a password.
+func openPostgres(ctx context.Context, url string, log *slog.Logger) (vault.Store, error) {
+	_, _, _ = ctx, url, log
+	return nil, errors.New("open vault: the postgres store is not built into this tok yet; use vault.bolt")
+}
