@@ -1,0 +1,320 @@
+// Package postgres is a [vault.Store] on PostgreSQL, for several tok
+// replicas sharing one vault (issue 5). Every replica opens the same
+// database; the schema is created and migrated by [Open] itself, and the
+// unique index on the fingerprint makes tokenization convergent across
+// processes: however many replicas race on the same card number, exactly one
+// token wins and every caller is told that token.
+//
+// A write returns only after its transaction has committed. When the server
+// cannot be reached, calls fail with errors wrapping [vault.ErrUnavailable]
+// and the connection pool reconnects by itself once it is back.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// Errors of this package that no retry can cure; see unavailable.
+var (
+	// errCorrupt: a row holds a value no tok wrote.
+	errCorrupt = errors.New("corrupt row")
+	// errOutOfRange: a value does not fit its column.
+	errOutOfRange = errors.New("value out of range")
+)
+
+// DefaultTimeout bounds a call whose context has no earlier deadline, so a
+// server that stops answering (rather than refusing connections) fails the
+// request instead of hanging it.
+const DefaultTimeout = 5 * time.Second
+
+// maxAttempts bounds how often one call runs when PostgreSQL reports a
+// deadlock or serialization failure, or a pooled connection turns out dead
+// before the request was sent. Each attempt is a whole transaction.
+const maxAttempts = 3
+
+// Options configures [Open]. The zero value is ready to use.
+type Options struct {
+	// Schema is the PostgreSQL schema holding tok's tables; Open creates it
+	// if it is missing. If empty, tables are created in the first schema
+	// of the connection's search_path (normally public).
+	Schema string
+	// MaxConns caps the connection pool. If zero, the URL's pool_max_conns
+	// applies, else pgxpool's default (the larger of 4 and the CPU count).
+	MaxConns int32
+	// Timeout bounds each call whose context has no earlier deadline. If
+	// zero, DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Store is a [vault.Store] on PostgreSQL. It is safe for concurrent use by
+// many goroutines and by many processes sharing the database. Close it when
+// done; later calls return [vault.ErrClosed].
+type Store struct {
+	pool    *pgxpool.Pool
+	q       queries
+	timeout time.Duration
+	closed  atomic.Bool
+}
+
+var _ vault.Store = (*Store)(nil)
+
+// Open connects to the PostgreSQL database at url (a postgres:// URL or a
+// key=value connection string, as pgx accepts), creates or migrates tok's
+// schema, and returns the store. Errors never repeat the URL, which may hold
+// a password.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgconn redacts passwords in its message only on a best-effort
+		// basis, so the connection string is left out altogether.
+		return nil, errors.New("open postgres: cannot parse the connection url")
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	// Insert relies on READ COMMITTED: a statement that waited on a
+	// concurrent insert of the same fingerprint must see that row in the
+	// next statement. Pin it in case the database defaults to another level.
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
+	s := &Store{
+		q:       newQueries(opts.Schema),
+		timeout: opts.Timeout,
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, classify("open postgres", err)
+	}
+	if err := migrate(ctx, s.pool, opts.Schema); err != nil {
+		s.pool.Close()
+		return nil, classify("open postgres", err)
+	}
+	return s, nil
+}
+
+// Ping reports whether the database answers. It is what /readyz asks.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		return s.fail(ctx, "ping", err)
+	}
+	return nil
+}
+
+// Close closes the pool, waiting for connections in use to be returned.
+// Calls after Close return [vault.ErrClosed], and so does a second Close.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return vault.ErrClosed
+	}
+	s.pool.Close()
+	return nil
+}
+
+// begin checks that s is open and ctx is live, and bounds ctx by s.timeout.
+func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if s.closed.Load() {
+		return nil, nil, vault.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	return ctx, cancel, nil
+}
+
+// bound returns ctx with s.timeout applied unless ctx ends sooner.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// retry runs fn until it succeeds, fails for good, or maxAttempts are spent.
+// fn must be a whole transaction, so running it again is safe.
+func retry(ctx context.Context, fn func() error) error {
+	var err error
+	for range maxAttempts {
+		if err = fn(); err == nil || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// retryable reports whether err left nothing behind and may well pass on a
+// second try: a deadlock or serialization failure (the transaction was
+// rolled back), or a dead pooled connection noticed before anything was sent.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	return pgconn.SafeToRetry(err)
+}
+
+// fail wraps err from operation op for the caller. The caller's own
+// cancellation stays recognisable (errors.Is(err, context.Canceled)); a call
+// racing Close reports vault.ErrClosed.
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%s: %w", op, vault.ErrClosed)
+	}
+	if errors.Is(ctx.Err(), context.Canceled) && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w: %w", op, ctx.Err(), err)
+	}
+	if connectionLost(err) {
+		// The server went away or dropped us: every pooled connection is
+		// probably dead too. Drop them all now so that the first call after
+		// the server is back dials afresh instead of finding a stale
+		// connection (pgxpool only pings connections idle for a second).
+		s.pool.Reset()
+	}
+	return classify(op, err)
+}
+
+// connectionLost reports whether err means the connection (and likely the
+// server) is gone, as opposed to a slow answer or a refused statement.
+func connectionLost(err error) bool {
+	if !unavailable(err) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P02"
+	}
+	return true
+}
+
+// classify wraps err with op, adding vault.ErrUnavailable when the failure
+// is about reaching or using the server rather than about the request: the
+// proxy then answers 503 and the client may retry.
+func classify(op string, err error) error {
+	if unavailable(err) {
+		return fmt.Errorf("%s: %w: %w", op, vault.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, errSchemaNewer) ||
+		errors.Is(err, errCorrupt) || errors.Is(err, errOutOfRange) {
+		return false // the caller gave up, or no retry can help
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		// Not an answer from the server: dial, I/O, timeout or pool
+		// errors, all of which mean the server is out of reach.
+		return true
+	}
+	switch pgErr.Code[:2] {
+	case "08", // connection exception
+		"40", // serialization failure or deadlock, after retries
+		"53", // insufficient resources: too many connections, disk full
+		"57", // operator intervention: shutdown, statement timeout
+		"58": // system error: I/O
+		return true
+	}
+	// read_only_sql_transaction: a failover left us on a standby;
+	// lock_not_available: lock_timeout fired.
+	return pgErr.Code == "25006" || pgErr.Code == "55P03"
+}
+
+// lockKey is the pg_advisory_xact_lock key that serializes migrations of
+// one schema across every process sharing the database.
+func lockKey(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tok migrate\x00" + schema))
+	return int64(h.Sum64())
+}
+
+// queries are the SQL statements of a Store, with table names qualified by
+// its schema.
+type queries struct {
+	insertToken, findFingerprint, getToken, deleteToken string
+	putSession, getSession, deleteSession               string
+	lockLockout, ensureLockout, setLockout, dropLockout string
+}
+
+// qualify replaces "{schema}." in sql with the quoted schema name and a dot,
+// or with nothing if schema is empty.
+func qualify(schema, sql string) string {
+	prefix := ""
+	if schema != "" {
+		prefix = pgx.Identifier{schema}.Sanitize() + "."
+	}
+	return strings.ReplaceAll(sql, "{schema}.", prefix)
+}
+
+const recordColumns = `token, key_id, ciphertext, fingerprint, created, expires, format`
+
+func newQueries(schema string) queries {
+	q := func(sql string) string { return qualify(schema, sql) }
+	return queries{
+		// No conflict target: both unique indexes (token and fingerprint)
+		// are arbiters, and a conflict on either writes nothing.
+		insertToken: q(`INSERT INTO {schema}.tokens (` + recordColumns + `)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`),
+		findFingerprint: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE fingerprint = $1`),
+		getToken:        q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE token = $1`),
+		deleteToken:     q(`DELETE FROM {schema}.tokens WHERE token = $1`),
+
+		putSession: q(`INSERT INTO {schema}.sessions (key, id, client, created, last_seen)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (key) DO UPDATE SET id = EXCLUDED.id, client = EXCLUDED.client,
+				created = EXCLUDED.created, last_seen = EXCLUDED.last_seen`),
+		getSession:    q(`SELECT id, client, created, last_seen FROM {schema}.sessions WHERE key = $1`),
+		deleteSession: q(`DELETE FROM {schema}.sessions WHERE key = $1`),
+
+		lockLockout:   q(`SELECT failures, locked_until FROM {schema}.lockouts WHERE client = $1 FOR UPDATE`),
+		ensureLockout: q(`INSERT INTO {schema}.lockouts (client, failures) VALUES ($1, 0) ON CONFLICT DO NOTHING`),
+		setLockout:    q(`UPDATE {schema}.lockouts SET failures = $2, locked_until = $3 WHERE client = $1`),
+		dropLockout:   q(`DELETE FROM {schema}.lockouts WHERE client = $1`),
+	}
+}
+
+// ms returns t at millisecond precision in UTC, as every store keeps times;
+// the zero time stays zero.
+func ms(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return time.UnixMilli(t.UnixMilli()).UTC()
+}
+
+// nullTime is t for a nullable timestamptz column: nil for the zero time.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// fromNull is the inverse of nullTime, at millisecond precision in UTC.
+func fromNull(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return ms(*t)
+}

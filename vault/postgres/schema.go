@@ -1,0 +1,111 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrations are tok's schema changes, applied in order by [Open]. Entry i
+// brings the schema to version i+1. Never edit an entry that has shipped:
+// append a new one.
+var migrations = []string{
+	// 1: tokens, sessions and lockouts.
+	//
+	// tokens.fingerprint is unique so that replicas racing on one value
+	// converge on one token; unique (non-convergent) tokens have a NULL
+	// fingerprint, and NULLs are distinct in a unique index (PostgreSQL's
+	// default, spelled out as NULLS DISTINCT only since 15, so it is left
+	// implicit to keep older servers and compatible databases working).
+	// Times are kept at millisecond precision, like every tok store.
+	`CREATE TABLE {schema}.tokens (
+		token       text        NOT NULL,
+		key_id      bigint      NOT NULL,
+		ciphertext  bytea       NOT NULL,
+		fingerprint bytea,
+		created     timestamptz(3) NOT NULL,
+		expires     timestamptz(3),
+		format      smallint    NOT NULL,
+		CONSTRAINT tokens_pkey PRIMARY KEY (token),
+		CONSTRAINT tokens_fingerprint_key UNIQUE (fingerprint)
+	);
+	CREATE INDEX tokens_expires_idx ON {schema}.tokens (expires) WHERE expires IS NOT NULL;
+	CREATE TABLE {schema}.sessions (
+		key       bytea          NOT NULL,
+		id        text           NOT NULL,
+		client    text           NOT NULL,
+		created   timestamptz(3) NOT NULL,
+		last_seen timestamptz(3) NOT NULL,
+		CONSTRAINT sessions_pkey PRIMARY KEY (key)
+	);
+	CREATE TABLE {schema}.lockouts (
+		client       text           NOT NULL,
+		failures     integer        NOT NULL,
+		locked_until timestamptz(3),
+		CONSTRAINT lockouts_pkey PRIMARY KEY (client)
+	);`,
+}
+
+// errSchemaNewer: the database was migrated by a newer tok than this one.
+var errSchemaNewer = errors.New("schema is newer than this tok")
+
+// migrate brings the schema up to date in one transaction. The transaction
+// first takes an advisory lock named after the schema, so replicas starting
+// at once queue up: the first applies the migrations, the others then find
+// nothing left to do. A failed migration rolls back entirely.
+//
+// A schema already at the current version is only read, so a role without
+// CREATE rights can run tok once the schema exists.
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(schema)); err != nil {
+			return fmt.Errorf("lock schema: %w", err)
+		}
+		if schema != "" {
+			var exists bool
+			err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists)
+			if err != nil {
+				return fmt.Errorf("look up schema: %w", err)
+			}
+			if !exists {
+				if _, err := tx.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
+					return fmt.Errorf("create schema: %w", err)
+				}
+			}
+		}
+		table := qualify(schema, `{schema}.tok_migrations`)
+		var found *string
+		err := tx.QueryRow(ctx, `SELECT to_regclass($1)::text`, table).Scan(&found)
+		if err != nil {
+			return fmt.Errorf("look up migrations table: %w", err)
+		}
+		if found == nil {
+			_, err := tx.Exec(ctx, `CREATE TABLE `+table+` (
+				version integer     PRIMARY KEY,
+				applied timestamptz NOT NULL DEFAULT now()
+			)`)
+			if err != nil {
+				return fmt.Errorf("create migrations table: %w", err)
+			}
+		}
+		var version int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+table).Scan(&version); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if version > len(migrations) {
+			return fmt.Errorf("%w: version %d, this tok knows up to %d", errSchemaNewer, version, len(migrations))
+		}
+		for v := version + 1; v <= len(migrations); v++ {
+			if _, err := tx.Exec(ctx, qualify(schema, migrations[v-1])); err != nil {
+				return fmt.Errorf("migrate schema to version %d: %w", v, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO `+table+` (version) VALUES ($1)`, v); err != nil {
+				return fmt.Errorf("record schema version %d: %w", v, err)
+			}
+		}
+		return nil
+	})
+}

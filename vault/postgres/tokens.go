@@ -1,0 +1,249 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// Insert stores recs in one transaction and reports what happened to each,
+// in order, as [vault.Store] describes.
+//
+// The whole call is one pipelined batch: one round trip, run by the server
+// as one implicit transaction that commits at its end, or rolls back
+// entirely if any statement fails. For each record it holds
+//
+//	INSERT ... ON CONFLICT DO NOTHING        -- Stored if it wrote a row
+//	SELECT ... WHERE fingerprint = $1        -- else Existing if this finds one
+//
+// and a record that wrote nothing and found no fingerprint lost on its token:
+// Collision. The SELECT is a statement of its own on purpose. Under READ
+// COMMITTED each statement takes a fresh snapshot, so when the INSERT had to
+// wait for another transaction inserting the same fingerprint (the unique
+// index makes it wait) and then did nothing, the SELECT sees the row that
+// transaction committed. Within one call, a later record sees the rows of
+// earlier ones, so a repeated fingerprint is Existing with the first record.
+func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcome, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	if len(recs) == 0 {
+		return []vault.Outcome{}, nil
+	}
+	rows := make([]vault.Record, len(recs))
+	for i, r := range recs {
+		if err := validate(r); err != nil {
+			return nil, fmt.Errorf("insert record %d: %w", i, err)
+		}
+		rows[i] = normalize(r)
+	}
+	order := lockOrder(rows)
+	var outs []vault.Outcome
+	err = retry(ctx, func() error {
+		var err error
+		outs, err = s.insert(ctx, rows, order)
+		return err
+	})
+	if err != nil {
+		return nil, s.fail(ctx, "insert records", err)
+	}
+	return outs, nil
+}
+
+// insert runs one attempt of Insert, sending rows in the given order.
+func (s *Store) insert(ctx context.Context, rows []vault.Record, order []int) ([]vault.Outcome, error) {
+	b := &pgx.Batch{}
+	for _, i := range order {
+		r := rows[i]
+		b.Queue(s.q.insertToken, r.Token, int64(r.KeyID), r.Ciphertext, r.Fingerprint,
+			r.Created, nullTime(r.Expires), int16(r.Format))
+		if r.Fingerprint != nil {
+			b.Queue(s.q.findFingerprint, r.Fingerprint)
+		}
+	}
+	br := s.pool.SendBatch(ctx, b)
+	outs := make([]vault.Outcome, len(rows))
+	for _, i := range order {
+		r := rows[i]
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return nil, err
+		}
+		stored := tag.RowsAffected() == 1
+		if stored {
+			outs[i] = vault.Outcome{Status: vault.Stored, Record: r}
+		} else {
+			outs[i] = vault.Outcome{Status: vault.Collision}
+		}
+		if r.Fingerprint == nil {
+			continue
+		}
+		existing, err := scanRecord(br.QueryRow())
+		switch {
+		case stored:
+			// The SELECT found the row just written; nothing to learn.
+		case err == nil:
+			outs[i] = vault.Outcome{Status: vault.Existing, Record: existing}
+		case errors.Is(err, pgx.ErrNoRows):
+			// The token was taken. (Or the fingerprint's row was deleted
+			// since the INSERT looked: a Collision then only costs the
+			// caller a retry with a fresh token, which will be Stored.)
+		default:
+			br.Close()
+			return nil, err
+		}
+	}
+	// Closing reads up to the end of the pipeline, where the implicit
+	// transaction commits: only a nil error here means the rows are durable.
+	if err := br.Close(); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+// validate rejects records the table cannot hold.
+func validate(r vault.Record) error {
+	switch {
+	case r.Token == "":
+		return errors.New("empty token")
+	case len(r.Ciphertext) == 0:
+		return errors.New("empty ciphertext")
+	case r.Created.IsZero():
+		return errors.New("zero created time")
+	}
+	return nil
+}
+
+// normalize returns r as the table keeps it: times at millisecond precision
+// in UTC, nil for an empty fingerprint, and slices of its own so that the
+// outcome never aliases the caller's record.
+func normalize(r vault.Record) vault.Record {
+	r.Ciphertext = bytes.Clone(r.Ciphertext)
+	if len(r.Fingerprint) == 0 {
+		r.Fingerprint = nil
+	} else {
+		r.Fingerprint = bytes.Clone(r.Fingerprint)
+	}
+	r.Created, r.Expires = ms(r.Created), ms(r.Expires)
+	return r
+}
+
+// lockOrder returns the order in which Insert sends rows. Two concurrent
+// calls inserting the same new fingerprints in opposite orders would each
+// wait on the other's row and deadlock (PostgreSQL breaks that after
+// deadlock_timeout, a second by default, and retry repeats the call).
+// Sending rows sorted by fingerprint makes every caller take the index
+// entries in the same order, so they queue instead.
+//
+// Sorting keeps the outcomes of the call's own order when its tokens are all
+// distinct: rows with one fingerprint keep their relative order (the sort is
+// stable) and rows with different fingerprints and tokens cannot affect one
+// another. When tokens repeat within the call (a rare random clash), the
+// call's order is kept, so the earlier record wins the token.
+func lockOrder(rows []vault.Record) []int {
+	order := make([]int, len(rows))
+	seen := make(map[string]bool, len(rows))
+	distinct := true
+	for i, r := range rows {
+		order[i] = i
+		if seen[r.Token] {
+			distinct = false
+		}
+		seen[r.Token] = true
+	}
+	if distinct {
+		slices.SortStableFunc(order, func(a, b int) int {
+			return bytes.Compare(rows[a].Fingerprint, rows[b].Fingerprint)
+		})
+	}
+	return order
+}
+
+// Get returns the record for token or [vault.ErrNotFound].
+func (s *Store) Get(ctx context.Context, token string) (vault.Record, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return vault.Record{}, err
+	}
+	defer cancel()
+	rec, err := scanRecord(s.pool.QueryRow(ctx, s.q.getToken, token))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return vault.Record{}, vault.ErrNotFound
+	case err != nil:
+		return vault.Record{}, s.fail(ctx, "get token", err)
+	}
+	return rec, nil
+}
+
+// Find returns the record with fingerprint or [vault.ErrNotFound].
+func (s *Store) Find(ctx context.Context, fingerprint []byte) (vault.Record, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return vault.Record{}, err
+	}
+	defer cancel()
+	if len(fingerprint) == 0 {
+		return vault.Record{}, vault.ErrNotFound // unique records are not indexed
+	}
+	rec, err := scanRecord(s.pool.QueryRow(ctx, s.q.findFingerprint, fingerprint))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return vault.Record{}, vault.ErrNotFound
+	case err != nil:
+		return vault.Record{}, s.fail(ctx, "find fingerprint", err)
+	}
+	return rec, nil
+}
+
+// Delete removes the record for token, and with it its fingerprint, or
+// returns [vault.ErrNotFound].
+func (s *Store) Delete(ctx context.Context, token string) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, s.q.deleteToken, token)
+	if err != nil {
+		return s.fail(ctx, "delete token", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return vault.ErrNotFound
+	}
+	return nil
+}
+
+// scanRecord reads one row of recordColumns.
+func scanRecord(row pgx.Row) (vault.Record, error) {
+	var (
+		r       vault.Record
+		keyID   int64
+		created time.Time
+		expires *time.Time
+		format  int16
+	)
+	if err := row.Scan(&r.Token, &keyID, &r.Ciphertext, &r.Fingerprint, &created, &expires, &format); err != nil {
+		return vault.Record{}, err
+	}
+	if keyID < 0 || keyID > math.MaxUint32 || format < 0 || format > math.MaxUint8 {
+		return vault.Record{}, fmt.Errorf("%w: key id %d, format %d", errCorrupt, keyID, format)
+	}
+	r.KeyID, r.Format = uint32(keyID), vault.Format(format)
+	r.Created, r.Expires = ms(created), fromNull(expires)
+	if len(r.Fingerprint) == 0 {
+		r.Fingerprint = nil
+	}
+	return r, nil
+}
