@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -73,6 +75,22 @@ type Options struct {
 	LockoutThreshold int
 	LockoutDuration  time.Duration
 	ShutdownTimeout  time.Duration
+
+	// Inbound proxy (issue 3): when Upstream is set, every request to the
+	// public listener except /handle is forwarded to it, with the values
+	// at Routes' fields tokenized first.
+	Upstream *url.URL
+	Routes   []Route
+	Guard    GuardOptions
+	// MaxDepth bounds JSON nesting in proxied bodies. If zero,
+	// rewrite.DefaultMaxDepth.
+	MaxDepth int
+	// Transport reaches the upstream. If nil, a tuned clone of
+	// http.DefaultTransport.
+	Transport http.RoundTripper
+	// MaxInFlight bounds proxied requests in progress. If zero,
+	// DefaultMaxInFlight.
+	MaxInFlight int
 }
 
 // Server serves tok's listeners. Build it with [New]; it is safe for
@@ -83,6 +101,7 @@ type Server struct {
 	audit   *auditLog
 	metrics *metrics
 	auth    *authenticator
+	inbound *inbound // nil without an upstream
 }
 
 // New checks opts, fills defaults and builds a Server.
@@ -125,6 +144,17 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.auth = auth
+	if opts.MaxInFlight <= 0 {
+		s.opts.MaxInFlight = DefaultMaxInFlight
+	}
+	switch {
+	case opts.Upstream != nil:
+		if s.inbound, err = newInbound(s); err != nil {
+			return nil, fmt.Errorf("inbound: %w", err)
+		}
+	case len(opts.Routes) > 0:
+		return nil, errors.New("proxy: inbound routes need an upstream")
+	}
 	return s, nil
 }
 
@@ -132,7 +162,11 @@ func New(opts Options) (*Server, error) {
 func (s *Server) PublicHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/handle", s.instrument("handle", s.serveHandle))
-	mux.Handle("/", s.instrument("other", s.serveNotFound))
+	if s.inbound != nil {
+		mux.Handle("/", s.instrument("proxy", s.inbound.serve))
+	} else {
+		mux.Handle("/", s.instrument("other", s.serveNotFound))
+	}
 	return mux
 }
 
@@ -232,6 +266,12 @@ func (s *Server) httpServer(name string, h http.Handler) *http.Server {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.With("listener", name).Handler(), slog.LevelDebug),
+		ErrorLog:          slogLogger(s.log, name),
 	}
+}
+
+// slogLogger adapts the structured logger for net/http's ErrorLog fields.
+// Their lines (TLS handshake errors, client resets) are noise at Info.
+func slogLogger(l *slog.Logger, component string) *log.Logger {
+	return slog.NewLogLogger(l.With("component", component).Handler(), slog.LevelDebug)
 }

@@ -95,8 +95,9 @@ func (s Spec) domain() string {
 	return fmt.Sprintf("pan:%d:%d", f, l)
 }
 
-// normalize checks value against the format's rule and returns its digits.
-func (s Spec) normalize(value string) (string, error) {
+// Normalize checks value against the format's rule (a PAN for pan, 3 to 19
+// digits otherwise; spaces and dashes removed) and returns its digits.
+func (s Spec) Normalize(value string) (string, error) {
 	if s.Format == FormatPAN {
 		return NormalizePAN(value)
 	}

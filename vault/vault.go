@@ -66,7 +66,7 @@ func (v *Vault) Tokenize(ctx context.Context, reqs []Request) ([]string, error) 
 	var durable, volatile []int
 	values := make([]string, len(reqs))
 	for i, r := range reqs {
-		d, err := r.Spec.normalize(r.Value)
+		d, err := r.Spec.Normalize(r.Value)
 		if err != nil {
 			return nil, fmt.Errorf("value %d: %w", i, err)
 		}

@@ -1,0 +1,326 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokproxy/tok/proxy/rewrite"
+	"github.com/tokproxy/tok/vault"
+)
+
+// Inbound proxy defaults.
+const (
+	// DefaultMaxInFlight bounds proxied requests in progress; the excess is
+	// shed with 503 instead of queueing without limit.
+	DefaultMaxInFlight = 512
+	// DefaultUpstreamTimeout bounds the wait for the app's response headers.
+	DefaultUpstreamTimeout = 30 * time.Second
+)
+
+// Route is an inbound route: requests matching Method and Path have the
+// values at Fields tokenized before they reach the upstream app.
+type Route struct {
+	Name   string
+	Method string // "" matches any method; compared case-insensitively
+	// Path is an exact path, or a prefix ending in "/*" ("/api/*" matches
+	// "/api" and everything below it). Matching is on the decoded, cleaned
+	// path without ";params", case-insensitively, so "/Checkout/",
+	// "//checkout" and "/%63heckout;x" all match "/checkout": when in doubt
+	// tok tokenizes.
+	Path   string
+	Fields []RouteField
+}
+
+// RouteField is one configured field of a route.
+type RouteField struct {
+	JSON string // selector, see rewrite.ValidateJSONSelector
+	Form string // form key, see rewrite.ValidateFormSelector
+	Spec vault.Spec
+}
+
+// GuardOptions configures the card-number guard on every proxied request.
+type GuardOptions struct {
+	Mode   rewrite.GuardMode
+	Ignore []string // JSON selectors exempt from the guard
+}
+
+type inboundRoute struct {
+	Route
+	prefix bool
+	rw     *rewrite.Rewriter
+}
+
+// inbound is the tokenizing reverse proxy on the public listener.
+type inbound struct {
+	s        *Server
+	routes   []inboundRoute
+	fallback *rewrite.Rewriter // guard only, for paths without a route
+	rp       *httputil.ReverseProxy
+	slots    chan struct{}
+}
+
+func newInbound(s *Server) (*inbound, error) {
+	o := s.opts
+	in := &inbound{s: s, slots: make(chan struct{}, o.MaxInFlight)}
+	var errs []error
+	guard := rewrite.Config{Guard: o.Guard.Mode, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth}
+	fb, err := rewrite.New(guard)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("guard: %w", err))
+	}
+	in.fallback = fb
+	for _, r := range o.Routes {
+		cfg := guard
+		for i, f := range r.Fields {
+			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, Spec: i})
+		}
+		rw, err := rewrite.New(cfg)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
+			continue
+		}
+		p, prefix := strings.CutSuffix(r.Path, "/*")
+		if !strings.HasPrefix(r.Path, "/") {
+			errs = append(errs, fmt.Errorf("route %q: path %q must start with /", r.Name, r.Path))
+		}
+		ir := inboundRoute{Route: r, prefix: prefix, rw: rw}
+		ir.Path = strings.ToLower(cleanPath(p))
+		in.routes = append(in.routes, ir)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	transport := o.Transport
+	if transport == nil {
+		transport = newTransport()
+	}
+	upstream := o.Upstream
+	in.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			pr.Out.Host = pr.In.Host // the app routes by the host the shopper used
+			pr.SetXForwarded()
+		},
+		Transport:    transport,
+		BufferPool:   newBufferPool(),
+		ErrorHandler: in.upstreamError,
+		ErrorLog:     slogLogger(s.log, "inbound"),
+	}
+	return in, nil
+}
+
+// newTransport is http.DefaultTransport cloned and sized for a sidecar: the
+// default keeps 2 idle connections per host, which under load means a new
+// TCP connection for most requests.
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 1024
+	t.IdleConnTimeout = 90 * time.Second
+	t.ResponseHeaderTimeout = DefaultUpstreamTimeout
+	return t
+}
+
+// cleanPath is how a merchant app's router is likely to read p: decoded,
+// dot segments and repeated slashes removed, no trailing slash, no
+// ";params" (Java servlet containers drop them).
+func cleanPath(p string) string {
+	if strings.Contains(p, ";") {
+		segs := strings.Split(p, "/")
+		for i, s := range segs {
+			segs[i], _, _ = strings.Cut(s, ";")
+		}
+		p = strings.Join(segs, "/")
+	}
+	p = strings.ReplaceAll(p, "\\", "/") // some servers treat a backslash as a slash
+	return path.Clean("/" + p)
+}
+
+// match returns the route for r, or nil.
+func (in *inbound) match(r *http.Request) *inboundRoute {
+	p := strings.ToLower(cleanPath(r.URL.Path))
+	for i := range in.routes {
+		rt := &in.routes[i]
+		if rt.Method != "" && !strings.EqualFold(rt.Method, r.Method) {
+			continue
+		}
+		if p == rt.Path || rt.prefix && (rt.Path == "/" || strings.HasPrefix(p, rt.Path+"/")) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// serve tokenizes r as its route says and forwards it. Every failure
+// before the upstream call refuses the request: nothing is forwarded with
+// a card number in it.
+func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
+	select {
+	case in.slots <- struct{}{}:
+		defer func() { <-in.slots }()
+	default:
+		return errorf(http.StatusServiceUnavailable, "overloaded", "tok is at capacity; retry shortly")
+	}
+	rt := in.match(r)
+	rw := in.fallback
+	if rt != nil {
+		rw = rt.rw
+	}
+	if err := stripH2C(r, rt != nil && rt.rw.HasFields()); err != nil {
+		return err
+	}
+	specs := in.specs(rt)
+	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
+		q, err := rw.RewriteQuery(r.URL.RawQuery, in.replacer(r, specs))
+		if err != nil {
+			return err
+		}
+		r.URL.RawQuery = q
+	}
+	if err := in.rewriteBody(w, r, rw, specs); err != nil {
+		return err
+	}
+	in.rp.ServeHTTP(w, r)
+	return nil
+}
+
+// rewriteBody buffers, decodes and rewrites r's body when it must be read:
+// on routes with fields, and for JSON and form bodies while the guard is
+// on. Other bodies stream through untouched.
+func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewrite.Rewriter, specs []vault.Spec) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	media, err := rewrite.ParseMediaType(ct)
+	if err != nil {
+		return err
+	}
+	switch {
+	case rw.HasFields() && media == rewrite.MediaOther:
+		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
+	case !rw.HasFields() && (media == rewrite.MediaOther || in.s.opts.Guard.Mode == rewrite.GuardOff):
+		return nil
+	}
+	raw, err := readBody(w, r, in.s.opts.MaxBody)
+	if err != nil {
+		return err
+	}
+	body, err := rewrite.DecodeBody(raw, r.Header.Get("Content-Encoding"), in.s.opts.MaxBody)
+	if err != nil {
+		return err
+	}
+	out, err := rw.Rewrite(body, ct, in.replacer(r, specs))
+	if err != nil {
+		return err
+	}
+	r.Header.Del("Content-Encoding") // forwarded decoded
+	r.Header.Del("Content-Length")
+	r.TransferEncoding = nil
+	setBody(r, out)
+	return nil
+}
+
+func setBody(r *http.Request, b []byte) {
+	r.ContentLength = int64(len(b))
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// specs returns the vault spec of each field of rt, by field index.
+func (in *inbound) specs(rt *inboundRoute) []vault.Spec {
+	if rt == nil {
+		return nil
+	}
+	specs := make([]vault.Spec, len(rt.Fields))
+	for i, f := range rt.Fields {
+		specs[i] = f.Spec
+	}
+	return specs
+}
+
+// replacer tokenizes every value found, in one batched durable commit.
+// Guard hits (guard mode tokenize) get the default pan spec.
+func (in *inbound) replacer(r *http.Request, specs []vault.Spec) rewrite.ReplaceFunc {
+	return func(vals []rewrite.Value) ([]string, error) {
+		reqs := make([]vault.Request, len(vals))
+		for i, v := range vals {
+			var spec vault.Spec
+			if !v.IsGuardHit() {
+				spec = specs[v.Spec]
+			}
+			if v.Kind == rewrite.KindNumber && spec.Format == vault.FormatOpaque {
+				return nil, &apiError{http.StatusUnprocessableEntity, "field_type",
+					"field " + v.Path + " is a JSON number; its route gives it an opaque (non-numeric) token format", nil}
+			}
+			if _, err := spec.Normalize(v.Text); err != nil {
+				return nil, &apiError{http.StatusUnprocessableEntity, "invalid_card_number",
+					"field " + v.Path + " does not hold a valid card number", nil}
+			}
+			reqs[i] = vault.Request{Value: v.Text, Spec: spec}
+		}
+		return in.s.tokenize(r, reqs)
+	}
+}
+
+// stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later
+// requests on the connection would tunnel past inspection. Other upgrades
+// (WebSocket) are refused on routes whose bodies tok must read.
+func stripH2C(r *http.Request, inspected bool) error {
+	up := r.Header.Get("Upgrade")
+	if up == "" {
+		return nil
+	}
+	if strings.EqualFold(strings.TrimSpace(up), "h2c") || r.Header.Get("HTTP2-Settings") != "" {
+		r.Header.Del("Upgrade")
+		r.Header.Del("HTTP2-Settings")
+		r.Header.Del("Connection")
+		return nil
+	}
+	if inspected {
+		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are not allowed on routes with card fields")
+	}
+	return nil
+}
+
+// upstreamError answers when the app cannot be reached: 504 on timeout,
+// 502 otherwise, and nothing (no log noise) when the client went away.
+func (in *inbound) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		ae = &apiError{499, "client_closed", "client closed the request", err}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		ae = &apiError{http.StatusGatewayTimeout, "upstream_timeout", "the upstream app did not answer in time", err}
+	default:
+		ae = &apiError{http.StatusBadGateway, "upstream_unavailable", "the upstream app cannot be reached", err}
+	}
+	in.s.logError(r, "proxy", ae)
+	if sw, ok := w.(*statusWriter); ok && ae.Status == 499 {
+		sw.status = 499
+		return
+	}
+	writeError(w, ae)
+}
+
+// bufferPool lends 32 KiB copy buffers to the reverse proxy.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
