@@ -1,0 +1,500 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// testHash is a bcrypt hash (cost 10) of "s3cret"; weakHash has cost 4.
+const (
+	testHash = "$2a$10$xA1L4Xkb9OhRbsVxTWABbOmld8o0CVUvFOtKKbubpYMnd1GZA43j."
+	weakHash = "$2a$04$0JQK4DiG/uXn/swzc.b5qeR25CapHVKRmdrMCJMNrGhUtYBbRM/qu"
+)
+
+// full is a valid config using every key.
+const full = `
+listen: {public: ":18080", auth: "127.0.0.1:15000", admin: "off", egress: "127.0.0.1:18081"}
+vault:
+  postgres: "postgres://tok@127.0.0.1:5432/tok?sslmode=disable"
+  keyring: /etc/tok/keyring.yaml
+limits: {max_body: 512KiB, max_depth: 32}
+clients:
+  - name: cih
+    secret_hash: "` + testHash + `"
+    reveal: true
+  - name: shop
+    secret_hash: "` + testHash + `"
+audit: {path: "-"}
+session: {idle: 5m, max: 1h}
+lockout: {threshold: 5, duration: 1h}
+upstream: http://127.0.0.1:3000
+inbound:
+  - name: checkout
+    match: {method: POST, path: /checkout}
+    fields:
+      - json: card.number
+        keep: {first: 8, last: 0}
+      - json: card.cvc
+        format: digits
+        store: memory
+        ttl: 15m
+      - json: items.#.card.number
+        format: opaque
+        unique: true
+      - form: card[number]
+guard: {mode: tokenize, ignore: [order.id]}
+egress:
+  - name: psp
+    match: {method: POST, path: /psp/*}
+    upstream: https://api.psp.example
+    strip_prefix: /psp
+    fields:
+      - form: card[number]
+    headers: {Authorization: "env:PSP_API_KEY", Stripe-Version: "2024-06-20"}
+    egress_key: env:TOK_EGRESS_KEY
+  - name: local-psp
+    match: {path: /local/*}
+    upstream: http://127.0.0.1:4000
+`
+
+func TestParseFull(t *testing.T) {
+	c, err := Parse([]byte(full), "tok.yaml")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if c.Listen.Admin != "" || c.Listen.Public != ":18080" {
+		t.Errorf("Listen = %+v, want admin off and public :18080", c.Listen)
+	}
+	if c.Vault.Bolt != "" || !strings.HasPrefix(c.Vault.Postgres, "postgres://") {
+		t.Errorf("Vault = %+v, want postgres only", c.Vault)
+	}
+	if c.Limits.MaxBody != 512*KiB || c.Limits.MaxDepth != 32 {
+		t.Errorf("Limits = %+v", c.Limits)
+	}
+	if len(c.Clients) != 2 || !c.Clients[0].Reveal || c.Clients[1].Reveal {
+		t.Errorf("Clients = %+v", c.Clients)
+	}
+	if c.Session.Idle != 5*time.Minute || c.Lockout.Threshold != 5 {
+		t.Errorf("Session = %+v, Lockout = %+v", c.Session, c.Lockout)
+	}
+	f := c.Inbound[0].Fields
+	if f[0].Format != "pan" || f[0].Store != StoreDisk || f[1].Store != StoreMemory || f[3].Form != "card[number]" {
+		t.Errorf("Inbound fields = %+v", f)
+	}
+	if got := c.Egress[0].Headers["Authorization"]; got != "env:PSP_API_KEY" {
+		t.Errorf("Egress headers = %v", c.Egress[0].Headers)
+	}
+	if c.Guard.Mode != GuardTokenize || !reflect.DeepEqual(c.Guard.Ignore, []string{"order.id"}) {
+		t.Errorf("Guard = %+v", c.Guard)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	want := Config{
+		Listen:  Listen{Public: DefaultPublicAddr, Auth: DefaultAuthAddr, Admin: DefaultAdminAddr, Egress: DefaultEgressAddr},
+		Vault:   Vault{Bolt: DefaultBoltPath, Keyring: DefaultKeyringPath},
+		Limits:  Limits{MaxBody: DefaultMaxBody, MaxDepth: DefaultMaxDepth},
+		Audit:   Audit{Path: DefaultAuditPath},
+		Session: Session{Idle: DefaultSessionIdle, Max: DefaultSessionMax},
+		Lockout: Lockout{Threshold: DefaultLockoutThreshold, Duration: DefaultLockoutDuration},
+		Guard:   Guard{Mode: DefaultGuardMode},
+	}
+	for _, tc := range []struct{ name, yaml string }{
+		{"empty file", ""},
+		{"comments only", "# nothing here\n"},
+		{"empty sections", "listen: {}\nvault: {}\nlimits:\nsession: {}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml), "tok.yaml")
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(*c, want) {
+				t.Errorf("Parse(%q) =\n%+v\nwant\n%+v", tc.yaml, *c, want)
+			}
+		})
+	}
+}
+
+// TestEmbeddedDefault is the golden test of default.yaml: it parses, it
+// holds exactly the named default constants, and it documents every key.
+func TestEmbeddedDefault(t *testing.T) {
+	got, err := Parse(defaultYAML, "default.yaml")
+	if err != nil {
+		t.Fatalf("embedded default.yaml: %v", err)
+	}
+	empty, _ := Parse(nil, "empty")
+	// default.yaml spells out empty lists; an empty file leaves them nil.
+	got.Clients, got.Inbound, got.Egress, got.Guard.Ignore = nil, nil, nil, nil
+	if !reflect.DeepEqual(got, empty) {
+		t.Errorf("default.yaml =\n%+v\nwant the default constants\n%+v", *got, *empty)
+	}
+	if !reflect.DeepEqual(Default(), func() *Config { c, _ := Parse(defaultYAML, "x"); return c }()) {
+		t.Error("Default() differs from parsing default.yaml")
+	}
+	// Every key of the schema appears in default.yaml (live or commented).
+	text := string(defaultYAML)
+	var walk func(reflect.Type, string)
+	walk = func(tp reflect.Type, path string) {
+		for tp.Kind() == reflect.Pointer || tp.Kind() == reflect.Slice {
+			tp = tp.Elem()
+		}
+		if tp.Kind() != reflect.Struct || tp == durationType {
+			return
+		}
+		for i := range tp.NumField() {
+			name, _, _ := strings.Cut(tp.Field(i).Tag.Get("yaml"), ",")
+			if !strings.Contains(text, name+":") {
+				t.Errorf("default.yaml does not document %s", join(path, name))
+			}
+			walk(tp.Field(i).Type, join(path, name))
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+}
+
+// want is one expected problem: its line, key path and a part of its message.
+type want struct {
+	line int
+	path string
+	msg  string
+}
+
+func checkProblems(t *testing.T, src string, wants []want) {
+	t.Helper()
+	_, err := Parse([]byte(src), "tok.yaml")
+	if len(wants) == 0 {
+		if err != nil {
+			t.Fatalf("Parse: unexpected error:\n%v", err)
+		}
+		return
+	}
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("Parse error = %v, want *Error", err)
+	}
+	ps := cerr.Problems
+	for _, w := range wants {
+		found := false
+		for _, p := range ps {
+			if p.Line == w.line && p.Path == w.path && strings.Contains(p.Msg, w.msg) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("missing problem tok.yaml:%d: %s: ...%s...", w.line, w.path, w.msg)
+		}
+	}
+	if len(ps) != len(wants) {
+		t.Errorf("got %d problems, want %d:\n%v", len(ps), len(wants), err)
+	}
+	for _, p := range ps {
+		if p.File != "tok.yaml" {
+			t.Errorf("problem %v: File = %q, want tok.yaml", p, p.File)
+		}
+	}
+}
+
+func TestValidation(t *testing.T) {
+	const up = "upstream: http://127.0.0.1:3000\n"
+	route := func(fields string) string {
+		return up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields:\n" + fields
+	}
+	tests := []struct {
+		name string
+		yaml string
+		want []want
+	}{
+		{"listen not host:port", `listen: {public: "8080"}`, []want{{1, "listen.public", `write e.g. "127.0.0.1:8080"`}}},
+		{"listen bad port", `listen: {auth: "127.0.0.1:http"}`, []want{{1, "listen.auth", "port"}}},
+		{"listen same address", "listen:\n  auth: \":9000\"\n  admin: \":9000\"\n", []want{{3, "listen.admin", "same address as listen.auth"}}},
+		{"listen all off", "listen: {public: off, auth: off, admin: off}", []want{{1, "listen", "every listener is off"}}},
+		{"bolt and postgres", "vault:\n  bolt: a.db\n  postgres: postgres://h/db\n", []want{{3, "vault.postgres", "exactly one"}}},
+		{"postgres not a url", "vault: {postgres: \"mysql://h/db\"}", []want{{1, "vault.postgres", "not a postgres:// URL"}}},
+		{"postgres password", "vault: {postgres: \"postgres://u:pw@h/db\"}", []want{{1, "vault.postgres", "TOK_POSTGRES_URL"}}},
+		{"max_body too small", "limits: {max_body: 100}", []want{{1, "limits.max_body", "use 1KiB to 64MiB"}}},
+		{"max_body too large", "limits:\n  max_body: 1GiB\n", []want{{2, "limits.max_body", "out of range"}}},
+		{"max_body lower bound ok", "limits: {max_body: 1KiB}\n", nil},
+		{"two documents", "limits: {max_body: 64MiB}\n---\nlisten: {}\n", []want{{2, "", "only one YAML document"}}},
+		{"max_depth", "limits: {max_depth: -1}", []want{{1, "limits.max_depth", "use 1 to 1000"}}},
+		{"client without name", "clients:\n  - secret_hash: \"" + testHash + "\"\n", []want{{2, "clients[0].name", "missing"}}},
+		{"client bad name", "clients:\n  - name: \"a b\"\n    secret_hash: \"" + testHash + "\"\n", []want{{2, "clients[0].name", "letters, digits"}}},
+		{"client duplicate", "clients:\n  - name: cih\n    secret_hash: \"" + testHash + "\"\n  - name: cih\n    secret_hash: \"" + testHash + "\"\n",
+			[]want{{4, "clients[1].name", `duplicate client "cih" (also clients[0])`}}},
+		{"client not bcrypt", "clients:\n  - name: cih\n    secret_hash: \"$2a$12$nope\"\n", []want{{3, "clients[0].secret_hash", `not a bcrypt hash; generate one with "tok secret hash"`}}},
+		{"client weak bcrypt", "clients:\n  - name: cih\n    secret_hash: \"" + weakHash + "\"\n", []want{{3, "clients[0].secret_hash", "cost 4 is below 10"}}},
+		{"client no hash", "clients:\n  - name: cih\n", []want{{2, "clients[0].secret_hash", "missing"}}},
+		{"session idle > max", "session: {idle: 2h, max: 1h}", []want{{1, "session.idle", "longer than session.max"}}},
+		{"session negative", "session:\n  max: -1h\n", []want{{2, "session.max", "positive"}}},
+		{"lockout looser than PCI", "lockout:\n  threshold: 11\n  duration: 5m\n", []want{{2, "lockout.threshold", "1 to 10"}, {3, "lockout.duration", "at least 30m"}}},
+		{"upstream scheme", "upstream: ftp://h", []want{{1, "upstream", "not an http or https URL"}}},
+		{"upstream no host", "upstream: http://", []want{{1, "upstream", "with a host"}}},
+		{"upstream query", "upstream: http://h/?a=1", []want{{1, "upstream", "query or fragment"}}},
+		{"upstream fragment", "upstream: http://h/#x", []want{{1, "upstream", "query or fragment"}}},
+		{"upstream credentials", "upstream: http://u:p@h/", []want{{1, "upstream", "credentials"}}},
+		{"inbound without upstream", "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{json: a}]\n", []want{{1, "inbound", "need an upstream"}}},
+		{"route without name", up + "inbound:\n  - match: {path: /x}\n    fields: [{json: a}]\n", []want{{3, "inbound[0].name", "missing"}}},
+		{"route bad name", up + "inbound:\n  - name: a.b\n    match: {path: /x}\n    fields: [{json: a}]\n", []want{{3, "inbound[0].name", "letters, digits"}}},
+		{"route names unique", up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{json: a}]\n  - name: r\n    match: {path: /y}\n    fields: [{json: a}]\n",
+			[]want{{6, "inbound[1].name", `duplicate route name "r" (also inbound[0])`}}},
+		{"route names unique across inbound and egress", up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{json: a}]\negress:\n  - name: r\n    match: {path: /x}\n    upstream: https://h\n",
+			[]want{{7, "egress[0].name", "also inbound[0]"}}},
+		{"route same match", up + "inbound:\n  - name: a\n    match: {method: POST, path: /x}\n    fields: [{json: a}]\n  - name: b\n    match: {method: POST, path: /x}\n    fields: [{json: a}]\n",
+			[]want{{7, "inbound[1].match", "same method and path as inbound[0]"}}},
+		{"route method lower case", up + "inbound:\n  - name: a\n    match: {method: post, path: /x}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.method", "upper case"}}},
+		{"route path missing", up + "inbound:\n  - name: a\n    match: {method: POST}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.path", "missing; write an exact path"}}},
+		{"route path relative", up + "inbound:\n  - name: a\n    match: {path: x}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.path", `start with "/"`}}},
+		{"route path inner star", up + "inbound:\n  - name: a\n    match: {path: /a/*/b}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.path", `final "/*"`}}},
+		{"route path query", up + "inbound:\n  - name: a\n    match: {path: \"/a?b\"}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.path", "no query"}}},
+		{"route path dots", up + "inbound:\n  - name: a\n    match: {path: /a/../b}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.path", `".."`}}},
+		{"route prefix ok", route("      - json: a\n") + "  - name: b\n    match: {path: /api/*}\n    fields: [{form: a}]\n", nil},
+		{"route without fields", up + "inbound:\n  - name: a\n    match: {path: /x}\n", []want{{3, "inbound[0].fields", "at least one field"}}},
+		{"field json and form", route("      - json: a\n        form: b\n"), []want{{6, "inbound[0].fields[0]", "exactly one of json and form"}}},
+		{"field neither", route("      - format: pan\n"), []want{{6, "inbound[0].fields[0]", "set one of json"}}},
+		{"json empty segment", route("      - json: card..number\n"), []want{{6, "inbound[0].fields[0].json", "empty segment"}}},
+		{"json leading dot", route("      - json: .a\n"), []want{{6, "inbound[0].fields[0].json", "empty segment"}}},
+		{"json trailing dot", route("      - json: a.\n"), []want{{6, "inbound[0].fields[0].json", "empty segment"}}},
+		{"json bad char", route("      - json: \"card.num*\"\n"), []want{{6, "inbound[0].fields[0].json", `segment "num*"`}}},
+		{"json gjson modifier", route("      - json: \"a|@reverse\"\n"), []want{{6, "inbound[0].fields[0].json", "may hold only"}}},
+		{"json ok", route("      - json: \"items.#.card_no.$x.@y.a-b.0\"\n"), nil},
+		{"json too long", route("      - json: " + strings.Repeat("a", 257) + "\n"), []want{{6, "inbound[0].fields[0].json", "longer than 256"}}},
+		{"form control char", route("      - form: \"a\\tb\"\n"), []want{{6, "inbound[0].fields[0].form", "control character"}}},
+		{"form too long", route("      - form: " + strings.Repeat("a", 257) + "\n"), []want{{6, "inbound[0].fields[0].form", "longer than 256"}}},
+		{"form ok", route("      - form: \"card[number] x\"\n"), nil},
+		{"duplicate selector", route("      - json: a\n      - json: a\n"), []want{{7, "inbound[0].fields[1]", "same selector as fields[0]"}}},
+		{"format unknown", route("      - json: a\n        format: card\n"), []want{{7, "inbound[0].fields[0].format", "use pan, digits or opaque"}}},
+		{"keep only with pan", route("      - json: a\n        format: digits\n        keep: {first: 0}\n"), []want{{8, "inbound[0].fields[0].keep", "only pan tokens keep digits"}}},
+		{"keep range", route("      - json: a\n        keep: {first: 9, last: 5}\n"), []want{{7, "inbound[0].fields[0].keep.first", "0 to 8"}, {7, "inbound[0].fields[0].keep.last", "0 to 4"}}},
+		{"memory needs ttl", route("      - json: a\n        store: memory\n"), []want{{6, "inbound[0].fields[0].ttl", "needs a ttl"}}},
+		{"store unknown", route("      - json: a\n        store: ssd\n"), []want{{7, "inbound[0].fields[0].store", "use disk or memory"}}},
+		{"ttl negative", route("      - json: a\n        ttl: -1m\n"), []want{{7, "inbound[0].fields[0].ttl", "positive"}}},
+		{"guard mode", "guard: {mode: loud}", []want{{1, "guard.mode", "use reject, tokenize or off"}}},
+		{"guard ignore empty", "guard:\n  ignore: [a, \"\"]\n", []want{{2, "guard.ignore[1]", "empty"}}},
+		{"egress http remote", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: http://api.psp.example\n", []want{{4, "egress[0].upstream", "use https"}}},
+		{"egress http loopback ok", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: http://[::1]:4000\n  - name: q\n    match: {path: /q/*}\n    upstream: http://localhost:4000\n", nil},
+		{"egress no upstream", "egress:\n  - name: p\n    match: {path: /p/*}\n", []want{{2, "egress[0].upstream", "missing"}}},
+		{"egress listener off", "listen: {egress: off}\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n", []want{{1, "listen.egress", "listener is off"}}},
+		{"egress strip_prefix", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    strip_prefix: /q\n", []want{{5, "egress[0].strip_prefix", "not a prefix of match.path"}}},
+		{"egress strip_prefix slash", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    strip_prefix: /p/\n", []want{{5, "egress[0].strip_prefix", `do not end with "/"`}}},
+		{"egress ca_file missing", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    ca_file: /nonexistent/ca.pem\n", []want{{5, "egress[0].ca_file", "cannot read"}}},
+		{"egress headers", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    headers:\n      Host: h\n      \"a b\": c\n      X-Key: \"env:1X\"\n      X-Ok: \"env:OK\"\n",
+			[]want{{6, "egress[0].headers.Host", "tok sets Host itself"}, {7, "egress[0].headers.a b", "not a header name"}, {8, "egress[0].headers.X-Key", "not an environment variable name"}}},
+		{"egress key literal", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: hunter2\n", []want{{5, "egress[0].egress_key", "env:NAME"}}},
+		{"egress field rules", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields: [{json: \"a..b\"}]\n", []want{{5, "egress[0].fields[0].json", "empty segment"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { checkProblems(t, tc.yaml, tc.want) })
+	}
+}
+
+func TestSchemaProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []want
+	}{
+		{"unknown top-level key", "listne: {}\n", []want{{1, "listne", `unknown key "listne"; known keys here: listen, vault`}}},
+		{"unknown nested key", "vault:\n  bolt: a.db\n  keyfile: k\n", []want{{3, "vault.keyfile", "known keys here: bolt, postgres, keyring"}}},
+		{"unknown key in list item", "clients:\n  - name: a\n    secret_hash: \"" + testHash + "\"\n    admin: true\n", []want{{4, "clients[0].admin", `unknown key "admin"`}}},
+		{"unknown key in field", "upstream: http://h\ninbound:\n  - name: r\n    match: {path: /x}\n    fields:\n      - json: a\n        fromat: pan\n",
+			[]want{{7, "inbound[0].fields[0].fromat", "unknown key"}}},
+		{"duplicate key", "audit:\n  path: a\n  path: b\n", []want{{3, "audit.path", "duplicate key (first at line 2)"}}},
+		{"bool type", "clients:\n  - name: a\n    secret_hash: \"" + testHash + "\"\n    reveal: yes please\n", []want{{4, "clients[0].reveal", "true or false"}}},
+		{"int type", "limits: {max_depth: deep}", []want{{1, "limits.max_depth", "whole number"}}},
+		{"size type", "limits:\n  max_body: 1 MeB\n", []want{{2, "limits.max_body", `"1 MeB" is not a size`}}},
+		{"duration without unit", "session: {idle: 900}", []want{{1, "session.idle", "duration with a unit"}}},
+		{"duration bad", "lockout: {duration: soon}", []want{{1, "lockout.duration", `"soon" is not a duration`}}},
+		{"list expected", "clients: cih\n", []want{{1, "clients", "want a list"}}},
+		{"mapping expected", "listen: :8080\n", []want{{1, "listen", "want a mapping"}}},
+		{"string expected", "upstream: [a]\n", []want{{1, "upstream", "want a string"}}},
+		{"top level not a mapping", "- a\n", []want{{1, "", "want a mapping"}}},
+		{"headers not a mapping", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    headers: [a]\n", []want{{5, "egress[0].headers", "want a mapping"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { checkProblems(t, tc.yaml, tc.want) })
+	}
+}
+
+// TestAllProblemsAtOnce checks that schema and validation problems all come
+// back from one Parse, in line order, and that a value with a schema problem
+// is not also reported by validation.
+func TestAllProblemsAtOnce(t *testing.T) {
+	src := `listen:
+  public: nope
+  bogus: 1
+limits:
+  max_body: 12XB
+  max_depth: 0
+clients:
+  - name: cih
+    secret_hash: "abc"
+  - name: cih
+    secret_hash: "` + testHash + `"
+    reveal: maybe
+session: {idle: 10}
+upstream: ftp://x
+guard: {mode: loud}
+`
+	checkProblems(t, src, []want{
+		{2, "listen.public", "not host:port"},
+		{3, "listen.bogus", "unknown key"},
+		{5, "limits.max_body", "not a size"},
+		{9, "clients[0].secret_hash", "not a bcrypt hash"},
+		{10, "clients[1].name", "duplicate client"},
+		{12, "clients[1].reveal", "true or false"},
+		{13, "session.idle", "duration with a unit"},
+		{14, "upstream", "not an http or https URL"},
+		{15, "guard.mode", "not a mode"},
+	})
+	_, err := Parse([]byte(src), "tok.yaml")
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 9 || lines[0] != `tok.yaml:2: listen.public: "nope" is not host:port; write e.g. "127.0.0.1:8080" or ":8080", or "off"` {
+		t.Errorf("Error() =\n%s", err)
+	}
+}
+
+func TestSyntaxError(t *testing.T) {
+	_, err := Parse([]byte("listen:\n  public: \":8080\"\n bad indent: x\n"), "tok.yaml")
+	var cerr *Error
+	if !errors.As(err, &cerr) || len(cerr.Problems) != 1 {
+		t.Fatalf("Parse error = %v, want one problem", err)
+	}
+	// yaml.v3 reports the line where the enclosing mapping is open.
+	if p := cerr.Problems[0]; p.Line != 2 || !strings.Contains(p.Msg, "invalid YAML") {
+		t.Errorf("problem = %+v, want line 2, invalid YAML", p)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Size
+		err  bool
+	}{
+		{"0", 0, false},
+		{"1048576", MiB, false},
+		{"1KiB", 1024, false},
+		{"1 MiB", MiB, false},
+		{"2GiB", 2 * GiB, false},
+		{"1KB", 1000, false},
+		{"3MB", 3000000, false},
+		{"1GB", 1000000000, false},
+		{"10B", 10, false},
+		{"", 0, true},
+		{"MiB", 0, true},
+		{"1.5MiB", 0, true},
+		{"-1", 0, true},
+		{"1mib", 0, true},
+		{"1TiB", 0, true},
+		{"99999999999GiB", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := ParseSize(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+	for s, want := range map[Size]string{MiB: "1MiB", 512 * KiB: "512KiB", 1000: "1000", 0: "0", 3 * GiB: "3GiB"} {
+		if got := s.String(); got != want {
+			t.Errorf("Size(%d).String() = %q, want %q", int64(s), got, want)
+		}
+	}
+}
+
+func TestFieldSpec(t *testing.T) {
+	n := func(i int) *int { return &i }
+	tests := []struct {
+		name  string
+		field Field
+		want  vault.Spec
+		err   bool
+	}{
+		{"defaults", Field{JSON: "a"}, vault.Spec{}, false},
+		{"pan keep", Field{JSON: "a", Format: "pan", Keep: &Keep{First: n(8), Last: n(0)}}, vault.Spec{KeepFirst: 8, KeepLast: -1}, false},
+		{"pan keep last only", Field{JSON: "a", Keep: &Keep{Last: n(2)}}, vault.Spec{KeepLast: 2}, false},
+		{"digits memory", Field{JSON: "a", Format: "digits", Store: StoreMemory, TTL: time.Minute}, vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: time.Minute}, false},
+		{"opaque unique disk ttl", Field{JSON: "a", Format: "opaque", Unique: true, Store: StoreDisk, TTL: time.Hour}, vault.Spec{Format: vault.FormatOpaque, Unique: true, TTL: time.Hour}, false},
+		{"memory without ttl", Field{JSON: "a", Store: StoreMemory}, vault.Spec{}, true},
+		{"keep with digits", Field{JSON: "a", Format: "digits", Keep: &Keep{}}, vault.Spec{}, true},
+		{"bad format", Field{JSON: "a", Format: "x"}, vault.Spec{}, true},
+		{"bad store", Field{JSON: "a", Store: "x"}, vault.Spec{}, true},
+	}
+	for _, tc := range tests {
+		got, err := tc.field.Spec()
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("%s: Spec() = %+v, %v; want %+v, error %v", tc.name, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	c := Default()
+	env := map[string]string{EnvPostgresURL: "postgres://u:secretpw@h/db"}
+	applied := c.ApplyEnv(func(k string) string { return env[k] })
+	if c.Vault.Postgres != env[EnvPostgresURL] || c.Vault.Bolt != "" {
+		t.Errorf("Vault = %+v, want postgres from the environment and no bolt", c.Vault)
+	}
+	if len(applied) != 1 || strings.Contains(applied[0], "secretpw") {
+		t.Errorf("ApplyEnv = %q, want one description without the URL", applied)
+	}
+	c = Default()
+	if applied := c.ApplyEnv(func(string) string { return "" }); len(applied) != 0 || c.Vault.Bolt != DefaultBoltPath {
+		t.Errorf("ApplyEnv with empty environment = %q, Vault = %+v", applied, c.Vault)
+	}
+}
+
+func TestLoadKeyring(t *testing.T) {
+	dir := t.TempDir()
+	c := Default()
+	c.Vault.Keyring = dir + "/keyring.yaml"
+	none := func(string) string { return "" }
+	if _, _, err := c.LoadKeyring(none); err == nil || !strings.Contains(err.Error(), "tok keys new") {
+		t.Errorf("LoadKeyring without a file: %v, want a hint at tok keys new", err)
+	}
+	fileKeys := vault.NewKeyringFile()
+	if err := vault.WriteKeyringFile(c.Vault.Keyring, fileKeys, false); err != nil {
+		t.Fatal(err)
+	}
+	got, src, err := c.LoadKeyring(none)
+	if err != nil || src != c.Vault.Keyring || got.FingerprintKey != fileKeys.FingerprintKey {
+		t.Errorf("LoadKeyring from file = %v, %q, %v", got.Primary, src, err)
+	}
+	envKeys := vault.NewKeyringFile()
+	b, _ := envKeys.Marshal()
+	got, src, err = c.LoadKeyring(func(k string) string {
+		if k == EnvKeyring {
+			return string(b)
+		}
+		return ""
+	})
+	if err != nil || src != "env "+EnvKeyring || got.FingerprintKey != envKeys.FingerprintKey {
+		t.Errorf("LoadKeyring with %s set: source %q, err %v; want the environment to win", EnvKeyring, src, err)
+	}
+	_, _, err = c.LoadKeyring(func(k string) string { return "primary: [" })
+	if err == nil || !strings.Contains(err.Error(), EnvKeyring) {
+		t.Errorf("LoadKeyring with a broken %s: %v", EnvKeyring, err)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	env := func(k string) string { return map[string]string{"KEY": "v"}[k] }
+	for _, tc := range []struct {
+		in, want string
+		err      bool
+	}{
+		{"literal", "literal", false},
+		{"env:KEY", "v", false},
+		{"env:MISSING", "", true},
+	} {
+		got, err := Resolve(tc.in, env)
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("Resolve(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
