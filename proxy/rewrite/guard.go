@@ -196,20 +196,23 @@ func findCards(s string) []cardRun {
 	return out
 }
 
-// appendCards checks one run of digit groups.
+// appendCards checks one run of digit groups: the whole run if it has 13
+// to 19 digits, otherwise (or if the whole is not a card) the leftmost,
+// then longest, windows of whole groups, so that a card number written
+// next to other numbers ("4111 1111 1111 1111 2030") is still found.
 func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 	total := 0
 	for _, g := range groups {
 		total += len(g.digits)
 	}
-	if total <= maxCardDigits {
-		d := joinDigits(groups)
-		if IsCardNumber(d) {
-			out = append(out, cardRun{groups[0].start, groups[len(groups)-1].end, d})
+	if total >= minCardDigits && total <= maxCardDigits {
+		if d := joinDigits(groups); IsCardNumber(d) {
+			return append(out, cardRun{groups[0].start, groups[len(groups)-1].end, d})
 		}
+	}
+	if len(groups) == 1 {
 		return out
 	}
-	// Longer runs: leftmost, then longest, whole-group windows.
 	for i := 0; i < len(groups); {
 		found := -1
 		n := 0
