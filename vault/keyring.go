@@ -122,11 +122,18 @@ func WriteKeyringFile(path string, f KeyringFile, overwrite bool) error {
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
+	switch {
+	case err != nil:
+	case overwrite:
 		err = os.Rename(tmp, path)
+	default:
+		// Link refuses an existing name atomically: of two processes
+		// creating a keyring at once, one wins and the other fails
+		// instead of silently replacing the winner's keys.
+		err = os.Link(tmp, path)
 	}
+	os.Remove(tmp) // after a rename this is a no-op; after a link, the spare name
 	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("write keyring %q: %w", path, err)
 	}
 	return nil
