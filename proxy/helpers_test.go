@@ -79,15 +79,24 @@ type testEnv struct {
 // minimum cost to keep tests fast; production hashes come from `tok secret hash`.
 func newTestEnv(t *testing.T, store vault.Store, mutate ...func(*Options)) *testEnv {
 	t.Helper()
+	return newTestEnvKeys(t, store, nil, mutate...)
+}
+
+// newTestEnvKeys is newTestEnv with a given keyring (nil: a fresh one), for
+// tests that reopen a vault.
+func newTestEnvKeys(t *testing.T, store vault.Store, keys *vault.Keyring, mutate ...func(*Options)) *testEnv {
+	t.Helper()
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	if store == nil {
 		m := memory.New(memory.WithClock(clock.Now))
 		t.Cleanup(func() { m.Close() })
 		store = m
 	}
-	keys, err := vault.NewKeyring(vault.NewKeyringFile())
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	if keys == nil {
+		if keys, err = vault.NewKeyring(vault.NewKeyringFile()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	v, err := vault.New(store, keys, vault.WithClock(clock.Now))
 	if err != nil {
