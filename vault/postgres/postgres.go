@@ -174,10 +174,11 @@ func retryable(err error) bool {
 	return pgconn.SafeToRetry(err)
 }
 
-// fail wraps err from operation op for the caller. The caller's own
+// fail wraps err from operation op ("insert") for the caller. The caller's own
 // cancellation stays recognisable (errors.Is(err, context.Canceled)); a call
 // racing Close reports vault.ErrClosed.
 func (s *Store) fail(ctx context.Context, op string, err error) error {
+	op = "postgres " + op
 	if s.closed.Load() {
 		return fmt.Errorf("%s: %w", op, vault.ErrClosed)
 	}

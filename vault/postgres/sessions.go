@@ -22,7 +22,7 @@ func (s *Store) PutSession(ctx context.Context, sess vault.Session) error {
 	}
 	defer cancel()
 	if len(sess.Key) == 0 {
-		return errors.New("put session: empty key")
+		return errors.New("postgres put session: empty key")
 	}
 	err = retry(ctx, func() error {
 		_, err := s.pool.Exec(ctx, s.q.putSession, sess.Key, sess.ID, sess.Client, ms(sess.Created), ms(sess.LastSeen))

@@ -43,7 +43,7 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 	rows := make([]vault.Record, len(recs))
 	for i, r := range recs {
 		if err := validate(r); err != nil {
-			return nil, fmt.Errorf("insert record %d: %w", i, err)
+			return nil, fmt.Errorf("postgres insert: record %d: %w", i, err)
 		}
 		rows[i] = normalize(r)
 	}
@@ -55,7 +55,7 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 		return err
 	})
 	if err != nil {
-		return nil, s.fail(ctx, "insert records", err)
+		return nil, s.fail(ctx, "insert", err)
 	}
 	return outs, nil
 }
@@ -182,7 +182,7 @@ func (s *Store) Get(ctx context.Context, token string) (vault.Record, error) {
 	case errors.Is(err, pgx.ErrNoRows):
 		return vault.Record{}, vault.ErrNotFound
 	case err != nil:
-		return vault.Record{}, s.fail(ctx, "get token", err)
+		return vault.Record{}, s.fail(ctx, "get", err)
 	}
 	return rec, nil
 }
@@ -202,7 +202,7 @@ func (s *Store) Find(ctx context.Context, fingerprint []byte) (vault.Record, err
 	case errors.Is(err, pgx.ErrNoRows):
 		return vault.Record{}, vault.ErrNotFound
 	case err != nil:
-		return vault.Record{}, s.fail(ctx, "find fingerprint", err)
+		return vault.Record{}, s.fail(ctx, "find", err)
 	}
 	return rec, nil
 }
@@ -217,7 +217,7 @@ func (s *Store) Delete(ctx context.Context, token string) error {
 	defer cancel()
 	tag, err := s.pool.Exec(ctx, s.q.deleteToken, token)
 	if err != nil {
-		return s.fail(ctx, "delete token", err)
+		return s.fail(ctx, "delete", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return vault.ErrNotFound
