@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// tokBin is the tok binary built once for every test.
+var tokBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tok-main-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	tokBin = filepath.Join(dir, "tok")
+	if out, err := exec.Command("go", "build", "-o", tokBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// tok runs the binary in dir with stdin and returns its exit code and output.
+func tok(t *testing.T, dir, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(tokBin, args...)
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Env = append(os.Environ(), "TOK_KEYRING=", "TOK_POSTGRES_URL=")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("run tok %v: %v", args, err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", "listen: {public: \":18080\"}\nlimits: {max_body: 2MiB}\n")
+	bad := writeFile(t, dir, "bad.yaml", "listen:\n  public: nope\nlimits: {max_body: 1GiB}\nguard: {mode: loud, extra: 1}\n")
+
+	code, out, _ := tok(t, dir, "", "check", "-config", good)
+	if code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("check good.yaml: exit %d, stdout %q; want 0 and ok", code, out)
+	}
+	code, out, _ = tok(t, dir, "", "check", "-config", bad)
+	if code != 1 {
+		t.Errorf("check bad.yaml: exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		bad + ":2: listen.public:",
+		bad + ":3: limits.max_body:",
+		bad + ":4: guard.mode:",
+		bad + ":4: guard.extra: unknown key",
+		"4 problem(s)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check bad.yaml output lacks %q:\n%s", want, out)
+		}
+	}
+	// Without -config, check reads ./tok.yaml.
+	writeFile(t, dir, "tok.yaml", "audit: {path: \"-\"}\n")
+	if code, out, _ := tok(t, dir, "", "check"); code != 0 || !strings.Contains(out, "tok.yaml: ok") {
+		t.Errorf("check (default file): exit %d, stdout %q", code, out)
+	}
+	if code, _, errOut := tok(t, dir, "", "check", "-config", filepath.Join(dir, "missing.yaml")); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Errorf("check missing file: exit %d, stderr %q; want 1", code, errOut)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keyring.yaml")
+	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", path); code != 0 {
+		t.Fatalf("keys new: exit %d: %s", code, errOut)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("keyring mode = %#o, want 0600", st.Mode().Perm())
+	}
+	before, _ := os.ReadFile(path)
+	if _, err := vault.ParseKeyringFile(before); err != nil {
+		t.Fatalf("keys new wrote an unreadable keyring: %v", err)
+	}
+	if code, _, _ := tok(t, dir, "", "keys", "new", "-o", path); code != 1 {
+		t.Errorf("keys new over an existing file: exit %d, want 1", code)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("keys new overwrote an existing keyring")
+	}
+
+	for want := 2; want <= 3; want++ {
+		code, out, errOut := tok(t, dir, "", "keys", "rotate", "-keyring", path)
+		if code != 0 || strings.TrimSpace(out) != fmt.Sprint(want) {
+			t.Fatalf("keys rotate: exit %d, stdout %q, stderr %q; want %d", code, out, errOut, want)
+		}
+	}
+	b, _ := os.ReadFile(path)
+	f, err := vault.ParseKeyringFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Primary != 3 || len(f.DataKeys) != 3 {
+		t.Errorf("after two rotations: primary %d, %d data keys; want 3 and 3", f.Primary, len(f.DataKeys))
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("rotated keyring mode = %#o, want 0600", st.Mode().Perm())
+	}
+	// Output never holds a key.
+	for _, k := range f.DataKeys {
+		if _, out, errOut := tok(t, dir, "", "keys", "rotate", "-keyring", path); strings.Contains(out+errOut, k) {
+			t.Error("keys rotate printed a key")
+		}
+		break
+	}
+	if code, _, _ := tok(t, dir, "", "keys", "rotate", "-keyring", filepath.Join(dir, "none.yaml")); code != 1 {
+		t.Errorf("keys rotate of a missing file: exit %d, want 1", code)
+	}
+	if code, _, _ := tok(t, dir, "", "keys", "new"); code != 2 {
+		t.Errorf("keys new without -o: exit %d, want 2", code)
+	}
+}
+
+func TestSecretHash(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := tok(t, dir, "correct horse\n", "secret", "hash")
+	if code != 0 {
+		t.Fatalf("secret hash: exit %d: %s", code, errOut)
+	}
+	hash := strings.TrimSpace(out)
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("correct horse")); err != nil {
+		t.Errorf("hash %q does not verify the secret (newline stripped?): %v", hash, err)
+	}
+	if cost, _ := bcrypt.Cost([]byte(hash)); cost != 12 {
+		t.Errorf("bcrypt cost = %d, want 12", cost)
+	}
+	if strings.Contains(out+errOut, "correct horse") {
+		t.Error("secret hash echoed the secret")
+	}
+	for name, in := range map[string]string{
+		"empty":      "",
+		"blank line": "\n",
+		"two lines":  "a\nb\n",
+		"too long":   strings.Repeat("x", 73) + "\n",
+	} {
+		if code, out, _ := tok(t, dir, in, "secret", "hash"); code != 1 || out != "" {
+			t.Errorf("secret hash with %s input: exit %d, stdout %q; want 1 and nothing", name, code, out)
+		}
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, _ := tok(t, dir, "", "version"); code != 0 || !strings.HasPrefix(out, "tok ") {
+		t.Errorf("version: exit %d, stdout %q", code, out)
+	}
+	for _, args := range [][]string{
+		{"frobnicate"},
+		{"serve", "-nope"},
+		{"-nope"},
+		{"check", "-config"},
+		{"check", "extra-arg"},
+		{"keys"},
+		{"keys", "delete"},
+		{"secret"},
+		{"secret", "show"},
+		{"version", "-v"},
+	} {
+		code, out, errOut := tok(t, dir, "", args...)
+		if code != 2 || !strings.Contains(errOut, "usage:") || out != "" {
+			t.Errorf("tok %v: exit %d, stdout %q; want 2 and usage on stderr", args, code, out)
+		}
+	}
+}
+
+// TestServe runs tok on a config file, waits for the admin listener,
+// checks /healthz and /readyz, then stops it with SIGTERM.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	keyring := filepath.Join(dir, "keyring.yaml")
+	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
+		t.Fatalf("keys new: %s", errOut)
+	}
+	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
+vault: {bolt: %q, keyring: %q}
+audit: {path: %q}
+`, filepath.Join(dir, "tok.db"), keyring, filepath.Join(dir, "audit.log")))
+
+	cmd := exec.Command(tokBin, "serve", "-config", cfg)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TOK_KEYRING=", "TOK_POSTGRES_URL=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	// Read the JSON log until the admin listener reports its address.
+	lines := make(chan map[string]any)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				t.Errorf("log line is not JSON: %s", sc.Text())
+				continue
+			}
+			lines <- m
+		}
+	}()
+	var admin string
+	timeout := time.After(10 * time.Second)
+	for admin == "" {
+		select {
+		case m, ok := <-lines:
+			if !ok {
+				t.Fatal("tok exited before listening")
+			}
+			if m["msg"] == "listening" && m["listener"] == "admin" {
+				admin, _ = m["addr"].(string)
+			}
+		case <-timeout:
+			t.Fatal("tok did not start listening within 10s")
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", path, resp.StatusCode)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var sawStop bool
+	for m := range lines {
+		if m["msg"] == "tok stopped" && m["level"] == "INFO" {
+			sawStop = true
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("tok after SIGTERM: %v, want exit 0", err)
+	}
+	if !sawStop {
+		t.Error("no clean \"tok stopped\" log line after SIGTERM")
+	}
+	if st, err := os.Stat(filepath.Join(dir, "audit.log")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("audit log: %v, mode %v; want 0600", err, st)
+	}
+}
