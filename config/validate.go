@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -276,10 +277,14 @@ func (v *validator) fields(route string, fs []Field) {
 		case f.JSON != "":
 			if msg := checkJSONSelector(f.JSON); msg != "" {
 				v.fail(p+".json", "%s", msg)
+			} else if err := rewrite.ValidateJSONSelector(f.JSON); err != nil {
+				v.fail(p+".json", "%v", err) // the proxy's own grammar, so startup never disagrees
 			}
 		default:
 			if msg := checkFormSelector(f.Form); msg != "" {
 				v.fail(p+".form", "%s", msg)
+			} else if err := rewrite.ValidateFormSelector(f.Form); err != nil {
+				v.fail(p+".form", "%v", err)
 			}
 		}
 		if j, dup := seen[f.Selector()]; dup {
@@ -336,7 +341,9 @@ func checkJSONSelector(s string) string {
 	return ""
 }
 
-// checkFormSelector returns what is wrong with a form key, or "".
+// checkFormSelector returns what is wrong with a form key, or "". The
+// bracket grammar (name[a][b], "#" for any index) is the proxy's:
+// rewrite.ValidateFormSelector.
 func checkFormSelector(s string) string {
 	switch {
 	case len(s) > MaxSelectorLen:
@@ -358,10 +365,13 @@ func (v *validator) guard(g Guard) {
 		v.fail("guard.mode", "%q is not a mode; use reject, tokenize or off", g.Mode)
 	}
 	for i, s := range g.Ignore {
+		p := fmt.Sprintf("guard.ignore[%d]", i)
 		if s == "" {
-			v.fail(fmt.Sprintf("guard.ignore[%d]", i), "empty; write a field path such as order.id")
-		} else if msg := checkFormSelector(s); msg != "" {
-			v.fail(fmt.Sprintf("guard.ignore[%d]", i), "%s", msg)
+			v.fail(p, "empty; write a JSON field path such as order.id")
+		} else if msg := checkJSONSelector(s); msg != "" {
+			v.fail(p, "%s", msg)
+		} else if err := rewrite.ValidateJSONSelector(s); err != nil {
+			v.fail(p, "%v", err)
 		}
 	}
 }
