@@ -1,0 +1,253 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/bolt"
+	"github.com/tokproxy/tok/vault/memory"
+)
+
+// Benchmarks for issue 2: POST /handle over loopback with 64 concurrent
+// clients against a vault already holding -bench.records records, on the
+// durable bbolt store and on the memory store. Run:
+//
+//	go test -run '^$' -bench . -benchtime 20000x ./vault/bolt ./proxy
+var benchRecords = flag.Int("bench.records", 1_000_000, "records in the vault before the /handle and vault benchmarks run")
+
+// benchClients is the number of concurrent HTTP clients.
+const benchClients = 64
+
+// benchTarget is a tok server on a prefilled store, built once per
+// process and shared by the benchmark's b.N ramp-up runs.
+type benchTarget struct {
+	url   string
+	vault *vault.Vault
+	bolt  *bolt.Store // nil for memory
+	stop  func()
+}
+
+var (
+	benchMu    sync.Mutex
+	benchCache = map[string]*benchTarget{}
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	for _, t := range benchCache {
+		t.stop()
+	}
+	os.Exit(code)
+}
+
+func benchServer(b *testing.B, kind string) *benchTarget {
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	if t := benchCache[kind]; t != nil {
+		return t
+	}
+	keys, err := vault.NewKeyring(vault.NewKeyringFile())
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := &benchTarget{}
+	var store vault.Store
+	var dir string
+	start := time.Now()
+	switch kind {
+	case "bolt":
+		if dir, err = os.MkdirTemp("", "tok-bench-*"); err != nil {
+			b.Fatal(err)
+		}
+		if t.bolt, err = bolt.Open(filepath.Join(dir, "tok.db"), bolt.Options{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := bolt.Prefill(t.bolt, *benchRecords, keys); err != nil {
+			b.Fatal(err)
+		}
+		store = t.bolt
+	case "memory":
+		m := memory.New()
+		store = m
+		v, _ := vault.New(m, keys)
+		pans := make([]vault.Request, 1000)
+		for n := 0; n < *benchRecords; n += len(pans) {
+			for i := range pans {
+				pans[i] = vault.Request{Value: benchPAN()}
+			}
+			if _, err := v.Tokenize(b.Context(), pans); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Logf("%s vault prefilled with %d records in %v", kind, *benchRecords, time.Since(start).Round(time.Millisecond))
+	if t.vault, err = vault.New(store, keys); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(Options{Vault: t.vault, Store: store, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.PublicHandler())
+	t.url = hs.URL
+	t.stop = func() {
+		hs.Close()
+		store.Close()
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	}
+	benchCache[kind] = t
+	return t
+}
+
+var panCounter atomic.Uint64
+
+func init() {
+	var b [8]byte
+	rand.Read(b[:])
+	panCounter.Store(binary.LittleEndian.Uint64(b[:]) % 1e13)
+}
+
+// benchPAN returns a PAN never used before in this process (and, with a
+// random start, almost surely not in the prefilled vault): every request
+// is a new durable record.
+func benchPAN() string {
+	base := fmt.Sprintf("4%014d", panCounter.Add(1)%1e14)
+	for c := byte('0'); c <= '9'; c++ {
+		if p := base + string(c); vault.Luhn(p) {
+			return p
+		}
+	}
+	panic("unreachable: one check digit always fits")
+}
+
+// BenchmarkHandle measures durable tokenizations per second through
+// POST /handle with 64 keep-alive clients, and their p50/p99 latency.
+func BenchmarkHandle(b *testing.B) {
+	for _, kind := range []string{"bolt", "memory"} {
+		b.Run(kind, func(b *testing.B) {
+			t := benchServer(b, kind)
+			client := &http.Client{Transport: &http.Transport{
+				MaxIdleConnsPerHost: benchClients * 2, DisableCompression: true,
+			}}
+			defer client.CloseIdleConnections()
+			var before bolt.Stats
+			if t.bolt != nil {
+				before = t.bolt.Stats()
+			}
+			var mu sync.Mutex
+			var lat []time.Duration
+			b.SetParallelism(max(1, benchClients/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				var mine []time.Duration
+				for pb.Next() {
+					body := `{"pan_number":"` + benchPAN() + `"}`
+					t0 := time.Now()
+					resp, err := client.Post(t.url+"/handle", "application/json", strings.NewReader(body))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("POST /handle = %d", resp.StatusCode)
+						return
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			})
+			elapsed := time.Since(start)
+			b.StopTimer()
+			reportLatency(b, lat, elapsed)
+			if t.bolt != nil {
+				after := t.bolt.Stats()
+				if c := after.Commits - before.Commits; c > 0 {
+					b.ReportMetric(float64(after.Records-before.Records)/float64(c), "records/commit")
+					b.ReportMetric(float64(c)/elapsed.Seconds(), "commits/s")
+				}
+			}
+		})
+	}
+}
+
+func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+}
+
+// BenchmarkVault measures the vault itself on the prefilled bbolt store:
+// Tokenize of a new PAN (one durable commit each, single caller),
+// Tokenize of a PAN seen before (a read), and Reveal.
+func BenchmarkVault(b *testing.B) {
+	t := benchServer(b, "bolt")
+	ctx := b.Context()
+	known := benchPAN()
+	toks, err := t.vault.Tokenize(ctx, []vault.Request{{Value: known}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("tokenize-new", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := t.vault.Tokenize(ctx, []vault.Request{{Value: benchPAN()}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("tokenize-new-parallel", func(b *testing.B) {
+		b.SetParallelism(benchClients / 2)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := t.vault.Tokenize(ctx, []vault.Request{{Value: benchPAN()}}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("tokenize-hit", func(b *testing.B) {
+		for b.Loop() {
+			got, err := t.vault.Tokenize(ctx, []vault.Request{{Value: known}})
+			if err != nil || got[0] != toks[0] {
+				b.Fatalf("Tokenize(known) = %v, %v; want %s", got, err, toks[0])
+			}
+		}
+	})
+	b.Run("reveal", func(b *testing.B) {
+		for b.Loop() {
+			rv, err := t.vault.Reveal(ctx, toks[0])
+			if err != nil || rv.Value != known {
+				b.Fatalf("Reveal = %v", err)
+			}
+		}
+	})
+}
