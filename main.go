@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -29,9 +30,11 @@ import (
 
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
 	"github.com/tokproxy/tok/vault/memory"
+	"github.com/tokproxy/tok/vault/postgres"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -305,6 +308,10 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
+	if len(cfg.Egress) > 0 {
+		// Fail closed: never run with configured routes silently ignored.
+		return errors.New("egress routes are configured but this build of tok has no egress proxy yet (issue 4); remove them")
+	}
 	for _, o := range cfg.ApplyEnv(os.Getenv) {
 		log.Info("environment override", "override", o)
 	}
@@ -336,7 +343,11 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	}
 	defer closeWith(&err, "close audit log", closeAudit)
 
-	srv, err := proxy.New(proxyOptions(cfg, v, store, audit, log))
+	opts, err := proxyOptions(cfg, v, store, audit, log)
+	if err != nil {
+		return err
+	}
+	srv, err := proxy.New(opts)
 	if err != nil {
 		return err
 	}
@@ -383,10 +394,33 @@ func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, error) {
 }
 
 // proxyOptions maps the config onto proxy.Options.
-func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit io.Writer, log *slog.Logger) proxy.Options {
+func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit io.Writer, log *slog.Logger) (proxy.Options, error) {
 	clients := make([]proxy.Client, len(cfg.Clients))
 	for i, c := range cfg.Clients {
 		clients[i] = proxy.Client{Name: c.Name, SecretHash: c.SecretHash, Reveal: c.Reveal}
+	}
+	routes := make([]proxy.Route, len(cfg.Inbound))
+	for i, r := range cfg.Inbound {
+		routes[i] = proxy.Route{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path}
+		for _, f := range r.Fields {
+			spec, err := f.Spec()
+			if err != nil {
+				return proxy.Options{}, fmt.Errorf("inbound route %s, field %s: %w", r.Name, f.Selector(), err)
+			}
+			routes[i].Fields = append(routes[i].Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, Spec: spec})
+		}
+	}
+	var upstream *url.URL
+	if cfg.Upstream != "" {
+		u, err := url.Parse(cfg.Upstream)
+		if err != nil {
+			return proxy.Options{}, fmt.Errorf("upstream: %w", err)
+		}
+		upstream = u
+	}
+	mode, ok := rewrite.ParseGuardMode(cfg.Guard.Mode)
+	if !ok {
+		return proxy.Options{}, fmt.Errorf("guard mode %q", cfg.Guard.Mode)
 	}
 	return proxy.Options{
 		Vault:            v,
@@ -400,7 +434,11 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		SessionMax:       cfg.Session.Max,
 		LockoutThreshold: cfg.Lockout.Threshold,
 		LockoutDuration:  cfg.Lockout.Duration,
-	}
+		Upstream:         upstream,
+		Routes:           routes,
+		Guard:            proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
+		MaxDepth:         cfg.Limits.MaxDepth,
+	}, nil
 }
 
 type nopCloser struct{}
@@ -430,6 +468,10 @@ func openStore(ctx context.Context, c config.Vault, log *slog.Logger) (vault.Sto
 // openPostgres opens the PostgreSQL store. The URL is never logged: it may
 // carry a password.
 func openPostgres(ctx context.Context, url string, log *slog.Logger) (vault.Store, error) {
-	_, _, _ = ctx, url, log
-	return nil, errors.New("open vault: the postgres store is not built into this tok yet; use vault.bolt")
+	s, err := postgres.Open(ctx, url, postgres.Options{})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("vault opened", "store", "postgres")
+	return s, nil
 }

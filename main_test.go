@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,22 +214,20 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 }
 
-// TestServe runs tok on a config file, waits for the admin listener,
-// checks /healthz and /readyz, then stops it with SIGTERM.
-func TestServe(t *testing.T) {
-	dir := t.TempDir()
-	keyring := filepath.Join(dir, "keyring.yaml")
-	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
-		t.Fatalf("keys new: %s", errOut)
-	}
-	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
-vault: {bolt: %q, keyring: %q}
-audit: {path: %q}
-`, filepath.Join(dir, "tok.db"), keyring, filepath.Join(dir, "audit.log")))
+// server is a tok serve process started by startTok.
+type server struct {
+	cmd   *exec.Cmd
+	addrs map[string]string // listener name → address
+	logs  chan map[string]any
+}
 
+// startTok runs "tok serve -config cfg" in dir with extra environment and
+// waits until the public, auth and admin listeners report their addresses.
+func startTok(t *testing.T, dir, cfg string, env ...string) *server {
+	t.Helper()
 	cmd := exec.Command(tokBin, "serve", "-config", cfg)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "TOK_KEYRING=", "TOK_POSTGRES_URL=")
+	cmd.Env = append(append(os.Environ(), "TOK_KEYRING=", "TOK_POSTGRES_URL="), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -236,63 +236,168 @@ audit: {path: %q}
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-
-	// Read the JSON log until the admin listener reports its address.
-	lines := make(chan map[string]any)
+	s := &server{cmd: cmd, addrs: map[string]string{}, logs: make(chan map[string]any, 100)}
 	go func() {
-		defer close(lines)
+		defer close(s.logs)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			var m map[string]any
 			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				t.Errorf("log line is not JSON: %s", sc.Text())
-				continue
+				m = map[string]any{"msg": "NOT JSON: " + sc.Text()}
 			}
-			lines <- m
+			s.logs <- m
 		}
 	}()
-	var admin string
-	timeout := time.After(10 * time.Second)
-	for admin == "" {
+	timeout := time.After(20 * time.Second)
+	for len(s.addrs) < 3 {
 		select {
-		case m, ok := <-lines:
+		case m, ok := <-s.logs:
 			if !ok {
 				t.Fatal("tok exited before listening")
 			}
-			if m["msg"] == "listening" && m["listener"] == "admin" {
-				admin, _ = m["addr"].(string)
+			if msg, _ := m["msg"].(string); strings.HasPrefix(msg, "NOT JSON") {
+				t.Errorf("log line is not JSON: %s", msg)
+			}
+			if m["level"] == "ERROR" {
+				t.Errorf("error log: %v", m)
+			}
+			if m["msg"] == "listening" {
+				s.addrs[m["listener"].(string)], _ = m["addr"].(string)
 			}
 		case <-timeout:
-			t.Fatal("tok did not start listening within 10s")
+			t.Fatal("tok did not start listening within 20s")
 		}
 	}
-	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, err := http.Get("http://" + admin + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("GET %s = %d, want 200", path, resp.StatusCode)
-		}
-	}
+	return s
+}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+// stop sends SIGTERM and checks that tok drains and exits 0.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	var sawStop bool
-	for m := range lines {
+	for m := range s.logs {
 		if m["msg"] == "tok stopped" && m["level"] == "INFO" {
 			sawStop = true
 		}
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := s.cmd.Wait(); err != nil {
 		t.Errorf("tok after SIGTERM: %v, want exit 0", err)
 	}
 	if !sawStop {
 		t.Error("no clean \"tok stopped\" log line after SIGTERM")
 	}
+}
+
+func (s *server) get(t *testing.T, listener, path string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + s.addrs[listener] + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (s *server) handle(t *testing.T, pan string) string {
+	t.Helper()
+	resp, err := http.Post("http://"+s.addrs["public"]+"/handle", "application/json", strings.NewReader(`{"pan_number": "`+pan+`"}`))
+	if err != nil {
+		t.Fatalf("POST /handle: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Token == "" || out.Token == pan {
+		t.Fatalf("POST /handle = %d, token %q, err %v", resp.StatusCode, out.Token, err)
+	}
+	return out.Token
+}
+
+const testPAN = "4111111111111111"
+
+// TestServe runs tok on a bolt config with an inbound route in front of a
+// recording upstream, and checks the wiring end to end: admin endpoints,
+// /handle, the card field tokenized before the upstream, the audit log file,
+// and a clean drain on SIGTERM.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	keyring := filepath.Join(dir, "keyring.yaml")
+	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
+		t.Fatalf("keys new: %s", errOut)
+	}
+	got := make(chan string, 1)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	}))
+	defer upstream.Close()
+	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
+vault: {bolt: %q, keyring: %q}
+audit: {path: %q}
+upstream: %s
+inbound:
+  - name: checkout
+    match: {method: POST, path: /checkout}
+    fields:
+      - json: card.number
+`, filepath.Join(dir, "tok.db"), keyring, filepath.Join(dir, "audit.log"), upstream.URL))
+
+	s := startTok(t, dir, cfg)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code := s.get(t, "admin", path); code != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", path, code)
+		}
+	}
+	tok1 := s.handle(t, testPAN)
+
+	resp, err := http.Post("http://"+s.addrs["public"]+"/checkout", "application/json", strings.NewReader(`{"card": {"number": "`+testPAN+`"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /checkout = %d, want 200", resp.StatusCode)
+	}
+	if body := <-got; body != `{"card": {"number": "`+tok1+`"}}` {
+		t.Errorf("upstream received %s, want the convergent token %s in place of the card", body, tok1)
+	}
+	s.stop(t)
 	if st, err := os.Stat(filepath.Join(dir, "audit.log")); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("audit log: %v, mode %v; want 0600", err, st)
+	}
+	// The bolt file survives the restart: the same PAN gets the same token.
+	s = startTok(t, dir, cfg)
+	if tok2 := s.handle(t, testPAN); tok2 != tok1 {
+		t.Errorf("after restart /handle = %s, want %s", tok2, tok1)
+	}
+	s.stop(t)
+}
+
+// TestServePostgres runs tok on PostgreSQL selected by TOK_POSTGRES_URL (the
+// environment wins over vault.bolt) with the keyring in TOK_KEYRING.
+func TestServePostgres(t *testing.T) {
+	pg := os.Getenv("TOK_TEST_POSTGRES_URL")
+	if pg == "" {
+		t.Skip("TOK_TEST_POSTGRES_URL is unset: no PostgreSQL to test against")
+	}
+	dir := t.TempDir()
+	keyring, err := vault.NewKeyringFile().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
+vault: {bolt: %q, keyring: /nonexistent/keyring.yaml}
+audit: {path: "-"}
+`, filepath.Join(dir, "unused.db")))
+	s := startTok(t, dir, cfg, "TOK_POSTGRES_URL="+pg, "TOK_KEYRING="+string(keyring))
+	if code := s.get(t, "admin", "/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz = %d, want 200", code)
+	}
+	s.handle(t, testPAN)
+	s.stop(t)
+	if _, err := os.Stat(filepath.Join(dir, "unused.db")); !os.IsNotExist(err) {
+		t.Errorf("bolt file created although TOK_POSTGRES_URL was set: %v", err)
 	}
 }
