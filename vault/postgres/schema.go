@@ -32,7 +32,6 @@ var migrations = []string{
 		CONSTRAINT tokens_pkey PRIMARY KEY (token),
 		CONSTRAINT tokens_fingerprint_key UNIQUE (fingerprint)
 	);
-	CREATE INDEX tokens_expires_idx ON {schema}.tokens (expires) WHERE expires IS NOT NULL;
 	CREATE TABLE {schema}.sessions (
 		key       bytea          NOT NULL,
 		id        text           NOT NULL,
