@@ -16,7 +16,14 @@ type jsonWalk struct {
 	r    *Rewriter
 	c    *collector
 	body []byte
-	path []string
+	path []pathElem // rendered only when a value or an error needs it
+}
+
+// pathElem is one step of the current path: an object key's raw bytes
+// (quotes included) or an array index.
+type pathElem struct {
+	key []byte
+	idx int
 }
 
 // collectJSON validates body strictly, then walks every value of it.
@@ -47,7 +54,17 @@ func (w *jsonWalk) raw(v gjson.Result) ([]byte, error) {
 	return w.body[v.Index : v.Index+len(v.Raw)], nil
 }
 
-func (w *jsonWalk) pathString() string { return joinPath(w.path) }
+func (w *jsonWalk) pathString() string {
+	parts := make([]string, len(w.path))
+	for i, e := range w.path {
+		if e.key != nil {
+			parts[i] = safeSegment(decodeString(e.key))
+		} else {
+			parts[i] = strconv.Itoa(e.idx)
+		}
+	}
+	return joinPath(parts)
+}
 
 // walk visits v, whose selectors matched so far are active (for fields)
 // and ignore (for guard exemptions).
@@ -78,7 +95,7 @@ func (w *jsonWalk) walk(v gjson.Result, active, ignore []cursor, ignored bool) e
 		if err != nil {
 			return err
 		}
-		w.guardString(raw, v.Index, KindString, w.pathString())
+		w.guardString(raw, v.Index)
 	case v.Type == gjson.Number:
 		if !guard {
 			return nil
@@ -96,13 +113,13 @@ func (w *jsonWalk) walk(v gjson.Result, active, ignore []cursor, ignored bool) e
 
 // guardString records the card-like numbers inside a JSON string (a value
 // or a key) whose raw bytes start at off.
-func (w *jsonWalk) guardString(raw []byte, off int, kind Kind, path string) {
+func (w *jsonWalk) guardString(raw []byte, off int) {
 	if !mayHoldCard(raw) {
 		return
 	}
 	text := decodeString(raw)
 	if runs := findCards(text); len(runs) > 0 {
-		w.c.addGuard(path, text, runs, kind, editJSONRuns, off, off+len(raw))
+		w.c.addGuard(w.pathString(), text, runs, KindString, editJSONRuns, off, off+len(raw))
 	}
 }
 
@@ -138,9 +155,12 @@ func (w *jsonWalk) object(v gjson.Result, active, ignore []cursor, ignored, guar
 		if kraw, err = w.raw(k); err != nil {
 			return false
 		}
-		key := decodeString(kraw)
-		w.path = append(w.path, safeSegment(key))
+		w.path = append(w.path, pathElem{key: kraw})
 		defer func() { w.path = w.path[:len(w.path)-1] }()
+		var key string
+		if len(active) > 0 || len(ignore) > 0 {
+			key = decodeString(kraw)
+		}
 		var next, nextIgnore []cursor
 		for i, cu := range active {
 			if !w.r.json[cu.sel].sel[cu.seg].matchKey(key, true) {
@@ -159,7 +179,7 @@ func (w *jsonWalk) object(v gjson.Result, active, ignore []cursor, ignored, guar
 			}
 		}
 		if guard {
-			w.guardString(kraw, k.Index, KindString, w.pathString())
+			w.guardString(kraw, k.Index)
 		}
 		err = w.walk(val, next, nextIgnore, ignored)
 		return err == nil
@@ -176,7 +196,7 @@ func (w *jsonWalk) array(v gjson.Result, active, ignore []cursor, ignored bool) 
 	var err error
 	i := 0
 	v.ForEach(func(_, val gjson.Result) bool {
-		w.path = append(w.path, strconv.Itoa(i))
+		w.path = append(w.path, pathElem{idx: i})
 		defer func() { w.path = w.path[:len(w.path)-1] }()
 		var next, nextIgnore []cursor
 		for _, cu := range active {

@@ -430,3 +430,34 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("New reports %v, want every problem", err)
 	}
 }
+
+// TestConcurrent shares one Rewriter between goroutines (run with -race).
+func TestConcurrent(t *testing.T) {
+	r, err := New(Config{Fields: checkoutFields, Guard: GuardTokenize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"card":{"number":"4111111111111111"},"items":[{"card":{"number":"5555555555554444"}}],"n":"6011111111111117"}`)
+	want := `{"card":{"number":"9999999999999999"},"items":[{"card":{"number":"9999999999999999"}}],"n":"9999999999999999"}`
+	done := make(chan error)
+	for range 4 {
+		go func() {
+			for range 100 {
+				out, err := r.Rewrite(body, ctJSON, nines)
+				if err == nil && string(out) != want {
+					err = errors.New("unexpected output " + string(out))
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}

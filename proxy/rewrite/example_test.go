@@ -1,0 +1,34 @@
+package rewrite_test
+
+import (
+	"fmt"
+
+	"github.com/tokproxy/tok/proxy/rewrite"
+)
+
+func ExampleRewriter_Rewrite() {
+	r, err := rewrite.New(rewrite.Config{
+		Fields: []rewrite.Field{{JSON: "card.number"}, {JSON: "items.#.card.number"}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	body := []byte(`{"card": {"number": "4111 1111 1111 1111"}, "items": [{"card": {"number": 5555555555554444}}]}`)
+	out, err := r.Rewrite(body, "application/json", func(vals []rewrite.Value) ([]string, error) {
+		tokens := make([]string, len(vals))
+		for i, v := range vals {
+			fmt.Println(v.Path, v.Kind == rewrite.KindNumber)
+			tokens[i] = "4111119876541111" // a real caller tokenizes all of vals in one commit
+		}
+		return tokens, nil
+	})
+	fmt.Println(string(out), err)
+
+	_, err = r.Rewrite([]byte(`{"note": "card 4111-1111-1111-1111"}`), "application/json", nil)
+	fmt.Println(err)
+	// Output:
+	// card.number false
+	// items.0.card.number true
+	// {"card": {"number": "4111119876541111"}, "items": [{"card": {"number": 4111119876541111}}]} <nil>
+	// rewrite: card_number_detected at "note": card-like number outside the configured fields
+}
