@@ -294,6 +294,13 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	if err := runServer(ctx, *path, log, stdout); err != nil {
+		var cerr *config.Error
+		if errors.As(err, &cerr) {
+			for _, p := range cerr.Problems {
+				log.Error("config problem", "problem", p.Error())
+			}
+			err = fmt.Errorf("%d config problem(s); run \"tok check\"", len(cerr.Problems))
+		}
 		log.Error("tok stopped", "err", err)
 		return exitFail
 	}
