@@ -15,7 +15,8 @@ const (
 	// last digits, random in the middle, and always fails the Luhn check so a
 	// token can never be taken for a card.
 	FormatPAN Format = iota
-	// FormatDigits: same length, every digit random (CVVs and the like).
+	// FormatDigits: same length, every digit random (CVVs and the like),
+	// except that a value not starting with 0 gets a token not starting with 0.
 	FormatDigits
 	// FormatOpaque: "tok_" followed by 22 base62 characters (about 131 bits).
 	FormatOpaque
@@ -110,6 +111,11 @@ func (s Spec) newToken(d string) string {
 	case FormatDigits:
 		for {
 			t := randomDigits(len(d))
+			// A value without a leading zero gets a token without one, so a
+			// digits token can stand where the value was a JSON number.
+			if d[0] != '0' && t[0] == '0' {
+				continue
+			}
 			if t != d {
 				return t
 			}
