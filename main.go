@@ -24,7 +24,9 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -332,7 +334,15 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	}
 	log.Info("keyring loaded", "source", source, "primary", keyring.Primary(), "versions", keyring.Versions())
 
-	store, err := openStore(ctx, cfg.Vault, log)
+	// The store is opened before the server that owns the metrics, so its
+	// commit hook finds the server through a pointer set once it exists.
+	var srvRef atomic.Pointer[proxy.Server]
+	onCommit := func(d time.Duration, ops int) {
+		if s := srvRef.Load(); s != nil {
+			s.ObserveCommit(d, ops)
+		}
+	}
+	store, err := openStore(ctx, cfg.Vault, onCommit, log)
 	if err != nil {
 		return err
 	}
@@ -358,6 +368,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
+	srvRef.Store(srv)
 	return srv.Run(ctx)
 }
 
@@ -460,11 +471,11 @@ func closeWith(err *error, what string, c io.Closer) {
 }
 
 // openStore opens the durable store named by the config: bolt or postgres.
-func openStore(ctx context.Context, c config.Vault, log *slog.Logger) (vault.Store, error) {
+func openStore(ctx context.Context, c config.Vault, onCommit func(time.Duration, int), log *slog.Logger) (vault.Store, error) {
 	if c.Postgres != "" {
 		return openPostgres(ctx, c.Postgres, log)
 	}
-	s, err := bolt.Open(c.Bolt, bolt.Options{})
+	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit})
 	if err != nil {
 		return nil, err
 	}
