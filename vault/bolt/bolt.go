@@ -1,0 +1,237 @@
+// Package bolt is the embedded, default [vault.Store]: one bbolt file on
+// local disk. Every write is durable when it returns (its transaction was
+// committed with fsync), and concurrent writers share commits through a
+// single committer goroutine (see committer.go), so throughput grows with
+// concurrency instead of being capped by the disk's fsync rate.
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// Defaults for [Options] fields left zero.
+const (
+	// DefaultTimeout is how long Open waits for the file lock before it
+	// decides another process holds the vault.
+	DefaultTimeout = time.Second
+	// DefaultMaxBatchOps caps the callers answered by one commit.
+	DefaultMaxBatchOps = 1024
+	// DefaultMaxBatchRecords caps the records written by one commit (one
+	// caller's Insert is never split, so a commit may exceed it once).
+	DefaultMaxBatchRecords = 8192
+)
+
+// schemaVersion is the layout of the buckets below, kept in the meta bucket.
+const schemaVersion = 1
+
+// Bucket names and meta keys.
+var (
+	bucketTokens       = []byte("tokens")       // token → vault.MarshalRecord value
+	bucketFingerprints = []byte("fingerprints") // fingerprint → token
+	bucketSessions     = []byte("sessions")     // session key → encoded session
+	bucketLockouts     = []byte("lockouts")     // client name → encoded lockout
+	bucketMeta         = []byte("meta")         // "schema" → uvarint version
+	keySchema          = []byte("schema")
+)
+
+// Errors returned by [Open], besides the [vault] sentinels the Store methods use.
+var (
+	// ErrLocked: another process (or another Store in this one) has the
+	// vault file open.
+	ErrLocked = errors.New("vault file locked")
+	// ErrNotVault: the file is not a bbolt database, or not one tok wrote.
+	ErrNotVault = errors.New("not a tok vault file")
+)
+
+// Options configures [Open]. The zero value gives the documented defaults.
+type Options struct {
+	// Timeout bounds the wait for the file lock. If zero, DefaultTimeout.
+	Timeout time.Duration
+	// MaxBatchOps caps the callers sharing one commit. If zero, DefaultMaxBatchOps.
+	MaxBatchOps int
+	// MaxBatchRecords caps the records written by one commit. If zero,
+	// DefaultMaxBatchRecords.
+	MaxBatchRecords int
+	// OnCommit, if set, is called by the committer after every successful
+	// commit with its duration (including fsync) and the number of callers
+	// it answered. It must be fast: commits wait for it.
+	OnCommit func(d time.Duration, ops int)
+}
+
+// Stats counts the committer's work since Open.
+type Stats struct {
+	Commits uint64 // successful commits
+	Ops     uint64 // calls (Insert, Delete, PutSession, ...) they answered
+	Records uint64 // records they wrote (Insert outcomes with Status Stored)
+}
+
+// Store is a [vault.Store] on one bbolt file. It is safe for concurrent
+// use. Reads run in their own read transactions, concurrently with the
+// committer; writes go through the committer.
+type Store struct {
+	db   *bbolt.DB
+	path string
+	opts Options
+
+	// mu guards closed and the send side of queue: senders hold it for
+	// reading, Close takes it for writing before it closes the queue.
+	mu     sync.RWMutex
+	closed bool
+	queue  chan *request
+	done   chan struct{} // closed when the committer has exited
+
+	commits, ops, records atomic.Uint64
+}
+
+var _ vault.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the vault file at path. The parent
+// directory is created with mode 0700 and the file with 0600. If another
+// process holds the file, Open fails after opts.Timeout with an error
+// wrapping [ErrLocked]; a file that is not a tok vault gives [ErrNotVault].
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxBatchOps <= 0 {
+		opts.MaxBatchOps = DefaultMaxBatchOps
+	}
+	if opts.MaxBatchRecords <= 0 {
+		opts.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open vault %q: %w", path, err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: opts.Timeout,
+		// The freelist is rebuilt by scanning at open instead of being
+		// written by every commit: less to write and fsync, and data
+		// durability is unaffected.
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("vault file %q is in use by another process (no lock within %v): %w", path, opts.Timeout, ErrLocked)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		return nil, fmt.Errorf("open vault %q: %w: %w", path, ErrNotVault, err)
+	case err != nil:
+		// bbolt reports some foreign files with unexported errors (for
+		// example one shorter than a page); name the likely cause.
+		return nil, fmt.Errorf("open vault %q (is it a tok vault file?): %w", path, err)
+	}
+	if err := db.Update(initBuckets); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open vault %q: %w", path, err)
+	}
+	s := &Store{
+		db:   db,
+		path: path,
+		opts: opts,
+		// Room for two batches: one forming while one commits.
+		queue: make(chan *request, 2*opts.MaxBatchOps),
+		done:  make(chan struct{}),
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// initBuckets creates the buckets of a new vault, or checks an existing
+// vault's schema version.
+func initBuckets(tx *bbolt.Tx) error {
+	if meta := tx.Bucket(bucketMeta); meta != nil {
+		v, n := binary.Uvarint(meta.Get(keySchema))
+		if n <= 0 {
+			return fmt.Errorf("%w: no schema version", ErrNotVault)
+		}
+		if v != schemaVersion {
+			return fmt.Errorf("%w: schema version %d, this build reads %d", ErrNotVault, v, schemaVersion)
+		}
+		return nil
+	}
+	// A bbolt file with buckets but no meta belongs to another program.
+	if err := tx.ForEach(func([]byte, *bbolt.Bucket) error { return ErrNotVault }); err != nil {
+		return fmt.Errorf("%w: bbolt file with foreign buckets", ErrNotVault)
+	}
+	for _, name := range [][]byte{bucketTokens, bucketFingerprints, bucketSessions, bucketLockouts, bucketMeta} {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keySchema, binary.AppendUvarint(nil, schemaVersion))
+}
+
+// Path returns the file the store was opened on.
+func (s *Store) Path() string { return s.path }
+
+// Stats returns the committer's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Commits: s.commits.Load(), Ops: s.ops.Load(), Records: s.records.Load()}
+}
+
+// view runs fn in a read transaction, mapping a closed store to ErrClosed
+// and other bbolt failures to ErrUnavailable.
+func (s *Store) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return vault.ErrClosed
+	}
+	err := s.db.View(fn)
+	if err != nil && isBoltErr(err) {
+		return fmt.Errorf("%w: read vault: %w", vault.ErrUnavailable, err)
+	}
+	return err
+}
+
+// isBoltErr reports whether err came from bbolt rather than from the
+// store's own logic (ErrNotFound, corrupt records).
+func isBoltErr(err error) bool {
+	return errors.Is(err, berrors.ErrDatabaseNotOpen) || errors.Is(err, berrors.ErrTxClosed) ||
+		errors.Is(err, berrors.ErrBucketNotFound)
+}
+
+// Ping implements [vault.Store]: it opens a read transaction and checks
+// that the vault's buckets are there.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.view(ctx, func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketTokens) == nil {
+			return fmt.Errorf("%w: tokens bucket missing", vault.ErrUnavailable)
+		}
+		return nil
+	})
+}
+
+// Close waits for writes already queued to commit, stops the committer and
+// closes the file. Later calls return [vault.ErrClosed].
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return vault.ErrClosed
+	}
+	s.closed = true
+	close(s.queue) // no sender holds mu, so none is mid-send
+	s.mu.Unlock()
+	<-s.done
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close vault %q: %w", s.path, err)
+	}
+	return nil
+}

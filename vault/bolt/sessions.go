@@ -1,0 +1,182 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// encodingVersion leads every session and lockout value.
+const encodingVersion = 1
+
+var errCorrupt = errors.New("corrupt value")
+
+// appendTime appends t as varint Unix milliseconds, 0 for the zero time.
+func appendTime(b []byte, t time.Time) []byte {
+	var ms int64
+	if !t.IsZero() {
+		ms = t.UnixMilli()
+	}
+	return binary.AppendVarint(b, ms)
+}
+
+// reader decodes the values below; the first error sticks.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) time() time.Time {
+	ms := r.varint()
+	if ms == 0 || r.err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+func (r *reader) string() string {
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 || uint64(len(r.b)-k) < n {
+		r.err = errCorrupt
+		return ""
+	}
+	s := string(r.b[k : k+int(n)]) // string() copies out of the transaction
+	r.b = r.b[k+int(n):]
+	return s
+}
+
+// marshalSession encodes everything but the key:
+// version(1) len(ID) ID len(Client) Client created(varint ms) lastSeen(varint ms).
+func marshalSession(s vault.Session) []byte {
+	b := make([]byte, 0, 1+2+len(s.ID)+2+len(s.Client)+2*binary.MaxVarintLen64)
+	b = append(b, encodingVersion)
+	b = binary.AppendUvarint(b, uint64(len(s.ID)))
+	b = append(b, s.ID...)
+	b = binary.AppendUvarint(b, uint64(len(s.Client)))
+	b = append(b, s.Client...)
+	b = appendTime(b, s.Created)
+	return appendTime(b, s.LastSeen)
+}
+
+func unmarshalSession(key, v []byte) (vault.Session, error) {
+	if len(v) < 1 || v[0] != encodingVersion {
+		return vault.Session{}, fmt.Errorf("session: %w", errCorrupt)
+	}
+	r := reader{b: v[1:]}
+	s := vault.Session{Key: bytes.Clone(key), ID: r.string(), Client: r.string(), Created: r.time(), LastSeen: r.time()}
+	if r.err != nil {
+		return vault.Session{}, fmt.Errorf("session: %w", r.err)
+	}
+	return s, nil
+}
+
+// marshalLockout encodes version(1) failures(varint) lockedUntil(varint ms).
+func marshalLockout(l vault.Lockout) []byte {
+	b := []byte{encodingVersion}
+	b = binary.AppendVarint(b, int64(l.Failures))
+	return appendTime(b, l.LockedUntil)
+}
+
+func unmarshalLockout(v []byte) (vault.Lockout, error) {
+	if len(v) < 1 || v[0] != encodingVersion {
+		return vault.Lockout{}, fmt.Errorf("lockout: %w", errCorrupt)
+	}
+	r := reader{b: v[1:]}
+	l := vault.Lockout{Failures: int(r.varint()), LockedUntil: r.time()}
+	if r.err != nil {
+		return vault.Lockout{}, fmt.Errorf("lockout: %w", r.err)
+	}
+	return l, nil
+}
+
+// PutSession implements [vault.Store].
+func (s *Store) PutSession(ctx context.Context, sess vault.Session) error {
+	if len(sess.Key) == 0 || len(sess.Key) > bbolt.MaxKeySize {
+		return fmt.Errorf("put session: key of %d bytes: %w", len(sess.Key), vault.ErrInvalidValue)
+	}
+	key, v := bytes.Clone(sess.Key), marshalSession(sess)
+	return s.write(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketSessions).Put(key, v)
+	})
+}
+
+// GetSession implements [vault.Store].
+func (s *Store) GetSession(ctx context.Context, key []byte) (vault.Session, error) {
+	var sess vault.Session
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketSessions).Get(key)
+		if v == nil {
+			return vault.ErrNotFound
+		}
+		var err error
+		sess, err = unmarshalSession(key, v)
+		return err
+	})
+	return sess, err
+}
+
+// DeleteSession implements [vault.Store].
+func (s *Store) DeleteSession(ctx context.Context, key []byte) error {
+	key = bytes.Clone(key)
+	return s.write(ctx, func(tx *bbolt.Tx) error {
+		if len(key) == 0 {
+			return nil // bbolt refuses empty keys; there is no such session
+		}
+		return tx.Bucket(bucketSessions).Delete(key)
+	})
+}
+
+// UpdateLockout implements [vault.Store]. fn runs inside the committing
+// transaction, so concurrent updates of one client serialize; it may run
+// more than once if another write in the same batch fails.
+func (s *Store) UpdateLockout(ctx context.Context, client string, fn func(vault.Lockout) vault.Lockout) (vault.Lockout, error) {
+	if client == "" || len(client) > bbolt.MaxKeySize {
+		return vault.Lockout{}, fmt.Errorf("update lockout: client name of %d bytes: %w", len(client), vault.ErrInvalidValue)
+	}
+	var out vault.Lockout
+	err := s.write(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketLockouts)
+		key := []byte(client)
+		var cur vault.Lockout
+		if v := b.Get(key); v != nil {
+			var err error
+			if cur, err = unmarshalLockout(v); err != nil {
+				return err
+			}
+		}
+		next := fn(cur)
+		v := marshalLockout(next)
+		if next.Failures == 0 && next.LockedUntil.IsZero() {
+			out = vault.Lockout{}
+			return b.Delete(key)
+		}
+		// Hand back what a later read will see (milliseconds, UTC).
+		var err error
+		out, err = unmarshalLockout(v)
+		if err != nil {
+			return err
+		}
+		return b.Put(key, v)
+	})
+	if err != nil {
+		return vault.Lockout{}, err
+	}
+	return out, nil
+}
