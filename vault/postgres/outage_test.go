@@ -111,7 +111,7 @@ func TestOutage(t *testing.T) {
 	u, _ := url.Parse(raw)
 	f := newForwarder(t, u.Host)
 	schema := newSchema(t, raw)
-	s := openStore(t, viaForwarder(t, raw, f), Options{Schema: schema, Timeout: 2 * time.Second})
+	s := openStore(t, viaForwarder(t, raw, f), Options{Schema: schema, Timeout: 5 * time.Second})
 	v, err := vault.New(s, keyring(t))
 	if err != nil {
 		t.Fatalf("vault.New: %v", err)
@@ -148,7 +148,7 @@ func TestOutage(t *testing.T) {
 		if !errors.Is(err, vault.ErrUnavailable) {
 			t.Errorf("%s while PostgreSQL is unreachable = %v, want %v", name, err, vault.ErrUnavailable)
 		}
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("%s took %v to fail with the server refusing connections, want it fast", name, d)
 		}
 	}
@@ -178,7 +178,8 @@ func TestOutageSilent(t *testing.T) {
 	u, _ := url.Parse(raw)
 	f := newForwarder(t, u.Host)
 	schema := newSchema(t, raw)
-	s := openStore(t, viaForwarder(t, raw, f), Options{Schema: schema, Timeout: 300 * time.Millisecond})
+	const timeout = time.Second
+	s := openStore(t, viaForwarder(t, raw, f), Options{Schema: schema, Timeout: timeout})
 	ctx := context.Background()
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping = %v", err)
@@ -194,7 +195,7 @@ func TestOutageSilent(t *testing.T) {
 	if !errors.Is(err, vault.ErrUnavailable) {
 		t.Errorf("Insert to a silent server = %v, want %v", err, vault.ErrUnavailable)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Insert to a silent server took %v, want about the 300ms timeout", d)
+	if d := time.Since(start); d > 5*timeout {
+		t.Errorf("Insert to a silent server took %v, want about the %v timeout", d, timeout)
 	}
 }

@@ -39,6 +39,10 @@ var (
 // request instead of hanging it.
 const DefaultTimeout = 5 * time.Second
 
+// openTimeout bounds Open (connecting and migrating) when its context has no
+// earlier deadline and Options.Timeout is shorter.
+const openTimeout = 30 * time.Second
+
 // maxAttempts bounds how often one call runs when PostgreSQL reports a
 // deadlock or serialization failure, or a pooled connection turns out dead
 // before the request was sent. Each attempt is a whole transaction.
@@ -95,7 +99,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
 	}
-	ctx, cancel := s.bound(ctx)
+	// Migrating may take longer than one call, but a silent server must
+	// not hang a starting tok either.
+	ctx, cancel := s.boundBy(ctx, max(s.timeout, openTimeout))
 	defer cancel()
 	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -145,10 +151,15 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 
 // bound returns ctx with s.timeout applied unless ctx ends sooner.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
+	return s.boundBy(ctx, s.timeout)
+}
+
+// boundBy returns ctx ending after d at the latest.
+func (s *Store) boundBy(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
 		return context.WithCancel(ctx)
 	}
-	return context.WithTimeout(ctx, s.timeout)
+	return context.WithTimeout(ctx, d)
 }
 
 // retry runs fn until it succeeds, fails for good, or maxAttempts are spent.
