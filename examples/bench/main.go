@@ -1,0 +1,178 @@
+// Command bench is tok's load harness: it measures what tok costs compared
+// with a tuned plain reverse proxy, over loopback, on this machine.
+//
+//	go run ./examples/bench -duration 10s -rounds 5 [-chart latency.png]
+//	go run ./examples/bench -handle [-prefill 1000000]
+//
+// It builds and starts, as separate processes on free 127.0.0.1 ports, a
+// trivial upstream app (./upstream), a tuned httputil.ReverseProxy in front
+// of it (./plainproxy: the baseline) and tok itself (built from the module
+// root, with a fresh vault, keyring and config in a temporary directory),
+// then:
+//
+//  1. closed loop: -conns keep-alive connections (64) send the same
+//     ~300-byte JSON checkout as fast as answers come back, to the
+//     baseline and to tok in interleaved rounds (A B A B ...). Once on
+//     POST /checkout, where tok tokenizes card.number and card.cvc with a
+//     fresh card number per request (every request a durable commit), and
+//     once on a route without fields, which tok only guards. Reported per
+//     target: req/s, p50, p99, CPU per request (utime+stime of the process,
+//     from /proc), peak RSS and RssAnon, and the median per-round ratio of
+//     tok's req/s to the baseline's.
+//  2. open loop: a fixed -rate (1,000 req/s) for each, latency measured from
+//     each request's scheduled send time (no coordinated omission); p50 and
+//     p99, and tok's deltas against the baseline.
+//  3. overload: -overload-factor (1.5) × tok's measured capacity for
+//     -overload (30 s), over up to -overload-conns connections: tok's
+//     RssAnon over time, and how many requests were shed with 503 against
+//     those answered 2xx.
+//  4. with -chart FILE: a sweep of open-loop rates, drawn as a PNG of p50 and
+//     p99 latency by rate.
+//
+// tok's checkout route tokenizes card.number (pan, on disk) and card.cvc
+// (in memory, 15-minute TTL). card.cvc uses the opaque format by default,
+// not digits: every volatile value gets a fresh token, and a 3-digit code
+// has only about 900 digits tokens, so after ~900 checkouts within the TTL
+// tok refuses every checkout with 503 (vault: token space exhausted).
+// -cvc-format digits shows that.
+//
+// With -handle it measures tok's direct API instead: POST /handle with a
+// fresh card number per request from -conns clients, durable tokenizations
+// per second and p99, optionally against a vault prefilled with -prefill
+// records.
+//
+// The load generator is part of the harness (load.go): a closed-loop worker
+// pool and a schedule-based open-loop sender over raw keep-alive HTTP/1.1
+// connections, so that nothing needs installing. It shares the machine
+// with the processes it measures; the figures are comparisons on one
+// machine, not absolute capacities. Every loop is bounded in time and
+// count, and only 127.0.0.1 is ever targeted. Started processes are
+// stopped on exit, Ctrl-C included.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// options are the harness's flags.
+type options struct {
+	root, tokBin  string
+	duration      time.Duration // one closed-loop run
+	rounds        int
+	conns         int
+	warmup        time.Duration
+	rate          float64
+	openDuration  time.Duration
+	overload      time.Duration
+	overloadX     float64
+	overloadConns int
+	chart         string
+	sweepDuration time.Duration
+	handle        bool
+	prefill       int
+	cvcFormat     string
+	keep          bool
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		if ctx.Err() != nil {
+			os.Exit(130)
+		}
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.root, "root", "", "tok module `dir` (default: found from the working directory)")
+	fs.StringVar(&o.tokBin, "tok", "", "use this tok `binary` instead of building the module root")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of one closed-loop run")
+	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per target and route")
+	fs.IntVar(&o.conns, "conns", 64, "closed-loop connections (open loop: the most in flight)")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unreported closed-loop warm-up per target and route")
+	fs.Float64Var(&o.rate, "rate", 1000, "open-loop `requests/s`")
+	fs.DurationVar(&o.openDuration, "open-duration", 10*time.Second, "length of one open-loop run (0: skip)")
+	fs.DurationVar(&o.overload, "overload", 30*time.Second, "length of the overload run (0: skip)")
+	fs.Float64Var(&o.overloadX, "overload-factor", 1.5, "overload rate as a multiple of tok's measured capacity")
+	fs.IntVar(&o.overloadConns, "overload-conns", 1024, "the most connections in the overload run")
+	fs.StringVar(&o.chart, "chart", "", "write a PNG of latency by rate to `file` (runs a rate sweep)")
+	fs.DurationVar(&o.sweepDuration, "sweep-duration", 3*time.Second, "length of each rate in the -chart sweep")
+	fs.BoolVar(&o.handle, "handle", false, "benchmark tok's POST /handle instead of the proxy")
+	fs.IntVar(&o.prefill, "prefill", 0, "with -handle: records to put in the vault first")
+	fs.StringVar(&o.cvcFormat, "cvc-format", "opaque", "token `format` of card.cvc in tok's checkout route: opaque or digits (see the package doc)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, config, logs, vault)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bench: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return o, errors.New("unexpected argument")
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return o, err
+	}
+	return o, nil
+}
+
+// validate keeps every loop bounded.
+func (o *options) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(o.duration >= 100*time.Millisecond && o.duration <= 10*time.Minute, "-duration %v: want 100ms to 10m", o.duration)
+	check(o.rounds >= 1 && o.rounds <= 50, "-rounds %d: want 1 to 50", o.rounds)
+	check(o.conns >= 1 && o.conns <= 4096, "-conns %d: want 1 to 4096", o.conns)
+	check(o.warmup >= 0 && o.warmup <= time.Minute, "-warmup %v: want 0 to 1m", o.warmup)
+	check(o.rate >= 1 && o.rate <= 200_000, "-rate %v: want 1 to 200000", o.rate)
+	check(o.openDuration >= 0 && o.openDuration <= 10*time.Minute, "-open-duration %v: want 0 to 10m", o.openDuration)
+	check(o.overload >= 0 && o.overload <= 10*time.Minute, "-overload %v: want 0 to 10m", o.overload)
+	check(o.overloadX > 0 && o.overloadX <= 10, "-overload-factor %v: want above 0, at most 10", o.overloadX)
+	check(o.overloadConns >= 1 && o.overloadConns <= 8192, "-overload-conns %d: want 1 to 8192", o.overloadConns)
+	check(o.sweepDuration >= 100*time.Millisecond && o.sweepDuration <= time.Minute, "-sweep-duration %v: want 100ms to 1m", o.sweepDuration)
+	check(o.prefill >= 0 && o.prefill <= 20_000_000, "-prefill %d: want 0 to 20000000", o.prefill)
+	check(o.prefill == 0 || o.handle, "-prefill needs -handle")
+	check(o.cvcFormat == "opaque" || o.cvcFormat == "digits", "-cvc-format %q: want opaque or digits", o.cvcFormat)
+	check(o.chart == "" || !o.handle, "-chart is for the proxy benchmark, not -handle")
+	return errors.Join(errs...)
+}
+
+// run sets up the processes, runs the benchmark o asks for and stops them.
+func run(ctx context.Context, o options, out io.Writer) error {
+	e, err := setup(ctx, o, out)
+	if e != nil {
+		defer e.close(out)
+	}
+	if err != nil {
+		return err
+	}
+	if o.handle {
+		return benchHandle(ctx, e, o, out)
+	}
+	return benchProxy(ctx, e, o, out)
+}

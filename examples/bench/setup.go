@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/bolt"
+)
+
+// target is one proxy under test.
+type target struct {
+	name string // "plain" or "tok"
+	addr string // host:port clients send to
+	p    *proc
+}
+
+// env is the running set of processes and where they keep their files.
+type env struct {
+	dir        string
+	keep       bool
+	procs      procs
+	upstream   string  // address of the trivial upstream app
+	plain, tok *target // plain is nil with -handle
+	metricsURL string  // tok's /metrics
+}
+
+// close stops the processes and removes the temporary directory.
+func (e *env) close(out io.Writer) {
+	e.procs.stopAll()
+	if e.keep {
+		fmt.Fprintf(out, "kept %s (binaries, config, logs, vault)\n", e.dir)
+		return
+	}
+	os.RemoveAll(e.dir)
+}
+
+// setup builds the binaries and starts the processes. The returned env, if
+// not nil, must be closed even when err is not nil.
+func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
+	root := o.root
+	if root == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, err
+		}
+		if root, err = moduleRoot(wd); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp("", "tok-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary directory: %w", err)
+	}
+	e := &env{dir: dir, keep: o.keep}
+	tokBin, upstreamBin, plainBin, err := build(ctx, root, dir, o.tokBin, out)
+	if err != nil {
+		return e, err
+	}
+	keyring := filepath.Join(dir, "keyring.yaml")
+	if err := runQuiet(ctx, dir, tokBin, "keys", "new", "-o", keyring); err != nil {
+		return e, err
+	}
+	boltPath := filepath.Join(dir, "tok.db")
+	if o.prefill > 0 {
+		if err := prefill(boltPath, keyring, o.prefill, out); err != nil {
+			return e, err
+		}
+	}
+
+	var upstreamURL string
+	if !o.handle {
+		if e.upstream, err = freePort(); err != nil {
+			return e, err
+		}
+		up, err := e.procs.start(dir, "upstream", upstreamBin, "-addr", e.upstream)
+		if err != nil {
+			return e, err
+		}
+		if err := up.waitReady(ctx, tcpReady(e.upstream)); err != nil {
+			return e, err
+		}
+		upstreamURL = "http://" + e.upstream
+
+		e.plain = &target{name: "plain"}
+		if e.plain.addr, err = freePort(); err != nil {
+			return e, err
+		}
+		idle := fmt.Sprint(max(o.conns, o.overloadConns))
+		if e.plain.p, err = e.procs.start(dir, "plainproxy", plainBin, "-addr", e.plain.addr, "-upstream", upstreamURL, "-idle", idle); err != nil {
+			return e, err
+		}
+		if err := e.plain.p.waitReady(ctx, tcpReady(e.plain.addr)); err != nil {
+			return e, err
+		}
+	}
+
+	e.tok = &target{name: "tok"}
+	if e.tok.addr, err = freePort(); err != nil {
+		return e, err
+	}
+	admin, err := freePort()
+	if err != nil {
+		return e, err
+	}
+	cfgPath := filepath.Join(dir, "tok.yaml")
+	cfg := tokConfig(e.tok.addr, admin, boltPath, keyring, filepath.Join(dir, "audit.log"), upstreamURL, o.cvcFormat)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return e, fmt.Errorf("write tok config: %w", err)
+	}
+	if err := runQuiet(ctx, dir, tokBin, "check", "-config", cfgPath); err != nil {
+		return e, err
+	}
+	if e.tok.p, err = e.procs.start(dir, "tok", tokBin, "serve", "-config", cfgPath); err != nil {
+		return e, err
+	}
+	if err := e.tok.p.waitReady(ctx, httpReady("http://"+admin+"/readyz")); err != nil {
+		return e, err
+	}
+	e.metricsURL = "http://" + admin + "/metrics"
+	fmt.Fprintf(out, "started: upstream %s, plain proxy %s, tok %s (admin %s), files in %s\n",
+		orNone(e.upstream), orNone(addrOf(e.plain)), e.tok.addr, admin, dir)
+	return e, nil
+}
+
+func addrOf(t *target) string {
+	if t == nil {
+		return ""
+	}
+	return t.addr
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// tokConfig is the config tok runs with: the public listener in front of
+// upstream (none: POST /handle only) with the two-field checkout route
+// (card.cvc in cvcFormat), the admin listener for readiness and metrics,
+// the auth listener off, and every file in the temporary directory.
+func tokConfig(public, admin, boltPath, keyring, audit, upstream, cvcFormat string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: {public: %q, auth: off, admin: %q, egress: off}\n", public, admin)
+	fmt.Fprintf(&b, "vault: {bolt: %q, keyring: %q}\n", boltPath, keyring)
+	fmt.Fprintf(&b, "audit: {path: %q}\n", audit)
+	if upstream == "" {
+		return b.String()
+	}
+	fmt.Fprintf(&b, "upstream: %q\n", upstream)
+	fmt.Fprintf(&b, `inbound:
+  - name: checkout
+    match: {method: POST, path: /checkout}
+    fields:
+      - json: card.number
+      - json: card.cvc
+        format: %s
+        store: memory
+        ttl: 15m
+guard: {mode: reject}
+`, cvcFormat)
+	return b.String()
+}
+
+// prefill writes n records into a new vault at boltPath, sealed under the
+// keyring file's keys, before tok opens it.
+func prefill(boltPath, keyringPath string, n int, out io.Writer) error {
+	b, err := os.ReadFile(keyringPath)
+	if err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	kf, err := vault.ParseKeyringFile(b)
+	if err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	keys, err := vault.NewKeyring(kf)
+	if err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	s, err := bolt.Open(boltPath, bolt.Options{})
+	if err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	start := time.Now()
+	if err := bolt.Prefill(s, n, keys); err != nil {
+		s.Close()
+		return fmt.Errorf("prefill: %w", err)
+	}
+	if err := s.Close(); err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	st, err := os.Stat(boltPath)
+	if err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	fmt.Fprintf(out, "prefilled the vault with %d records in %v (%s on disk, %d bytes/record)\n",
+		n, time.Since(start).Round(time.Millisecond), fmtBytes(st.Size()), st.Size()/int64(n))
+	return nil
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"image/png"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokproxy/tok/config"
+)
+
+func TestTokConfigIsValid(t *testing.T) {
+	for _, upstream := range []string{"http://127.0.0.1:3001", ""} {
+		for _, cvc := range []string{"opaque", "digits"} {
+			y := tokConfig("127.0.0.1:8081", "127.0.0.1:9091", "/tmp/x/tok.db", "/tmp/x/keyring.yaml", "/tmp/x/audit.log", upstream, cvc)
+			cfg, err := config.Parse([]byte(y), "bench.yaml")
+			if err != nil {
+				t.Fatalf("generated config does not parse: %v\n%s", err, y)
+			}
+			if cfg.Listen.Auth != "" || cfg.Vault.Bolt != "/tmp/x/tok.db" {
+				t.Errorf("config %+v: want auth off and the bolt file in the temporary directory", cfg)
+			}
+			if upstream == "" {
+				if len(cfg.Inbound) != 0 {
+					t.Error("a /handle-only config has inbound routes")
+				}
+				continue
+			}
+			if len(cfg.Inbound) != 1 || len(cfg.Inbound[0].Fields) != 2 || cfg.Inbound[0].Fields[1].Format != cvc {
+				t.Errorf("inbound = %+v, want the two-field checkout route with cvc %s", cfg.Inbound, cvc)
+			}
+		}
+	}
+}
+
+func TestMetricValue(t *testing.T) {
+	expo := []byte(`# HELP tok_tokenize_values_total Values tokenized.
+# TYPE tok_tokenize_values_total counter
+tok_tokenize_values_total{outcome="error"} 3
+tok_tokenize_values_total{outcome="ok"} 1.2345e+06
+tok_store_commit_ops_sum 640
+tok_store_commit_ops_count 10
+`)
+	tests := []struct {
+		series string
+		want   float64
+		ok     bool
+	}{
+		{`tok_tokenize_values_total{outcome="ok"}`, 1234500, true},
+		{`tok_tokenize_values_total{outcome="error"}`, 3, true},
+		{"tok_store_commit_ops_count", 10, true},
+		{"tok_store_commit_ops", 0, false}, // a prefix of other series
+		{"nope", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := metricValue(expo, tt.series)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("metricValue(%s) = %v, %v; want %v, %v", tt.series, got, ok, tt.want, tt.ok)
+		}
+	}
+	if got := delta(expo, bytes.Replace(expo, []byte("_count 10"), []byte("_count 25"), 1), "tok_store_commit_ops_count"); got != 15 {
+		t.Errorf("delta = %v, want 15", got)
+	}
+}
+
+func TestModuleRoot(t *testing.T) {
+	root, err := moduleRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "examples", "bench", "main.go")); err != nil {
+		t.Errorf("module root %s does not hold examples/bench", root)
+	}
+	if _, err := moduleRoot(t.TempDir()); err == nil {
+		t.Error("a directory outside the module has a tok root")
+	}
+	if got := modulePath([]byte("// x\nmodule \"github.com/tokproxy/tok\"\n\ngo 1.26\n")); got != "github.com/tokproxy/tok" {
+		t.Errorf("modulePath = %q", got)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.conns != 64 || o.rounds != 5 || o.rate != 1000 || o.overload != 30*time.Second || o.overloadX != 1.5 {
+		t.Errorf("defaults = %+v", o)
+	}
+	for _, args := range [][]string{
+		{"-rounds", "0"}, {"-duration", "1h"}, {"-conns", "100000"}, {"-prefill", "10"},
+		{"-handle", "-chart", "x.png"}, {"-cvc-format", "pan"}, {"extra"}, {"-rate", "0"},
+	} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("parseFlags(%q) = nil error", args)
+		}
+	}
+}
+
+func TestChart(t *testing.T) {
+	series := []chartSeries{
+		{Name: "plain p99", Color: seriesColors[0], Points: []chartPoint{{100, 0.4}, {1000, 0.9}, {5000, 30}}},
+		{Name: "tok p99", Color: seriesColors[1], Dashed: true, Points: []chartPoint{{100, 0.6}, {1000, 0}, {5000, 1200}}},
+	}
+	path := filepath.Join(t.TempDir(), "chart.png")
+	if err := writeChart(path, "latency by rate (ms)", series); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != chartW || b.Dy() != chartH {
+		t.Errorf("chart is %v", b)
+	}
+	// Each series' color is drawn somewhere.
+	for _, s := range series {
+		found := false
+		for y := 0; y < chartH && !found; y++ {
+			for x := 0; x < chartW && !found; x++ {
+				r, g, b, _ := img.At(x, y).RGBA()
+				found = uint8(r>>8) == s.Color.R && uint8(g>>8) == s.Color.G && uint8(b>>8) == s.Color.B
+			}
+		}
+		if !found {
+			t.Errorf("series %s is not drawn", s.Name)
+		}
+	}
+	drawChart("empty", nil) // no data: no panic
+	for raw, want := range map[float64]float64{0: 1, 0.3: 0.5, 7: 10, 180: 200, 1234: 2000} {
+		if got := niceStep(raw); got != want {
+			t.Errorf("niceStep(%v) = %v, want %v", raw, got, want)
+		}
+	}
+	for r := range font {
+		if strings.ToUpper(string(r)) != string(r) {
+			t.Errorf("glyph %q is not drawn: text is drawn in capitals", r)
+		}
+	}
+}
