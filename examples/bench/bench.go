@@ -176,6 +176,7 @@ func benchProxy(ctx context.Context, e *env, o options, out io.Writer) error {
 				closedLoop(ctx, t.addr, s.template(t), pans, o.conns, o.warmup)
 			}
 		}
+		before, _ := scrape(e.metricsURL)
 		runs := make([][]measured, len(targets))
 		for round := 1; round <= o.rounds; round++ {
 			var line strings.Builder
@@ -196,7 +197,11 @@ func benchProxy(ctx context.Context, e *env, o options, out io.Writer) error {
 			r := runs[1][len(runs[1])-1].Rate() / runs[0][len(runs[0])-1].Rate()
 			fmt.Fprintf(out, "%s  ratio %.2f\n", line.String(), r)
 		}
+		after, _ := scrape(e.metricsURL)
 		ratio := printClosed(out, targets, runs)
+		if s.kind == uniqueValid {
+			printStoreStats(out, before, after)
+		}
 		fmt.Fprintf(out, "   target tok ≥ %.1f × plain: %.2f %s\n", s.target, ratio, verdict(ratio >= s.target))
 		if s.kind == uniqueValid {
 			tokCapacity = median(rates(runs[1]))
@@ -398,13 +403,14 @@ func sweep(ctx context.Context, e *env, o options, pans *panSource, capacity flo
 	if capacity <= 0 || math.IsNaN(capacity) {
 		return errors.New("chart: no capacity measured")
 	}
-	var rs []float64
+	rs := []float64{o.rate}
 	for _, f := range []float64{0.1, 0.25, 0.5, 0.75, 0.9, 1.0} {
-		rs = append(rs, math.Round(f*capacity))
+		r := math.Round(f * capacity)
+		if math.Abs(r-o.rate) > 0.05*o.rate { // -rate is measured anyway
+			rs = append(rs, r)
+		}
 	}
-	rs = append(rs, o.rate)
 	slices.Sort(rs)
-	rs = slices.Compact(rs)
 	s := scenarios[0]
 	fmt.Fprintf(out, "\n== rate sweep for the chart: %s, %v per rate and target\n", s.path, o.sweepDuration)
 	targets := []*target{e.plain, e.tok}
@@ -476,17 +482,25 @@ func benchHandle(ctx context.Context, e *env, o options, out io.Writer) error {
 	rate, p99 := median(rates(runs)), time.Duration(median(p99s))
 	fmt.Fprintf(out, "   median: %.0f durable tokenizations/s, p99 %s (target ≥ %d/s with p99 ≤ %v: %s)\n",
 		rate, fmtDur(p99), targetHandleRate, targetHandleP99, verdict(rate >= targetHandleRate && p99 <= targetHandleP99))
-	commits := delta(before, after, "tok_store_commit_ops_count")
-	ops := delta(before, after, "tok_store_commit_ops_sum")
-	if commits > 0 {
-		fmt.Fprintf(out, "   store: %.0f commits, %.1f operations per commit\n", commits, ops/commits)
-	} else {
-		fmt.Fprintln(out, "   store: tok exports no commit metrics (tok_store_commit_ops); records per commit not measured")
-	}
+	printStoreStats(out, before, after)
 	if o.prefill > 0 {
 		fmt.Fprintf(out, "   against a vault prefilled with %d records\n", o.prefill)
 	}
 	return nil
+}
+
+// printStoreStats prints tok's durable-store commits between two scrapes
+// of its metrics.
+func printStoreStats(out io.Writer, before, after []byte) {
+	commits := delta(before, after, "tok_store_commit_ops_count")
+	ops := delta(before, after, "tok_store_commit_ops_sum")
+	secs := delta(before, after, "tok_store_commit_duration_seconds_sum")
+	if commits <= 0 {
+		fmt.Fprintln(out, "   tok store: no commit metrics (tok_store_commit_ops); operations per commit not measured")
+		return
+	}
+	fmt.Fprintf(out, "   tok store: %.0f durable commits, %.1f operations per commit, %s per commit (fsync included) on average\n",
+		commits, ops/commits, fmtDur(time.Duration(secs/commits*float64(time.Second))))
 }
 
 // delta is a metric's increase between two expositions.

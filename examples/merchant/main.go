@@ -249,6 +249,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // show bodies as sent: "&", not "\u0026"
 	_ = enc.Encode(v) // the client may have gone; nothing to do
 }
 
