@@ -249,8 +249,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false) // show bodies as sent: "&", not "\u0026"
-	_ = enc.Encode(v) // the client may have gone; nothing to do
+	// Show bodies as sent: "&", not "\u0026".
+	enc.SetEscapeHTML(false)
+	// The client may have gone; there is nothing to do about an error.
+	_ = enc.Encode(v)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
