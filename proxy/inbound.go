@@ -107,6 +107,11 @@ func newInbound(s *Server) (*inbound, error) {
 	upstream := o.Upstream
 	in.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			// ReverseProxy drops query parameters it cannot parse (";"
+			// separators, bad escapes) before Rewrite; the app gets the
+			// query as sent. The guard has read it already, leniently
+			// enough to see whatever any server would.
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			pr.SetURL(upstream)
 			pr.Out.Host = pr.In.Host // the app routes by the host the shopper used
 			pr.SetXForwarded()
