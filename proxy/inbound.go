@@ -208,14 +208,15 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewri
 	}
 	ct := r.Header.Get("Content-Type")
 	media, err := rewrite.ParseMediaType(ct)
-	if err != nil {
-		return err
-	}
 	switch {
+	case !rw.HasFields() && in.s.opts.Guard.Mode == rewrite.GuardOff:
+		return nil // nothing to tokenize or guard, whatever the type says
+	case err != nil:
+		return err
 	case rw.HasFields() && media == rewrite.MediaOther:
 		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
 			"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
-	case !rw.HasFields() && (media == rewrite.MediaOther || in.s.opts.Guard.Mode == rewrite.GuardOff):
+	case !rw.HasFields() && media == rewrite.MediaOther:
 		return nil
 	}
 	raw, err := readBody(w, r, in.s.opts.MaxBody)
