@@ -300,13 +300,20 @@ func (in *inbound) replacer(r *http.Request, specs []vault.Spec) rewrite.Replace
 // requests on the connection would tunnel past inspection. Other upgrades
 // (WebSocket) are refused on routes whose bodies tok must read.
 func stripH2C(r *http.Request, inspected bool) error {
-	up := r.Header.Get("Upgrade")
-	if up == "" {
+	h2c := r.Header.Get("HTTP2-Settings") != ""
+	r.Header.Del("HTTP2-Settings")
+	ups := r.Header.Values("Upgrade")
+	if len(ups) == 0 {
 		return nil
 	}
-	if strings.EqualFold(strings.TrimSpace(up), "h2c") || r.Header.Get("HTTP2-Settings") != "" {
+	// Upgrade is a list (RFC 9110 §7.8): "websocket, h2c" lets the app pick h2c.
+	for _, v := range ups {
+		for p := range strings.SplitSeq(v, ",") {
+			h2c = h2c || strings.EqualFold(strings.TrimSpace(p), "h2c")
+		}
+	}
+	if h2c {
 		r.Header.Del("Upgrade")
-		r.Header.Del("HTTP2-Settings")
 		r.Header.Del("Connection")
 		return nil
 	}
