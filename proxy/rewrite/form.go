@@ -132,7 +132,9 @@ func (r *Rewriter) collectForm(c *collector, b []byte, strict bool) error {
 		fields = nil // configured fields are body fields
 	}
 	for _, p := range pairs {
-		parts, ok := splitFormKey(p.key)
+		// PHP drops leading spaces of a key (" card[number]" is
+		// card[number] to it): match as the most lenient parser reads.
+		parts, ok := splitFormKey(strings.TrimLeft(p.key, " "))
 		if !ok {
 			if len(fields) > 0 {
 				return newError(CodeInvalidForm, safeFormPath(p.key), "malformed brackets in a key")
