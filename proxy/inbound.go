@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"path"
 	"strings"
 	"sync"
 	"time"
@@ -56,8 +55,8 @@ type GuardOptions struct {
 
 type inboundRoute struct {
 	Route
-	prefix bool
-	rw     *rewrite.Rewriter
+	match pathMatch
+	rw    *rewrite.Rewriter
 }
 
 // inbound is the tokenizing reverse proxy on the public listener.
@@ -89,13 +88,11 @@ func newInbound(s *Server) (*inbound, error) {
 			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
 			continue
 		}
-		p, prefix := strings.CutSuffix(r.Path, "/*")
-		if !strings.HasPrefix(r.Path, "/") {
-			errs = append(errs, fmt.Errorf("route %q: path %q must start with /", r.Name, r.Path))
+		m, err := newPathMatch(r.Method, r.Path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
 		}
-		ir := inboundRoute{Route: r, prefix: prefix, rw: rw}
-		ir.Path = strings.ToLower(cleanPath(p))
-		in.routes = append(in.routes, ir)
+		in.routes = append(in.routes, inboundRoute{Route: r, match: m, rw: rw})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -136,31 +133,12 @@ func newTransport() *http.Transport {
 	return t
 }
 
-// cleanPath is how a merchant app's router is likely to read p: decoded,
-// dot segments and repeated slashes removed, no trailing slash, no
-// ";params" (Java servlet containers drop them).
-func cleanPath(p string) string {
-	if strings.Contains(p, ";") {
-		segs := strings.Split(p, "/")
-		for i, s := range segs {
-			segs[i], _, _ = strings.Cut(s, ";")
-		}
-		p = strings.Join(segs, "/")
-	}
-	p = strings.ReplaceAll(p, "\\", "/") // some servers treat a backslash as a slash
-	return path.Clean("/" + p)
-}
-
 // match returns the route for r, or nil.
 func (in *inbound) match(r *http.Request) *inboundRoute {
-	p := strings.ToLower(cleanPath(r.URL.Path))
+	p := matchPath(r)
 	for i := range in.routes {
-		rt := &in.routes[i]
-		if rt.Method != "" && !strings.EqualFold(rt.Method, r.Method) {
-			continue
-		}
-		if p == rt.Path || rt.prefix && (rt.Path == "/" || strings.HasPrefix(p, rt.Path+"/")) {
-			return rt
+		if in.routes[i].match.matches(r.Method, p) {
+			return &in.routes[i]
 		}
 	}
 	return nil
