@@ -14,6 +14,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -317,10 +318,6 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	if len(cfg.Egress) > 0 {
-		// Fail closed: never run with configured routes silently ignored.
-		return errors.New("egress routes are configured but this build of tok has no egress proxy yet (issue 4); remove them")
-	}
 	for _, o := range cfg.ApplyEnv(os.Getenv) {
 		log.Info("environment override", "override", o)
 	}
@@ -440,10 +437,14 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 	if !ok {
 		return proxy.Options{}, fmt.Errorf("guard mode %q", cfg.Guard.Mode)
 	}
+	egress, err := egressRoutes(cfg.Egress, os.Getenv)
+	if err != nil {
+		return proxy.Options{}, err
+	}
 	return proxy.Options{
 		Vault:            v,
 		Store:            store,
-		Listen:           proxy.Listen{Public: cfg.Listen.Public, Auth: cfg.Listen.Auth, Admin: cfg.Listen.Admin},
+		Listen:           proxy.Listen{Public: cfg.Listen.Public, Auth: cfg.Listen.Auth, Admin: cfg.Listen.Admin, Egress: cfg.Listen.Egress},
 		Clients:          clients,
 		MaxBody:          int64(cfg.Limits.MaxBody),
 		Audit:            audit,
@@ -456,7 +457,48 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		Routes:           routes,
 		Guard:            proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
 		MaxDepth:         cfg.Limits.MaxDepth,
+		Egress:           egress,
 	}, nil
+}
+
+// egressRoutes maps the config's egress routes onto proxy.EgressRoute,
+// reading "env:NAME" secrets from the environment and CA bundles from disk.
+// Secrets never appear in an error.
+func egressRoutes(routes []config.EgressRoute, getenv func(string) string) ([]proxy.EgressRoute, error) {
+	out := make([]proxy.EgressRoute, len(routes))
+	for i, r := range routes {
+		u, err := url.Parse(r.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("egress route %s: upstream: %w", r.Name, err)
+		}
+		er := proxy.EgressRoute{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Upstream: u,
+			StripPrefix: r.StripPrefix, Headers: map[string]string{}}
+		for _, f := range r.Fields {
+			er.Fields = append(er.Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form})
+		}
+		for k, v := range r.Headers {
+			if er.Headers[k], err = config.Resolve(v, getenv); err != nil {
+				return nil, fmt.Errorf("egress route %s: header %s: %w", r.Name, k, err)
+			}
+		}
+		if r.EgressKey != "" {
+			if er.EgressKey, err = config.Resolve(r.EgressKey, getenv); err != nil {
+				return nil, fmt.Errorf("egress route %s: egress_key: %w", r.Name, err)
+			}
+		}
+		if r.CAFile != "" {
+			pem, err := os.ReadFile(r.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("egress route %s: ca_file: %w", r.Name, err)
+			}
+			er.RootCAs = x509.NewCertPool()
+			if !er.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("egress route %s: ca_file %s holds no PEM certificate", r.Name, r.CAFile)
+			}
+		}
+		out[i] = er
+	}
+	return out, nil
 }
 
 type nopCloser struct{}

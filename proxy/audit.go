@@ -19,8 +19,12 @@ type auditEvent struct {
 	Client  string    `json:"client,omitempty"`
 	Session string    `json:"session,omitempty"`
 	Token   string    `json:"token,omitempty"`
-	Source  string    `json:"source"`
-	Outcome string    `json:"outcome"` // ok, or the refusal's error code
+	// Egress reveals also name the route, the field and the provider.
+	Route    string `json:"route,omitempty"`
+	Field    string `json:"field,omitempty"`
+	Upstream string `json:"upstream,omitempty"`
+	Source   string `json:"source"`
+	Outcome  string `json:"outcome"` // ok, or the refusal's error code
 }
 
 // auditLog serializes audit lines onto one writer. A nil writer discards.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/tokproxy/tok/vault"
@@ -78,4 +79,26 @@ func writeError(w http.ResponseWriter, e *apiError) {
 		status = http.StatusBadRequest
 	}
 	writeJSON(w, status, errorBody{Error: e.Code, Message: e.Msg})
+}
+
+// upstreamError answers when an upstream cannot be reached: 504 on
+// timeout, 502 otherwise, and nothing (no log noise) when the client went
+// away. It is the ErrorHandler of every reverse proxy in tok.
+func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error, route string) {
+	var ae *apiError
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		ae = &apiError{499, "client_closed", "client closed the request", err}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		ae = &apiError{http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time", err}
+	default:
+		ae = &apiError{http.StatusBadGateway, "upstream_unavailable", "the upstream cannot be reached", err}
+	}
+	s.logError(r, route, ae)
+	if sw, ok := w.(*statusWriter); ok && ae.Status == 499 {
+		sw.status = 499
+		return
+	}
+	writeError(w, ae)
 }

@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -301,25 +299,9 @@ func stripH2C(r *http.Request, inspected bool) error {
 	return nil
 }
 
-// upstreamError answers when the app cannot be reached: 504 on timeout,
-// 502 otherwise, and nothing (no log noise) when the client went away.
+// upstreamError answers when the app cannot be reached.
 func (in *inbound) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *apiError
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		ae = &apiError{499, "client_closed", "client closed the request", err}
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		ae = &apiError{http.StatusGatewayTimeout, "upstream_timeout", "the upstream app did not answer in time", err}
-	default:
-		ae = &apiError{http.StatusBadGateway, "upstream_unavailable", "the upstream app cannot be reached", err}
-	}
-	in.s.logError(r, "proxy", ae)
-	if sw, ok := w.(*statusWriter); ok && ae.Status == 499 {
-		sw.status = 499
-		return
-	}
-	writeError(w, ae)
+	in.s.upstreamError(w, r, err, "proxy")
 }
 
 // bufferPool lends 32 KiB copy buffers to the reverse proxy.

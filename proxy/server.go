@@ -41,6 +41,7 @@ type Listen struct {
 	Public string // POST /handle, and the inbound proxy
 	Auth   string // POST /login, GET|POST /@me, POST /logout
 	Admin  string // /metrics, /healthz, /readyz
+	Egress string // outbound routes to payment providers; served only with Egress routes
 }
 
 // Client is a configured API client that may log in on the auth listener.
@@ -91,6 +92,10 @@ type Options struct {
 	// MaxInFlight bounds proxied requests in progress. If zero,
 	// DefaultMaxInFlight.
 	MaxInFlight int
+
+	// Egress routes (issue 4): requests from the app on the egress
+	// listener, forwarded to payment providers with tokens revealed.
+	Egress []EgressRoute
 }
 
 // Server serves tok's listeners. Build it with [New]; it is safe for
@@ -102,6 +107,7 @@ type Server struct {
 	metrics *metrics
 	auth    *authenticator
 	inbound *inbound // nil without an upstream
+	egress  *egress  // nil without egress routes
 }
 
 // New checks opts, fills defaults and builds a Server.
@@ -155,6 +161,11 @@ func New(opts Options) (*Server, error) {
 	case len(opts.Routes) > 0:
 		return nil, errors.New("proxy: inbound routes need an upstream")
 	}
+	if len(opts.Egress) > 0 {
+		if s.egress, err = newEgress(s); err != nil {
+			return nil, fmt.Errorf("egress: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -185,6 +196,7 @@ const (
 	ListenerPublic = "public"
 	ListenerAuth   = "auth"
 	ListenerAdmin  = "admin"
+	ListenerEgress = "egress"
 )
 
 // Run listens on every configured address and serves until ctx is done
@@ -192,6 +204,9 @@ const (
 // after Run returns.
 func (s *Server) Run(ctx context.Context) error {
 	addrs := map[string]string{ListenerPublic: s.opts.Listen.Public, ListenerAuth: s.opts.Listen.Auth, ListenerAdmin: s.opts.Listen.Admin}
+	if s.egress != nil {
+		addrs[ListenerEgress] = s.opts.Listen.Egress
+	}
 	ls := map[string]net.Listener{}
 	for name, addr := range addrs {
 		if addr == "" {
@@ -210,11 +225,12 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Serve serves each listener by name (ListenerPublic, ListenerAuth,
-// ListenerAdmin) until ctx is done or one fails, then stops accepting and
+// ListenerAdmin, ListenerEgress) until ctx is done or one fails, then stops accepting and
 // drains in-flight requests for up to ShutdownTimeout. It closes the
 // listeners.
 func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) error {
-	handlers := map[string]http.Handler{ListenerPublic: s.PublicHandler(), ListenerAuth: s.AuthHandler(), ListenerAdmin: s.AdminHandler()}
+	handlers := map[string]http.Handler{ListenerPublic: s.PublicHandler(), ListenerAuth: s.AuthHandler(),
+		ListenerAdmin: s.AdminHandler(), ListenerEgress: s.EgressHandler()}
 	if len(listeners) == 0 {
 		return errors.New("proxy: no listener configured")
 	}

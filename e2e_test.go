@@ -5,10 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -102,4 +105,63 @@ clients:
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+schema+".tokens").Scan(&rows); err != nil || rows != 1 {
 		t.Errorf("%s.tokens holds %d rows (%v), want exactly 1 for the one PAN", schema, rows, err)
 	}
+}
+
+// TestServeEgress runs tok with an egress route to a TLS provider whose CA
+// is in a file, with the provider's key and the egress key read from the
+// environment: the provider receives the card, the app only ever held the
+// token.
+func TestServeEgress(t *testing.T) {
+	dir := t.TempDir()
+	got := make(chan string, 1)
+	psp := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r.Header.Get("Authorization") + " " + r.URL.Path + " " + string(b)
+	}))
+	defer psp.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: psp.Certificate().Raw})
+	caFile := writeFile(t, dir, "psp-ca.pem", string(ca))
+	keyring := filepath.Join(dir, "keyring.yaml")
+	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
+		t.Fatalf("keys new: %s", errOut)
+	}
+	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0", egress: "127.0.0.1:0"}
+vault: {bolt: %q, keyring: %q}
+audit: {path: "-"}
+egress:
+  - name: psp
+    match: {method: POST, path: /psp/*}
+    upstream: %s
+    strip_prefix: /psp
+    ca_file: %q
+    fields: [{form: "card[number]"}]
+    headers: {Authorization: "env:PSP_API_KEY"}
+    egress_key: env:TOK_EGRESS_KEY
+`, filepath.Join(dir, "tok.db"), keyring, psp.URL, caFile))
+	s := startTok(t, dir, cfg, "PSP_API_KEY=Bearer sk_test_1", "TOK_EGRESS_KEY=app-key")
+	for s.addrs["egress"] == "" {
+		m, ok := <-s.logs
+		if !ok {
+			t.Fatal("tok exited before the egress listener was up")
+		}
+		if m["msg"] == "listening" && m["listener"] == "egress" {
+			s.addrs["egress"], _ = m["addr"].(string)
+		}
+	}
+	token := s.handle(t, testPAN)
+	req, _ := http.NewRequest("POST", "http://"+s.addrs["egress"]+"/psp/v1/charges", strings.NewReader("card[number]="+token))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Tok-Egress-Key", "app-key")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST egress = %d, want 200", resp.StatusCode)
+	}
+	if g, want := <-got, "Bearer sk_test_1 /v1/charges card[number]="+testPAN; g != want {
+		t.Errorf("provider got %q, want %q", vault.Mask(g), vault.Mask(want))
+	}
+	s.stop(t)
 }

@@ -1,0 +1,362 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tokproxy/tok/proxy/rewrite"
+	"github.com/tokproxy/tok/vault"
+)
+
+// EgressKeyHeader carries the egress key the app must present on routes
+// that have one. tok removes it before forwarding.
+const EgressKeyHeader = "X-Tok-Egress-Key"
+
+// EgressRoute is an outbound route: requests from the merchant app on the
+// egress listener that match Method and Path are forwarded to Upstream
+// with the tokens at Fields replaced by the values they stand for.
+type EgressRoute struct {
+	Name        string
+	Method      string
+	Path        string   // exact, or a prefix ending in "/*"
+	Upstream    *url.URL // the only host this route ever reaches
+	StripPrefix string   // removed from the request path before forwarding
+	// RootCAs verifies the upstream's certificate. If nil, the system roots.
+	// Verification is never skipped.
+	RootCAs *x509.CertPool
+	Fields  []RouteField // selectors; the spec is not used on the way out
+	// Headers are set on every forwarded request, replacing the app's own
+	// (for example the provider's Authorization, kept out of the app).
+	Headers map[string]string
+	// EgressKey, if set, must arrive in X-Tok-Egress-Key (compared in
+	// constant time).
+	EgressKey string
+}
+
+type egressRoute struct {
+	EgressRoute
+	match pathMatch
+	rw    *rewrite.Rewriter
+	rp    *httputil.ReverseProxy
+}
+
+// egress is the revealing proxy on the egress listener.
+type egress struct {
+	s        *Server
+	routes   []egressRoute
+	response *rewrite.Rewriter // guard for provider responses; nil when off
+}
+
+func newEgress(s *Server) (*egress, error) {
+	o := s.opts
+	e := &egress{s: s}
+	var errs []error
+	// Requests to a provider must not carry card numbers outside the
+	// configured fields either: egress is never a way to send raw cards.
+	reqGuard := o.Guard.Mode
+	if reqGuard == rewrite.GuardTokenize {
+		reqGuard = rewrite.GuardReject
+	}
+	if o.Guard.Mode != rewrite.GuardOff {
+		// A card number in a provider's answer is tokenized before the
+		// app, which must hold no cards, sees it.
+		rw, err := rewrite.New(rewrite.Config{Guard: rewrite.GuardTokenize, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth})
+		if err != nil {
+			return nil, fmt.Errorf("response guard: %w", err)
+		}
+		e.response = rw
+	}
+	for _, r := range o.Egress {
+		if r.Upstream == nil || r.Upstream.Host == "" {
+			errs = append(errs, fmt.Errorf("egress route %q: no upstream", r.Name))
+			continue
+		}
+		cfg := rewrite.Config{Guard: reqGuard, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth}
+		for i, f := range r.Fields {
+			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, Spec: i})
+		}
+		rw, err := rewrite.New(cfg)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
+			continue
+		}
+		m, err := newPathMatch(r.Method, r.Path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
+			continue
+		}
+		er := egressRoute{EgressRoute: r, match: m, rw: rw}
+		er.rp = e.reverseProxy(&er)
+		e.routes = append(e.routes, er)
+	}
+	return e, errors.Join(errs...)
+}
+
+// egressTransport verifies the provider's certificate against roots (the
+// system's if nil) with TLS 1.2 at least.
+func egressTransport(roots *x509.CertPool) *http.Transport {
+	t := newTransport()
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return t
+}
+
+func (e *egress) reverseProxy(r *egressRoute) *httputil.ReverseProxy {
+	up := r.Upstream
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			p := cleanPath(pr.In.URL.Path)
+			if r.StripPrefix != "" {
+				p = strings.TrimPrefix(p, strings.TrimSuffix(r.StripPrefix, "/"))
+			}
+			out := *up
+			out.Path = strings.TrimSuffix(up.Path, "/") + "/" + strings.TrimPrefix(p, "/")
+			out.RawPath = ""
+			out.RawQuery = pr.In.URL.RawQuery
+			pr.Out.URL = &out
+			pr.Out.Host = "" // the provider's own host name, for TLS and routing
+			pr.Out.Header.Del(EgressKeyHeader)
+			// Ask for an identity response so the response guard can read it.
+			pr.Out.Header.Del("Accept-Encoding")
+			for k, v := range r.Headers {
+				pr.Out.Header.Set(k, v)
+			}
+		},
+		Transport:      egressTransport(r.RootCAs),
+		BufferPool:     newBufferPool(),
+		ModifyResponse: e.guardResponse,
+		ErrorHandler:   e.upstreamError,
+		ErrorLog:       slogLogger(e.s.log, "egress"),
+	}
+}
+
+// EgressHandler serves the egress listener.
+func (s *Server) EgressHandler() http.Handler {
+	if s.egress == nil {
+		return s.instrument("egress", s.serveNotFound)
+	}
+	return s.instrument("egress", s.egress.serve)
+}
+
+func (e *egress) route(r *http.Request) *egressRoute {
+	p := matchPath(r)
+	for i := range e.routes {
+		if e.routes[i].match.matches(r.Method, p) {
+			return &e.routes[i]
+		}
+	}
+	return nil
+}
+
+// serve reveals the tokens at the route's fields and forwards the request
+// to the route's provider. Anything wrong refuses the request before a
+// byte reaches the provider.
+func (e *egress) serve(w http.ResponseWriter, r *http.Request) error {
+	rt := e.route(r)
+	if rt == nil {
+		return errorf(http.StatusNotFound, "no_route", "no egress route for %s %s", r.Method, safePath(r.URL.Path))
+	}
+	if rt.EgressKey != "" {
+		got := r.Header.Get(EgressKeyHeader)
+		if subtle.ConstantTimeCompare([]byte(got), []byte(rt.EgressKey)) != 1 {
+			return errorf(http.StatusUnauthorized, "invalid_egress_key", "send the route's egress key in %s", EgressKeyHeader)
+		}
+	}
+	if r.Header.Get("Upgrade") != "" {
+		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are not allowed on egress routes")
+	}
+	if err := e.revealBody(w, r, rt); err != nil {
+		return refusal(err)
+	}
+	rt.rp.ServeHTTP(w, r)
+	return nil
+}
+
+func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRoute) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	media, err := rewrite.ParseMediaType(ct)
+	if err != nil {
+		return err
+	}
+	if media == rewrite.MediaOther {
+		if rt.rw.HasFields() {
+			return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+				"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
+		}
+		return nil
+	}
+	raw, err := readBody(w, r, e.s.opts.MaxBody)
+	if err != nil {
+		return err
+	}
+	body, err := rewrite.DecodeBody(raw, r.Header.Get("Content-Encoding"), e.s.opts.MaxBody)
+	if err != nil {
+		return err
+	}
+	out, err := rt.rw.Rewrite(body, ct, e.revealer(r, rt))
+	if err != nil {
+		return err
+	}
+	r.Header.Del("Content-Encoding")
+	r.Header.Del("Content-Length")
+	r.TransferEncoding = nil
+	setBody(r, out)
+	return nil
+}
+
+// revealer swaps each token for its value, writing one audit line per
+// field. A value that is not a live token refuses the whole request.
+func (e *egress) revealer(r *http.Request, rt *egressRoute) rewrite.ReplaceFunc {
+	return func(vals []rewrite.Value) ([]string, error) {
+		out := make([]string, len(vals))
+		for i, v := range vals {
+			pan, err := e.reveal(r, rt, v)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = pan
+		}
+		return out, nil
+	}
+}
+
+func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value) (string, error) {
+	ev := auditEvent{Event: "egress_reveal", Route: rt.Name, Field: v.Path, Upstream: rt.Upstream.Host}
+	refuse := func(status int, code, msg string, err error) (string, error) {
+		ev.Outcome = code
+		e.s.metrics.revealed.WithLabelValues("egress", "error").Inc()
+		if aerr := e.s.audit.write(r, ev); aerr != nil {
+			e.s.log.Error("audit write failed", "err", aerr)
+		}
+		return "", &apiError{status, code, "field " + v.Path + ": " + msg, err}
+	}
+	if !vault.ValidToken(v.Text) {
+		if _, perr := vault.NormalizePAN(v.Text); perr == nil {
+			return refuse(http.StatusUnprocessableEntity, "not_a_token", "holds a card number, not a token; egress only reveals tokens", nil)
+		}
+		return refuse(http.StatusUnprocessableEntity, "invalid_token", "is not a token", nil)
+	}
+	start := time.Now()
+	rv, err := e.s.opts.Vault.Reveal(r.Context(), v.Text)
+	e.s.metrics.revealDur.Observe(time.Since(start).Seconds())
+	ev.Token = auditToken(v.Text, err == nil)
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
+		if rewrite.IsCardNumber(v.Text) {
+			return refuse(http.StatusUnprocessableEntity, "not_a_token", "holds a card number, not a token; egress only reveals tokens", nil)
+		}
+		return refuse(http.StatusUnprocessableEntity, "unknown_token", "no such token, or it has expired", nil)
+	case err != nil:
+		ae := toAPIError(err)
+		return refuse(ae.Status, ae.Code, ae.Msg, err)
+	}
+	ev.Outcome = "ok"
+	// Invariant 4: no audit line, no reveal.
+	if aerr := e.s.audit.write(r, ev); aerr != nil {
+		return "", &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to reveal", aerr}
+	}
+	e.s.metrics.revealed.WithLabelValues("egress", "ok").Inc()
+	return rv.Value, nil
+}
+
+// guardResponse tokenizes card numbers in a provider's JSON or form
+// response before it reaches the app. A response it cannot read safely
+// (too large, an unknown encoding) is refused with 502.
+func (e *egress) guardResponse(resp *http.Response) error {
+	if e.response == nil || resp.Body == nil || resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil
+	}
+	ct := resp.Header.Get("Content-Type")
+	media, err := rewrite.ParseMediaType(ct)
+	if err != nil || media == rewrite.MediaOther {
+		return nil // nothing the guard can parse; the app gets it as sent
+	}
+	limit := e.s.opts.MaxBody
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("read provider response: %w", err)
+	}
+	if int64(len(raw)) > limit {
+		return errResponseTooLarge
+	}
+	body, err := rewrite.DecodeBody(raw, resp.Header.Get("Content-Encoding"), limit)
+	if err != nil {
+		return fmt.Errorf("decode provider response: %w", err)
+	}
+	req := resp.Request
+	out, err := e.response.Rewrite(body, ct, func(vals []rewrite.Value) ([]string, error) {
+		reqs := make([]vault.Request, len(vals))
+		for i, v := range vals {
+			reqs[i] = vault.Request{Value: v.Text}
+		}
+		return e.s.tokenize(req, reqs)
+	})
+	if err != nil {
+		var re *rewrite.Error
+		if errors.As(err, &re) {
+			out = body // a body the guard cannot parse strictly is not JSON the app can read either
+		} else {
+			return fmt.Errorf("tokenize provider response: %w", err)
+		}
+	}
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	resp.ContentLength = int64(len(out))
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	return nil
+}
+
+var errResponseTooLarge = errors.New("provider response too large to inspect")
+
+func (e *egress) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	var ce *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, errResponseTooLarge):
+		ae = &apiError{http.StatusBadGateway, "response_too_large", "the provider's response is too large to inspect for card numbers", err}
+	case errors.As(err, &ce):
+		ae = &apiError{http.StatusBadGateway, "upstream_tls", "the provider's TLS certificate did not verify", err}
+	default:
+		e.s.upstreamError(w, r, err, "egress")
+		return
+	}
+	e.s.logError(r, "egress", ae)
+	writeError(w, ae)
+}
+
+// safePath renders a request path for an error message: no long digit
+// runs (a card number pasted into a URL is not echoed).
+func safePath(p string) string {
+	var b strings.Builder
+	run := 0
+	for _, c := range p {
+		if c >= '0' && c <= '9' {
+			run++
+			if run > 6 {
+				continue
+			}
+		} else {
+			run = 0
+		}
+		b.WriteRune(c)
+		if b.Len() > 128 {
+			b.WriteString("…")
+			break
+		}
+	}
+	return b.String()
+}

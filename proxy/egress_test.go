@@ -1,0 +1,225 @@
+package proxy
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// psp is a payment-provider stand-in over TLS that records what it got.
+type psp struct {
+	*httptest.Server
+	mu      sync.Mutex
+	reqs    []upReq
+	respond http.HandlerFunc
+}
+
+func newPSP(t *testing.T, respond http.HandlerFunc) *psp {
+	p := &psp{respond: respond}
+	p.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		p.mu.Lock()
+		p.reqs = append(p.reqs, upReq{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
+			Header: r.Header.Clone(), ContentLength: r.ContentLength, Body: b})
+		p.mu.Unlock()
+		if p.respond != nil {
+			p.respond(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"pm_1","status":"succeeded"}`)
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *psp) got() []upReq {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]upReq(nil), p.reqs...)
+}
+
+// egressEnv is an inbound env (shop in front, volatile store for CVCs)
+// plus the egress listener in front of a TLS payment provider.
+type egressEnv struct {
+	*inboundEnv
+	psp    *psp
+	egress *httptest.Server
+}
+
+const egressKey = "k3y-for-the-app"
+
+func newEgressEnv(t *testing.T, respond http.HandlerFunc, mutate func(*EgressRoute)) *egressEnv {
+	t.Helper()
+	p := newPSP(t, respond)
+	u, _ := url.Parse(p.URL + "/base")
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Certificate())
+	route := EgressRoute{
+		Name: "psp", Method: "POST", Path: "/psp/*", Upstream: u, StripPrefix: "/psp", RootCAs: roots,
+		Fields:    []RouteField{{Form: "card[number]"}, {Form: "card[cvc]"}, {JSON: "source.card.number"}, {JSON: "source.card.cvc"}},
+		Headers:   map[string]string{"Authorization": "Bearer sk_live_secret"},
+		EgressKey: egressKey,
+	}
+	if mutate != nil {
+		mutate(&route)
+	}
+	ie := newInboundEnv(t, inboundConfig{opts: func(o *Options) { o.Egress = []EgressRoute{route} }})
+	e := &egressEnv{inboundEnv: ie, psp: p, egress: httptest.NewServer(ie.srv.EgressHandler())}
+	t.Cleanup(e.egress.Close)
+	return e
+}
+
+// tokens returns the card number and CVC tokens the shop got for a checkout.
+func (e *egressEnv) checkout(t *testing.T, pan, cvc string) (panTok, cvcTok string) {
+	t.Helper()
+	n := e.up.count()
+	r := e.send("POST", "/checkout", "application/json", []byte(`{"card":{"number":"`+pan+`","cvc":"`+cvc+`"}}`))
+	if r.StatusCode != 200 {
+		t.Fatalf("checkout = %d %s", r.StatusCode, r.body)
+	}
+	var got struct{ Card struct{ Number, CVC string } }
+	if err := json.Unmarshal(e.up.since(n)[0].Body, &got); err != nil {
+		t.Fatal(err)
+	}
+	return got.Card.Number, got.Card.CVC
+}
+
+func (e *egressEnv) pay(t *testing.T, path, ct, body string, hdr ...string) response {
+	t.Helper()
+	return do(t, nil, "POST", e.egress.URL+path, ct, body, hdr...)
+}
+
+// TestEgressLoop is the whole loop: card in → token at the app → card at
+// the provider, over TLS, byte-exact elsewhere, with the provider's secret
+// header added by tok and the CVC revealed from the memory store (twice:
+// a retried payment must not fail).
+func TestEgressLoop(t *testing.T) {
+	e := newEgressEnv(t, nil, nil)
+	panTok, cvcTok := e.checkout(t, panVisa, "737")
+	if panTok == panVisa || cvcTok == "737" || panTok == "" {
+		t.Fatalf("the shop got %s / %s, want tokens", vault.Mask(panTok), cvcTok)
+	}
+	form := "amount=4999&card%5Bnumber%5D=" + panTok + "&card[cvc]=" + cvcTok + "&currency=eur"
+	for attempt := range 2 {
+		r := e.pay(t, "/psp/v1/payment_methods?expand=card", "application/x-www-form-urlencoded", form,
+			EgressKeyHeader, egressKey, "Authorization", "Bearer from-the-app")
+		if r.StatusCode != 200 {
+			t.Fatalf("attempt %d: POST egress = %d %s", attempt, r.StatusCode, r.body)
+		}
+		got := e.psp.got()[attempt]
+		want := "amount=4999&card%5Bnumber%5D=" + panVisa + "&card[cvc]=737&currency=eur"
+		if string(got.Body) != want {
+			t.Errorf("provider got body %q, want %q", maskAll([]string{string(got.Body)}), maskAll([]string{want}))
+		}
+		if got.Path != "/base/v1/payment_methods" || got.RawQuery != "expand=card" {
+			t.Errorf("provider got %s?%s, want /base/v1/payment_methods?expand=card", got.Path, got.RawQuery)
+		}
+		if got.Header.Get("Authorization") != "Bearer sk_live_secret" || got.Header.Get(EgressKeyHeader) != "" {
+			t.Errorf("provider headers: Authorization %q, egress key %q", got.Header.Get("Authorization"), got.Header.Get(EgressKeyHeader))
+		}
+		if got.ContentLength != int64(len(want)) {
+			t.Errorf("provider Content-Length %d, want %d", got.ContentLength, len(want))
+		}
+	}
+	// JSON bodies too, byte-exact around the fields.
+	body := "{\n  \"source\": {\"card\": {\"number\": \"" + panTok + "\", \"cvc\": " + cvcTok + "}},\t\"amount\": 1}"
+	r := e.pay(t, "/psp/v1/charges", "application/json", body, EgressKeyHeader, egressKey)
+	if r.StatusCode != 200 {
+		t.Fatalf("JSON egress = %d %s", r.StatusCode, r.body)
+	}
+	want := strings.NewReplacer(panTok, panVisa, cvcTok, "737").Replace(body)
+	if got := string(e.psp.got()[2].Body); got != want {
+		t.Errorf("provider got %q, want %q", maskAll([]string{got}), maskAll([]string{want}))
+	}
+	audit := e.audit.String()
+	for _, w := range []string{`"event":"egress_reveal"`, `"route":"psp"`, `"field":"card[number]"`, `"token":"` + panTok + `"`, `"upstream":"` + e.psp.Listener.Addr().String() + `"`, `"outcome":"ok"`} {
+		if !strings.Contains(audit, w) {
+			t.Errorf("audit log lacks %s", w)
+		}
+	}
+	if strings.Contains(audit, "sk_live_secret") {
+		t.Error("the provider secret reached the audit log")
+	}
+}
+
+// TestEgressRefusals: everything that must not reach the provider doesn't.
+func TestEgressRefusals(t *testing.T) {
+	e := newEgressEnv(t, nil, nil)
+	panTok, _ := e.checkout(t, panVisa, "737")
+	key := []string{EgressKeyHeader, egressKey}
+	tests := []struct {
+		name, path, ct, body string
+		hdr                  []string
+		status               int
+		code                 string
+	}{
+		{"no route", "/other/v1", "application/x-www-form-urlencoded", "card[number]=" + panTok, key, 404, "no_route"},
+		{"no key", "/psp/v1", "application/x-www-form-urlencoded", "card[number]=" + panTok, nil, 401, "invalid_egress_key"},
+		{"wrong key", "/psp/v1", "application/x-www-form-urlencoded", "card[number]=" + panTok, []string{EgressKeyHeader, "nope"}, 401, "invalid_egress_key"},
+		{"raw card at a field", "/psp/v1", "application/x-www-form-urlencoded", "card[number]=" + panVisa2, key, 422, "not_a_token"},
+		{"raw non-Luhn PAN at a field", "/psp/v1", "application/x-www-form-urlencoded", "card[number]=" + seedPAN, key, 422, "unknown_token"},
+		{"unknown token", "/psp/v1", "application/x-www-form-urlencoded", "card[number]=4111110000001111", key, 422, "unknown_token"},
+		{"malformed token", "/psp/v1", "application/json", `{"source":{"card":{"number":"tok_x"}}}`, key, 422, "invalid_token"},
+		{"raw card outside fields", "/psp/v1", "application/x-www-form-urlencoded", "card[number]=" + panTok + "&note=" + panMC, key, 422, "card_number_detected"},
+		{"multipart", "/psp/v1", "multipart/form-data; boundary=x", "--x--", key, 415, "unsupported_media_type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := len(e.psp.got())
+			r := e.pay(t, tt.path, tt.ct, tt.body, tt.hdr...)
+			wantError(t, r, tt.status, tt.code)
+			if len(e.psp.got()) != n {
+				t.Errorf("the provider received a request")
+			}
+			for _, p := range inboundPANs {
+				if strings.Contains(string(r.body), p) {
+					t.Errorf("error body echoes %s", vault.Mask(p))
+				}
+			}
+		})
+	}
+	if !strings.Contains(e.audit.String(), `"outcome":"not_a_token"`) {
+		t.Error("refused reveals are not audited")
+	}
+}
+
+// TestEgressTLSVerified: a provider whose certificate the route does not
+// trust is never sent the card.
+func TestEgressTLSVerified(t *testing.T) {
+	e := newEgressEnv(t, nil, func(r *EgressRoute) { r.RootCAs = x509.NewCertPool() })
+	panTok, _ := e.checkout(t, panVisa, "737")
+	r := e.pay(t, "/psp/v1", "application/x-www-form-urlencoded", "card[number]="+panTok, EgressKeyHeader, egressKey)
+	wantError(t, r, 502, "upstream_tls")
+	if len(e.psp.got()) != 0 {
+		t.Error("the untrusted provider received the request")
+	}
+}
+
+// TestEgressResponseGuard: a card number in the provider's answer is
+// tokenized before the app sees it.
+func TestEgressResponseGuard(t *testing.T) {
+	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"card":{"number":"`+panMC+`","last4":"4444"}}`)
+	}, nil)
+	panTok, _ := e.checkout(t, panVisa, "737")
+	r := e.pay(t, "/psp/v1", "application/x-www-form-urlencoded", "card[number]="+panTok, EgressKeyHeader, egressKey)
+	if r.StatusCode != 200 || strings.Contains(string(r.body), panMC) {
+		t.Fatalf("response to the app = %d %q, want 200 without the card", r.StatusCode, maskAll([]string{string(r.body)}))
+	}
+	var got struct{ Card struct{ Number string } }
+	json.Unmarshal(r.body, &got)
+	rv, err := e.vault.Reveal(t.Context(), got.Card.Number)
+	if err != nil || rv.Value != panMC {
+		t.Errorf("the response's token reveals %s, %v; want %s", vault.Mask(rv.Value), err, vault.Mask(panMC))
+	}
+}
