@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -177,6 +178,11 @@ func keys(args []string, stdout, stderr io.Writer) int {
 		if *out == "" {
 			fmt.Fprintf(stderr, "tok keys new: -o FILE is required\n%s", usage)
 			return exitUsage
+		}
+		// Like the vault's own directory, the keyring's is private (0700).
+		if err := os.MkdirAll(filepath.Dir(*out), 0o700); err != nil {
+			fmt.Fprintln(stderr, "tok keys new:", err)
+			return exitFail
 		}
 		if err := vault.WriteKeyringFile(*out, vault.NewKeyringFile(), false); err != nil {
 			fmt.Fprintln(stderr, "tok keys new:", err)
