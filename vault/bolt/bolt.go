@@ -1,11 +1,14 @@
 // Package bolt is the embedded, default [vault.Store]: one bbolt file on
-// local disk. Every write is durable when it returns (its transaction was
-// committed with fsync), and concurrent writers share commits through a
-// single committer goroutine (see committer.go), so throughput grows with
-// concurrency instead of being capped by the disk's fsync rate.
+// local disk, fronted by a write-ahead log. Every write is durable when it
+// returns (its WAL frame was written and fdatasync'd), and concurrent
+// writers share commits through a single committer goroutine (see
+// committer.go), so throughput grows with concurrency instead of being
+// capped by the disk's fsync rate. Checkpoints move the logged writes into
+// bbolt in large transactions (see wal.go and checkpoint.go).
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -66,16 +69,25 @@ type Options struct {
 	// DefaultMaxBatchRecords.
 	MaxBatchRecords int
 	// OnCommit, if set, is called by the committer after every successful
-	// commit with its duration (including fsync) and the number of callers
-	// it answered. It must be fast: commits wait for it.
+	// group commit with its duration (including the WAL fdatasync) and the
+	// number of callers it answered. It must be fast: commits wait for it.
 	OnCommit func(d time.Duration, ops int)
+
+	// Unexported knobs for tests; zero means the default.
+	segmentSize       int64         // bytes per WAL segment
+	checkpointEntries int           // active memtable size that triggers a checkpoint
+	checkpointEvery   time.Duration // checkpoint interval when anything is pending
 }
 
-// Stats counts the committer's work since Open.
+// Stats counts the committer's and the checkpointer's work since Open.
 type Stats struct {
-	Commits uint64 // successful commits
+	Commits uint64 // successful group commits (one WAL fdatasync each, none if nothing changed)
 	Ops     uint64 // calls (Insert, Delete, PutSession, ...) they answered
 	Records uint64 // records they wrote (Insert outcomes with Status Stored)
+
+	Checkpoints       uint64        // memtables written to bbolt
+	CheckpointEntries uint64        // puts and deletes those checkpoints wrote
+	CheckpointTime    time.Duration // time spent in them, fsync included
 }
 
 // Store is a [vault.Store] on one bbolt file. It is safe for concurrent
@@ -94,6 +106,21 @@ type Store struct {
 	done   chan struct{} // closed when the committer has exited
 
 	commits, ops, records atomic.Uint64
+
+	// memMu guards active and frozen (the pointers and the active
+	// memtable's contents; a frozen memtable is never modified). The
+	// committer writes active, the checkpointer drops frozen, readers read
+	// both. See checkpoint.go.
+	memMu          sync.RWMutex
+	active, frozen *memtable
+
+	// Owned by the committer (and by Close once it has exited).
+	wal        *wal
+	cp         *checkpointRun // latest checkpoint, nil once collected
+	lastFreeze time.Time
+	payload    []byte // frame payload being encoded, reused
+
+	checkpoints, checkpointEntries, checkpointNanos atomic.Uint64
 }
 
 var _ vault.Store = (*Store)(nil)
@@ -111,6 +138,15 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.MaxBatchRecords <= 0 {
 		opts.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if opts.segmentSize <= 0 {
+		opts.segmentSize = defaultSegmentSize
+	}
+	if opts.checkpointEntries <= 0 {
+		opts.checkpointEntries = defaultCheckpointEntries
+	}
+	if opts.checkpointEvery <= 0 {
+		opts.checkpointEvery = defaultCheckpointEvery
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open vault %q: %w", path, err)
@@ -137,13 +173,26 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open vault %q: %w", path, err)
 	}
+	w, err := openWAL(path, opts.segmentSize)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open vault %q: %w", path, err)
+	}
 	s := &Store{
 		db:   db,
 		path: path,
 		opts: opts,
 		// Room for two batches: one forming while one commits.
-		queue: make(chan *request, 2*opts.MaxBatchOps),
-		done:  make(chan struct{}),
+		queue:      make(chan *request, 2*opts.MaxBatchOps),
+		done:       make(chan struct{}),
+		active:     newMemtable(),
+		wal:        w,
+		lastFreeze: time.Now(),
+	}
+	if err := s.recover(); err != nil {
+		w.close()
+		db.Close()
+		return nil, fmt.Errorf("open vault %q: %w", path, err)
 	}
 	go s.commitLoop()
 	return s, nil
@@ -179,7 +228,45 @@ func (s *Store) Path() string { return s.path }
 
 // Stats returns the committer's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Commits: s.commits.Load(), Ops: s.ops.Load(), Records: s.records.Load()}
+	return Stats{
+		Commits: s.commits.Load(), Ops: s.ops.Load(), Records: s.records.Load(),
+		Checkpoints:       s.checkpoints.Load(),
+		CheckpointEntries: s.checkpointEntries.Load(),
+		CheckpointTime:    time.Duration(s.checkpointNanos.Load()),
+	}
+}
+
+// get returns a copy of the current value of key in bucket b: from the
+// memtables if they know the key, else from bbolt. The memtables are
+// consulted first, and the read transaction opened after (see
+// checkpoint.go). A missing key gives ErrNotFound.
+func (s *Store) get(ctx context.Context, b bucket, key []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock() // held throughout, so Close waits for this read
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, vault.ErrClosed
+	}
+	if v, ok := s.memGet(b, key); ok {
+		if v == nil {
+			return nil, vault.ErrNotFound
+		}
+		return v, nil // memtable values are never modified
+	}
+	var v []byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		v = bytes.Clone(tx.Bucket(bucketNames[b]).Get(key))
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: read vault: %w", vault.ErrUnavailable, err)
+	case v == nil:
+		return nil, vault.ErrNotFound
+	}
+	return v, nil
 }
 
 // view runs fn in a read transaction, mapping a closed store to ErrClosed
@@ -218,8 +305,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	})
 }
 
-// Close waits for writes already queued to commit, stops the committer and
-// closes the file. Later calls return [vault.ErrClosed].
+// Close waits for writes already queued to commit, stops the committer,
+// checkpoints what the WAL holds into bbolt and closes the files. Later
+// calls return [vault.ErrClosed]. If the final checkpoint fails, the
+// writes stay in the WAL and the next Open replays them.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -230,7 +319,9 @@ func (s *Store) Close() error {
 	close(s.queue) // no sender holds mu, so none is mid-send
 	s.mu.Unlock()
 	<-s.done
-	if err := s.db.Close(); err != nil {
+	err := s.flush()
+	err = errors.Join(err, s.wal.close(), s.db.Close())
+	if err != nil {
 		return fmt.Errorf("close vault %q: %w", s.path, err)
 	}
 	return nil

@@ -2,13 +2,9 @@ package bolt
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"time"
-
-	"go.etcd.io/bbolt"
 
 	"github.com/tokproxy/tok/vault"
 )
@@ -18,17 +14,25 @@ import (
 // Every write is a request on s.queue. One goroutine, the committer, takes
 // the first request, drains whatever else is already queued (without
 // waiting, up to MaxBatchOps callers and MaxBatchRecords records), runs all
-// of them in ONE bbolt read-write transaction, commits it (write + fsync) and
-// answers every caller. While it commits, new requests queue up and become
-// the next batch. So a lone request pays exactly one commit, with no timer
-// to wait for (bbolt's DB.Batch waits up to MaxBatchDelay, 10 ms, for
-// company), and N concurrent callers share about one commit between them.
+// of them, in queue order, against the current state (a [txn]: memtables
+// over a bbolt read transaction), appends their combined effects to the WAL
+// as ONE frame, fdatasyncs it, applies the effects to the active memtable
+// and answers every caller. While it commits, new requests queue up and
+// become the next batch. So a lone request pays exactly one commit, with no
+// timer to wait for (bbolt's DB.Batch waits up to MaxBatchDelay, 10 ms, for
+// company), and N concurrent callers share about one fdatasync between
+// them.
 //
-// Isolation: an op that fails rolls the whole transaction back; its caller
-// gets the error and the batch is run again without it, so no caller's
-// failure leaks into another's result. Ops must therefore be deterministic
-// in the database state (random tokens are drawn by the caller, outside),
-// and they may run more than once, like UpdateLockout's fn.
+// Durability: a caller is answered only after the frame holding its
+// effects was fdatasync'd, and readers see the effects only from then on
+// (they reach the active memtable after the sync), so nothing a caller or
+// reader has seen can be lost by a crash. A batch that changes nothing
+// writes no frame: what it read was already durable.
+//
+// Isolation: an op that fails has its own effects discarded; its caller
+// gets the error and later ops run as if it had not been queued, so no
+// caller's failure leaks into another's result. Ops must be deterministic
+// in the vault's state (random tokens are drawn by the caller, outside).
 
 // Request states: a caller may withdraw a request whose context ends only
 // while it is still queued; once the committer claims it, the caller waits
@@ -42,10 +46,9 @@ const (
 // request is one caller's write.
 type request struct {
 	ctx context.Context
-	// op does the caller's work inside the transaction. It must write
-	// nothing it would not stand by if it returns an error: the batch is
-	// rolled back and rerun without it in that case anyway.
-	op func(tx *bbolt.Tx) error
+	// op does the caller's work through the batch's txn. If it returns an
+	// error its writes are discarded.
+	op func(t *txn) error
 	// records is how many records op may write (for the batch cap), and
 	// stored how many it did write in its last run (for Stats).
 	records, stored int
@@ -53,12 +56,8 @@ type request struct {
 	done            chan error // buffered: the committer never blocks on it
 }
 
-// errOpFailed marks a rollback caused by one op; the op's own error goes to
-// its caller.
-var errOpFailed = errors.New("op failed")
-
 // write queues op as one request and waits for its commit; see submit.
-func (s *Store) write(ctx context.Context, op func(tx *bbolt.Tx) error) error {
+func (s *Store) write(ctx context.Context, op func(t *txn) error) error {
 	return s.submit(ctx, &request{ctx: ctx, op: op, done: make(chan error, 1)})
 }
 
@@ -100,15 +99,23 @@ func (s *Store) commitLoop() {
 	defer close(s.done)
 	batch := make([]*request, 0, s.opts.MaxBatchOps)
 	var carry *request // a request that did not fit the previous batch
+	tick := time.NewTicker(s.opts.checkpointEvery)
+	defer tick.Stop()
 	for {
 		batch = batch[:0]
 		records := 0
 		if carry != nil {
 			batch, records, carry = append(batch, carry), carry.records, nil
 		} else {
-			r, ok := <-s.queue
-			if !ok {
-				return
+			var r *request
+			select {
+			case r = <-s.queue:
+			case <-tick.C:
+				s.maybeFreeze()
+				continue
+			}
+			if r == nil {
+				return // queue closed and drained
 			}
 			batch, records = append(batch, r), r.records
 		}
@@ -130,6 +137,7 @@ func (s *Store) commitLoop() {
 		}
 		s.commit(batch)
 		clear(batch) // drop references to answered requests
+		s.maybeFreeze()
 	}
 }
 
@@ -148,45 +156,78 @@ func (s *Store) commit(batch []*request) {
 			live = append(live, r)
 		}
 	}
-	for len(live) > 0 {
-		start := time.Now()
-		failed, opErr := -1, error(nil)
-		err := s.db.Update(func(tx *bbolt.Tx) error {
-			for i, r := range live {
-				if err := r.op(tx); err != nil {
-					failed, opErr = i, err
-					return errOpFailed
-				}
-			}
-			return nil
-		})
-		if failed >= 0 {
-			live[failed].done <- opErr
-			live = slices.Delete(live, failed, failed+1)
-			continue
-		}
-		if err != nil {
-			err = fmt.Errorf("%w: commit vault: %w", vault.ErrUnavailable, err)
-			for _, r := range live {
-				r.stored = 0
-				r.done <- err
-			}
-			return
-		}
-		d := time.Since(start)
-		stored := 0
+	if len(live) == 0 {
+		return
+	}
+	start := time.Now()
+	live, effects, err := s.run(live)
+	if err == nil && effects.n > 0 {
+		err = s.log(effects)
+	}
+	if err != nil {
 		for _, r := range live {
-			stored += r.stored
-		}
-		s.commits.Add(1)
-		s.ops.Add(uint64(len(live)))
-		s.records.Add(uint64(stored))
-		if s.opts.OnCommit != nil {
-			s.opts.OnCommit(d, len(live))
-		}
-		for _, r := range live {
-			r.done <- nil
+			r.done <- err
 		}
 		return
 	}
+	d := time.Since(start)
+	stored := 0
+	for _, r := range live {
+		stored += r.stored
+	}
+	s.commits.Add(1)
+	s.ops.Add(uint64(len(live)))
+	s.records.Add(uint64(stored))
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(d, len(live))
+	}
+	for _, r := range live {
+		r.done <- nil
+	}
+}
+
+// run runs the ops of live in order against the current state and returns
+// the requests whose ops succeeded (the others have been answered with their
+// errors) and their combined effects. Nothing is written anywhere.
+func (s *Store) run(live []*request) ([]*request, *memtable, error) {
+	t := &txn{active: s.active, batch: newMemtable(), op: newMemtable()}
+	// The frozen memtable is taken before the read transaction begins: if
+	// the checkpointer drops it in between, the transaction sees its
+	// commit (see checkpoint.go).
+	s.memMu.RLock()
+	t.frozen = s.frozen
+	s.memMu.RUnlock()
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return live, nil, fmt.Errorf("%w: read vault: %w", vault.ErrUnavailable, err)
+	}
+	defer tx.Rollback()
+	t.tx = tx
+	ok := live[:0]
+	for _, r := range live {
+		if err := r.op(t); err != nil {
+			t.drop()
+			r.stored = 0
+			r.done <- err
+			continue
+		}
+		t.keep()
+		ok = append(ok, r)
+	}
+	return ok, t.batch, nil
+}
+
+// log makes batch durable in the WAL, then visible in the active memtable.
+func (s *Store) log(batch *memtable) error {
+	s.payload = batch.appendPayload(s.payload[:0])
+	if err := s.makeRoom(len(s.payload)); err != nil {
+		return err
+	}
+	if err := s.wal.append(s.payload); err != nil {
+		return fmt.Errorf("%w: commit vault: %w", vault.ErrUnavailable, err)
+	}
+	s.memMu.Lock()
+	s.active.merge(batch)
+	s.memMu.Unlock()
+	return nil
 }

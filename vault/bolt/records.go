@@ -43,7 +43,7 @@ func validate(recs []vault.Record) error {
 // Insert implements [vault.Store]. The outcomes are decided inside the
 // committing transaction, in queue order, so concurrent inserts of one
 // fingerprint converge on one token. It returns once the records are
-// committed and fsync'd.
+// in the WAL and fdatasync'd.
 func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcome, error) {
 	if err := validate(recs); err != nil {
 		return nil, err
@@ -61,13 +61,12 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 	}
 	outs := make([]vault.Outcome, len(recs))
 	var req *request
-	op := func(tx *bbolt.Tx) error {
-		toks, fps := buckets(tx)
+	op := func(t *txn) error {
 		req.stored = 0
 		for i, r := range recs {
 			if len(r.Fingerprint) > 0 {
-				if tok := fps.Get(r.Fingerprint); tok != nil {
-					existing, err := getRecord(toks, tok)
+				if tok := t.get(bFingerprints, r.Fingerprint); tok != nil {
+					existing, err := decodeRecord(tok, t.get(bTokens, tok))
 					if err != nil {
 						return fmt.Errorf("insert record %d: existing fingerprint: %w", i, err)
 					}
@@ -76,15 +75,15 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 				}
 			}
 			key := []byte(r.Token)
-			if toks.Get(key) != nil {
+			if t.get(bTokens, key) != nil {
 				outs[i] = vault.Outcome{Status: vault.Collision}
 				continue
 			}
-			if err := toks.Put(key, values[i]); err != nil {
+			if err := t.put(bTokens, key, values[i]); err != nil {
 				return fmt.Errorf("insert record %d: %w", i, err)
 			}
 			if len(r.Fingerprint) > 0 {
-				if err := fps.Put(r.Fingerprint, key); err != nil {
+				if err := t.put(bFingerprints, r.Fingerprint, key); err != nil {
 					return fmt.Errorf("insert record %d: %w", i, err)
 				}
 			}
@@ -112,9 +111,9 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 	return outs, nil
 }
 
-// getRecord decodes the record under tok; the result owns its memory.
-func getRecord(toks *bbolt.Bucket, tok []byte) (vault.Record, error) {
-	v := toks.Get(tok)
+// decodeRecord decodes the value v of token tok (nil if there is none);
+// the result owns its memory.
+func decodeRecord(tok, v []byte) (vault.Record, error) {
 	if v == nil {
 		return vault.Record{}, vault.ErrNotFound
 	}
@@ -124,42 +123,35 @@ func getRecord(toks *bbolt.Bucket, tok []byte) (vault.Record, error) {
 // Get implements [vault.Store]. Expired records are returned: the vault
 // judges expiry.
 func (s *Store) Get(ctx context.Context, token string) (vault.Record, error) {
-	var rec vault.Record
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		var err error
-		rec, err = getRecord(tx.Bucket(bucketTokens), []byte(token))
-		return err
-	})
-	return rec, err
+	v, err := s.get(ctx, bTokens, []byte(token))
+	if err != nil {
+		return vault.Record{}, err
+	}
+	return vault.UnmarshalRecord(token, v)
 }
 
-// Find implements [vault.Store].
+// Find implements [vault.Store]. The fingerprint entry and the record are
+// read one after the other; a record deleted in between gives ErrNotFound,
+// as it would a moment later.
 func (s *Store) Find(ctx context.Context, fingerprint []byte) (vault.Record, error) {
 	if len(fingerprint) == 0 {
 		return vault.Record{}, vault.ErrNotFound // unique records are not indexed
 	}
-	var rec vault.Record
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		tok := tx.Bucket(bucketFingerprints).Get(fingerprint)
-		if tok == nil {
-			return vault.ErrNotFound
-		}
-		var err error
-		rec, err = getRecord(tx.Bucket(bucketTokens), tok)
-		return err
-	})
-	return rec, err
+	tok, err := s.get(ctx, bFingerprints, fingerprint)
+	if err != nil {
+		return vault.Record{}, err
+	}
+	return s.Get(ctx, string(tok))
 }
 
 // Delete implements [vault.Store]: the record and its fingerprint entry go
 // in one durable commit.
 func (s *Store) Delete(ctx context.Context, token string) error {
 	found := false
-	err := s.write(ctx, func(tx *bbolt.Tx) error {
-		toks, fps := buckets(tx)
+	err := s.write(ctx, func(t *txn) error {
 		found = false
 		key := []byte(token)
-		v := toks.Get(key)
+		v := t.get(bTokens, key)
 		if v == nil {
 			return nil
 		}
@@ -168,12 +160,11 @@ func (s *Store) Delete(ctx context.Context, token string) error {
 		if err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
-		if len(rec.Fingerprint) > 0 && string(fps.Get(rec.Fingerprint)) == token {
-			if err := fps.Delete(rec.Fingerprint); err != nil {
-				return err
-			}
+		if len(rec.Fingerprint) > 0 && string(t.get(bFingerprints, rec.Fingerprint)) == token {
+			t.del(bFingerprints, rec.Fingerprint)
 		}
-		return toks.Delete(key)
+		t.del(bTokens, key)
+		return nil
 	})
 	if err != nil {
 		return err

@@ -112,50 +112,44 @@ func (s *Store) PutSession(ctx context.Context, sess vault.Session) error {
 		return fmt.Errorf("put session: key of %d bytes: %w", len(sess.Key), vault.ErrInvalidValue)
 	}
 	key, v := bytes.Clone(sess.Key), marshalSession(sess)
-	return s.write(ctx, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketSessions).Put(key, v)
+	return s.write(ctx, func(t *txn) error {
+		return t.put(bSessions, key, v)
 	})
 }
 
 // GetSession implements [vault.Store].
 func (s *Store) GetSession(ctx context.Context, key []byte) (vault.Session, error) {
-	var sess vault.Session
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketSessions).Get(key)
-		if v == nil {
-			return vault.ErrNotFound
-		}
-		var err error
-		sess, err = unmarshalSession(key, v)
-		return err
-	})
-	return sess, err
+	v, err := s.get(ctx, bSessions, key)
+	if err != nil {
+		return vault.Session{}, err
+	}
+	return unmarshalSession(key, v)
 }
 
 // DeleteSession implements [vault.Store].
 func (s *Store) DeleteSession(ctx context.Context, key []byte) error {
 	key = bytes.Clone(key)
-	return s.write(ctx, func(tx *bbolt.Tx) error {
-		if len(key) == 0 {
-			return nil // bbolt refuses empty keys; there is no such session
+	return s.write(ctx, func(t *txn) error {
+		if len(key) == 0 || t.get(bSessions, key) == nil {
+			return nil // no such session (bbolt refuses empty keys): nothing to log
 		}
-		return tx.Bucket(bucketSessions).Delete(key)
+		t.del(bSessions, key)
+		return nil
 	})
 }
 
-// UpdateLockout implements [vault.Store]. fn runs inside the committing
-// transaction, so concurrent updates of one client serialize; it may run
-// more than once if another write in the same batch fails.
+// UpdateLockout implements [vault.Store]. fn runs in the committer, so
+// concurrent updates of one client serialize.
 func (s *Store) UpdateLockout(ctx context.Context, client string, fn func(vault.Lockout) vault.Lockout) (vault.Lockout, error) {
 	if client == "" || len(client) > bbolt.MaxKeySize {
 		return vault.Lockout{}, fmt.Errorf("update lockout: client name of %d bytes: %w", len(client), vault.ErrInvalidValue)
 	}
 	var out vault.Lockout
-	err := s.write(ctx, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketLockouts)
+	err := s.write(ctx, func(t *txn) error {
 		key := []byte(client)
 		var cur vault.Lockout
-		if v := b.Get(key); v != nil {
+		old := t.get(bLockouts, key)
+		if v := old; v != nil {
 			var err error
 			if cur, err = unmarshalLockout(v); err != nil {
 				return err
@@ -165,7 +159,10 @@ func (s *Store) UpdateLockout(ctx context.Context, client string, fn func(vault.
 		v := marshalLockout(next)
 		if next.Failures == 0 && next.LockedUntil.IsZero() {
 			out = vault.Lockout{}
-			return b.Delete(key)
+			if old != nil {
+				t.del(bLockouts, key)
+			}
+			return nil
 		}
 		// Hand back what a later read will see (milliseconds, UTC).
 		var err error
@@ -173,7 +170,7 @@ func (s *Store) UpdateLockout(ctx context.Context, client string, fn func(vault.
 		if err != nil {
 			return err
 		}
-		return b.Put(key, v)
+		return t.put(bLockouts, key, v)
 	})
 	if err != nil {
 		return vault.Lockout{}, err

@@ -1,0 +1,216 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Memtables.
+//
+// Writes acknowledged by the WAL but not yet checkpointed live in memory:
+// the active memtable takes each group commit's effects after its frame is
+// durable; at a checkpoint it becomes the frozen memtable, which the
+// checkpointer writes to bbolt while a new active one fills. A lookup reads
+// active, then frozen, then bbolt, and the first layer that knows the key
+// wins; a tombstone (a deleted key) in a memtable hides older values below.
+
+// bucket identifies one of the data buckets in memtables and WAL frames.
+type bucket uint8
+
+// Data buckets, in the order of bucketNames.
+const (
+	bTokens bucket = iota
+	bFingerprints
+	bSessions
+	bLockouts
+	numBuckets
+)
+
+// bucketNames maps a bucket to its bbolt name.
+var bucketNames = [numBuckets][]byte{bucketTokens, bucketFingerprints, bucketSessions, bucketLockouts}
+
+// memtable is a set of puts and deletes per bucket. A nil value is a
+// tombstone. It has no lock of its own: see Store.memMu.
+type memtable struct {
+	m [numBuckets]map[string][]byte
+	n int // entries, tombstones included
+}
+
+func newMemtable() *memtable {
+	t := &memtable{}
+	for i := range t.m {
+		t.m[i] = make(map[string][]byte)
+	}
+	return t
+}
+
+// get returns the value of key and whether t knows the key at all; a known
+// key with a nil value was deleted.
+func (t *memtable) get(b bucket, key []byte) ([]byte, bool) {
+	v, ok := t.m[b][string(key)]
+	return v, ok
+}
+
+func (t *memtable) set(b bucket, key string, v []byte) {
+	if _, ok := t.m[b][key]; !ok {
+		t.n++
+	}
+	t.m[b][key] = v
+}
+
+// merge copies src's entries over t's.
+func (t *memtable) merge(src *memtable) {
+	for b := range src.m {
+		for k, v := range src.m[b] {
+			t.set(bucket(b), k, v)
+		}
+	}
+}
+
+func (t *memtable) reset() {
+	for _, m := range t.m {
+		clear(m)
+	}
+	t.n = 0
+}
+
+// appendPayload encodes t as a WAL frame payload: per entry, one byte
+// (bucket<<1 | 1 if put), uvarint key length, key, and for a put uvarint
+// value length and value. Only final values are encoded: a frame is applied
+// whole or not at all, so the order of writes inside it does not matter.
+func (t *memtable) appendPayload(p []byte) []byte {
+	for b := range t.m {
+		for k, v := range t.m[b] {
+			tag := byte(b) << 1
+			if v != nil {
+				tag |= 1
+			}
+			p = append(p, tag)
+			p = binary.AppendUvarint(p, uint64(len(k)))
+			p = append(p, k...)
+			if v != nil {
+				p = binary.AppendUvarint(p, uint64(len(v)))
+				p = append(p, v...)
+			}
+		}
+	}
+	return p
+}
+
+// decodePayload calls fn for each entry of a frame payload; v is nil for a
+// delete. key and v alias p.
+func decodePayload(p []byte, fn func(b bucket, key, v []byte) error) error {
+	for len(p) > 0 {
+		tag := p[0]
+		b, put := bucket(tag>>1), tag&1 == 1
+		if b >= numBuckets {
+			return fmt.Errorf("wal entry for bucket %d: %w", b, errCorrupt)
+		}
+		key, rest, ok := uvarintBytes(p[1:])
+		if !ok || len(key) == 0 {
+			return fmt.Errorf("wal entry key: %w", errCorrupt)
+		}
+		var v []byte
+		if put {
+			if v, rest, ok = uvarintBytes(rest); !ok {
+				return fmt.Errorf("wal entry value: %w", errCorrupt)
+			}
+			if v == nil {
+				v = []byte{}
+			}
+		}
+		if err := fn(b, key, v); err != nil {
+			return err
+		}
+		p = rest
+	}
+	return nil
+}
+
+// uvarintBytes splits a uvarint-length-prefixed byte string off p.
+func uvarintBytes(p []byte) (s, rest []byte, ok bool) {
+	n, k := binary.Uvarint(p)
+	if k <= 0 || uint64(len(p)-k) < n {
+		return nil, nil, false
+	}
+	return p[k : k+int(n) : k+int(n)], p[k+int(n):], true
+}
+
+// applyTo writes t's entries into tx's buckets.
+func (t *memtable) applyTo(tx *bbolt.Tx) error {
+	for b := range t.m {
+		bk := tx.Bucket(bucketNames[b])
+		for k, v := range t.m[b] {
+			if err := applyEntry(bk, []byte(k), v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func applyEntry(bk *bbolt.Bucket, key, v []byte) error {
+	if v == nil {
+		return bk.Delete(key)
+	}
+	return bk.Put(key, v)
+}
+
+// txn is the committer's view of the vault while it runs one batch: the
+// current op's own writes, then the writes of the batch's earlier ops, then
+// the active memtable, the frozen one and a bbolt read transaction. Ops
+// read and write through it; nothing reaches the memtables until the
+// batch's frame is durable.
+type txn struct {
+	tx     *bbolt.Tx
+	active *memtable // read without memMu: only the committer writes it
+	frozen *memtable // nil if none; immutable once frozen
+	batch  *memtable // effects of the batch's ops that succeeded
+	op     *memtable // effects of the op running now
+}
+
+// get returns the current value of key in bucket b, or nil. The value is
+// valid until the batch ends and must not be modified.
+func (t *txn) get(b bucket, key []byte) []byte {
+	for _, m := range []*memtable{t.op, t.batch, t.active, t.frozen} {
+		if m == nil {
+			continue
+		}
+		if v, ok := m.get(b, key); ok {
+			return v
+		}
+	}
+	return t.tx.Bucket(bucketNames[b]).Get(key)
+}
+
+// put sets key to v in bucket b. It refuses what bbolt would refuse at the
+// checkpoint, so a durable frame always applies.
+func (t *txn) put(b bucket, key, v []byte) error {
+	switch {
+	case len(key) == 0:
+		return berrors.ErrKeyRequired
+	case len(key) > bbolt.MaxKeySize:
+		return fmt.Errorf("key of %d bytes: %w", len(key), berrors.ErrKeyTooLarge)
+	case int64(len(v)) > bbolt.MaxValueSize:
+		return fmt.Errorf("value of %d bytes: %w", len(v), berrors.ErrValueTooLarge)
+	case v == nil:
+		v = []byte{}
+	}
+	t.op.set(b, string(key), v)
+	return nil
+}
+
+// del deletes key from bucket b (a tombstone until the checkpoint).
+func (t *txn) del(b bucket, key []byte) {
+	if len(key) > 0 {
+		t.op.set(b, string(key), nil)
+	}
+}
+
+// keep adds the current op's effects to the batch; drop discards them
+// (the op failed, and its caller alone sees the error).
+func (t *txn) keep() { t.batch.merge(t.op); t.op.reset() }
+func (t *txn) drop() { t.op.reset() }
