@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -164,4 +165,29 @@ egress:
 		t.Errorf("provider got %q, want %q", vault.Mask(g), vault.Mask(want))
 	}
 	s.stop(t)
+}
+
+// TestAuditVerify runs "tok audit verify" on an intact and a tampered log.
+func TestAuditVerify(t *testing.T) {
+	dir := t.TempDir()
+	var lines []string
+	prev := make([]byte, 32)
+	for i := 1; i <= 3; i++ {
+		l := fmt.Sprintf(`{"event":"login","client":"cih","source":"127.0.0.1","outcome":"ok","seq":%d,"prev":"%x"}`, i, prev)
+		sum := sha256.Sum256([]byte(l))
+		prev = sum[:]
+		lines = append(lines, l)
+	}
+	good := writeFile(t, dir, "good.log", strings.Join(lines, "\n")+"\n")
+	if code, out, _ := tok(t, dir, "", "audit", "verify", good); code != 0 || !strings.Contains(out, "ok, 3 lines") {
+		t.Errorf("audit verify (intact) = %d %q, want 0 and ok", code, out)
+	}
+	lines[1] = strings.Replace(lines[1], `"ok"`, `"locked"`, 1)
+	bad := writeFile(t, dir, "bad.log", strings.Join(lines, "\n")+"\n")
+	if code, out, _ := tok(t, dir, "", "audit", "verify", bad); code != 1 || !strings.Contains(out, "line 3") {
+		t.Errorf("audit verify (line 2 edited) = %d %q, want 1 naming line 3, whose prev no longer matches", code, out)
+	}
+	if code, _, _ := tok(t, dir, "", "audit", "verify"); code != 2 {
+		t.Errorf("audit verify without FILE = %d, want 2", code)
+	}
 }

@@ -8,6 +8,7 @@
 //	tok keys new -o FILE           write a fresh keyring (mode 0600)
 //	tok keys rotate -keyring FILE  add a data key version and make it primary
 //	tok secret hash                read a client secret on stdin, print its bcrypt hash
+//	tok audit verify FILE          check the audit log's hash chain
 //	tok version                    print the version
 package main
 
@@ -62,6 +63,7 @@ const usage = `usage:
   tok keys new -o FILE           write a fresh keyring (mode 0600; never overwrites)
   tok keys rotate -keyring FILE  add a data key version and make it primary
   tok secret hash                read a client secret on stdin, print its bcrypt hash
+  tok audit verify FILE          check the audit log's hash chain; names the first broken line
   tok version                    print the version
 `
 
@@ -84,6 +86,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return keys(args, stdout, stderr)
 	case "secret":
 		return secret(args, stdin, stdout, stderr)
+	case "audit":
+		return audit(args, stdout, stderr)
 	case "version":
 		if code, ok := parseFlags(newFlags("version", stderr), args, stderr); !ok {
 			return code
@@ -278,6 +282,32 @@ func secret(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// audit is "tok audit verify FILE": check the audit log's hash chain.
+func audit(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "verify" {
+		fmt.Fprintf(stderr, "tok audit: want verify FILE\n%s", usage)
+		return exitUsage
+	}
+	if len(args) != 2 || strings.HasPrefix(args[1], "-") {
+		fmt.Fprintf(stderr, "tok audit verify: want one FILE\n%s", usage)
+		return exitUsage
+	}
+	file := args[1]
+	f, err := os.Open(file)
+	if err != nil {
+		fmt.Fprintln(stderr, "tok audit verify:", err)
+		return exitFail
+	}
+	defer f.Close()
+	n, err := proxy.VerifyAudit(f)
+	if err != nil {
+		fmt.Fprintf(stdout, "%s: %v (%d lines before it verify)\n", file, err, n)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "%s: ok, %d lines, hash chain intact\n", file, n)
+	return exitOK
+}
+
 // serve runs tok until the first SIGTERM or SIGINT, then drains; a second
 // signal exits at once.
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -357,7 +387,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 		return err
 	}
 
-	audit, closeAudit, err := openAudit(cfg.Audit.Path, stdout)
+	audit, closeAudit, auditLast, err := openAudit(cfg.Audit.Path, stdout)
 	if err != nil {
 		return err
 	}
@@ -367,6 +397,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
+	opts.AuditLast = auditLast
 	srv, err := proxy.New(opts)
 	if err != nil {
 		return err
@@ -403,15 +434,20 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 }
 
 // openAudit opens the audit log for appending (mode 0600); "-" is stdout.
-func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, error) {
+// It also returns the file's last line, so the hash chain continues.
+func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, []byte, error) {
 	if path == "-" {
-		return stdout, nopCloser{}, nil
+		return stdout, nopCloser{}, nil, nil
+	}
+	last, err := proxy.LastAuditLine(path)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open audit log: %w", err)
+		return nil, nil, nil, fmt.Errorf("open audit log: %w", err)
 	}
-	return f, f, nil
+	return f, f, last, nil
 }
 
 // proxyOptions maps the config onto proxy.Options.

@@ -63,6 +63,10 @@ type Options struct {
 	// If nil, audit lines are discarded (tests only: production configs
 	// always set one).
 	Audit io.Writer
+	// AuditLast is the last line already in the audit log (see
+	// [LastAuditLine]), so the hash chain continues across restarts. Nil
+	// starts a new chain.
+	AuditLast []byte
 	// Logger receives operational logs. If nil, slog.Default().
 	Logger *slog.Logger
 	// Now replaces time.Now (tests). If nil, time.Now.
@@ -143,7 +147,7 @@ func New(opts Options) (*Server, error) {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	s := &Server{opts: opts, log: opts.Logger}
-	s.audit = newAuditLog(opts.Audit, opts.Now)
+	s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast)
 	s.metrics = newMetrics(opts.Registry)
 	auth, err := newAuthenticator(opts)
 	if err != nil {
