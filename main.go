@@ -454,7 +454,7 @@ func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, []byte, err
 func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit io.Writer, log *slog.Logger) (proxy.Options, error) {
 	clients := make([]proxy.Client, len(cfg.Clients))
 	for i, c := range cfg.Clients {
-		clients[i] = proxy.Client{Name: c.Name, SecretHash: c.SecretHash, Reveal: c.Reveal}
+		clients[i] = proxy.Client{Name: c.Name, SecretHash: c.SecretHash, Reveal: c.Reveal, Delete: c.Delete}
 	}
 	routes := make([]proxy.Route, len(cfg.Inbound))
 	for i, r := range cfg.Inbound {

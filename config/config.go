@@ -138,6 +138,7 @@ type Client struct {
 	Name       string `yaml:"name"`        // what POST /login calls bank_coordinates
 	SecretHash string `yaml:"secret_hash"` // bcrypt hash of the secret
 	Reveal     bool   `yaml:"reveal"`      // may see full PANs in /@me
+	Delete     bool   `yaml:"delete"`      // may erase tokens (DELETE /@me)
 }
 
 // Audit configures the audit log.

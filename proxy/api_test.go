@@ -189,7 +189,7 @@ func TestMeErrors(t *testing.T) {
 	wantError(t, do(t, c, "GET", e.auth.URL+"/@me?token=5552130000000001777", "", ""), 404, "token_not_found")
 	wantError(t, do(t, c, "GET", e.auth.URL+"/@me?token=not-a-token", "", ""), 400, "invalid_token")
 	wantError(t, do(t, c, "GET", e.auth.URL+"/@me", "", ""), 400, "missing_field")
-	wantError(t, do(t, c, "DELETE", e.auth.URL+"/@me?token="+tok, "", ""), 405, "method_not_allowed")
+	wantError(t, do(t, c, "PUT", e.auth.URL+"/@me?token="+tok, "", ""), 405, "method_not_allowed")
 	wantError(t, do(t, c, "POST", e.auth.URL+"/@me", "text/plain", tok), 415, "unsupported_media_type")
 	// A PAN pasted where a token belongs is refused and never logged.
 	wantError(t, do(t, c, "GET", e.auth.URL+"/@me?token=4111111111111111", "", ""), 404, "token_not_found")
@@ -373,4 +373,28 @@ func metricValue(t *testing.T, e *testEnv, series string) string {
 		}
 	}
 	return ""
+}
+
+func TestDeleteToken(t *testing.T) {
+	e := newTestEnv(t, nil, func(o *Options) { o.Clients[0].Delete = true })
+	tok := e.handle(seedPAN)
+	viewer := e.login("viewer")
+	wantError(t, do(t, viewer, "DELETE", e.auth.URL+"/@me?token="+tok, "", ""), 403, "forbidden")
+	c := e.login("cih")
+	r := do(t, c, "DELETE", e.auth.URL+"/@me?token="+tok, "", "")
+	if r.StatusCode != 200 {
+		t.Fatalf("DELETE /@me = %d %s", r.StatusCode, r.body)
+	}
+	wantError(t, do(t, c, "GET", e.auth.URL+"/@me?token="+tok, "", ""), 404, "token_not_found")
+	wantError(t, do(t, c, "DELETE", e.auth.URL+"/@me?token="+tok, "", ""), 404, "token_not_found")
+	// Erased means forgotten: the same PAN now gets a new token.
+	if again := e.handle(seedPAN); again == tok {
+		t.Error("the deleted token was handed out again for its PAN")
+	}
+	audit := e.audit.String()
+	for _, want := range []string{`"event":"delete","client":"viewer"`, `"outcome":"forbidden"`, `"outcome":"started"`, `"event":"delete","client":"cih"`} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit log lacks %s", want)
+		}
+	}
 }

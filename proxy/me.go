@@ -33,12 +33,15 @@ type meResponse struct {
 // serveMe is GET /@me?token=... or POST /@me {"token": "..."}: look a token
 // up for the logged-in client, revealing the PAN only to clients allowed to.
 func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
-	if err := allowMethods(w, r, http.MethodGet, http.MethodPost); err != nil {
+	if err := allowMethods(w, r, http.MethodGet, http.MethodPost, http.MethodDelete); err != nil {
 		return err
 	}
 	sess, client, err := s.auth.session(r)
 	if err != nil {
 		return err
+	}
+	if r.Method == http.MethodDelete {
+		return s.deleteToken(w, r, sess, client)
 	}
 	token := r.URL.Query().Get("token")
 	if r.Method == http.MethodPost {
@@ -103,4 +106,48 @@ func auditToken(token string, found bool) string {
 	default:
 		return token
 	}
+}
+
+// deleteToken is DELETE /@me?token=...: erase a token, for clients allowed
+// to (configured with delete: true). Audit-logged like a reveal; no audit
+// line, no erasure.
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.Session, client Client) error {
+	token := r.URL.Query().Get("token")
+	if token == "" {
+		return errorf(http.StatusBadRequest, "missing_field", "token is required")
+	}
+	ev := auditEvent{Event: "delete", Client: client.Name, Session: sess.ID, Token: auditToken(token, false)}
+	if !client.Delete {
+		ev.Outcome = "forbidden"
+		if aerr := s.audit.write(r, ev); aerr != nil {
+			s.log.Error("audit write failed", "err", aerr)
+		}
+		return errorf(http.StatusForbidden, "forbidden", "this client may not delete tokens")
+	}
+	if _, err := s.opts.Vault.Lookup(r.Context(), token); err != nil {
+		ev.Outcome = toAPIError(err).Code
+		if aerr := s.audit.write(r, ev); aerr != nil {
+			s.log.Error("audit write failed", "err", aerr)
+		}
+		return err
+	}
+	// Two lines: the intent must be on record before the irreversible
+	// erasure, the result after it.
+	ev.Token, ev.Outcome = token, "started"
+	if aerr := s.audit.write(r, ev); aerr != nil {
+		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to delete", aerr}
+	}
+	err := s.opts.Vault.Delete(r.Context(), token)
+	ev.Outcome = "ok"
+	if err != nil {
+		ev.Outcome = toAPIError(err).Code
+	}
+	if aerr := s.audit.write(r, ev); aerr != nil {
+		s.log.Error("audit write failed after a token deletion", "err", aerr, "outcome", ev.Outcome)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "deleted", "token": token})
+	return nil
 }

@@ -49,6 +49,7 @@ type Client struct {
 	Name       string // what POST /login calls bank_coordinates
 	SecretHash string // bcrypt hash of the client's secret
 	Reveal     bool   // may see the full PAN in /@me; otherwise masked only
+	Delete     bool   // may erase tokens with DELETE /@me (right to erasure)
 }
 
 // Options configures a [Server]. Vault and Store are required.

@@ -181,6 +181,29 @@ func (v *Vault) Lookup(ctx context.Context, token string) (Record, error) {
 	return Record{}, ErrNotFound
 }
 
+// Delete erases the record for token from whichever store holds it, with
+// its fingerprint entry: the token no longer reveals, and the value gets a
+// new token if it is tokenized again. ErrNotFound if there was none.
+func (v *Vault) Delete(ctx context.Context, token string) error {
+	if !ValidToken(token) {
+		return ErrInvalidToken
+	}
+	for _, s := range []Store{v.durable, v.volatile} {
+		if s == nil {
+			continue
+		}
+		err := s.Delete(ctx, token)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("delete token: %w", err)
+		}
+		return nil
+	}
+	return ErrNotFound
+}
+
 // Reveal returns the record for token and its decrypted value.
 func (v *Vault) Reveal(ctx context.Context, token string) (Revealed, error) {
 	rec, err := v.Lookup(ctx, token)
