@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,17 +107,52 @@ type Options struct {
 // Server serves tok's listeners. Build it with [New]; it is safe for
 // concurrent use.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	audit   *auditLog
-	metrics *metrics
-	auth    *authenticator
-	inbound *inbound // nil without an upstream
-	egress  *egress  // nil without egress routes
+	opts     Options
+	log      *slog.Logger
+	audit    *auditLog
+	metrics  *metrics
+	auth     *authenticator
+	inbound  *inbound // nil without an upstream
+	egress   *egress  // nil without egress routes
+	handlers map[string]http.Handler
+	// live is the Server now answering on the listeners: this one until a
+	// Reload replaces it. Every generation shares the same pointer.
+	live *atomic.Pointer[Server]
 }
 
 // New checks opts, fills defaults and builds a Server.
-func New(opts Options) (*Server, error) {
+func New(opts Options) (*Server, error) { return build(opts, nil) }
+
+// Reload builds a Server from opts and makes it answer every new request
+// on the running listeners; requests in flight finish on the old one. The
+// audit log (and its hash chain), the metrics and the listeners carry
+// over. On error nothing changes. Listener addresses, and whether the
+// egress listener runs, can only change with a restart.
+func (s *Server) Reload(opts Options) error {
+	cur := s.live.Load()
+	if opts.Listen != cur.opts.Listen {
+		return errors.New("reload: listener addresses changed; restart tok to apply them")
+	}
+	ns, err := build(opts, cur)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	if (ns.egress == nil) != (cur.egress == nil) {
+		return errors.New("reload: egress routes added or all removed; restart tok to start or stop the egress listener")
+	}
+	s.live.Store(ns)
+	if cur.inbound != nil {
+		if t, ok := cur.inbound.rp.Transport.(*http.Transport); ok {
+			t.CloseIdleConnections()
+		}
+	}
+	cur.log.Info("configuration reloaded", "inbound_routes", len(opts.Routes), "egress_routes", len(opts.Egress), "clients", len(opts.Clients))
+	return nil
+}
+
+// build makes a Server generation; prev, if set, lends its audit log,
+// metrics and registry.
+func build(opts Options, prev *Server) (*Server, error) {
 	if opts.Vault == nil || opts.Store == nil {
 		return nil, errors.New("proxy: Vault and Store are required")
 	}
@@ -129,7 +165,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Registry == nil {
+	switch {
+	case prev != nil:
+		opts.Registry = prev.opts.Registry
+	case opts.Registry == nil:
 		opts.Registry = prometheus.NewRegistry()
 	}
 	if opts.SessionIdle <= 0 {
@@ -148,8 +187,14 @@ func New(opts Options) (*Server, error) {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	s := &Server{opts: opts, log: opts.Logger}
-	s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast)
-	s.metrics = newMetrics(opts.Registry)
+	if prev != nil {
+		s.audit, s.metrics, s.live = prev.audit, prev.metrics, prev.live
+	} else {
+		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast)
+		s.metrics = newMetrics(opts.Registry)
+		s.live = new(atomic.Pointer[Server])
+		s.live.Store(s)
+	}
 	auth, err := newAuthenticator(opts)
 	if err != nil {
 		return nil, err
@@ -171,6 +216,8 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("egress: %w", err)
 		}
 	}
+	s.handlers = map[string]http.Handler{ListenerPublic: s.PublicHandler(), ListenerAuth: s.AuthHandler(),
+		ListenerAdmin: s.AdminHandler(), ListenerEgress: s.EgressHandler()}
 	return s, nil
 }
 
@@ -234,8 +281,6 @@ func (s *Server) Run(ctx context.Context) error {
 // drains in-flight requests for up to ShutdownTimeout. It closes the
 // listeners.
 func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) error {
-	handlers := map[string]http.Handler{ListenerPublic: s.PublicHandler(), ListenerAuth: s.AuthHandler(),
-		ListenerAdmin: s.AdminHandler(), ListenerEgress: s.EgressHandler()}
 	if len(listeners) == 0 {
 		return errors.New("proxy: no listener configured")
 	}
@@ -243,11 +288,14 @@ func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) e
 	var servers []*http.Server
 	var wg sync.WaitGroup
 	for name, nl := range listeners {
-		h, ok := handlers[name]
-		if !ok {
+		if _, ok := s.handlers[name]; !ok {
 			nl.Close()
 			return fmt.Errorf("proxy: unknown listener %q", name)
 		}
+		// Each request goes to the generation live when it arrives.
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.live.Load().handlers[name].ServeHTTP(w, r)
+		})
 		srv := s.httpServer(name, h)
 		servers = append(servers, srv)
 		s.log.Info("listening", "listener", name, "addr", nl.Addr().String())
