@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -190,4 +191,106 @@ func TestAuditVerify(t *testing.T) {
 	if code, _, _ := tok(t, dir, "", "audit", "verify"); code != 2 {
 		t.Errorf("audit verify without FILE = %d, want 2", code)
 	}
+}
+
+// TestServeReload: SIGHUP applies a new route and a rotated keyring without
+// a restart; a broken config is refused with its errors logged and the
+// running configuration kept.
+// reloadPAN fails the Luhn check, so the guard lets it pass outside fields.
+const reloadPAN = "555213321212161777"
+
+func TestServeReload(t *testing.T) {
+	dir := t.TempDir()
+	keyring := filepath.Join(dir, "keyring.yaml")
+	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
+		t.Fatalf("keys new: %s", errOut)
+	}
+	got := make(chan string, 4)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	}))
+	defer upstream.Close()
+	const secret = "reload-secret"
+	hash, _ := bcrypt.GenerateFromPassword([]byte(secret), 10)
+	conf := func(field string) string {
+		return fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
+vault: {bolt: %q, keyring: %q}
+audit: {path: "-"}
+clients: [{name: cih, secret_hash: %q, reveal: true}]
+upstream: %s
+inbound:
+  - name: checkout
+    match: {path: /checkout}
+    fields: [{json: %s}]
+`, filepath.Join(dir, "tok.db"), keyring, hash, upstream.URL, field)
+	}
+	cfg := writeFile(t, dir, "tok.yaml", conf("card.number"))
+	s := startTok(t, dir, cfg)
+	post := func(body string) string {
+		resp, err := http.Post("http://"+s.addrs["public"]+"/checkout", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return <-got
+	}
+	// Before the reload payment.pan is not a field: a PAN failing Luhn
+	// (the guard's test) passes through untouched.
+	if b := post(`{"payment":{"pan":"` + reloadPAN + `"}}`); !strings.Contains(b, reloadPAN) {
+		t.Fatalf("before reload the upstream got %q, want the body as sent", b)
+	}
+	waitLog := func(msg string) map[string]any {
+		for m := range s.logs {
+			if m["msg"] == msg {
+				return m
+			}
+		}
+		t.Fatalf("tok exited before logging %q", msg)
+		return nil
+	}
+
+	// Rotate the keyring and move the card field, then SIGHUP.
+	if code, _, errOut := tok(t, dir, "", "keys", "rotate", "-keyring", keyring); code != 0 {
+		t.Fatalf("keys rotate: %s", errOut)
+	}
+	writeFile(t, dir, "tok.yaml", conf("payment.pan"))
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("keyring reloaded")
+	b := post(`{"payment":{"pan":"` + reloadPAN + `"}}`)
+	if strings.Contains(b, reloadPAN) {
+		t.Errorf("after reload the new field still reached the app in clear")
+	}
+	var sent struct{ Payment struct{ PAN string } }
+	json.Unmarshal([]byte(b), &sent)
+	// The new token is sealed under the new primary key version 2.
+	resp, err := http.Post("http://"+s.addrs["auth"]+"/login", "application/json", strings.NewReader(`{"bank_coordinates":"cih","secret":"`+secret+`"}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("login: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequest("GET", "http://"+s.addrs["auth"]+"/@me?token="+sent.Payment.PAN, nil)
+	req.AddCookie(resp.Cookies()[0])
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var me struct {
+		PAN        string `json:"pan"`
+		KeyVersion int    `json:"key_version"`
+	}
+	json.NewDecoder(resp.Body).Decode(&me)
+	resp.Body.Close()
+	if me.PAN != reloadPAN || me.KeyVersion != 2 {
+		t.Errorf("token after reload: pan %s, key_version %d; want the PAN under key 2", vault.Mask(me.PAN), me.KeyVersion)
+	}
+
+	// A broken config is refused; the running one stays.
+	writeFile(t, dir, "tok.yaml", conf("payment..pan"))
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("reload refused; the running configuration stays")
+	if b := post(`{"payment":{"pan":"` + reloadPAN + `"}}`); strings.Contains(b, reloadPAN) {
+		t.Error("after a refused reload the running route no longer tokenizes")
+	}
+	s.stop(t)
 }

@@ -403,7 +403,60 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 		return err
 	}
 	srvRef.Store(srv)
+
+	// SIGHUP reloads routes, clients and the keyring; the stores, the audit
+	// log and the listeners stay. A config that does not validate is logged
+	// and the running one kept.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := reload(path, cfg, store, mem, audit, srv, log); err != nil {
+					log.Error("reload refused; the running configuration stays", "err", err)
+				}
+			}
+		}
+	}()
 	return srv.Run(ctx)
+}
+
+// reload re-reads the config file and keyring and hands the result to the
+// running server. The store is fixed for the life of the process.
+func reload(path string, running *config.Config, store, mem vault.Store, audit io.Writer, srv *proxy.Server, log *slog.Logger) error {
+	cfg, err := loadConfig(path, log)
+	if err != nil {
+		return err
+	}
+	cfg.ApplyEnv(os.Getenv)
+	if cfg.Vault.Bolt != running.Vault.Bolt || cfg.Vault.Postgres != running.Vault.Postgres || cfg.Audit.Path != running.Audit.Path {
+		return errors.New("the vault store or audit path changed: restart tok to apply that")
+	}
+	kf, _, err := cfg.LoadKeyring(os.Getenv)
+	if err != nil {
+		return err
+	}
+	keyring, err := vault.NewKeyring(kf)
+	if err != nil {
+		return err
+	}
+	v, err := vault.New(store, keyring, vault.WithVolatile(mem))
+	if err != nil {
+		return err
+	}
+	opts, err := proxyOptions(cfg, v, store, audit, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Reload(opts); err != nil {
+		return err
+	}
+	log.Info("keyring reloaded", "primary", keyring.Primary(), "versions", keyring.Versions())
+	return nil
 }
 
 // loadConfig reads the config file at path; with no path, ./tok.yaml if it
