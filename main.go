@@ -210,7 +210,7 @@ func keys(args []string, stdout, stderr io.Writer) int {
 			return exitFail
 		}
 		fmt.Fprintln(stdout, v)
-		fmt.Fprintf(stderr, "data key version %d is now primary in %s; restart tok to use it\n", v, *path)
+		fmt.Fprintf(stderr, "data key version %d is now primary in %s; send tok SIGHUP (or restart it) to use it\n", v, *path)
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "tok keys: unknown command %q\n%s", args[0], usage)
