@@ -2,6 +2,7 @@ package examples
 
 import (
 	"net/url"
+	"slices"
 	"testing"
 
 	"github.com/tokproxy/tok/config"
@@ -36,5 +37,40 @@ func TestTokYAMLIsValid(t *testing.T) {
 	}
 	if f, ok := fields["json:card.cvc"]; !ok || f.Format != "digits" || f.Store != config.StoreMemory || f.TTL <= 0 {
 		t.Errorf("json:card.cvc = %+v, want digits in memory with a ttl", f)
+	}
+}
+
+// TestTokYAMLEgress keeps the egress route the merchant app charges
+// through (-egress http://127.0.0.1:8081/psp) and the provider stand-in
+// listens behind (127.0.0.1:4000).
+func TestTokYAMLEgress(t *testing.T) {
+	cfg, err := config.Load("tok.yaml")
+	if err != nil {
+		t.Fatalf("examples/tok.yaml: %v", err)
+	}
+	if cfg.Listen.Egress != "127.0.0.1:8081" {
+		t.Errorf("listen.egress = %q, want 127.0.0.1:8081", cfg.Listen.Egress)
+	}
+	if len(cfg.Egress) != 1 {
+		t.Fatalf("got %d egress routes, want the psp route alone", len(cfg.Egress))
+	}
+	r := cfg.Egress[0]
+	if r.Name != "psp" || r.Match.Method != "POST" || r.Match.Path != "/psp/*" || r.StripPrefix != "/psp" {
+		t.Errorf("route = %s %s %s strip %s, want psp POST /psp/* strip /psp", r.Name, r.Match.Method, r.Match.Path, r.StripPrefix)
+	}
+	if u, err := url.Parse(r.Upstream); err != nil || u.Host != "127.0.0.1:4000" {
+		t.Errorf("upstream = %q, want the provider stand-in at http://127.0.0.1:4000", r.Upstream)
+	}
+	var sel []string
+	for _, f := range r.Fields {
+		sel = append(sel, f.Selector())
+	}
+	for _, want := range []string{"form:card[number]", "form:card[cvc]", "json:source.card.number"} {
+		if !slices.Contains(sel, want) {
+			t.Errorf("fields %v lack %s", sel, want)
+		}
+	}
+	if r.Headers["Authorization"] != "env:PSP_API_KEY" || r.EgressKey != "env:TOK_EGRESS_KEY" {
+		t.Errorf("headers %v, egress_key %q: want the provider key and the egress key from the environment", r.Headers, r.EgressKey)
 	}
 }
