@@ -553,7 +553,21 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		Guard:            proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
 		MaxDepth:         cfg.Limits.MaxDepth,
 		Egress:           egress,
+		TLS:              listenerTLS(cfg.TLS),
 	}, nil
+}
+
+// listenerTLS maps the config's tls section onto proxy listener names.
+func listenerTLS(t config.TLS) map[string]proxy.ListenerTLS {
+	out := map[string]proxy.ListenerTLS{}
+	for name, lt := range map[string]*config.ListenerTLS{
+		proxy.ListenerPublic: t.Public, proxy.ListenerAuth: t.Auth, proxy.ListenerAdmin: t.Admin, proxy.ListenerEgress: t.Egress,
+	} {
+		if lt != nil {
+			out[name] = proxy.ListenerTLS{CertFile: lt.CertFile, KeyFile: lt.KeyFile, ClientCAFile: lt.ClientCAFile, ClientAuth: lt.ClientAuth}
+		}
+	}
+	return out
 }
 
 // egressRoutes maps the config's egress routes onto proxy.EgressRoute,

@@ -99,6 +99,7 @@ const (
 // Vault.Bolt and Vault.Postgres is set.
 type Config struct {
 	Listen   Listen        `yaml:"listen"`
+	TLS      TLS           `yaml:"tls"`
 	Vault    Vault         `yaml:"vault"`
 	Limits   Limits        `yaml:"limits"`
 	Clients  []Client      `yaml:"clients"`
@@ -118,6 +119,34 @@ type Listen struct {
 	Auth   string `yaml:"auth"`
 	Admin  string `yaml:"admin"`
 	Egress string `yaml:"egress"` // served only when there are egress routes
+}
+
+// TLS holds each listener's TLS files. A listener without them serves
+// plain HTTP.
+type TLS struct {
+	Public *ListenerTLS `yaml:"public"`
+	Auth   *ListenerTLS `yaml:"auth"`
+	Admin  *ListenerTLS `yaml:"admin"`
+	Egress *ListenerTLS `yaml:"egress"`
+}
+
+// Client authentication modes of the auth listener (tls.auth.client_auth).
+const (
+	ClientAuthSession     = "session"     // log in, then a session cookie (the default)
+	ClientAuthCertificate = "certificate" // the client certificate's CN names the client; no login
+	ClientAuthBoth        = "both"        // a session whose client is the certificate's CN
+)
+
+// ListenerTLS is one listener's certificate and key (PEM files, re-read on
+// SIGHUP) and, on the auth listener, client certificate rules.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile (auth only): client certificates must be signed by a CA
+	// in this PEM bundle.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth (auth only): session (default), certificate or both.
+	ClientAuth string `yaml:"client_auth"`
 }
 
 // Vault says where records and keys live.

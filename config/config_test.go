@@ -302,7 +302,7 @@ func TestSchemaProblems(t *testing.T) {
 		yaml string
 		want []want
 	}{
-		{"unknown top-level key", "listne: {}\n", []want{{1, "listne", `unknown key "listne"; known keys here: listen, vault`}}},
+		{"unknown top-level key", "listne: {}\n", []want{{1, "listne", `unknown key "listne"; known keys here: listen, tls, vault`}}},
 		{"unknown nested key", "vault:\n  bolt: a.db\n  keyfile: k\n", []want{{3, "vault.keyfile", "known keys here: bolt, postgres, keyring"}}},
 		{"unknown key in list item", "clients:\n  - name: a\n    secret_hash: \"" + testHash + "\"\n    admin: true\n", []want{{4, "clients[0].admin", `unknown key "admin"`}}},
 		{"unknown key in field", "upstream: http://h\ninbound:\n  - name: r\n    match: {path: /x}\n    fields:\n      - json: a\n        fromat: pan\n",

@@ -45,6 +45,7 @@ var (
 func (v *validator) config(c *Config) {
 	v.routes = map[string]string{}
 	v.listen(c)
+	v.tls(c.TLS)
 	v.vault(c.Vault)
 	v.limits(c.Limits)
 	v.clients(c.Clients)
@@ -432,6 +433,49 @@ func isHopOrFraming(name string) bool {
 }
 
 func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func (v *validator) tls(t TLS) {
+	for _, l := range []struct {
+		key string
+		t   *ListenerTLS
+	}{{"public", t.Public}, {"auth", t.Auth}, {"admin", t.Admin}, {"egress", t.Egress}} {
+		if l.t == nil {
+			continue
+		}
+		p := "tls." + l.key
+		if l.t.CertFile == "" || l.t.KeyFile == "" {
+			v.fail(p, "set both cert_file and key_file (PEM files)")
+		}
+		for _, f := range []struct{ key, path string }{{"cert_file", l.t.CertFile}, {"key_file", l.t.KeyFile}, {"client_ca_file", l.t.ClientCAFile}} {
+			if f.path == "" {
+				continue
+			}
+			if _, err := os.Stat(f.path); err != nil {
+				v.fail(p+"."+f.key, "cannot read %q: %v", f.path, errorsCause(err))
+			}
+		}
+		if l.key != "auth" && (l.t.ClientCAFile != "" || l.t.ClientAuth != "") {
+			v.fail(p, "client_ca_file and client_auth apply to the auth listener only")
+		}
+		switch l.t.ClientAuth {
+		case "", ClientAuthSession:
+		case ClientAuthCertificate, ClientAuthBoth:
+			if l.t.ClientCAFile == "" {
+				v.fail(p+".client_auth", "%s needs client_ca_file: the CA that signs client certificates", l.t.ClientAuth)
+			}
+		default:
+			v.fail(p+".client_auth", "%q: want session, certificate or both", l.t.ClientAuth)
+		}
+	}
+}
+
+// errorsCause is the innermost error text (os.PathError's, without the path).
+func errorsCause(err error) error {
 	if pe, ok := err.(*os.PathError); ok {
 		return pe.Err
 	}

@@ -44,12 +44,17 @@ type authenticator struct {
 	max     time.Duration
 	lockN   int
 	lockFor time.Duration
+	mode    string // ClientAuthSession, ClientAuthCertificate or ClientAuthBoth
 }
 
 func newAuthenticator(o Options) (*authenticator, error) {
 	a := &authenticator{
 		store: o.Store, clients: map[string]Client{}, slots: make(chan struct{}, maxConcurrentLogins),
 		now: o.Now, idle: o.SessionIdle, max: o.SessionMax, lockN: o.LockoutThreshold, lockFor: o.LockoutDuration,
+		mode: o.TLS[ListenerAuth].ClientAuth,
+	}
+	if a.mode == "" {
+		a.mode = ClientAuthSession
 	}
 	cost := bcrypt.DefaultCost + 2 // what `tok secret hash` uses
 	for _, c := range o.Clients {
@@ -105,6 +110,12 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "invalid_request", "bank_coordinates or secret is too long")
 	}
 	a := s.auth
+	switch {
+	case a.mode == ClientAuthCertificate:
+		return errorf(http.StatusNotFound, "not_found", "no login here: this listener authenticates clients by their certificate")
+	case a.mode == ClientAuthBoth && certClient(r) != req.Client:
+		return errorf(http.StatusUnauthorized, "certificate_mismatch", "log in as the client your certificate names")
+	}
 	select {
 	case a.slots <- struct{}{}:
 		defer func() { <-a.slots }()
@@ -197,9 +208,29 @@ func (a *authenticator) fail(now time.Time, known bool) func(vault.Lockout) vaul
 	}
 }
 
-// session returns the live session named by r's cookie, refreshing its
-// idle timer. Expired sessions are deleted.
+// session returns who r is: in certificate mode the client its verified
+// certificate names; otherwise the live session named by its cookie (whose
+// client must match the certificate in both mode).
 func (a *authenticator) session(r *http.Request) (vault.Session, Client, error) {
+	if a.mode == ClientAuthCertificate {
+		name := certClient(r)
+		c, ok := a.clients[name]
+		if name == "" || !ok {
+			return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, "unauthenticated", "present a client certificate whose CN names a configured client")
+		}
+		serial := r.TLS.VerifiedChains[0][0].SerialNumber.Text(16)
+		return vault.Session{ID: "cert:" + serial, Client: name}, c, nil
+	}
+	sess, c, err := a.cookieSession(r)
+	if err == nil && a.mode == ClientAuthBoth && certClient(r) != c.Name {
+		return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, "certificate_mismatch", "the session belongs to another client than your certificate")
+	}
+	return sess, c, err
+}
+
+// cookieSession returns the live session named by r's cookie, refreshing
+// its idle timer. Expired sessions are deleted.
+func (a *authenticator) cookieSession(r *http.Request) (vault.Session, Client, error) {
 	ck, err := r.Cookie(sessionCookie)
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
 		return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, "unauthenticated", "log in first: POST /login, then send the session cookie")
@@ -234,6 +265,9 @@ func (a *authenticator) session(r *http.Request) (vault.Session, Client, error) 
 func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if err := allowMethods(w, r, http.MethodPost); err != nil {
 		return err
+	}
+	if s.auth.mode == ClientAuthCertificate {
+		return errorf(http.StatusNotFound, "not_found", "no sessions here: this listener authenticates clients by their certificate")
 	}
 	sess, client, err := s.auth.session(r)
 	if err != nil {

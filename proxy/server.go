@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"context"
 	"errors"
 	"fmt"
@@ -102,6 +103,10 @@ type Options struct {
 	// Egress routes (issue 4): requests from the app on the egress
 	// listener, forwarded to payment providers with tokens revealed.
 	Egress []EgressRoute
+
+	// TLS, by listener name (ListenerPublic, ...): listeners without an
+	// entry serve plain HTTP.
+	TLS map[string]ListenerTLS
 }
 
 // Server serves tok's listeners. Build it with [New]; it is safe for
@@ -115,6 +120,7 @@ type Server struct {
 	inbound  *inbound // nil without an upstream
 	egress   *egress  // nil without egress routes
 	handlers map[string]http.Handler
+	tlsConf  map[string]*tls.Config // by listener; nil entries: plain HTTP
 	// live is the Server now answering on the listeners: this one until a
 	// Reload replaces it. Every generation shares the same pointer.
 	live *atomic.Pointer[Server]
@@ -132,6 +138,12 @@ func (s *Server) Reload(opts Options) error {
 	cur := s.live.Load()
 	if opts.Listen != cur.opts.Listen {
 		return errors.New("reload: listener addresses changed; restart tok to apply them")
+	}
+	for _, name := range []string{ListenerPublic, ListenerAuth, ListenerAdmin, ListenerEgress} {
+		_, was := cur.opts.TLS[name]
+		if _, is := opts.TLS[name]; was != is {
+			return fmt.Errorf("reload: TLS turned on or off for the %s listener; restart tok to apply that", name)
+		}
 	}
 	ns, err := build(opts, cur)
 	if err != nil {
@@ -194,6 +206,10 @@ func build(opts Options, prev *Server) (*Server, error) {
 		s.metrics = newMetrics(opts.Registry)
 		s.live = new(atomic.Pointer[Server])
 		s.live.Store(s)
+	}
+	var err error
+	if s.tlsConf, err = tlsConfigs(opts.TLS); err != nil {
+		return nil, err
 	}
 	auth, err := newAuthenticator(opts)
 	if err != nil {
@@ -291,6 +307,9 @@ func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) e
 		if _, ok := s.handlers[name]; !ok {
 			nl.Close()
 			return fmt.Errorf("proxy: unknown listener %q", name)
+		}
+		if s.tlsConf[name] != nil {
+			nl = s.tlsListener(name, nl)
 		}
 		// Each request goes to the generation live when it arrives.
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
