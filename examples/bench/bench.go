@@ -177,25 +177,9 @@ func benchProxy(ctx context.Context, e *env, o options, out io.Writer) error {
 			}
 		}
 		before, _ := scrape(e.metricsURL)
-		runs := make([][]measured, len(targets))
-		for round := 1; round <= o.rounds; round++ {
-			var line strings.Builder
-			fmt.Fprintf(&line, "   round %d/%d:", round, o.rounds)
-			for i, t := range targets {
-				m, err := measure(t, 250*time.Millisecond, func() result {
-					return closedLoop(ctx, t.addr, s.template(t), pans, o.conns, o.duration)
-				})
-				if err != nil {
-					return err
-				}
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				runs[i] = append(runs[i], m)
-				fmt.Fprintf(&line, "  %s %6.0f req/s p99 %-8s", t.name, m.Rate(), fmtDur(percentile(m.Latencies, 99)))
-			}
-			r := runs[1][len(runs[1])-1].Rate() / runs[0][len(runs[0])-1].Rate()
-			fmt.Fprintf(out, "%s  ratio %.2f\n", line.String(), r)
+		runs, err := closedRounds(ctx, targets, s.template, pans, o, out)
+		if err != nil {
+			return err
 		}
 		after, _ := scrape(e.metricsURL)
 		ratio := printClosed(out, targets, runs)
@@ -227,6 +211,34 @@ func benchProxy(ctx context.Context, e *env, o options, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// closedRounds runs o.rounds closed-loop rounds of o.duration over the
+// targets in turn (A B A B ...), each target sent requests of tmpl, and
+// prints a line per round with the second target's req/s over the first's.
+// runs[i] are target i's rounds.
+func closedRounds(ctx context.Context, targets []*target, tmpl func(*target) template, pans *panSource, o options, out io.Writer) ([][]measured, error) {
+	runs := make([][]measured, len(targets))
+	for round := 1; round <= o.rounds; round++ {
+		var line strings.Builder
+		fmt.Fprintf(&line, "   round %d/%d:", round, o.rounds)
+		for i, t := range targets {
+			m, err := measure(t, 250*time.Millisecond, func() result {
+				return closedLoop(ctx, t.addr, tmpl(t), pans, o.conns, o.duration)
+			})
+			if err != nil {
+				return nil, err
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			runs[i] = append(runs[i], m)
+			fmt.Fprintf(&line, "  %s %6.0f req/s p99 %-8s", t.name, m.Rate(), fmtDur(percentile(m.Latencies, 99)))
+		}
+		r := runs[1][len(runs[1])-1].Rate() / runs[0][len(runs[0])-1].Rate()
+		fmt.Fprintf(out, "%s  ratio %.2f\n", line.String(), r)
+	}
+	return runs, nil
 }
 
 func rates(ms []measured) []float64 {

@@ -56,6 +56,9 @@ const (
 	// token does: what the app sends on routes without card fields. The
 	// guard lets it through.
 	uniqueInvalid
+	// minted is the next of the source's minted tokens, in turn: what the
+	// app sends to tok's egress listener.
+	minted
 )
 
 // template is an HTTP/1.1 request, ready to write to a connection, with a
@@ -78,10 +81,11 @@ func newTemplate(method, host, path, contentType, body string, kind panKind) tem
 
 // panSource hands out distinct 16-digit card numbers. Numbers start at a
 // random offset so that two harness runs (or a prefilled vault) do not
-// share them.
+// share them. It also hands out the tokens set in tokens, in turn.
 type panSource struct {
-	base uint64
-	n    atomic.Uint64
+	base   uint64
+	n      atomic.Uint64
+	tokens []string // each len(panPlaceholder) bytes; set before any load
 }
 
 func newPANSource() *panSource {
@@ -90,6 +94,10 @@ func newPANSource() *panSource {
 
 // next writes the next 16-digit number of kind into dst[:16].
 func (s *panSource) next(dst []byte, kind panKind) {
+	if kind == minted {
+		copy(dst[:len(panPlaceholder)], s.tokens[s.n.Add(1)%uint64(len(s.tokens))])
+		return
+	}
 	v := (s.base + s.n.Add(1)) % 1e14
 	dst[0] = '4'
 	for i := 14; i >= 1; i-- {

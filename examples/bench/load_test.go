@@ -45,6 +45,22 @@ func TestPANSource(t *testing.T) {
 	}
 }
 
+func TestPANSourceMinted(t *testing.T) {
+	s := newPANSource()
+	s.tokens = []string{"4111110000001112", "5555550000004445", "3782820000000006"}
+	buf := []byte("xxPPPPPPPPPPPPPPPPyy")
+	var got []string
+	for range 6 {
+		s.next(buf[2:], minted)
+		got = append(got, string(buf))
+	}
+	for i, g := range got {
+		if want := "xx" + s.tokens[(i+1)%3] + "yy"; g != want {
+			t.Errorf("request %d carries %q, want %q (the tokens in turn, nothing else touched)", i, g, want)
+		}
+	}
+}
+
 func TestTemplates(t *testing.T) {
 	if n := len(checkoutBody); n < 280 || n > 340 {
 		t.Errorf("checkout body is %d bytes, want about 300", n)

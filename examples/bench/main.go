@@ -3,6 +3,7 @@
 //
 //	go run ./examples/bench -duration 10s -rounds 5 [-chart latency.png]
 //	go run ./examples/bench -handle [-prefill 1000000]
+//	go run ./examples/bench -egress [-egress-tokens 10000]
 //
 // It builds and starts, as separate processes on free 127.0.0.1 ports, a
 // trivial upstream app (./upstream), a tuned httputil.ReverseProxy in front
@@ -40,6 +41,16 @@
 // fresh card number per request from -conns clients, durable tokenizations
 // per second and p99, optionally against a vault prefilled with -prefill
 // records.
+//
+// With -egress it measures tok's egress listener (the way out: the app
+// sends tokens, the provider gets card numbers) against the same plain
+// proxy, in front of the same trivial upstream standing in for the payment
+// provider: -egress-tokens card tokens are minted through POST /handle
+// first, then -conns connections send a ~100-byte form charge,
+// POST /psp/v1/charges with one of those tokens at card[number] (in turn),
+// in interleaved rounds. tok checks the token, reveals it (a vault read and
+// an audit line) and forwards the form with the card number in place; the
+// plain proxy forwards it as it is. Closed loop only.
 //
 // The load generator is part of the harness (load.go): a closed-loop worker
 // pool and a schedule-based open-loop sender over raw keep-alive HTTP/1.1
@@ -79,6 +90,8 @@ type options struct {
 	handle        bool
 	prefill       int
 	cvcFormat     string
+	egress        bool
+	egressTokens  int
 	keep          bool
 }
 
@@ -121,6 +134,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.handle, "handle", false, "benchmark tok's POST /handle instead of the proxy")
 	fs.IntVar(&o.prefill, "prefill", 0, "with -handle: records to put in the vault first")
 	fs.StringVar(&o.cvcFormat, "cvc-format", "opaque", "token `format` of card.cvc in tok's checkout route: opaque or digits (see the package doc)")
+	fs.BoolVar(&o.egress, "egress", false, "benchmark tok's egress listener (revealing tokens) instead of the inbound proxy")
+	fs.IntVar(&o.egressTokens, "egress-tokens", 10_000, "with -egress: card tokens to mint first and reveal in turn")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, config, logs, vault)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -159,6 +174,9 @@ func (o *options) validate() error {
 	check(o.prefill == 0 || o.handle, "-prefill needs -handle")
 	check(o.cvcFormat == "opaque" || o.cvcFormat == "digits", "-cvc-format %q: want opaque or digits", o.cvcFormat)
 	check(o.chart == "" || !o.handle, "-chart is for the proxy benchmark, not -handle")
+	check(!o.egress || !o.handle, "-egress and -handle are different benchmarks: pick one")
+	check(o.chart == "" || !o.egress, "-chart is for the inbound proxy benchmark, not -egress")
+	check(o.egressTokens >= 1 && o.egressTokens <= 1_000_000, "-egress-tokens %d: want 1 to 1000000", o.egressTokens)
 	return errors.Join(errs...)
 }
 
@@ -173,6 +191,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	if o.handle {
 		return benchHandle(ctx, e, o, out)
+	}
+	if o.egress {
+		return benchEgress(ctx, e, o, out)
 	}
 	return benchProxy(ctx, e, o, out)
 }

@@ -27,7 +27,10 @@ type env struct {
 	procs      procs
 	upstream   string  // address of the trivial upstream app
 	plain, tok *target // plain is nil with -handle
-	metricsURL string  // tok's /metrics
+	// tokEgress is tok's egress listener (the same process as tok), with
+	// -egress; nil otherwise.
+	tokEgress  *target
+	metricsURL string // tok's /metrics
 }
 
 // close stops the processes and removes the temporary directory.
@@ -108,8 +111,14 @@ func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
 	if err != nil {
 		return e, err
 	}
+	egressAddr := ""
+	if o.egress {
+		if egressAddr, err = freePort(); err != nil {
+			return e, err
+		}
+	}
 	cfgPath := filepath.Join(dir, "tok.yaml")
-	cfg := tokConfig(e.tok.addr, admin, boltPath, keyring, filepath.Join(dir, "audit.log"), upstreamURL, o.cvcFormat)
+	cfg := tokConfig(e.tok.addr, admin, egressAddr, boltPath, keyring, filepath.Join(dir, "audit.log"), upstreamURL, o.cvcFormat)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return e, fmt.Errorf("write tok config: %w", err)
 	}
@@ -123,8 +132,14 @@ func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
 		return e, err
 	}
 	e.metricsURL = "http://" + admin + "/metrics"
-	fmt.Fprintf(out, "started: upstream %s, plain proxy %s, tok %s (admin %s), files in %s\n",
-		orNone(e.upstream), orNone(addrOf(e.plain)), e.tok.addr, admin, dir)
+	if o.egress {
+		e.tokEgress = &target{name: "tok", addr: egressAddr, p: e.tok.p}
+		if err := e.tok.p.waitReady(ctx, tcpReady(egressAddr)); err != nil {
+			return e, err
+		}
+	}
+	fmt.Fprintf(out, "started: upstream %s, plain proxy %s, tok %s (egress %s, admin %s), files in %s\n",
+		orNone(e.upstream), orNone(addrOf(e.plain)), e.tok.addr, orNone(egressAddr), admin, dir)
 	return e, nil
 }
 
@@ -145,10 +160,15 @@ func orNone(s string) string {
 // tokConfig is the config tok runs with: the public listener in front of
 // upstream (none: POST /handle only) with the two-field checkout route
 // (card.cvc in cvcFormat), the admin listener for readiness and metrics,
-// the auth listener off, and every file in the temporary directory.
-func tokConfig(public, admin, boltPath, keyring, audit, upstream, cvcFormat string) string {
+// the auth listener off, and every file in the temporary directory. With
+// an egress address (and an upstream), the egress listener serves the
+// route egressPrefix/* to upstream, revealing the token at card[number].
+func tokConfig(public, admin, egress, boltPath, keyring, audit, upstream, cvcFormat string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: {public: %q, auth: off, admin: %q, egress: off}\n", public, admin)
+	if egress == "" || upstream == "" {
+		egress = "off"
+	}
+	fmt.Fprintf(&b, "listen: {public: %q, auth: off, admin: %q, egress: %q}\n", public, admin, egress)
 	fmt.Fprintf(&b, "vault: {bolt: %q, keyring: %q}\n", boltPath, keyring)
 	fmt.Fprintf(&b, "audit: {path: %q}\n", audit)
 	if upstream == "" {
@@ -166,6 +186,17 @@ func tokConfig(public, admin, boltPath, keyring, audit, upstream, cvcFormat stri
         ttl: 15m
 guard: {mode: reject}
 `, cvcFormat)
+	if egress != "off" {
+		// No egress key: the plain proxy has none to check either.
+		fmt.Fprintf(&b, `egress:
+  - name: psp
+    match: {method: POST, path: %s/*}
+    upstream: %q
+    strip_prefix: %s
+    fields:
+      - form: card[number]
+`, egressPrefix, upstream, egressPrefix)
+	}
 	return b.String()
 }
 

@@ -16,7 +16,7 @@ import (
 func TestTokConfigIsValid(t *testing.T) {
 	for _, upstream := range []string{"http://127.0.0.1:3001", ""} {
 		for _, cvc := range []string{"opaque", "digits"} {
-			y := tokConfig("127.0.0.1:8081", "127.0.0.1:9091", "/tmp/x/tok.db", "/tmp/x/keyring.yaml", "/tmp/x/audit.log", upstream, cvc)
+			y := tokConfig("127.0.0.1:8081", "127.0.0.1:9091", "", "/tmp/x/tok.db", "/tmp/x/keyring.yaml", "/tmp/x/audit.log", upstream, cvc)
 			cfg, err := config.Parse([]byte(y), "bench.yaml")
 			if err != nil {
 				t.Fatalf("generated config does not parse: %v\n%s", err, y)
@@ -34,6 +34,27 @@ func TestTokConfigIsValid(t *testing.T) {
 				t.Errorf("inbound = %+v, want the two-field checkout route with cvc %s", cfg.Inbound, cvc)
 			}
 		}
+	}
+}
+
+func TestTokEgressConfigIsValid(t *testing.T) {
+	y := tokConfig("127.0.0.1:8081", "127.0.0.1:9091", "127.0.0.1:8082", "/tmp/x/tok.db", "/tmp/x/keyring.yaml", "/tmp/x/audit.log", "http://127.0.0.1:3001", "opaque")
+	cfg, err := config.Parse([]byte(y), "bench.yaml")
+	if err != nil {
+		t.Fatalf("generated config does not parse: %v\n%s", err, y)
+	}
+	if cfg.Listen.Egress != "127.0.0.1:8082" || len(cfg.Egress) != 1 {
+		t.Fatalf("listen.egress %q, egress %+v: want the egress listener and one route", cfg.Listen.Egress, cfg.Egress)
+	}
+	r := cfg.Egress[0]
+	if r.Upstream != "http://127.0.0.1:3001" || r.Match.Path != egressPrefix+"/*" || r.StripPrefix != egressPrefix ||
+		len(r.Fields) != 1 || r.Fields[0].Form != "card[number]" {
+		t.Errorf("egress route = %+v, want card[number] revealed on %s/* to the upstream", r, egressPrefix)
+	}
+	// Without an upstream there is nothing to reach: egress stays off.
+	y = tokConfig("127.0.0.1:8081", "127.0.0.1:9091", "127.0.0.1:8082", "/tmp/x/tok.db", "/tmp/x/keyring.yaml", "/tmp/x/audit.log", "", "opaque")
+	if cfg, err = config.Parse([]byte(y), "bench.yaml"); err != nil || len(cfg.Egress) != 0 {
+		t.Errorf("a /handle-only config: %v, egress %+v; want no egress routes", err, cfg.Egress)
 	}
 }
 
@@ -94,6 +115,7 @@ func TestFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-rounds", "0"}, {"-duration", "1h"}, {"-conns", "100000"}, {"-prefill", "10"},
 		{"-handle", "-chart", "x.png"}, {"-cvc-format", "pan"}, {"extra"}, {"-rate", "0"},
+		{"-egress", "-handle"}, {"-egress", "-chart", "x.png"}, {"-egress", "-egress-tokens", "0"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) = nil error", args)
