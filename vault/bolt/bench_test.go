@@ -18,6 +18,7 @@ import (
 var (
 	sizeTokens = flag.Int("size-tokens", 1_000_000, "records BenchmarkBytesPerToken writes")
 	sizeBatch  = flag.Int("size-batch", 5000, "records per transaction in BenchmarkBytesPerToken")
+	prefilled  = flag.Int("insert-prefill", 0, "records BenchmarkInsertParallel prefills before it starts")
 )
 
 // BenchmarkSingleWriterCommit is one goroutine inserting one record per
@@ -39,11 +40,19 @@ func BenchmarkSingleWriterCommit(b *testing.B) {
 
 // BenchmarkInsertParallel is 64 goroutines each inserting one record per
 // call, as 64 concurrent /handle requests would: the committer folds them
-// into shared commits.
+// into shared commits. With -insert-prefill=1000000 and a large
+// -benchtime it shows the sustained rate, checkpoints into a big tree
+// included.
 func BenchmarkInsertParallel(b *testing.B) {
 	var commitTime atomic.Int64
 	s, keys := openTemp(b, Options{OnCommit: func(d time.Duration, ops int) { commitTime.Add(int64(d)) }}), newKeys(b)
 	ctx := context.Background()
+	if *prefilled > 0 {
+		if err := Prefill(s, *prefilled, keys); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+	}
 	b.SetParallelism(max(1, 64/testingProcs()))
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -58,6 +67,11 @@ func BenchmarkInsertParallel(b *testing.B) {
 	b.ReportMetric(float64(st.Records)/time.Since(start).Seconds(), "records/s")
 	b.ReportMetric(float64(st.Records)/float64(st.Commits), "records/commit")
 	b.ReportMetric(float64(commitTime.Load())/float64(st.Commits)/1e6, "ms/commit")
+	b.ReportMetric(float64(st.Checkpoints), "checkpoints")
+	if st.Checkpoints > 0 {
+		b.ReportMetric(st.CheckpointTime.Seconds()*1e3/float64(st.Checkpoints), "ms/checkpoint")
+		b.ReportMetric(float64(st.CheckpointEntries)/float64(st.Checkpoints), "entries/checkpoint")
+	}
 }
 
 // BenchmarkBytesPerToken fills a store with -size-tokens records (1M by
