@@ -119,6 +119,8 @@ type Store struct {
 	cp         *checkpointRun // latest checkpoint, nil once collected
 	lastFreeze time.Time
 	payload    []byte // frame payload being encoded, reused
+	batchMem   *memtable
+	opMem      *memtable
 
 	checkpoints, checkpointEntries, checkpointNanos atomic.Uint64
 }

@@ -190,7 +190,14 @@ func (s *Store) commit(batch []*request) {
 // the requests whose ops succeeded (the others have been answered with their
 // errors) and their combined effects. Nothing is written anywhere.
 func (s *Store) run(live []*request) ([]*request, *memtable, error) {
-	t := &txn{active: s.active, batch: newMemtable(), op: newMemtable()}
+	// The batch and op memtables are the committer's, reused batch after
+	// batch.
+	if s.batchMem == nil {
+		s.batchMem, s.opMem = newMemtable(), newMemtable()
+	}
+	s.batchMem.reset()
+	s.opMem.reset()
+	t := &txn{active: s.active, batch: s.batchMem, op: s.opMem}
 	// The frozen memtable is taken before the read transaction begins: if
 	// the checkpointer drops it in between, the transaction sees its
 	// commit (see checkpoint.go).
