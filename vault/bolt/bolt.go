@@ -90,9 +90,10 @@ type Stats struct {
 	CheckpointTime    time.Duration // time spent in them, fsync included
 }
 
-// Store is a [vault.Store] on one bbolt file. It is safe for concurrent
-// use. Reads run in their own read transactions, concurrently with the
-// committer; writes go through the committer.
+// Store is a [vault.Store] on one bbolt file and its WAL. It is safe for
+// concurrent use. Reads look in the memtables, then in their own bbolt read
+// transactions, concurrently with the committer; writes go through the
+// committer.
 type Store struct {
 	db   *bbolt.DB
 	path string

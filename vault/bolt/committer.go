@@ -154,8 +154,8 @@ func (s *Store) commitLoop() {
 	}
 }
 
-// commit claims the live requests of batch, runs them in one transaction
-// and answers each caller.
+// commit claims the live requests of batch, runs them, logs their effects
+// as one WAL frame and answers each caller.
 func (s *Store) commit(batch []*request) {
 	live := batch[:0:0]
 	for _, r := range batch {

@@ -40,8 +40,8 @@ func validate(recs []vault.Record) error {
 	return nil
 }
 
-// Insert implements [vault.Store]. The outcomes are decided inside the
-// committing transaction, in queue order, so concurrent inserts of one
+// Insert implements [vault.Store]. The outcomes are decided by the
+// committer against the current state, in queue order, so concurrent inserts of one
 // fingerprint converge on one token. It returns once the records are
 // in the WAL and fdatasync'd.
 func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcome, error) {
