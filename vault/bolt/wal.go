@@ -52,8 +52,12 @@ import (
 const (
 	// defaultSegmentSize is the size of each WAL segment. A segment that
 	// would overflow forces a checkpoint, so it bounds how much the
-	// memtables hold between checkpoints.
-	defaultSegmentSize = 64 << 20
+	// memtables hold between checkpoints: a tokenization logs about 200
+	// bytes, so 32 MiB is ~160k records, more than a default checkpoint.
+	// Both segments are preallocated: 64 MiB whatever the vault's size,
+	// 67 bytes per token at 1M tokens (64 MiB segments made that 134 and
+	// the total 450 bytes per token, at the 450 budget).
+	defaultSegmentSize = 32 << 20
 	frameHeader        = 16
 )
 
