@@ -458,15 +458,6 @@ func (e *inboundEnv) refused(t *testing.T, r response, n, status int, code strin
 	}
 }
 
-func digitsOnly(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, s)
-}
-
 // TestInboundGolden posts realistic bodies to /checkout and compares what
 // the upstream received with testdata/inbound/NAME.golden, each token
 // replaced by a placeholder naming its (masked) value after checking that
