@@ -487,3 +487,61 @@ func sigkillChild(path string) {
 	}
 	wg.Wait()
 }
+
+// TestSegmentOverflow uses segments so small that appends keep filling
+// them: each full segment forces a checkpoint (the committer waits for the
+// previous one), and everything written survives a crash and reopening.
+func TestSegmentOverflow(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tok.db")
+	opts := Options{segmentSize: 16 << 10, checkpointEntries: 1 << 30, checkpointEvery: time.Hour}
+	s := mustOpen(t, path, opts)
+	keys := newKeys(t)
+	var recs []vault.Record
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				r := storetest.NewRecord(keys, false)
+				if _, err := s.Insert(context.Background(), []vault.Record{r}); err != nil {
+					t.Errorf("Insert = %v, want nil", err)
+					return
+				}
+				mu.Lock()
+				recs = append(recs, r)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if got := s.Stats().Checkpoints; got < 5 {
+		t.Errorf("Checkpoints = %d, want several (one per full 16 KiB segment)", got)
+	}
+	for _, r := range recs {
+		wantRecord(t, s, r)
+	}
+	s.crash()
+	s = mustOpen(t, path, opts)
+	defer s.Close()
+	for _, r := range recs {
+		wantRecord(t, s, r)
+	}
+}
+
+// TestFrameTooLarge checks that a commit larger than a whole segment fails
+// alone, writes nothing, and leaves the store working.
+func TestFrameTooLarge(t *testing.T) {
+	s := openTemp(t, Options{segmentSize: 16 << 10})
+	keys := newKeys(t)
+	big := make([]vault.Record, 200) // ~40 KiB of effects
+	for i := range big {
+		big[i] = storetest.NewRecord(keys, false)
+	}
+	if _, err := s.Insert(context.Background(), big); !errors.Is(err, vault.ErrUnavailable) {
+		t.Fatalf("Insert(200 records) into 16 KiB segments = %v, want %v", err, vault.ErrUnavailable)
+	}
+	wantGone(t, s, big[0])
+	small := storetest.NewRecord(keys, false)
+	insertOne(t, s, small)
+	wantRecord(t, s, small)
+}
