@@ -132,6 +132,11 @@ var _ vault.Store = (*Store)(nil)
 // directory is created with mode 0700 and the file with 0600. If another
 // process holds the file, Open fails after opts.Timeout with an error
 // wrapping [ErrLocked]; a file that is not a tok vault gives [ErrNotVault].
+//
+// The write-ahead log lives next to the file, in path+".wal.0" and
+// path+".wal.1" (mode 0600, 32 MiB each, created zero-filled). Open
+// replays into bbolt whatever acknowledged writes the log holds (a process
+// that was killed left them there) before it returns.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
