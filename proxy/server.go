@@ -107,6 +107,12 @@ type Options struct {
 	// TLS, by listener name (ListenerPublic, ...): listeners without an
 	// entry serve plain HTTP.
 	TLS map[string]ListenerTLS
+
+	// Backup, if set, writes a consistent snapshot of the vault store to w
+	// while it serves traffic; GET /backup on the admin listener streams it.
+	// Nil: the store cannot be backed up this way (PostgreSQL has its own
+	// tools) and /backup answers 404.
+	Backup func(ctx context.Context, w io.Writer) (int64, error)
 }
 
 // Server serves tok's listeners. Build it with [New]; it is safe for
