@@ -72,6 +72,9 @@ type Options struct {
 	// group commit with its duration (including the WAL fdatasync) and the
 	// number of callers it answered. It must be fast: commits wait for it.
 	OnCommit func(d time.Duration, ops int)
+	// Faults injects WAL and checkpoint failures: tests and chaos drills
+	// only, never production. Nil injects nothing. See [Faults].
+	Faults *Faults
 
 	// Unexported knobs for tests; zero means the default.
 	segmentSize       int64         // bytes per WAL segment
@@ -124,6 +127,15 @@ type Store struct {
 	opMem      *memtable
 
 	checkpoints, checkpointEntries, checkpointNanos atomic.Uint64
+
+	// barriers carries Backup's checkpoint requests to the committer
+	// (sent under mu, like queue). See backup.go.
+	barriers chan chan barrierReply
+	// logFailed is set when a commit could not write or sync the WAL (or
+	// make room in it), and cleared by the next frame written or probe
+	// passed; cpFailed is set while the latest checkpoint has failed. Ping
+	// reports the store not ready while either is set and a probe fails.
+	logFailed, cpFailed atomic.Bool
 }
 
 var _ vault.Store = (*Store)(nil)
@@ -196,7 +208,9 @@ func Open(path string, opts Options) (*Store, error) {
 		active:     newMemtable(),
 		wal:        w,
 		lastFreeze: time.Now(),
+		barriers:   make(chan chan barrierReply),
 	}
+	w.faults = opts.Faults
 	if err := s.recover(); err != nil {
 		w.close()
 		db.Close()
@@ -303,14 +317,38 @@ func isBoltErr(err error) bool {
 }
 
 // Ping implements [vault.Store]: it opens a read transaction and checks
-// that the vault's buckets are there.
+// that the vault's buckets are there. If the last commit could not write
+// the WAL, or the latest checkpoint failed, it also probes the store
+// through the committer (a write and fdatasync of the WAL; a restart of the
+// failed checkpoint) and fails, wrapping [vault.ErrUnavailable], until the
+// probe passes and the checkpoint has succeeded. So readiness follows a
+// failing disk down and back up even when no traffic arrives to notice.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.view(ctx, func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketTokens) == nil {
 			return fmt.Errorf("%w: tokens bucket missing", vault.ErrUnavailable)
 		}
 		return nil
 	})
+	if err != nil || (!s.logFailed.Load() && !s.cpFailed.Load()) {
+		return err
+	}
+	err = s.write(ctx, func(*txn) error {
+		// Runs on the committer, which owns the WAL and the checkpoints.
+		s.settle(false) // restarts a failed checkpoint
+		if err := s.wal.probe(); err != nil {
+			return fmt.Errorf("%w: vault cannot write its log: %w", vault.ErrUnavailable, err)
+		}
+		s.logFailed.Store(false)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if s.cpFailed.Load() {
+		return fmt.Errorf("%w: vault cannot checkpoint its log into %s", vault.ErrUnavailable, filepath.Base(s.path))
+	}
+	return nil
 }
 
 // Close waits for writes already queued to commit, stops the committer,

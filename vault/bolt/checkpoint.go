@@ -76,6 +76,9 @@ func (s *Store) startCheckpoint(f *memtable, epoch uint64) *checkpointRun {
 		defer close(run.done)
 		start := time.Now()
 		run.err = s.db.Update(func(tx *bbolt.Tx) error {
+			if err := s.opts.Faults.checkpointErr(); err != nil {
+				return err
+			}
 			if err := f.applyTo(tx); err != nil {
 				return err
 			}
@@ -83,8 +86,10 @@ func (s *Store) startCheckpoint(f *memtable, epoch uint64) *checkpointRun {
 		})
 		if run.err != nil {
 			run.err = fmt.Errorf("%w: checkpoint vault: %w", vault.ErrUnavailable, run.err)
+			s.cpFailed.Store(true)
 			return
 		}
+		s.cpFailed.Store(false)
 		// Only now may readers stop finding f's entries in memory.
 		s.memMu.Lock()
 		if s.frozen == f {
@@ -138,14 +143,15 @@ func (s *Store) freeze() {
 	s.cp = s.startCheckpoint(f, epoch)
 }
 
-// maybeFreeze freezes the active memtable, without waiting, if it is due.
+// maybeFreeze collects a finished checkpoint (restarting a failed one,
+// even when nothing new is due, so a fault that clears is noticed without
+// traffic) and freezes the active memtable, without waiting, if it is due
+// and the WAL may switch segments.
 func (s *Store) maybeFreeze() {
+	idle, _ := s.settle(false)
 	n := s.active.n
 	due := n >= s.opts.checkpointEntries || (n > 0 && time.Since(s.lastFreeze) >= s.opts.checkpointEvery)
-	if !due {
-		return
-	}
-	if idle, _ := s.settle(false); idle {
+	if due && idle && s.wal.canRotate() {
 		s.freeze()
 	}
 }

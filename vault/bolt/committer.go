@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -113,6 +114,9 @@ func (s *Store) commitLoop() {
 			var r *request
 			select {
 			case r = <-s.queue:
+			case reply := <-s.barriers:
+				reply <- s.barrier()
+				continue
 			case <-tick.C:
 				s.maybeFreeze()
 				continue
@@ -178,10 +182,16 @@ func (s *Store) commit(batch []*request) {
 		err = s.log(effects)
 	}
 	if err != nil {
+		if !errors.Is(err, errFrameTooLarge) { // the caller's fault, not the store's
+			s.logFailed.Store(true)
+		}
 		for _, r := range live {
 			r.done <- err
 		}
 		return
+	}
+	if effects.n > 0 {
+		s.logFailed.Store(false) // the WAL took a frame: the disk is back
 	}
 	d := time.Since(start)
 	stored := 0
@@ -240,6 +250,11 @@ func (s *Store) run(live []*request) ([]*request, *memtable, error) {
 // log makes batch durable in the WAL, then visible in the active memtable.
 func (s *Store) log(batch *memtable) error {
 	s.payload = batch.appendPayload(s.payload[:0])
+	// Undo a failed append still pending before anything else (makeRoom
+	// may switch segments; see wal.append).
+	if err := s.wal.ready(); err != nil {
+		return fmt.Errorf("%w: commit vault: %w", vault.ErrUnavailable, err)
+	}
 	if err := s.makeRoom(len(s.payload)); err != nil {
 		return err
 	}

@@ -75,7 +75,10 @@ type wal struct {
 	off   int64  // next write offset in segs[cur]
 	epoch uint64 // epoch of the frames being appended
 	buf   []byte // frame being encoded, reused
-	err   error  // set when a failed append could not be undone
+	// pending is set when a failed append could not be undone: the header
+	// at off may still hold the failed frame. See append.
+	pending bool
+	faults  *Faults // injected failures (tests); nil in production
 }
 
 // walPaths returns the segment file names for the database at dbPath.
@@ -159,22 +162,87 @@ func (w *wal) fits(n int) bool {
 // fdatasyncs it. When it returns nil the frame is durable. On error the
 // offset does not advance and the frame's header is zeroed (and synced), so
 // the failed frame, whose callers are told it was not written, can never be
-// replayed; if even that fails, the WAL refuses all later appends.
+// replayed.
+//
+// If even that undo fails (the disk refuses every write), the WAL is left
+// pending: every later append, and probe, first retries the undo and
+// appends nothing until it succeeds, and the committer does not switch
+// segments meanwhile (canRotate), since a switch would leave the failed
+// frame right after the old segment's last valid one, where replay would
+// find it. So the WAL recovers by itself once the disk does, and it never
+// resurrects a failed frame, except if the process dies while the disk
+// still refuses the undo: then nothing tok could do would remove the frame.
 func (w *wal) append(payload []byte) error {
-	if w.err != nil {
-		return w.err
+	if err := w.ready(); err != nil {
+		return err
 	}
 	if err := w.write(payload); err != nil {
-		var zero [frameHeader]byte
-		f := w.segs[w.cur]
-		if _, zerr := f.WriteAt(zero[:], w.off); zerr != nil {
-			w.err = fmt.Errorf("wal unusable after failed append: %w", err)
-		} else if zerr := fdatasync(f); zerr != nil {
-			w.err = fmt.Errorf("wal unusable after failed append: %w", err)
+		if uerr := w.zeroHeader(); uerr != nil {
+			w.pending = true
 		}
 		return err
 	}
 	return nil
+}
+
+// ready retries a pending undo; see append.
+func (w *wal) ready() error {
+	if !w.pending {
+		return nil
+	}
+	if err := w.zeroHeader(); err != nil {
+		return fmt.Errorf("wal: undo of a failed append: %w", err)
+	}
+	w.pending = false
+	return nil
+}
+
+// canRotate reports whether appends may switch segments: not while a
+// failed frame may remain at the current offset.
+func (w *wal) canRotate() bool { return !w.pending }
+
+// probe checks that the current segment takes a write and an fdatasync, as
+// the next append will need: it retries a pending undo, or else zeroes the
+// header at the append offset (nothing valid lies there: replay stops at
+// that offset anyway) and syncs it.
+func (w *wal) probe() error {
+	if w.pending {
+		return w.ready()
+	}
+	if err := w.zeroHeader(); err != nil {
+		return fmt.Errorf("wal: probe: %w", err)
+	}
+	return nil
+}
+
+// zeroHeader zeroes the frame header at the append offset and syncs it.
+func (w *wal) zeroHeader() error {
+	var zero [frameHeader]byte
+	if w.off+frameHeader <= w.size { // else no frame can start there
+		if err := w.writeAt(zero[:], w.off); err != nil {
+			return err
+		}
+	}
+	return w.sync()
+}
+
+// writeAt writes b at off in the current segment.
+func (w *wal) writeAt(b []byte, off int64) error {
+	f := w.segs[w.cur]
+	if err := w.faults.writeErr(f); err != nil {
+		return err
+	}
+	_, err := f.WriteAt(b, off)
+	return err
+}
+
+// sync fdatasyncs the current segment.
+func (w *wal) sync() error {
+	f := w.segs[w.cur]
+	if err := w.faults.syncErr(f); err != nil {
+		return err
+	}
+	return fdatasync(f)
 }
 
 // write appends payload as one frame; see append.
@@ -190,11 +258,10 @@ func (w *wal) write(payload []byte) error {
 	crc := crc32.Update(crc32.Checksum(b[:12], castagnoli), castagnoli, payload)
 	binary.LittleEndian.PutUint32(b[12:], crc)
 	w.buf = b
-	f := w.segs[w.cur]
-	if _, err := f.WriteAt(b, w.off); err != nil {
+	if err := w.writeAt(b, w.off); err != nil {
 		return fmt.Errorf("write wal: %w", err)
 	}
-	if err := fdatasync(f); err != nil {
+	if err := w.sync(); err != nil {
 		return fmt.Errorf("sync wal: %w", err)
 	}
 	w.off += int64(len(b))
@@ -202,7 +269,8 @@ func (w *wal) write(payload []byte) error {
 }
 
 // rotate switches appends to the other segment under a new epoch. The
-// caller guarantees that everything the other segment held is in bbolt.
+// caller guarantees that everything the other segment held is in bbolt,
+// and that canRotate.
 func (w *wal) rotate() {
 	w.cur ^= 1
 	w.off = 0

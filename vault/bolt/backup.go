@@ -1,0 +1,137 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// barrierReply answers Backup's request for a checkpoint (see barrier).
+type barrierReply struct {
+	run   *checkpointRun // checkpoint to wait for; nil: nothing acknowledged is outside bbolt
+	fresh bool           // run froze the active memtable after the request was sent
+	err   error
+}
+
+// barrier is run by the committer, between batches, for Backup: it makes
+// sure a checkpoint holding every write acknowledged so far is running, or
+// reports that bbolt already has them all. A checkpoint already running
+// froze its memtable earlier, so it is returned as not fresh: Backup waits
+// for it and asks again.
+func (s *Store) barrier() barrierReply {
+	if idle, _ := s.settle(false); !idle {
+		return barrierReply{run: s.cp} // running, or restarted after a failure
+	}
+	if s.active.n == 0 {
+		return barrierReply{}
+	}
+	if err := s.wal.ready(); err != nil { // a switch needs it; see wal.append
+		return barrierReply{err: fmt.Errorf("%w: backup vault: %w", vault.ErrUnavailable, err)}
+	}
+	s.freeze()
+	return barrierReply{run: s.cp, fresh: true}
+}
+
+// checkpointAll returns once every write acknowledged before it was called
+// is in bbolt, by waiting for a checkpoint that froze the active memtable
+// after the call began.
+func (s *Store) checkpointAll(ctx context.Context) error {
+	for {
+		reply := make(chan barrierReply, 1)
+		s.mu.RLock() // as in submit: the committer runs while we send
+		if s.closed {
+			s.mu.RUnlock()
+			return vault.ErrClosed
+		}
+		select {
+		case s.barriers <- reply:
+		case <-ctx.Done():
+			s.mu.RUnlock()
+			return ctx.Err()
+		}
+		s.mu.RUnlock()
+		var r barrierReply
+		select {
+		case r = <-reply:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if r.err != nil || r.run == nil {
+			return r.err
+		}
+		select {
+		case <-r.run.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if r.run.err != nil {
+			return fmt.Errorf("backup: %w", r.run.err)
+		}
+		if r.fresh {
+			return nil
+		}
+	}
+}
+
+// Backup writes a snapshot of the whole vault to w as one bbolt file, while
+// the store keeps serving reads and writes, and returns the bytes written.
+// The file opens with [Open] on its own (it needs no WAL files: Open
+// creates empty ones) and holds every record, fingerprint, session and
+// lockout of the snapshot.
+//
+// Consistent means: the snapshot is the vault's state after some prefix of
+// its commit history, taken at a checkpoint boundary, never a mix; that
+// prefix includes every write acknowledged before Backup was called (Backup
+// first waits for a checkpoint that holds them); writes acknowledged after
+// the call may or may not be included, each whole or not at all.
+//
+// How: Backup asks the committer to freeze the active memtable and waits
+// for that checkpoint to commit to bbolt, then streams the file from a
+// bbolt read transaction opened after it (bbolt's copy-on-write pages make
+// that a fixed snapshot while writes continue). If the checkpoint fails,
+// Backup fails, wrapping [vault.ErrUnavailable], before writing anything.
+//
+// Costs: the read transaction stays open while w takes the bytes, so a
+// slow w holds old pages from reuse (the file may grow), can stall a
+// checkpoint that must grow bbolt's memory map, and makes Close wait.
+// Bound the time it takes with ctx: Backup stops writing when ctx ends.
+//
+// To restore: stop tok, replace the vault file with the backup AND delete
+// its WAL segments (path+".wal.0", path+".wal.1"): they hold writes newer
+// than the backup, which must not be replayed onto it. Then start tok.
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	if err := s.checkpointAll(ctx); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return 0, vault.ErrClosed
+	}
+	tx, err := s.db.Begin(false)
+	s.mu.RUnlock()
+	if err != nil {
+		return 0, fmt.Errorf("%w: backup vault: %w", vault.ErrUnavailable, err)
+	}
+	defer tx.Rollback()
+	n, err := tx.WriteTo(ctxWriter{ctx, w})
+	if err != nil {
+		return n, fmt.Errorf("backup vault: %w", err)
+	}
+	return n, nil
+}
+
+// ctxWriter stops writing once ctx ends.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
