@@ -19,6 +19,9 @@ import (
 type Faults struct {
 	mu                    sync.Mutex
 	walWrite, walSync, cp error
+	// hook, if set, is consulted first by every WAL write ("write") and
+	// sync ("sync"): unit tests use it to fail one step of a sequence.
+	hook func(op string) error
 }
 
 // FailWALWrites makes every write to a WAL segment fail with err, as a full
@@ -60,6 +63,9 @@ func (f *Faults) writeErr(file *os.File) error {
 	if f == nil {
 		return nil
 	}
+	if err := f.hookErr("write"); err != nil {
+		return &os.PathError{Op: "write", Path: file.Name(), Err: err}
+	}
 	if err := f.get(&f.walWrite); err != nil {
 		return &os.PathError{Op: "write", Path: file.Name(), Err: err}
 	}
@@ -70,6 +76,9 @@ func (f *Faults) writeErr(file *os.File) error {
 func (f *Faults) syncErr(file *os.File) error {
 	if f == nil {
 		return nil
+	}
+	if err := f.hookErr("sync"); err != nil {
+		return &os.PathError{Op: "fdatasync", Path: file.Name(), Err: err}
 	}
 	if err := f.get(&f.walSync); err != nil {
 		return &os.PathError{Op: "fdatasync", Path: file.Name(), Err: err}
@@ -86,4 +95,14 @@ func (f *Faults) checkpointErr() error {
 		return fmt.Errorf("injected: %w", err)
 	}
 	return nil
+}
+
+func (f *Faults) hookErr(op string) error {
+	f.mu.Lock()
+	h := f.hook
+	f.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	return h(op)
 }
