@@ -28,6 +28,7 @@ func (s *Server) AdminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		return nil
 	}))
+	mux.Handle("/backup", s.instrument("backup", s.serveBackup))
 	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
 	// Go's profiler, for operators chasing CPU or memory on the loopback
 	// admin listener. Profiles hold no request data.
