@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,18 @@ func (l *ledger) record(o outcome, a *ack, bad string) {
 	}
 }
 
+// okSince reports whether a request sent after t got a 2xx.
+func (l *ledger) okSince(t time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.outcomes) - 1; i >= 0; i-- {
+		if o := l.outcomes[i]; o.sent.After(t) && o.status/100 == 2 {
+			return true
+		}
+	}
+	return false
+}
+
 // acksSince returns the acknowledgements from index i on, and the new end.
 func (l *ledger) acksSince(i int) ([]ack, int) {
 	l.mu.Lock()
@@ -118,6 +131,7 @@ func (l *ledger) acksSince(i int) ([]ack, int) {
 type receipt struct {
 	order, token string
 	at           time.Time
+	truncated    bool // the body was cut off (tok killed mid-request)
 }
 
 // upstream is the merchant app behind tok: it records the token in place
@@ -149,9 +163,23 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		} `json:"card"`
 	}
 	b, err := io.ReadAll(r.Body)
-	if err == nil {
-		err = json.Unmarshal(b, &body)
+	if err != nil {
+		// tok was killed while forwarding: the app got part of a body. A
+		// token in that part was still handed out, so it must have a record
+		// too; the app answers nothing useful either way.
+		rec := receipt{truncated: true, at: time.Now()}
+		if m := partialOrder.FindSubmatch(b); m != nil {
+			rec.order = string(m[1])
+		}
+		if m := partialToken.FindSubmatch(b); m != nil {
+			rec.token = string(m[1])
+		}
+		u.mu.Lock()
+		u.got = append(u.got, rec)
+		u.mu.Unlock()
+		return
 	}
+	err = json.Unmarshal(b, &body)
 	// Recorded even if the body is unusable: the check then reports it.
 	u.mu.Lock()
 	u.got = append(u.got, receipt{order: body.Order, token: body.Card.Number, at: time.Now()})
@@ -163,6 +191,12 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]string{"order": body.Order, "token": body.Card.Number})
 }
+
+// The order and a complete card number in a truncated body.
+var (
+	partialOrder = regexp.MustCompile(`"order":\s*"([^"]+)"`)
+	partialToken = regexp.MustCompile(`"number":\s*"([^"]+)"`)
+)
 
 // receiptsSince returns the receipts from index i on, and the new end.
 func (u *upstream) receiptsSince(i int) ([]receipt, int) {

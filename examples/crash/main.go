@@ -203,9 +203,9 @@ func printSummary(w io.Writer, results []*result) {
 			if o.first2xx >= 0 {
 				first = o.first2xx.Round(time.Millisecond).String()
 			}
-			fmt.Fprintf(w, "%s outage %d: PostgreSQL down %v; %d requests sent and answered meanwhile: %d×503, %d×2xx, %d other; /readyz 503 %v after the stop, 200 %v after the start; first 2xx %s after the start; %d upstream receipts meanwhile (tokenized before the stop)\n",
+			fmt.Fprintf(w, "%s outage %d: PostgreSQL down %v; %d requests sent and answered meanwhile: %d×503, %d×2xx, %d other; /readyz 503 %v after the stop, 200 %v after the start; first 2xx %s after the start (%d×503 to requests sent after /readyz was 200 again); %d upstream receipts meanwhile (tokenized before the stop)\n",
 				r.scenario, i+1, o.down.Round(time.Millisecond), o.requests, o.status503, o.status2xx, o.other,
-				o.readyz503.Round(time.Millisecond), o.readyz200.Round(time.Millisecond), first, o.upstreamWhile)
+				o.readyz503.Round(time.Millisecond), o.readyz200.Round(time.Millisecond), first, o.after503, o.upstreamWhile)
 		}
 		for _, p := range r.problems {
 			fmt.Fprintf(w, "%s: PROBLEM: %s\n", r.scenario, p)

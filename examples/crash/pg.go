@@ -146,6 +146,7 @@ type outageStat struct {
 	readyz503     time.Duration // from the stop to /readyz answering 503
 	readyz200     time.Duration // from the start to /readyz answering 200
 	first2xx      time.Duration // from the start to the first 2xx of a request sent after it
+	after503      int           // 503s to requests sent after /readyz answered 200 again
 	upstreamWhile int           // upstream receipts while it was down (requests tokenized before)
 }
 
@@ -215,7 +216,13 @@ func runPGRestart(ctx context.Context, o options) *result {
 		if st.readyz200, err = pollStatus(ctx, readyz, 200, 60*time.Second); err != nil {
 			res.problem("outage %d: tok did not recover: %v", i, err)
 		}
-		sleep(ctx, time.Second) // load goes on after the recovery
+		ready := restart.Add(st.readyz200)
+		// Wait for requests to succeed again (up to 30 s), then let the
+		// load go on for a second.
+		for wait := time.Now(); time.Since(wait) < 30*time.Second && ctx.Err() == nil && !h.led.okSince(restart); {
+			sleep(ctx, 20*time.Millisecond)
+		}
+		sleep(ctx, time.Second)
 		h.led.mu.Lock()
 		first := time.Duration(-1)
 		for _, oc := range h.led.outcomes {
@@ -235,6 +242,9 @@ func runPGRestart(ctx context.Context, o options) *result {
 					first = d
 				}
 			}
+			if oc.sent.After(ready) && oc.status == 503 {
+				st.after503++
+			}
 		}
 		h.led.mu.Unlock()
 		st.first2xx = first
@@ -250,8 +260,8 @@ func runPGRestart(ctx context.Context, o options) *result {
 		case st.status2xx > 0 || st.other > 0:
 			res.problem("outage %d: of %d requests while PostgreSQL was down, %d got a 2xx and %d neither 2xx nor 503", i, st.requests, st.status2xx, st.other)
 		}
-		if first < 0 {
-			res.problem("outage %d: no 2xx after PostgreSQL came back", i)
+		if first < 0 || first > 30*time.Second {
+			res.problem("outage %d: no 2xx within 30s of PostgreSQL coming back", i)
 		}
 		res.outages = append(res.outages, st)
 		res.cycles++

@@ -63,6 +63,9 @@ func wants(acks []ack, rs []receipt, led *ledger) ([]want, []string) {
 	for _, r := range rs {
 		pan, ok := led.orderPAN(r.order)
 		switch {
+		case r.truncated && (!ok || r.token == ""):
+			continue // cut off before a whole token arrived
+
 		case !ok || r.token == "":
 			problems = append(problems, fmt.Sprintf("upstream got order %q with card number %q: unusable", r.order, r.token))
 			continue
