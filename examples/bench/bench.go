@@ -80,11 +80,28 @@ type memSample struct {
 // measure runs load against t and records t's CPU time and memory, sampled
 // every sampleEvery.
 func measure(t *target, sampleEvery time.Duration, load func() result) (measured, error) {
-	if err := t.p.running(); err != nil {
-		return measured{}, err
+	return measureProcs([]*proc{t.p}, sampleEvery, load)
+}
+
+// measureProcs runs load and records the CPU time of the processes ps
+// (summed) and their memory (each sample the sum over ps), sampled every
+// sampleEvery.
+func measureProcs(ps []*proc, sampleEvery time.Duration, load func() result) (measured, error) {
+	cpuOf := func() (time.Duration, error) {
+		var sum time.Duration
+		for _, p := range ps {
+			if err := p.running(); err != nil {
+				return 0, err
+			}
+			c, err := cpuTime(p.pid())
+			if err != nil {
+				return 0, err
+			}
+			sum += c
+		}
+		return sum, nil
 	}
-	pid := t.p.pid()
-	cpu0, err := cpuTime(pid)
+	cpu0, err := cpuOf()
 	if err != nil {
 		return measured{}, err
 	}
@@ -96,10 +113,19 @@ func measure(t *target, sampleEvery time.Duration, load func() result) (measured
 		tick := time.NewTicker(sampleEvery)
 		defer tick.Stop()
 		for {
-			if u, err := memoryUsage(pid); err == nil {
-				m.Mem = append(m.Mem, memSample{time.Since(start), u})
-				m.Peak.RSS = max(m.Peak.RSS, u.RSS)
-				m.Peak.RSSAnon = max(m.Peak.RSSAnon, u.RSSAnon)
+			var sum memUsage
+			n := 0
+			for _, p := range ps {
+				if u, err := memoryUsage(p.pid()); err == nil {
+					sum.RSS += u.RSS
+					sum.RSSAnon += u.RSSAnon
+					n++
+				}
+			}
+			if n == len(ps) {
+				m.Mem = append(m.Mem, memSample{time.Since(start), sum})
+				m.Peak.RSS = max(m.Peak.RSS, sum.RSS)
+				m.Peak.RSSAnon = max(m.Peak.RSSAnon, sum.RSSAnon)
 			}
 			select {
 			case <-tick.C:
@@ -111,10 +137,7 @@ func measure(t *target, sampleEvery time.Duration, load func() result) (measured
 	r := load()
 	close(stop)
 	wg.Wait()
-	if err := t.p.running(); err != nil {
-		return measured{}, err
-	}
-	cpu1, err := cpuTime(pid)
+	cpu1, err := cpuOf()
 	if err != nil {
 		return measured{}, err
 	}
@@ -453,51 +476,6 @@ func sweep(ctx context.Context, e *env, o options, pans *panSource, capacity flo
 		return err
 	}
 	fmt.Fprintf(out, "   wrote %s\n", o.chart)
-	return nil
-}
-
-// benchHandle measures tok's POST /handle: durable tokenizations per
-// second from o.conns clients, each request a new card number.
-func benchHandle(ctx context.Context, e *env, o options, out io.Writer) error {
-	pans := newPANSource()
-	t := e.tok
-	tmpl := newTemplate(http.MethodPost, t.addr, "/handle", "application/json", handleBody, uniqueValid)
-	if status, body, err := probe(t.addr, tmpl, pans); err != nil || status != http.StatusOK {
-		return fmt.Errorf("preflight POST /handle: HTTP %d: %.300s %w", status, body, err)
-	}
-	if o.warmup > 0 {
-		closedLoop(ctx, t.addr, tmpl, pans, o.conns, o.warmup)
-	}
-	fmt.Fprintf(out, "\n== POST /handle: a new card number per request (every request a durable commit), %d connections, %d rounds of %v\n",
-		o.conns, o.rounds, o.duration)
-	before, _ := scrape(e.metricsURL)
-	var runs []measured
-	for round := 1; round <= o.rounds; round++ {
-		m, err := measure(t, 250*time.Millisecond, func() result {
-			return closedLoop(ctx, t.addr, tmpl, pans, o.conns, o.duration)
-		})
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		runs = append(runs, m)
-		fmt.Fprintf(out, "   round %d/%d: %6.0f tokenizations/s  p50 %-8s p99 %-8s CPU/req %-7s RssAnon %s\n", round, o.rounds, m.Rate(),
-			fmtDur(percentile(m.Latencies, 50)), fmtDur(percentile(m.Latencies, 99)), fmtDur(m.CPUPerRequest()), fmtBytes(m.Peak.RSSAnon))
-	}
-	after, _ := scrape(e.metricsURL)
-	var p99s []float64
-	for _, m := range runs {
-		p99s = append(p99s, float64(percentile(m.Latencies, 99)))
-	}
-	rate, p99 := median(rates(runs)), time.Duration(median(p99s))
-	fmt.Fprintf(out, "   median: %.0f durable tokenizations/s, p99 %s (target ≥ %d/s with p99 ≤ %v: %s)\n",
-		rate, fmtDur(p99), targetHandleRate, targetHandleP99, verdict(rate >= targetHandleRate && p99 <= targetHandleP99))
-	printStoreStats(out, before, after)
-	if o.prefill > 0 {
-		fmt.Fprintf(out, "   against a vault prefilled with %d records\n", o.prefill)
-	}
 	return nil
 }
 

@@ -289,6 +289,33 @@ func merge(elapsed time.Duration, parts []*recorder) result {
 // latencies under-report tails (a slow answer delays the requests behind
 // it instead of being overtaken by them), which is what openLoop is for.
 func closedLoop(ctx context.Context, addr string, t template, pans *panSource, conns int, d time.Duration) result {
+	r, _ := closedLoopSplit(ctx, []dest{{addr, t}}, pans, conns, d)
+	return r
+}
+
+// dest is one address a closed loop sends to, with its request template.
+type dest struct {
+	addr string
+	tmpl template
+}
+
+// splitConns assigns conns connections to n destinations in turn
+// (connection i to destination i mod n): each destination gets conns/n
+// connections, give or take one, for as long as the run lasts, as replicas
+// behind a load balancer that pins each keep-alive connection see.
+func splitConns(conns, n int) []int {
+	pick := make([]int, conns)
+	for i := range pick {
+		pick[i] = i % max(n, 1)
+	}
+	return pick
+}
+
+// closedLoopSplit is closedLoop over several destinations, each connection
+// pinned to one of them (splitConns). It also returns the 2xx answers of
+// each destination.
+func closedLoopSplit(ctx context.Context, dests []dest, pans *panSource, conns int, d time.Duration) (result, []int) {
+	pick := splitConns(conns, len(dests))
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var budget atomic.Int64
@@ -299,8 +326,9 @@ func closedLoop(ctx context.Context, addr string, t template, pans *panSource, c
 	for i := range parts {
 		w := &recorder{maxSamples: maxSamplesPerRun / conns}
 		parts[i] = w
+		to := dests[pick[i]]
 		wg.Go(func() {
-			c := newClient(addr, t, pans)
+			c := newClient(to.addr, to.tmpl, pans)
 			defer c.close()
 			for ctx.Err() == nil && budget.Add(-1) >= 0 {
 				t0 := time.Now()
@@ -316,7 +344,12 @@ func closedLoop(ctx context.Context, addr string, t template, pans *panSource, c
 		})
 	}
 	wg.Wait()
-	return merge(time.Since(start), parts)
+	elapsed := time.Since(start)
+	perDest := make([]int, len(dests))
+	for i, p := range parts {
+		perDest[pick[i]] += p.OK
+	}
+	return merge(elapsed, parts), perDest
 }
 
 // openLoop sends requests on a fixed schedule, rate per second for d, over

@@ -2,7 +2,8 @@
 // with a tuned plain reverse proxy, over loopback, on this machine.
 //
 //	go run ./examples/bench -duration 10s -rounds 5 [-chart latency.png]
-//	go run ./examples/bench -handle [-prefill 1000000]
+//	go run ./examples/bench -handle [-stores bolt,postgres,postgres2] [-postgres-url postgres://...]
+//	go run ./examples/bench -handle -stores bolt -prefill 1000000
 //	go run ./examples/bench -egress [-egress-tokens 10000]
 //
 // It builds and starts, as separate processes on free 127.0.0.1 ports, a
@@ -39,8 +40,19 @@
 //
 // With -handle it measures tok's direct API instead: POST /handle with a
 // fresh card number per request from -conns clients, durable tokenizations
-// per second and p99, optionally against a vault prefilled with -prefill
-// records.
+// per second, p50, p99 and CPU per request, in interleaved rounds over the
+// -stores targets: bolt-1 (one tok on a fresh bbolt file), postgres-1 (one
+// tok on PostgreSQL) and postgres-2 (two toks sharing the same PostgreSQL
+// schema, each client connection pinned to one of them, half each, as two
+// replicas behind a load balancer see it), each compared with bolt-1 by the
+// median of per-round ratios. The postgres targets need -postgres-url (or
+// TOK_POSTGRES_URL): the harness creates a fresh schema there, hands tok the
+// URL with search_path set to it and pool_max_conns to -pg-pool (16), and
+// drops the schema at exit; without a URL they are skipped. CPU per request
+// is summed over a target's toks; when the server runs on this machine, the
+// PostgreSQL server's own CPU per request is reported beside it. With
+// -prefill the bolt vault is prefilled with that many records first (bolt
+// only).
 //
 // With -egress it measures tok's egress listener (the way out: the app
 // sends tokens, the provider gets card numbers) against the same plain
@@ -69,8 +81,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tokproxy/tok/config"
 )
 
 // options are the harness's flags.
@@ -93,6 +109,13 @@ type options struct {
 	egress        bool
 	egressTokens  int
 	keep          bool
+	// With -handle: the stores to compare (storeBolt, ...), the PostgreSQL
+	// URL and the pool size of each tok on PostgreSQL (0: the URL's or
+	// pgxpool's default).
+	stores  []string
+	pgURL   string
+	pgPool  int
+	setFlag map[string]bool // flags given on the command line
 }
 
 func main() {
@@ -102,6 +125,9 @@ func main() {
 			os.Exit(0)
 		}
 		os.Exit(2)
+	}
+	if o.pgURL == "" {
+		o.pgURL = os.Getenv(config.EnvPostgresURL)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -137,8 +163,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.egress, "egress", false, "benchmark tok's egress listener (revealing tokens) instead of the inbound proxy")
 	fs.IntVar(&o.egressTokens, "egress-tokens", 10_000, "with -egress: card tokens to mint first and reveal in turn")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, config, logs, vault)")
+	stores := fs.String("stores", strings.Join(allStores, ","), "with -handle: the tok `targets` to compare, in interleaved rounds: "+storesHelp)
+	fs.StringVar(&o.pgURL, "postgres-url", "", "with -handle: PostgreSQL `url` (postgres://...) for the postgres targets (default: $"+config.EnvPostgresURL+"); a fresh schema is created in it and dropped at exit")
+	fs.IntVar(&o.pgPool, "pg-pool", defaultPGPool, "with -handle: pool_max_conns of each tok on PostgreSQL (0: the URL's, else pgxpool's default max(4, CPUs))")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	o.setFlag = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.setFlag[f.Name] = true })
+	var err error
+	if o.stores, err = parseStores(*stores); err != nil {
+		fmt.Fprintln(stderr, "bench: -stores:", err)
+		return o, err
+	}
+	if o.prefill > 0 && !o.setFlag["stores"] {
+		o.stores = []string{storeBolt} // -prefill fills the bolt vault
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "bench: unexpected argument %q\n", fs.Arg(0))
@@ -177,6 +216,12 @@ func (o *options) validate() error {
 	check(!o.egress || !o.handle, "-egress and -handle are different benchmarks: pick one")
 	check(o.chart == "" || !o.egress, "-chart is for the inbound proxy benchmark, not -egress")
 	check(o.egressTokens >= 1 && o.egressTokens <= 1_000_000, "-egress-tokens %d: want 1 to 1000000", o.egressTokens)
+	for _, f := range []string{"stores", "postgres-url", "pg-pool"} {
+		check(o.handle || !o.setFlag[f], "-%s needs -handle", f)
+	}
+	check(o.pgPool >= 0 && o.pgPool <= 200, "-pg-pool %d: want 0 to 200", o.pgPool)
+	check(o.prefill == 0 || !slices.ContainsFunc(o.stores, isPostgresStore),
+		"-prefill fills the bolt vault only; use it with -stores bolt")
 	return errors.Join(errs...)
 }
 

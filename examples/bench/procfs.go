@@ -99,3 +99,21 @@ func parseStatus(b []byte) (memUsage, error) {
 	}
 	return m, nil
 }
+
+// parseStatPPID reads the parent process id (field 4) from the contents of
+// /proc/PID/stat.
+func parseStatPPID(b []byte) (int, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("parse /proc stat: no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, errors.New("parse /proc stat: no parent pid")
+	}
+	n, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, fmt.Errorf("parse /proc stat: %w", err)
+	}
+	return n, nil
+}

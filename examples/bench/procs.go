@@ -41,6 +41,11 @@ type procs struct {
 
 // start runs bin with args, its output going to dir/name.log.
 func (ps *procs) start(dir, name, bin string, args ...string) (*proc, error) {
+	return ps.startEnv(dir, name, bin, nil, args...)
+}
+
+// startEnv is start with the environment env (nil: the harness's own).
+func (ps *procs) startEnv(dir, name, bin string, env []string, args ...string) (*proc, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -49,6 +54,7 @@ func (ps *procs) start(dir, name, bin string, args ...string) (*proc, error) {
 	defer logf.Close() // the child has its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C reaches the harness alone, which
 	// stops its children in order. Pdeathsig: if the harness is killed

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
 )
@@ -31,11 +32,20 @@ type env struct {
 	// -egress; nil otherwise.
 	tokEgress  *target
 	metricsURL string // tok's /metrics
+	// handle are the -handle targets (tok on each store of -stores), with
+	// -handle; tok is then nil.
+	handle []*handleTarget
+	// cleanups run after the processes are stopped (dropping the
+	// benchmark's PostgreSQL schema), last first.
+	cleanups []func(io.Writer)
 }
 
 // close stops the processes and removes the temporary directory.
 func (e *env) close(out io.Writer) {
 	e.procs.stopAll()
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i](out)
+	}
 	if e.keep {
 		fmt.Fprintf(out, "kept %s (binaries, config, logs, vault)\n", e.dir)
 		return
@@ -74,6 +84,10 @@ func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
 		if err := prefill(boltPath, keyring, o.prefill, out); err != nil {
 			return e, err
 		}
+	}
+
+	if o.handle {
+		return e, setupHandle(ctx, e, o, tokBin, keyring, boltPath, out)
 	}
 
 	var upstreamURL string
@@ -125,7 +139,7 @@ func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
 	if err := runQuiet(ctx, dir, tokBin, "check", "-config", cfgPath); err != nil {
 		return e, err
 	}
-	if e.tok.p, err = e.procs.start(dir, "tok", tokBin, "serve", "-config", cfgPath); err != nil {
+	if e.tok.p, err = e.procs.startEnv(dir, "tok", tokBin, tokEnv(""), "serve", "-config", cfgPath); err != nil {
 		return e, err
 	}
 	if err := e.tok.p.waitReady(ctx, httpReady("http://"+admin+"/readyz")); err != nil {
@@ -157,6 +171,24 @@ func orNone(s string) string {
 	return s
 }
 
+// tokEnv is the environment tok runs in: the harness's own without the
+// variables that would override the config (TOK_POSTGRES_URL, TOK_KEYRING),
+// and with TOK_POSTGRES_URL=pgURL if pgURL is not empty, which is how a
+// PostgreSQL URL reaches tok (the config refuses one with a password).
+func tokEnv(pgURL string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, config.EnvPostgresURL+"=") || strings.HasPrefix(kv, config.EnvKeyring+"=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	if pgURL != "" {
+		env = append(env, config.EnvPostgresURL+"="+pgURL)
+	}
+	return env
+}
+
 // tokConfig is the config tok runs with: the public listener in front of
 // upstream (none: POST /handle only) with the two-field checkout route
 // (card.cvc in cvcFormat), the admin listener for readiness and metrics,
@@ -169,7 +201,11 @@ func tokConfig(public, admin, egress, boltPath, keyring, audit, upstream, cvcFor
 		egress = "off"
 	}
 	fmt.Fprintf(&b, "listen: {public: %q, auth: off, admin: %q, egress: %q}\n", public, admin, egress)
-	fmt.Fprintf(&b, "vault: {bolt: %q, keyring: %q}\n", boltPath, keyring)
+	if boltPath == "" { // the store comes from TOK_POSTGRES_URL
+		fmt.Fprintf(&b, "vault: {keyring: %q}\n", keyring)
+	} else {
+		fmt.Fprintf(&b, "vault: {bolt: %q, keyring: %q}\n", boltPath, keyring)
+	}
 	fmt.Fprintf(&b, "audit: {path: %q}\n", audit)
 	if upstream == "" {
 		return b.String()
