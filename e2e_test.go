@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/bolt"
 )
 
 // TestTwoReplicasPostgres runs two tok processes on one PostgreSQL vault
@@ -293,4 +294,43 @@ inbound:
 		t.Error("after a refused reload the running route no longer tokenizes")
 	}
 	s.stop(t)
+}
+
+// TestServeBackup downloads GET /backup from a running tok and opens it as
+// a vault holding the token minted before the download.
+func TestServeBackup(t *testing.T) {
+	dir := t.TempDir()
+	keyring := filepath.Join(dir, "keyring.yaml")
+	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
+		t.Fatalf("keys new: %s", errOut)
+	}
+	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
+vault: {bolt: %q, keyring: %q}
+audit: {path: "-"}
+`, filepath.Join(dir, "tok.db"), keyring))
+	s := startTok(t, dir, cfg)
+	token := s.handle(t, testPAN)
+	resp, err := http.Get("http://" + s.addrs["admin"] + "/backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(b) == 0 {
+		t.Fatalf("GET /backup = %d with %d bytes", resp.StatusCode, len(b))
+	}
+	s.stop(t)
+	restored := writeFile(t, dir, "restored.db", string(b))
+	store, err := bolt.Open(restored, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	kb, _ := os.ReadFile(keyring)
+	kf, _ := vault.ParseKeyringFile(kb)
+	keys, _ := vault.NewKeyring(kf)
+	v, _ := vault.New(store, keys)
+	if rv, err := v.Reveal(context.Background(), token); err != nil || rv.Value != testPAN {
+		t.Errorf("the backup reveals %s, %v; want the PAN", vault.Mask(rv.Value), err)
+	}
 }

@@ -554,7 +554,19 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		MaxDepth:         cfg.Limits.MaxDepth,
 		Egress:           egress,
 		TLS:              listenerTLS(cfg.TLS),
+		Backup:           backupOf(store),
 	}, nil
+}
+
+// backupOf is the store's online snapshot for GET /backup, when it has one
+// (bbolt does; PostgreSQL has its own backup tools).
+func backupOf(store vault.Store) func(context.Context, io.Writer) (int64, error) {
+	if b, ok := store.(interface {
+		Backup(context.Context, io.Writer) (int64, error)
+	}); ok {
+		return b.Backup
+	}
+	return nil
 }
 
 // listenerTLS maps the config's tls section onto proxy listener names.
