@@ -53,6 +53,7 @@ type result struct {
 	outages        []outageStat
 	problems       []string
 	failureSamples []string
+	interrupted    bool   // by a signal: the temporary directory is not kept
 	dir            string // kept temporary directory, if any
 }
 
@@ -128,7 +129,8 @@ inbound:
 func (h *harness) boltPath() string { return filepath.Join(h.dir, "tok.db") }
 
 // close kills tok if it runs, stops the upstream app and removes the
-// directory (kept with -keep, or when the scenario failed).
+// directory (kept with -keep, or when the scenario failed other than by
+// an interruption).
 func (h *harness) close() {
 	if p := h.cur.Swap(nil); p != nil {
 		p.kill()
@@ -136,7 +138,7 @@ func (h *harness) close() {
 	if h.up != nil {
 		h.up.close()
 	}
-	if h.o.keep || !h.res.ok() {
+	if h.o.keep || (!h.res.ok() && !h.res.interrupted) {
 		h.res.dir = h.dir
 		return
 	}
@@ -262,6 +264,7 @@ func runKill(ctx context.Context, o options, store string) *result {
 	h, err := newHarness(o, res, env, false)
 	if h != nil {
 		defer h.close()
+		defer markInterrupted(ctx, res)
 	}
 	if err != nil {
 		res.problem("setup: %v", err)
@@ -287,7 +290,7 @@ func runKill(ctx context.Context, o options, store string) *result {
 		rs, r2 := h.up.receiptsSince(rIdx)
 		ackIdx, rIdx = a2, r2
 		if c == o.cycles {
-			fmt.Fprintf(o.out, "%s cycle %d/%d: SIGKILL after %v of load: +%d acked, +%d at upstream; checking offline\n",
+			fmt.Fprintf(o.out, "%s cycle %d/%d: SIGKILL after %v of load: +%d acked, +%d upstream receipts; checking offline\n",
 				store, c, o.cycles, delay.Round(time.Millisecond), len(acks), len(rs))
 			break
 		}
@@ -301,7 +304,7 @@ func runKill(ctx context.Context, o options, store string) *result {
 		if err != nil {
 			res.problem("cycle %d: online check: %v", c, err)
 		}
-		fmt.Fprintf(o.out, "%s cycle %d/%d: SIGKILL after %v of load: +%d acked, +%d at upstream; ready again in %v; %d tokens revealed via /@me, %d failed\n",
+		fmt.Fprintf(o.out, "%s cycle %d/%d: SIGKILL after %v of load: +%d acked, +%d upstream receipts; ready again in %v; %d tokens revealed via /@me, %d failed\n",
 			store, c, o.cycles, delay.Round(time.Millisecond), len(acks), len(rs), d.Round(time.Millisecond), n, failed)
 	}
 	if ctx.Err() != nil {
@@ -331,7 +334,7 @@ func runKill(ctx context.Context, o options, store string) *result {
 			h.failed[f.token] = f
 		}
 	}
-	fmt.Fprintf(o.out, "%s: offline check of all %d acked and %d upstream tokens: %d failed (%v)\n",
+	fmt.Fprintf(o.out, "%s: offline check of all %d acked tokens and %d upstream receipts: %d failed (%v)\n",
 		store, len(acks), len(rs), len(fails), time.Since(start).Round(time.Millisecond))
 	// And tok starts cleanly on the checked store, and stops cleanly.
 	d, err := h.start(ctx)
@@ -355,6 +358,13 @@ func runKill(ctx context.Context, o options, store string) *result {
 	}
 	h.finish()
 	return res
+}
+
+// markInterrupted records in res whether ctx was cancelled (Ctrl-C).
+func markInterrupted(ctx context.Context, res *result) {
+	if ctx.Err() != nil {
+		res.interrupted = true
+	}
 }
 
 // mustWants is wants, recording its problems in the result.

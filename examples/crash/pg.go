@@ -165,7 +165,8 @@ func runPGRestart(ctx context.Context, o options) *result {
 		return res
 	}
 	defer func() {
-		if o.keep || !res.ok() {
+		markInterrupted(ctx, res)
+		if o.keep || (!res.ok() && !res.interrupted) {
 			pg.stop(context.Background(), "fast")
 			fmt.Fprintf(o.out, "pg-restart: kept the private cluster's directory %s\n", pg.dir)
 			return
@@ -175,6 +176,7 @@ func runPGRestart(ctx context.Context, o options) *result {
 	h, err := newHarness(o, res, []string{"TOK_POSTGRES_URL=" + pg.url()}, true)
 	if h != nil {
 		defer h.close()
+		defer markInterrupted(ctx, res)
 	}
 	if err != nil {
 		res.problem("setup: %v", err)
@@ -289,7 +291,7 @@ func runPGRestart(ctx context.Context, o options) *result {
 	for _, f := range fails {
 		h.failed[f.token] = f
 	}
-	fmt.Fprintf(o.out, "pg-restart: offline check of all %d acked and %d upstream tokens: %d failed\n", len(acks), len(rs), len(fails))
+	fmt.Fprintf(o.out, "pg-restart: offline check of all %d acked tokens and %d upstream receipts: %d failed\n", len(acks), len(rs), len(fails))
 	h.finish()
 	return res
 }
