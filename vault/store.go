@@ -30,6 +30,21 @@ type Store interface {
 	// Delete removes the record for token (and its fingerprint entry). It
 	// returns ErrNotFound if there was none.
 	Delete(ctx context.Context, token string) error
+	// Scan returns up to limit records whose tokens sort after after, in
+	// ascending token order (the store's order: bytes for bolt and memory,
+	// the column's collation for postgres), for paging through the whole
+	// store: pass the last token of one page as after for the next, and
+	// stop at a page shorter than limit. It is not a snapshot: a record
+	// written or deleted while pages are read may or may not be seen.
+	// Expired records may be returned.
+	Scan(ctx context.Context, after string, limit int) ([]Record, error)
+	// Reseal replaces the KeyID and Ciphertext of the record rec.Token with
+	// rec's, only if that record still exists and is sealed under
+	// fromKeyID (a compare-and-swap, durable like every write). Everything
+	// else in the stored record is kept. It reports whether it replaced:
+	// false means the record was deleted or already resealed since it was
+	// read.
+	Reseal(ctx context.Context, rec Record, fromKeyID uint32) (bool, error)
 
 	// PutSession writes s under s.Key, replacing any session there.
 	PutSession(ctx context.Context, s Session) error

@@ -265,6 +265,7 @@ func lockKey(schema string) int64 {
 // its schema.
 type queries struct {
 	insertToken, findFingerprint, getToken, deleteToken string
+	scanTokens, resealToken                             string
 	putSession, getSession, deleteSession               string
 	lockLockout, ensureLockout, setLockout, dropLockout string
 }
@@ -291,6 +292,11 @@ func newQueries(schema string) queries {
 		findFingerprint: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE fingerprint = $1`),
 		getToken:        q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE token = $1`),
 		deleteToken:     q(`DELETE FROM {schema}.tokens WHERE token = $1`),
+		// The primary key's index serves both the range and the order.
+		scanTokens: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens
+			WHERE token > $1 ORDER BY token LIMIT $2`),
+		resealToken: q(`UPDATE {schema}.tokens SET key_id = $2, ciphertext = $3
+			WHERE token = $1 AND key_id = $4`),
 
 		putSession: q(`INSERT INTO {schema}.sessions (key, id, client, created, last_seen)
 			VALUES ($1, $2, $3, $4, $5)

@@ -247,3 +247,51 @@ func scanRecord(row pgx.Row) (vault.Record, error) {
 	}
 	return r, nil
 }
+
+// Scan implements [vault.Store]: one indexed range query per page, in the
+// token column's collation (which also decides what "after" means, so
+// paging is consistent whatever the collation).
+func (s *Store) Scan(ctx context.Context, after string, limit int) ([]vault.Record, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	recs := []vault.Record{}
+	if limit <= 0 {
+		return recs, nil
+	}
+	rows, err := s.pool.Query(ctx, s.q.scanTokens, after, limit)
+	if err != nil {
+		return nil, s.fail(ctx, "scan", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, s.fail(ctx, "scan", err)
+		}
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, "scan", err)
+	}
+	return recs, nil
+}
+
+// Reseal implements [vault.Store] as one conditional UPDATE.
+func (s *Store) Reseal(ctx context.Context, rec vault.Record, fromKeyID uint32) (bool, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	if len(rec.Ciphertext) == 0 {
+		return false, errors.New("postgres reseal: empty ciphertext")
+	}
+	tag, err := s.pool.Exec(ctx, s.q.resealToken, rec.Token, int64(rec.KeyID), rec.Ciphertext, int64(fromKeyID))
+	if err != nil {
+		return false, s.fail(ctx, "reseal", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}

@@ -56,6 +56,8 @@ func Run(t *testing.T, open func(t *testing.T) vault.Store) {
 		{"RoundTrip/NoAliasing", testNoAliasing},
 		{"NotFound", testNotFound},
 		{"Delete", testDelete},
+		{"Scan", testScan},
+		{"Reseal", testReseal},
 		{"Sessions", testSessions},
 		{"Lockout", testLockout},
 		{"Lockout/Concurrent", testLockoutConcurrent},
