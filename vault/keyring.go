@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -45,6 +46,37 @@ type Keyring struct {
 	macs    sync.Pool // of hash.Hash (HMAC-SHA256 under the fingerprint key)
 	// sealed counts encryptions per key version in this process.
 	sealed map[uint32]*atomic.Uint64
+	// sealWarnEvery and onSealMilestone: see SetSealWarning.
+	sealWarnEvery   uint64
+	onSealMilestone func(version uint32, sealed uint64)
+}
+
+// SetSealWarning makes Seal call fn each time this process's encryptions
+// under one version reach a multiple of every (the default is
+// [SealWarnInterval], logging a warning with slog's default logger). Call
+// it before the keyring is shared; tests use a tiny every.
+func (k *Keyring) SetSealWarning(every uint64, fn func(version uint32, sealed uint64)) {
+	k.sealWarnEvery, k.onSealMilestone = max(every, 1), fn
+}
+
+// warnSealed is the default seal milestone: a warning to rotate.
+func warnSealed(version uint32, sealed uint64) {
+	slog.Warn("many encryptions under one data key: rotate the keyring (tok keys rotate, then SIGHUP and a rekey)",
+		"version", version, "sealed_by_this_process", sealed, "nonce_limit", uint64(NonceLimit))
+}
+
+// CarrySealed adds old's per-version encryption counts to k's for the
+// versions both hold, so that a reloaded keyring keeps counting where the
+// last one stopped. Call it before k is shared.
+func (k *Keyring) CarrySealed(old *Keyring) {
+	if old == nil {
+		return
+	}
+	for v, c := range k.sealed {
+		if o := old.sealed[v]; o != nil {
+			c.Add(o.Load())
+		}
+	}
 }
 
 // NewKeyringFile returns a fresh keyring with one data key (version 1).
@@ -147,7 +179,8 @@ func NewKeyring(f KeyringFile) (*Keyring, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("fingerprint_key: %w", err))
 	}
-	k := &Keyring{primary: f.Primary, aeads: map[uint32]cipher.AEAD{}, sealed: map[uint32]*atomic.Uint64{}}
+	k := &Keyring{primary: f.Primary, aeads: map[uint32]cipher.AEAD{}, sealed: map[uint32]*atomic.Uint64{},
+		sealWarnEvery: SealWarnInterval, onSealMilestone: warnSealed}
 	for _, v := range slices.Sorted(maps.Keys(f.DataKeys)) {
 		raw, err := decodeKey(f.DataKeys[v])
 		if err != nil {
@@ -216,7 +249,9 @@ func (k *Keyring) Seal(token, value string) (uint32, []byte) {
 	out := make([]byte, nonceSize, nonceSize+len(value)+aead.Overhead())
 	rand.Read(out)
 	out = aead.Seal(out, out[:nonceSize], []byte(value), []byte(token))
-	k.sealed[k.primary].Add(1)
+	if n := k.sealed[k.primary].Add(1); n%k.sealWarnEvery == 0 && k.onSealMilestone != nil {
+		k.onSealMilestone(k.primary, n)
+	}
 	return k.primary, out
 }
 
