@@ -13,7 +13,8 @@ import (
 const readyTimeout = 2 * time.Second
 
 // AdminHandler serves the admin listener: /healthz (the process answers),
-// /readyz (the store answers) and /metrics (Prometheus).
+// /readyz (the store answers), /metrics (Prometheus), /backup, and the key
+// lifecycle: GET /keys, GET|POST /rekey (see keys.go).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -29,6 +30,8 @@ func (s *Server) AdminHandler() http.Handler {
 		return nil
 	}))
 	mux.Handle("/backup", s.instrument("backup", s.serveBackup))
+	mux.Handle("/keys", s.instrument("keys", s.serveKeys))
+	mux.Handle("/rekey", s.instrument("rekey", s.serveRekey))
 	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
 	// Go's profiler, for operators chasing CPU or memory on the loopback
 	// admin listener. Profiles hold no request data.

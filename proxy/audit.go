@@ -17,7 +17,7 @@ import (
 // secret or a session cookie; Session is the session's public id.
 type auditEvent struct {
 	Time    time.Time `json:"time"`
-	Event   string    `json:"event"` // login, lookup, reveal, logout
+	Event   string    `json:"event"` // login, lookup, reveal, logout, delete, rekey (Token: its cursor)
 	Client  string    `json:"client,omitempty"`
 	Session string    `json:"session,omitempty"`
 	Token   string    `json:"token,omitempty"`

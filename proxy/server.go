@@ -122,6 +122,7 @@ type Server struct {
 	log      *slog.Logger
 	audit    *auditLog
 	metrics  *metrics
+	keys     *keyState // shared by every generation
 	auth     *authenticator
 	inbound  *inbound // nil without an upstream
 	egress   *egress  // nil without egress routes
@@ -149,6 +150,11 @@ func (s *Server) Reload(opts Options) error {
 		_, was := cur.opts.TLS[name]
 		if _, is := opts.TLS[name]; was != is {
 			return fmt.Errorf("reload: TLS turned on or off for the %s listener; restart tok to apply that", name)
+		}
+	}
+	if opts.Vault != nil {
+		if err := cur.keys.checkKeyring(opts.Vault.Keyring()); err != nil {
+			return fmt.Errorf("reload: %w", err)
 		}
 	}
 	ns, err := build(opts, cur)
@@ -206,12 +212,14 @@ func build(opts Options, prev *Server) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
-		s.audit, s.metrics, s.live = prev.audit, prev.metrics, prev.live
+		s.audit, s.metrics, s.live, s.keys = prev.audit, prev.metrics, prev.live, prev.keys
 	} else {
 		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast)
 		s.metrics = newMetrics(opts.Registry)
 		s.live = new(atomic.Pointer[Server])
 		s.live.Store(s)
+		live := s.live
+		s.keys = newKeyState(opts.Registry, func() *Server { return live.Load() })
 	}
 	var err error
 	if s.tlsConf, err = tlsConfigs(opts.TLS); err != nil {
@@ -332,6 +340,8 @@ func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) e
 			}
 		}()
 	}
+	s.startKeys(ctx)
+	defer s.stopKeys()
 	var runErr error
 	select {
 	case <-ctx.Done():
