@@ -7,6 +7,7 @@
 //	tok check -config FILE         validate a config file, listing every problem
 //	tok keys new -o FILE           write a fresh keyring (mode 0600)
 //	tok keys rotate -keyring FILE  add a data key version and make it primary
+//	tok keys retire -keyring FILE -version N [-admin URL]  remove a version no record uses
 //	tok secret hash                read a client secret on stdin, print its bcrypt hash
 //	tok audit verify FILE          check the audit log's hash chain
 //	tok version                    print the version
@@ -16,11 +17,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -62,6 +66,10 @@ const usage = `usage:
   tok check [-config FILE]       validate a config file and list every problem
   tok keys new -o FILE           write a fresh keyring (mode 0600; never overwrites)
   tok keys rotate -keyring FILE  add a data key version and make it primary
+  tok keys retire -keyring FILE -version N [-admin URL]
+                                 remove data key version N once no record uses it
+                                 (asks the running tok's admin listener, default
+                                 http://127.0.0.1:9090; rekey first: POST /rekey)
   tok secret hash                read a client secret on stdin, print its bcrypt hash
   tok audit verify FILE          check the audit log's hash chain; names the first broken line
   tok version                    print the version
@@ -169,7 +177,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 // keys runs "keys new" and "keys rotate".
 func keys(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, "tok keys: want new or rotate\n%s", usage)
+		fmt.Fprintf(stderr, "tok keys: want new, rotate or retire\n%s", usage)
 		return exitUsage
 	}
 	switch args[0] {
@@ -212,6 +220,8 @@ func keys(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, v)
 		fmt.Fprintf(stderr, "data key version %d is now primary in %s; send tok SIGHUP (or restart it) to use it\n", v, *path)
 		return exitOK
+	case "retire":
+		return retireCmd(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "tok keys: unknown command %q\n%s", args[0], usage)
 	return exitUsage
@@ -235,6 +245,88 @@ func rotate(path string) (uint32, error) {
 		return 0, err
 	}
 	return v, nil
+}
+
+// retireCmd runs "keys retire".
+func retireCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("keys retire", stderr)
+	path := fs.String("keyring", "", "keyring `FILE` to remove the version from")
+	ver := fs.Uint("version", 0, "data key `N` to retire")
+	admin := fs.String("admin", "http://127.0.0.1:9090", "`URL` of the running tok's admin listener")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if *path == "" || *ver == 0 || *ver > math.MaxUint32 {
+		fmt.Fprintf(stderr, "tok keys retire: -keyring FILE and -version N are required\n%s", usage)
+		return exitUsage
+	}
+	if err := retire(*path, uint32(*ver), *admin); err != nil {
+		fmt.Fprintln(stderr, "tok keys retire:", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "data key version %d removed from %s\n", *ver, *path)
+	fmt.Fprintln(stderr, "send tok SIGHUP (or restart it) to load the keyring without it")
+	return exitOK
+}
+
+// keysReport is the JSON of the admin listener's GET /keys.
+type keysReport struct {
+	Primary  uint32 `json:"primary"`
+	Versions []struct {
+		Version uint32 `json:"version"`
+		Records int    `json:"records"`
+	} `json:"versions"`
+}
+
+// retire removes version v from the keyring file at path after the running
+// tok (at admin) confirms that v is not its primary and no record uses it.
+func retire(path string, v uint32, admin string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read keyring: %w", err)
+	}
+	f, err := vault.ParseKeyringFile(b)
+	if err != nil {
+		return err
+	}
+	if _, err := vault.NewKeyring(f); err != nil {
+		return err
+	}
+	if _, ok := f.DataKeys[v]; !ok {
+		return fmt.Errorf("version %d is not in %s", v, path)
+	}
+	if f.Primary == v {
+		return fmt.Errorf("version %d is the keyring's primary: rotate first (tok keys rotate), SIGHUP tok, then rekey", v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // GET /keys scans the vault
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(admin, "/")+"/keys", nil)
+	if err != nil {
+		return fmt.Errorf("admin URL: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask the running tok which versions records use (is -admin right?): %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /keys: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var rep keysReport
+	if err := json.Unmarshal(body, &rep); err != nil {
+		return fmt.Errorf("GET /keys: %w", err)
+	}
+	if rep.Primary == v {
+		return fmt.Errorf("version %d is the running tok's primary: rotate first (tok keys rotate), SIGHUP tok, then rekey", v)
+	}
+	for _, x := range rep.Versions {
+		if x.Version == v && x.Records > 0 {
+			return fmt.Errorf("%d records still use version %d: rekey them first (POST /rekey on the admin listener, then wait for GET /rekey to say done)", x.Records, v)
+		}
+	}
+	delete(f.DataKeys, v)
+	return vault.WriteKeyringFile(path, f, true)
 }
 
 // maxSecret is bcrypt's input limit: longer secrets would be refused.
@@ -444,6 +536,7 @@ func reload(path string, running *config.Config, store, mem vault.Store, audit i
 	if err != nil {
 		return err
 	}
+	keyring.CarrySealed(srv.Keyring()) // per-version encryption counts survive reloads
 	v, err := vault.New(store, keyring, vault.WithVolatile(mem))
 	if err != nil {
 		return err

@@ -265,3 +265,6 @@ func (s *Server) stopKeys() {
 		<-finished
 	}
 }
+
+// Keyring returns the keyring of the live configuration.
+func (s *Server) Keyring() *vault.Keyring { return s.live.Load().opts.Vault.Keyring() }
