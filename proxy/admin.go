@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -29,20 +30,41 @@ func (s *Server) AdminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		return nil
 	}))
-	mux.Handle("/backup", s.instrument("backup", s.serveBackup))
-	mux.Handle("/keys", s.instrument("keys", s.serveKeys))
-	mux.Handle("/rekey", s.instrument("rekey", s.serveRekey))
+	// Operations that hand out the vault (backup), change it (rekey) or
+	// expose the process (profiles) answer loopback peers only, even when
+	// the admin listener must be reachable for probes and scrapes (a
+	// Kubernetes pod IP): reach them with kubectl port-forward or ssh.
+	mux.Handle("/backup", s.instrument("backup", loopbackOnly(s.serveBackup)))
+	mux.Handle("/keys", s.instrument("keys", loopbackOnly(s.serveKeys)))
+	mux.Handle("/rekey", s.instrument("rekey", loopbackOnly(s.serveRekey)))
 	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
-	// Go's profiler, for operators chasing CPU or memory on the loopback
-	// admin listener. Profiles hold no request data.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// Go's profiler, for operators chasing CPU or memory. Profiles hold no
+	// request data.
+	pprofFunc := func(route string, h http.HandlerFunc) http.Handler {
+		return s.instrument(route, loopbackOnly(func(w http.ResponseWriter, r *http.Request) error {
+			h(w, r)
+			return nil
+		}))
+	}
+	mux.Handle("/debug/pprof/", pprofFunc("pprof", pprof.Index))
+	mux.Handle("/debug/pprof/profile", pprofFunc("pprof", pprof.Profile))
+	mux.Handle("/debug/pprof/symbol", pprofFunc("pprof", pprof.Symbol))
+	mux.Handle("/debug/pprof/trace", pprofFunc("pprof", pprof.Trace))
 	return mux
 }
 
 // serveNotFound answers paths tok does not serve.
 func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) error {
 	return errorf(http.StatusNotFound, "not_found", "no such endpoint")
+}
+
+// loopbackOnly refuses h to peers not on the loopback interface.
+func loopbackOnly(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		ip := net.ParseIP(sourceAddr(r))
+		if ip == nil || !ip.IsLoopback() {
+			return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers loopback clients only")
+		}
+		return h(w, r)
+	}
 }

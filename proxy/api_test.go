@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"golang.org/x/crypto/bcrypt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -415,5 +416,35 @@ func TestUnknownClientCost(t *testing.T) {
 	}
 	if bcrypt.CompareHashAndPassword(e.srv.auth.dummy, []byte("")) == nil {
 		t.Error("the dummy hash matches the empty secret")
+	}
+}
+
+// TestAdminLoopbackOnly: backup, keys, rekey and profiles answer loopback
+// peers only; probes and metrics answer anyone who reaches the listener.
+func TestAdminLoopbackOnly(t *testing.T) {
+	e := newTestEnv(t, nil)
+	h := e.srv.AdminHandler()
+	for _, tt := range []struct {
+		method, path string
+		remote       string
+		want         int
+	}{
+		{"GET", "/keys", "10.1.2.3:5555", 403},
+		{"POST", "/rekey", "10.1.2.3:5555", 403},
+		{"GET", "/backup", "[fd00::1]:5555", 403},
+		{"GET", "/debug/pprof/", "10.1.2.3:5555", 403},
+		{"GET", "/healthz", "10.1.2.3:5555", 200},
+		{"GET", "/readyz", "10.1.2.3:5555", 200},
+		{"GET", "/metrics", "10.1.2.3:5555", 200},
+		{"GET", "/keys", "127.0.0.1:5555", 200},
+		{"GET", "/debug/pprof/", "[::1]:5555", 200},
+	} {
+		req := httptest.NewRequest(tt.method, tt.path, nil)
+		req.RemoteAddr = tt.remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("%s %s from %s = %d, want %d", tt.method, tt.path, tt.remote, rec.Code, tt.want)
+		}
 	}
 }
