@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -32,7 +32,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	tokBin = filepath.Join(dir, "tok")
-	if out, err := exec.Command("go", "build", "-o", tokBin, ".").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", tokBin, ".")
+	build.Dir = "../.." // the module root: package main
+	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)

@@ -1,0 +1,5 @@
+// Package e2e holds end-to-end tests of the tok binary: it is built from
+// the module root and run as a process, as an operator runs it (the CLI,
+// serve with TLS, egress, reload on SIGHUP, backups, key retirement, two
+// replicas on one PostgreSQL).
+package e2e
