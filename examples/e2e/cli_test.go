@@ -44,6 +44,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// newKeyring writes a fresh keyring into dir with "tok keys new" and
+// returns its path.
+func newKeyring(t *testing.T, dir string) string {
+	t.Helper()
+	keyring := filepath.Join(dir, "keyring.yaml")
+	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
+		t.Fatalf("keys new: %s", errOut)
+	}
+	return keyring
+}
+
 // tok runs the binary in dir with stdin and returns its exit code and output.
 func tok(t *testing.T, dir, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -327,10 +338,7 @@ const testPAN = "4111111111111111"
 // and a clean drain on SIGTERM.
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	keyring := filepath.Join(dir, "keyring.yaml")
-	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
-		t.Fatalf("keys new: %s", errOut)
-	}
+	keyring := newKeyring(t, dir)
 	got := make(chan string, 1)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)

@@ -19,10 +19,7 @@ import (
 // through the admin listener, and then retires the old version.
 func TestKeysRetire(t *testing.T) {
 	dir := t.TempDir()
-	keyring := filepath.Join(dir, "keyring.yaml")
-	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
-		t.Fatalf("keys new: %s", errOut)
-	}
+	keyring := newKeyring(t, dir)
 	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
 vault: {bolt: %q, keyring: %q}
 audit: {path: "-"}

@@ -124,10 +124,7 @@ func TestServeEgress(t *testing.T) {
 	defer psp.Close()
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: psp.Certificate().Raw})
 	caFile := writeFile(t, dir, "psp-ca.pem", string(ca))
-	keyring := filepath.Join(dir, "keyring.yaml")
-	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
-		t.Fatalf("keys new: %s", errOut)
-	}
+	keyring := newKeyring(t, dir)
 	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0", egress: "127.0.0.1:0"}
 vault: {bolt: %q, keyring: %q}
 audit: {path: "-"}
@@ -202,10 +199,7 @@ const reloadPAN = "555213321212161777"
 
 func TestServeReload(t *testing.T) {
 	dir := t.TempDir()
-	keyring := filepath.Join(dir, "keyring.yaml")
-	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
-		t.Fatalf("keys new: %s", errOut)
-	}
+	keyring := newKeyring(t, dir)
 	got := make(chan string, 4)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -300,10 +294,7 @@ inbound:
 // a vault holding the token minted before the download.
 func TestServeBackup(t *testing.T) {
 	dir := t.TempDir()
-	keyring := filepath.Join(dir, "keyring.yaml")
-	if code, _, errOut := tok(t, dir, "", "keys", "new", "-o", keyring); code != 0 {
-		t.Fatalf("keys new: %s", errOut)
-	}
+	keyring := newKeyring(t, dir)
 	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
 vault: {bolt: %q, keyring: %q}
 audit: {path: "-"}
