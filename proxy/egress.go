@@ -281,8 +281,11 @@ func (e *egress) guardResponse(resp *http.Response) error {
 	}
 	ct := resp.Header.Get("Content-Type")
 	media, err := rewrite.ParseMediaType(ct)
-	if err != nil || media == rewrite.MediaOther {
-		return nil // nothing the guard can parse; the app gets it as sent
+	if err != nil { // JSON or a form in a charset the guard cannot read
+		return fmt.Errorf("%w: %w", errResponseUninspectable, err)
+	}
+	if media == rewrite.MediaOther {
+		return nil // not JSON or a form: the guard reads neither on requests
 	}
 	limit := e.s.opts.MaxBody
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
@@ -295,7 +298,7 @@ func (e *egress) guardResponse(resp *http.Response) error {
 	}
 	body, err := rewrite.DecodeBody(raw, resp.Header.Get("Content-Encoding"), limit)
 	if err != nil {
-		return fmt.Errorf("decode provider response: %w", err)
+		return fmt.Errorf("%w: %w", errResponseUninspectable, err)
 	}
 	req := resp.Request
 	out, err := e.response.Rewrite(body, ct, func(vals []rewrite.Value) ([]string, error) {
@@ -308,10 +311,11 @@ func (e *egress) guardResponse(resp *http.Response) error {
 	if err != nil {
 		var re *rewrite.Error
 		if errors.As(err, &re) {
-			out = body // a body the guard cannot parse strictly is not JSON the app can read either
-		} else {
-			return fmt.Errorf("tokenize provider response: %w", err)
+			// Fail closed: a lenient parser in the app might still read a
+			// card number out of a body the guard could not inspect.
+			return fmt.Errorf("%w: %w", errResponseUninspectable, err)
 		}
+		return fmt.Errorf("tokenize provider response: %w", err)
 	}
 	resp.Header.Del("Content-Encoding")
 	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
@@ -320,7 +324,11 @@ func (e *egress) guardResponse(resp *http.Response) error {
 	return nil
 }
 
-var errResponseTooLarge = errors.New("provider response too large to inspect")
+// Provider responses the guard cannot inspect are refused, never passed on.
+var (
+	errResponseTooLarge      = errors.New("provider response too large to inspect")
+	errResponseUninspectable = errors.New("provider response cannot be inspected")
+)
 
 func (e *egress) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
@@ -328,6 +336,8 @@ func (e *egress) upstreamError(w http.ResponseWriter, r *http.Request, err error
 	switch {
 	case errors.Is(err, errResponseTooLarge):
 		ae = &apiError{http.StatusBadGateway, "response_too_large", "the provider's response is too large to inspect for card numbers", err}
+	case errors.Is(err, errResponseUninspectable):
+		ae = &apiError{http.StatusBadGateway, "response_uninspectable", "the provider's response could not be inspected for card numbers", err}
 	case errors.As(err, &ce):
 		ae = &apiError{http.StatusBadGateway, "upstream_tls", "the provider's TLS certificate did not verify", err}
 	default:

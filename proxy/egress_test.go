@@ -223,3 +223,19 @@ func TestEgressResponseGuard(t *testing.T) {
 		t.Errorf("the response's token reveals %s, %v; want %s", vault.Mask(rv.Value), err, vault.Mask(panMC))
 	}
 }
+
+// TestEgressResponseUninspectable: a provider answer the guard cannot parse
+// strictly (here a byte-order mark before the JSON) is refused with 502,
+// never handed to the app with a card number the guard did not see.
+func TestEgressResponseUninspectable(t *testing.T) {
+	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "\ufeff"+`{"card":{"number":"`+panMC+`"}}`)
+	}, nil)
+	panTok, _ := e.checkout(t, panVisa, "737")
+	r := e.pay(t, "/psp/v1", "application/x-www-form-urlencoded", "card[number]="+panTok, EgressKeyHeader, egressKey)
+	wantError(t, r, 502, "response_uninspectable")
+	if strings.Contains(string(r.body), panMC) {
+		t.Error("the provider's card number reached the app")
+	}
+}
