@@ -176,7 +176,7 @@ func (e *egress) serve(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are not allowed on egress routes")
 	}
 	if err := e.revealBody(w, r, rt); err != nil {
-		return refusal(err)
+		return err
 	}
 	rt.rp.ServeHTTP(w, r)
 	return nil

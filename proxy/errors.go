@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -38,9 +39,18 @@ func errorf(status int, code, format string, args ...any) *apiError {
 // where sentinel errors become HTTP statuses.
 func toAPIError(err error) *apiError {
 	var ae *apiError
+	var re *rewrite.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &re):
+		// A body the rewrite engine refused: its status and stable code, and
+		// a message naming the field, never the value.
+		msg := re.Msg
+		if re.Path != "" {
+			msg = "field " + re.Path + ": " + re.Msg
+		}
+		return &apiError{re.Status, re.Code, msg, err}
 	case errors.Is(err, vault.ErrInvalidValue):
 		return &apiError{http.StatusBadRequest, "invalid_pan", "card number must be 12 to 19 digits (spaces and dashes allowed)", err}
 	case errors.Is(err, vault.ErrInvalidToken):

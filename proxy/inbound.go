@@ -164,12 +164,12 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
 		q, err := rw.RewriteQuery(r.URL.RawQuery, in.replacer(r, specs))
 		if err != nil {
-			return refusal(err)
+			return err
 		}
 		r.URL.RawQuery = q
 	}
 	if err := in.rewriteBody(w, r, rw, specs); err != nil {
-		return refusal(err)
+		return err
 	}
 	in.rp.ServeHTTP(w, r)
 	return nil
@@ -212,22 +212,6 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewri
 	r.TransferEncoding = nil
 	setBody(r, out)
 	return nil
-}
-
-// refusal turns a body the rewrite package refused into what the client
-// is told: its status and stable code, and a message naming the field but
-// never the value. Other errors (the vault's, the replacer's apiErrors) are
-// left to toAPIError.
-func refusal(err error) error {
-	var re *rewrite.Error
-	if !errors.As(err, &re) {
-		return err
-	}
-	msg := re.Msg
-	if re.Path != "" {
-		msg = "field " + re.Path + ": " + re.Msg
-	}
-	return &apiError{re.Status, re.Code, msg, err}
 }
 
 func setBody(r *http.Request, b []byte) {
