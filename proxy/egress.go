@@ -131,6 +131,7 @@ func (e *egress) reverseProxy(r *egressRoute) *httputil.ReverseProxy {
 			for k, v := range r.Headers {
 				pr.Out.Header.Set(k, v)
 			}
+			inMemoryBody(pr)
 		},
 		Transport:      egressTransport(r.RootCAs),
 		BufferPool:     newBufferPool(),

@@ -110,6 +110,7 @@ func newInbound(s *Server) (*inbound, error) {
 			pr.SetURL(upstream)
 			pr.Out.Host = pr.In.Host // the app routes by the host the shopper used
 			pr.SetXForwarded()
+			inMemoryBody(pr)
 		},
 		Transport:    transport,
 		BufferPool:   newBufferPool(),
@@ -214,6 +215,7 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewri
 	return nil
 }
 
+// setBody makes b r's body; see inMemoryBody.
 func setBody(r *http.Request, b []byte) {
 	r.ContentLength = int64(len(b))
 	r.Body = io.NopCloser(bytes.NewReader(b))
@@ -297,3 +299,18 @@ func newBufferPool() *bufferPool {
 
 func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
 func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
+
+// inMemoryBody hands the transport the body setBody buffered as the
+// in-memory reader it is. ReverseProxy wraps the outgoing body in a reader
+// of its own (so a failed dial cannot close the incoming body), which
+// net/http does not know never blocks, so the transport flushes the headers
+// and writes the body separately: two write calls and two TCP segments per
+// request where one does. Bodies tok did not buffer stream as before.
+func inMemoryBody(pr *httputil.ProxyRequest) {
+	if pr.In.GetBody == nil || pr.Out.ContentLength <= 0 {
+		return
+	}
+	if b, err := pr.In.GetBody(); err == nil {
+		pr.Out.Body = b
+	}
+}

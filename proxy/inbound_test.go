@@ -1309,3 +1309,36 @@ func TestInboundLoadShedding(t *testing.T) {
 	n := e.up.count()
 	e.forwarded(t, e.send("POST", "/checkout", "application/json", []byte(`{"card":{"number":"`+panVisa+`"}}`)), n)
 }
+
+// bodyTypes is a RoundTripper that notes the dynamic type of every
+// outgoing body before the real transport writes it.
+type bodyTypes struct {
+	mu    sync.Mutex
+	types []string
+	next  http.RoundTripper
+}
+
+func (b *bodyTypes) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.mu.Lock()
+	b.types = append(b.types, fmt.Sprintf("%T", r.Body))
+	b.mu.Unlock()
+	return b.next.RoundTrip(r)
+}
+
+// A body tok rewrote reaches the transport as the in-memory reader it is
+// (net/http then writes headers and body in one call, one TCP segment);
+// a body tok streams stays the stream ReverseProxy wraps.
+func TestInboundInMemoryBody(t *testing.T) {
+	t.Parallel()
+	bt := &bodyTypes{next: newTransport()}
+	e := newInboundEnv(t, inboundConfig{opts: func(o *Options) { o.Transport = bt }})
+	n := e.up.count()
+	e.forwarded(t, e.send("POST", "/checkout", "application/json", []byte(`{"card":{"number":"`+panVisa+`"}}`)), n)
+	e.forwarded(t, e.send("POST", "/upload", "application/octet-stream", []byte("0123456789")), n+1)
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	want := []string{"io.nopCloserWriterTo", "*httputil.noopCloseReader"}
+	if !slices.Equal(bt.types, want) {
+		t.Errorf("outgoing body types %q, want %q", bt.types, want)
+	}
+}
