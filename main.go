@@ -449,6 +449,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	for _, o := range cfg.ApplyEnv(os.Getenv) {
 		log.Info("environment override", "override", o)
 	}
+	setMemoryLimit(cfg.Limits.Memory, log)
 	kf, source, err := cfg.LoadKeyring(os.Getenv)
 	if err != nil {
 		return err
@@ -548,8 +549,20 @@ func reload(path string, running *config.Config, store, mem vault.Store, audit i
 	if err := srv.Reload(opts); err != nil {
 		return err
 	}
+	setMemoryLimit(cfg.Limits.Memory, log)
 	log.Info("keyring reloaded", "primary", keyring.Primary(), "versions", keyring.Versions())
 	return nil
+}
+
+// setMemoryLimit makes limits.memory the Go runtime's soft memory limit,
+// unless GOMEMLIMIT in the environment has set one (the runtime read it).
+func setMemoryLimit(limit config.Size, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		log.Info("memory soft limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
+		return
+	}
+	debug.SetMemoryLimit(int64(limit))
+	log.Info("memory soft limit", "limit", limit.String())
 }
 
 // loadConfig reads the config file at path; with no path, ./tok.yaml if it
@@ -645,6 +658,7 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		Routes:           routes,
 		Guard:            proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
 		MaxDepth:         cfg.Limits.MaxDepth,
+		MaxInFlight:      cfg.Limits.MaxInFlight,
 		Egress:           egress,
 		TLS:              listenerTLS(cfg.TLS),
 		Backup:           backupOf(store),

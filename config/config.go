@@ -40,6 +40,18 @@ const (
 
 	DefaultMaxBody  Size = 1 * MiB // limits.max_body
 	DefaultMaxDepth      = 64      // limits.max_depth
+	// DefaultMaxInFlight is limits.max_in_flight: proxied requests in
+	// progress on the public listener; the excess is shed with 503.
+	DefaultMaxInFlight = 256
+	// DefaultMemory is limits.memory, the Go runtime's soft memory limit:
+	// the garbage collector works harder as the process nears it, so
+	// garbage does not double the footprint under load.
+	DefaultMemory Size = 48 * MiB
+	// DefaultVolatileRecords is limits.volatile_records: values kept in
+	// memory only (store: memory fields, e.g. CVCs for their ttl) that tok
+	// holds at once; beyond it such fields are refused with 503, so
+	// posting checkouts cannot grow tok's memory without bound.
+	DefaultVolatileRecords = 1_000_000
 
 	DefaultSessionIdle      = 15 * time.Minute // session.idle
 	DefaultSessionMax       = 8 * time.Hour    // session.max (PCI DSS 8.2.8)
@@ -52,9 +64,13 @@ const (
 
 // Limits enforced by validation.
 const (
-	MinMaxBody  Size = 1 * KiB  // smallest limits.max_body
-	MaxMaxBody  Size = 64 * MiB // largest limits.max_body
-	MaxMaxDepth      = 1000     // largest limits.max_depth
+	MinMaxBody     Size = 1 * KiB  // smallest limits.max_body
+	MaxMaxBody     Size = 64 * MiB // largest limits.max_body
+	MaxMaxDepth         = 1000     // largest limits.max_depth
+	MaxMaxInFlight      = 100_000  // largest limits.max_in_flight
+	MinMemory      Size = 16 * MiB // smallest limits.memory
+	// MaxVolatileRecords is the largest limits.volatile_records.
+	MaxVolatileRecords = 100_000_000
 	// MaxLockoutThreshold and MinLockoutDuration are PCI DSS 8.3.4's bounds:
 	// lockout settings may be stricter than the defaults, never looser.
 	MaxLockoutThreshold = 10
@@ -158,8 +174,11 @@ type Vault struct {
 
 // Limits bound what a request may carry.
 type Limits struct {
-	MaxBody  Size `yaml:"max_body"`
-	MaxDepth int  `yaml:"max_depth"`
+	MaxBody         Size `yaml:"max_body"`
+	MaxDepth        int  `yaml:"max_depth"`
+	MaxInFlight     int  `yaml:"max_in_flight"`
+	Memory          Size `yaml:"memory"`
+	VolatileRecords int  `yaml:"volatile_records"`
 }
 
 // Client may log in on the auth listener.
@@ -315,6 +334,9 @@ func (c *Config) fillDefaults() {
 	setDefault(&c.Vault.Keyring, DefaultKeyringPath)
 	setDefault(&c.Limits.MaxBody, DefaultMaxBody)
 	setDefault(&c.Limits.MaxDepth, DefaultMaxDepth)
+	setDefault(&c.Limits.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&c.Limits.Memory, DefaultMemory)
+	setDefault(&c.Limits.VolatileRecords, DefaultVolatileRecords)
 	setDefault(&c.Audit.Path, DefaultAuditPath)
 	setDefault(&c.Session.Idle, DefaultSessionIdle)
 	setDefault(&c.Session.Max, DefaultSessionMax)

@@ -96,9 +96,10 @@ func TestParseFull(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	want := Config{
-		Listen:  Listen{Public: DefaultPublicAddr, Auth: DefaultAuthAddr, Admin: DefaultAdminAddr, Egress: DefaultEgressAddr},
-		Vault:   Vault{Bolt: DefaultBoltPath, Keyring: DefaultKeyringPath},
-		Limits:  Limits{MaxBody: DefaultMaxBody, MaxDepth: DefaultMaxDepth},
+		Listen: Listen{Public: DefaultPublicAddr, Auth: DefaultAuthAddr, Admin: DefaultAdminAddr, Egress: DefaultEgressAddr},
+		Vault:  Vault{Bolt: DefaultBoltPath, Keyring: DefaultKeyringPath},
+		Limits: Limits{MaxBody: DefaultMaxBody, MaxDepth: DefaultMaxDepth, MaxInFlight: DefaultMaxInFlight,
+			Memory: DefaultMemory, VolatileRecords: DefaultVolatileRecords},
 		Audit:   Audit{Path: DefaultAuditPath},
 		Session: Session{Idle: DefaultSessionIdle, Max: DefaultSessionMax},
 		Lockout: Lockout{Threshold: DefaultLockoutThreshold, Duration: DefaultLockoutDuration},
@@ -223,6 +224,11 @@ func TestValidation(t *testing.T) {
 		{"max_body lower bound ok", "limits: {max_body: 1KiB}\n", nil},
 		{"two documents", "limits: {max_body: 64MiB}\n---\nlisten: {}\n", []want{{2, "", "only one YAML document"}}},
 		{"max_depth", "limits: {max_depth: -1}", []want{{1, "limits.max_depth", "use 1 to 1000"}}},
+		{"max_in_flight", "limits:\n  max_in_flight: -3\n", []want{{2, "limits.max_in_flight", "use 1 to 100000"}}},
+		{"memory too small", "limits: {memory: 1MiB}", []want{{1, "limits.memory", "use at least 16MiB"}}},
+		{"memory not a size", "limits: {memory: lots}", []want{{1, "limits.memory", "not a size"}}},
+		{"volatile_records", "limits: {volatile_records: -1}", []want{{1, "limits.volatile_records", "use 1 to 100000000"}}},
+		{"limits set", "limits: {max_in_flight: 64, memory: 256MiB, volatile_records: 5000}", nil},
 		{"client without name", "clients:\n  - secret_hash: \"" + testHash + "\"\n", []want{{2, "clients[0].name", "missing"}}},
 		{"client bad name", "clients:\n  - name: \"a b\"\n    secret_hash: \"" + testHash + "\"\n", []want{{2, "clients[0].name", "letters, digits"}}},
 		{"client duplicate", "clients:\n  - name: cih\n    secret_hash: \"" + testHash + "\"\n  - name: cih\n    secret_hash: \"" + testHash + "\"\n",

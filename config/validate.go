@@ -137,6 +137,15 @@ func (v *validator) limits(l Limits) {
 	if l.MaxDepth < 1 || l.MaxDepth > MaxMaxDepth {
 		v.fail("limits.max_depth", "%d is out of range; use 1 to %d", l.MaxDepth, MaxMaxDepth)
 	}
+	if l.MaxInFlight < 1 || l.MaxInFlight > MaxMaxInFlight {
+		v.fail("limits.max_in_flight", "%d is out of range; use 1 to %d", l.MaxInFlight, MaxMaxInFlight)
+	}
+	if l.Memory < MinMemory {
+		v.fail("limits.memory", "%s is too small; use at least %s", l.Memory, MinMemory)
+	}
+	if l.VolatileRecords < 1 || l.VolatileRecords > MaxVolatileRecords {
+		v.fail("limits.volatile_records", "%d is out of range; use 1 to %d", l.VolatileRecords, MaxVolatileRecords)
+	}
 }
 
 func (v *validator) clients(cs []Client) {

@@ -19,7 +19,7 @@ import (
 const (
 	// DefaultMaxInFlight bounds proxied requests in progress; the excess is
 	// shed with 503 instead of queueing without limit.
-	DefaultMaxInFlight = 512
+	DefaultMaxInFlight = 256
 	// DefaultUpstreamTimeout bounds the wait for the app's response headers.
 	DefaultUpstreamTimeout = 30 * time.Second
 )
