@@ -2,8 +2,12 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tokproxy/tok/vault"
 )
@@ -36,8 +40,10 @@ func (s *Store) barrier() barrierReply {
 
 // checkpointAll returns once every write acknowledged before it was called
 // is in bbolt, by waiting for a checkpoint that froze the active memtable
-// after the call began.
+// after the call began. The checkpoints it waits for run without pauses.
 func (s *Store) checkpointAll(ctx context.Context) error {
+	s.hurry.Add(1)
+	defer s.hurry.Add(-1)
 	for {
 		reply := make(chan barrierReply, 1)
 		s.mu.RLock() // as in submit: the committer runs while we send
@@ -89,9 +95,10 @@ func (s *Store) checkpointAll(ctx context.Context) error {
 //
 // How: Backup asks the committer to freeze the active memtable and waits
 // for that checkpoint to commit to bbolt, then streams the file from a
-// bbolt read transaction opened after it (bbolt's copy-on-write pages make
-// that a fixed snapshot while writes continue). If the checkpoint fails,
-// Backup fails, wrapping [vault.ErrUnavailable], before writing anything.
+// bbolt read transaction opened after it, at a checkpoint boundary
+// (bbolt's copy-on-write pages make that a fixed snapshot while writes
+// continue). If the checkpoint fails, Backup fails, wrapping
+// [vault.ErrUnavailable], before writing anything.
 //
 // Costs: the read transaction stays open while w takes the bytes, so a
 // slow w holds old pages from reuse (the file may grow), can stall a
@@ -105,15 +112,9 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if err := s.checkpointAll(ctx); err != nil {
 		return 0, err
 	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return 0, vault.ErrClosed
-	}
-	tx, err := s.db.Begin(false)
-	s.mu.RUnlock()
+	tx, err := s.snapshot(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("%w: backup vault: %w", vault.ErrUnavailable, err)
+		return 0, err
 	}
 	defer tx.Rollback()
 	n, err := tx.WriteTo(ctxWriter{ctx, w})
@@ -121,6 +122,35 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		return n, fmt.Errorf("backup vault: %w", err)
 	}
 	return n, nil
+}
+
+// snapshot begins a read transaction at a checkpoint boundary. Between
+// the chunks of a checkpoint (see checkpoint.go) bbolt holds the frozen
+// memtable's values for some keys and older ones for the rest: readers do
+// not mind, since they find those keys in the memtable first, but a copy
+// of the file would be a state the vault never had (a record without its
+// fingerprint entry, say). So the transaction begins while snapshot holds
+// s.boundary, which a frozen memtable holds until its last chunk has
+// committed. Waiting for it does not hold s.mu (a Close pending on it
+// would stall every reader meanwhile): a store closed since is caught by
+// bbolt, and Close's flush holds the boundary too.
+func (s *Store) snapshot(ctx context.Context) (*bbolt.Tx, error) {
+	s.hurry.Add(1)
+	defer s.hurry.Add(-1)
+	select {
+	case s.boundary <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	tx, err := s.db.Begin(false)
+	<-s.boundary
+	switch {
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return nil, vault.ErrClosed
+	case err != nil:
+		return nil, fmt.Errorf("%w: backup vault: %w", vault.ErrUnavailable, err)
+	}
+	return tx, nil
 }
 
 // ctxWriter stops writing once ctx ends.

@@ -79,6 +79,7 @@ type Options struct {
 	// Unexported knobs for tests; zero means the default.
 	segmentSize       int64         // bytes per WAL segment
 	checkpointEntries int           // active memtable size that triggers a checkpoint
+	checkpointChunk   int           // entries per checkpoint transaction
 	checkpointEvery   time.Duration // checkpoint interval when anything is pending
 }
 
@@ -90,7 +91,8 @@ type Stats struct {
 
 	Checkpoints       uint64        // memtables written to bbolt
 	CheckpointEntries uint64        // puts and deletes those checkpoints wrote
-	CheckpointTime    time.Duration // time spent in them, fsync included
+	CheckpointChunks  uint64        // bbolt transactions they took (failed ones not counted)
+	CheckpointTime    time.Duration // time spent in those transactions, fsyncs included, pauses between them not
 }
 
 // Store is a [vault.Store] on one bbolt file and its WAL. It is safe for
@@ -126,7 +128,19 @@ type Store struct {
 	batchMem   *memtable
 	opMem      *memtable
 
-	checkpoints, checkpointEntries, checkpointNanos atomic.Uint64
+	checkpoints, checkpointEntries, checkpointChunks, checkpointNanos atomic.Uint64
+
+	// boundary is held (its one slot filled) while bbolt may hold part of
+	// a checkpoint: from a freeze until the frozen memtable is dropped,
+	// and during Close's flush. Backup takes it to begin its snapshot at
+	// a checkpoint boundary (see backup.go); a freeze waits for that.
+	boundary chan struct{}
+	// hurry, when not zero, makes a running checkpoint skip its pauses:
+	// someone (Backup, Scan, Close) waits for it.
+	hurry atomic.Int32
+	// activeEntries and walOffset are the committer's load, published
+	// for the checkpointer's pacing (see noteLoad).
+	activeEntries, walOffset atomic.Int64
 
 	// barriers carries Backup's checkpoint requests to the committer
 	// (sent under mu, like queue). See backup.go.
@@ -164,6 +178,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.checkpointEntries <= 0 {
 		opts.checkpointEntries = defaultCheckpointEntries
+	}
+	if opts.checkpointChunk <= 0 {
+		opts.checkpointChunk = defaultCheckpointChunk
 	}
 	if opts.checkpointEvery <= 0 {
 		opts.checkpointEvery = defaultCheckpointEvery
@@ -209,6 +226,7 @@ func Open(path string, opts Options) (*Store, error) {
 		wal:        w,
 		lastFreeze: time.Now(),
 		barriers:   make(chan chan barrierReply),
+		boundary:   make(chan struct{}, 1),
 	}
 	w.faults = opts.Faults
 	if err := s.recover(); err != nil {
@@ -254,6 +272,7 @@ func (s *Store) Stats() Stats {
 		Commits: s.commits.Load(), Ops: s.ops.Load(), Records: s.records.Load(),
 		Checkpoints:       s.checkpoints.Load(),
 		CheckpointEntries: s.checkpointEntries.Load(),
+		CheckpointChunks:  s.checkpointChunks.Load(),
 		CheckpointTime:    time.Duration(s.checkpointNanos.Load()),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -17,18 +18,55 @@ import (
 // checkpointEntries entries, or every checkpointEvery if it holds anything:
 // frozen = active, a new active one, and appends move to the other WAL
 // segment under a new epoch. A goroutine then writes the frozen memtable to
-// bbolt in ONE transaction (bbolt fsyncs it) and only after that commit
-// drops it, under memMu. Only one memtable is frozen at a time; the next
-// freeze waits for the checkpoint, so the segment it switches to holds
-// nothing that is not in bbolt.
+// bbolt and only after that drops it, under memMu. Only one memtable is
+// frozen at a time; the next freeze waits for the checkpoint, so the
+// segment it switches to holds nothing that is not in bbolt.
 //
-// Reads stay consistent across the drop because a reader consults the
-// memtables BEFORE it opens its bbolt read transaction: if it still saw the
-// frozen memtable it read the value there; if it did not, the drop happened
-// before its look, hence after the checkpoint committed, hence before its
-// read transaction began, which therefore sees the checkpoint. The
-// committer keeps its own reference to the frozen memtable for a whole
-// batch for the same reason.
+// Chunks: the frozen memtable's keys are sorted and cut into chunks of at
+// most checkpointChunk consecutive keys, and each chunk is one bbolt
+// transaction (bbolt fsyncs each). A chunk's keys lie in one key range of
+// each tree, so its commit dirties and writes only the leaves of that range:
+// the pages a checkpoint writes in total are about those of one big
+// transaction, but each commit is small, so no single burst of page writes
+// and fsyncs holds up the WAL's fdatasyncs, and the dirty pages on the Go
+// heap are one chunk's, not the whole tree's. The last chunk also records
+// the WAL epoch (in the meta bucket); the frozen memtable is dropped only
+// after it committed.
+//
+// A crash between chunks leaves bbolt holding the frozen memtable's values
+// for the keys of the committed chunks and older values for the rest, a
+// state the commit history never had. Recovery still restores the right
+// one: the frozen memtable's frames are all in their segment, which is not
+// reused before the last chunk committed, so replay (see recover) applies
+// them again, with the active memtable's newer frames after them; a value a
+// chunk wrote is the frozen memtable's final value for its key, so applying
+// the frames over it ends in the same state as applying them over the
+// value it replaced. Nothing in bbolt is newer than the replayed history,
+// which is what replay needs. The same holds for a chunk that failed: bbolt
+// rolled it back, and the retry resumes from it (settle).
+//
+// Reads stay consistent during and across a checkpoint. A chunk writes, for
+// each of its keys, the value the frozen memtable holds, and every reader
+// that finds a key in a memtable never looks in bbolt; one that does not
+// find it reads a key no chunk touches. So committed chunks change nothing
+// any reader sees. Across the drop: a reader consults the memtables BEFORE
+// it opens its bbolt read transaction: if it still saw the frozen memtable
+// it read the value there; if it did not, the drop happened before its
+// look, hence after the last chunk committed, hence before its read
+// transaction began, which therefore sees every chunk. The committer keeps
+// its own reference to the frozen memtable for a whole batch for the same
+// reason. A snapshot of the whole file (Backup) is different, since it
+// does not look at the memtables: it must begin at a checkpoint boundary,
+// when no memtable is frozen; see Store.boundary and backup.go.
+//
+// Pacing: between chunks, the checkpointer sleeps while it is ahead of
+// schedule, the schedule being to finish by the time the committer has
+// filled paceTarget of what makes the next checkpoint due (entries, segment
+// space or time, whichever is furthest). So a checkpoint's work is spread
+// over the filling of the next memtable instead of running in one burst,
+// and it runs flat out as soon as it falls behind, when the committer must
+// wait for it (hard cap, full segment), when Backup or Scan wait for it,
+// and at Close.
 //
 // Backpressure: if the active memtable reaches hardCapFactor ×
 // checkpointEntries, or the next frame would overflow the segment, while a
@@ -46,6 +84,9 @@ const (
 	// -insert-prefill=1000000): checkpoints of 14k records took 1.36 s,
 	// about 10k records/s, and slowed WAL commits to 3.2 ms meanwhile.
 	defaultCheckpointEntries = 128 << 10
+	// defaultCheckpointChunk is the most entries one checkpoint
+	// transaction writes.
+	defaultCheckpointChunk = 4 << 10
 	// defaultCheckpointEvery is the longest that anything stays only in
 	// the WAL (so replay after a crash stays short) when the store is not
 	// busy enough to reach the size first.
@@ -53,6 +94,15 @@ const (
 	// hardCapFactor × checkpointEntries is how large the active memtable
 	// may grow while a checkpoint is running.
 	hardCapFactor = 4
+	// paceTarget is how far the committer may have come towards the next
+	// checkpoint being due by the time the running one should be done:
+	// below 1, so that the frozen memtable is gone (its memory freed)
+	// before the active one is full, and so that a checkpoint slower than
+	// planned still finishes before the next is due.
+	paceTarget = 0.5
+	// paceStep is how long the checkpointer sleeps at a time while it is
+	// ahead of schedule.
+	paceStep = 2 * time.Millisecond
 )
 
 // keyWALEpoch in the meta bucket holds the last WAL epoch checkpointed
@@ -60,59 +110,133 @@ const (
 // even after the segments were reset.
 var keyWALEpoch = []byte("wal-epoch")
 
-// checkpointRun is one checkpoint of a frozen memtable. err is set before
-// done is closed.
+// checkpointRun is one attempt at checkpointing a frozen memtable. Its
+// goroutine owns chunks and next until done is closed; err is set before.
 type checkpointRun struct {
 	frozen *memtable
-	epoch  uint64 // epoch of the frames holding frozen's effects
+	epoch  uint64    // epoch of the frames holding frozen's effects
+	start  time.Time // when frozen was frozen, for pacing
+	chunks []chunk   // frozen's chunks, made by the first attempt
+	next   int       // first chunk not committed yet
+	hurry  atomic.Bool
 	done   chan struct{}
 	err    error
 }
 
-// startCheckpoint writes f to bbolt in the background.
-func (s *Store) startCheckpoint(f *memtable, epoch uint64) *checkpointRun {
-	run := &checkpointRun{frozen: f, epoch: epoch, done: make(chan struct{})}
+// retry returns a new attempt at run's checkpoint, resuming at the chunk
+// that failed: the ones before it are committed.
+func (run *checkpointRun) retry() *checkpointRun {
+	r := &checkpointRun{frozen: run.frozen, epoch: run.epoch, start: run.start, chunks: run.chunks, next: run.next, done: make(chan struct{})}
+	r.hurry.Store(run.hurry.Load())
+	return r
+}
+
+// startCheckpoint writes run's memtable to bbolt in the background.
+func (s *Store) startCheckpoint(run *checkpointRun) *checkpointRun {
 	go func() {
 		defer close(run.done)
-		start := time.Now()
-		run.err = s.db.Update(func(tx *bbolt.Tx) error {
-			if err := s.opts.Faults.checkpointErr(); err != nil {
-				return err
-			}
-			if err := f.applyTo(tx); err != nil {
-				return err
-			}
-			return putEpoch(tx, epoch)
-		})
-		if run.err != nil {
-			run.err = fmt.Errorf("%w: checkpoint vault: %w", vault.ErrUnavailable, run.err)
+		if err := s.writeCheckpoint(run); err != nil {
+			run.err = fmt.Errorf("%w: checkpoint vault: %w", vault.ErrUnavailable, err)
 			s.cpFailed.Store(true)
 			return
 		}
 		s.cpFailed.Store(false)
-		// Only now may readers stop finding f's entries in memory.
-		s.memMu.Lock()
-		if s.frozen == f {
-			s.frozen = nil
-		}
-		s.memMu.Unlock()
+		s.dropFrozen(run.frozen) // only now may readers stop finding its entries in memory
 		s.checkpoints.Add(1)
-		s.checkpointEntries.Add(uint64(f.n))
-		s.checkpointNanos.Add(uint64(time.Since(start)))
+		s.checkpointEntries.Add(uint64(run.frozen.n))
 	}()
 	return run
 }
 
+// writeCheckpoint commits run's chunks from run.next on, pacing itself
+// between them.
+func (s *Store) writeCheckpoint(run *checkpointRun) error {
+	if run.chunks == nil {
+		run.chunks = run.frozen.chunks(s.opts.checkpointChunk)
+	}
+	for run.next < len(run.chunks) {
+		if err := s.opts.Faults.checkpointErr(); err != nil {
+			return err
+		}
+		last := run.next == len(run.chunks)-1
+		start := time.Now()
+		err := s.commitChunk(run.chunks[run.next], run.epoch, last)
+		s.checkpointNanos.Add(uint64(time.Since(start)))
+		if err != nil {
+			return err
+		}
+		s.checkpointChunks.Add(1)
+		run.next++
+		if !last {
+			s.pace(run)
+		}
+	}
+	return nil
+}
+
+// commitChunk writes c to bbolt in one transaction; the last chunk of a
+// checkpoint also records its WAL epoch.
+func (s *Store) commitChunk(c chunk, epoch uint64, last bool) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		if err := c.applyTo(tx); err != nil {
+			return err
+		}
+		if last {
+			return putEpoch(tx, epoch)
+		}
+		return nil
+	})
+}
+
+// pace returns when run, having committed run.next of its chunks, is no
+// longer ahead of schedule (see Pacing above), or is in a hurry.
+func (s *Store) pace(run *checkpointRun) {
+	progress := float64(run.next) / float64(len(run.chunks))
+	for !run.hurry.Load() && s.hurry.Load() == 0 && progress > s.dueness(run.start)/paceTarget {
+		time.Sleep(paceStep)
+	}
+}
+
+// dueness is how far the committer has come towards the next checkpoint
+// being due since the last freeze: 1 when it is due.
+func (s *Store) dueness(since time.Time) float64 {
+	return max(float64(s.activeEntries.Load())/float64(s.opts.checkpointEntries),
+		float64(s.walOffset.Load())/float64(s.opts.segmentSize),
+		float64(time.Since(since))/float64(s.opts.checkpointEvery))
+}
+
+// noteLoad publishes the active memtable's size and the WAL offset for
+// pace. Only the committer calls it.
+func (s *Store) noteLoad() {
+	s.activeEntries.Store(int64(s.active.n))
+	s.walOffset.Store(s.wal.off)
+}
+
+// dropFrozen drops f, whose checkpoint has committed, if it is still the
+// frozen memtable, and so ends the checkpoint (see Store.boundary).
+func (s *Store) dropFrozen(f *memtable) {
+	s.memMu.Lock()
+	dropped := s.frozen == f
+	if dropped {
+		s.frozen = nil
+	}
+	s.memMu.Unlock()
+	if dropped {
+		<-s.boundary
+	}
+}
+
 // settle is called by the committer: it waits for a running checkpoint if
-// wait, and collects a finished one. A failed checkpoint is restarted (its
-// memtable stays frozen, and readable, meanwhile). It reports whether no
-// memtable is frozen any more.
+// wait (hurrying it), and collects a finished one. A failed checkpoint is
+// restarted at the chunk that failed (its memtable stays frozen, and
+// readable, meanwhile). It reports whether no memtable is frozen any more.
 func (s *Store) settle(wait bool) (bool, error) {
 	run := s.cp
 	if run == nil {
 		return true, nil
 	}
 	if wait {
+		run.hurry.Store(true)
 		<-run.done
 	} else {
 		select {
@@ -122,7 +246,7 @@ func (s *Store) settle(wait bool) (bool, error) {
 		}
 	}
 	if run.err != nil {
-		s.cp = s.startCheckpoint(run.frozen, run.epoch)
+		s.cp = s.startCheckpoint(run.retry())
 		return false, run.err
 	}
 	s.cp = nil
@@ -133,14 +257,16 @@ func (s *Store) settle(wait bool) (bool, error) {
 // and switches the WAL to the other segment. The caller (the committer)
 // has settled the previous checkpoint.
 func (s *Store) freeze() {
+	s.boundary <- struct{}{} // free but for a Backup beginning its snapshot
 	s.memMu.Lock()
 	f := s.active
 	s.frozen, s.active = f, newMemtable()
 	s.memMu.Unlock()
 	epoch := s.wal.epoch
 	s.wal.rotate()
+	s.noteLoad()
 	s.lastFreeze = time.Now()
-	s.cp = s.startCheckpoint(f, epoch)
+	s.cp = s.startCheckpoint(&checkpointRun{frozen: f, epoch: epoch, start: s.lastFreeze, done: make(chan struct{})})
 }
 
 // maybeFreeze collects a finished checkpoint (restarting a failed one,
@@ -174,8 +300,9 @@ func (s *Store) makeRoom(n int) error {
 }
 
 // flush is Close's final checkpoint: it writes whatever the memtables hold
-// to bbolt and resets the WAL. The committer has exited.
+// to bbolt, in chunks, and resets the WAL. The committer has exited.
 func (s *Store) flush() error {
+	s.hurry.Add(1) // for good: the store is closing
 	if s.cp != nil {
 		<-s.cp.done
 		s.cp = nil
@@ -183,26 +310,32 @@ func (s *Store) flush() error {
 	s.memMu.RLock()
 	f, a := s.frozen, s.active
 	s.memMu.RUnlock()
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		if f != nil {
-			if err := f.applyTo(tx); err != nil {
-				return err
-			}
+	// Hold the boundary (a frozen memtable holds it already) until the
+	// last chunk, so that no Backup snapshot begins between chunks.
+	if f == nil {
+		s.boundary <- struct{}{}
+	}
+	defer func() { <-s.boundary }()
+	var chunks []chunk
+	if f != nil { // its checkpoint failed: write it first, a's entries override
+		chunks = f.chunks(s.opts.checkpointChunk)
+	}
+	chunks = append(chunks, a.chunks(s.opts.checkpointChunk)...)
+	for i, c := range chunks {
+		// The last chunk records the epoch even with nothing to write: see recover.
+		if err := s.commitChunk(c, s.wal.epoch, i == len(chunks)-1); err != nil {
+			return fmt.Errorf("checkpoint vault: %w", err) // the WAL still has it
 		}
-		if err := a.applyTo(tx); err != nil {
-			return err
-		}
-		// Always recorded, even with nothing to write: see recover.
-		return putEpoch(tx, s.wal.epoch)
-	})
-	if err != nil {
-		return fmt.Errorf("checkpoint vault: %w", err) // the WAL still has it
 	}
 	s.memMu.Lock()
 	s.frozen, s.active = nil, newMemtable()
 	s.memMu.Unlock()
 	if f != nil || a.n > 0 {
 		s.checkpoints.Add(1)
+		s.checkpointEntries.Add(uint64(a.n))
+		if f != nil {
+			s.checkpointEntries.Add(uint64(f.n))
+		}
 	}
 	return s.wal.reset(s.wal.epoch + 1)
 }
@@ -212,6 +345,8 @@ func (s *Store) flush() error {
 // so applying frames that a checkpoint already wrote, in their original
 // order, leaves the same state; and the two segments hold the newest
 // history (see wal.go), so nothing in bbolt is newer than what is replayed.
+// It writes in chunks too; a crash before the last one leaves the WAL as
+// it was, to be replayed again.
 func (s *Store) recover() error {
 	m := newMemtable()
 	last, err := s.wal.replay(func(p []byte) error {
@@ -224,20 +359,24 @@ func (s *Store) recover() error {
 		return err
 	}
 	var epoch uint64
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.db.View(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyWALEpoch); len(v) == 8 {
 			epoch = binary.BigEndian.Uint64(v)
 		}
-		epoch = max(epoch, last)
-		if err := m.applyTo(tx); err != nil {
-			return err
-		}
-		// Recorded before the reset below zeroes the segments, so later
-		// epochs stay above those of any stale frame left in them.
-		return putEpoch(tx, epoch)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("replay wal: %w", err)
+	}
+	epoch = max(epoch, last)
+	chunks := m.chunks(s.opts.checkpointChunk)
+	for i, c := range chunks {
+		// The epoch is recorded before the reset below zeroes the
+		// segments, so later epochs stay above those of any stale frame
+		// left in them.
+		if err := s.commitChunk(c, epoch, i == len(chunks)-1); err != nil {
+			return fmt.Errorf("replay wal: %w", err)
+		}
 	}
 	return s.wal.reset(epoch + 1)
 }

@@ -264,5 +264,6 @@ func (s *Store) log(batch *memtable) error {
 	s.memMu.Lock()
 	s.active.merge(batch)
 	s.memMu.Unlock()
+	s.noteLoad()
 	return nil
 }

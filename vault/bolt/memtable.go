@@ -3,6 +3,8 @@ package bolt
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -139,12 +141,58 @@ func uvarintBytes(p []byte) (s, rest []byte, ok bool) {
 	return p[k : k+int(n) : k+int(n)], p[k+int(n):], true
 }
 
-// applyTo writes t's entries into tx's buckets.
-func (t *memtable) applyTo(tx *bbolt.Tx) error {
+// span is a run of a memtable's keys in one bucket, in byte order.
+type span struct {
+	t    *memtable
+	b    bucket
+	keys []string
+}
+
+// chunk is what one checkpoint transaction writes: consecutive keys in
+// bbolt's order (a chunk may end one bucket and begin the next).
+type chunk []span
+
+// chunks sorts t's keys and cuts them into chunks of at most size entries
+// (one empty chunk if t is empty, so that a checkpoint always has a
+// transaction to record its epoch in). Sorted, a chunk's keys fall in one
+// key range of each tree, so its transaction dirties only the leaves of
+// that range. t must not change while the chunks are in use.
+func (t *memtable) chunks(size int) []chunk {
+	var out []chunk
+	var cur chunk
+	room := size
 	for b := range t.m {
-		bk := tx.Bucket(bucketNames[b])
-		for k, v := range t.m[b] {
-			if err := applyEntry(bk, []byte(k), v); err != nil {
+		keys := slices.Sorted(maps.Keys(t.m[b]))
+		for len(keys) > 0 {
+			n := min(room, len(keys))
+			cur = append(cur, span{t, bucket(b), keys[:n:n]})
+			keys, room = keys[n:], room-n
+			if room == 0 {
+				out, cur, room = append(out, cur), nil, size
+			}
+		}
+	}
+	if len(cur) > 0 || len(out) == 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// entries returns how many puts and deletes c holds.
+func (c chunk) entries() int {
+	n := 0
+	for _, sp := range c {
+		n += len(sp.keys)
+	}
+	return n
+}
+
+// applyTo writes c's entries into tx's buckets.
+func (c chunk) applyTo(tx *bbolt.Tx) error {
+	for _, sp := range c {
+		bk, m := tx.Bucket(bucketNames[sp.b]), sp.t.m[sp.b]
+		for _, k := range sp.keys {
+			if err := applyEntry(bk, []byte(k), m[k]); err != nil {
 				return err
 			}
 		}

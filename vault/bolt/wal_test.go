@@ -33,6 +33,7 @@ func (s *Store) crash() {
 	s.mu.Unlock()
 	<-s.done
 	if s.cp != nil {
+		s.hurry.Add(1)
 		<-s.cp.done
 	}
 	s.wal.close()
