@@ -473,7 +473,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 		return err
 	}
 	defer closeWith(&err, "close store", store)
-	mem := memory.New()
+	mem := memory.New(memory.WithMaxRecords(cfg.Limits.VolatileRecords))
 	defer closeWith(&err, "close memory store", mem)
 	v, err := vault.New(store, keyring, vault.WithVolatile(mem))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/memory"
 )
 
 // apiError is an error with what the client is told kept apart from what is
@@ -57,6 +58,9 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusBadRequest, "invalid_token", "not a token", err}
 	case errors.Is(err, vault.ErrNotFound):
 		return &apiError{http.StatusNotFound, "token_not_found", "no such token", err}
+	case errors.Is(err, memory.ErrFull):
+		return &apiError{http.StatusServiceUnavailable, "volatile_store_full",
+			"tok holds limits.volatile_records values in memory already; retry once some expire", err}
 	case errors.Is(err, vault.ErrUnavailable), errors.Is(err, vault.ErrClosed),
 		errors.Is(err, vault.ErrCollision), errors.Is(err, context.DeadlineExceeded):
 		return &apiError{http.StatusServiceUnavailable, "vault_unavailable", "the vault cannot serve this request now; retry later", err}

@@ -137,6 +137,8 @@ type inboundConfig struct {
 	store   vault.Store      // durable store; a fresh memory store if nil
 	respond http.HandlerFunc // the upstream's answer after recording
 	opts    func(*Options)   // last word on the Options
+	// volatileMax caps the volatile store's records (its default if 0).
+	volatileMax int
 }
 
 // checkoutRoutes is the route set of the issue's example config, plus a
@@ -167,7 +169,11 @@ func newInboundEnv(t *testing.T, cfg inboundConfig) *inboundEnv {
 		t.Cleanup(func() { m.Close() })
 		store = m
 	}
-	volatile := memory.New()
+	var vopts []memory.Option
+	if cfg.volatileMax > 0 {
+		vopts = append(vopts, memory.WithMaxRecords(cfg.volatileMax))
+	}
+	volatile := memory.New(vopts...)
 	t.Cleanup(func() { volatile.Close() })
 	keys, err := vault.NewKeyring(vault.NewKeyringFile())
 	if err != nil {
@@ -1341,4 +1347,21 @@ func TestInboundInMemoryBody(t *testing.T) {
 	if !slices.Equal(bt.types, want) {
 		t.Errorf("outgoing body types %q, want %q", bt.types, want)
 	}
+}
+
+// A full volatile store refuses the checkout with 503 volatile_store_full
+// before anything reaches the app; routes that keep nothing in memory go on.
+func TestInboundVolatileFull(t *testing.T) {
+	t.Parallel()
+	e := newInboundEnv(t, inboundConfig{volatileMax: 1})
+	withCVC := func(cvc string) []byte {
+		return []byte(`{"card":{"number":"` + panVisa + `","cvc":"` + cvc + `"}}`)
+	}
+	n := e.up.count()
+	e.forwarded(t, e.send("POST", "/checkout", "application/json", withCVC("123")), n)
+	wantError(t, e.send("POST", "/checkout", "application/json", withCVC("456")), http.StatusServiceUnavailable, "volatile_store_full")
+	if got := e.up.count(); got != n+1 {
+		t.Fatalf("the upstream received %d requests after the refusal, want none", got-n-1)
+	}
+	e.forwarded(t, e.send("POST", "/checkout", "application/json", []byte(`{"card":{"number":"`+panVisa+`"}}`)), n+1)
 }
