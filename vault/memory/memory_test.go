@@ -11,10 +11,17 @@ import (
 	"github.com/tokproxy/tok/vault/storetest"
 )
 
-func TestConformance(t *testing.T) {
+func TestConformance(t *testing.T) { runConformance(t) }
+
+// runConformance runs the suite on stores made with opts, checking each
+// store's consistency when its test ends.
+func runConformance(t *testing.T, opts ...Option) {
 	storetest.Run(t, func(t *testing.T) vault.Store {
-		s := New()
-		t.Cleanup(func() { s.Close() })
+		s := New(opts...)
+		t.Cleanup(func() {
+			check(t, s)
+			s.Close()
+		})
 		return s
 	})
 }
