@@ -24,11 +24,12 @@ import (
 const DefaultJanitorInterval = time.Minute
 
 // DefaultMaxRecords is the cap on records a store holds unless
-// [WithMaxRecords] says otherwise: 262,144 records, about 25 MB of CVC
-// records (about 95 bytes each, slabs and index together), which is 58
-// seconds of checkouts at 4,500 a second. A store must hold rate × ttl
-// records to keep every record for its ttl; size the cap from that and the
-// memory the process may use, not the other way round.
+// [WithMaxRecords] says otherwise: 262,144 CVC records take about 27 MB
+// (101 to 108 bytes each, slabs and index together, measured by
+// BenchmarkBytesPerRecord), which is 58 seconds of checkouts at 4,500 a
+// second. A store must hold rate × ttl records to keep every record for its
+// ttl; size the cap from the memory the process may spend on it, and the
+// ttl from the cap and the rate, not the other way round.
 const DefaultMaxRecords = 1 << 18
 
 // maxFingerprint is the longest fingerprint the record encoding holds.

@@ -40,22 +40,33 @@ func (s *Store) reclaimStep(id int) (n int, more bool) {
 		s.nextExp = s.minExpiry()
 		return 0, false
 	}
-	if c, now := s.chunks[id], s.now().UnixMilli(); c != nil && c.minExp <= now {
-		return s.reclaim(id, now), true
-	}
-	return 0, true
+	return s.reclaimIfDue(id, s.now().UnixMilli()), true
 }
 
-// compactStep compacts chunk id if less than half of it is live: records
-// that never expire, or expire later than their neighbours, would else pin
-// whole chunks. The tail is left alone; it is still filling.
+// reclaimIfDue reclaims the expired records of chunk id if it may hold any,
+// and returns how many. s.mu must be held.
+func (s *Store) reclaimIfDue(id int, now int64) int {
+	if c := s.chunks[id]; c != nil && c.minExp <= now {
+		return s.reclaim(id, now)
+	}
+	return 0
+}
+
+// compactStep compacts chunk id if it is sparse.
 func (s *Store) compactStep(id int) {
 	defer runtime.Gosched() // as in reclaimStep
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || id >= len(s.chunks) {
-		return
+	if !s.closed && id < len(s.chunks) {
+		s.compactIfSparse(id)
 	}
+}
+
+// compactIfSparse compacts chunk id if less than half of it is live:
+// records that never expire, or expire later than their neighbours, would
+// else pin whole chunks. The tail is left alone; it is still filling. s.mu
+// must be held.
+func (s *Store) compactIfSparse(id int) {
 	if c := s.chunks[id]; c != nil && id != s.tail && c.liveSize*2 < len(c.buf) {
 		s.compact(id)
 	}
