@@ -24,28 +24,36 @@ func (s *Store) Scan(ctx context.Context, after string, limit int) ([]vault.Reco
 		return []vault.Record{}, nil
 	}
 	from := []byte(after)
-	byToken := func(at ref, tok []byte) int { return bytes.Compare(s.slot(at).token(), tok) }
-	var page []ref // sorted by token, at most limit long
+	var page []ref  // candidates, sorted by token only after a prune
+	var last []byte // once page has been pruned to limit: its greatest token
+	prune := func() {
+		slices.SortFunc(page, func(a, b ref) int { return bytes.Compare(s.slot(a).token(), s.slot(b).token()) })
+		page = page[:min(limit, len(page))]
+		if len(page) == limit {
+			last = s.slot(page[limit-1]).token()
+		}
+	}
 	for id, c := range s.chunks {
 		if c == nil {
 			continue
 		}
 		for off := 0; off < len(c.buf); {
 			r := slot(c.buf[off:])
+			at := makeRef(id, off)
 			off += r.size()
-			if !r.live() || r.expired(now) || bytes.Compare(r.token(), from) <= 0 {
+			if !r.live() || r.expired(now) || bytes.Compare(r.token(), from) <= 0 ||
+				last != nil && bytes.Compare(r.token(), last) >= 0 {
 				continue
 			}
-			if len(page) == limit && byToken(page[limit-1], r.token()) < 0 {
-				continue
+			page = append(page, at)
+			// Pruning once page holds twice limit keeps the walk
+			// O(n log limit) without sorting every candidate.
+			if len(page) >= 1024 && len(page)/2 >= limit {
+				prune()
 			}
-			i, _ := slices.BinarySearchFunc(page, r.token(), byToken)
-			if len(page) == limit {
-				page = page[:limit-1]
-			}
-			page = slices.Insert(page, i, makeRef(id, off-r.size()))
 		}
 	}
+	prune()
 	recs := make([]vault.Record, 0, len(page))
 	for _, at := range page {
 		r := s.slot(at)

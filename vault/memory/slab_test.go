@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -391,4 +393,43 @@ func TestSlabFull(t *testing.T) {
 	s.chunks = s.chunks[:used]
 	s.mu.Unlock()
 	insert(t, s, small, big)
+}
+
+// TestScanPages checks Scan over more records than it keeps before pruning
+// its candidates, with small, large and unbounded limits.
+func TestScanPages(t *testing.T) {
+	ctx := context.Background()
+	s, clk := newStore(t, WithMaxRecords(0))
+	var want []string
+	for i := range 5000 {
+		r := newRec(clk, 31, 0)
+		if i%7 == 0 {
+			r.Expires = r.Created.Add(time.Second) // expired below: skipped
+		} else {
+			want = append(want, r.Token)
+		}
+		insert(t, s, r)
+	}
+	clk.Add(time.Second)
+	slices.Sort(want)
+	for _, limit := range []int{1, 5, 600, 3000, len(want), math.MaxInt} {
+		var got []string
+		after := ""
+		for {
+			page, err := s.Scan(ctx, after, limit)
+			if err != nil {
+				t.Fatalf("Scan(%q, %d) = %v", after, limit, err)
+			}
+			for _, r := range page {
+				got = append(got, r.Token)
+			}
+			if len(page) < limit || limit == 1 && len(got) > 3 {
+				break
+			}
+			after = page[len(page)-1].Token
+		}
+		if n := min(len(got), len(want)); limit == 1 && !slices.Equal(got, want[:n]) || limit > 1 && !slices.Equal(got, want) {
+			t.Errorf("Scan pages of %d: %d tokens, want %d in order", limit, len(got), len(want))
+		}
+	}
 }
