@@ -13,10 +13,11 @@ import (
 	"github.com/tokproxy/tok/vault"
 )
 
-// These benchmarks use only the exported API, so they measured the map-based
-// store this package replaced as well as the current one:
+// All but BenchmarkPurgeStep use only the exported API, so they also ran
+// against the map-based store the slabs replaced (18d97ec, with a no-op
+// WithMaxRecords):
 //
-//	go test -run '^$' -bench . -benchtime 1x ./vault/memory   (bytes/record, purge)
+//	go test -run '^$' -bench 'BytesPerRecord|Purge' -benchtime 1x ./vault/memory
 //	go test -run '^$' -bench 'Parallel' ./vault/memory
 
 // cvcTTL is the ttl of the example config's CVC field.
@@ -146,8 +147,8 @@ func BenchmarkGetParallel(b *testing.B) {
 
 // BenchmarkPurgeStall fills a store with 1M CVC records, lets half of them
 // expire, and purges them while another goroutine keeps inserting. It
-// reports the longest insert (the longest time Purge kept the lock) and the
-// time Purge took in all.
+// reports the longest insert (how long Purge kept it waiting, plus whatever
+// else paused the process) and the time Purge took in all.
 func BenchmarkPurgeStall(b *testing.B) {
 	const n = 1_000_000
 	ctx := context.Background()
