@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -255,4 +256,33 @@ func BenchmarkPurgeStep(b *testing.B) {
 	b.ReportMetric(µs(0.9), "p90-µs")
 	b.ReportMetric(µs(0.99), "p99-µs")
 	b.ReportMetric(µs(1), "max-µs")
+}
+
+// BenchmarkInsertFull measures inserts refused at the cap, the cost of
+// overload.
+func BenchmarkInsertFull(b *testing.B) {
+	const n = 100_000
+	ctx := context.Background()
+	s := New(WithJanitorInterval(0), WithMaxRecords(n))
+	b.Cleanup(func() { s.Close() })
+	now := time.Now()
+	for i := range n {
+		if _, err := s.Insert(ctx, []vault.Record{cvcRecord(uint64(i), now)}); err != nil {
+			b.Fatalf("Insert = %v", err)
+		}
+	}
+	var next atomic.Uint64
+	next.Store(n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rec := make([]vault.Record, 1)
+		for pb.Next() {
+			rec[0] = cvcRecord(next.Add(1), now)
+			if _, err := s.Insert(ctx, rec); !errors.Is(err, ErrFull) {
+				b.Errorf("Insert when full = %v, want %v", err, ErrFull)
+				return
+			}
+		}
+	})
 }

@@ -75,6 +75,12 @@ func invariants(s *Store) error {
 			}
 			off += sz
 		}
+		if n == 0 && id != s.tail {
+			fail("chunk %d holds nothing live and is not the tail, yet is not free", id)
+		}
+		if id == s.tail && cap(c.buf) != chunkSize {
+			fail("the tail, chunk %d, has room for %d bytes, want chunkSize", id, cap(c.buf))
+		}
 		if n != c.live || size != c.liveSize {
 			fail("chunk %d: %d live records of %d bytes, accounted %d of %d", id, n, size, c.live, c.liveSize)
 		}

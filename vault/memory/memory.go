@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
 
@@ -271,7 +272,9 @@ func (s *Store) insertOne(rec vault.Record, now int64) (vault.Outcome, error) {
 // nothing. Expired records those replaced stay removed: they were invisible
 // already. s.mu must be held.
 func (s *Store) undo(outs []vault.Outcome) {
-	for _, o := range outs {
+	// Last first, so that each record is the last of its chunk and gives
+	// its room back.
+	for _, o := range slices.Backward(outs) {
 		if o.Status != vault.Stored {
 			continue
 		}
@@ -301,13 +304,6 @@ func (s *Store) remove(token string, at ref) {
 	s.unlink(token)
 	s.kill(at)
 	s.count--
-}
-
-// freeIfEmpty frees chunk id if nothing in it is live. s.mu must be held.
-func (s *Store) freeIfEmpty(id int) {
-	if c := s.chunks[id]; c != nil && c.live == 0 {
-		s.freeChunk(id)
-	}
 }
 
 // Get implements [vault.Store]; expired records are not found.

@@ -89,19 +89,32 @@ func (s *Store) slot(at ref) slot {
 	return slot(s.chunks[at.chunk()].buf[at.offset():])
 }
 
-// appendRecord copies a record to the tail chunk, starting a new chunk if
-// it does not fit, and returns where it went. It neither indexes the record
+// appendRecord copies a record to the tail chunk, starting a new tail if it
+// does not fit, or to a chunk of its own if it is larger than a chunk (that
+// chunk never becomes the tail, so every tail has room for refs' offsets
+// only). It returns where the record went; it neither indexes the record
 // nor counts it. s.mu must be held.
 func (s *Store) appendRecord(token string, value []byte, expires int64, flags byte) (ref, error) {
 	size := headerSize + len(token) + len(value)
-	if s.tail < 0 || len(s.chunks[s.tail].buf)+size > cap(s.chunks[s.tail].buf) {
-		id, err := s.newChunk(max(chunkSize, size))
-		if err != nil {
+	id := s.tail
+	switch {
+	case size > chunkSize:
+		var err error
+		if id, err = s.newChunk(size); err != nil {
 			return 0, err
 		}
+	case id < 0 || len(s.chunks[id].buf)+size > chunkSize:
+		var err error
+		if id, err = s.newChunk(chunkSize); err != nil {
+			return 0, err
+		}
+		old := s.tail
 		s.tail = id
+		if old >= 0 {
+			s.freeIfEmpty(old) // all its records went while it was the tail
+		}
 	}
-	c := s.chunks[s.tail]
+	c := s.chunks[id]
 	off := len(c.buf)
 	var h [headerSize]byte
 	h[0] = flags | flagLive
@@ -115,7 +128,7 @@ func (s *Store) appendRecord(token string, value []byte, expires int64, flags by
 		c.minExp = min(c.minExp, expires)
 		s.nextExp = min(s.nextExp, expires)
 	}
-	return makeRef(s.tail, off), nil
+	return makeRef(id, off), nil
 }
 
 // newChunk allocates a chunk of capacity size under a free id. s.mu must be
@@ -138,29 +151,42 @@ func (s *Store) newChunk(size int) (int, error) {
 }
 
 // kill zeroes the record at ref, all but its lengths, and takes it out of
-// its chunk's accounting. The caller has unindexed it and frees the chunk
-// once nothing in it is live. s.mu must be held.
+// its chunk's accounting; the last record of a chunk gives its room back
+// (so a refused insert leaves nothing behind). The caller has unindexed it
+// and frees the chunk once nothing in it is live. s.mu must be held.
 func (s *Store) kill(at ref) {
 	c := s.chunks[at.chunk()]
-	r := slot(c.buf[at.offset():])
+	off := at.offset()
+	r := slot(c.buf[off:])
 	size := r.size()
-	r[0] = 0
-	clear(r[7:size])
 	c.live--
 	c.liveSize -= size
+	if off+size == len(c.buf) {
+		clear(r[:size])
+		c.buf = c.buf[:off]
+		return
+	}
+	r[0] = 0
+	clear(r[7:size])
 }
 
-// freeChunk zeroes a chunk that holds no live record and gives its id back.
-// s.mu must be held.
+// freeIfEmpty frees chunk id if nothing in it is live, unless it is the
+// tail: an empty tail is filled again, where freeing it would make every
+// insert refused at the cap allocate a chunk. s.mu must be held.
+func (s *Store) freeIfEmpty(id int) {
+	if c := s.chunks[id]; c != nil && c.live == 0 && id != s.tail {
+		s.freeChunk(id)
+	}
+}
+
+// freeChunk zeroes a chunk that holds no live record and is not the tail,
+// and gives its id back. s.mu must be held.
 func (s *Store) freeChunk(id int) {
 	c := s.chunks[id]
 	clear(c.buf) // dead records are zeroed already; this is belt and braces
 	s.slabBytes -= cap(c.buf)
 	s.chunks[id] = nil
 	s.free = append(s.free, uint32(id))
-	if s.tail == id {
-		s.tail = -1
-	}
 }
 
 // The index maps a 32-bit hash of each token to its record's ref: eight

@@ -209,16 +209,16 @@ func TestErasureZeroes(t *testing.T) {
 		if holds(bufs, victim.Ciphertext) || holds(bufs, []byte(victim.Token)) {
 			t.Error("the slabs still hold a deleted record")
 		}
-		// The last record of a chunk: the chunk is freed, and zeroed.
+		// The last record: the chunk is kept as the tail, and zeroed.
 		if err := s.Delete(ctx, keep.Token); err != nil {
 			t.Fatal(err)
 		}
 		if holds(bufs, keep.Ciphertext) {
-			t.Error("a freed chunk still holds its last record")
+			t.Error("the tail still holds its last record, deleted")
 		}
 		wantLen(t, s, 0)
-		if got := s.Stats().SlabBytes; got != 0 {
-			t.Errorf("Stats().SlabBytes of an empty store = %d, want 0", got)
+		if got := s.Stats().SlabBytes; got != chunkSize {
+			t.Errorf("Stats().SlabBytes of an empty store = %d, want one chunk (the tail, kept)", got)
 		}
 	})
 	t.Run("Reseal", func(t *testing.T) {
@@ -340,8 +340,8 @@ func TestPurgeSteps(t *testing.T) {
 			if n := s.Purge(); n != len(long) {
 				t.Errorf("final Purge() = %d, want %d", n, len(long))
 			}
-			if st := s.Stats(); st.Records != 0 || st.SlabBytes != 0 {
-				t.Errorf("Stats() after everything expired = %+v, want no records and no slabs", st)
+			if st := s.Stats(); st.Records != 0 || st.SlabBytes != chunkSize {
+				t.Errorf("Stats() after everything expired = %+v, want no records and one chunk (the tail)", st)
 			}
 		})
 	}
@@ -431,5 +431,22 @@ func TestScanPages(t *testing.T) {
 		if n := min(len(got), len(want)); limit == 1 && !slices.Equal(got, want[:n]) || limit > 1 && !slices.Equal(got, want) {
 			t.Errorf("Scan pages of %d: %d tokens, want %d in order", limit, len(got), len(want))
 		}
+	}
+}
+
+// TestRefusalsLeaveNothing checks that inserts refused at the cap neither
+// grow the slabs nor leave dead records behind: under overload the store
+// stays the size it is.
+func TestRefusalsLeaveNothing(t *testing.T) {
+	s, clk := newStore(t, WithMaxRecords(500))
+	for range 500 {
+		insert(t, s, newRec(clk, 31, 0))
+	}
+	before := s.Stats()
+	for range 2000 { // more than fills a chunk
+		wantFull(t, s, newRec(clk, 31, 0), newRec(clk, 31, 0))
+	}
+	if after := s.Stats(); after != before {
+		t.Errorf("Stats() after 2000 refusals = %+v, want %+v", after, before)
 	}
 }
