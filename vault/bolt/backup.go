@@ -12,30 +12,47 @@ import (
 	"github.com/tokproxy/tok/vault"
 )
 
-// barrierReply answers Backup's request for a checkpoint (see barrier).
+// barrierRequest is Backup's request for a checkpoint (see barrier).
+type barrierRequest struct {
+	// first is set on Backup's first request; later ones carry after
+	// from the first reply.
+	first bool
+	after uint64 // freezes counted when the first request was served
+	reply chan barrierReply
+}
+
+// barrierReply answers a barrierRequest.
 type barrierReply struct {
 	run   *checkpointRun // checkpoint to wait for; nil: nothing acknowledged is outside bbolt
-	fresh bool           // run froze the active memtable after the request was sent
+	fresh bool           // run froze the active memtable after the first request was served
+	after uint64         // to send in the next request
 	err   error
 }
 
 // barrier is run by the committer, between batches, for Backup: it makes
-// sure a checkpoint holding every write acknowledged so far is running, or
-// reports that bbolt already has them all. A checkpoint already running
-// froze its memtable earlier, so it is returned as not fresh: Backup waits
-// for it and asks again.
-func (s *Store) barrier() barrierReply {
-	if idle, _ := s.settle(false); !idle {
-		return barrierReply{run: s.cp} // running, or restarted after a failure
+// sure a checkpoint holding every write acknowledged before Backup's first
+// request is running, or reports that bbolt already has them all. A
+// checkpoint frozen after the first request holds them; one frozen before
+// is returned as not fresh: Backup waits for it and asks again. Counting
+// freezes, rather than asking for the committer to be idle, matters under
+// load: the committer freezes again as soon as it collects a checkpoint,
+// often before Backup asks again.
+func (s *Store) barrier(req barrierRequest) barrierReply {
+	after := req.after
+	if req.first {
+		after = s.freezes
 	}
-	if s.active.n == 0 {
-		return barrierReply{}
+	if idle, _ := s.settle(false); !idle { // running, or restarted after a failure
+		return barrierReply{run: s.cp, fresh: s.cp.seq > after, after: after}
+	}
+	if s.freezes > after || s.active.n == 0 {
+		return barrierReply{after: after} // a fresh checkpoint has committed, or none is needed
 	}
 	if err := s.wal.ready(); err != nil { // a switch needs it; see wal.append
 		return barrierReply{err: fmt.Errorf("%w: backup vault: %w", vault.ErrUnavailable, err)}
 	}
 	s.freeze()
-	return barrierReply{run: s.cp, fresh: true}
+	return barrierReply{run: s.cp, fresh: true, after: after}
 }
 
 // checkpointAll returns once every write acknowledged before it was called
@@ -44,15 +61,17 @@ func (s *Store) barrier() barrierReply {
 func (s *Store) checkpointAll(ctx context.Context) error {
 	s.hurry.Add(1)
 	defer s.hurry.Add(-1)
+	req := barrierRequest{first: true}
 	for {
 		reply := make(chan barrierReply, 1)
+		req.reply = reply
 		s.mu.RLock() // as in submit: the committer runs while we send
 		if s.closed {
 			s.mu.RUnlock()
 			return vault.ErrClosed
 		}
 		select {
-		case s.barriers <- reply:
+		case s.barriers <- req:
 		case <-ctx.Done():
 			s.mu.RUnlock()
 			return ctx.Err()
@@ -78,6 +97,7 @@ func (s *Store) checkpointAll(ctx context.Context) error {
 		if r.fresh {
 			return nil
 		}
+		req = barrierRequest{after: r.after}
 	}
 }
 

@@ -25,6 +25,7 @@ func TestBackupDuringInserts(t *testing.T) {
 	}{
 		{"wal only", walOnly}, // Backup must force the checkpoint itself
 		{"checkpointing", Options{checkpointEntries: 64, segmentSize: 1 << 20}},
+		{"small chunks", Options{checkpointEntries: 64, checkpointChunk: 4, segmentSize: 1 << 20}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()

@@ -123,6 +123,7 @@ type Store struct {
 	// Owned by the committer (and by Close once it has exited).
 	wal        *wal
 	cp         *checkpointRun // latest checkpoint, nil once collected
+	freezes    uint64         // freezes so far: the seq of the latest checkpoint
 	lastFreeze time.Time
 	payload    []byte // frame payload being encoded, reused
 	batchMem   *memtable
@@ -144,7 +145,7 @@ type Store struct {
 
 	// barriers carries Backup's checkpoint requests to the committer
 	// (sent under mu, like queue). See backup.go.
-	barriers chan chan barrierReply
+	barriers chan barrierRequest
 	// logFailed is set when a commit could not write or sync the WAL (or
 	// make room in it), and cleared by the next frame written or probe
 	// passed; cpFailed is set while the latest checkpoint has failed. Ping
@@ -225,7 +226,7 @@ func Open(path string, opts Options) (*Store, error) {
 		active:     newMemtable(),
 		wal:        w,
 		lastFreeze: time.Now(),
-		barriers:   make(chan chan barrierReply),
+		barriers:   make(chan barrierRequest),
 		boundary:   make(chan struct{}, 1),
 	}
 	w.faults = opts.Faults

@@ -115,6 +115,7 @@ var keyWALEpoch = []byte("wal-epoch")
 type checkpointRun struct {
 	frozen *memtable
 	epoch  uint64    // epoch of the frames holding frozen's effects
+	seq    uint64    // the freeze's number (Store.freezes)
 	start  time.Time // when frozen was frozen, for pacing
 	chunks []chunk   // frozen's chunks, made by the first attempt
 	next   int       // first chunk not committed yet
@@ -126,7 +127,7 @@ type checkpointRun struct {
 // retry returns a new attempt at run's checkpoint, resuming at the chunk
 // that failed: the ones before it are committed.
 func (run *checkpointRun) retry() *checkpointRun {
-	r := &checkpointRun{frozen: run.frozen, epoch: run.epoch, start: run.start, chunks: run.chunks, next: run.next, done: make(chan struct{})}
+	r := &checkpointRun{frozen: run.frozen, epoch: run.epoch, seq: run.seq, start: run.start, chunks: run.chunks, next: run.next, done: make(chan struct{})}
 	r.hurry.Store(run.hurry.Load())
 	return r
 }
@@ -266,7 +267,8 @@ func (s *Store) freeze() {
 	s.wal.rotate()
 	s.noteLoad()
 	s.lastFreeze = time.Now()
-	s.cp = s.startCheckpoint(&checkpointRun{frozen: f, epoch: epoch, start: s.lastFreeze, done: make(chan struct{})})
+	s.freezes++
+	s.cp = s.startCheckpoint(&checkpointRun{frozen: f, epoch: epoch, seq: s.freezes, start: s.lastFreeze, done: make(chan struct{})})
 }
 
 // maybeFreeze collects a finished checkpoint (restarting a failed one,

@@ -114,8 +114,8 @@ func (s *Store) commitLoop() {
 			var r *request
 			select {
 			case r = <-s.queue:
-			case reply := <-s.barriers:
-				reply <- s.barrier()
+			case req := <-s.barriers:
+				req.reply <- s.barrier(req)
 				continue
 			case <-tick.C:
 				s.maybeFreeze()

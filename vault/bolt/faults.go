@@ -20,7 +20,8 @@ type Faults struct {
 	mu                    sync.Mutex
 	walWrite, walSync, cp error
 	// hook, if set, is consulted first by every WAL write ("write") and
-	// sync ("sync"): unit tests use it to fail one step of a sequence.
+	// sync ("sync") and before every checkpoint chunk ("checkpoint"): unit
+	// tests use it to fail (or hold up) one step of a sequence.
 	hook func(op string) error
 }
 
@@ -32,7 +33,7 @@ func (f *Faults) FailWALWrites(err error) { f.set(&f.walWrite, err) }
 // syscall.EIO or syscall.ENOSPC); nil stops it.
 func (f *Faults) FailWALSyncs(err error) { f.set(&f.walSync, err) }
 
-// FailCheckpoints makes every checkpoint (the bbolt transaction that moves
+// FailCheckpoints makes every checkpoint (the bbolt transactions that move
 // the memtables into the file) fail with err; nil stops it.
 func (f *Faults) FailCheckpoints(err error) { f.set(&f.cp, err) }
 
@@ -86,10 +87,13 @@ func (f *Faults) syncErr(file *os.File) error {
 	return nil
 }
 
-// checkpointErr is the injected failure of a checkpoint.
+// checkpointErr is the injected failure of a checkpoint's next chunk.
 func (f *Faults) checkpointErr() error {
 	if f == nil {
 		return nil
+	}
+	if err := f.hookErr("checkpoint"); err != nil {
+		return fmt.Errorf("injected: %w", err)
 	}
 	if err := f.get(&f.cp); err != nil {
 		return fmt.Errorf("injected: %w", err)

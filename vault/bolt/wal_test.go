@@ -41,11 +41,11 @@ func (s *Store) crash() {
 }
 
 // TestConformanceCheckpoints runs the suite with a checkpoint every two
-// entries and small segments, so data crosses active → frozen → bbolt
-// while the suite reads it.
+// entries, one entry per checkpoint transaction, and small segments, so
+// data crosses active → frozen → bbolt while the suite reads it.
 func TestConformanceCheckpoints(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) vault.Store {
-		return openTemp(t, Options{checkpointEntries: 2, segmentSize: 1 << 20})
+		return openTemp(t, Options{checkpointEntries: 2, checkpointChunk: 1, segmentSize: 1 << 20})
 	})
 }
 
@@ -104,6 +104,7 @@ func TestCrashRecovery(t *testing.T) {
 	}{
 		{"WALOnly", walOnly},
 		{"Checkpointing", Options{checkpointEntries: 16, segmentSize: 1 << 20}},
+		{"SmallChunks", Options{checkpointEntries: 16, checkpointChunk: 3, segmentSize: 1 << 20}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -445,15 +446,15 @@ func TestSIGKILL(t *testing.T) {
 }
 
 // sigkillChild writes from 8 goroutines until killed, printing "tok T" or
-// "sess K" once each write is acknowledged. Small checkpoints and segments
-// make the kill land in every phase: appends, freezes, checkpoints and
-// segment reuse.
+// "sess K" once each write is acknowledged. Small checkpoints, chunks and
+// segments make the kill land in every phase: appends, freezes, checkpoints
+// (between their chunks too) and segment reuse.
 func sigkillChild(path string) {
 	keys, err := vault.NewKeyring(vault.NewKeyringFile())
 	if err != nil {
 		panic(err)
 	}
-	s, err := Open(path, Options{checkpointEntries: 500, segmentSize: 256 << 10})
+	s, err := Open(path, Options{checkpointEntries: 500, checkpointChunk: 64, segmentSize: 256 << 10})
 	if err != nil {
 		panic(err)
 	}
