@@ -51,7 +51,7 @@ const (
 	// memory only (store: memory fields, e.g. CVCs for their ttl) that tok
 	// holds at once; beyond it such fields are refused with 503, so
 	// posting checkouts cannot grow tok's memory without bound.
-	DefaultVolatileRecords = 1_000_000
+	DefaultVolatileRecords = 1 << 18 // 262144, about 27 MB at ~104 B per record
 
 	DefaultSessionIdle      = 15 * time.Minute // session.idle
 	DefaultSessionMax       = 8 * time.Hour    // session.max (PCI DSS 8.2.8)
