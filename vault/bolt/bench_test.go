@@ -224,8 +224,8 @@ func benchCheckpoint(b *testing.B, s *Store, keys *vault.Keyring, n, chunkSize i
 		m := newMemtable()
 		for range n {
 			r := prefillRecord(keys, now)
-			m.set(bTokens, r.Token, vault.MarshalRecord(r))
-			m.set(bFingerprints, string(r.Fingerprint), []byte(r.Token))
+			m.set(bTokens, []byte(r.Token), vault.MarshalRecord(r))
+			m.set(bFingerprints, r.Fingerprint, []byte(r.Token))
 		}
 		chunks := m.chunks(chunkSize)
 		runtime.GC()
@@ -322,4 +322,3 @@ func cpuTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-

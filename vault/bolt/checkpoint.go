@@ -1,7 +1,6 @@
 package bolt
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
@@ -353,7 +352,7 @@ func (s *Store) recover() error {
 	m := newMemtable()
 	last, err := s.wal.replay(func(p []byte) error {
 		return decodePayload(p, func(b bucket, key, v []byte) error {
-			m.set(b, string(key), bytes.Clone(v))
+			m.set(b, key, v) // a copy
 			return nil
 		})
 	})

@@ -21,11 +21,11 @@ import (
 func TestChunks(t *testing.T) {
 	m := newMemtable()
 	for _, k := range []string{"d", "a", "c", "b", "e"} {
-		m.set(bTokens, k, []byte("v"+k))
+		m.set(bTokens, []byte(k), []byte("v"+k))
 	}
-	m.set(bFingerprints, "y", []byte("t"))
-	m.set(bFingerprints, "x", nil) // a tombstone is an entry too
-	m.set(bSessions, "s", []byte("1"))
+	m.set(bFingerprints, []byte("y"), []byte("t"))
+	m.set(bFingerprints, []byte("x"), nil) // a tombstone is an entry too
+	m.set(bSessions, []byte("s"), []byte("1"))
 	for _, tc := range []struct {
 		size int
 		want string
@@ -53,11 +53,11 @@ func chunkString(cs []chunk) string {
 		out = append(out, '[')
 		n := 0
 		for _, sp := range c {
-			for _, k := range sp.keys {
+			for _, r := range sp.refs {
 				if n > 0 {
 					out = append(out, ' ')
 				}
-				out = fmt.Appendf(out, "%d:%s", sp.b, k)
+				out = fmt.Appendf(out, "%d:%s", sp.b, sp.t.arena.key(r))
 				n++
 			}
 		}

@@ -1,9 +1,9 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
-	"maps"
 	"slices"
 
 	"go.etcd.io/bbolt"
@@ -35,47 +35,72 @@ const (
 var bucketNames = [numBuckets][]byte{bucketTokens, bucketFingerprints, bucketSessions, bucketLockouts}
 
 // memtable is a set of puts and deletes per bucket. A nil value is a
-// tombstone. It has no lock of its own: see Store.memMu.
+// tombstone. It copies what it is given into its own arena (see arena.go),
+// and the values it hands out stay valid, and must not be modified, until
+// it is reset. It has no lock of its own: see Store.memMu.
 type memtable struct {
-	m [numBuckets]map[string][]byte
-	n int // entries, tombstones included
+	tabs  [numBuckets]table
+	arena arena
+	n     int // entries, tombstones included
 }
 
-func newMemtable() *memtable {
-	t := &memtable{}
-	for i := range t.m {
-		t.m[i] = make(map[string][]byte)
-	}
-	return t
-}
+func newMemtable() *memtable { return &memtable{} }
 
 // get returns the value of key and whether t knows the key at all; a known
 // key with a nil value was deleted.
 func (t *memtable) get(b bucket, key []byte) ([]byte, bool) {
-	v, ok := t.m[b][string(key)]
-	return v, ok
+	tab := &t.tabs[b]
+	if tab.n == 0 {
+		return nil, false
+	}
+	i, ok := tab.find(&t.arena, hashKey(key), key)
+	if !ok {
+		return nil, false
+	}
+	_, v := t.arena.entry(ref(uint32(tab.slots[i]) - 1))
+	return v, true
 }
 
-func (t *memtable) set(b bucket, key string, v []byte) {
-	if _, ok := t.m[b][key]; !ok {
+// set puts a copy of key and v (nil: a tombstone) into bucket b.
+func (t *memtable) set(b bucket, key, v []byte) {
+	tab := &t.tabs[b]
+	tab.reserve()
+	h := hashKey(key)
+	i, ok := tab.find(&t.arena, h, key)
+	r := t.arena.add(key, v)
+	tab.slots[i] = uint64(h)<<32 | uint64(r+1)
+	if !ok {
+		tab.n++
 		t.n++
 	}
-	t.m[b][key] = v
 }
 
-// merge copies src's entries over t's.
-func (t *memtable) merge(src *memtable) {
-	for b := range src.m {
-		for k, v := range src.m[b] {
-			t.set(bucket(b), k, v)
+// each calls fn for every entry of bucket b, in no particular order; key
+// and v alias t.
+func (t *memtable) each(b bucket, fn func(r ref, key, v []byte)) {
+	for _, sl := range t.tabs[b].slots {
+		if sl != 0 {
+			r := ref(uint32(sl) - 1)
+			key, v := t.arena.entry(r)
+			fn(r, key, v)
 		}
 	}
 }
 
-func (t *memtable) reset() {
-	for _, m := range t.m {
-		clear(m)
+// merge copies src's entries over t's.
+func (t *memtable) merge(src *memtable) {
+	for b := range bucket(numBuckets) {
+		src.each(b, func(_ ref, key, v []byte) { t.set(b, key, v) })
 	}
+}
+
+// reset empties t for reuse, keeping some of its memory; values it handed
+// out become invalid.
+func (t *memtable) reset() {
+	for i := range t.tabs {
+		t.tabs[i].reset()
+	}
+	t.arena.reset()
 	t.n = 0
 }
 
@@ -84,8 +109,8 @@ func (t *memtable) reset() {
 // value length and value. Only final values are encoded: a frame is applied
 // whole or not at all, so the order of writes inside it does not matter.
 func (t *memtable) appendPayload(p []byte) []byte {
-	for b := range t.m {
-		for k, v := range t.m[b] {
+	for b := range bucket(numBuckets) {
+		t.each(b, func(_ ref, k, v []byte) {
 			tag := byte(b) << 1
 			if v != nil {
 				tag |= 1
@@ -97,7 +122,7 @@ func (t *memtable) appendPayload(p []byte) []byte {
 				p = binary.AppendUvarint(p, uint64(len(v)))
 				p = append(p, v...)
 			}
-		}
+		})
 	}
 	return p
 }
@@ -141,11 +166,11 @@ func uvarintBytes(p []byte) (s, rest []byte, ok bool) {
 	return p[k : k+int(n) : k+int(n)], p[k+int(n):], true
 }
 
-// span is a run of a memtable's keys in one bucket, in byte order.
+// span is a run of a memtable's entries in one bucket, in key order.
 type span struct {
 	t    *memtable
 	b    bucket
-	keys []string
+	refs []ref
 }
 
 // chunk is what one checkpoint transaction writes: consecutive keys in
@@ -161,12 +186,14 @@ func (t *memtable) chunks(size int) []chunk {
 	var out []chunk
 	var cur chunk
 	room := size
-	for b := range t.m {
-		keys := slices.Sorted(maps.Keys(t.m[b]))
-		for len(keys) > 0 {
-			n := min(room, len(keys))
-			cur = append(cur, span{t, bucket(b), keys[:n:n]})
-			keys, room = keys[n:], room-n
+	for b := range bucket(numBuckets) {
+		refs := make([]ref, 0, t.tabs[b].n)
+		t.each(b, func(r ref, _, _ []byte) { refs = append(refs, r) })
+		slices.SortFunc(refs, func(x, y ref) int { return bytes.Compare(t.arena.key(x), t.arena.key(y)) })
+		for len(refs) > 0 {
+			n := min(room, len(refs))
+			cur = append(cur, span{t, b, refs[:n:n]})
+			refs, room = refs[n:], room-n
 			if room == 0 {
 				out, cur, room = append(out, cur), nil, size
 			}
@@ -182,17 +209,20 @@ func (t *memtable) chunks(size int) []chunk {
 func (c chunk) entries() int {
 	n := 0
 	for _, sp := range c {
-		n += len(sp.keys)
+		n += len(sp.refs)
 	}
 	return n
 }
 
-// applyTo writes c's entries into tx's buckets.
+// applyTo writes c's entries into tx's buckets. bbolt keeps the keys and
+// values it is given until the transaction ends: they alias the memtable,
+// which does not change meanwhile.
 func (c chunk) applyTo(tx *bbolt.Tx) error {
 	for _, sp := range c {
-		bk, m := tx.Bucket(bucketNames[sp.b]), sp.t.m[sp.b]
-		for _, k := range sp.keys {
-			if err := applyEntry(bk, []byte(k), m[k]); err != nil {
+		bk := tx.Bucket(bucketNames[sp.b])
+		for _, r := range sp.refs {
+			key, v := sp.t.arena.entry(r)
+			if err := applyEntry(bk, key, v); err != nil {
 				return err
 			}
 		}
@@ -247,14 +277,14 @@ func (t *txn) put(b bucket, key, v []byte) error {
 	case v == nil:
 		v = []byte{}
 	}
-	t.op.set(b, string(key), v)
+	t.op.set(b, key, v)
 	return nil
 }
 
 // del deletes key from bucket b (a tombstone until the checkpoint).
 func (t *txn) del(b bucket, key []byte) {
 	if len(key) > 0 {
-		t.op.set(b, string(key), nil)
+		t.op.set(b, key, nil)
 	}
 }
 
