@@ -449,7 +449,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	for _, o := range cfg.ApplyEnv(os.Getenv) {
 		log.Info("environment override", "override", o)
 	}
-	setMemoryLimit(cfg.Limits.Memory, log)
+	setMemoryLimit(ctx, cfg.Limits.Memory, log)
 	kf, source, err := cfg.LoadKeyring(os.Getenv)
 	if err != nil {
 		return err
@@ -549,19 +549,27 @@ func reload(path string, running *config.Config, store, mem vault.Store, audit i
 	if err := srv.Reload(opts); err != nil {
 		return err
 	}
-	setMemoryLimit(cfg.Limits.Memory, log)
+	setMemoryLimit(context.Background(), cfg.Limits.Memory, log) // the limiter runs already
 	log.Info("keyring reloaded", "primary", keyring.Primary(), "versions", keyring.Versions())
 	return nil
 }
 
-// setMemoryLimit makes limits.memory the Go runtime's soft memory limit,
-// unless GOMEMLIMIT in the environment has set one (the runtime read it).
-func setMemoryLimit(limit config.Size, log *slog.Logger) {
+// memoryLimit is limits.memory of the config in force, for
+// proxy.MemoryLimiter.
+var memoryLimit atomic.Int64
+
+// setMemoryLimit makes limits.memory the Go runtime's soft memory limit
+// (see proxy.MemoryLimiter), unless GOMEMLIMIT in the environment has set
+// one: the runtime read it, and it stays as given.
+func setMemoryLimit(ctx context.Context, limit config.Size, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		log.Info("memory soft limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
 		return
 	}
-	debug.SetMemoryLimit(int64(limit))
+	if memoryLimit.Swap(int64(limit)) == 0 {
+		debug.SetMemoryLimit(int64(limit))
+		go proxy.MemoryLimiter(ctx, memoryLimit.Load, log)
+	}
 	log.Info("memory soft limit", "limit", limit.String())
 }
 
