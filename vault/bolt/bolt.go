@@ -4,7 +4,8 @@
 // writers share commits through a single committer goroutine (see
 // committer.go), so throughput grows with concurrency instead of being
 // capped by the disk's fsync rate. Checkpoints move the logged writes into
-// bbolt in large transactions (see wal.go and checkpoint.go).
+// bbolt in the background, many at a time, in transactions of sorted key
+// ranges (see wal.go and checkpoint.go).
 package bolt
 
 import (

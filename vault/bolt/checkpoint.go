@@ -76,29 +76,46 @@ import (
 // Checkpoint defaults.
 const (
 	// defaultCheckpointEntries is the active memtable size (puts and
-	// deletes, a tokenization being two) that triggers a checkpoint. Big
-	// checkpoints are cheap per record: n random inserts into a tree of L
-	// leaves dirty L(1-e^(-n/L)) pages, so pages are shared more as n
-	// grows. Measured with 1M records prefilled (BenchmarkInsertParallel,
-	// -insert-prefill=1000000): checkpoints of 14k records took 1.36 s,
-	// about 10k records/s, and slowed WAL commits to 3.2 ms meanwhile.
+	// deletes, a tokenization being two) that triggers a checkpoint: the
+	// trade between memory and checkpoint cost. A memtable takes about 94
+	// bytes of heap per entry (BenchmarkMemtableBytes), so 12 MiB at this
+	// size, and up to twice that while one is frozen and the next fills.
+	// Big checkpoints are cheap per record: n random inserts into a tree
+	// of L leaves dirty L(1-e^(-n/L)) pages, so pages are shared more as n
+	// grows. Measured into 1M records (BenchmarkCheckpoint): 8k records
+	// per checkpoint wrote 7.8 KB to disk and took 54 µs of CPU per
+	// record, 16k 6.8 KB and 47 µs, 32k 5.4 KB and 43-51 µs, 64k (this
+	// size) 3.9 KB and 31-39 µs. On /handle, sustained (300k requests
+	// from 1M records, two cores), 64k entries gave 9.4-12.6k/s with a
+	// p99 of 19-22 ms and a 49 MB heap peak, 128k 10.2-11.8k/s, 17-21 ms,
+	// 68 MB, 256k 14.5-14.8k/s, 13 ms, 105 MB: bigger is faster, but past
+	// this size the memtables alone would take half of the 64 MB the
+	// process is allowed.
 	defaultCheckpointEntries = 128 << 10
 	// defaultCheckpointChunk is the most entries one checkpoint
-	// transaction writes.
-	defaultCheckpointChunk = 4 << 10
+	// transaction writes. Smaller transactions hold less of bbolt's dirty
+	// pages and nodes on the heap (about 3-7 MiB at this size; 14-40 at
+	// 4096 entries, 300 at a whole 64k-record checkpoint) and make shorter
+	// bursts of page writes ahead of the WAL's fdatasyncs, at the price of
+	// two fsyncs each. On /handle (100k requests from 1M records), with
+	// 4096-entry chunks the p99 was 18-23 ms, with 1024 11-15 ms, and 512
+	// or 256 did no better.
+	defaultCheckpointChunk = 1 << 10
 	// defaultCheckpointEvery is the longest that anything stays only in
 	// the WAL (so replay after a crash stays short) when the store is not
 	// busy enough to reach the size first.
 	defaultCheckpointEvery = 10 * time.Second
 	// hardCapFactor × checkpointEntries is how large the active memtable
-	// may grow while a checkpoint is running.
-	hardCapFactor = 4
+	// may grow while a checkpoint is running: the memtables' memory is
+	// bounded by (hardCapFactor+1) × checkpointEntries entries.
+	hardCapFactor = 2
 	// paceTarget is how far the committer may have come towards the next
-	// checkpoint being due by the time the running one should be done:
-	// below 1, so that the frozen memtable is gone (its memory freed)
-	// before the active one is full, and so that a checkpoint slower than
-	// planned still finishes before the next is due.
-	paceTarget = 0.5
+	// checkpoint being due by the time the running one should be done. At
+	// 1 a checkpoint spreads over the whole filling of the next memtable,
+	// as thinly as it can; measured on /handle, 0.5 (finishing by half
+	// way, so that the frozen memtable's memory is freed sooner) made the
+	// checkpoint run in bursts and the p99 worse (18-23 ms against 13-16).
+	paceTarget = 1.0
 	// paceStep is how long the checkpointer sleeps at a time while it is
 	// ahead of schedule.
 	paceStep = 2 * time.Millisecond

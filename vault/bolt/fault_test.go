@@ -177,7 +177,7 @@ func TestCheckpointFaultAndRecovery(t *testing.T) {
 	keys := newKeys(t)
 	f := &Faults{}
 	path := filepath.Join(t.TempDir(), "tok.db")
-	s := mustOpen(t, path, Options{Faults: f, checkpointEntries: 2, checkpointEvery: 20 * time.Millisecond})
+	s := mustOpen(t, path, Options{Faults: f, checkpointEntries: 4, checkpointEvery: 20 * time.Millisecond})
 	f.FailCheckpoints(syscall.ENOSPC)
 	var recs []vault.Record
 	for range 5 {

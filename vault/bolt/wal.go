@@ -15,9 +15,10 @@ import (
 //
 // The committer does not write bbolt. It appends each group commit's effects
 // as one frame to a WAL segment and fdatasyncs it; a checkpoint later moves
-// them into bbolt in one large transaction (checkpoint.go). That turns about
-// 60 random 4 KiB page writes and two fsyncs per commit into a few KiB
-// written sequentially and one fdatasync.
+// the effects of tens of thousands of records into bbolt, a key range per
+// transaction (checkpoint.go). That turns about 60 random 4 KiB page writes
+// and two fsyncs per commit into a few KiB written sequentially and one
+// fdatasync.
 //
 // Layout: two segment files next to the database, <db>.wal.0 and
 // <db>.wal.1, used in turn. Each is zero-filled to its full size when it is
