@@ -243,11 +243,15 @@ func applyEntry(bk *bbolt.Bucket, key, v []byte) error {
 // read and write through it; nothing reaches the memtables until the
 // batch's frame is durable.
 type txn struct {
-	tx     *bbolt.Tx
-	active *memtable // read without memMu: only the committer writes it
-	frozen *memtable // nil if none; immutable once frozen
-	batch  *memtable // effects of the batch's ops that succeeded
-	op     *memtable // effects of the op running now
+	tx *bbolt.Tx
+	// cursors holds a cursor per bucket of tx, made on first use: bbolt's
+	// Bucket.Get makes a new one, and its stack, for every lookup, and an
+	// insert looks up two keys.
+	cursors [numBuckets]*bbolt.Cursor
+	active  *memtable // read without memMu: only the committer writes it
+	frozen  *memtable // nil if none; immutable once frozen
+	batch   *memtable // effects of the batch's ops that succeeded
+	op      *memtable // effects of the op running now
 }
 
 // get returns the current value of key in bucket b, or nil. The value is
@@ -261,7 +265,15 @@ func (t *txn) get(b bucket, key []byte) []byte {
 			return v
 		}
 	}
-	return t.tx.Bucket(bucketNames[b]).Get(key)
+	c := t.cursors[b]
+	if c == nil {
+		c = t.tx.Bucket(bucketNames[b]).Cursor()
+		t.cursors[b] = c
+	}
+	if k, v := c.Seek(key); bytes.Equal(k, key) {
+		return v // nil only if key named a nested bucket, and data buckets have none
+	}
+	return nil
 }
 
 // put sets key to v in bucket b. It refuses what bbolt would refuse at the
