@@ -79,18 +79,25 @@ const (
 	// deletes, a tokenization being two) that triggers a checkpoint: the
 	// trade between memory and checkpoint cost. A memtable takes about 94
 	// bytes of heap per entry (BenchmarkMemtableBytes), so 12 MiB at this
-	// size, and up to twice that while one is frozen and the next fills.
-	// Big checkpoints are cheap per record: n random inserts into a tree
-	// of L leaves dirty L(1-e^(-n/L)) pages, so pages are shared more as n
-	// grows. Measured into 1M records (BenchmarkCheckpoint): 8k records
-	// per checkpoint wrote 7.8 KB to disk and took 54 µs of CPU per
-	// record, 16k 6.8 KB and 47 µs, 32k 5.4 KB and 43-51 µs, 64k (this
-	// size) 3.9 KB and 31-39 µs. On /handle, sustained (300k requests
-	// from 1M records, two cores), 64k entries gave 9.4-12.6k/s with a
-	// p99 of 19-22 ms and a 49 MB heap peak, 128k 10.2-11.8k/s, 17-21 ms,
-	// 68 MB, 256k 14.5-14.8k/s, 13 ms, 105 MB: bigger is faster, but past
-	// this size the memtables alone would take half of the 64 MB the
-	// process is allowed.
+	// size, twice that while one is frozen and the next fills, and at
+	// most (hardCapFactor+1) times that. Big checkpoints are cheap per
+	// record: n random inserts into a tree of L leaves dirty L(1-e^(-n/L))
+	// pages, so pages are shared more as n grows. Measured into 1M records
+	// (BenchmarkCheckpoint, 1024-entry chunks, per record: CPU, bytes to
+	// disk):
+	//
+	//	records per checkpoint   16k    32k    48k    64k    96k    128k
+	//	CPU µs                    43     33     28     24     20     19
+	//	disk bytes              6790   5475   4524   3874   3038   2522
+	//	memtable MiB             2.9    5.9    8.8     12     18     24
+	//
+	// At the 10-15k records/s /handle sustains on two cores, 64k records
+	// (this size) keep checkpoints to about a quarter of a core; on
+	// sustained /handle (300k requests) 64k entries, 128k and 256k gave
+	// 9.4-12.6k/s, 10.2-12.0k/s and 14.5-14.8k/s, with heap peaks of 49,
+	// 68 and 105 MB in the benchmark's process: at twice this size a
+	// frozen and a full active memtable alone would take 47 of the 64 MB
+	// tok is allowed.
 	defaultCheckpointEntries = 128 << 10
 	// defaultCheckpointChunk is the most entries one checkpoint
 	// transaction writes. Smaller transactions hold less of bbolt's dirty
