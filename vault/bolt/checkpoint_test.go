@@ -427,3 +427,50 @@ func TestReadsBetweenChunks(t *testing.T) {
 		t.Errorf("sessions in the snapshot = %q, want [sess]", keysIn)
 	}
 }
+
+// TestHurryPacedCheckpoint: a checkpoint paces itself to the filling of
+// the next memtable, which here never fills (an hour between checkpoints,
+// no more writes), so it would take an hour; Backup and Close wait for it,
+// and must make it run flat out instead.
+func TestHurryPacedCheckpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wait func(s *Store) error
+	}{
+		{"Backup", func(s *Store) error { _, err := s.Backup(context.Background(), &nopWriter{}); return err }},
+		{"Close", func(s *Store) error { return s.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys := newKeys(t)
+			path := filepath.Join(t.TempDir(), "tok.db")
+			s := mustOpen(t, path, Options{checkpointEntries: 64, checkpointChunk: 1, checkpointEvery: time.Hour})
+			var recs []vault.Record
+			for range 32 { // 64 entries: the last insert triggers the checkpoint
+				r := storetest.NewRecord(keys, false)
+				insertOne(t, s, r)
+				recs = append(recs, r)
+			}
+			waitFor(t, "the checkpoint to start", func() bool { return s.Stats().CheckpointChunks > 0 })
+			done := make(chan error, 1)
+			go func() { done <- tc.wait(s) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("%s = %v", tc.name, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s still waiting after 10 s: the paced checkpoint was not hurried", tc.name)
+			}
+			if st := s.Stats(); st.Checkpoints < 1 || st.CheckpointChunks < 64 {
+				t.Errorf("Stats() = %+v, want the 64-chunk checkpoint done", st)
+			}
+			if tc.name == "Close" {
+				s = mustOpen(t, path, Options{})
+			}
+			defer s.Close()
+			for _, r := range recs {
+				wantRecord(t, s, r)
+			}
+		})
+	}
+}
