@@ -231,16 +231,14 @@ func (s *Store) insertOne(rec vault.Record, now int64) (vault.Outcome, error) {
 				r, err := s.decode(tok, at)
 				return vault.Outcome{Status: vault.Existing, Record: r}, err
 			}
-			s.remove(tok, at)
-			s.freeIfEmpty(at.chunk())
+			s.drop(tok, at)
 		}
 	}
 	if at, ok := s.lookup(rec.Token); ok {
 		if !s.slot(at).expired(now) {
 			return vault.Outcome{Status: vault.Collision}, nil
 		}
-		s.remove(rec.Token, at)
-		s.freeIfEmpty(at.chunk())
+		s.drop(rec.Token, at)
 	}
 	v := vault.MarshalRecord(rec)
 	// The outcome is what a read would return: milliseconds, UTC, copies.
@@ -279,8 +277,7 @@ func (s *Store) undo(outs []vault.Outcome) {
 			continue
 		}
 		if at, ok := s.lookup(o.Record.Token); ok {
-			s.remove(o.Record.Token, at)
-			s.freeIfEmpty(at.chunk())
+			s.drop(o.Record.Token, at)
 		}
 	}
 }
@@ -290,8 +287,16 @@ func (s *Store) decode(token string, at ref) (vault.Record, error) {
 	return vault.UnmarshalRecord(token, s.slot(at).value())
 }
 
+// drop removes the record of token at ref and frees its chunk if that
+// leaves it empty. s.mu must be held.
+func (s *Store) drop(token string, at ref) {
+	s.remove(token, at)
+	s.freeIfEmpty(at.chunk())
+}
+
 // remove unindexes the record of token at ref and zeroes it, leaving its
-// chunk for the caller to free. s.mu must be held.
+// chunk for the caller to free (reclaim frees it once, after its walk).
+// s.mu must be held.
 func (s *Store) remove(token string, at ref) {
 	r := s.slot(at)
 	if r.hasFingerprint() {
@@ -352,8 +357,7 @@ func (s *Store) Delete(ctx context.Context, token string) error {
 	if !ok {
 		return vault.ErrNotFound
 	}
-	s.remove(token, at)
-	s.freeIfEmpty(at.chunk())
+	s.drop(token, at)
 	return nil
 }
 
