@@ -146,6 +146,26 @@ func BenchmarkGetParallel(b *testing.B) {
 	})
 }
 
+// halfExpired returns an uncapped store holding n CVC records, every
+// other one expired a minute ago by its clock, with the garbage collected.
+func halfExpired(b *testing.B, n int) (*Store, *clock) {
+	b.Helper()
+	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := New(WithClock(clk.Now), WithJanitorInterval(0), WithMaxRecords(0))
+	for j := range n {
+		r := cvcRecord(uint64(j), clk.Now())
+		if j%2 == 0 {
+			r.Expires = clk.Now().Add(time.Minute)
+		}
+		if _, err := s.Insert(context.Background(), []vault.Record{r}); err != nil {
+			b.Fatalf("Insert = %v", err)
+		}
+	}
+	clk.Add(2 * time.Minute)
+	runtime.GC()
+	return s, clk
+}
+
 // BenchmarkPurgeStall fills a store with 1M CVC records, lets half of them
 // expire, and purges them while another goroutine keeps inserting. It
 // reports the longest insert (how long Purge kept it waiting, plus whatever
@@ -156,19 +176,7 @@ func BenchmarkPurgeStall(b *testing.B) {
 	var worst, total time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-		s := New(WithClock(clk.Now), WithJanitorInterval(0), WithMaxRecords(0))
-		for j := range n {
-			r := cvcRecord(uint64(j), clk.Now())
-			if j%2 == 0 {
-				r.Expires = clk.Now().Add(time.Minute)
-			}
-			if _, err := s.Insert(ctx, []vault.Record{r}); err != nil {
-				b.Fatalf("Insert = %v", err)
-			}
-		}
-		clk.Add(2 * time.Minute)
-		runtime.GC()
+		s, clk := halfExpired(b, n)
 
 		var wg sync.WaitGroup
 		var longest time.Duration
@@ -213,23 +221,10 @@ func BenchmarkPurgeStall(b *testing.B) {
 // janitor.
 func BenchmarkPurgeStep(b *testing.B) {
 	const n = 1_000_000
-	ctx := context.Background()
 	var steps []time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-		s := New(WithClock(clk.Now), WithJanitorInterval(0), WithMaxRecords(0))
-		for j := range n {
-			r := cvcRecord(uint64(j), clk.Now())
-			if j%2 == 0 {
-				r.Expires = clk.Now().Add(time.Minute)
-			}
-			if _, err := s.Insert(ctx, []vault.Record{r}); err != nil {
-				b.Fatalf("Insert = %v", err)
-			}
-		}
-		clk.Add(2 * time.Minute)
-		runtime.GC()
+		s, clk := halfExpired(b, n)
 		b.StartTimer()
 		timed := func(fn func()) {
 			s.mu.Lock()
