@@ -212,6 +212,17 @@ func (s *Store) commitChunk(c chunk, epoch uint64, last bool) error {
 	})
 }
 
+// commitChunks commits chunks in order, flat out, the last one recording
+// epoch: Close's flush and Open's replay, where nothing runs beside them.
+func (s *Store) commitChunks(chunks []chunk, epoch uint64) error {
+	for i, c := range chunks {
+		if err := s.commitChunk(c, epoch, i == len(chunks)-1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // pace returns when run, having committed run.next of its chunks, is no
 // longer ahead of schedule (see Pacing above), or is in a hurry.
 func (s *Store) pace(run *checkpointRun) {
@@ -346,11 +357,9 @@ func (s *Store) flush() error {
 		chunks = f.chunks(s.opts.checkpointChunk)
 	}
 	chunks = append(chunks, a.chunks(s.opts.checkpointChunk)...)
-	for i, c := range chunks {
-		// The last chunk records the epoch even with nothing to write: see recover.
-		if err := s.commitChunk(c, s.wal.epoch, i == len(chunks)-1); err != nil {
-			return fmt.Errorf("checkpoint vault: %w", err) // the WAL still has it
-		}
+	// The last chunk records the epoch even with nothing to write: see recover.
+	if err := s.commitChunks(chunks, s.wal.epoch); err != nil {
+		return fmt.Errorf("checkpoint vault: %w", err) // the WAL still has it
 	}
 	s.memMu.Lock()
 	s.frozen, s.active = nil, newMemtable()
@@ -395,13 +404,10 @@ func (s *Store) recover() error {
 	}
 	epoch = max(epoch, last)
 	chunks := m.chunks(s.opts.checkpointChunk)
-	for i, c := range chunks {
-		// The epoch is recorded before the reset below zeroes the
-		// segments, so later epochs stay above those of any stale frame
-		// left in them.
-		if err := s.commitChunk(c, epoch, i == len(chunks)-1); err != nil {
-			return fmt.Errorf("replay wal: %w", err)
-		}
+	// The epoch is recorded before the reset below zeroes the segments, so
+	// later epochs stay above those of any stale frame left in them.
+	if err := s.commitChunks(chunks, epoch); err != nil {
+		return fmt.Errorf("replay wal: %w", err)
 	}
 	return s.wal.reset(epoch + 1)
 }
