@@ -76,6 +76,17 @@ func tok(t *testing.T, dir, stdin string, args ...string) (code int, stdout, std
 	return code, out.String(), errOut.String()
 }
 
+// writeBoltConfig writes dir/tok.yaml for a tok on the keyring file
+// keyring and dir/tok.db, every listener but egress on a free loopback port
+// and the audit log on stdout, followed by extra YAML, and returns its path.
+func writeBoltConfig(t *testing.T, dir, keyring, extra string) string {
+	t.Helper()
+	return writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
+vault: {bolt: %q, keyring: %q}
+audit: {path: "-"}
+`, filepath.Join(dir, "tok.db"), keyring)+extra)
+}
+
 func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -15,11 +13,7 @@ import (
 func TestServeMemoryLimit(t *testing.T) {
 	dir := t.TempDir()
 	keyring := newKeyring(t, dir)
-	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
-vault: {bolt: %q, keyring: %q}
-audit: {path: %q}
-limits: {memory: 100MiB}
-`, filepath.Join(dir, "tok.db"), keyring, filepath.Join(dir, "audit.log")))
+	cfg := writeBoltConfig(t, dir, keyring, "limits: {memory: 100MiB}\n")
 	for _, tc := range []struct {
 		env  []string
 		want string

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,10 +19,7 @@ import (
 func TestKeysRetire(t *testing.T) {
 	dir := t.TempDir()
 	keyring := newKeyring(t, dir)
-	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
-vault: {bolt: %q, keyring: %q}
-audit: {path: "-"}
-`, filepath.Join(dir, "tok.db"), keyring))
+	cfg := writeBoltConfig(t, dir, keyring, "")
 	s := startTok(t, dir, cfg)
 	waitLog := func(msg string) {
 		t.Helper()

@@ -295,10 +295,7 @@ inbound:
 func TestServeBackup(t *testing.T) {
 	dir := t.TempDir()
 	keyring := newKeyring(t, dir)
-	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0"}
-vault: {bolt: %q, keyring: %q}
-audit: {path: "-"}
-`, filepath.Join(dir, "tok.db"), keyring))
+	cfg := writeBoltConfig(t, dir, keyring, "")
 	s := startTok(t, dir, cfg)
 	token := s.handle(t, testPAN)
 	resp, err := http.Get("http://" + s.addrs["admin"] + "/backup")
