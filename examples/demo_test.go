@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -359,15 +360,26 @@ func (d *demo) logs() string {
 	return b.String()
 }
 
-// freePort returns a loopback address whose port was free a moment ago.
+// handedOut holds the addresses freePort has returned in this process.
+var handedOut sync.Map
+
+// freePort returns a loopback address whose port was free a moment ago,
+// never one it returned before: the kernel may offer a port again as soon
+// as the listener that found it is closed, and two processes of one demo
+// told the same port fail to start (seen in CI).
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func randomHex(t *testing.T) string {
