@@ -103,7 +103,9 @@ func (s *Store) commitLoop() {
 	batch := make([]*request, 0, s.opts.MaxBatchOps)
 	var carry *request // a request that did not fit the previous batch
 	company := false
-	tick := time.NewTicker(s.opts.checkpointEvery)
+	// The tick makes a timed checkpoint due without traffic, and restarts
+	// a failed one within settleEvery even when nothing new is due.
+	tick := time.NewTicker(min(s.opts.checkpointEvery, settleEvery))
 	defer tick.Stop()
 	for {
 		batch = batch[:0]
