@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +32,10 @@ import (
 // durable bbolt store and on the memory store. Run:
 //
 //	go test -run '^$' -bench . -benchtime 20000x ./vault/bolt ./proxy
-var benchRecords = flag.Int("bench.records", 1_000_000, "records in the vault before the /handle and vault benchmarks run")
+var (
+	benchRecords = flag.Int("bench.records", 1_000_000, "records in the vault before the /handle and vault benchmarks run")
+	benchProfile = flag.String("bench.cpuprofile", "", "write a CPU profile of each BenchmarkHandle run, without the prefill, to `file`.bolt and file.memory")
+)
 
 // benchClients is the number of concurrent HTTP clients.
 const benchClients = 64
@@ -155,6 +159,10 @@ func BenchmarkHandle(b *testing.B) {
 			var mu sync.Mutex
 			var lat []time.Duration
 			b.SetParallelism(max(1, benchClients/runtime.GOMAXPROCS(0)))
+			if *benchProfile != "" && b.N > 1 { // not the 1-request probe run
+				stop := startProfile(b, *benchProfile+"."+kind)
+				defer stop()
+			}
 			b.ResetTimer()
 			start := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
@@ -218,6 +226,23 @@ func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration) {
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
 	b.ReportMetric(q(0.50), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(q(0.999), "p999-ms")
+}
+
+// startProfile writes a CPU profile of the benchmark's measured part to
+// file (go test's -cpuprofile would mostly show the prefill).
+func startProfile(b *testing.B, file string) (stop func()) {
+	f, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // BenchmarkVault measures the vault itself on the prefilled bbolt store:
