@@ -78,7 +78,7 @@ const (
 	// defaultCheckpointEntries is the active memtable size (puts and
 	// deletes, a tokenization being two) that triggers a checkpoint: the
 	// trade between memory and checkpoint cost. A memtable takes about 94
-	// bytes of heap per entry (BenchmarkMemtableBytes), so 12 MiB at this
+	// bytes of heap per entry (BenchmarkMemtableBytes), so 9 MiB at this
 	// size, twice that while one is frozen and the next fills, and at
 	// most (hardCapFactor+1) times that. Big checkpoints are cheap per
 	// record: n random inserts into a tree of L leaves dirty L(1-e^(-n/L))
@@ -91,14 +91,15 @@ const (
 	//	disk bytes              6790   5475   4524   3874   3038   2522
 	//	memtable MiB             2.9    5.9    8.8     12     18     24
 	//
-	// At the 10-15k records/s /handle sustains on two cores, 64k records
-	// (this size) keep checkpoints to about a quarter of a core; on
-	// sustained /handle (300k requests) 64k entries, 128k and 256k gave
+	// On sustained /handle (300k requests) 64k entries, 128k and 256k gave
 	// 9.4-12.6k/s, 10.2-12.0k/s and 14.5-14.8k/s, with heap peaks of 49,
-	// 68 and 105 MB in the benchmark's process: at twice this size a
-	// frozen and a full active memtable alone would take 47 of the 64 MB
-	// tok is allowed.
-	defaultCheckpointEntries = 128 << 10
+	// 68 and 105 MB in the benchmark's process. The bound is memory: tok
+	// is allowed 64 MB at 64 connections, and the proxy's checkout route
+	// also keeps every CVC in memory. With checkpoints on a one-minute
+	// timer (below), the proxy benchmark's RssAnon peaked at 69.5 MB with
+	// 128k entries and 57.3 MB with 96k (one run each), so 96k (48k
+	// records) it is.
+	defaultCheckpointEntries = 96 << 10
 	// defaultCheckpointChunk is the most entries one checkpoint
 	// transaction writes. Smaller transactions hold less of bbolt's dirty
 	// pages and nodes on the heap (about 3-7 MiB at this size; 14-40 at
@@ -117,8 +118,9 @@ const (
 	// records whose page writes, spread over the next 10 s, kept delaying
 	// the WAL's fdatasyncs. Measured with BenchmarkInsertRate (1,000
 	// inserts/s for 130 s into 200k records): p99 10.8 ms at 10 s, 2.1 ms
-	// at 60 s (checkpoints of 60k records), 0.9 ms with none at all.
-	defaultCheckpointEvery = 5 * time.Minute
+	// at 60 s (checkpoints of 60k records), 0.9 ms with none at all. At a
+	// minute, a store at that rate checkpoints by size first.
+	defaultCheckpointEvery = time.Minute
 	// settleEvery is how often an idle committer collects a finished
 	// checkpoint and restarts a failed one.
 	settleEvery = 10 * time.Second
