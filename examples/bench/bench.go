@@ -341,8 +341,12 @@ func openLoopReport(ctx context.Context, e *env, o options, pans *panSource, out
 		o.rate, o.openDuration, s.path, o.conns)
 	targets := []*target{e.plain, e.tok}
 	ms := make([]measured, len(targets))
+	var before, after []byte // tok's metrics around its run
 	for i, t := range targets {
 		var lerr error
+		if t == e.tok {
+			before, _ = scrape(e.metricsURL)
+		}
 		m, err := measure(t, 250*time.Millisecond, func() result {
 			r, err := openLoop(ctx, t.addr, s.template(t), pans, o.rate, o.conns, o.openDuration)
 			lerr = err
@@ -350,6 +354,9 @@ func openLoopReport(ctx context.Context, e *env, o options, pans *panSource, out
 		})
 		if err := errors.Join(err, lerr); err != nil {
 			return err
+		}
+		if t == e.tok {
+			after, _ = scrape(e.metricsURL)
 		}
 		ms[i] = m
 	}
@@ -363,6 +370,14 @@ func openLoopReport(ctx context.Context, e *env, o options, pans *panSource, out
 			m.Shed+m.Other, m.Errors, m.Missed)
 	}
 	tw.Flush()
+	// How much of tok's latency is its store: commit latency (WAL write and
+	// fdatasync) as tok's own histogram saw it during the run.
+	p50, ok50 := bucketQuantile(before, after, "tok_store_commit_duration_seconds", 0.50)
+	p99, ok99 := bucketQuantile(before, after, "tok_store_commit_duration_seconds", 0.99)
+	if ok50 && ok99 {
+		fmt.Fprintf(out, "   tok store commits (fsync included), from tok's histogram: p50 ≤ %s, p99 ≤ %s\n",
+			fmtSeconds(p50), fmtSeconds(p99))
+	}
 	for i, t := range targets {
 		if m := &ms[i]; m.FirstProblem != "" {
 			fmt.Fprintf(out, "   %s: first problem: %s\n", t.name, m.FirstProblem)
@@ -477,6 +492,14 @@ func sweep(ctx context.Context, e *env, o options, pans *panSource, capacity flo
 	}
 	fmt.Fprintf(out, "   wrote %s\n", o.chart)
 	return nil
+}
+
+// fmtSeconds formats a histogram bucket bound in seconds.
+func fmtSeconds(s float64) string {
+	if math.IsInf(s, 1) {
+		return "+Inf"
+	}
+	return fmtDur(time.Duration(s * float64(time.Second)))
 }
 
 // printStoreStats prints tok's durable-store commits between two scrapes

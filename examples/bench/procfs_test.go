@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"testing"
 	"time"
@@ -55,5 +57,36 @@ func TestProcSelf(t *testing.T) {
 	}
 	if m.RSS <= 0 || m.RSSAnon <= 0 || m.RSSAnon > m.RSS {
 		t.Errorf("memory usage %+v is implausible", m)
+	}
+}
+
+func TestBucketQuantile(t *testing.T) {
+	const h = "tok_store_commit_duration_seconds"
+	expo := func(counts ...int) []byte {
+		bounds := []string{"0.0005", "0.001", "0.0025", "+Inf"}
+		var b []byte
+		b = append(b, "# TYPE "+h+" histogram\n"...)
+		for i, c := range counts {
+			b = fmt.Appendf(b, "%s_bucket{le=%q} %d\n", h, bounds[i], c)
+		}
+		return fmt.Appendf(b, "%s_count %d\n", h, counts[len(counts)-1])
+	}
+	// Before: 10 commits, all under 0.5 ms. After: 100 more, of which 90
+	// under 0.5 ms, 8 more under 1 ms, 1 more under 2.5 ms, 1 beyond.
+	before, after := expo(10, 10, 10, 10), expo(100, 108, 109, 110)
+	for _, tc := range []struct {
+		q    float64
+		want float64
+	}{{0.5, 0.0005}, {0.9, 0.0005}, {0.95, 0.001}, {0.99, 0.0025}, {1, math.Inf(1)}} {
+		got, ok := bucketQuantile(before, after, h, tc.q)
+		if !ok || got != tc.want {
+			t.Errorf("q %v = %v, %v; want %v, true", tc.q, got, ok, tc.want)
+		}
+	}
+	if _, ok := bucketQuantile(after, after, h, 0.99); ok {
+		t.Error("no observations in between: ok = true")
+	}
+	if _, ok := bucketQuantile(nil, []byte("other_bucket{le=\"1\"} 5\n"), h, 0.99); ok {
+		t.Error("another histogram's buckets were read")
 	}
 }

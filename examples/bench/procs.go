@@ -3,15 +3,18 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -278,6 +281,53 @@ func metricValue(exposition []byte, series string) (float64, bool) {
 		return v, true
 	}
 	return 0, false
+}
+
+// bucketQuantile estimates the q quantile (0 < q ≤ 1) of what a
+// Prometheus histogram observed between two expositions: the upper bound
+// of the first bucket whose count reaches q of the total, so "at most"
+// this value. ok is false if the histogram observed nothing in between;
+// +Inf means the quantile is beyond the largest finite bucket.
+func bucketQuantile(before, after []byte, histogram string, q float64) (le float64, ok bool) {
+	type bucket struct{ le, n float64 }
+	read := func(exposition []byte) map[float64]float64 {
+		counts := map[float64]float64{}
+		sc := bufio.NewScanner(bytes.NewReader(exposition))
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		prefix := histogram + `_bucket{le="`
+		for sc.Scan() {
+			rest, found := strings.CutPrefix(sc.Text(), prefix)
+			if !found {
+				continue
+			}
+			bound, value, found := strings.Cut(rest, `"} `)
+			if !found {
+				continue
+			}
+			b, err1 := strconv.ParseFloat(bound, 64) // "+Inf" parses too
+			v, err2 := strconv.ParseFloat(strings.Fields(value)[0], 64)
+			if err1 == nil && err2 == nil {
+				counts[b] = v
+			}
+		}
+		return counts
+	}
+	b, a := read(before), read(after)
+	var buckets []bucket
+	for le, n := range a {
+		buckets = append(buckets, bucket{le, n - b[le]})
+	}
+	slices.SortFunc(buckets, func(x, y bucket) int { return cmp.Compare(x.le, y.le) })
+	if len(buckets) == 0 || buckets[len(buckets)-1].n <= 0 {
+		return 0, false
+	}
+	want := q * buckets[len(buckets)-1].n // buckets are cumulative; the last is +Inf
+	for _, bk := range buckets {
+		if bk.n >= want {
+			return bk.le, true
+		}
+	}
+	return math.Inf(1), true
 }
 
 // scrape fetches a Prometheus exposition.

@@ -33,7 +33,7 @@ func TestSmoke(t *testing.T) {
 	if err := run(ctx, o, &out); err != nil {
 		t.Fatalf("harness: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"preflight:", "== closed loop: POST /checkout", "== closed loop: POST /cart", "== open loop", "== overload", "wrote "} {
+	for _, want := range []string{"preflight:", "== closed loop: POST /checkout", "== closed loop: POST /cart", "== open loop", "tok store commits (fsync included), from tok's histogram: p50 ≤ ", "== overload", "wrote "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
