@@ -82,6 +82,7 @@ type Options struct {
 	checkpointEntries int           // active memtable size that triggers a checkpoint
 	checkpointChunk   int           // entries per checkpoint transaction
 	checkpointEvery   time.Duration // checkpoint interval when anything is pending
+	idleAfter         time.Duration // no commit for this long: checkpoints stop pacing
 }
 
 // Stats counts the committer's and the checkpointer's work since Open.
@@ -143,6 +144,9 @@ type Store struct {
 	// activeEntries and walOffset are the committer's load, published
 	// for the checkpointer's pacing (see noteLoad).
 	activeEntries, walOffset atomic.Int64
+	// lastCommit is when the committer last finished a batch (UnixNano),
+	// for the checkpointer: with no commits to disturb, it need not pace.
+	lastCommit atomic.Int64
 
 	// barriers carries Backup's checkpoint requests to the committer
 	// (sent under mu, like queue). See backup.go.
@@ -186,6 +190,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.checkpointEvery <= 0 {
 		opts.checkpointEvery = defaultCheckpointEvery
+	}
+	if opts.idleAfter <= 0 {
+		opts.idleAfter = defaultIdleAfter
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open vault %q: %w", path, err)

@@ -430,8 +430,9 @@ func TestReadsBetweenChunks(t *testing.T) {
 
 // TestHurryPacedCheckpoint: a checkpoint paces itself to the filling of
 // the next memtable, which here never fills (an hour between checkpoints,
-// no more writes), so it would take an hour; Backup and Close wait for it,
-// and must make it run flat out instead.
+// no more writes, and an hour before the store counts as idle), so it
+// would take an hour; Backup and Close wait for it, and must make it run
+// flat out instead.
 func TestHurryPacedCheckpoint(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -443,7 +444,7 @@ func TestHurryPacedCheckpoint(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			keys := newKeys(t)
 			path := filepath.Join(t.TempDir(), "tok.db")
-			s := mustOpen(t, path, Options{checkpointEntries: 64, checkpointChunk: 1, checkpointEvery: time.Hour})
+			s := mustOpen(t, path, Options{checkpointEntries: 64, checkpointChunk: 1, checkpointEvery: time.Hour, idleAfter: time.Hour})
 			var recs []vault.Record
 			for range 32 { // 64 entries: the last insert triggers the checkpoint
 				r := storetest.NewRecord(keys, false)
@@ -472,5 +473,26 @@ func TestHurryPacedCheckpoint(t *testing.T) {
 				wantRecord(t, s, r)
 			}
 		})
+	}
+}
+
+// TestIdleCheckpointRunsFlatOut: the same hour-long paced checkpoint, with
+// nobody waiting for it, runs flat out once no commit has come for
+// idleAfter: there are no fdatasyncs left to protect.
+func TestIdleCheckpointRunsFlatOut(t *testing.T) {
+	keys := newKeys(t)
+	s := openTemp(t, Options{checkpointEntries: 64, checkpointChunk: 1, checkpointEvery: time.Hour, idleAfter: 50 * time.Millisecond})
+	var recs []vault.Record
+	for range 32 { // 64 entries: the last insert triggers the checkpoint
+		r := storetest.NewRecord(keys, false)
+		insertOne(t, s, r)
+		recs = append(recs, r)
+	}
+	waitFor(t, "the checkpoint to finish in the lull", func() bool { return s.Stats().Checkpoints >= 1 })
+	if st := s.Stats(); st.CheckpointChunks < 64 || st.CheckpointEntries != 64 {
+		t.Errorf("Stats() = %+v, want one 64-chunk checkpoint of 64 entries", st)
+	}
+	for _, r := range recs {
+		wantRecord(t, s, r)
 	}
 }

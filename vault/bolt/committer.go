@@ -155,6 +155,7 @@ func (s *Store) commitLoop() {
 		}
 		company = len(batch) > 1
 		s.commit(batch)
+		s.lastCommit.Store(time.Now().UnixNano())
 		clear(batch) // drop references to answered requests
 		s.maybeFreeze()
 	}
