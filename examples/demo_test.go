@@ -9,16 +9,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/freeport"
 )
 
 // TestDemoLoop runs the demo as the README tells it, with real processes:
@@ -360,26 +360,15 @@ func (d *demo) logs() string {
 	return b.String()
 }
 
-// handedOut holds the addresses freePort has returned in this process.
-var handedOut sync.Map
-
-// freePort returns a loopback address whose port was free a moment ago,
-// never one it returned before: the kernel may offer a port again as soon
-// as the listener that found it is closed, and two processes of one demo
-// told the same port fail to start (seen in CI).
+// freePort returns a loopback address for one of the demo's processes;
+// see freeport.Addr.
 func freePort(t *testing.T) string {
 	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
-			return addr
-		}
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return addr
 }
 
 func randomHex(t *testing.T) string {

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/freeport"
 )
 
 // startTimeout bounds the wait for a started process to accept requests.
@@ -178,28 +180,9 @@ func httpReady(url string) func() error {
 	}
 }
 
-// handedOut holds the addresses freePort has returned in this process.
-var handedOut sync.Map
-
-// freePort returns a loopback address with a port that was free a moment
-// ago, never one it returned before: the kernel may offer a port again as
-// soon as the listener that found it is closed (two of our toks were once
-// told the same one). Another process could still take it before ours
-// binds it; startup then fails with a clear error, and a rerun picks other
-// ports.
-func freePort() (string, error) {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", fmt.Errorf("find a free port: %w", err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
-			return addr, nil
-		}
-	}
-}
+// freePort returns a loopback address to start a target on; see
+// freeport.Addr.
+var freePort = freeport.Addr
 
 // moduleRoot finds the tok module's root: dir or its nearest parent whose
 // go.mod declares github.com/tokproxy/tok.
