@@ -86,6 +86,9 @@ func TestBucketQuantile(t *testing.T) {
 	if _, ok := bucketQuantile(after, after, h, 0.99); ok {
 		t.Error("no observations in between: ok = true")
 	}
+	if _, ok := bucketQuantile(nil, []byte(h+"_bucket{le=\"1\"} \n"), h, 0.99); ok {
+		t.Error("a bucket line without a count was read")
+	}
 	if _, ok := bucketQuantile(nil, []byte("other_bucket{le=\"1\"} 5\n"), h, 0.99); ok {
 		t.Error("another histogram's buckets were read")
 	}

@@ -287,8 +287,12 @@ func bucketQuantile(before, after []byte, histogram string, q float64) (le float
 			if !found {
 				continue
 			}
+			f := strings.Fields(value)
+			if len(f) == 0 {
+				continue
+			}
 			b, err1 := strconv.ParseFloat(bound, 64) // "+Inf" parses too
-			v, err2 := strconv.ParseFloat(strings.Fields(value)[0], 64)
+			v, err2 := strconv.ParseFloat(f[0], 64)
 			if err1 == nil && err2 == nil {
 				counts[b] = v
 			}
