@@ -445,12 +445,7 @@ func TestHurryPacedCheckpoint(t *testing.T) {
 			keys := newKeys(t)
 			path := filepath.Join(t.TempDir(), "tok.db")
 			s := mustOpen(t, path, Options{checkpointEntries: 64, checkpointChunk: 1, checkpointEvery: time.Hour, idleAfter: time.Hour})
-			var recs []vault.Record
-			for range 32 { // 64 entries: the last insert triggers the checkpoint
-				r := storetest.NewRecord(keys, false)
-				insertOne(t, s, r)
-				recs = append(recs, r)
-			}
+			recs := insertRecords(t, s, keys, 32) // 64 entries: the last insert triggers the checkpoint
 			waitFor(t, "the checkpoint to start", func() bool { return s.Stats().CheckpointChunks > 0 })
 			done := make(chan error, 1)
 			go func() { done <- tc.wait(s) }()
@@ -482,12 +477,7 @@ func TestHurryPacedCheckpoint(t *testing.T) {
 func TestIdleCheckpointRunsFlatOut(t *testing.T) {
 	keys := newKeys(t)
 	s := openTemp(t, Options{checkpointEntries: 64, checkpointChunk: 1, checkpointEvery: time.Hour, idleAfter: 50 * time.Millisecond})
-	var recs []vault.Record
-	for range 32 { // 64 entries: the last insert triggers the checkpoint
-		r := storetest.NewRecord(keys, false)
-		insertOne(t, s, r)
-		recs = append(recs, r)
-	}
+	recs := insertRecords(t, s, keys, 32) // 64 entries: the last insert triggers the checkpoint
 	waitFor(t, "the checkpoint to finish in the lull", func() bool { return s.Stats().Checkpoints >= 1 })
 	if st := s.Stats(); st.CheckpointChunks < 64 || st.CheckpointEntries != 64 {
 		t.Errorf("Stats() = %+v, want one 64-chunk checkpoint of 64 entries", st)
@@ -495,4 +485,15 @@ func TestIdleCheckpointRunsFlatOut(t *testing.T) {
 	for _, r := range recs {
 		wantRecord(t, s, r)
 	}
+}
+
+// insertRecords inserts n new records, one commit each, and returns them.
+func insertRecords(t *testing.T, s *Store, keys *vault.Keyring, n int) []vault.Record {
+	t.Helper()
+	recs := make([]vault.Record, n)
+	for i := range recs {
+		recs[i] = storetest.NewRecord(keys, false)
+		insertOne(t, s, recs[i])
+	}
+	return recs
 }

@@ -25,10 +25,11 @@ var (
 // benchmark's latency rate), each in its own goroutine, so a stall delays
 // every insert started during it instead of hiding in a closed loop's
 // pause. Each is timed from its call (not from its scheduled start, which
-// would add the timer's oversleep). It runs b.N inserts into a vault prefilled with
-// -rate-prefill records, checkpoints included (the default interval is
-// 10 s, so use -benchtime of 20000x or more to see several). It isolates
-// the store's share of tok's tail latency from HTTP and the load generator.
+// would add the timer's oversleep). It runs b.N inserts into a vault
+// prefilled with -rate-prefill records, checkpoints included: at 1,000/s
+// the defaults trigger one every 48 s, so use -benchtime 130000x to spend
+// about half the run beside one. It isolates the store's share of tok's
+// tail latency from HTTP and the load generator.
 func BenchmarkInsertRate(b *testing.B) {
 	s := openTemp(b, Options{checkpointChunk: *rateChunk, checkpointEntries: *rateEntries, checkpointEvery: *rateEvery})
 	keys := newKeys(b)
