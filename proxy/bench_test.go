@@ -16,9 +16,11 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,7 +166,7 @@ func BenchmarkHandle(b *testing.B) {
 				defer stop()
 			}
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0, idle0 := time.Now(), processCPU(), machineIdle()
 			b.RunParallel(func(pb *testing.PB) {
 				// A keep-alive connection per client with requests written
 				// by hand: a light load generator leaves the 2 cores to tok
@@ -204,8 +206,15 @@ func BenchmarkHandle(b *testing.B) {
 				mu.Unlock()
 			})
 			elapsed := time.Since(start)
+			cpu, idle := processCPU()-cpu0, machineIdle()-idle0
 			b.StopTimer()
 			reportLatency(b, lat, elapsed)
+			if len(lat) > 0 {
+				// The process holds tok and the load generator; idle is
+				// what the whole machine left unused, in cores.
+				b.ReportMetric(float64(cpu.Microseconds())/float64(len(lat)), "cpu-us/req")
+				b.ReportMetric(idle.Seconds()/elapsed.Seconds(), "idle-cores")
+			}
 			if t.bolt != nil {
 				after := t.bolt.Stats()
 				if c := after.Commits - before.Commits; c > 0 {
@@ -227,6 +236,33 @@ func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration) {
 	b.ReportMetric(q(0.50), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(q(0.999), "p999-ms")
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineIdle is the idle (and iowait) time of all CPUs since boot, from
+// /proc/stat; zero where there is none.
+func machineIdle() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait ...
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, s := range f[4:6] {
+		n, _ := strconv.ParseInt(s, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ
 }
 
 // startProfile writes a CPU profile of the benchmark's measured part to
