@@ -491,6 +491,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 		return err
 	}
 	opts.AuditLast = auditLast
+	opts.Volatile = mem
 	srv, err := proxy.New(opts)
 	if err != nil {
 		return err

@@ -188,7 +188,7 @@ func newInboundEnv(t *testing.T, cfg inboundConfig) *inboundEnv {
 		t.Fatal(err)
 	}
 	opts := Options{
-		Vault: e.vault, Store: store, Audit: e.audit, Upstream: u, Routes: checkoutRoutes(),
+		Vault: e.vault, Store: store, Volatile: volatile, Audit: e.audit, Upstream: u, Routes: checkoutRoutes(),
 		// One client at bcrypt's minimum cost keeps the unknown-client dummy
 		// hash cheap to build.
 		Clients: []Client{{Name: "app", SecretHash: cheapHash()}},
@@ -1364,4 +1364,12 @@ func TestInboundVolatileFull(t *testing.T) {
 		t.Fatalf("the upstream received %d requests after the refusal, want none", got-n-1)
 	}
 	e.forwarded(t, e.send("POST", "/checkout", "application/json", []byte(`{"card":{"number":"`+panVisa+`"}}`)), n+1)
+	// /metrics shows the store full, so an operator can alert before it is.
+	rec := httptest.NewRecorder()
+	e.srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"\ntok_volatile_records 1\n", "\ntok_volatile_records_max 1\n", "\ntok_volatile_bytes "} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tokproxy/tok/vault/memory"
 )
 
 // metrics are tok's Prometheus series. Labels are fixed route names, status
@@ -70,6 +72,24 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}
 	}
 	return m
+}
+
+// registerVolatile exports how full the volatile store is: past its cap,
+// requests that put values there get 503 volatile_store_full, so alert
+// well before tok_volatile_records reaches tok_volatile_records_max.
+func registerVolatile(reg *prometheus.Registry, m *memory.Store) {
+	gauge := func(name, help string, f func(memory.Stats) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return float64(f(m.Stats())) })
+	}
+	reg.MustRegister(
+		gauge("tok_volatile_records", "Values held in memory (store: memory), including expired ones not yet purged.",
+			func(s memory.Stats) int { return s.Records }),
+		gauge("tok_volatile_records_max", "limits.volatile_records: the most values held in memory (0: no cap).",
+			func(s memory.Stats) int { return s.MaxRecords }),
+		gauge("tok_volatile_bytes", "Bytes of memory allocated to values held in memory.",
+			func(s memory.Stats) int { return s.SlabBytes }),
+	)
 }
 
 func outcome(err error) string {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/memory"
 )
 
 // Defaults for [Options] fields left zero.
@@ -58,6 +59,9 @@ type Client struct {
 type Options struct {
 	Vault   *vault.Vault
 	Store   vault.Store // sessions, lockouts and readiness; usually the vault's durable store
+	// Volatile, if set, is the vault's store of volatile values (store:
+	// memory); /metrics shows how full it is.
+	Volatile *memory.Store
 	Listen  Listen
 	Clients []Client
 	// MaxBody caps request bodies. If zero, DefaultMaxBody.
@@ -216,6 +220,9 @@ func build(opts Options, prev *Server) (*Server, error) {
 	} else {
 		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast)
 		s.metrics = newMetrics(opts.Registry)
+		if opts.Volatile != nil {
+			registerVolatile(opts.Registry, opts.Volatile)
+		}
 		s.live = new(atomic.Pointer[Server])
 		s.live.Store(s)
 		live := s.live
