@@ -208,6 +208,7 @@ func benchProxy(ctx context.Context, e *env, o options, out io.Writer) error {
 		ratio := printClosed(out, targets, runs)
 		if s.kind == uniqueValid {
 			printStoreStats(out, before, after)
+			printVolatile(out, after)
 		}
 		fmt.Fprintf(out, "   target tok ≥ %.1f × plain: %.2f %s\n", s.target, ratio, verdict(ratio >= s.target))
 		if s.kind == uniqueValid {
@@ -514,6 +515,18 @@ func printStoreStats(out io.Writer, before, after []byte) {
 	}
 	fmt.Fprintf(out, "   tok store: %.0f durable commits, %.1f operations per commit, %s per commit (fsync included) on average\n",
 		commits, ops/commits, fmtDur(time.Duration(secs/commits*float64(time.Second))))
+}
+
+// printVolatile prints how full tok's memory store of CVCs is: it holds
+// about rate × (ttl + 1 s) of them, and that is part of tok's RssAnon.
+func printVolatile(out io.Writer, after []byte) {
+	held, ok := metricValue(after, "tok_volatile_records")
+	limit, _ := metricValue(after, "tok_volatile_records_max")
+	bytes, _ := metricValue(after, "tok_volatile_bytes")
+	if ok {
+		fmt.Fprintf(out, "   tok volatile store (CVCs, ttl %s): %.0f held of %.0f at the end, %s of slabs\n",
+			cvcTTL, held, limit, fmtBytes(int64(bytes)))
+	}
 }
 
 // delta is a metric's increase between two expositions.
