@@ -57,13 +57,13 @@ type Client struct {
 
 // Options configures a [Server]. Vault and Store are required.
 type Options struct {
-	Vault   *vault.Vault
-	Store   vault.Store // sessions, lockouts and readiness; usually the vault's durable store
+	Vault *vault.Vault
+	Store vault.Store // sessions, lockouts and readiness; usually the vault's durable store
 	// Volatile, if set, is the vault's store of volatile values (store:
 	// memory); /metrics shows how full it is.
 	Volatile *memory.Store
-	Listen  Listen
-	Clients []Client
+	Listen   Listen
+	Clients  []Client
 	// MaxBody caps request bodies. If zero, DefaultMaxBody.
 	MaxBody int64
 	// Audit receives one JSON line per login attempt, lookup and reveal.
