@@ -934,6 +934,9 @@ func TestInboundGuard(t *testing.T) {
 		{"dashes", "POST", "/profile", ctJSON, `{"x":["6011-1111-1111-1117"]}`, "x.0"},
 		{"json number", "POST", "/profile", ctJSON, `{"n":` + panAmex + `}`, "n"},
 		{"form", "POST", "/profile", ctForm, "name=Zo%C3%AB&pan=4242+4242+4242+4242", "pan"},
+		// 16 ASCII digits then an Arabic-Indic 8: a card to a parser that
+		// knows only 0-9, 17 digits failing Luhn to one that knows all.
+		{"ascii card before an arabic digit", "POST", "/profile", ctJSON, `{"note":"4000056655665556٨"}`, "note"},
 		{"form on a route", "POST", "/checkout", ctForm, "card[number]=" + panVisa + "&card[backup]=" + panVisa2, "card[backup]"},
 		{"query string", "GET", "/profile?card=" + panVisa, "", "", "card"},
 		{"query string with dashes", "GET", "/search?q=4111-1111-1111-1111&x=1", "", "", "q"},

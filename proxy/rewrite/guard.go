@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -112,6 +113,10 @@ func IsCardNumber(d string) bool {
 type cardRun struct {
 	start, end int
 	digits     string
+	// ambiguous marks a span where two readings of the digits (every
+	// script, or ASCII only) find card numbers that overlap without one
+	// holding the other; digits is then empty and the body is refused.
+	ambiguous bool
 }
 
 // digitValue returns the value of r if it is a decimal digit in any script
@@ -153,7 +158,67 @@ type digitGroup struct {
 // than 19 digits is searched for card numbers made of whole groups (so
 // "4111 1111 1111 1111 2030" is caught; a bare 20-digit number is not a
 // card).
+//
+// Digits of other scripts are read two ways, because parsers differ: as
+// digits (Unicode-aware code, and people), and as letters (code that knows
+// only 0-9, which reads "40000000001000٨" as 14 digits and a letter). A
+// card number found by either reading is returned; where the two overlap
+// without one holding the other, the union is returned as ambiguous.
 func findCards(s string) []cardRun {
+	runs := scanCards(s, digitValue)
+	if !hasOtherDigits(s) {
+		return runs
+	}
+	for _, a := range scanCards(s, asciiDigit) {
+		runs = addReading(runs, a)
+	}
+	return runs
+}
+
+// asciiDigit is digitValue for a reader that knows only 0-9.
+func asciiDigit(r rune) (byte, bool) {
+	if r >= '0' && r <= '9' {
+		return byte(r - '0'), true
+	}
+	return 0, false
+}
+
+// hasOtherDigits reports whether s holds a decimal digit outside ASCII.
+func hasOtherDigits(s string) bool {
+	for _, r := range s {
+		if r >= utf8.RuneSelf {
+			if _, ok := digitValue(r); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// addReading adds run a, found by a second reading of the same string, to
+// runs (sorted, disjoint): dropped if a run already holds it, merged with
+// every run it overlaps into one ambiguous run otherwise.
+func addReading(runs []cardRun, a cardRun) []cardRun {
+	out := make([]cardRun, 0, len(runs)+1)
+	for _, r := range runs {
+		switch {
+		case r.start <= a.start && a.end <= r.end:
+			return runs // the first reading's span covers it
+		case r.end <= a.start || a.end <= r.start:
+			out = append(out, r)
+		default:
+			a = cardRun{start: min(a.start, r.start), end: max(a.end, r.end), ambiguous: true}
+		}
+	}
+	i := 0
+	for i < len(out) && out[i].start < a.start {
+		i++
+	}
+	return slices.Insert(out, i, a)
+}
+
+// scanCards is findCards for one reading of digits.
+func scanCards(s string, digitValue func(rune) (byte, bool)) []cardRun {
 	var out []cardRun
 	var groups []digitGroup
 	var cur []byte
@@ -207,7 +272,7 @@ func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 	}
 	if total >= minCardDigits && total <= maxCardDigits {
 		if d := joinDigits(groups); IsCardNumber(d) {
-			return append(out, cardRun{groups[0].start, groups[len(groups)-1].end, d})
+			return append(out, cardRun{start: groups[0].start, end: groups[len(groups)-1].end, digits: d})
 		}
 	}
 	if len(groups) == 1 {
@@ -229,7 +294,7 @@ func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 			i++
 			continue
 		}
-		out = append(out, cardRun{groups[i].start, groups[found].end, joinDigits(groups[i : found+1])})
+		out = append(out, cardRun{start: groups[i].start, end: groups[found].end, digits: joinDigits(groups[i : found+1])})
 		i = found + 1
 	}
 	return out

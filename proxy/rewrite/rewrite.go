@@ -284,6 +284,8 @@ type collector struct {
 	edits     []edit
 	guardPath string // path of the first guard hit
 	guardHits int
+	ambiguous string // path of the first ambiguous guard hit, if any
+	anyAmbig  bool
 }
 
 func (c *collector) addField(fs fieldSel, path string, text string, kind Kind, ek editKind, start, end int) {
@@ -296,6 +298,11 @@ func (c *collector) addGuard(path string, text string, runs []cardRun, kind Kind
 		c.guardPath = path
 	}
 	c.guardHits += len(runs)
+	for _, rn := range runs {
+		if rn.ambiguous && !c.anyAmbig {
+			c.ambiguous, c.anyAmbig = path, true
+		}
+	}
 	c.edits = append(c.edits, edit{start: start, end: end, kind: ek, first: len(c.vals), n: len(runs), text: text, runs: runs})
 	for _, rn := range runs {
 		c.vals = append(c.vals, Value{Field: -1, Spec: -1, Path: path, Text: rn.digits, Kind: kind})
@@ -306,6 +313,12 @@ func (c *collector) addGuard(path string, text string, runs []cardRun, kind Kind
 func (c *collector) apply(body []byte, mode GuardMode, replace ReplaceFunc) ([]byte, error) {
 	if c.guardHits > 0 && mode == GuardReject {
 		return nil, newError(CodeCardNumberDetected, c.guardPath, "card-like number outside the configured fields")
+	}
+	if c.anyAmbig {
+		// No one number to tokenize: ASCII-only and Unicode-aware readers
+		// would see different card numbers in the same digits.
+		return nil, newError(CodeCardNumberDetected, c.ambiguous,
+			"card-like digits that read as different numbers with and without non-ASCII digits; send ASCII digits")
 	}
 	if len(c.vals) == 0 {
 		return body, nil

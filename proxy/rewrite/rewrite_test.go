@@ -253,6 +253,16 @@ func TestGuard(t *testing.T) {
 		{name: "tokenize key", fields: none, guard: tok, body: `{"4111111111111111":1}`, want: `{"9999999999999999":1}`},
 		{name: "tokenize exponent number", fields: none, guard: tok, body: `[4.111111111111111e15]`, want: `[9999999999999999]`},
 		{name: "tokenize form", ct: ctForm, fields: none, guard: tok, body: "a=%34111111111111111&b=x", want: "a=9999999999999999&b=x"},
+		// Digits of another script end an ASCII-only parser's number: the
+		// 14 ASCII digits are a card to it, the 15 digits are not one.
+		{name: "reject ascii card before an arabic digit", fields: none, body: `{"n":"40000000001000٨"}`, code: CodeCardNumberDetected, path: "n"},
+		{name: "tokenize ascii card before an arabic digit", fields: none, guard: tok, body: `{"n":"40000000001000٨"}`, want: `{"n":"99999999999999٨"}`},
+		{name: "tokenize ascii card before an arabic digit, form", ct: ctForm, fields: none, guard: tok, body: "n=40000000001000%D9%A8", want: "n=99999999999999%D9%A8"},
+		// A Visa number to an ASCII-only reader, a 17-digit Maestro number
+		// (from the second group, the arabic 8 included) to a Unicode-aware
+		// one: no single number to tokenize, so it is refused.
+		{name: "tokenize refuses two readings", fields: none, guard: tok, body: `{"n":"4050 6086 6963 2029٨ 3470"}`, code: CodeCardNumberDetected, path: "n"},
+		{name: "reject two readings", fields: none, body: `{"n":"4050 6086 6963 2029٨ 3470"}`, code: CodeCardNumberDetected, path: "n"},
 		{name: "tokenize alongside fields", guard: tok, body: `{"card":{"number":"4111111111111111"},"n":"5555555555554444"}`,
 			want: `{"card":{"number":"9999999999999999"},"n":"9999999999999999"}`},
 	})
