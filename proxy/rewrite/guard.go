@@ -144,8 +144,13 @@ func digitValue(r rune) (byte, bool) {
 	return 0, false
 }
 
+// isSeparator reports whether r may stand between two digit groups of one
+// number: spaces and dashes of any script, and invisible format characters
+// (zero-width space, soft hyphen, word joiner...), which hide nothing from
+// a person reading the text.
 func isSeparator(r rune) bool {
-	return r == ' ' || r == '-' || r == '\u00a0' || r >= 0x80 && (unicode.Is(unicode.Zs, r) || unicode.Is(unicode.Pd, r))
+	return r == ' ' || r == '-' || r == '\u00a0' ||
+		r >= 0x80 && (unicode.Is(unicode.Zs, r) || unicode.Is(unicode.Pd, r) || unicode.Is(unicode.Cf, r))
 }
 
 type digitGroup struct {

@@ -263,6 +263,8 @@ func TestGuard(t *testing.T) {
 		// one: no single number to tokenize, so it is refused.
 		{name: "tokenize refuses two readings", fields: none, guard: tok, body: `{"n":"4050 6086 6963 2029٨ 3470"}`, code: CodeCardNumberDetected, path: "n"},
 		{name: "reject two readings", fields: none, body: `{"n":"4050 6086 6963 2029٨ 3470"}`, code: CodeCardNumberDetected, path: "n"},
+		{name: "reject zero-width separators", fields: none, body: `{"n":"4111\u200b1111\u00ad1111\u20601111"}`, code: CodeCardNumberDetected, path: "n"},
+		{name: "tokenize zero-width separators", fields: none, guard: tok, body: `{"n":"4111\u200b1111\u200b1111\u200b1111!"}`, want: `{"n":"9999999999999999!"}`},
 		{name: "tokenize alongside fields", guard: tok, body: `{"card":{"number":"4111111111111111"},"n":"5555555555554444"}`,
 			want: `{"card":{"number":"9999999999999999"},"n":"9999999999999999"}`},
 	})
