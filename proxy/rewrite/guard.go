@@ -316,10 +316,14 @@ func joinDigits(groups []digitGroup) string {
 	return sb.String()
 }
 
-// numberCard returns the card-like integer a JSON number denotes, or "".
-// It reads the raw text, never a float64: "4111111111111111",
-// "4.111111111111111e15", "41111111111111110e-1" and "-4111111111111111"
-// all denote the same card number to a float-based parser.
+// numberCard returns the card-like integer part of the value a JSON number
+// denotes, or "". It reads the raw text, never a float64:
+// "4111111111111111", "4.111111111111111e15", "41111111111111110e-1" and
+// "-4111111111111111" all denote the same card number to a float-based
+// parser, and "4111111111111111.3" is that card number to an app that
+// truncates to an integer (and to anyone reading it). The digits after the
+// point are not searched: high-precision fractions (0.4123…) would be
+// refused a tenth of the time.
 func numberCard(raw string) string {
 	raw = strings.TrimPrefix(raw, "-")
 	mant, exp := raw, 0
@@ -347,12 +351,9 @@ func numberCard(raw string) string {
 		exp -= len(mant) - i - 1
 	}
 	digits = strings.TrimLeft(digits, "0")
-	for exp < 0 {
-		if digits == "" || digits[len(digits)-1] != '0' {
-			return "" // not an integer
-		}
-		digits = digits[:len(digits)-1]
-		exp++
+	if exp < 0 { // keep the integer part
+		digits = digits[:max(len(digits)+exp, 0)]
+		exp = 0
 	}
 	if len(digits)+exp > maxCardDigits {
 		return ""

@@ -240,6 +240,11 @@ func TestGuard(t *testing.T) {
 		{name: "twenty digits", fields: none, body: `{"id":"41111111111111111111"}`, want: `{"id":"41111111111111111111"}`},
 		{name: "short", fields: none, body: `{"id":"424242424242"}`, want: `{"id":"424242424242"}`},
 		{name: "fraction is not a card", fields: none, body: `{"n":411111111111111.1}`, want: `{"n":411111111111111.1}`},
+		// An app that truncates to an integer, and a person, read a card.
+		{name: "reject card with a fraction", fields: none, body: `{"n":4111111111111111.3}`, code: CodeCardNumberDetected, path: "n"},
+		{name: "reject card with a fraction, exponent", fields: none, body: `{"n":4.1111111111111113e15}`, code: CodeCardNumberDetected, path: "n"},
+		{name: "tokenize card with a fraction", fields: none, guard: tok, body: `[-4111111111111111.75]`, want: `[9999999999999999]`},
+		{name: "digits after the point are not searched", fields: none, body: `{"p":0.4111111111111111,"q":1.4111111111111111}`, want: `{"p":0.4111111111111111,"q":1.4111111111111111}`},
 		{name: "ignored path", fields: none, ignore: []string{"order.id"}, body: `{"order":{"id":"4111111111111111"}}`, want: `{"order":{"id":"4111111111111111"}}`},
 		{name: "ignored subtree", fields: none, ignore: []string{"meta"}, body: `{"meta":{"x":["4111111111111111"]}}`, want: `{"meta":{"x":["4111111111111111"]}}`},
 		{name: "ignore is exact", fields: none, ignore: []string{"order.id"}, body: `{"ORDER":{"id":"4111111111111111"}}`, code: CodeCardNumberDetected},
