@@ -188,6 +188,14 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewri
 	switch {
 	case !rw.HasFields() && in.s.opts.Guard.Mode == rewrite.GuardOff:
 		return nil // nothing to tokenize or guard, whatever the type says
+	case len(r.Header.Values("Content-Type")) > 1:
+		// tok would read the first; a server that keeps the last (gunicorn's
+		// WSGI environ does) would parse another type than tok inspected.
+		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"more than one Content-Type header: send one", nil}
+	case len(r.Header.Values("Content-Encoding")) > 1:
+		return &apiError{http.StatusUnsupportedMediaType, "unsupported_encoding",
+			"more than one Content-Encoding header: send one", nil}
 	case err != nil:
 		return err
 	case rw.HasFields() && media == rewrite.MediaOther:

@@ -656,7 +656,11 @@ func smugglingAttacks() []attack {
 		{name: "no content type", body: card, status: 415, code: "unsupported_media_type"},
 		{name: "multipart", ct: "multipart/form-data; boundary=x", body: "--x\r\nContent-Disposition: form-data; name=\"card[number]\"\r\n\r\n" + panVisa + "\r\n--x--\r\n", status: 415, code: "unsupported_media_type"},
 		{name: "json sent as form", ct: ctForm, body: card, status: 400, code: "invalid_form"},
-		{name: "second content type", ct: ctJSON, hdr: []string{"Content-Type", "text/plain"}, body: card, status: 200, tokens: 1},
+		// tok would read the first type; gunicorn's WSGI environ keeps the
+		// last, so Flask or Django parse this JSON body as the form inside it.
+		{name: "second content type", ct: ctJSON, hdr: []string{"Content-Type", ctForm},
+			body: `{"a":"&card[number]=%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31&x="}`, status: 415, code: "unsupported_media_type"},
+		{name: "second content encoding", ct: ctJSON, hdr: []string{"Content-Encoding", "identity", "Content-Encoding", "gzip"}, body: string(gzipped(card)), status: 415, code: "unsupported_encoding"},
 		{name: "gzip", ct: ctJSON, hdr: []string{"Content-Encoding", "gzip"}, body: string(gzipped(card)), status: 200, tokens: 1},
 		{name: "x-gzip", ct: ctJSON, hdr: []string{"Content-Encoding", "x-gzip"}, body: string(gzipped(card)), status: 200, tokens: 1},
 		{name: "deflate", ct: ctJSON, hdr: []string{"Content-Encoding", "deflate"}, body: string(deflated(card)), status: 200, tokens: 1},
@@ -1374,5 +1378,25 @@ func TestInboundVolatileFull(t *testing.T) {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
 		}
+	}
+}
+
+// Two Content-Type headers on a route without fields: the guard would read
+// the body as the first type (text/plain: not at all) and an app that keeps
+// the last would parse JSON with a card number in it.
+func TestInboundGuardTwoContentTypes(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"note":"` + panVisa + `"}`)
+	for _, mode := range []rewrite.GuardMode{rewrite.GuardReject, rewrite.GuardTokenize, rewrite.GuardOff} {
+		e := newInboundEnv(t, inboundConfig{opts: func(o *Options) { o.Guard.Mode = mode }})
+		n := e.up.count()
+		r := e.send("POST", "/profile", "text/plain", body, "Content-Type", "application/json")
+		if mode == rewrite.GuardOff { // nothing to guard: the body streams through
+			if r.StatusCode != 200 || e.up.count() != n+1 {
+				t.Errorf("guard off: status %d, %d requests upstream; want 200 and one", r.StatusCode, e.up.count()-n)
+			}
+			continue
+		}
+		e.refused(t, r, n, http.StatusUnsupportedMediaType, "unsupported_media_type")
 	}
 }
