@@ -1,7 +1,9 @@
 package rewrite
 
 import (
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -316,16 +318,44 @@ func joinDigits(groups []digitGroup) string {
 	return sb.String()
 }
 
-// numberCard returns the card-like integer part of the value a JSON number
-// denotes, or "". It reads the raw text, never a float64:
-// "4111111111111111", "4.111111111111111e15", "41111111111111110e-1" and
-// "-4111111111111111" all denote the same card number to a float-based
-// parser, and "4111111111111111.3" is that card number to an app that
-// truncates to an integer (and to anyone reading it). The digits after the
-// point are not searched: high-precision fractions (0.4123…) would be
-// refused a tenth of the time.
+// numberCard returns the card number a JSON number denotes to some parser,
+// or "". Two readings:
+//
+//   - exact, from the text: "4111111111111111", "4.111111111111111e15",
+//     "41111111111111110e-1" and "-4111111111111111" are the same card
+//     number, and "4111111111111111.3" is one to an app that truncates (and
+//     to anyone reading it). Only the integer part counts: the digits after
+//     the point are not searched, or high-precision fractions (0.4123…)
+//     would be refused a tenth of the time.
+//   - as a float64, which is how JavaScript, Python's float and Go's
+//     float64 read it: "4111111111111110.9999999" and "9792000000000051"
+//     (above 2^53) round to card numbers that the text does not spell.
 func numberCard(raw string) string {
-	raw = strings.TrimPrefix(raw, "-")
+	if len(raw) < minCardDigits && !strings.ContainsAny(raw, "eE") {
+		return "" // below 10^12 however it is read
+	}
+	if d := exactIntegerPart(strings.TrimPrefix(raw, "-")); IsCardNumber(d) {
+		return d
+	}
+	f, err := strconv.ParseFloat(raw, 64)
+	if err != nil { // out of range: no card number
+		return ""
+	}
+	f = math.Trunc(math.Abs(f))
+	if f < 1e12 || f >= 1e19 {
+		return ""
+	}
+	if d := strconv.FormatFloat(f, 'f', 0, 64); IsCardNumber(d) {
+		return d
+	}
+	return ""
+}
+
+// exactIntegerPart returns the decimal digits of the integer part of the
+// unsigned JSON number raw, or "" if it has more than maxCardDigits. It
+// never builds more digits than raw holds: exponents of any size only move
+// the point.
+func exactIntegerPart(raw string) string {
 	mant, exp := raw, 0
 	if i := strings.IndexAny(raw, "eE"); i >= 0 {
 		mant = raw[:i]
@@ -336,10 +366,9 @@ func numberCard(raw string) string {
 			e = e[1:]
 		}
 		for _, c := range []byte(e) {
-			exp = exp*10 + int(c-'0')
-			if exp > 100 {
-				return ""
-			}
+			// Saturate: past the body's length the point has left the
+			// digits on either side anyway.
+			exp = min(exp*10+int(c-'0'), 1<<30)
 		}
 		if neg {
 			exp = -exp
@@ -358,9 +387,5 @@ func numberCard(raw string) string {
 	if len(digits)+exp > maxCardDigits {
 		return ""
 	}
-	digits += strings.Repeat("0", exp)
-	if IsCardNumber(digits) {
-		return digits
-	}
-	return ""
+	return digits + strings.Repeat("0", exp)
 }

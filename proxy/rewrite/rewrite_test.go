@@ -244,6 +244,13 @@ func TestGuard(t *testing.T) {
 		{name: "reject card with a fraction", fields: none, body: `{"n":4111111111111111.3}`, code: CodeCardNumberDetected, path: "n"},
 		{name: "reject card with a fraction, exponent", fields: none, body: `{"n":4.1111111111111113e15}`, code: CodeCardNumberDetected, path: "n"},
 		{name: "tokenize card with a fraction", fields: none, guard: tok, body: `[-4111111111111111.75]`, want: `[9999999999999999]`},
+		{name: "reject exponent beyond 100", fields: none, body: `{"n":4111111111111111` + strings.Repeat("0", 101) + `e-101}`, code: CodeCardNumberDetected},
+		{name: "reject point moved far right", fields: none, body: `{"n":0.` + strings.Repeat("0", 184) + `4111111111111111e200}`, code: CodeCardNumberDetected},
+		// Read as float64 (JavaScript, Python float, Go float64).
+		{name: "reject rounds up to a card", fields: none, body: `{"n":4111111111111110.9999999}`, code: CodeCardNumberDetected},
+		{name: "reject rounds up to a card, exponent", fields: none, body: `{"n":4.1111111111111109999e15}`, code: CodeCardNumberDetected},
+		{name: "reject rounds to a card above 2^53", fields: none, body: `{"n":9792000000000051}`, code: CodeCardNumberDetected},
+		{name: "huge exponents are no card", fields: none, body: `[1e400,-1e400,4111111111111111e-400,1e-400]`, want: `[1e400,-1e400,4111111111111111e-400,1e-400]`},
 		{name: "digits after the point are not searched", fields: none, body: `{"p":0.4111111111111111,"q":1.4111111111111111}`, want: `{"p":0.4111111111111111,"q":1.4111111111111111}`},
 		{name: "ignored path", fields: none, ignore: []string{"order.id"}, body: `{"order":{"id":"4111111111111111"}}`, want: `{"order":{"id":"4111111111111111"}}`},
 		{name: "ignored subtree", fields: none, ignore: []string{"meta"}, body: `{"meta":{"x":["4111111111111111"]}}`, want: `{"meta":{"x":["4111111111111111"]}}`},
