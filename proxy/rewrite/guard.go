@@ -147,12 +147,20 @@ func digitValue(r rune) (byte, bool) {
 }
 
 // isSeparator reports whether r may stand between two digit groups of one
-// number: spaces and dashes of any script, and invisible format characters
-// (zero-width space, soft hyphen, word joiner...), which hide nothing from
-// a person reading the text.
+// number: spaces and dashes of any script (and the minus sign), and
+// characters that render as nothing or as a blank — format characters
+// (zero-width space, soft hyphen, word joiner...), the other default
+// ignorables (combining grapheme joiner, Hangul fillers...), variation
+// selectors and the blank Braille pattern — which hide nothing from a person
+// reading the text. Dots, slashes, commas, tabs and line breaks are not
+// separators, on purpose: lists and tables of numbers would join into card
+// numbers, and the guard would refuse ordinary requests.
 func isSeparator(r rune) bool {
-	return r == ' ' || r == '-' || r == '\u00a0' ||
-		r >= 0x80 && (unicode.Is(unicode.Zs, r) || unicode.Is(unicode.Pd, r) || unicode.Is(unicode.Cf, r))
+	if r < 0x80 {
+		return r == ' ' || r == '-'
+	}
+	return r == '\u00a0' || r == '\u2212' || r == '\u2800' ||
+		unicode.In(r, unicode.Zs, unicode.Pd, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 }
 
 type digitGroup struct {

@@ -277,6 +277,9 @@ func TestGuard(t *testing.T) {
 		{name: "reject two readings", fields: none, body: `{"n":"4050 6086 6963 2029٨ 3470"}`, code: CodeCardNumberDetected, path: "n"},
 		{name: "reject zero-width separators", fields: none, body: `{"n":"4111\u200b1111\u00ad1111\u20601111"}`, code: CodeCardNumberDetected, path: "n"},
 		{name: "tokenize zero-width separators", fields: none, guard: tok, body: `{"n":"4111\u200b1111\u200b1111\u200b1111!"}`, want: `{"n":"9999999999999999!"}`},
+		{name: "reject invisible separators", fields: none, body: `{"n":"4111\ufe0f1111\u034f1111\u31641111"}`, code: CodeCardNumberDetected},
+		{name: "reject blank braille and minus sign", fields: none, body: `{"n":"4111\u28001111\u22121111\u22121111"}`, code: CodeCardNumberDetected},
+		{name: "lines and dots do not join", fields: none, body: `{"n":"4111\n1111\n1111\n1111","m":"4111.1111.1111.1111"}`, want: `{"n":"4111\n1111\n1111\n1111","m":"4111.1111.1111.1111"}`},
 		{name: "tokenize alongside fields", guard: tok, body: `{"card":{"number":"4111111111111111"},"n":"5555555555554444"}`,
 			want: `{"card":{"number":"9999999999999999"},"n":"9999999999999999"}`},
 	})
