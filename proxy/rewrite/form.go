@@ -142,13 +142,21 @@ func (r *Rewriter) collectForm(c *collector, b []byte, strict bool) error {
 			parts = []string{p.key}
 		}
 		path := safeFormPath(p.key)
-		if fs, ok := matchForm(fields, parts); ok {
+		// PHP reads the key its own way ("card.cvc" is $_POST['card_cvc']):
+		// a field matches if either reading matches it, an ignore entry
+		// exempts the key only if both readings match it.
+		php := phpFormKey(strings.TrimLeft(p.key, " "))
+		fs, ok := matchForm(fields, parts)
+		if !ok {
+			fs, ok = matchForm(fields, php)
+		}
+		if ok {
 			if p.val != "" {
 				c.addField(fs, path, p.val, KindForm, editForm, p.valStart, p.valEnd)
 			}
 			continue
 		}
-		if r.guard == GuardOff || r.formIgnored(parts) {
+		if r.guard == GuardOff || r.formIgnored(parts) && r.formIgnored(php) {
 			continue
 		}
 		if runs := findCards(p.key); len(runs) > 0 {
@@ -161,6 +169,38 @@ func (r *Rewriter) collectForm(c *collector, b []byte, strict bool) error {
 	return nil
 }
 
+// phpFormKey splits key as PHP's parse_str and $_POST do: in the name
+// before the first '[', spaces and dots become '_' (and so does a '[' that
+// is never closed, with the rest of the key kept as written); inside
+// brackets nothing is mangled or split. Leading spaces are already gone.
+func phpFormKey(key string) []string {
+	mangle := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r == ' ' || r == '.' || r == '[' {
+				return '_'
+			}
+			return r
+		}, s)
+	}
+	i := strings.IndexByte(key, '[')
+	if i < 0 {
+		return []string{mangle(key)}
+	}
+	parts := []string{mangle(key[:i])}
+	for rest := key[i:]; rest != ""; {
+		j := strings.IndexByte(rest, ']')
+		if rest[0] != '[' || j < 0 {
+			if len(parts) == 1 { // an unclosed first bracket: one flat name
+				return []string{mangle(key[:i]) + "_" + key[i+1:]}
+			}
+			break // PHP ignores what follows the last closed bracket
+		}
+		parts = append(parts, rest[1:j])
+		rest = rest[j+1:]
+	}
+	return parts
+}
+
 // matchForm returns the first field whose selector is a prefix of parts.
 func matchForm(fields []fieldSel, parts []string) (fieldSel, bool) {
 	for _, fs := range fields {
@@ -169,7 +209,7 @@ func matchForm(fields []fieldSel, parts []string) (fieldSel, bool) {
 		}
 		ok := true
 		for i, g := range fs.sel {
-			if !g.matchFormPart(parts[i]) {
+			if !g.matchFormPart(parts[i], true) {
 				ok = false
 				break
 			}
@@ -190,7 +230,7 @@ func (r *Rewriter) formIgnored(parts []string) bool {
 		}
 		ok := true
 		for i, g := range sel {
-			if !g.matchFormPart(parts[i]) {
+			if !g.matchFormPart(parts[i], false) {
 				ok = false
 				break
 			}

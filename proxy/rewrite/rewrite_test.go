@@ -488,3 +488,27 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestFormReadings: configured form fields match as the most lenient
+// framework reads a key (PHP's name mangling, case-insensitive binders,
+// "#" over any key); ignore entries exempt a key only as every reader
+// reads it.
+func TestFormReadings(t *testing.T) {
+	fields := []Field{{Form: "card_cvc", Spec: 1}, {Form: "items[#][pan]"}, {Form: "card[number]"}}
+	runRewriteCases(t, []rewriteCase{
+		// PHP: spaces and dots in the name before '[' become '_'.
+		{name: "php dot", ct: ctForm, fields: fields, body: "card.cvc=123", want: "card.cvc=999"},
+		{name: "php encoded dot", ct: ctForm, fields: fields, body: "card%2Ecvc=123", want: "card%2Ecvc=999"},
+		{name: "php space", ct: ctForm, fields: fields, body: "card+cvc=123", want: "card+cvc=999"},
+		{name: "exact flat name", ct: ctForm, fields: fields, body: "card_cvc=123", want: "card_cvc=999"},
+		// Echo's binder falls back to case-insensitive names.
+		{name: "upper case key", ct: ctForm, fields: fields, body: "CARD[NUMBER]=4111111111111111&Card_Cvc=123", want: "CARD[NUMBER]=9999999999999999&Card_Cvc=999"},
+		// PHP's foreach and Rails iterate non-numeric keys as elements.
+		{name: "# over a word", ct: ctForm, fields: fields, body: "items[x][pan]=4111111111111111", want: "items[x][pan]=9999999999999999"},
+		{name: "# over a negative", ct: ctForm, fields: fields, body: "items[-1][pan]=4111111111111111", want: "items[-1][pan]=9999999999999999"},
+		// An ignore entry does not exempt what PHP reads as another name.
+		{name: "ignore exact", ct: ctForm, fields: fields, ignore: []string{"order.id"}, body: "order[id]=4111111111111111", want: "order[id]=4111111111111111"},
+		{name: "ignore not widened by dots", ct: ctForm, fields: fields, ignore: []string{"order.id"}, body: "order.id.note=4111111111111111", code: CodeCardNumberDetected},
+		{name: "ignore is case-exact", ct: ctForm, fields: fields, ignore: []string{"order.id"}, body: "ORDER[id]=4111111111111111", code: CodeCardNumberDetected},
+	})
+}

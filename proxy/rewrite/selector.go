@@ -205,9 +205,19 @@ func (g segment) matchIndex(i int) bool {
 	return g.any || g.index == i
 }
 
-// matchFormPart reports whether one segment of a form key matches g.
-func (g segment) matchFormPart(p string) bool {
-	if g.any {
+// matchFormPart reports whether one segment of a form key matches g. For a
+// configured field (field) it matches as the most lenient framework reads:
+// "#" any segment (PHP's foreach and Rails iterate items[x] as readily as
+// items[0]) and keys case-insensitively (Echo's binder falls back to
+// strings.EqualFold). For an ignore entry it matches narrowly: an exemption
+// must never widen.
+func (g segment) matchFormPart(p string, field bool) bool {
+	switch {
+	case field && g.any:
+		return true
+	case field:
+		return strings.EqualFold(g.key, p)
+	case g.any:
 		return arrayIndex(p) >= 0 || p == "" || isDigits(p)
 	}
 	return g.key == p
