@@ -653,6 +653,7 @@ func smugglingAttacks() []attack {
 		{name: "charset utf-16", ct: "application/json; charset=utf-16", body: card, status: 415, code: "unsupported_media_type"},
 		{name: "duplicate charset", ct: "application/json; charset=utf-8; charset=utf-16", body: card, status: 415, code: "unsupported_media_type"},
 		{name: "text/plain", ct: "text/plain", body: card, status: 415, code: "unsupported_media_type"},
+		{name: "json synonym (Rails)", ct: "text/x-json", body: card, status: 200, tokens: 1},
 		{name: "no content type", body: card, status: 415, code: "unsupported_media_type"},
 		{name: "multipart", ct: "multipart/form-data; boundary=x", body: "--x\r\nContent-Disposition: form-data; name=\"card[number]\"\r\n\r\n" + panVisa + "\r\n--x--\r\n", status: 415, code: "unsupported_media_type"},
 		{name: "json sent as form", ct: ctForm, body: card, status: 400, code: "invalid_form"},
@@ -941,6 +942,7 @@ func TestInboundGuard(t *testing.T) {
 		// 16 ASCII digits then an Arabic-Indic 8: a card to a parser that
 		// knows only 0-9, 17 digits failing Luhn to one that knows all.
 		{"ascii card before an arabic digit", "POST", "/profile", ctJSON, `{"note":"4000056655665556٨"}`, "note"},
+		{"json synonym (Rails)", "POST", "/profile", "application/jsonrequest", `{"note":"` + panVisa + `"}`, "note"},
 		{"form on a route", "POST", "/checkout", ctForm, "card[number]=" + panVisa + "&card[backup]=" + panVisa2, "card[backup]"},
 		{"query string", "GET", "/profile?card=" + panVisa, "", "", "card"},
 		{"query string with dashes", "GET", "/search?q=4111-1111-1111-1111&x=1", "", "", "q"},

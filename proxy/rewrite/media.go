@@ -17,11 +17,19 @@ const (
 	// MediaOther is anything Rewrite cannot inspect (multipart, text,
 	// octet-stream, a missing type...).
 	MediaOther Media = iota
-	// MediaJSON is application/json or any type with a +json suffix.
+	// MediaJSON is application/json, any type with a +json suffix, and
+	// the synonyms frameworks also parse as JSON (jsonSynonyms).
 	MediaJSON
 	// MediaForm is application/x-www-form-urlencoded.
 	MediaForm
 )
+
+// jsonSynonyms are other media types that frameworks parse as JSON (Rails
+// registers text/x-json and application/jsonrequest; others accept text/json
+// and application/x-json).
+var jsonSynonyms = map[string]bool{
+	"text/json": true, "text/x-json": true, "application/x-json": true, "application/jsonrequest": true,
+}
 
 // ParseMediaType classifies a Content-Type header value. A charset other
 // than utf-8 (or us-ascii, its subset) on a JSON or form type, or a header
@@ -38,7 +46,8 @@ func ParseMediaType(contentType string) (Media, error) {
 	}
 	var media Media
 	switch {
-	case mt == "application/json" || strings.HasSuffix(mt, "+json") && strings.Count(mt, "/") == 1:
+	case mt == "application/json" || strings.HasSuffix(mt, "+json") && strings.Count(mt, "/") == 1,
+		jsonSynonyms[mt]:
 		media = MediaJSON
 	case mt == "application/x-www-form-urlencoded":
 		media = MediaForm
