@@ -247,6 +247,12 @@ func (r *Rewriter) RewriteQuery(rawQuery string, replace ReplaceFunc) (string, e
 	if rawQuery == "" || r.guard == GuardOff {
 		return rawQuery, nil
 	}
+	if hasPercentU(rawQuery) {
+		// IIS, classic ASP.NET and JavaScript's unescape read %u0034 as
+		// "4"; standard parsers keep it as text. The guard cannot read
+		// both ways at once, and nothing current sends it.
+		return "", newError(CodeInvalidForm, "", "non-standard %%uXXXX escape in the query string")
+	}
 	var c collector
 	if err := r.collectForm(&c, []byte(rawQuery), false); err != nil {
 		return "", err
@@ -256,6 +262,21 @@ func (r *Rewriter) RewriteQuery(rawQuery string, replace ReplaceFunc) (string, e
 		return "", err
 	}
 	return string(out), nil
+}
+
+// hasPercentU reports whether q holds a %uXXXX escape (four hex digits).
+func hasPercentU(q string) bool {
+	for i := 0; i+6 <= len(q); i++ {
+		if q[i] != '%' || q[i+1] != 'u' && q[i+1] != 'U' {
+			continue
+		}
+		if _, ok := hex2([]byte(q), i+2); ok {
+			if _, ok := hex2([]byte(q), i+4); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // editKind says how an edit's replacement is encoded.

@@ -408,6 +408,11 @@ func TestRewriteQuery(t *testing.T) {
 		{reject, "a=%zz&pan=%34111111111111111", "", CodeCardNumberDetected},
 		{tok, "a=%zz&pan=4111-1111-1111-1111&b=2", "a=%zz&pan=9999999999999999&b=2", ""},
 		{off, "pan=4111111111111111", "pan=4111111111111111", ""},
+		// unescape("%u0034111111111111111") is a card number to IIS and JS.
+		{reject, "n=%u0034111111111111111", "", CodeInvalidForm},
+		{tok, "n=%U0034111111111111111", "", CodeInvalidForm},
+		{reject, "n=%u12&m=%uzzzz", "n=%u12&m=%uzzzz", ""}, // no four hex digits: text
+		{off, "n=%u0034111111111111111", "n=%u0034111111111111111", ""},
 	} {
 		got, err := tc.r.RewriteQuery(tc.query, nines)
 		if tc.code != "" {
