@@ -179,15 +179,44 @@ type digitGroup struct {
 // only 0-9, which reads "40000000001000٨" as 14 digits and a letter). A
 // card number found by either reading is returned; where the two overlap
 // without one holding the other, the union is returned as ambiguous.
+//
+// A string that is nothing but a number ("04111111111111111",
+// " 4.111111111111111e15") is also read as a number, as PHP's (int), JS's
+// Number() and Python's float() read it; see numberCard.
 func findCards(s string) []cardRun {
 	runs := scanCards(s, digitValue)
-	if !hasOtherDigits(s) {
-		return runs
+	if hasOtherDigits(s) {
+		for _, a := range scanCards(s, asciiDigit) {
+			runs = addReading(runs, a)
+		}
 	}
-	for _, a := range scanCards(s, asciiDigit) {
-		runs = addReading(runs, a)
+	if len(runs) == 0 && len(s) >= minCardDigits-1 {
+		if d := numericStringCard(s); d != "" {
+			runs = append(runs, cardRun{start: 0, end: len(s), digits: d})
+		}
 	}
 	return runs
+}
+
+// numericStringCard returns the card number that s, a string holding only
+// a decimal number (a sign, digits, a point, an exponent, and blanks around
+// them), denotes to a numeric conversion, or "".
+func numericStringCard(s string) string {
+	t := strings.TrimSpace(s)
+	t = strings.TrimPrefix(t, "+")
+	body := strings.TrimPrefix(t, "-")
+	mant := body
+	if i := strings.IndexAny(body, "eE"); i >= 0 {
+		mant = body[:i]
+		if exp := strings.TrimLeft(body[i+1:], "+-"); !isDigits(exp) {
+			return ""
+		}
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	if intPart == "" && frac == "" || intPart != "" && !isDigits(intPart) || frac != "" && !isDigits(frac) {
+		return ""
+	}
+	return numberCard(t)
 }
 
 // asciiDigit is digitValue for a reader that knows only 0-9.

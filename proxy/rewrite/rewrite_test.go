@@ -251,6 +251,12 @@ func TestGuard(t *testing.T) {
 		{name: "reject rounds up to a card, exponent", fields: none, body: `{"n":4.1111111111111109999e15}`, code: CodeCardNumberDetected},
 		{name: "reject rounds to a card above 2^53", fields: none, body: `{"n":9792000000000051}`, code: CodeCardNumberDetected},
 		{name: "huge exponents are no card", fields: none, body: `[1e400,-1e400,4111111111111111e-400,1e-400]`, want: `[1e400,-1e400,4111111111111111e-400,1e-400]`},
+		// Strings that are numbers, as PHP's (int), Number() and float() read them.
+		{name: "reject numeric string with exponent", fields: none, body: `{"n":"4.111111111111111e15"}`, code: CodeCardNumberDetected, path: "n"},
+		{name: "reject numeric string with leading zero", fields: none, body: `{"n":" 04111111111111111 "}`, code: CodeCardNumberDetected},
+		{name: "reject numeric form value", ct: ctForm, fields: none, body: "n=%2B4.111111111111111E%2B15", code: CodeCardNumberDetected},
+		{name: "tokenize numeric string", fields: none, guard: tok, body: `{"n":"04111111111111111"}`, want: `{"n":"9999999999999999"}`},
+		{name: "numeric-looking text is not a number", fields: none, body: `{"n":"4.111111111111111e15x","m":"1.2.3","o":"e15"}`, want: `{"n":"4.111111111111111e15x","m":"1.2.3","o":"e15"}`},
 		{name: "digits after the point are not searched", fields: none, body: `{"p":0.4111111111111111,"q":1.4111111111111111}`, want: `{"p":0.4111111111111111,"q":1.4111111111111111}`},
 		{name: "ignored path", fields: none, ignore: []string{"order.id"}, body: `{"order":{"id":"4111111111111111"}}`, want: `{"order":{"id":"4111111111111111"}}`},
 		{name: "ignored subtree", fields: none, ignore: []string{"meta"}, body: `{"meta":{"x":["4111111111111111"]}}`, want: `{"meta":{"x":["4111111111111111"]}}`},
