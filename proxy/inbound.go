@@ -201,7 +201,7 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewri
 	case rw.HasFields() && media == rewrite.MediaOther:
 		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
 			"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
-	case !rw.HasFields() && media == rewrite.MediaOther:
+	case !rw.HasFields() && media == rewrite.MediaOther && !(ct == "" && r.Method == http.MethodPost):
 		return nil
 	}
 	raw, err := readBody(w, r, in.s.opts.MaxBody)
@@ -212,8 +212,17 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewri
 	if err != nil {
 		return err
 	}
-	out, err := rw.Rewrite(body, ct, in.replacer(r, specs))
-	if err != nil {
+	var out []byte
+	if media == rewrite.MediaOther {
+		// A POST without a Content-Type on a route without fields: Rack
+		// (Rails, Sinatra) parses it as a form, so the guard reads it as
+		// one, leniently, as it reads a query string.
+		q, err := rw.RewriteQuery(string(body), in.replacer(r, specs))
+		if err != nil {
+			return err
+		}
+		out = []byte(q)
+	} else if out, err = rw.Rewrite(body, ct, in.replacer(r, specs)); err != nil {
 		return err
 	}
 	r.Header.Del("Content-Encoding") // forwarded decoded

@@ -1402,3 +1402,31 @@ func TestInboundGuardTwoContentTypes(t *testing.T) {
 		e.refused(t, r, n, http.StatusUnsupportedMediaType, "unsupported_media_type")
 	}
 }
+
+// A POST without a Content-Type on a route without fields: Rack parses it
+// as a form, so the guard reads it as one; other methods and typed bodies
+// it does not read stream through.
+func TestInboundGuardTypelessPOST(t *testing.T) {
+	t.Parallel()
+	form := []byte("note=" + panVisa + "&x=%zz")
+	for _, mode := range []rewrite.GuardMode{rewrite.GuardReject, rewrite.GuardTokenize} {
+		e := newInboundEnv(t, inboundConfig{opts: func(o *Options) { o.Guard.Mode = mode }})
+		n := e.up.count()
+		r := e.send("POST", "/profile", "", form)
+		if mode == rewrite.GuardReject {
+			e.refused(t, r, n, http.StatusUnprocessableEntity, "card_number_detected")
+		} else {
+			got, _ := e.forwarded(t, r, n)
+			if toks, _ := e.tokensIn(t, got.Body); len(toks) != 1 || !strings.HasSuffix(string(got.Body), "&x=%zz") {
+				t.Errorf("the upstream received %q, want the card number tokenized and the rest as sent", got.Body)
+			}
+		}
+		// Binary without a card-like run passes, as sent.
+		n = e.up.count()
+		bin := []byte("\x00\x01=&&==%\xff 12345")
+		got, _ := e.forwarded(t, e.send("POST", "/profile", "", bin), n)
+		if !bytes.Equal(got.Body, bin) {
+			t.Errorf("a typeless body without a card number reached the upstream as %q, want it unchanged", got.Body)
+		}
+	}
+}
