@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode"
 	"time"
 
 	"github.com/tokproxy/tok/proxy/rewrite"
@@ -165,7 +166,7 @@ func (e *egress) route(r *http.Request) *egressRoute {
 func (e *egress) serve(w http.ResponseWriter, r *http.Request) error {
 	rt := e.route(r)
 	if rt == nil {
-		return errorf(http.StatusNotFound, "no_route", "no egress route for %s %s", r.Method, safePath(r.URL.Path))
+		return errorf(http.StatusNotFound, "no_route", "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
 	}
 	if rt.EgressKey != "" {
 		got := r.Header.Get(EgressKeyHeader)
@@ -349,19 +350,20 @@ func (e *egress) upstreamError(w http.ResponseWriter, r *http.Request, err error
 	writeError(w, ae)
 }
 
-// safePath renders a request path for an error message: no long digit
-// runs (a card number pasted into a URL is not echoed).
+// safePath renders a request path for an error message: cut at 128 bytes,
+// and with every digit shown as '#' if the path holds 12 or more digits in
+// all (of any script, however separated), so no card number is echoed.
 func safePath(p string) string {
-	var b strings.Builder
-	run := 0
+	digits := 0
 	for _, c := range p {
-		if c >= '0' && c <= '9' {
-			run++
-			if run > 6 {
-				continue
-			}
-		} else {
-			run = 0
+		if unicode.IsDigit(c) {
+			digits++
+		}
+	}
+	var b strings.Builder
+	for _, c := range p {
+		if digits >= 12 && unicode.IsDigit(c) {
+			c = '#'
 		}
 		b.WriteRune(c)
 		if b.Len() > 128 {
@@ -370,4 +372,19 @@ func safePath(p string) string {
 		}
 	}
 	return b.String()
+}
+
+// safeMethod renders a request method for an error or a log line: as sent
+// if it is a word of at most 20 ASCII letters, else "other" (a method is
+// any token a client chooses, a card number included).
+func safeMethod(m string) string {
+	if m == "" || len(m) > 20 {
+		return "other"
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i] | 0x20; c < 'a' || c > 'z' {
+			return "other"
+		}
+	}
+	return m
 }

@@ -239,3 +239,25 @@ func TestEgressResponseUninspectable(t *testing.T) {
 		t.Error("the provider's card number reached the app")
 	}
 }
+
+// A card number in the path or the method of a request is not echoed in
+// the error or logged (invariant 1): the method is a token the client
+// chooses, and the path's digits may be separated.
+func TestEgressErrorsEchoNoCard(t *testing.T) {
+	e := newEgressEnv(t, nil, nil) // its cleanup scans the log for card numbers
+	for _, path := range []string{"/x/4111-1111-1111-1111", "/x/4111%201111%201111%201111", "/x/４１１１１１１１１１１１１１１１"} {
+		r := do(t, nil, "GET", e.egress.URL+path, "", "")
+		wantError(t, r, http.StatusNotFound, "no_route")
+		if msg := stripSeparators(string(r.body)); strings.Contains(msg, panVisa) || strings.Contains(string(r.body), "１１１１") {
+			t.Errorf("GET %s: the error echoes the card number: %s", path, r.body)
+		}
+	}
+	r := do(t, nil, panVisa, e.egress.URL+"/psp/v1", "", "")
+	wantError(t, r, http.StatusNotFound, "no_route")
+	if strings.Contains(string(r.body), panVisa) {
+		t.Errorf("the error echoes the method: %s", r.body)
+	}
+	if got := safeMethod("PATCH"); got != "PATCH" {
+		t.Errorf("safeMethod(PATCH) = %q", got)
+	}
+}

@@ -140,7 +140,7 @@ func (s *Server) instrument(route string, h handlerFunc) http.Handler {
 }
 
 func (s *Server) logError(r *http.Request, route string, ae *apiError) {
-	attrs := []any{"route", route, "method", r.Method, "status", ae.Status, "code", ae.Code, "remote", r.RemoteAddr}
+	attrs := []any{"route", route, "method", safeMethod(r.Method), "status", ae.Status, "code", ae.Code, "remote", r.RemoteAddr}
 	if ae.Err != nil {
 		attrs = append(attrs, "err", ae.Err.Error())
 	}
