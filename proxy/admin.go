@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -65,6 +66,26 @@ func loopbackOnly(h handlerFunc) handlerFunc {
 		if ip == nil || !ip.IsLoopback() {
 			return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers loopback clients only")
 		}
+		if !loopbackHost(r.Host) {
+			// A web page whose name was rebound to 127.0.0.1 reaches us from
+			// loopback, but its browser still sends its own name.
+			return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers requests for localhost or a loopback address only")
+		}
 		return h(w, r)
 	}
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback:
+// localhost or a loopback IP literal, with or without a port. An empty Host
+// (HTTP/1.0) is accepted: no browser sends one.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "" || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"fmt"
 	"golang.org/x/crypto/bcrypt"
 	"net/http"
@@ -428,19 +429,29 @@ func TestAdminLoopbackOnly(t *testing.T) {
 		method, path string
 		remote       string
 		want         int
+		host         string // 127.0.0.1:9090 if empty
 	}{
-		{"GET", "/keys", "10.1.2.3:5555", 403},
-		{"POST", "/rekey", "10.1.2.3:5555", 403},
-		{"GET", "/backup", "[fd00::1]:5555", 403},
-		{"GET", "/debug/pprof/", "10.1.2.3:5555", 403},
-		{"GET", "/healthz", "10.1.2.3:5555", 200},
-		{"GET", "/readyz", "10.1.2.3:5555", 200},
-		{"GET", "/metrics", "10.1.2.3:5555", 200},
-		{"GET", "/keys", "127.0.0.1:5555", 200},
-		{"GET", "/debug/pprof/", "[::1]:5555", 200},
+		{"GET", "/keys", "10.1.2.3:5555", 403, ""},
+		{"POST", "/rekey", "10.1.2.3:5555", 403, ""},
+		{"GET", "/backup", "[fd00::1]:5555", 403, ""},
+		{"GET", "/debug/pprof/", "10.1.2.3:5555", 403, ""},
+		{"GET", "/healthz", "10.1.2.3:5555", 200, ""},
+		{"GET", "/readyz", "10.1.2.3:5555", 200, ""},
+		{"GET", "/metrics", "10.1.2.3:5555", 200, ""},
+		{"GET", "/keys", "127.0.0.1:5555", 200, ""},
+		{"GET", "/debug/pprof/", "[::1]:5555", 200, ""},
+		{"GET", "/keys", "127.0.0.1:5555", 200, "localhost:9090"},
+		{"GET", "/keys", "[::1]:5555", 200, "[::1]:9090"},
+		// DNS rebinding: a page on attacker.example, rebound to 127.0.0.1.
+		{"GET", "/backup", "127.0.0.1:5555", 403, "attacker.example:9090"},
+		{"GET", "/keys", "127.0.0.1:5555", 403, "attacker.example"},
+		{"POST", "/rekey", "127.0.0.1:5555", 403, "localhost.attacker.example:9090"},
+		{"GET", "/debug/pprof/", "[::1]:5555", 403, "attacker.example:9090"},
+		{"GET", "/metrics", "127.0.0.1:5555", 200, "attacker.example:9090"}, // not loopback-only
 	} {
 		req := httptest.NewRequest(tt.method, tt.path, nil)
 		req.RemoteAddr = tt.remote
+		req.Host = cmp.Or(tt.host, "127.0.0.1:9090")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != tt.want {
