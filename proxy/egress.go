@@ -2,17 +2,21 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -72,7 +76,9 @@ func newEgress(s *Server) (*egress, error) {
 	if o.Guard.Mode != rewrite.GuardOff {
 		// A card number in a provider's answer is tokenized before the
 		// app, which must hold no cards, sees it.
-		rw, err := rewrite.New(rewrite.Config{Guard: rewrite.GuardTokenize, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth})
+		// No ignore list: guard.ignore exempts fields of the shop's own
+		// requests, not of a provider's answers.
+		rw, err := rewrite.New(rewrite.Config{Guard: rewrite.GuardTokenize, MaxDepth: o.MaxDepth})
 		if err != nil {
 			return nil, fmt.Errorf("response guard: %w", err)
 		}
@@ -177,11 +183,66 @@ func (e *egress) serve(w http.ResponseWriter, r *http.Request) error {
 	if r.Header.Get("Upgrade") != "" {
 		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are not allowed on egress routes")
 	}
+	if err := e.guardRequest(r, rt); err != nil {
+		return err
+	}
+	// The values revealed for this request, for the response guard.
+	rv := &revealedSet{}
+	r = r.WithContext(context.WithValue(r.Context(), revealedKey{}, rv))
 	if err := e.revealBody(w, r, rt); err != nil {
 		return err
 	}
 	rt.rp.ServeHTTP(w, r)
 	return nil
+}
+
+// guardRequest refuses raw card numbers in the query string (egress is
+// never a way to send raw cards), unless the guard is off. Header values
+// are not scanned: numeric trace ids (x-datadog-trace-id has 19 digits)
+// would be refused a few times in a hundred.
+func (e *egress) guardRequest(r *http.Request, rt *egressRoute) error {
+	if e.s.opts.Guard.Mode == rewrite.GuardOff || r.URL.RawQuery == "" {
+		return nil
+	}
+	_, err := rt.rw.RewriteQuery(r.URL.RawQuery, func([]rewrite.Value) ([]string, error) {
+		return nil, errors.New("unreachable: the request guard rejects")
+	})
+	return err
+}
+
+// safeHeaderName renders a header name for an error: names are tokens a
+// client chooses, so one holding digits is not echoed.
+func safeHeaderName(name string) string {
+	if strings.ContainsAny(name, "0123456789") || len(name) > 64 {
+		return "(a header)"
+	}
+	return name
+}
+
+// revealedSet holds the values revealed for one egress request (card
+// number and the token the app sent for it), so the provider's answer can
+// be checked for them whatever its type.
+type revealedSet struct {
+	mu    sync.Mutex
+	pairs [][2]string // value, token
+}
+
+type revealedKey struct{}
+
+func (s *revealedSet) add(value, token string) {
+	s.mu.Lock()
+	s.pairs = append(s.pairs, [2]string{value, token})
+	s.mu.Unlock()
+}
+
+func revealedFrom(ctx context.Context) [][2]string {
+	s, _ := ctx.Value(revealedKey{}).(*revealedSet)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.pairs)
 }
 
 func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRoute) error {
@@ -271,22 +332,40 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value) (stri
 		return "", &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to reveal", aerr}
 	}
 	e.s.metrics.revealed.WithLabelValues("egress", "ok").Inc()
+	if set, _ := r.Context().Value(revealedKey{}).(*revealedSet); set != nil {
+		set.add(rv.Value, v.Text)
+	}
 	return rv.Value, nil
 }
 
-// guardResponse tokenizes card numbers in a provider's JSON or form
-// response before it reaches the app. A response it cannot read safely
-// (too large, an unknown encoding) is refused with 502.
+// guardResponse keeps card numbers in a provider's response from reaching
+// the app. Card numbers in a JSON or form body are tokenized. If the
+// request revealed card numbers, the response is also searched for them
+// whatever its type, headers included: each one found as written is
+// replaced by the token the app sent for it, and one found only with other
+// characters between its digits refuses the response with 502. A response
+// it cannot read safely (too large, an unknown encoding) is refused with
+// 502.
 func (e *egress) guardResponse(resp *http.Response) error {
 	if e.response == nil || resp.Body == nil || resp.StatusCode == http.StatusSwitchingProtocols {
 		return nil
+	}
+	revealed := revealedCards(revealedFrom(resp.Request.Context()))
+	for name, vals := range resp.Header {
+		for i, v := range vals {
+			v, err := scrubRevealed(v, revealed)
+			if err != nil {
+				return fmt.Errorf("%w: header %s: %w", errResponseUninspectable, safeHeaderName(name), err)
+			}
+			vals[i] = v
+		}
 	}
 	ct := resp.Header.Get("Content-Type")
 	media, err := rewrite.ParseMediaType(ct)
 	if err != nil { // JSON or a form in a charset the guard cannot read
 		return fmt.Errorf("%w: %w", errResponseUninspectable, err)
 	}
-	if media == rewrite.MediaOther {
+	if media == rewrite.MediaOther && len(revealed) == 0 {
 		return nil // not JSON or a form: the guard reads neither on requests
 	}
 	limit := e.s.opts.MaxBody
@@ -302,28 +381,83 @@ func (e *egress) guardResponse(resp *http.Response) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errResponseUninspectable, err)
 	}
-	req := resp.Request
-	out, err := e.response.Rewrite(body, ct, func(vals []rewrite.Value) ([]string, error) {
-		reqs := make([]vault.Request, len(vals))
-		for i, v := range vals {
-			reqs[i] = vault.Request{Value: v.Text}
+	out := body
+	if media != rewrite.MediaOther {
+		req := resp.Request
+		out, err = e.response.Rewrite(body, ct, func(vals []rewrite.Value) ([]string, error) {
+			reqs := make([]vault.Request, len(vals))
+			for i, v := range vals {
+				reqs[i] = vault.Request{Value: v.Text}
+			}
+			return e.s.tokenize(req, reqs)
+		})
+		if err != nil {
+			var re *rewrite.Error
+			if errors.As(err, &re) {
+				// Fail closed: a lenient parser in the app might still read a
+				// card number out of a body the guard could not inspect.
+				return fmt.Errorf("%w: %w", errResponseUninspectable, err)
+			}
+			return fmt.Errorf("tokenize provider response: %w", err)
 		}
-		return e.s.tokenize(req, reqs)
-	})
-	if err != nil {
-		var re *rewrite.Error
-		if errors.As(err, &re) {
-			// Fail closed: a lenient parser in the app might still read a
-			// card number out of a body the guard could not inspect.
+	}
+	if len(revealed) > 0 {
+		scrubbed, err := scrubRevealed(string(out), revealed)
+		if err != nil {
 			return fmt.Errorf("%w: %w", errResponseUninspectable, err)
 		}
-		return fmt.Errorf("tokenize provider response: %w", err)
+		if media == rewrite.MediaJSON && scrubbed != string(out) && !json.Valid([]byte(scrubbed)) {
+			return fmt.Errorf("%w: a revealed card number sits where its token does not fit", errResponseUninspectable)
+		}
+		out = []byte(scrubbed)
 	}
 	resp.Header.Del("Content-Encoding")
 	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
 	resp.ContentLength = int64(len(out))
 	resp.Body = io.NopCloser(bytes.NewReader(out))
 	return nil
+}
+
+// revealedCards keeps the revealed values that are card numbers (12 digits
+// or more): a 3-digit CVC would be found in every amount and id.
+func revealedCards(pairs [][2]string) [][2]string {
+	var out [][2]string
+	for _, p := range pairs {
+		if d := digitsOf(p[0]); len(d) >= 12 {
+			out = append(out, [2]string{d, p[1]})
+		}
+	}
+	return out
+}
+
+// scrubRevealed replaces each revealed card number written out in s by its
+// token, and fails if one is still there with other characters between
+// its digits.
+func scrubRevealed(s string, revealed [][2]string) (string, error) {
+	if len(revealed) == 0 {
+		return s, nil
+	}
+	for _, p := range revealed {
+		s = strings.ReplaceAll(s, p[0], p[1])
+	}
+	digits := digitsOf(s)
+	for _, p := range revealed {
+		if strings.Contains(digits, p[0]) {
+			return "", errors.New("the provider's response repeats a revealed card number in a form tok cannot replace")
+		}
+	}
+	return s, nil
+}
+
+// digitsOf returns the ASCII digits of s, in order.
+func digitsOf(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= '0' && c <= '9' {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // Provider responses the guard cannot inspect are refused, never passed on.

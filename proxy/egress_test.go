@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -259,5 +260,68 @@ func TestEgressErrorsEchoNoCard(t *testing.T) {
 	}
 	if got := safeMethod("PATCH"); got != "PATCH" {
 		t.Errorf("safeMethod(PATCH) = %q", got)
+	}
+}
+
+// TestEgressResponseRepeatsRevealed: a provider that echoes the card number
+// tok just revealed, in any body type or a header, must not hand it to the
+// app: written out, it is replaced by the app's token; spelled otherwise,
+// the response is refused. The seed PAN fails Luhn, so only this check
+// can catch it.
+func TestEgressResponseRepeatsRevealed(t *testing.T) {
+	for _, tc := range []struct {
+		name, ct, body string
+		spaced         bool // the body spells the number with spaces: refused
+	}{
+		{name: "json", ct: "application/json", body: `{"card":{"number":"%s","brand":"x"}}`},
+		{name: "text", ct: "text/plain", body: "charged card %s, thanks"},
+		{name: "html without type", ct: "", body: "<p>card %s</p>"},
+		{name: "spaced", ct: "text/html", body: "<p>card %s</p>", spaced: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			echo := seedPAN
+			if tc.spaced {
+				echo = seedPAN[:4] + " " + seedPAN[4:8] + " " + seedPAN[8:]
+			}
+			e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Card", "card="+seedPAN)
+				w.Header()["Content-Type"] = []string{tc.ct}
+				if tc.ct == "" {
+					w.Header()["Content-Type"] = nil
+				}
+				fmt.Fprintf(w, tc.body, echo)
+			}, nil)
+			panTok, _ := e.checkout(t, seedPAN, "737")
+			r := e.pay(t, "/psp/v1", "application/x-www-form-urlencoded", "card[number]="+panTok, EgressKeyHeader, egressKey)
+			if tc.spaced {
+				wantError(t, r, 502, "response_uninspectable")
+			} else if r.StatusCode != 200 || !strings.Contains(string(r.body), panTok) || r.Header.Get("X-Card") != "card="+panTok {
+				t.Errorf("response = %d, X-Card %q, body %q; want 200 with the token in place of the card number",
+					r.StatusCode, maskAll([]string{r.Header.Get("X-Card")}), maskAll([]string{string(r.body)}))
+			}
+			if strings.Contains(digitsOf(string(r.body)), seedPAN) || strings.Contains(r.Header.Get("X-Card"), seedPAN) {
+				t.Error("the revealed card number reached the app")
+			}
+		})
+	}
+}
+
+// The shop's guard.ignore list exempts fields of its own requests, not of a
+// provider's answer; and a card number in an egress query string is refused.
+func TestEgressIgnoreAndQuery(t *testing.T) {
+	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"order":{"id":"`+panMC+`"}}`)
+	}, nil)
+	panTok, _ := e.checkout(t, panVisa, "737")
+	r := e.pay(t, "/psp/v1", "application/x-www-form-urlencoded", "card[number]="+panTok, EgressKeyHeader, egressKey)
+	if r.StatusCode != 200 || strings.Contains(string(r.body), panMC) {
+		t.Errorf("response = %d %q, want 200 with order.id tokenized", r.StatusCode, maskAll([]string{string(r.body)}))
+	}
+	n := len(e.psp.got())
+	r = e.pay(t, "/psp/v1?note="+panMC, "application/x-www-form-urlencoded", "card[number]="+panTok, EgressKeyHeader, egressKey)
+	wantError(t, r, http.StatusUnprocessableEntity, "card_number_detected")
+	if got := len(e.psp.got()); got != n {
+		t.Errorf("the provider received %d requests after the refusal, want none", got-n)
 	}
 }
