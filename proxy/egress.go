@@ -103,6 +103,9 @@ func newEgress(s *Server) (*egress, error) {
 			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
 			continue
 		}
+		if r.EgressKey == "" {
+			s.log.Warn("egress route has no egress_key: any process on this host can have its tokens revealed to the provider", "route", r.Name)
+		}
 		er := egressRoute{EgressRoute: r, match: m, rw: rw}
 		er.rp = e.reverseProxy(&er)
 		e.routes = append(e.routes, er)
