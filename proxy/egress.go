@@ -126,8 +126,9 @@ func (e *egress) reverseProxy(r *egressRoute) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			p := cleanPath(pr.In.URL.Path)
-			if r.StripPrefix != "" {
-				p = strings.TrimPrefix(p, strings.TrimSuffix(r.StripPrefix, "/"))
+			if pre := strings.TrimSuffix(r.StripPrefix, "/"); pre != "" && len(p) >= len(pre) && strings.EqualFold(p[:len(pre)], pre) {
+				// Routes match paths case-insensitively; so does the prefix.
+				p = p[len(pre):]
 			}
 			out := *up
 			out.Path = strings.TrimSuffix(up.Path, "/") + "/" + strings.TrimPrefix(p, "/")

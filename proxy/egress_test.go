@@ -325,3 +325,17 @@ func TestEgressIgnoreAndQuery(t *testing.T) {
 		t.Errorf("the provider received %d requests after the refusal, want none", got-n)
 	}
 }
+
+// Routes match paths case-insensitively, and so does strip_prefix: the
+// provider never sees the shop's prefix.
+func TestEgressStripPrefixCase(t *testing.T) {
+	e := newEgressEnv(t, nil, nil)
+	panTok, _ := e.checkout(t, panVisa, "737")
+	r := e.pay(t, "/PSP/v1/charges", "application/x-www-form-urlencoded", "card[number]="+panTok, EgressKeyHeader, egressKey)
+	if r.StatusCode != 200 {
+		t.Fatalf("POST /PSP/v1/charges = %d %s", r.StatusCode, r.body)
+	}
+	if got := e.psp.got(); got[len(got)-1].Path != "/base/v1/charges" {
+		t.Errorf("provider got %s, want /base/v1/charges", got[len(got)-1].Path)
+	}
+}
