@@ -408,18 +408,8 @@ func (s *Store) flush() error {
 // It writes in chunks too; a crash before the last one leaves the WAL as
 // it was, to be replayed again.
 func (s *Store) recover() error {
-	m := newMemtable()
-	last, err := s.wal.replay(func(p []byte) error {
-		return decodePayload(p, func(b bucket, key, v []byte) error {
-			m.set(b, key, v) // a copy
-			return nil
-		})
-	})
-	if err != nil {
-		return err
-	}
-	var epoch uint64
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	var epoch uint64 // the last epoch bbolt holds in full
+	err := s.db.View(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyWALEpoch); len(v) == 8 {
 			epoch = binary.BigEndian.Uint64(v)
 		}
@@ -427,6 +417,16 @@ func (s *Store) recover() error {
 	})
 	if err != nil {
 		return fmt.Errorf("replay wal: %w", err)
+	}
+	m := newMemtable()
+	last, err := s.wal.replay(epoch, func(p []byte) error {
+		return decodePayload(p, func(b bucket, key, v []byte) error {
+			m.set(b, key, v) // a copy
+			return nil
+		})
+	})
+	if err != nil {
+		return err
 	}
 	epoch = max(epoch, last)
 	chunks := m.chunks(s.opts.checkpointChunk)

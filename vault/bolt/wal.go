@@ -318,9 +318,13 @@ func (w *wal) scan(i int, fn func(payload []byte) error) (uint64, error) {
 	}
 }
 
-// replay calls fn with the payload of every valid frame of both segments,
-// the older epoch's segment first, and returns the largest epoch seen.
-func (w *wal) replay(fn func(payload []byte) error) (uint64, error) {
+// replay calls fn with the payload of every valid frame of both segments
+// whose epoch is above done, the older epoch's segment first, and returns
+// the largest epoch seen. done is the last epoch bbolt holds in full: a
+// segment at or below it is history bbolt already has, and replaying it
+// could undo newer changes when the segment after it is gone (a kill
+// between reset's two header wipes leaves just that).
+func (w *wal) replay(done uint64, fn func(payload []byte) error) (uint64, error) {
 	var epochs [2]uint64
 	for i := range w.segs {
 		e, err := w.scan(i, nil)
@@ -334,7 +338,7 @@ func (w *wal) replay(fn func(payload []byte) error) (uint64, error) {
 		order = []int{1, 0}
 	}
 	for _, i := range order {
-		if epochs[i] == 0 {
+		if epochs[i] == 0 || epochs[i] <= done {
 			continue
 		}
 		if _, err := w.scan(i, fn); err != nil {

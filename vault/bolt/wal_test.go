@@ -292,7 +292,7 @@ func TestStaleFramesNotReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	last, err := w.replay(func(p []byte) error { got = append(got, string(p)); return nil })
+	last, err := w.replay(0, func(p []byte) error { got = append(got, string(p)); return nil })
 	if err != nil {
 		t.Fatalf("replay = %v, want nil", err)
 	}
@@ -322,11 +322,19 @@ func TestReplayOrder(t *testing.T) {
 	}
 	// Segment 0 holds c (epoch 3), segment 1 holds d (epoch 4).
 	var got []string
-	if _, err := w.replay(func(p []byte) error { got = append(got, string(p)); return nil }); err != nil {
+	if _, err := w.replay(0, func(p []byte) error { got = append(got, string(p)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(got, "") != "cd" {
 		t.Errorf("replay order = %q, want [c d]", got)
+	}
+	// With epoch 3 already in bbolt, only segment 1 replays.
+	got = nil
+	if _, err := w.replay(3, func(p []byte) error { got = append(got, string(p)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, "") != "d" {
+		t.Errorf("replay after epoch 3 = %q, want [d]", got)
 	}
 }
 
@@ -546,4 +554,54 @@ func TestFrameTooLarge(t *testing.T) {
 	small := storetest.NewRecord(keys, false)
 	insertOne(t, s, small)
 	wantRecord(t, s, small)
+}
+
+// TestResetInterruptedNoResurrection: reset zeroes the segments' headers
+// one after the other, so a kill in between can leave the older segment's
+// frames readable. Their epoch is at or below the one bbolt recorded:
+// replaying them over the newer history would bring back a deleted record.
+func TestResetInterruptedNoResurrection(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tok.db")
+	opts := Options{checkpointEntries: 1 << 30, checkpointEvery: time.Hour}
+	s := mustOpen(t, path, opts)
+	freeze := func() {
+		done := make(chan struct{})
+		s.write(ctx, func(*txn) error { s.freezeForTest(done); return nil })
+		<-done
+	}
+	keys := newKeys(t)
+	insertOne(t, s, storetest.NewRecord(keys, false)) // segment 0
+	freeze()                                          // appends go to segment 1
+	r := storetest.NewRecord(keys, false)
+	insertOne(t, s, r) // segment 1
+	freeze()           // appends go to segment 0; r is in bbolt
+	if err := s.Delete(ctx, r.Token); err != nil {
+		t.Fatal(err)
+	}
+	s.crash()
+	seg1 := walPaths(path)[1]
+	f, err := os.OpenFile(seg1, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hdr := make([]byte, frameHeader)
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, path, opts) // replays both segments, then resets them
+	s.crash()
+	// As if killed after reset zeroed segment 0 but not yet segment 1.
+	if _, err := f.WriteAt(hdr, 0); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, path, opts)
+	defer s.Close()
+	if _, err := s.Get(ctx, r.Token); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("Get(deleted token) after an interrupted reset = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Find(ctx, r.Fingerprint); len(r.Fingerprint) > 0 && !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("Find(deleted fingerprint) after an interrupted reset = %v, want ErrNotFound", err)
+	}
 }
