@@ -58,6 +58,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusBadRequest, "invalid_token", "not a token", err}
 	case errors.Is(err, vault.ErrNotFound):
 		return &apiError{http.StatusNotFound, "token_not_found", "no such token", err}
+	case errors.Is(err, vault.ErrAmbiguous):
+		return &apiError{http.StatusConflict, "ambiguous_token", "this token stands for two values and is refused", err}
 	case errors.Is(err, memory.ErrFull):
 		return &apiError{http.StatusServiceUnavailable, "volatile_store_full",
 			"tok holds limits.volatile_records values in memory already; retry once some expire", err}

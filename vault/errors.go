@@ -22,4 +22,8 @@ var (
 	ErrUnknownKey = errors.New("unknown key version")
 	// ErrDecrypt: authenticated decryption failed (tampered or mismatched record).
 	ErrDecrypt = errors.New("decryption failed")
+	// ErrAmbiguous: both the durable and the volatile store hold a record
+	// under the token, so it stands for two values; it is refused rather
+	// than answered with either.
+	ErrAmbiguous = errors.New("token held by two stores")
 )

@@ -123,6 +123,21 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 		recs := make([]Record, len(pending))
 		for j, i := range pending {
 			recs[j] = v.newRecord(reqs[i].Spec, values[i], fps[i], now)
+			// The two stores share one token space: a token the other
+			// store holds is a collision too.
+			for tries := 0; ; tries++ {
+				held, err := v.heldElsewhere(ctx, s, reqs[i].Spec, recs[j].Token)
+				if err != nil {
+					return err
+				}
+				if !held {
+					break
+				}
+				if tries >= maxCollisionRetries {
+					return ErrCollision
+				}
+				recs[j] = v.newRecord(reqs[i].Spec, values[i], fps[i], now)
+			}
 		}
 		outs, err := s.Insert(ctx, recs)
 		if err != nil {
@@ -145,6 +160,27 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 	return nil
 }
 
+// heldElsewhere reports whether the store other than s holds a record,
+// live or expired, under token. Opaque tokens (131 random bits) skip the
+// lookup: they never meet.
+func (v *Vault) heldElsewhere(ctx context.Context, s Store, spec Spec, token string) (bool, error) {
+	other := v.volatile
+	if s == v.volatile {
+		other = v.durable
+	}
+	if other == nil || spec.Format == FormatOpaque {
+		return false, nil
+	}
+	_, err := other.Get(ctx, token)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("get token: %w", err)
+}
+
 func (v *Vault) newRecord(spec Spec, value string, fp []byte, now time.Time) Record {
 	tok := spec.newToken(value)
 	kid, ct := v.keys.Seal(tok, value)
@@ -162,6 +198,7 @@ func (v *Vault) Lookup(ctx context.Context, token string) (Record, error) {
 		return Record{}, ErrInvalidToken
 	}
 	now := v.now()
+	var found []Record
 	for _, s := range []Store{v.durable, v.volatile} {
 		if s == nil {
 			continue
@@ -173,12 +210,15 @@ func (v *Vault) Lookup(ctx context.Context, token string) (Record, error) {
 		if err != nil {
 			return Record{}, fmt.Errorf("get token: %w", err)
 		}
-		if rec.Expired(now) {
-			return Record{}, ErrNotFound
-		}
-		return rec, nil
+		found = append(found, rec)
 	}
-	return Record{}, ErrNotFound
+	switch {
+	case len(found) == 0 || len(found) == 1 && found[0].Expired(now):
+		return Record{}, ErrNotFound
+	case len(found) > 1:
+		return Record{}, ErrAmbiguous
+	}
+	return found[0], nil
 }
 
 // Delete erases the record for token from whichever store holds it, with
@@ -187,6 +227,9 @@ func (v *Vault) Lookup(ctx context.Context, token string) (Record, error) {
 func (v *Vault) Delete(ctx context.Context, token string) error {
 	if !ValidToken(token) {
 		return ErrInvalidToken
+	}
+	if _, err := v.Lookup(ctx, token); errors.Is(err, ErrAmbiguous) {
+		return err // deleting either could destroy another value's record
 	}
 	for _, s := range []Store{v.durable, v.volatile} {
 		if s == nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/memory"
+	"github.com/tokproxy/tok/vault/storetest"
 )
 
 const seedPAN = "555213321212161777"
@@ -658,5 +659,61 @@ func TestTokenizeConcurrent(t *testing.T) {
 	}
 	if got := f.durable.Store.(*memory.Store).Len(); got != n+1 {
 		t.Errorf("store holds %d records, want %d", got, n+1)
+	}
+}
+
+// TestStoresShareTokenSpace: durable and volatile values of one digits
+// format draw tokens from the same space; a token the other store holds is
+// a collision, so every token reveals its own value.
+func TestStoresShareTokenSpace(t *testing.T) {
+	f := newFixture(t)
+	durable := vault.Spec{Format: vault.FormatDigits, Unique: true}
+	volatile := vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: 15 * time.Minute}
+	want := map[string]string{}
+	// 3,000 durable 4-digit values fill a third of the 4-digit token space.
+	for i := range 3000 {
+		v := fmt.Sprintf("%04d", i)
+		want[f.tokenize(t, vault.Request{Value: v, Spec: durable})[0]] = v
+	}
+	// Without the cross-store check about 100 of these would collide.
+	for i := range 300 {
+		v := fmt.Sprintf("%04d", 5000+i)
+		tok := f.tokenize(t, vault.Request{Value: v, Spec: volatile})[0]
+		if _, dup := want[tok]; dup {
+			t.Fatalf("volatile value %d got token %s, which a durable value holds", i, tok)
+		}
+		want[tok] = v
+	}
+	for tok, v := range want {
+		rv, err := f.v.Reveal(context.Background(), tok)
+		if err != nil || rv.Value != v {
+			t.Fatalf("Reveal(%s) = %q, %v; want %q", tok, rv.Value, err, v)
+		}
+	}
+}
+
+// TestAmbiguousTokenRefused: a token both stores hold (a race the insert
+// check cannot close) is refused on reveal and on delete, never answered
+// with either value, and both records stay.
+func TestAmbiguousTokenRefused(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, s := range []vault.Store{f.durable, f.volatile} {
+		rec := storetest.NewRecord(f.keys, false)
+		rec.Token = "4242"
+		if _, err := s.Insert(ctx, []vault.Record{rec}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.v.Reveal(ctx, "4242"); !errors.Is(err, vault.ErrAmbiguous) {
+		t.Errorf("Reveal(ambiguous) = %v, want ErrAmbiguous", err)
+	}
+	if err := f.v.Delete(ctx, "4242"); !errors.Is(err, vault.ErrAmbiguous) {
+		t.Errorf("Delete(ambiguous) = %v, want ErrAmbiguous", err)
+	}
+	for _, s := range []vault.Store{f.durable, f.volatile} {
+		if _, err := s.Get(ctx, "4242"); err != nil {
+			t.Errorf("a record was deleted: %v", err)
+		}
 	}
 }
