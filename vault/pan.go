@@ -73,10 +73,21 @@ func Luhn(d string) bool {
 // Mask shows at most the first 6 and last 4 characters of a digit string and
 // replaces the rest with '*'. Strings too short to keep anything secret are
 // masked whole. It is the only form in which a PAN may reach a log line.
+//
+// Like a pan token, it hides at least MinRandomDigits: of a 12-digit PAN it
+// shows the first 2 and last 4 (6+4 would leave two hidden digits, ten
+// candidates once the Luhn check is applied).
 func Mask(d string) string {
 	n := len(d)
 	if n < MinPANLength {
 		return strings.Repeat("*", n)
 	}
-	return d[:6] + strings.Repeat("*", n-10) + d[n-4:]
+	first, last := DefaultKeepFirst, DefaultKeepLast
+	for n-first-last < MinRandomDigits && first > 0 {
+		first--
+	}
+	for n-first-last < MinRandomDigits && last > 0 {
+		last--
+	}
+	return d[:first] + strings.Repeat("*", n-first-last) + d[n-last:]
 }
