@@ -459,6 +459,11 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 		return err
 	}
 	log.Info("keyring loaded", "source", source, "primary", keyring.Primary(), "versions", keyring.Versions())
+	if source == cfg.Vault.Keyring {
+		if problem := config.KeyringModeProblem(source); problem != "" {
+			log.Warn(problem)
+		}
+	}
 
 	// The store is opened before the server that owns the metrics, so its
 	// commit hook finds the server through a pointer set once it exists.

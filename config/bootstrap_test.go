@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -117,5 +118,21 @@ func TestBootstrapRefusesBadSecretFile(t *testing.T) {
 				t.Errorf("Bootstrap accepted a %s secret file", name)
 			}
 		})
+	}
+}
+
+func TestKeyringModeProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyring.yaml")
+	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := KeyringModeProblem(path); got != "" {
+		t.Errorf("mode 0600: %q, want no problem", got)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := KeyringModeProblem(path); !strings.Contains(got, "0644") {
+		t.Errorf("mode 0644: %q, want the mode named", got)
 	}
 }

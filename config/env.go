@@ -51,6 +51,18 @@ func (c *Config) LoadKeyring(getenv func(string) string) (vault.KeyringFile, str
 	return f, c.Vault.Keyring, nil
 }
 
+// KeyringModeProblem returns why the keyring file at path is too open (group
+// or others may read or write it), or "". A keyring mounted from a
+// Kubernetes Secret is 0644 unless the volume sets defaultMode, so this is
+// a warning, not a refusal.
+func KeyringModeProblem(path string) string {
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("keyring file %s has mode %#o: group or others may read the data keys; chmod 600 it (in Kubernetes: defaultMode: 0400)", path, st.Mode().Perm())
+}
+
 // Resolve returns the value of a config string that may reference the
 // environment: "env:NAME" is the variable NAME (an error if it is unset or
 // empty); anything else is returned as is.
