@@ -75,6 +75,11 @@ const (
 	// lockout settings may be stricter than the defaults, never looser.
 	MaxLockoutThreshold = 10
 	MinLockoutDuration  = 30 * time.Minute
+	// MaxSessionIdle is the longest session.idle (PCI DSS 8.2.8: re-auth
+	// after 15 minutes idle); sessions may be stricter, never looser.
+	MaxSessionIdle = 15 * time.Minute
+	// MaxSessionMax is the longest session.max.
+	MaxSessionMax = 8 * time.Hour
 	// MaxKeepFirst and MaxKeepLast bound the digits a pan token keeps in
 	// clear: PCI DSS allows at most the BIN (first 8) and the last 4.
 	MaxKeepFirst = 8

@@ -184,6 +184,12 @@ func (v *validator) session(s Session, l Lockout) {
 	if s.Max < 0 {
 		v.fail("session.max", "must be positive, e.g. 8h")
 	}
+	if s.Idle > MaxSessionIdle {
+		v.fail("session.idle", "%s is too long; use at most %s (PCI DSS 8.2.8)", s.Idle, MaxSessionIdle)
+	}
+	if s.Max > MaxSessionMax {
+		v.fail("session.max", "%s is too long; use at most %s", s.Max, MaxSessionMax)
+	}
 	if s.Idle > 0 && s.Max > 0 && s.Idle > s.Max {
 		v.fail("session.idle", "%s is longer than session.max (%s); lower it", s.Idle, s.Max)
 	}
