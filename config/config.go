@@ -78,6 +78,9 @@ const (
 	// MaxSessionIdle is the longest session.idle (PCI DSS 8.2.8: re-auth
 	// after 15 minutes idle); sessions may be stricter, never looser.
 	MaxSessionIdle = 15 * time.Minute
+	// MaxVolatileTTL is the longest ttl of a store: memory field: sensitive
+	// authentication data may be kept until authorization, not for days.
+	MaxVolatileTTL = 24 * time.Hour
 	// MaxSessionMax is the longest session.max.
 	MaxSessionMax = 8 * time.Hour
 	// MaxKeepFirst and MaxKeepLast bound the digits a pan token keeps in

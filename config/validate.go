@@ -329,6 +329,9 @@ func (v *validator) fields(route string, fs []Field) {
 			if f.TTL <= 0 {
 				v.fail(p+".ttl", "store: memory needs a ttl, e.g. ttl: 15m (a volatile value must expire)")
 			}
+			if f.TTL > MaxVolatileTTL {
+				v.fail(p+".ttl", "%s is too long for a value held in memory; use at most %s (a CVC is needed until authorization)", f.TTL, MaxVolatileTTL)
+			}
 		default:
 			v.fail(p+".store", "%q is not a store; use disk or memory", f.Store)
 		}
