@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +140,37 @@ func TestSessionExpiry(t *testing.T) {
 	}
 	e.clock.Advance(10 * time.Minute)
 	wantError(t, get(c), 401, "session_expired")
+}
+
+// TestLoginLockoutConcurrent: wrong secrets sent at once, from two tok
+// servers sharing one store (replicas), are checked at most lockout-threshold
+// times per lock: each attempt is counted before its secret is checked.
+func TestLoginLockoutConcurrent(t *testing.T) {
+	a := newTestEnv(t, nil)
+	b := newTestEnv(t, a.store)
+	var checked, locked atomic.Int32
+	var wg sync.WaitGroup
+	for g := range 16 {
+		url := []string{a.auth.URL, b.auth.URL}[g%2]
+		wg.Go(func() {
+			for range 5 {
+				r := do(t, nil, "POST", url+"/login", "application/json", `{"bank_coordinates":"cih","secret":"wrong"}`)
+				switch r.StatusCode {
+				case 401:
+					checked.Add(1)
+				case 429:
+					locked.Add(1)
+				default:
+					t.Errorf("login = %d %s", r.StatusCode, r.body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := checked.Load(); n != DefaultLockoutThreshold {
+		t.Errorf("%d wrong secrets were checked before the lock (%d refused as locked), want exactly %d",
+			n, locked.Load(), DefaultLockoutThreshold)
+	}
 }
 
 func TestLoginLockout(t *testing.T) {

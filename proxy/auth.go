@@ -167,11 +167,23 @@ func (a *authenticator) login(ctx context.Context, c Client, known bool, secret 
 	if !known {
 		key = unknownClientKey
 	}
-	l, err := a.store.UpdateLockout(ctx, key, func(l vault.Lockout) vault.Lockout { return l })
+	// The attempt is counted as a failure before the secret is checked, in
+	// one atomic update: attempts already in flight when the threshold is
+	// reached (on this replica or another sharing the store) were counted
+	// too, so no more than the threshold are ever checked per lock. A
+	// right secret clears the count below.
+	locked := false
+	_, err := a.store.UpdateLockout(ctx, key, func(l vault.Lockout) vault.Lockout {
+		locked = known && now.Before(l.LockedUntil)
+		if locked {
+			return l
+		}
+		return a.fail(now, known)(l)
+	})
 	if err != nil {
 		return newSession{}, "error", err
 	}
-	if known && now.Before(l.LockedUntil) {
+	if locked {
 		return newSession{}, "locked", errorf(http.StatusTooManyRequests, "locked", "too many failed logins; this client is locked, retry later")
 	}
 	hash := a.dummy
@@ -179,15 +191,10 @@ func (a *authenticator) login(ctx context.Context, c Client, known bool, secret 
 		hash = []byte(c.SecretHash)
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(secret)) != nil || !known {
-		if _, err := a.store.UpdateLockout(ctx, key, a.fail(now, known)); err != nil {
-			return newSession{}, "error", err
-		}
 		return newSession{}, "invalid_credentials", errorf(http.StatusUnauthorized, "invalid_credentials", "unknown client or wrong secret")
 	}
-	if l.Failures > 0 || !l.LockedUntil.IsZero() {
-		if _, err := a.store.UpdateLockout(ctx, key, func(vault.Lockout) vault.Lockout { return vault.Lockout{} }); err != nil {
-			return newSession{}, "error", err
-		}
+	if _, err := a.store.UpdateLockout(ctx, key, func(vault.Lockout) vault.Lockout { return vault.Lockout{} }); err != nil {
+		return newSession{}, "error", err
 	}
 	ns := newSession{secret: randomString(32)}
 	ns.Session = vault.Session{Key: sessionKey(ns.secret), ID: newID(), Client: c.Name, Created: now.UTC(), LastSeen: now.UTC()}
