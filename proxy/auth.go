@@ -267,7 +267,12 @@ func (a *authenticator) cookieSession(r *http.Request) (vault.Session, Client, e
 	}
 	if now.Sub(sess.LastSeen) >= touchInterval {
 		sess.LastSeen = now.UTC()
-		if err := a.store.PutSession(ctx, sess); err != nil {
+		// A touch, not a put: a logout that won the race stays a logout.
+		err := a.store.TouchSession(ctx, key, sess.LastSeen)
+		if errors.Is(err, vault.ErrNotFound) {
+			return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, "unauthenticated", "no such session; log in again")
+		}
+		if err != nil {
 			return vault.Session{}, Client{}, err
 		}
 	}

@@ -52,6 +52,11 @@ type Store interface {
 	GetSession(ctx context.Context, key []byte) (Session, error)
 	// DeleteSession removes the session under key; no error if absent.
 	DeleteSession(ctx context.Context, key []byte) error
+	// TouchSession sets the LastSeen of the session under key, in one
+	// atomic step: ErrNotFound if there is none. It never recreates a
+	// session a concurrent DeleteSession (a logout, maybe on another
+	// replica) removed, as a PutSession of what was read would.
+	TouchSession(ctx context.Context, key []byte, lastSeen time.Time) error
 	// UpdateLockout atomically replaces the lockout state of client with
 	// fn(current) (the zero Lockout if none) and returns the new state. fn
 	// must be pure: it may run more than once.

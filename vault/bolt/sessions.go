@@ -126,6 +126,27 @@ func (s *Store) GetSession(ctx context.Context, key []byte) (vault.Session, erro
 	return unmarshalSession(key, v)
 }
 
+// TouchSession implements [vault.Store]: the committer reads and rewrites
+// the session in one op, so a delete queued before it wins.
+func (s *Store) TouchSession(ctx context.Context, key []byte, lastSeen time.Time) error {
+	key = bytes.Clone(key)
+	return s.write(ctx, func(t *txn) error {
+		if len(key) == 0 {
+			return vault.ErrNotFound
+		}
+		v := t.get(bSessions, key)
+		if v == nil {
+			return vault.ErrNotFound
+		}
+		sess, err := unmarshalSession(key, v)
+		if err != nil {
+			return err
+		}
+		sess.LastSeen = lastSeen
+		return t.put(bSessions, key, marshalSession(sess))
+	})
+}
+
 // DeleteSession implements [vault.Store].
 func (s *Store) DeleteSession(ctx context.Context, key []byte) error {
 	key = bytes.Clone(key)

@@ -44,6 +44,22 @@ func (s *Store) GetSession(ctx context.Context, key []byte) (vault.Session, erro
 	return sess, nil
 }
 
+// TouchSession implements [vault.Store].
+func (s *Store) TouchSession(ctx context.Context, key []byte, lastSeen time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	sess, ok := s.sessions[string(key)]
+	if !ok {
+		return vault.ErrNotFound
+	}
+	sess.LastSeen = msUTC(lastSeen)
+	s.sessions[string(key)] = sess
+	return nil
+}
+
 // DeleteSession implements [vault.Store].
 func (s *Store) DeleteSession(ctx context.Context, key []byte) error {
 	s.mu.Lock()

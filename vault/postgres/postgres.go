@@ -266,7 +266,7 @@ func lockKey(schema string) int64 {
 type queries struct {
 	insertToken, findFingerprint, getToken, deleteToken string
 	scanTokens, resealToken                             string
-	putSession, getSession, deleteSession               string
+	putSession, getSession, deleteSession, touchSession string
 	lockLockout, ensureLockout, setLockout, dropLockout string
 }
 
@@ -304,6 +304,7 @@ func newQueries(schema string) queries {
 				created = EXCLUDED.created, last_seen = EXCLUDED.last_seen`),
 		getSession:    q(`SELECT id, client, created, last_seen FROM {schema}.sessions WHERE key = $1`),
 		deleteSession: q(`DELETE FROM {schema}.sessions WHERE key = $1`),
+		touchSession:  q(`UPDATE {schema}.sessions SET last_seen = $2 WHERE key = $1`),
 
 		lockLockout:   q(`SELECT failures, locked_until FROM {schema}.lockouts WHERE client = $1 FOR UPDATE`),
 		ensureLockout: q(`INSERT INTO {schema}.lockouts (client, failures) VALUES ($1, 0) ON CONFLICT DO NOTHING`),

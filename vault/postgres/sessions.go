@@ -54,6 +54,29 @@ func (s *Store) GetSession(ctx context.Context, key []byte) (vault.Session, erro
 	return sess, nil
 }
 
+// TouchSession sets the session's last_seen with an UPDATE, which never
+// brings back a row a concurrent DeleteSession removed.
+func (s *Store) TouchSession(ctx context.Context, key []byte, lastSeen time.Time) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	var n int64
+	err = retry(ctx, func() error {
+		tag, err := s.pool.Exec(ctx, s.q.touchSession, key, ms(lastSeen))
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return s.fail(ctx, "touch session", err)
+	}
+	if n == 0 {
+		return vault.ErrNotFound
+	}
+	return nil
+}
+
 // DeleteSession removes the session under key; an absent one is no error.
 func (s *Store) DeleteSession(ctx context.Context, key []byte) error {
 	ctx, cancel, err := s.begin(ctx)

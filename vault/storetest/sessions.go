@@ -73,11 +73,28 @@ func testSessions(t *testing.T, s vault.Store) {
 		t.Errorf("GetSession(%q) after mutating a returned key = %v, want nil", a.Key, err)
 	}
 
+	// Touch moves LastSeen and nothing else.
+	touched := a2
+	touched.LastSeen = now.Add(2 * time.Hour)
+	if err := s.TouchSession(ctx, a.Key, touched.LastSeen); err != nil {
+		t.Fatalf("TouchSession(%q) = %v, want nil", a.Key, err)
+	}
+	if got, err := get(a.Key); err != nil || diffSession(got, touched) != "" {
+		t.Errorf("GetSession(%q) after touch = %+v, %v; want %+v", a.Key, got, err, touched)
+	}
+
 	if err := s.DeleteSession(ctx, a.Key); err != nil {
 		t.Fatalf("DeleteSession(%q) = %v, want nil", a.Key, err)
 	}
 	if _, err := get(a.Key); !errors.Is(err, vault.ErrNotFound) {
 		t.Errorf("GetSession(%q) after delete = %v, want %v", a.Key, err, vault.ErrNotFound)
+	}
+	// A touch after a delete (a logout racing a request) brings nothing back.
+	if err := s.TouchSession(ctx, a.Key, now.Add(3*time.Hour)); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("TouchSession(%q) after delete = %v, want %v", a.Key, err, vault.ErrNotFound)
+	}
+	if _, err := get(a.Key); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("GetSession(%q) after a touch of a deleted session = %v, want %v", a.Key, err, vault.ErrNotFound)
 	}
 	if err := s.DeleteSession(ctx, a.Key); err != nil {
 		t.Errorf("DeleteSession(%q) of an absent session = %v, want nil", a.Key, err)
