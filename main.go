@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -30,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -157,7 +159,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	_, err := config.Load(*path)
+	cfg, err := config.Load(*path)
 	var cerr *config.Error
 	switch {
 	case errors.As(err, &cerr):
@@ -170,8 +172,31 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tok check:", err)
 		return exitFail
 	}
+	// The file is valid; secrets it names come from the environment, which
+	// may be another one where tok will run: warn, do not fail.
+	for _, w := range unsetSecrets(cfg, os.Getenv) {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
+	}
 	fmt.Fprintln(stdout, *path+": ok")
 	return exitOK
+}
+
+// unsetSecrets names the env:NAME references of cfg that getenv leaves
+// empty: tok serve refuses to start without them.
+func unsetSecrets(cfg *config.Config, getenv func(string) string) []string {
+	var out []string
+	for i, r := range cfg.Egress {
+		refs := []string{r.EgressKey}
+		for _, k := range slices.Sorted(maps.Keys(r.Headers)) {
+			refs = append(refs, r.Headers[k])
+		}
+		for _, ref := range refs {
+			if name, ok := strings.CutPrefix(ref, "env:"); ok && getenv(name) == "" {
+				out = append(out, fmt.Sprintf("egress[%d] (%s) reads %s from the environment, and it is not set here: tok serve will refuse to start without it", i, r.Name, name))
+			}
+		}
+	}
+	return out
 }
 
 // keys runs "keys new" and "keys rotate".
