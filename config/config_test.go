@@ -288,6 +288,7 @@ func TestValidation(t *testing.T) {
 		{"keep only with pan", route("      - json: a\n        format: digits\n        keep: {first: 0}\n"), []want{{8, "inbound[0].fields[0].keep", "only pan tokens keep digits"}}},
 		{"keep range", route("      - json: a\n        keep: {first: 9, last: 5}\n"), []want{{7, "inbound[0].fields[0].keep.first", "0 to 8"}, {7, "inbound[0].fields[0].keep.last", "0 to 4"}}},
 		{"memory needs ttl", route("      - json: a\n        store: memory\n"), []want{{6, "inbound[0].fields[0].ttl", "needs a ttl"}}},
+		{"unknown method", up + "inbound:\n  - name: r\n    match: {method: POTS, path: /x}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.method", "not a method tok knows"}}},
 		{"memory ttl too long", route("      - json: a\n        store: memory\n        ttl: 87600h\n"), []want{{8, "inbound[0].fields[0].ttl", "at most 24h0m0s"}}},
 		{"store unknown", route("      - json: a\n        store: ssd\n"), []want{{7, "inbound[0].fields[0].store", "use disk or memory"}}},
 		{"ttl negative", route("      - json: a\n        ttl: -1m\n"), []want{{7, "inbound[0].fields[0].ttl", "positive"}}},

@@ -177,6 +177,9 @@ func (v *validator) clients(cs []Client) {
 	}
 }
 
+// knownMethods are the methods a route may name (RFC 9110, and PATCH).
+var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
 func (v *validator) session(s Session, l Lockout) {
 	if s.Idle < 0 {
 		v.fail("session.idle", "must be positive, e.g. 15m")
@@ -240,8 +243,13 @@ func (v *validator) route(path, name string, m Match, matches map[string]string)
 			v.routes[name] = path
 		}
 	}
-	if m.Method != "" && (!tokenRE.MatchString(m.Method) || strings.ToUpper(m.Method) != m.Method) {
+	switch {
+	case m.Method != "" && (!tokenRE.MatchString(m.Method) || strings.ToUpper(m.Method) != m.Method):
 		v.fail(path+".match.method", "%q is not an HTTP method; write it in upper case, e.g. POST", m.Method)
+	case m.Method != "" && !slices.Contains(knownMethods, m.Method):
+		// A typo would make a route that never matches, its cards unguarded
+		// by their fields.
+		v.fail(path+".match.method", "%q is not a method tok knows; use one of %s", m.Method, strings.Join(knownMethods, ", "))
 	}
 	pathOK := v.matchPath(path+".match.path", m.Path)
 	if pathOK {
