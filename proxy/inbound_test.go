@@ -502,7 +502,7 @@ func TestInboundGolden(t *testing.T) {
 			tokens, _ := e.tokensIn(t, got.Body)
 			norm := string(got.Body)
 			for i, tok := range tokens {
-				norm = strings.Replace(norm, tok, "<token of "+vault.Mask(values[i])+">", 1)
+				norm = replaceWhole(norm, tok, "<token of "+vault.Mask(values[i])+">")
 			}
 			var out strings.Builder
 			fmt.Fprintf(&out, "%s %s\nContent-Type: %s\nContent-Length: %d\n\n%s",
@@ -1428,5 +1428,26 @@ func TestInboundGuardTypelessPOST(t *testing.T) {
 		if !bytes.Equal(got.Body, bin) {
 			t.Errorf("a typeless body without a card number reached the upstream as %q, want it unchanged", got.Body)
 		}
+	}
+}
+
+// replaceWhole replaces the first occurrence of tok in s that is a whole
+// token, not part of a longer run of letters and digits (a 3-digit CVC
+// token may also appear inside a card number's token).
+func replaceWhole(s, tok, repl string) string {
+	word := func(c byte) bool {
+		return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+	}
+	for from := 0; ; {
+		i := strings.Index(s[from:], tok)
+		if i < 0 {
+			return s
+		}
+		i += from
+		j := i + len(tok)
+		if (i == 0 || !word(s[i-1])) && (j == len(s) || !word(s[j])) {
+			return s[:i] + repl + s[j:]
+		}
+		from = i + 1
 	}
 }
