@@ -372,6 +372,9 @@ func (e *egress) guardResponse(resp *http.Response) error {
 	if media == rewrite.MediaOther && len(revealed) == 0 {
 		return nil // not JSON or a form: the guard reads neither on requests
 	}
+	if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified || resp.Request.Method == http.MethodHead {
+		return nil // no body (and no Content-Length to set)
+	}
 	limit := e.s.opts.MaxBody
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	resp.Body.Close()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -337,5 +338,24 @@ func TestEgressStripPrefixCase(t *testing.T) {
 	}
 	if got := e.psp.got(); got[len(got)-1].Path != "/base/v1/charges" {
 		t.Errorf("provider got %s, want /base/v1/charges", got[len(got)-1].Path)
+	}
+}
+
+// A provider's 204 after a reveal passes as it is: no body to search, and
+// no Content-Length added to a response that must not carry one.
+func TestEgressNoContentAfterReveal(t *testing.T) {
+	e := newEgressEnv(t, nil, nil)
+	set := &revealedSet{}
+	set.add(panVisa, "4111112345671111")
+	req := httptest.NewRequest("POST", "https://psp.example/v1", nil)
+	req = req.WithContext(context.WithValue(req.Context(), revealedKey{}, set))
+	for _, status := range []int{http.StatusNoContent, http.StatusNotModified} {
+		resp := &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: req}
+		if err := e.srv.egress.guardResponse(resp); err != nil {
+			t.Fatalf("guardResponse(%d) = %v", status, err)
+		}
+		if cl := resp.Header.Get("Content-Length"); cl != "" {
+			t.Errorf("guardResponse(%d) set Content-Length %q on a response without a body", status, cl)
+		}
 	}
 }
