@@ -158,6 +158,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	if rt != nil {
 		rw = rt.rw
 	}
+	dropConnectionHeaders(r)
 	if err := stripH2C(r, rt != nil && rt.rw.HasFields()); err != nil {
 		return err
 	}
@@ -201,7 +202,7 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewri
 	case rw.HasFields() && media == rewrite.MediaOther:
 		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
 			"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
-	case !rw.HasFields() && media == rewrite.MediaOther && !(ct == "" && r.Method == http.MethodPost):
+	case !rw.HasFields() && media == rewrite.MediaOther && !(ct == "" && strings.EqualFold(r.Method, http.MethodPost)):
 		return nil
 	}
 	raw, err := readBody(w, r, in.s.opts.MaxBody)
@@ -278,6 +279,25 @@ func (in *inbound) replacer(r *http.Request, specs []vault.Spec) rewrite.Replace
 // stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later
 // requests on the connection would tunnel past inspection. Other upgrades
 // (WebSocket) are refused on routes whose bodies tok must read.
+// dropConnectionHeaders removes the headers r's Connection header names
+// (other than the connection options close, keep-alive and upgrade) before
+// tok looks at the request. The reverse proxy removes them on the way out
+// as hop-by-hop (RFC 9110 §7.6.1), so "Connection: Content-Type" would
+// have tok inspect a body as one type and the app receive it with none.
+// Now both see the same headers.
+func dropConnectionHeaders(r *http.Request) {
+	for _, v := range r.Header.Values("Connection") {
+		for name := range strings.SplitSeq(v, ",") {
+			name = strings.TrimSpace(name)
+			switch {
+			case name == "", strings.EqualFold(name, "close"), strings.EqualFold(name, "keep-alive"), strings.EqualFold(name, "upgrade"):
+			default:
+				r.Header.Del(name)
+			}
+		}
+	}
+}
+
 func stripH2C(r *http.Request, inspected bool) error {
 	h2c := r.Header.Get("HTTP2-Settings") != ""
 	r.Header.Del("HTTP2-Settings")

@@ -661,6 +661,10 @@ func smugglingAttacks() []attack {
 		// last, so Flask or Django parse this JSON body as the form inside it.
 		{name: "second content type", ct: ctJSON, hdr: []string{"Content-Type", ctForm},
 			body: `{"a":"&card[number]=%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31&x="}`, status: 415, code: "unsupported_media_type"},
+		// The reverse proxy drops headers Connection names: tok must not
+		// inspect by a type the app never receives.
+		{name: "connection names content-type", ct: ctJSON, hdr: []string{"Connection", "Content-Type"},
+			body: `{"a":"&card[number]=%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31&x="}`, status: 415, code: "unsupported_media_type"},
 		{name: "second content encoding", ct: ctJSON, hdr: []string{"Content-Encoding", "identity", "Content-Encoding", "gzip"}, body: string(gzipped(card)), status: 415, code: "unsupported_encoding"},
 		{name: "gzip", ct: ctJSON, hdr: []string{"Content-Encoding", "gzip"}, body: string(gzipped(card)), status: 200, tokens: 1},
 		{name: "x-gzip", ct: ctJSON, hdr: []string{"Content-Encoding", "x-gzip"}, body: string(gzipped(card)), status: 200, tokens: 1},
@@ -1449,5 +1453,18 @@ func replaceWhole(s, tok, repl string) string {
 			return s[:i] + repl + s[j:]
 		}
 		from = i + 1
+	}
+}
+
+// A route without fields: "Connection: Content-Type" would strip the type
+// after tok streamed a text/plain body through, and the app would parse a
+// typeless POST as a form. tok reads it as the app will; "post" is POST.
+func TestInboundConnectionNamesContentType(t *testing.T) {
+	t.Parallel()
+	e := newInboundEnv(t, inboundConfig{})
+	for _, method := range []string{"POST", "post"} {
+		n := e.up.count()
+		r := e.send(method, "/profile", "text/plain", []byte("card[number]="+panVisa), "Connection", "Content-Type")
+		e.refused(t, r, n, http.StatusUnprocessableEntity, "card_number_detected")
 	}
 }
