@@ -145,9 +145,14 @@ func (r *Rewriter) collectForm(c *collector, b []byte, strict bool) error {
 		// PHP reads the key its own way ("card.cvc" is $_POST['card_cvc']):
 		// a field matches if either reading matches it, an ignore entry
 		// exempts the key only if both readings match it.
-		php := phpFormKey(strings.TrimLeft(p.key, " "))
+		// The readings differ only where the key holds a dot or a space
+		// (an unclosed bracket is refused above when fields are set).
+		var php []string // nil: PHP reads the key as parts
+		if strings.ContainsAny(p.key, ". ") && (len(fields) > 0 || len(r.ignore) > 0) {
+			php = phpFormKey(strings.TrimLeft(p.key, " "))
+		}
 		fs, ok := matchForm(fields, parts)
-		if !ok {
+		if !ok && php != nil {
 			fs, ok = matchForm(fields, php)
 		}
 		if ok {
@@ -156,7 +161,7 @@ func (r *Rewriter) collectForm(c *collector, b []byte, strict bool) error {
 			}
 			continue
 		}
-		if r.guard == GuardOff || r.formIgnored(parts) && r.formIgnored(php) {
+		if r.guard == GuardOff || r.formIgnored(parts) && (php == nil || r.formIgnored(php)) {
 			continue
 		}
 		if runs := findCards(p.key); len(runs) > 0 {

@@ -190,7 +190,7 @@ func findCards(s string) []cardRun {
 			runs = addReading(runs, a)
 		}
 	}
-	if len(runs) == 0 && len(s) >= minCardDigits-1 {
+	if len(runs) == 0 && len(s) >= minCardDigits { // a real card has 13+ significant digits
 		if d := numericStringCard(s); d != "" {
 			runs = append(runs, cardRun{start: 0, end: len(s), digits: d})
 		}
