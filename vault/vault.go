@@ -160,8 +160,9 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 	return nil
 }
 
-// heldElsewhere reports whether the store other than s holds a record,
-// live or expired, under token. Opaque tokens (131 random bits) skip the
+// heldElsewhere reports whether the store other than s returns a record
+// under token (bbolt returns expired ones too; the memory store hides
+// them, and its janitor reclaims them). Opaque tokens (131 random bits) skip the
 // lookup: they never meet.
 func (v *Vault) heldElsewhere(ctx context.Context, s Store, spec Spec, token string) (bool, error) {
 	other := v.volatile
