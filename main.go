@@ -174,7 +174,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	// The file is valid; secrets it names come from the environment, which
 	// may be another one where tok will run: warn, do not fail.
-	for _, w := range unsetSecrets(cfg, os.Getenv) {
+	for _, w := range append(cfg.Warnings(), unsetSecrets(cfg, os.Getenv)...) {
 		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
 	}
 	fmt.Fprintln(stdout, *path+": ok")
@@ -616,6 +616,9 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 		cfg, err := config.Load(path)
 		if err == nil {
 			log.Info("config loaded", "file", path)
+			for _, w := range cfg.Warnings() {
+				log.Warn("config: " + w)
+			}
 		}
 		return cfg, err
 	}
@@ -662,7 +665,7 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 			if err != nil {
 				return proxy.Options{}, fmt.Errorf("inbound route %s, field %s: %w", r.Name, f.Selector(), err)
 			}
-			routes[i].Fields = append(routes[i].Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, Spec: spec})
+			routes[i].Fields = append(routes[i].Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, Spec: spec, Bind: f.Bind})
 		}
 	}
 	var upstream *url.URL
@@ -741,7 +744,7 @@ func egressRoutes(routes []config.EgressRoute, getenv func(string) string) ([]pr
 		er := proxy.EgressRoute{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Upstream: u,
 			StripPrefix: r.StripPrefix, Headers: map[string]string{}}
 		for _, f := range r.Fields {
-			er.Fields = append(er.Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form})
+			er.Fields = append(er.Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, Bind: f.Bind})
 		}
 		for k, v := range r.Headers {
 			if er.Headers[k], err = config.Resolve(v, getenv); err != nil {

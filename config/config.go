@@ -255,6 +255,11 @@ type Field struct {
 	Unique bool          `yaml:"unique"`
 	Store  string        `yaml:"store"` // disk (default) or memory
 	TTL    time.Duration `yaml:"ttl"`   // required for memory
+	// Bind names the route's card field (same kind of selector) this
+	// value was collected with: a CVC's token is then unique only among
+	// the values bound to that card's token, and reveals only together
+	// with it. Inbound, bind needs format digits and store memory.
+	Bind string `yaml:"bind"`
 }
 
 // Keep says how many digits a pan token keeps in clear. A nil count takes

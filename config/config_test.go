@@ -292,6 +292,19 @@ func TestValidation(t *testing.T) {
 		{"memory ttl too long", route("      - json: a\n        store: memory\n        ttl: 87600h\n"), []want{{8, "inbound[0].fields[0].ttl", "at most 24h0m0s"}}},
 		{"store unknown", route("      - json: a\n        store: ssd\n"), []want{{7, "inbound[0].fields[0].store", "use disk or memory"}}},
 		{"ttl negative", route("      - json: a\n        ttl: -1m\n"), []want{{7, "inbound[0].fields[0].ttl", "positive"}}},
+		{"bind ok", route("      - json: card.number\n      - json: card.cvc\n        format: digits\n        store: memory\n        ttl: 15m\n        bind: card.number\n"), nil},
+		{"bind no such field", route("      - json: card.cvc\n        format: digits\n        store: memory\n        ttl: 15m\n        bind: card.number\n"),
+			[]want{{10, "inbound[0].fields[0].bind", "names no json field of this route"}}},
+		{"bind other kind", route("      - form: card[number]\n      - json: card.cvc\n        format: digits\n        store: memory\n        ttl: 15m\n        bind: card[number]\n"),
+			[]want{{11, "inbound[0].fields[1].bind", "names no json field"}}},
+		{"bind itself", route("      - json: card.cvc\n        format: digits\n        store: memory\n        ttl: 15m\n        bind: card.cvc\n"),
+			[]want{{10, "inbound[0].fields[0].bind", "bound to itself"}}},
+		{"bind on disk", route("      - json: card.number\n      - json: card.cvc\n        format: digits\n        bind: card.number\n"),
+			[]want{{9, "inbound[0].fields[1].bind", "set format: digits and store: memory"}}},
+		{"bind chain", route("      - json: a\n      - {json: b, format: digits, store: memory, ttl: 1m, bind: a}\n      - {json: c, format: digits, store: memory, ttl: 1m, bind: b}\n"),
+			[]want{{8, "inbound[0].fields[2].bind", `"b" is bound itself`}}},
+		{"egress bind", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - form: card[cvc]\n        bind: card[number]\n",
+			[]want{{7, "egress[0].fields[0].bind", "names no form field"}}},
 		{"guard mode", "guard: {mode: loud}", []want{{1, "guard.mode", "use reject, tokenize or off"}}},
 		{"guard ignore empty", "guard:\n  ignore: [a, \"\"]\n", []want{{2, "guard.ignore[1]", "empty"}}},
 		{"egress http remote", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: http://api.psp.example\n", []want{{4, "egress[0].upstream", "use https"}}},
@@ -513,6 +526,43 @@ func TestResolve(t *testing.T) {
 		got, err := Resolve(tc.in, env)
 		if got != tc.want || (err != nil) != tc.err {
 			t.Errorf("Resolve(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// TestWarnings: an unbound short digits field is warned about with its
+// token space and the rate at which it runs out (issue 12); a bound one
+// and the shipped example are not.
+func TestWarnings(t *testing.T) {
+	base := "upstream: http://127.0.0.1:3000\ninbound:\n  - name: r\n    match: {path: /x}\n    fields:\n      - json: card.number\n"
+	for _, tt := range []struct {
+		name, fields string
+		want         []string
+	}{
+		{"unbound in memory", "      - {json: card.cvc, format: digits, store: memory, ttl: 15m}\n",
+			[]string{"inbound[0].fields[1] (r, json:card.cvc)", "900 live values per ttl", "at 15m0s it runs out at 1.0 values a second", "bind: card.number"}},
+		{"unbound on disk", "      - {form: pin, format: digits}\n", []string{"900 values in all, ever", "bind: card[number]"}},
+		{"bound", "      - {json: card.cvc, format: digits, store: memory, ttl: 15m, bind: card.number}\n", nil},
+		{"pan only", "", nil},
+	} {
+		c, err := Parse([]byte(base+tt.fields), "t.yaml")
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		ws := c.Warnings()
+		if len(tt.want) == 0 {
+			if len(ws) != 0 {
+				t.Errorf("%s: Warnings() = %q, want none", tt.name, ws)
+			}
+			continue
+		}
+		if len(ws) != 1 {
+			t.Fatalf("%s: Warnings() = %q, want one", tt.name, ws)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(ws[0], w) {
+				t.Errorf("%s: warning %q lacks %q", tt.name, ws[0], w)
+			}
 		}
 	}
 }

@@ -85,7 +85,7 @@ func (f Field) Spec() (vault.Spec, error) {
 	if err != nil {
 		return vault.Spec{}, err
 	}
-	s := vault.Spec{Format: format, Unique: f.Unique, TTL: f.TTL}
+	s := vault.Spec{Format: format, Unique: f.Unique, TTL: f.TTL, Bound: f.Bind != ""}
 	switch f.Store {
 	case "", StoreDisk:
 	case StoreMemory:

@@ -67,6 +67,7 @@ func (v *validator) config(c *Config) {
 			v.fail(p+".fields", "an inbound route needs at least one field; add one or remove the route")
 		}
 		v.fields(p, r.Fields)
+		v.binds(p, r.Fields, true)
 	}
 	v.guard(c.Guard)
 	if len(c.Egress) > 0 && c.Listen.Egress == "" {
@@ -349,6 +350,36 @@ func (v *validator) fields(route string, fs []Field) {
 	}
 }
 
+// binds checks each field's bind: it names another, unbound field of the
+// route with the same kind of selector; inbound, the bound field is a
+// digits value held in memory (a CVC).
+func (v *validator) binds(route string, fs []Field, inbound bool) {
+	for i, f := range fs {
+		if f.Bind == "" {
+			continue
+		}
+		p := fmt.Sprintf("%s.fields[%d].bind", route, i)
+		kind, example := "json", "card.number"
+		if f.Form != "" {
+			kind, example = "form", "card[number]"
+		}
+		j := slices.IndexFunc(fs, func(g Field) bool {
+			return f.JSON != "" && g.JSON == f.Bind || f.Form != "" && g.Form == f.Bind
+		})
+		switch {
+		case j < 0:
+			v.fail(p, "%q names no %s field of this route; name the card field this value is collected with, e.g. bind: %s", f.Bind, kind, example)
+		case j == i:
+			v.fail(p, "a field cannot be bound to itself; name the route's card field, e.g. bind: %s", example)
+		case fs[j].Bind != "":
+			v.fail(p, "%q is bound itself; bind to the card field it is bound to", f.Bind)
+		}
+		if inbound && (f.Format != "digits" || f.Store != StoreMemory) {
+			v.fail(p, "bind is for short values held in memory, such as a CVC: set format: digits and store: memory with a ttl")
+		}
+	}
+}
+
 // checkJSONSelector returns what is wrong with a json selector, or "". The
 // grammar: segments separated by ".", each "#" (every element of an array)
 // or one or more of A-Z a-z 0-9 _ $ @ -. A numeric segment is an array index
@@ -424,6 +455,7 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 		}
 	}
 	v.fields(p, r.Fields)
+	v.binds(p, r.Fields, false)
 	for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
 		val := r.Headers[name]
 		hp := p + ".headers." + name

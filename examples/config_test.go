@@ -35,8 +35,16 @@ func TestTokYAMLIsValid(t *testing.T) {
 	if f, ok := fields["json:card.number"]; !ok || f.Format != "pan" || f.Store != config.StoreDisk {
 		t.Errorf("json:card.number = %+v, want a pan token on disk", f)
 	}
-	if f, ok := fields["json:card.cvc"]; !ok || f.Format != "digits" || f.Store != config.StoreMemory || f.TTL <= 0 {
-		t.Errorf("json:card.cvc = %+v, want digits in memory with a ttl", f)
+	if f, ok := fields["json:card.cvc"]; !ok || f.Format != "digits" || f.Store != config.StoreMemory || f.TTL <= 0 || f.Bind != "card.number" {
+		t.Errorf("json:card.cvc = %+v, want digits in memory with a ttl, bound to card.number", f)
+	}
+	if f, ok := fields["form:card[cvc]"]; !ok || f.Bind != "card[number]" {
+		t.Errorf("form:card[cvc] = %+v, want it bound to card[number]", f)
+	}
+	// The README's example must not walk into a warning (issue 12: the
+	// unbound CVC ran out of tokens after ~900 checkouts).
+	if ws := cfg.Warnings(); len(ws) != 0 {
+		t.Errorf("examples/tok.yaml warns: %q", ws)
 	}
 }
 

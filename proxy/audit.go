@@ -25,8 +25,10 @@ type auditEvent struct {
 	Route    string `json:"route,omitempty"`
 	Field    string `json:"field,omitempty"`
 	Upstream string `json:"upstream,omitempty"`
-	Source   string `json:"source"`
-	Outcome  string `json:"outcome"` // ok, or the refusal's error code
+	// BoundTo is the card token a bound value (a CVC) was revealed with.
+	BoundTo string `json:"bound_to,omitempty"`
+	Source  string `json:"source"`
+	Outcome string `json:"outcome"` // ok, or the refusal's error code
 	// Seq numbers the lines of this process's chain; Prev is the SHA-256
 	// of the previous line (as written, without its newline), so editing,
 	// reordering or deleting a line breaks the chain (issue 6).

@@ -49,9 +49,10 @@ type EgressRoute struct {
 
 type egressRoute struct {
 	EgressRoute
-	match pathMatch
-	rw    *rewrite.Rewriter
-	rp    *httputil.ReverseProxy
+	match  pathMatch
+	rw     *rewrite.Rewriter
+	rp     *httputil.ReverseProxy
+	bindTo []int // by field: the field it is bound to, or -1
 }
 
 // egress is the revealing proxy on the egress listener.
@@ -101,10 +102,15 @@ func newEgress(s *Server) (*egress, error) {
 			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
 			continue
 		}
+		bindTo, err := bindings(r.Fields)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
+			continue
+		}
 		if r.EgressKey == "" {
 			s.log.Warn("egress route has no egress_key: any process on this host can have its tokens revealed to the provider", "route", r.Name)
 		}
-		er := egressRoute{EgressRoute: r, match: m, rw: rw}
+		er := egressRoute{EgressRoute: r, match: m, rw: rw, bindTo: bindTo}
 		er.rp = e.reverseProxy(&er)
 		e.routes = append(e.routes, er)
 	}
@@ -283,23 +289,40 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 }
 
 // revealer swaps each token for its value, writing one audit line per
-// field. A value that is not a live token refuses the whole request.
+// field. A value that is not a live token refuses the whole request. Card
+// tokens are revealed first, then the values bound to them (CVCs), each
+// only together with the card token it was bound to.
 func (e *egress) revealer(r *http.Request, rt *egressRoute) rewrite.ReplaceFunc {
 	return func(vals []rewrite.Value) ([]string, error) {
+		pair, err := pairBound(vals, rt.bindTo)
+		if err != nil {
+			return nil, err
+		}
 		out := make([]string, len(vals))
-		for i, v := range vals {
-			pan, err := e.reveal(r, rt, v)
-			if err != nil {
-				return nil, err
+		for _, bound := range []bool{false, true} {
+			for i, v := range vals {
+				if (pair[i] >= 0) != bound {
+					continue
+				}
+				card := ""
+				if bound {
+					card = vals[pair[i]].Text
+				}
+				val, err := e.reveal(r, rt, v, card)
+				if err != nil {
+					return nil, err
+				}
+				out[i] = val
 			}
-			out[i] = pan
 		}
 		return out, nil
 	}
 }
 
-func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value) (string, error) {
-	ev := auditEvent{Event: "egress_reveal", Route: rt.Name, Field: v.Path, Upstream: rt.Upstream.Host}
+// reveal reveals the token at v; card, if set, is the card token v's value
+// is bound to.
+func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card string) (string, error) {
+	ev := auditEvent{Event: "egress_reveal", Route: rt.Name, Field: v.Path, Upstream: rt.Upstream.Host, BoundTo: card}
 	refuse := func(status int, code, msg string, err error) (string, error) {
 		ev.Outcome = code
 		e.s.metrics.revealed.WithLabelValues("egress", "error").Inc()
@@ -315,7 +338,13 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value) (stri
 		return refuse(http.StatusUnprocessableEntity, "invalid_token", "is not a token", nil)
 	}
 	start := time.Now()
-	rv, err := e.s.opts.Vault.Reveal(r.Context(), v.Text)
+	var rv vault.Revealed
+	var err error
+	if card != "" {
+		rv, err = e.s.opts.Vault.RevealBound(r.Context(), card, v.Text)
+	} else {
+		rv, err = e.s.opts.Vault.Reveal(r.Context(), v.Text)
+	}
 	e.s.metrics.revealDur.Observe(time.Since(start).Seconds())
 	ev.Token = auditToken(v.Text, err == nil)
 	switch {
@@ -323,7 +352,12 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value) (stri
 		if rewrite.IsCardNumber(v.Text) {
 			return refuse(http.StatusUnprocessableEntity, "not_a_token", "holds a card number, not a token; egress only reveals tokens", nil)
 		}
+		if card != "" {
+			return refuse(http.StatusUnprocessableEntity, "unknown_token", "no value under this token is bound to the card token sent with it, or it has expired", nil)
+		}
 		return refuse(http.StatusUnprocessableEntity, "unknown_token", "no such token, or it has expired", nil)
+	case errors.Is(err, vault.ErrUnbound):
+		return refuse(http.StatusUnprocessableEntity, "unbound_token", "is a short token, which reveals only together with the card token it is bound to; bind this field to the route's card field (bind:)", nil)
 	case err != nil:
 		ae := toAPIError(err)
 		return refuse(ae.Status, ae.Code, ae.Msg, err)

@@ -67,7 +67,8 @@ func newEgressEnv(t *testing.T, respond http.HandlerFunc, mutate func(*EgressRou
 	roots.AddCert(p.Certificate())
 	route := EgressRoute{
 		Name: "psp", Method: "POST", Path: "/psp/*", Upstream: u, StripPrefix: "/psp", RootCAs: roots,
-		Fields:    []RouteField{{Form: "card[number]"}, {Form: "card[cvc]"}, {JSON: "source.card.number"}, {JSON: "source.card.cvc"}},
+		Fields: []RouteField{{Form: "card[number]"}, {Form: "card[cvc]", Bind: "card[number]"},
+			{JSON: "source.card.number"}, {JSON: "source.card.cvc", Bind: "source.card.number"}},
 		Headers:   map[string]string{"Authorization": "Bearer sk_live_secret"},
 		EgressKey: egressKey,
 	}

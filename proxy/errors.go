@@ -58,13 +58,23 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusBadRequest, "invalid_token", "not a token", err}
 	case errors.Is(err, vault.ErrNotFound):
 		return &apiError{http.StatusNotFound, "token_not_found", "no such token", err}
+	case errors.Is(err, vault.ErrUnbound):
+		return &apiError{http.StatusUnprocessableEntity, "unbound_token",
+			"a short token reveals only together with the card token it is bound to", err}
+	case errors.Is(err, vault.ErrCollision):
+		// Not an outage: the format has no free token for this value
+		// (a short unbound digits field, or one card with hundreds of
+		// live bound values). 507: the server cannot store what the
+		// request needs.
+		return &apiError{http.StatusInsufficientStorage, "token_space_exhausted",
+			"no free token of this field's format is left; bind short fields to their card field (bind:) or use a longer format", err}
 	case errors.Is(err, vault.ErrAmbiguous):
 		return &apiError{http.StatusConflict, "ambiguous_token", "this token stands for two values and is refused", err}
 	case errors.Is(err, memory.ErrFull):
 		return &apiError{http.StatusServiceUnavailable, "volatile_store_full",
 			"tok holds limits.volatile_records values in memory already; retry once some expire", err}
 	case errors.Is(err, vault.ErrUnavailable), errors.Is(err, vault.ErrClosed),
-		errors.Is(err, vault.ErrCollision), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, context.DeadlineExceeded):
 		return &apiError{http.StatusServiceUnavailable, "vault_unavailable", "the vault cannot serve this request now; retry later", err}
 	case errors.Is(err, context.Canceled):
 		return &apiError{499, "client_closed", "client closed the request", err}

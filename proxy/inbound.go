@@ -43,6 +43,10 @@ type RouteField struct {
 	JSON string // selector, see rewrite.ValidateJSONSelector
 	Form string // form key, see rewrite.ValidateFormSelector
 	Spec vault.Spec
+	// Bind, if set, is the selector (of the same kind) of the route's card
+	// field this value is bound to; see bind.go. Inbound, Spec.Bound must
+	// be set with it.
+	Bind string
 }
 
 // GuardOptions configures the card-number guard on every proxied request.
@@ -53,8 +57,9 @@ type GuardOptions struct {
 
 type inboundRoute struct {
 	Route
-	match pathMatch
-	rw    *rewrite.Rewriter
+	match  pathMatch
+	rw     *rewrite.Rewriter
+	bindTo []int // by field: the field it is bound to, or -1
 }
 
 // inbound is the tokenizing reverse proxy on the public listener.
@@ -90,7 +95,16 @@ func newInbound(s *Server) (*inbound, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
 		}
-		in.routes = append(in.routes, inboundRoute{Route: r, match: m, rw: rw})
+		bindTo, err := bindings(r.Fields)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
+		}
+		for i, f := range r.Fields {
+			if f.Spec.Bound != (bindTo != nil && bindTo[i] >= 0) {
+				errs = append(errs, fmt.Errorf("route %q: field %s: a bound field needs both bind and a bound spec", r.Name, f.selector()))
+			}
+		}
+		in.routes = append(in.routes, inboundRoute{Route: r, match: m, rw: rw, bindTo: bindTo})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -162,15 +176,14 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	if err := stripH2C(r, rt != nil && rt.rw.HasFields()); err != nil {
 		return err
 	}
-	specs := in.specs(rt)
 	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
-		q, err := rw.RewriteQuery(r.URL.RawQuery, in.replacer(r, specs))
+		q, err := rw.RewriteQuery(r.URL.RawQuery, in.replacer(r, rt))
 		if err != nil {
 			return err
 		}
 		r.URL.RawQuery = q
 	}
-	if err := in.rewriteBody(w, r, rw, specs); err != nil {
+	if err := in.rewriteBody(w, r, rt, rw); err != nil {
 		return err
 	}
 	in.rp.ServeHTTP(w, r)
@@ -180,7 +193,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 // rewriteBody buffers, decodes and rewrites r's body when it must be read:
 // on routes with fields, and for JSON and form bodies while the guard is
 // on. Other bodies stream through untouched.
-func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewrite.Rewriter, specs []vault.Spec) error {
+func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rw *rewrite.Rewriter) error {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
@@ -218,12 +231,12 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewri
 		// A POST without a Content-Type on a route without fields: Rack
 		// (Rails, Sinatra) parses it as a form, so the guard reads it as
 		// one, leniently, as it reads a query string.
-		q, err := rw.RewriteQuery(string(body), in.replacer(r, specs))
+		q, err := rw.RewriteQuery(string(body), in.replacer(r, rt))
 		if err != nil {
 			return err
 		}
 		out = []byte(q)
-	} else if out, err = rw.Rewrite(body, ct, in.replacer(r, specs)); err != nil {
+	} else if out, err = rw.Rewrite(body, ct, in.replacer(r, rt)); err != nil {
 		return err
 	}
 	r.Header.Del("Content-Encoding") // forwarded decoded
@@ -240,27 +253,23 @@ func setBody(r *http.Request, b []byte) {
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 }
 
-// specs returns the vault spec of each field of rt, by field index.
-func (in *inbound) specs(rt *inboundRoute) []vault.Spec {
-	if rt == nil {
-		return nil
-	}
-	specs := make([]vault.Spec, len(rt.Fields))
-	for i, f := range rt.Fields {
-		specs[i] = f.Spec
-	}
-	return specs
-}
-
 // replacer tokenizes every value found, in one batched durable commit.
-// Guard hits (guard mode tokenize) get the default pan spec.
-func (in *inbound) replacer(r *http.Request, specs []vault.Spec) rewrite.ReplaceFunc {
+// Guard hits (guard mode tokenize) get the default pan spec; rt is nil on
+// paths without a route.
+func (in *inbound) replacer(r *http.Request, rt *inboundRoute) rewrite.ReplaceFunc {
 	return func(vals []rewrite.Value) ([]string, error) {
+		var pair []int
+		if rt != nil {
+			var err error
+			if pair, err = pairBound(vals, rt.bindTo); err != nil {
+				return nil, err
+			}
+		}
 		reqs := make([]vault.Request, len(vals))
 		for i, v := range vals {
 			var spec vault.Spec
 			if !v.IsGuardHit() {
-				spec = specs[v.Spec]
+				spec = rt.Fields[v.Spec].Spec
 			}
 			if v.Kind == rewrite.KindNumber && spec.Format == vault.FormatOpaque {
 				return nil, &apiError{http.StatusUnprocessableEntity, "field_type",
@@ -271,6 +280,9 @@ func (in *inbound) replacer(r *http.Request, specs []vault.Spec) rewrite.Replace
 					"field " + v.Path + " does not hold a valid card number", nil}
 			}
 			reqs[i] = vault.Request{Value: v.Text, Spec: spec}
+			if spec.Bound {
+				reqs[i].BindTo = pair[i]
+			}
 		}
 		return in.s.tokenize(r, reqs)
 	}

@@ -144,11 +144,11 @@ type inboundConfig struct {
 // checkoutRoutes is the route set of the issue's example config, plus a
 // route without fields.
 func checkoutRoutes() []Route {
-	cvc := vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: 15 * time.Minute}
+	cvc := vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: 15 * time.Minute, Bound: true}
 	return []Route{
 		{Name: "checkout", Method: "POST", Path: "/checkout", Fields: []RouteField{
 			{JSON: "card.number"},
-			{JSON: "card.cvc", Spec: cvc},
+			{JSON: "card.cvc", Spec: cvc, Bind: "card.number"},
 			{JSON: "items.#.card.number"},
 			{Form: "card[number]"},
 		}},
@@ -382,14 +382,20 @@ func checkLength(t *testing.T, r upReq) {
 var digitRun = regexp.MustCompile(`[0-9]+`)
 
 // tokensIn finds the tokens in b: every run of digits that the vault
-// reveals. It returns them with their revealed values, in order.
+// reveals. It returns them with their revealed values, in order. A short
+// token reveals bound to a longer token of b, or, if it is bound to none,
+// from its own record.
 func (e *inboundEnv) tokensIn(t *testing.T, b []byte) (tokens, values []string) {
 	t.Helper()
-	for _, run := range digitRun.FindAllString(string(b), -1) {
+	runs := digitRun.FindAllString(string(b), -1)
+	for _, run := range runs {
 		if !vault.ValidToken(run) {
 			continue
 		}
 		rv, err := e.vault.Reveal(t.Context(), run)
+		if errors.Is(err, vault.ErrUnbound) {
+			rv, err = revealShort(t, e.vault, run, runs)
+		}
 		switch {
 		case errors.Is(err, vault.ErrNotFound), errors.Is(err, vault.ErrInvalidToken):
 			continue

@@ -12,8 +12,16 @@ var (
 	ErrInvalidValue = errors.New("invalid value")
 	// ErrInvalidToken: the string cannot be a token of any known format.
 	ErrInvalidToken = errors.New("invalid token")
-	// ErrCollision: no free token was found after the retry budget.
+	// ErrCollision: no free token was found after the retry budget: the
+	// format's token space (for a short digits value, or within one card's
+	// bound values) is used up by live records.
 	ErrCollision = errors.New("token space exhausted")
+	// ErrUnbound: a short-value token (see [IsShortToken]) was asked to
+	// reveal on its own. Such a token is unique only among the values
+	// bound to one card token, so it reveals only together with that card
+	// token ([Vault.RevealBound]); a lone one would be a guess among a
+	// thousand.
+	ErrUnbound = errors.New("a short-value token reveals only with the card token it is bound to")
 	// ErrUnavailable: the store cannot serve or commit right now.
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrClosed: the store has been closed.

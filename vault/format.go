@@ -71,6 +71,12 @@ type Spec struct {
 	Unique    bool // a fresh token every time instead of one per value
 	// Volatile values go to the volatile (memory) store and never touch disk.
 	Volatile bool
+	// Bound values (a CVC) are tied to the card value collected with them
+	// (Request.BindTo): their token is a fresh digits token unique only
+	// among the live values bound to that card's token, so a short field
+	// never runs out of tokens, and it reveals only together with that card
+	// token. Bound specs must be Volatile digits specs.
+	Bound bool
 	// TTL, if positive, makes the record expire; required for volatile values.
 	TTL time.Duration
 }
@@ -167,6 +173,22 @@ func randomFrom(alphabet string, n int) string {
 		}
 	}
 	return string(out)
+}
+
+// IsShortToken reports whether t is a digits token shorter than a card
+// number: a short-value token (a CVC's). There are at most 10^len of them,
+// so a lone one is a guess away from someone else's: they reveal only
+// through [Vault.RevealBound].
+func IsShortToken(t string) bool {
+	if len(t) >= MinPANLength || len(t) < MinDigitsLength {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] < '0' || t[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidToken reports whether t has the shape of a token of some format: the

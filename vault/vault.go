@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -11,10 +12,24 @@ import (
 // value whose token was already taken.
 const maxCollisionRetries = 8
 
+// maxBoundRetries bounds the draws for a bound value. A draw is one memory
+// insert, and only a card with hundreds of live bound values (a 3-digit
+// namespace holds 900) ever needs more than one: at 90% full, 33 draws
+// still find a free token 97 times in 100.
+const maxBoundRetries = 32
+
+// boundSep joins a card token and a bound value's token into the key the
+// bound record is stored under. No token holds it.
+const boundSep = "/"
+
 // Request asks for one value to be tokenized under a spec.
 type Request struct {
 	Value string
 	Spec  Spec
+	// BindTo, for a Spec.Bound request, is the index in the same call of
+	// the request whose token the value is bound to (the card number a
+	// CVC was collected with). It is not read otherwise.
+	BindTo int
 }
 
 // Revealed is a record together with its decrypted value.
@@ -61,9 +76,14 @@ func (v *Vault) Keyring() *Keyring { return v.keys }
 // commit per store. Convergent specs return the existing token of a value
 // seen before. An error means no token may be used; errors wrapping
 // ErrInvalidValue name the request's index, never its value.
+//
+// A Bound request is tokenized after every other: its token is drawn afresh
+// (bound values never converge, so equal CVCs of one card do not show as
+// equal tokens) and is unique among the live values bound to the token of
+// reqs[BindTo], under which it is stored in the volatile store.
 func (v *Vault) Tokenize(ctx context.Context, reqs []Request) ([]string, error) {
 	tokens := make([]string, len(reqs))
-	var durable, volatile []int
+	var durable, volatile, bound []int
 	values := make([]string, len(reqs))
 	for i, r := range reqs {
 		d, err := r.Spec.Normalize(r.Value)
@@ -71,6 +91,13 @@ func (v *Vault) Tokenize(ctx context.Context, reqs []Request) ([]string, error) 
 			return nil, fmt.Errorf("value %d: %w", i, err)
 		}
 		values[i] = d
+		if r.Spec.Bound {
+			if err := v.checkBinding(reqs, i); err != nil {
+				return nil, fmt.Errorf("value %d: %w", i, err)
+			}
+			bound = append(bound, i)
+			continue
+		}
 		if r.Spec.Volatile {
 			if v.volatile == nil {
 				return nil, errors.New("vault: no volatile store configured")
@@ -86,8 +113,68 @@ func (v *Vault) Tokenize(ctx context.Context, reqs []Request) ([]string, error) 
 	if err := v.tokenizeIn(ctx, v.volatile, reqs, values, volatile, tokens); err != nil {
 		return nil, err
 	}
+	if err := v.tokenizeBound(ctx, reqs, values, bound, tokens); err != nil {
+		return nil, err
+	}
 	return tokens, nil
 }
+
+// checkBinding checks that request i may be bound as it asks.
+func (v *Vault) checkBinding(reqs []Request, i int) error {
+	r := reqs[i]
+	switch {
+	case !r.Spec.Volatile || r.Spec.Format != FormatDigits || r.Spec.TTL <= 0:
+		return errors.New("vault: a bound value must be a digits value held in memory with a ttl")
+	case v.volatile == nil:
+		return errors.New("vault: no volatile store configured")
+	case r.BindTo < 0 || r.BindTo >= len(reqs) || r.BindTo == i || reqs[r.BindTo].Spec.Bound:
+		return fmt.Errorf("vault: value bound to value %d, which is not an unbound value of the call", r.BindTo)
+	}
+	return nil
+}
+
+// tokenizeBound fills tokens[i] for every bound request i, once the
+// tokens they are bound to are known.
+func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []string, idx []int, tokens []string) error {
+	now := v.now().UTC()
+	pending := idx
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt > maxBoundRetries {
+			return ErrCollision
+		}
+		recs := make([]Record, len(pending))
+		shorts := make([]string, len(pending))
+		for j, i := range pending {
+			spec := reqs[i].Spec
+			shorts[j] = spec.newToken(values[i])
+			key := BoundKey(tokens[reqs[i].BindTo], shorts[j])
+			kid, ct := v.keys.Seal(key, values[i])
+			recs[j] = Record{Token: key, KeyID: kid, Ciphertext: ct, Created: now, Expires: now.Add(spec.TTL), Format: spec.Format}
+		}
+		outs, err := v.volatile.Insert(ctx, recs)
+		if err != nil {
+			return fmt.Errorf("insert bound records: %w", err)
+		}
+		if len(outs) != len(recs) {
+			return fmt.Errorf("insert bound records: store returned %d outcomes for %d records", len(outs), len(recs))
+		}
+		retry := pending[:0:0]
+		for j, i := range pending {
+			if outs[j].Status == Stored {
+				tokens[i] = shorts[j]
+			} else {
+				retry = append(retry, i)
+			}
+		}
+		pending = retry
+	}
+	return nil
+}
+
+// BoundKey is the key the record of a value bound to the token card, with
+// token token, is stored under. The key is the record's associated data
+// too, so a bound record opens only under the card token it was bound to.
+func BoundKey(card, token string) string { return card + boundSep + token }
 
 // tokenizeIn fills tokens[i] for every i in idx using store s.
 func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string) error {
@@ -223,14 +310,19 @@ func (v *Vault) Lookup(ctx context.Context, token string) (Record, error) {
 }
 
 // Delete erases the record for token from whichever store holds it, with
-// its fingerprint entry: the token no longer reveals, and the value gets a
-// new token if it is tokenized again. ErrNotFound if there was none.
+// its fingerprint entry, and every value bound to it: the token no longer
+// reveals, and the value gets a new token if it is tokenized again.
+// ErrNotFound if there was none.
 func (v *Vault) Delete(ctx context.Context, token string) error {
 	if !ValidToken(token) {
 		return ErrInvalidToken
 	}
 	if _, err := v.Lookup(ctx, token); errors.Is(err, ErrAmbiguous) {
 		return err // deleting either could destroy another value's record
+	}
+	n, err := v.deleteBound(ctx, token)
+	if err != nil {
+		return err
 	}
 	for _, s := range []Store{v.durable, v.volatile} {
 		if s == nil {
@@ -245,11 +337,104 @@ func (v *Vault) Delete(ctx context.Context, token string) error {
 		}
 		return nil
 	}
+	if n > 0 {
+		return nil
+	}
 	return ErrNotFound
 }
 
-// Reveal returns the record for token and its decrypted value.
+// deleteBound erases every value bound to card and returns how many.
+func (v *Vault) deleteBound(ctx context.Context, card string) (int, error) {
+	if v.volatile == nil || IsShortToken(card) {
+		return 0, nil
+	}
+	const page = 256
+	prefix := card + boundSep
+	n := 0
+	for after := prefix; ; {
+		recs, err := v.volatile.Scan(ctx, after, page)
+		if err != nil {
+			return n, fmt.Errorf("scan bound values: %w", err)
+		}
+		for _, rec := range recs {
+			if !strings.HasPrefix(rec.Token, prefix) {
+				return n, nil
+			}
+			switch err := v.volatile.Delete(ctx, rec.Token); {
+			case err == nil:
+				n++
+			case !errors.Is(err, ErrNotFound):
+				return n, fmt.Errorf("delete bound value: %w", err)
+			}
+			after = rec.Token
+		}
+		if len(recs) < page {
+			return n, nil
+		}
+	}
+}
+
+// DeleteBound erases the value bound to card under token. ErrNotFound if
+// there is none.
+func (v *Vault) DeleteBound(ctx context.Context, card, token string) error {
+	if err := checkBoundPair(card, token); err != nil {
+		return err
+	}
+	if v.volatile == nil {
+		return ErrNotFound
+	}
+	if err := v.volatile.Delete(ctx, BoundKey(card, token)); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("delete bound value: %w", err)
+	}
+	return nil
+}
+
+// checkBoundPair checks that card can be a card token and token a bound
+// value's (digits) token.
+func checkBoundPair(card, token string) error {
+	if !ValidToken(card) || IsShortToken(card) || !ValidToken(token) || strings.HasPrefix(token, opaquePrefix) {
+		return ErrInvalidToken
+	}
+	return nil
+}
+
+// RevealBound returns the value bound to the card token card under token,
+// decrypted: ErrNotFound if card has no live value under that token. It
+// never looks further than card's own bound values, so a token bound to
+// another card reveals nothing.
+func (v *Vault) RevealBound(ctx context.Context, card, token string) (Revealed, error) {
+	if err := checkBoundPair(card, token); err != nil {
+		return Revealed{}, err
+	}
+	if v.volatile == nil {
+		return Revealed{}, ErrNotFound
+	}
+	rec, err := v.volatile.Get(ctx, BoundKey(card, token))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Revealed{}, err
+	case err != nil:
+		return Revealed{}, fmt.Errorf("get bound value: %w", err)
+	case rec.Expired(v.now()):
+		return Revealed{}, ErrNotFound
+	}
+	val, err := v.keys.Open(rec.KeyID, rec.Token, rec.Ciphertext)
+	if err != nil {
+		return Revealed{}, fmt.Errorf("open bound record: %w", err)
+	}
+	rec.Token = token
+	return Revealed{Record: rec, Value: val}, nil
+}
+
+// Reveal returns the record for token and its decrypted value. A
+// short-value token is refused with ErrUnbound: see [Vault.RevealBound].
 func (v *Vault) Reveal(ctx context.Context, token string) (Revealed, error) {
+	if IsShortToken(token) {
+		return Revealed{}, ErrUnbound
+	}
 	rec, err := v.Lookup(ctx, token)
 	if err != nil {
 		return Revealed{}, err
