@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/memory"
 )
 
 // TestBoundCVCEgress is issue 12's egress side: a bound CVC token reveals
@@ -182,5 +183,51 @@ func TestTokenSpaceExhausted(t *testing.T) {
 	}
 	if r.StatusCode != 507 || !strings.Contains(string(r.body), `"token_space_exhausted"`) {
 		t.Errorf("after filling the 3-digit space: %d %s; want 507 token_space_exhausted", r.StatusCode, r.body)
+	}
+}
+
+// TestMeBound: /@me looks a CVC up only with its card token, and DELETE
+// /@me with the card token erases the card's CVCs with it.
+func TestMeBound(t *testing.T) {
+	durable, volatile := memory.New(), memory.New()
+	t.Cleanup(func() { durable.Close(); volatile.Close() })
+	keys, err := vault.NewKeyring(vault.NewKeyringFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.New(durable, keys, vault.WithVolatile(volatile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEnv(t, durable, func(o *Options) {
+		o.Vault, o.Volatile = v, volatile
+		o.Clients[0].Delete = true
+	})
+	cvc := vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: time.Minute, Bound: true}
+	toks, err := v.Tokenize(t.Context(), []vault.Request{{Value: panVisa}, {Value: "737", Spec: cvc, BindTo: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, cvcTok := toks[0], toks[1]
+	c := e.login("cih")
+	r := do(t, c, "GET", e.auth.URL+"/@me?token="+card+"&bound="+cvcTok, "", "")
+	m := r.json(t)
+	if r.StatusCode != 200 || m["pan"] != "737" || m["token"] != cvcTok || m["bound_to"] != card || m["masked_pan"] != "***" {
+		t.Errorf("GET /@me bound = %d %s; want the CVC with its card token", r.StatusCode, r.body)
+	}
+	r = do(t, c, "POST", e.auth.URL+"/@me", "application/json", `{"token":"`+card+`","bound":"`+cvcTok+`"}`)
+	if r.StatusCode != 200 || r.json(t)["pan"] != "737" {
+		t.Errorf("POST /@me bound = %d %s; want the CVC", r.StatusCode, r.body)
+	}
+	wantError(t, do(t, c, "GET", e.auth.URL+"/@me?token="+cvcTok, "", ""), 422, "unbound_token")
+	if !strings.Contains(e.audit.String(), `"bound_to":"`+card+`"`) {
+		t.Error("the audit log does not name the card token of a bound lookup")
+	}
+	if r := do(t, c, "DELETE", e.auth.URL+"/@me?token="+card, "", ""); r.StatusCode != 200 {
+		t.Fatalf("DELETE /@me card = %d %s", r.StatusCode, r.body)
+	}
+	wantError(t, do(t, c, "GET", e.auth.URL+"/@me?token="+card+"&bound="+cvcTok, "", ""), 404, "token_not_found")
+	if n := volatile.Len(); n != 0 {
+		t.Errorf("the volatile store holds %d records after the card was deleted, want 0", n)
 	}
 }

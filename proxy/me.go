@@ -15,6 +15,9 @@ const transactionTimeLayout = "2006-01-02 15:04:05"
 
 type meRequest struct {
 	Token string `json:"token"`
+	// Bound, with Token a card token, asks for the value bound to that card
+	// under this token (a CVC); see issue 12.
+	Bound string `json:"bound"`
 }
 
 // meResponse is the prototype's /@me answer plus masked_pan; PAN is set
@@ -28,6 +31,8 @@ type meResponse struct {
 	PAN             string `json:"pan,omitempty"`
 	Format          string `json:"format"`
 	KeyVersion      uint32 `json:"key_version"`
+	// BoundTo is the card token a bound value (a CVC) was looked up with.
+	BoundTo string `json:"bound_to,omitempty"`
 }
 
 // serveMe is GET /@me?token=... or POST /@me {"token": "..."}: look a token
@@ -43,13 +48,13 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodDelete {
 		return s.deleteToken(w, r, sess, client)
 	}
-	token := r.URL.Query().Get("token")
+	token, bound := r.URL.Query().Get("token"), r.URL.Query().Get("bound")
 	if r.Method == http.MethodPost {
 		var req meRequest
 		if err := decodeJSON(w, r, 4<<10, &req); err != nil {
 			return err
 		}
-		token = req.Token
+		token, bound = req.Token, req.Bound
 	}
 	if token == "" {
 		return errorf(http.StatusBadRequest, "missing_field", "token is required")
@@ -60,7 +65,16 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	ev := auditEvent{Event: kind, Client: client.Name, Session: sess.ID}
 	start := time.Now()
-	rv, err := s.opts.Vault.Reveal(r.Context(), token)
+	var rv vault.Revealed
+	if bound != "" {
+		// A bound value (a CVC) is looked up with the card token it is
+		// bound to, never alone.
+		rv, err = s.opts.Vault.RevealBound(r.Context(), token, bound)
+		ev.BoundTo = auditToken(token, err == nil)
+		token = bound
+	} else {
+		rv, err = s.opts.Vault.Reveal(r.Context(), token)
+	}
 	s.metrics.revealDur.Observe(time.Since(start).Seconds())
 	ev.Token = auditToken(token, err == nil)
 	ev.Outcome = "ok"
@@ -83,6 +97,9 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		MaskedPAN:       vault.Mask(rv.Value),
 		Format:          rv.Format.String(),
 		KeyVersion:      rv.KeyID,
+	}
+	if bound != "" {
+		resp.BoundTo = ev.BoundTo
 	}
 	if client.Reveal {
 		resp.PAN = rv.Value
@@ -112,11 +129,14 @@ func auditToken(token string, found bool) string {
 // to (configured with delete: true). Audit-logged like a reveal; no audit
 // line, no erasure.
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.Session, client Client) error {
-	token := r.URL.Query().Get("token")
+	token, bound := r.URL.Query().Get("token"), r.URL.Query().Get("bound")
 	if token == "" {
 		return errorf(http.StatusBadRequest, "missing_field", "token is required")
 	}
 	ev := auditEvent{Event: "delete", Client: client.Name, Session: sess.ID, Token: auditToken(token, false)}
+	if bound != "" {
+		ev.Token, ev.BoundTo = auditToken(bound, false), auditToken(token, false)
+	}
 	if !client.Delete {
 		ev.Outcome = "forbidden"
 		if aerr := s.audit.write(r, ev); aerr != nil {
@@ -124,7 +144,13 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 		}
 		return errorf(http.StatusForbidden, "forbidden", "this client may not delete tokens")
 	}
-	if _, err := s.opts.Vault.Lookup(r.Context(), token); err != nil {
+	var err error
+	if bound != "" {
+		_, err = s.opts.Vault.RevealBound(r.Context(), token, bound)
+	} else {
+		_, err = s.opts.Vault.Lookup(r.Context(), token)
+	}
+	if err != nil {
 		ev.Outcome = toAPIError(err).Code
 		if aerr := s.audit.write(r, ev); aerr != nil {
 			s.log.Error("audit write failed", "err", aerr)
@@ -132,12 +158,20 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 		return err
 	}
 	// Two lines: the intent must be on record before the irreversible
-	// erasure, the result after it.
+	// erasure, the result after it. Erasing a card erases the values
+	// bound to it (its CVCs) too.
 	ev.Token, ev.Outcome = token, "started"
+	if bound != "" {
+		ev.Token, ev.BoundTo = bound, token
+	}
 	if aerr := s.audit.write(r, ev); aerr != nil {
 		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to delete", aerr}
 	}
-	err := s.opts.Vault.Delete(r.Context(), token)
+	if bound != "" {
+		err = s.opts.Vault.DeleteBound(r.Context(), token, bound)
+	} else {
+		err = s.opts.Vault.Delete(r.Context(), token)
+	}
 	ev.Outcome = "ok"
 	if err != nil {
 		ev.Outcome = toAPIError(err).Code
@@ -148,6 +182,6 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "deleted", "token": token})
+	writeJSON(w, http.StatusOK, map[string]string{"status": "deleted", "token": ev.Token})
 	return nil
 }
