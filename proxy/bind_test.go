@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -229,5 +230,39 @@ func TestMeBound(t *testing.T) {
 	wantError(t, do(t, c, "GET", e.auth.URL+"/@me?token="+card+"&bound="+cvcTok, "", ""), 404, "token_not_found")
 	if n := volatile.Len(); n != 0 {
 		t.Errorf("the volatile store holds %d records after the card was deleted, want 0", n)
+	}
+}
+
+// TestEgressScrubsEchoedCVC: a provider that echoes the CVC it was sent
+// hands the app the CVC token back, never the code, at the field's key;
+// an amount with the same digits elsewhere is left alone (issue 19, item 5).
+func TestEgressScrubsEchoedCVC(t *testing.T) {
+	var echo string
+	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", echo)
+		cvc := "737" // what it was sent: the echo
+		if echo == "application/json" {
+			fmt.Fprintf(w, `{"amount":%s,"card":{"cvc":"%s","CVC":%s,"cvc_check":"pass"},"id":"ch_%s"}`, cvc, cvc, cvc, cvc)
+			return
+		}
+		fmt.Fprintf(w, "amount=%s&card%%5Bcvc%%5D=%s&id=ch_%s", cvc, cvc, cvc)
+	}, nil)
+	card, cvcTok := e.checkout(t, panVisa, "737")
+	for _, ct := range []string{"application/json", "application/x-www-form-urlencoded"} {
+		echo = ct
+		r := e.pay(t, "/psp/v1", "application/x-www-form-urlencoded", "card[number]="+card+"&card[cvc]="+cvcTok, EgressKeyHeader, egressKey)
+		want := `{"amount":737,"card":{"cvc":"` + cvcTok + `","CVC":` + cvcTok + `,"cvc_check":"pass"},"id":"ch_737"}`
+		if ct != "application/json" {
+			want = "amount=737&card%5Bcvc%5D=" + cvcTok + "&id=ch_737"
+		}
+		if cvcTok[0] == '0' {
+			want = strings.Replace(want, `"CVC":`+cvcTok, `"CVC":"`+cvcTok+`"`, 1)
+		}
+		if r.StatusCode != 200 || string(r.body) != want {
+			t.Errorf("%s: the app got %d %s, want %s", ct, r.StatusCode, r.body, want)
+		}
+		if got := e.psp.got(); !strings.Contains(string(got[len(got)-1].Body), "card[cvc]=737") {
+			t.Errorf("%s: the provider got %q, want the CVC", ct, got[len(got)-1].Body)
+		}
 	}
 }

@@ -227,30 +227,37 @@ func safeHeaderName(name string) string {
 	return name
 }
 
-// revealedSet holds the card numbers (12 digits or more, as digits) revealed
-// for one egress request with the token the app sent for each, so the
-// provider's answer can be searched for them whatever its type. A 3-digit
-// CVC is left out: it would be found in every amount and id. Reveals run
+// revealedSet holds what was revealed for one egress request, with the
+// token the app sent for each value, so that the provider's answer never
+// hands it back. Card numbers (12 digits or more, as digits) are searched
+// for whatever the answer's type. A shorter value (a CVC) would be found in
+// every amount and id, so it is scrubbed only where it stands as the whole
+// value of a key named as its request field (see scrubShort). Reveals run
 // before the request is sent and the search after the answer, in the
 // handler's goroutine: no lock.
 type revealedSet struct {
-	cards [][2]string // digits, token
+	cards  [][2]string // digits, token
+	shorts []revealedShort
 }
 
 type revealedKey struct{}
 
-func (s *revealedSet) add(value, token string) {
+func (s *revealedSet) add(value, token, field string) {
 	if d := digitsOf(value); len(d) >= 12 {
 		s.cards = append(s.cards, [2]string{d, token})
+		return
+	}
+	if key := lastKey(field); key != "" && value != "" {
+		s.shorts = append(s.shorts, revealedShort{value: value, token: token, key: key})
 	}
 }
 
-// revealedFrom returns the card numbers revealed for the request of ctx.
-func revealedFrom(ctx context.Context) [][2]string {
+// revealedFrom returns what was revealed for the request of ctx.
+func revealedFrom(ctx context.Context) *revealedSet {
 	if s, _ := ctx.Value(revealedKey{}).(*revealedSet); s != nil {
-		return s.cards
+		return s
 	}
-	return nil
+	return &revealedSet{}
 }
 
 func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRoute) error {
@@ -369,7 +376,7 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 	}
 	e.s.metrics.revealed.WithLabelValues("egress", "ok").Inc()
 	if set, _ := r.Context().Value(revealedKey{}).(*revealedSet); set != nil {
-		set.add(rv.Value, v.Text)
+		set.add(rv.Value, v.Text, v.Path)
 	}
 	return rv.Value, nil
 }
@@ -386,7 +393,8 @@ func (e *egress) guardResponse(resp *http.Response) error {
 	if e.response == nil || resp.Body == nil || resp.StatusCode == http.StatusSwitchingProtocols {
 		return nil
 	}
-	revealed := revealedFrom(resp.Request.Context())
+	rs := revealedFrom(resp.Request.Context())
+	revealed := rs.cards
 	for name, vals := range resp.Header {
 		for i, v := range vals {
 			v, err := scrubRevealed(v, revealed)
@@ -402,7 +410,9 @@ func (e *egress) guardResponse(resp *http.Response) error {
 		return fmt.Errorf("%w: %w", errResponseUninspectable, err)
 	}
 	if media == rewrite.MediaOther && len(revealed) == 0 {
-		return nil // not JSON or a form: the guard reads neither on requests
+		// Not JSON or a form: the guard reads neither on requests. A short
+		// revealed value (a CVC) cannot be told from other digits here.
+		return nil
 	}
 	if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified || resp.Request.Method == http.MethodHead {
 		return nil // no body (and no Content-Length to set)
@@ -449,6 +459,9 @@ func (e *egress) guardResponse(resp *http.Response) error {
 			return fmt.Errorf("%w: a revealed card number sits where its token does not fit", errResponseUninspectable)
 		}
 		out = []byte(scrubbed)
+	}
+	if len(rs.shorts) > 0 {
+		out = scrubShort(out, media, rs.shorts)
 	}
 	resp.Header.Del("Content-Encoding")
 	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))

@@ -347,7 +347,7 @@ func TestEgressStripPrefixCase(t *testing.T) {
 func TestEgressNoContentAfterReveal(t *testing.T) {
 	e := newEgressEnv(t, nil, nil)
 	set := &revealedSet{}
-	set.add(panVisa, "4111112345671111")
+	set.add(panVisa, "4111112345671111", "card[number]")
 	req := httptest.NewRequest("POST", "https://psp.example/v1", nil)
 	req = req.WithContext(context.WithValue(req.Context(), revealedKey{}, set))
 	for _, status := range []int{http.StatusNoContent, http.StatusNotModified} {

@@ -32,11 +32,12 @@
 //     p99 latency by rate.
 //
 // tok's checkout route tokenizes card.number (pan, on disk) and card.cvc
-// (in memory, 15-minute TTL). card.cvc uses the opaque format by default,
-// not digits: every volatile value gets a fresh token, and a 3-digit code
-// has only about 900 digits tokens, so after ~900 checkouts within the TTL
-// tok refuses every checkout with 503 (vault: token space exhausted).
-// -cvc-format digits shows that.
+// (in memory, with the ttl of cvcTTL). By default card.cvc is configured as
+// the README recommends: a digits token bound to card.number
+// (-cvc-format bound), unique per card token, so it never runs out.
+// -cvc-format digits leaves it unbound: a 3-digit code then has only about
+// 900 tokens in all, and once they are live every checkout is refused with
+// 507 token_space_exhausted. -cvc-format opaque uses tok_ tokens.
 //
 // With -handle it measures tok's direct API instead: POST /handle with a
 // fresh card number per request from -conns clients, durable tokenizations
@@ -159,7 +160,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.sweepDuration, "sweep-duration", 3*time.Second, "length of each rate in the -chart sweep")
 	fs.BoolVar(&o.handle, "handle", false, "benchmark tok's POST /handle instead of the proxy")
 	fs.IntVar(&o.prefill, "prefill", 0, "with -handle: records to put in the vault first")
-	fs.StringVar(&o.cvcFormat, "cvc-format", "opaque", "token `format` of card.cvc in tok's checkout route: opaque or digits (see the package doc)")
+	fs.StringVar(&o.cvcFormat, "cvc-format", cvcBound, "token `format` of card.cvc in tok's checkout route: bound (digits bound to card.number, the README's), digits (unbound) or opaque (see the package doc)")
 	fs.BoolVar(&o.egress, "egress", false, "benchmark tok's egress listener (revealing tokens) instead of the inbound proxy")
 	fs.IntVar(&o.egressTokens, "egress-tokens", 10_000, "with -egress: card tokens to mint first and reveal in turn")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, config, logs, vault)")
@@ -211,7 +212,7 @@ func (o *options) validate() error {
 	check(o.sweepDuration >= 100*time.Millisecond && o.sweepDuration <= time.Minute, "-sweep-duration %v: want 100ms to 1m", o.sweepDuration)
 	check(o.prefill >= 0 && o.prefill <= 20_000_000, "-prefill %d: want 0 to 20000000", o.prefill)
 	check(o.prefill == 0 || o.handle, "-prefill needs -handle")
-	check(o.cvcFormat == "opaque" || o.cvcFormat == "digits", "-cvc-format %q: want opaque or digits", o.cvcFormat)
+	check(o.cvcFormat == cvcBound || o.cvcFormat == cvcDigits || o.cvcFormat == cvcOpaque, "-cvc-format %q: want bound, digits or opaque", o.cvcFormat)
 	check(o.chart == "" || !o.handle, "-chart is for the proxy benchmark, not -handle")
 	check(!o.egress || !o.handle, "-egress and -handle are different benchmarks: pick one")
 	check(o.chart == "" || !o.egress, "-chart is for the inbound proxy benchmark, not -egress")

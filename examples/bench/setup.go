@@ -198,6 +198,30 @@ func tokEnv(pgURL string) []string {
 // by the authorization call that follows the checkout: seconds.)
 const cvcTTL = "5s"
 
+// CVC formats of -cvc-format. The default is the README's: a digits token
+// bound to the card number (unique per card token, so it never runs out).
+const (
+	cvcBound  = "bound"  // digits, bind: card.number
+	cvcDigits = "digits" // digits, unbound: ~900 live 3-digit tokens in all
+	cvcOpaque = "opaque" // tok_ and 22 base62 characters
+)
+
+// cvcTokenFormat is the token format a -cvc-format value configures.
+func cvcTokenFormat(f string) string {
+	if f == cvcBound {
+		return cvcDigits
+	}
+	return f
+}
+
+// cvcBind is the bind line a -cvc-format value adds to card.cvc, if any.
+func cvcBind(f string) string {
+	if f == cvcBound {
+		return "        bind: card.number\n"
+	}
+	return ""
+}
+
 // tokConfig is the config tok runs with: the public listener in front of
 // upstream (none: POST /handle only) with the two-field checkout route
 // (card.cvc in cvcFormat), the admin listener for readiness and metrics,
@@ -229,8 +253,8 @@ func tokConfig(public, admin, egress, boltPath, keyring, audit, upstream, cvcFor
         format: %s
         store: memory
         ttl: %s
-guard: {mode: reject}
-`, cvcFormat, cvcTTL)
+%sguard: {mode: reject}
+`, cvcTokenFormat(cvcFormat), cvcTTL, cvcBind(cvcFormat))
 	if egress != "off" {
 		// No egress key: the plain proxy has none to check either.
 		fmt.Fprintf(&b, `egress:
