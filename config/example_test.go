@@ -18,6 +18,7 @@ inbound:
         format: digits
         store: memory
         ttl: 15m
+        bind: card.number
 limits: {max_body: 256KiB}
 `), "tok.yaml")
 	if err != nil {
@@ -26,7 +27,7 @@ limits: {max_body: 256KiB}
 	}
 	fmt.Println(cfg.Listen.Public, cfg.Limits.MaxBody, cfg.Guard.Mode)
 	spec, _ := cfg.Inbound[0].Fields[1].Spec()
-	fmt.Println(spec.Format, spec.Volatile, spec.TTL)
+	fmt.Println(spec.Format, spec.Volatile, spec.TTL, spec.Bound)
 
 	_, err = config.Parse([]byte(`
 limits: {max_body: 1GiB}
@@ -38,7 +39,7 @@ clients:
 	fmt.Println(err)
 	// Output:
 	// :8080 256KiB reject
-	// digits true 15m0s
+	// digits true 15m0s true
 	// tok.yaml:2: limits.max_body: 1GiB is out of range; use 1KiB to 64MiB
 	// tok.yaml:5: clients[0].secret_hash: not a bcrypt hash; generate one with "tok secret hash"
 	// tok.yaml:6: clients[0].reveal: want true or false
