@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"time"
@@ -107,6 +108,9 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 		fp := v.keys.Fingerprint(spec.domain(), values[i])
 		fps[i] = fp
 		rec, err := s.Find(ctx, fp)
+		if err == nil {
+			err = v.checkFound(rec, fp, values[i])
+		}
 		switch {
 		case err == nil && !rec.Expired(now):
 			tokens[i] = rec.Token
@@ -149,7 +153,12 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 		retry := pending[:0:0]
 		for j, i := range pending {
 			switch outs[j].Status {
-			case Stored, Existing:
+			case Existing:
+				if err := v.checkFound(outs[j].Record, fps[i], values[i]); err != nil {
+					return err
+				}
+				tokens[i] = outs[j].Record.Token
+			case Stored:
 				tokens[i] = outs[j].Record.Token
 			default:
 				retry = append(retry, i)
@@ -183,13 +192,30 @@ func (v *Vault) heldElsewhere(ctx context.Context, s Store, spec Spec, token str
 }
 
 func (v *Vault) newRecord(spec Spec, value string, fp []byte, now time.Time) Record {
-	tok := spec.newToken(value)
-	kid, ct := v.keys.Seal(tok, value)
-	r := Record{Token: tok, KeyID: kid, Ciphertext: ct, Fingerprint: fp, Created: now, Format: spec.Format}
+	r := Record{Token: spec.newToken(value), Fingerprint: fp, Created: now, Format: spec.Format}
 	if spec.TTL > 0 {
 		r.Expires = now.Add(spec.TTL)
 	}
+	v.keys.SealRecord(&r, value)
 	return r
+}
+
+// checkFound proves that rec, found under fingerprint fp, holds value
+// before its token is handed out (issue 19): an edit of the store that
+// swapped two records' fingerprints would otherwise answer one card's
+// tokenization with another card's token. The record must open with fp in
+// its associated data (RecordV2; for RecordV1 the token alone is bound)
+// and decrypt to value.
+func (v *Vault) checkFound(rec Record, fp []byte, value string) error {
+	rec.Fingerprint = fp
+	got, err := v.keys.OpenRecord(rec)
+	if err != nil {
+		return fmt.Errorf("token %s found by fingerprint: %w: %w", rec.Token, ErrMismatch, err)
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(value)) != 1 {
+		return fmt.Errorf("token %s found by fingerprint: %w", rec.Token, ErrMismatch)
+	}
+	return nil
 }
 
 // Lookup returns the record for token without decrypting it: ErrInvalidToken
@@ -254,7 +280,7 @@ func (v *Vault) Reveal(ctx context.Context, token string) (Revealed, error) {
 	if err != nil {
 		return Revealed{}, err
 	}
-	val, err := v.keys.Open(rec.KeyID, rec.Token, rec.Ciphertext)
+	val, err := v.keys.OpenRecord(rec)
 	if err != nil {
 		return Revealed{}, fmt.Errorf("open record: %w", err)
 	}
