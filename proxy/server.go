@@ -218,7 +218,8 @@ func build(opts Options, prev *Server) (*Server, error) {
 	if prev != nil {
 		s.audit, s.metrics, s.live, s.keys = prev.audit, prev.metrics, prev.live, prev.keys
 	} else {
-		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast)
+		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast, AuditKey(opts.Vault.Keyring()))
+		opts.Registry.MustRegister(s.audit.head)
 		s.metrics = newMetrics(opts.Registry)
 		if opts.Volatile != nil {
 			registerVolatile(opts.Registry, opts.Volatile)
