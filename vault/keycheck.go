@@ -122,7 +122,9 @@ func ForgetKeyVersion(ctx context.Context, store Store, v uint32) error {
 }
 
 // VerifyKeyring is [VerifyKeyring] on v's durable store and keyring.
-func (v *Vault) VerifyKeyring(ctx context.Context) error { return VerifyKeyring(ctx, v.durable, v.keys) }
+func (v *Vault) VerifyKeyring(ctx context.Context) error {
+	return VerifyKeyring(ctx, v.durable, v.keys)
+}
 
 // ForgetKeyVersion is [ForgetKeyVersion] on v's durable store.
 func (v *Vault) ForgetKeyVersion(ctx context.Context, ver uint32) error {
