@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -440,4 +441,104 @@ inbound:
 	for range s.logs {
 	}
 	s.cmd.Wait()
+}
+
+// TestRekeyUpgradesOldRecordsBinary (issue 19 item 6): a vault written
+// before record version 2 (token-only associated data, no key check
+// values) starts, its check values are recorded, its old records reveal,
+// and POST /rekey upgrades them to version 2 under the same key.
+func TestRekeyUpgradesOldRecordsBinary(t *testing.T) {
+	dir := t.TempDir()
+	keyring := newKeyring(t, dir)
+	b, _ := os.ReadFile(keyring)
+	kf, err := vault.ParseKeyringFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := vault.NewKeyring(kf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An old tok's vault: version 1 records, sealed with the token alone.
+	store, err := bolt.Open(filepath.Join(dir, "tok.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pans := map[string]string{}
+	var recs []vault.Record
+	for i := range 5 {
+		pan := fmt.Sprintf("41111100%08d", i)
+		token := pan[:6] + fmt.Sprintf("%06d", 900000+i) + pan[12:]
+		kid, ct := keys.Seal(token, pan)
+		recs = append(recs, vault.Record{Token: token, KeyID: kid, Ciphertext: ct, Fingerprint: keys.Fingerprint("pan:6:4", pan),
+			Created: time.Now(), Format: vault.FormatPAN, Version: vault.RecordV1})
+		pans[token] = pan
+	}
+	if _, err := store.Insert(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+
+	cfg, secret := revealConfig(t, dir, keyring, "")
+	s := startTok(t, dir, cfg)
+	cookie := s.login(t, "cih", secret)
+	for tk, pan := range pans {
+		if code, got := s.reveal(t, cookie, tk); code != http.StatusOK || got != pan {
+			t.Errorf("GET /@me of a version 1 record = %d %s, want its PAN", code, vault.Mask(got))
+		}
+	}
+	admin := "http://" + s.addrs["admin"]
+	req, _ := http.NewRequest("POST", admin+"/rekey", nil)
+	req.Header.Set("X-Tok-Admin", "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /rekey = %d", resp.StatusCode)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		resp, err := http.Get(admin + "/rekey")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Done     bool
+			Resealed int
+			Error    string
+		}
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if st.Done || st.Error != "" {
+			if st.Resealed != len(pans) || st.Error != "" {
+				t.Errorf("rekey resealed %d (error %q), want all %d version 1 records", st.Resealed, st.Error, len(pans))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("rekey did not finish within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.stop(t)
+
+	store, err = bolt.Open(filepath.Join(dir, "tok.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for tk, pan := range pans {
+		rec, err := store.Get(ctx, tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := keys.OpenRecord(rec); rec.Version != vault.RecordV2 || err != nil || got != pan {
+			t.Errorf("record %s after the rekey: version %d, open %v; want version 2 holding its PAN", tk, rec.Version, err)
+		}
+	}
+	if checks, err := store.KeyChecks(ctx); err != nil || len(checks) != 2 {
+		t.Errorf("key check values recorded at the first start = %d, %v; want the fingerprint key's and version 1's", len(checks), err)
+	}
 }
