@@ -66,7 +66,7 @@ const AdminHeader = "X-Tok-Admin"
 
 // adminGuard wraps an admin endpoint that hands out the vault, changes it
 // or costs the process (issue 19):
-//   - loopback peers asking for a loopback host only (loopbackOnly);
+//   - loopback peers asking for a loopback host only (checkLoopback);
 //   - no cross-site browser request: Sec-Fetch-Site, if sent, must be
 //     same-origin or none (a user typing the URL), and Origin, if sent,
 //     must be the admin listener's own;
@@ -101,7 +101,7 @@ func (s *Server) adminGuard(event, path string, audited bool, h handlerFunc) han
 
 // checkAdminRequest is adminGuard's refusal logic.
 func checkAdminRequest(r *http.Request) error {
-	if err := loopbackOnly(func(http.ResponseWriter, *http.Request) error { return nil })(nil, r); err != nil {
+	if err := checkLoopback(r); err != nil {
 		return err
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
@@ -148,20 +148,19 @@ func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) error {
 	return errorf(http.StatusNotFound, "not_found", "no such endpoint")
 }
 
-// loopbackOnly refuses h to peers not on the loopback interface.
-func loopbackOnly(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		ip := net.ParseIP(sourceAddr(r))
-		if ip == nil || !ip.IsLoopback() {
-			return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers loopback clients only")
-		}
-		if !loopbackHost(r.Host) {
-			// A web page whose name was rebound to 127.0.0.1 reaches us from
-			// loopback, but its browser still sends its own name.
-			return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers requests for localhost or a loopback address only")
-		}
-		return h(w, r)
+// checkLoopback refuses peers not on the loopback interface, and requests
+// naming another host.
+func checkLoopback(r *http.Request) error {
+	ip := net.ParseIP(sourceAddr(r))
+	if ip == nil || !ip.IsLoopback() {
+		return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers loopback clients only")
 	}
+	if !loopbackHost(r.Host) {
+		// A web page whose name was rebound to 127.0.0.1 reaches us from
+		// loopback, but its browser still sends its own name.
+		return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers requests for localhost or a loopback address only")
+	}
+	return nil
 }
 
 // loopbackHost reports whether a Host header names this machine's loopback:
