@@ -335,8 +335,15 @@ func checkValue(key []byte) []byte {
 }
 
 // CheckValues returns the key check value of every key in k, by name
-// ([FingerprintCheckName], [DataKeyCheckName]). The map is a copy.
-func (k *Keyring) CheckValues() map[string][]byte { return maps.Clone(k.checks) }
+// ([FingerprintCheckName], [DataKeyCheckName]). The map and its values
+// are copies.
+func (k *Keyring) CheckValues() map[string][]byte {
+	out := make(map[string][]byte, len(k.checks))
+	for name, v := range k.checks {
+		out[name] = bytes.Clone(v)
+	}
+	return out
+}
 
 // DeriveKey returns a 32-byte key for purpose, derived from the
 // fingerprint key (HMAC-SHA256(fingerprint key, "\xfftok derive\x00" ||
