@@ -740,7 +740,7 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 }
 
 // openAudit opens the audit log for appending (mode 0600); "-" is stdout.
-// It also returns the file's last line, so the hash chain continues.
+// It also returns the file's last line, so the keyed chain continues.
 func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, []byte, error) {
 	if path == "-" {
 		return stdout, nopCloser{}, nil, nil

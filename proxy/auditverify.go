@@ -16,7 +16,7 @@ import (
 // maxAuditLine bounds one audit line when reading a log back.
 const maxAuditLine = 64 << 10
 
-// AuditBreak says where an audit log's hash chain is broken.
+// AuditBreak says where an audit log's chain is broken.
 type AuditBreak struct {
 	Line   int    // 1-based line number of the first line that does not follow
 	Reason string // what is wrong with it
@@ -99,7 +99,7 @@ func VerifyAudit(r io.Reader, key []byte, allowUnkeyed bool) (AuditReport, error
 
 // LastAuditLine returns the last line of the audit log at path (without
 // its newline), or nil if the file is missing or empty, so a restarted tok
-// continues the hash chain.
+// continues the chain.
 func LastAuditLine(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
