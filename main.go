@@ -9,7 +9,7 @@
 //	tok keys rotate -keyring FILE  add a data key version and make it primary
 //	tok keys retire -keyring FILE -version N [-admin URL]  remove a version no record uses
 //	tok secret hash                read a client secret on stdin, print its bcrypt hash
-//	tok audit verify FILE          check the audit log's hash chain
+//	tok audit verify [-keyring FILE] FILE  check the audit log's keyed chain
 //	tok version                    print the version
 package main
 
@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -73,7 +74,10 @@ const usage = `usage:
                                  (asks the running tok's admin listener, default
                                  http://127.0.0.1:9090; rekey first: POST /rekey)
   tok secret hash                read a client secret on stdin, print its bcrypt hash
-  tok audit verify FILE          check the audit log's hash chain; names the first broken line
+  tok audit verify [-keyring FILE] [-allow-unkeyed] FILE
+                                 check the audit log's keyed chain (needs the keyring:
+                                 -keyring, TOK_KEYRING or the config's); names the
+                                 first broken line
   tok version                    print the version
 `
 
@@ -253,7 +257,15 @@ func keys(args []string, stdout, stderr io.Writer) int {
 }
 
 // rotate adds a data key version to the keyring file at path and returns it.
+// It holds the keyring's lock throughout, so two rotations (or a rotation
+// and a retire) cannot both read the same file and each write its own
+// version N+1 (issue 19).
 func rotate(path string) (uint32, error) {
+	unlock, err := vault.LockKeyringFile(path, keyringLockWait)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, fmt.Errorf("read keyring: %w", err)
@@ -306,6 +318,11 @@ type keysReport struct {
 // retire removes version v from the keyring file at path after the running
 // tok (at admin) confirms that v is not its primary and no record uses it.
 func retire(path string, v uint32, admin string) error {
+	unlock, err := vault.LockKeyringFile(path, keyringLockWait)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read keyring: %w", err)
@@ -329,6 +346,7 @@ func retire(path string, v uint32, admin string) error {
 	if err != nil {
 		return fmt.Errorf("admin URL: %w", err)
 	}
+	req.Header.Set(proxy.AdminHeader, "1")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("ask the running tok which versions records use (is -admin right?): %w", err)
@@ -350,9 +368,28 @@ func retire(path string, v uint32, admin string) error {
 			return fmt.Errorf("%d records still use version %d: rekey them first (POST /rekey on the admin listener, then wait for GET /rekey to say done)", x.Records, v)
 		}
 	}
+	// The vault forgets v's key check value (after counting again), or a
+	// keyring without v would be refused as lacking a version records use.
+	req, err = http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(admin, "/")+"/keys/retire?version="+strconv.FormatUint(uint64(v), 10), nil)
+	if err != nil {
+		return fmt.Errorf("admin URL: %w", err)
+	}
+	req.Header.Set(proxy.AdminHeader, "1")
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST /keys/retire: %w", err)
+	}
+	defer resp2.Body.Close()
+	body, _ = io.ReadAll(io.LimitReader(resp2.Body, 1<<20))
+	if resp2.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST /keys/retire: %s: %s", resp2.Status, strings.TrimSpace(string(body)))
+	}
 	delete(f.DataKeys, v)
 	return vault.WriteKeyringFile(path, f, true)
 }
+
+// keyringLockWait bounds the wait for another "tok keys" on one keyring.
+const keyringLockWait = 30 * time.Second
 
 // maxSecret is bcrypt's input limit: longer secrets would be refused.
 const maxSecret = 72
@@ -399,30 +436,86 @@ func secret(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// audit is "tok audit verify FILE": check the audit log's hash chain.
+// audit is "tok audit verify [-keyring FILE] [-allow-unkeyed] FILE": check
+// the audit log's keyed chain. The audit key is derived from the keyring:
+// -keyring, else TOK_KEYRING, else the keyring -config names.
 func audit(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "verify" {
 		fmt.Fprintf(stderr, "tok audit: want verify FILE\n%s", usage)
 		return exitUsage
 	}
-	if len(args) != 2 || strings.HasPrefix(args[1], "-") {
+	fs := newFlags("audit verify", stderr)
+	keyringPath := fs.String("keyring", "", "keyring `FILE` the audit key is derived from (default: TOK_KEYRING, else the config's)")
+	cfgPath := fs.String("config", "", "config `FILE` naming the keyring (default ./tok.yaml if present)")
+	allowUnkeyed := fs.Bool("allow-unkeyed", false, "accept unkeyed lines (written before the chain was keyed) at the start of the log")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
 		fmt.Fprintf(stderr, "tok audit verify: want one FILE\n%s", usage)
 		return exitUsage
 	}
-	file := args[1]
+	file := fs.Arg(0)
+	key, err := auditKey(*keyringPath, *cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "tok audit verify: the audit chain is keyed; give the keyring with -keyring FILE (or TOK_KEYRING, or -config):", err)
+		return exitFail
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		fmt.Fprintln(stderr, "tok audit verify:", err)
 		return exitFail
 	}
 	defer f.Close()
-	n, err := proxy.VerifyAudit(f)
+	rep, err := proxy.VerifyAudit(f, key, *allowUnkeyed)
 	if err != nil {
-		fmt.Fprintf(stdout, "%s: %v (%d lines before it verify)\n", file, err, n)
+		fmt.Fprintf(stdout, "%s: %v (%d lines before it verify)\n", file, err, rep.Lines)
 		return exitFail
 	}
-	fmt.Fprintf(stdout, "%s: ok, %d lines, hash chain intact\n", file, n)
+	fmt.Fprintf(stdout, "%s: ok, %d lines, keyed chain intact; last seq %d, head %s\n", file, rep.Lines, rep.LastSeq, rep.Head)
+	if rep.Unkeyed > 0 {
+		fmt.Fprintf(stdout, "%s: warning: the first %d lines are unkeyed (written before tok keyed its audit chain): whoever could write the file could have rewritten them\n", file, rep.Unkeyed)
+	}
+	fmt.Fprintln(stdout, "lines cut from the end are not detected here: compare the last seq with the tok_audit_seq metric's history")
 	return exitOK
+}
+
+// auditKey loads the keyring for "audit verify" and derives the audit key.
+func auditKey(keyringPath, cfgPath string) ([]byte, error) {
+	var kf vault.KeyringFile
+	switch {
+	case keyringPath != "":
+		b, err := os.ReadFile(keyringPath)
+		if err != nil {
+			return nil, fmt.Errorf("read keyring: %w", err)
+		}
+		if kf, err = vault.ParseKeyringFile(b); err != nil {
+			return nil, err
+		}
+	default:
+		if cfgPath == "" {
+			cfgPath = defaultConfigFile
+		}
+		cfg := &config.Config{}
+		if _, err := os.Stat(cfgPath); err == nil || os.Getenv(config.EnvKeyring) == "" {
+			var lerr error
+			if cfg, lerr = config.Load(cfgPath); lerr != nil {
+				return nil, lerr
+			}
+		}
+		var err error
+		if kf, _, err = cfg.LoadKeyring(os.Getenv); err != nil {
+			return nil, err
+		}
+	}
+	keys, err := vault.NewKeyring(kf)
+	if err != nil {
+		return nil, err
+	}
+	return proxy.AuditKey(keys), nil
 }
 
 // serve runs tok until the first SIGTERM or SIGINT, then drains; a second
@@ -509,6 +602,13 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
+	// Never start on a keyring that does not open this vault (issue 19,
+	// issue 13; invariant 6): a key check value per key is recorded in the
+	// vault, and a mismatch or a missing version refuses to start.
+	if err := v.VerifyKeyring(ctx); err != nil {
+		return fmt.Errorf("keyring %s does not match the vault; tok refuses to start (see README, Operations: key check values): %w", source, err)
+	}
+	log.Info("keyring matches the vault's key check values", "versions", keyring.Versions())
 
 	audit, closeAudit, auditLast, err := openAudit(cfg.Audit.Path, stdout)
 	if err != nil {
@@ -573,6 +673,14 @@ func reload(path string, running *config.Config, store, mem vault.Store, audit i
 	if err != nil {
 		return err
 	}
+	// A keyring whose key for a recorded version differs (a rotation of a
+	// stale copy), or that lacks a recorded version, would make records
+	// fail to open: refuse it, keep the running one (issue 19).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := v.VerifyKeyring(ctx); err != nil {
+		return err
+	}
 	opts, err := proxyOptions(cfg, v, store, audit, log)
 	if err != nil {
 		return err
@@ -635,7 +743,7 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 }
 
 // openAudit opens the audit log for appending (mode 0600); "-" is stdout.
-// It also returns the file's last line, so the hash chain continues.
+// It also returns the file's last line, so the keyed chain continues.
 func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, []byte, error) {
 	if path == "-" {
 		return stdout, nopCloser{}, nil, nil

@@ -35,23 +35,112 @@ func (s *Server) AdminHandler() http.Handler {
 	// expose the process (profiles) answer loopback peers only, even when
 	// the admin listener must be reachable for probes and scrapes (a
 	// Kubernetes pod IP): reach them with kubectl port-forward or ssh.
-	mux.Handle("/backup", s.instrument("backup", loopbackOnly(s.serveBackup)))
-	mux.Handle("/keys", s.instrument("keys", loopbackOnly(s.serveKeys)))
-	mux.Handle("/rekey", s.instrument("rekey", loopbackOnly(s.serveRekey)))
+	// They also refuse cross-site requests (see adminGuard) and write an
+	// audit line for every refusal and every action (issue 19).
+	mux.Handle("/backup", s.instrument("backup", s.adminGuard("backup", "/backup", false, s.serveBackup)))
+	mux.Handle("/keys", s.instrument("keys", s.adminGuard("keys", "/keys", true, s.serveKeys)))
+	mux.Handle("/keys/retire", s.instrument("keys", s.adminGuard("keys_retire", "/keys/retire", true, s.serveRetire)))
+	mux.Handle("/rekey", s.instrument("rekey", s.adminGuard("rekey", "/rekey", false, s.serveRekey)))
 	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
 	// Go's profiler, for operators chasing CPU or memory. Profiles hold no
-	// request data.
-	pprofFunc := func(route string, h http.HandlerFunc) http.Handler {
-		return s.instrument(route, loopbackOnly(func(w http.ResponseWriter, r *http.Request) error {
+	// request data. Starting a CPU profile or a trace is audited.
+	pprofFunc := func(path string, audited bool, h http.HandlerFunc) http.Handler {
+		return s.instrument("pprof", s.adminGuard("pprof", path, audited, func(w http.ResponseWriter, r *http.Request) error {
 			h(w, r)
 			return nil
 		}))
 	}
-	mux.Handle("/debug/pprof/", pprofFunc("pprof", pprof.Index))
-	mux.Handle("/debug/pprof/profile", pprofFunc("pprof", pprof.Profile))
-	mux.Handle("/debug/pprof/symbol", pprofFunc("pprof", pprof.Symbol))
-	mux.Handle("/debug/pprof/trace", pprofFunc("pprof", pprof.Trace))
+	mux.Handle("/debug/pprof/", pprofFunc("/debug/pprof/", false, pprof.Index))
+	mux.Handle("/debug/pprof/profile", pprofFunc("/debug/pprof/profile", true, pprof.Profile))
+	mux.Handle("/debug/pprof/symbol", pprofFunc("/debug/pprof/symbol", false, pprof.Symbol))
+	mux.Handle("/debug/pprof/trace", pprofFunc("/debug/pprof/trace", true, pprof.Trace))
 	return mux
+}
+
+// AdminHeader must be sent, with the value "1", on every state-changing
+// admin request (POST /rekey, POST /keys/retire). A browser sends a custom
+// header cross-site only after a CORS preflight, which tok never grants,
+// so a web page cannot make a browser on the tok host post to the admin
+// listener even where Origin and Sec-Fetch-Site are missing (old browsers).
+const AdminHeader = "X-Tok-Admin"
+
+// adminGuard wraps an admin endpoint that hands out the vault, changes it
+// or costs the process (issue 19):
+//   - loopback peers asking for a loopback host only (checkLoopback);
+//   - no cross-site browser request: Sec-Fetch-Site, if sent, must be
+//     same-origin or none (a user typing the URL), and Origin, if sent,
+//     must be the admin listener's own;
+//   - state-changing methods must carry AdminHeader: 1.
+//
+// Every refusal, and every error the endpoint returns, is written to the
+// audit log (PCI DSS 10.2.1: who, what, when, from where, outcome); with
+// audited set, every successful call too. Endpoints that audit their own
+// success (backup, rekey) pass audited false.
+//
+// The audit line names the endpoint by path, the one it was registered
+// under (never the request's path, which a caller chooses).
+func (s *Server) adminGuard(event, path string, audited bool, h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		err := checkAdminRequest(r)
+		if err == nil {
+			err = h(w, r)
+		}
+		if err == nil && !audited {
+			return nil
+		}
+		ev := auditEvent{Event: event, Endpoint: safeMethod(r.Method) + " " + path, Outcome: "ok"}
+		if err != nil {
+			ev.Outcome = toAPIError(err).Code
+		}
+		if aerr := s.audit.write(r, ev); aerr != nil {
+			s.log.Error("audit log write failed", "event", event, "err", aerr)
+		}
+		return err
+	}
+}
+
+// checkAdminRequest is adminGuard's refusal logic.
+func checkAdminRequest(r *http.Request) error {
+	if err := checkLoopback(r); err != nil {
+		return err
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return errorf(http.StatusForbidden, "cross_site", "admin endpoints refuse cross-site requests (Sec-Fetch-Site: %s)", safeHeader(site))
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && origin != adminOrigin(r) {
+		return errorf(http.StatusForbidden, "cross_site", "admin endpoints refuse requests from another origin")
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return nil
+	}
+	if r.Header.Get(AdminHeader) != "1" {
+		return errorf(http.StatusForbidden, "admin_header_missing", "state-changing admin requests must carry the header %s: 1", AdminHeader)
+	}
+	return nil
+}
+
+// adminOrigin is the origin a page served by the admin listener itself
+// would send: its scheme and the Host the request names.
+func adminOrigin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// safeHeader bounds a header value quoted back in an error.
+func safeHeader(v string) string {
+	if len(v) > 32 {
+		v = v[:32]
+	}
+	return strings.Map(func(c rune) rune {
+		if c < 0x20 || c > 0x7e {
+			return '?'
+		}
+		return c
+	}, v)
 }
 
 // serveNotFound answers paths tok does not serve.
@@ -59,20 +148,19 @@ func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) error {
 	return errorf(http.StatusNotFound, "not_found", "no such endpoint")
 }
 
-// loopbackOnly refuses h to peers not on the loopback interface.
-func loopbackOnly(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		ip := net.ParseIP(sourceAddr(r))
-		if ip == nil || !ip.IsLoopback() {
-			return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers loopback clients only")
-		}
-		if !loopbackHost(r.Host) {
-			// A web page whose name was rebound to 127.0.0.1 reaches us from
-			// loopback, but its browser still sends its own name.
-			return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers requests for localhost or a loopback address only")
-		}
-		return h(w, r)
+// checkLoopback refuses peers not on the loopback interface, and requests
+// naming another host.
+func checkLoopback(r *http.Request) error {
+	ip := net.ParseIP(sourceAddr(r))
+	if ip == nil || !ip.IsLoopback() {
+		return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers loopback clients only")
 	}
+	if !loopbackHost(r.Host) {
+		// A web page whose name was rebound to 127.0.0.1 reaches us from
+		// loopback, but its browser still sends its own name.
+		return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers requests for localhost or a loopback address only")
+	}
+	return nil
 }
 
 // loopbackHost reports whether a Host header names this machine's loopback:

@@ -1,7 +1,11 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,9 +21,10 @@ func TestAuditChain(t *testing.T) {
 	for range 3 {
 		do(t, c, "GET", e.auth.URL+"/@me?token="+tok, "", "")
 	}
+	key := AuditKey(e.vault.Keyring())
 	first := e.audit.String()
-	if n, err := VerifyAudit(strings.NewReader(first)); err != nil || n != 4 {
-		t.Fatalf("VerifyAudit = %d, %v; want 4 lines, nil", n, err)
+	if rep, err := VerifyAudit(strings.NewReader(first), key, false); err != nil || rep.Lines != 4 || rep.LastSeq != 4 {
+		t.Fatalf("VerifyAudit = %+v, %v; want 4 lines, nil", rep, err)
 	}
 
 	// A restarted tok continues the chain from the file's last line.
@@ -31,12 +36,12 @@ func TestAuditChain(t *testing.T) {
 	if err != nil || len(last) == 0 {
 		t.Fatalf("LastAuditLine = %q, %v", last, err)
 	}
-	e2 := newTestEnv(t, nil, func(o *Options) { o.AuditLast = last })
+	e2 := newTestEnvKeys(t, nil, e.vault.Keyring(), func(o *Options) { o.AuditLast = last })
 	c2 := e2.login("cih")
 	do(t, c2, "GET", e2.auth.URL+"/@me?token=nope", "", "")
 	all := first + e2.audit.String()
-	if n, err := VerifyAudit(strings.NewReader(all)); err != nil || n != 6 {
-		t.Fatalf("VerifyAudit(across restart) = %d, %v; want 6, nil", n, err)
+	if rep, err := VerifyAudit(strings.NewReader(all), key, false); err != nil || rep.Lines != 6 {
+		t.Fatalf("VerifyAudit(across restart) = %+v, %v; want 6, nil", rep, err)
 	}
 
 	lines := strings.SplitAfter(strings.TrimSuffix(all, "\n"), "\n")
@@ -48,7 +53,7 @@ func TestAuditChain(t *testing.T) {
 		"garbage":   replaceAt(lines, 3, "not json\n"),
 	}
 	for name, ls := range tampered {
-		_, err := VerifyAudit(strings.NewReader(strings.Join(ls, "")))
+		_, err := VerifyAudit(strings.NewReader(strings.Join(ls, "")), key, false)
 		var br *AuditBreak
 		if !errors.As(err, &br) {
 			t.Errorf("%s: VerifyAudit = %v, want an AuditBreak", name, err)
@@ -57,6 +62,78 @@ func TestAuditChain(t *testing.T) {
 		if br.Line < 2 || br.Line > 4 {
 			t.Errorf("%s: break reported at line %d, want the tampered place (2-4)", name, br.Line)
 		}
+	}
+}
+
+// TestAuditChainKeyed: deleting a reveal line and recomputing seq and prev
+// for every line after it (with the keyless SHA-256 chain, or with a mac
+// under a guessed key) no longer verifies (issue 19); old unkeyed logs
+// verify only with allowUnkeyed, and a keyed log needs the key.
+func TestAuditChainKeyed(t *testing.T) {
+	e := newTestEnv(t, nil)
+	tok := e.handle(seedPAN)
+	c := e.login("cih")
+	for range 3 {
+		do(t, c, "GET", e.auth.URL+"/@me?token="+tok, "", "")
+	}
+	key := AuditKey(e.vault.Keyring())
+	lines := strings.Split(strings.TrimSuffix(e.audit.String(), "\n"), "\n")
+	// Drop line 3 (a reveal) and rebuild the chain after it, as an
+	// attacker who can write the log but not read the keyring would.
+	forged := append([]string{}, lines[:2]...)
+	for _, mode := range []string{"unkeyed", "wrong key"} {
+		out := append([]string{}, forged...)
+		prevLine := []byte(out[1])
+		for _, l := range lines[3:] {
+			var ev auditEvent
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatal(err)
+			}
+			ev.Seq--
+			link := chainLink(prevLine)
+			ev.Prev = hex.EncodeToString(link[:])
+			ev.Mac = ""
+			b, _ := json.Marshal(ev)
+			if mode == "wrong key" {
+				b = append(b[:len(b)-1], []byte(`,"mac":"`+hex.EncodeToString(lineMac([]byte("guess"), b))+`"}`)...)
+			}
+			out = append(out, string(b))
+			prevLine = b
+		}
+		log := strings.Join(out, "\n") + "\n"
+		for _, allow := range []bool{false, true} {
+			var br *AuditBreak
+			if _, err := VerifyAudit(strings.NewReader(log), key, allow); !errors.As(err, &br) || br.Line != 3 {
+				t.Errorf("%s forgery, allowUnkeyed %v: VerifyAudit = %v; want a break at line 3", mode, allow, err)
+			}
+		}
+	}
+	if _, err := VerifyAudit(strings.NewReader(e.audit.String()), nil, false); !errors.Is(err, ErrAuditKeyNeeded) {
+		t.Errorf("VerifyAudit(keyed log, no key) = %v, want ErrAuditKeyNeeded", err)
+	}
+	// An old, unkeyed log, continued by a keyed tok.
+	var old []string
+	prev := make([]byte, 32)
+	for i := 1; i <= 2; i++ {
+		l := fmt.Sprintf(`{"event":"login","client":"cih","source":"127.0.0.1","outcome":"ok","seq":%d,"prev":"%x"}`, i, prev)
+		sum := sha256.Sum256([]byte(l))
+		prev = sum[:]
+		old = append(old, l)
+	}
+	e2 := newTestEnvKeys(t, nil, e.vault.Keyring(), func(o *Options) { o.AuditLast = []byte(old[1]) })
+	e2.login("cih")
+	mixed := strings.Join(old, "\n") + "\n" + e2.audit.String()
+	if _, err := VerifyAudit(strings.NewReader(mixed), key, false); err == nil {
+		t.Error("VerifyAudit(unkeyed start) passed without allowUnkeyed")
+	}
+	rep, err := VerifyAudit(strings.NewReader(mixed), key, true)
+	if err != nil || rep.Unkeyed != 2 || rep.Lines != 3 || rep.LastSeq != 3 {
+		t.Errorf("VerifyAudit(unkeyed start, allowed) = %+v, %v; want 3 lines, 2 unkeyed", rep, err)
+	}
+	// Unkeyed after keyed: a downgrade.
+	down := mixed + fmt.Sprintf(`{"event":"login","source":"x","outcome":"ok","seq":4,"prev":"%s"}`, rep.Head) + "\n"
+	if _, err := VerifyAudit(strings.NewReader(down), key, true); err == nil {
+		t.Error("VerifyAudit accepted an unkeyed line after keyed ones")
 	}
 }
 

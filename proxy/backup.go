@@ -26,16 +26,30 @@ func (s *Server) serveBackup(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", http.MethodGet)
 		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
 	}
+	// The whole vault leaves the host: no audit line, no backup (PCI DSS
+	// 10.2.1; fail closed, as reveals are). A second line says how it ended.
+	ev := auditEvent{Event: "backup", Endpoint: "GET /backup", Outcome: "started"}
+	if aerr := s.audit.write(r, ev); aerr != nil {
+		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to send the vault", aerr}
+	}
 	bw := &backupWriter{w: w, rc: http.NewResponseController(w), name: "tok-" + s.opts.Now().UTC().Format("20060102T150405Z") + ".db"}
 	start := time.Now()
 	n, err := s.opts.Backup(r.Context(), bw)
 	if err != nil && !bw.started {
-		return err // nothing sent yet: an ordinary error response
+		return err // nothing sent yet: an ordinary error response (adminGuard audits it)
 	}
 	if err != nil {
 		s.log.Error("backup aborted midway: connection reset so the client cannot take a truncated file for a whole one",
 			"bytes", n, "err", err.Error(), "remote", r.RemoteAddr)
+		ev.Outcome = "aborted"
+		if aerr := s.audit.write(r, ev); aerr != nil {
+			s.log.Error("audit log write failed", "event", "backup", "err", aerr)
+		}
 		panic(http.ErrAbortHandler)
+	}
+	ev.Outcome = "ok"
+	if aerr := s.audit.write(r, ev); aerr != nil {
+		s.log.Error("audit log write failed", "event", "backup", "err", aerr)
 	}
 	s.log.Info("backup sent", "bytes", n, "duration", time.Since(start).Round(time.Millisecond), "remote", r.RemoteAddr)
 	return nil

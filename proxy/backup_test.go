@@ -101,7 +101,7 @@ func TestBackupRefusals(t *testing.T) {
 			return 0, vault.ErrUnavailable
 		}
 	})
-	r := do(t, nil, "POST", e.admin.URL+"/backup", "", "")
+	r := do(t, nil, "POST", e.admin.URL+"/backup", "", "", AdminHeader, "1")
 	wantError(t, r, 405, "method_not_allowed")
 	if got := r.Header.Get("Allow"); got != "GET" {
 		t.Errorf("Allow = %q, want GET", got)

@@ -270,6 +270,6 @@ func revealShort(t *testing.T, v *vault.Vault, tok string, cards []string) (vaul
 	if err != nil {
 		return vault.Revealed{}, err
 	}
-	val, err := v.Keyring().Open(rec.KeyID, rec.Token, rec.Ciphertext)
+	val, err := v.Keyring().OpenRecord(rec)
 	return vault.Revealed{Record: rec, Value: val}, err
 }

@@ -185,7 +185,7 @@ func (s *Server) serveRekey(w http.ResponseWriter, r *http.Request) error {
 	ks.started, ks.finished = time.Now(), make(chan struct{})
 	ks.mu.Unlock()
 	primary := s.opts.Vault.Keyring().Primary()
-	if err := s.audit.write(r, auditEvent{Event: "rekey", Token: after, Outcome: "started"}); err != nil {
+	if err := s.audit.write(r, auditEvent{Event: "rekey", Endpoint: "POST /rekey", Token: after, Outcome: "started"}); err != nil {
 		s.log.Error("audit log write failed", "event", "rekey", "err", err)
 	}
 	s.log.Info("rekey started", "primary", primary, "after", after)
@@ -230,7 +230,7 @@ func (s *Server) rekey(ctx context.Context, r *http.Request, after string) {
 	} else {
 		s.log.Info("rekey finished", "resealed", resealed, "duration", took.Round(time.Millisecond))
 	}
-	if aerr := s.audit.write(r, auditEvent{Event: "rekey", Token: cursor, Outcome: outcome}); aerr != nil {
+	if aerr := s.audit.write(r, auditEvent{Event: "rekey", Endpoint: "POST /rekey", Token: cursor, Outcome: outcome}); aerr != nil {
 		s.log.Error("audit log write failed", "event", "rekey", "err", aerr)
 	}
 	if err == nil {
@@ -268,3 +268,36 @@ func (s *Server) stopKeys() {
 
 // Keyring returns the keyring of the live configuration.
 func (s *Server) Keyring() *vault.Keyring { return s.live.Load().opts.Vault.Keyring() }
+
+// serveRetire answers POST /keys/retire?version=N, the running tok's half
+// of "tok keys retire": once N is not the primary and a fresh count finds
+// no record under it, the vault forgets N's key check value, so that a
+// keyring without N is accepted at the next reload or start (a recorded
+// version missing from the keyring is refused: records may use it).
+func (s *Server) serveRetire(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+	}
+	v, err := strconv.ParseUint(r.URL.Query().Get("version"), 10, 32)
+	if err != nil || v == 0 {
+		return errorf(http.StatusBadRequest, "invalid_version", "version must be a data key version number")
+	}
+	ver := uint32(v)
+	if s.opts.Vault.Keyring().Primary() == ver {
+		return errorf(http.StatusConflict, "key_in_use", "version %d is the primary: rotate first, SIGHUP tok, then rekey", ver)
+	}
+	usage, err := s.countKeys(r.Context())
+	if err != nil {
+		return err
+	}
+	if n := usage[ver]; n > 0 {
+		return errorf(http.StatusConflict, "key_in_use", "%d records still use version %d: rekey them first", n, ver)
+	}
+	if err := s.opts.Vault.ForgetKeyVersion(r.Context(), ver); err != nil {
+		return err
+	}
+	s.log.Info("data key version retired: its key check value is forgotten", "version", ver)
+	writeJSON(w, http.StatusOK, map[string]any{"retired": ver})
+	return nil
+}

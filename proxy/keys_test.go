@@ -88,11 +88,11 @@ func TestKeysAndRekey(t *testing.T) {
 		t.Errorf("Reload without version 1 = %v, want a refusal naming it", err)
 	}
 
-	r := do(t, nil, "POST", admin.URL+"/rekey", "", "")
+	r := do(t, nil, "POST", admin.URL+"/rekey", "", "", AdminHeader, "1")
 	if r.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST /rekey = %d %s, want 202", r.StatusCode, r.body)
 	}
-	wantError(t, do(t, nil, "POST", admin.URL+"/rekey", "", ""), http.StatusConflict, "rekey_running")
+	wantError(t, do(t, nil, "POST", admin.URL+"/rekey", "", "", AdminHeader, "1"), http.StatusConflict, "rekey_running")
 	if st := do(t, nil, "GET", admin.URL+"/rekey", "", "").json(t); st["running"] != true || st["done"] != false {
 		t.Errorf("GET /rekey while running = %v", st)
 	}
@@ -145,8 +145,8 @@ func TestKeysAndRekey(t *testing.T) {
 		t.Errorf("Reload without version 1 after the rekey = %v", err)
 	}
 
-	if n := strings.Count(e.audit.String(), `"event":"rekey"`); n != 2 {
-		t.Errorf("audit has %d rekey lines, want 2 (start, end):\n%s", n, e.audit.String())
+	if n := strings.Count(e.audit.String(), `"event":"rekey"`); n != 3 {
+		t.Errorf("audit has %d rekey lines, want 3 (start, the refused second POST, end):\n%s", n, e.audit.String())
 	}
 
 	// The nonce-limit warning, with a tiny threshold.

@@ -66,12 +66,14 @@ type Options struct {
 	Clients  []Client
 	// MaxBody caps request bodies. If zero, DefaultMaxBody.
 	MaxBody int64
-	// Audit receives one JSON line per login attempt, lookup and reveal.
+	// Audit receives one JSON line per login attempt, lookup and reveal,
+	// refused /@me session and admin action or refusal, each keyed with
+	// [AuditKey] of the Vault's keyring.
 	// If nil, audit lines are discarded (tests only: production configs
 	// always set one).
 	Audit io.Writer
 	// AuditLast is the last line already in the audit log (see
-	// [LastAuditLine]), so the hash chain continues across restarts. Nil
+	// [LastAuditLine]), so the keyed chain continues across restarts. Nil
 	// starts a new chain.
 	AuditLast []byte
 	// Logger receives operational logs. If nil, slog.Default().
@@ -142,7 +144,7 @@ func New(opts Options) (*Server, error) { return build(opts, nil) }
 
 // Reload builds a Server from opts and makes it answer every new request
 // on the running listeners; requests in flight finish on the old one. The
-// audit log (and its hash chain), the metrics and the listeners carry
+// audit log (and its keyed chain), the metrics and the listeners carry
 // over. On error nothing changes. Listener addresses, and whether the
 // egress listener runs, can only change with a restart.
 func (s *Server) Reload(opts Options) error {
@@ -218,7 +220,8 @@ func build(opts Options, prev *Server) (*Server, error) {
 	if prev != nil {
 		s.audit, s.metrics, s.live, s.keys = prev.audit, prev.metrics, prev.live, prev.keys
 	} else {
-		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast)
+		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast, AuditKey(opts.Vault.Keyring()))
+		opts.Registry.MustRegister(s.audit.head)
 		s.metrics = newMetrics(opts.Registry)
 		if opts.Volatile != nil {
 			registerVolatile(opts.Registry, opts.Volatile)

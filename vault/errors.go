@@ -34,4 +34,11 @@ var (
 	// under the token, so it stands for two values; it is refused rather
 	// than answered with either.
 	ErrAmbiguous = errors.New("token held by two stores")
+	// ErrMismatch: a record found by its fingerprint does not hold the
+	// value that fingerprint was computed from: the store was edited
+	// (issue 19), so its token is not handed out.
+	ErrMismatch = errors.New("record found by fingerprint does not hold the value")
+	// ErrKeyCheck: the keyring does not hold the keys the vault's key
+	// check values were recorded for (see [VerifyKeyring]).
+	ErrKeyCheck = errors.New("keyring does not match the vault")
 )

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -43,7 +44,11 @@ type KeyringFile struct {
 type Keyring struct {
 	primary uint32
 	aeads   map[uint32]cipher.AEAD
-	macs    sync.Pool // of hash.Hash (HMAC-SHA256 under the fingerprint key)
+	// checks are the key check values (see CheckValues), computed once.
+	checks map[string][]byte
+	// fpKey is the fingerprint key, kept to derive keys from (DeriveKey).
+	fpKey []byte
+	macs  sync.Pool // of hash.Hash (HMAC-SHA256 under the fingerprint key)
 	// sealed counts encryptions per key version in this process.
 	sealed map[uint32]*atomic.Uint64
 	// sealWarnEvery and onSealMilestone: see SetSealWarning.
@@ -180,7 +185,7 @@ func NewKeyring(f KeyringFile) (*Keyring, error) {
 		errs = append(errs, fmt.Errorf("fingerprint_key: %w", err))
 	}
 	k := &Keyring{primary: f.Primary, aeads: map[uint32]cipher.AEAD{}, sealed: map[uint32]*atomic.Uint64{},
-		sealWarnEvery: SealWarnInterval, onSealMilestone: warnSealed}
+		sealWarnEvery: SealWarnInterval, onSealMilestone: warnSealed, checks: map[string][]byte{}}
 	for _, v := range slices.Sorted(maps.Keys(f.DataKeys)) {
 		raw, err := decodeKey(f.DataKeys[v])
 		if err != nil {
@@ -191,6 +196,7 @@ func NewKeyring(f KeyringFile) (*Keyring, error) {
 		aead, _ := cipher.NewGCM(block)
 		k.aeads[v] = aead
 		k.sealed[v] = new(atomic.Uint64)
+		k.checks[DataKeyCheckName(v)] = checkValue(raw)
 	}
 	if _, ok := f.DataKeys[f.Primary]; !ok {
 		errs = append(errs, fmt.Errorf("primary: version %d is not in data_keys", f.Primary))
@@ -199,6 +205,8 @@ func NewKeyring(f KeyringFile) (*Keyring, error) {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
 	k.macs.New = func() any { return hmac.New(sha256.New, fp) }
+	k.fpKey = fp
+	k.checks[FingerprintCheckName] = checkValue(fp)
 	return k, nil
 }
 
@@ -243,7 +251,8 @@ func (k *Keyring) Fingerprint(domain, value string) []byte {
 }
 
 // Seal encrypts value under the primary key with a random nonce and the
-// token as associated data, and returns the key version and nonce||ciphertext.
+// token as associated data (the [RecordV1] form; new records use
+// [Keyring.SealRecord]), and returns the key version and nonce||ciphertext.
 func (k *Keyring) Seal(token, value string) (uint32, []byte) {
 	aead := k.aeads[k.primary]
 	out := make([]byte, nonceSize, nonceSize+len(value)+aead.Overhead())
@@ -255,7 +264,42 @@ func (k *Keyring) Seal(token, value string) (uint32, []byte) {
 	return k.primary, out
 }
 
-// Open decrypts a record's ciphertext. A record moved to another token fails
+// SealRecord encrypts value for r under the primary key at
+// [RecordVersion]: it sets r.KeyID, r.Version and r.Ciphertext, binding
+// r's token, format, expiry and fingerprint (set them first) as the
+// associated data.
+func (k *Keyring) SealRecord(r *Record, value string) {
+	r.KeyID, r.Version = k.primary, RecordVersion
+	aead := k.aeads[k.primary]
+	out := make([]byte, nonceSize, nonceSize+len(value)+aead.Overhead())
+	rand.Read(out)
+	r.Ciphertext = aead.Seal(out, out[:nonceSize], []byte(value), r.AssociatedData())
+	if n := k.sealed[k.primary].Add(1); n%k.sealWarnEvery == 0 && k.onSealMilestone != nil {
+		k.onSealMilestone(k.primary, n)
+	}
+}
+
+// OpenRecord decrypts r's ciphertext with the associated data of its
+// version ([Record.AssociatedData]): a record whose token, or (from
+// RecordV2) format, key id, expiry or fingerprint was changed in the store
+// fails with [ErrDecrypt].
+func (k *Keyring) OpenRecord(r Record) (string, error) {
+	aead, ok := k.aeads[r.KeyID]
+	if !ok {
+		return "", fmt.Errorf("%w: %d", ErrUnknownKey, r.KeyID)
+	}
+	ct := r.Ciphertext
+	if len(ct) < nonceSize+aead.Overhead() {
+		return "", ErrDecrypt
+	}
+	pt, err := aead.Open(nil, ct[:nonceSize], ct[nonceSize:], r.AssociatedData())
+	if err != nil {
+		return "", ErrDecrypt
+	}
+	return string(pt), nil
+}
+
+// Open decrypts a RecordV1 ciphertext. A record moved to another token fails
 // authentication, because the token is the associated data.
 func (k *Keyring) Open(version uint32, token string, ct []byte) (string, error) {
 	aead, ok := k.aeads[version]
@@ -270,6 +314,49 @@ func (k *Keyring) Open(version uint32, token string, ct []byte) (string, error) 
 		return "", ErrDecrypt
 	}
 	return string(pt), nil
+}
+
+// Key check values (issue 19, issue 13): a vault records, per data key
+// version and for the fingerprint key, HMAC-SHA256(key, checkLabel), and
+// refuses a keyring whose keys give other values. The value proves which
+// key was used without revealing it (HMAC is a PRF).
+const checkLabel = "tok key check value v1"
+
+// FingerprintCheckName is the name of the fingerprint key's check value.
+const FingerprintCheckName = "fingerprint"
+
+// DataKeyCheckName is the name of data key version v's check value.
+func DataKeyCheckName(v uint32) string { return "data:" + strconv.FormatUint(uint64(v), 10) }
+
+func checkValue(key []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(checkLabel))
+	return m.Sum(nil)
+}
+
+// CheckValues returns the key check value of every key in k, by name
+// ([FingerprintCheckName], [DataKeyCheckName]). The map and its values
+// are copies.
+func (k *Keyring) CheckValues() map[string][]byte {
+	out := make(map[string][]byte, len(k.checks))
+	for name, v := range k.checks {
+		out[name] = bytes.Clone(v)
+	}
+	return out
+}
+
+// DeriveKey returns a 32-byte key for purpose, derived from the
+// fingerprint key (HMAC-SHA256(fingerprint key, "\xfftok derive\x00" ||
+// purpose)). The fingerprint key never rotates and its check value pins it
+// to the vault, so a derived key is stable for the vault's life; whoever
+// lacks the keyring cannot compute it. The audit log's chain key is one.
+func (k *Keyring) DeriveKey(purpose string) []byte {
+	m := hmac.New(sha256.New, k.fpKey)
+	// 0xff never starts a fingerprint's domain (ASCII), so no derived key
+	// equals a fingerprint.
+	m.Write([]byte("\xfftok derive\x00"))
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 func decodeStrict(b []byte, v any) error {

@@ -12,11 +12,69 @@ import (
 type Record struct {
 	Token       string
 	KeyID       uint32    // data key version that sealed Ciphertext
-	Ciphertext  []byte    // AES-256-GCM nonce || ciphertext || tag, token as associated data
+	Ciphertext  []byte    // AES-256-GCM nonce || ciphertext || tag; see Version for the associated data
 	Fingerprint []byte    // HMAC-SHA256 of the value; nil for unique (non-convergent) tokens
 	Created     time.Time // transaction_time
 	Expires     time.Time // zero: never
 	Format      Format
+	// Version says what the ciphertext's associated data binds (issue 19):
+	// RecordV1 (or 0, the same) the token only; RecordV2 the token, key
+	// id, format, expiry and fingerprint, so an edit of any of them in the
+	// store makes the record fail to open. New records are RecordV2; a
+	// rekey upgrades older ones.
+	Version uint8
+}
+
+// Record versions (the first byte of [MarshalRecord]'s encoding).
+const (
+	RecordV1 = 1 // associated data: the token
+	RecordV2 = 2 // associated data: see [Record.AssociatedData]
+	// RecordVersion is the version new records are sealed at.
+	RecordVersion = RecordV2
+)
+
+// version is r's record version, with 0 read as RecordV1.
+func (r Record) version() uint8 { return max(r.Version, RecordV1) }
+
+// aadLabel opens the version 2 associated data, so that it can never be
+// taken for another message under the same key.
+const aadLabel = "tok record v2\x00"
+
+// AssociatedData returns the AEAD associated data r's ciphertext is sealed
+// with: for RecordV1 the token alone; for RecordV2 a label, the format,
+// the key id, the expiry (Unix milliseconds, 0 for none, as stores keep
+// it), the token (length-prefixed) and the fingerprint. Created is not
+// bound: nothing is decided by it.
+func (r Record) AssociatedData() []byte {
+	if r.version() == RecordV1 {
+		return []byte(r.Token)
+	}
+	b := make([]byte, 0, len(aadLabel)+1+4+8+binary.MaxVarintLen64+len(r.Token)+len(r.Fingerprint))
+	b = append(b, aadLabel...)
+	b = append(b, byte(r.Format))
+	b = binary.BigEndian.AppendUint32(b, r.KeyID)
+	var exp int64
+	if !r.Expires.IsZero() {
+		exp = r.Expires.UnixMilli()
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(exp))
+	b = binary.AppendUvarint(b, uint64(len(r.Token)))
+	b = append(b, r.Token...)
+	return append(b, r.Fingerprint...)
+}
+
+// ResealApplies is the compare-and-swap rule of [Store.Reseal], shared by
+// every store: cur, the stored record, is replaced by next's key id,
+// ciphertext and version only if cur is sealed under fromKeyID and is not
+// already at next's key id and version or later. The second condition lets
+// a rekey upgrade a RecordV1 record under the primary key while keeping a
+// record deleted and written again meanwhile (sealed at RecordV2 under the
+// primary) from being overwritten with an old value's ciphertext.
+func ResealApplies(cur, next Record, fromKeyID uint32) bool {
+	if cur.KeyID != fromKeyID {
+		return false
+	}
+	return cur.KeyID != next.KeyID || cur.version() < next.version()
 }
 
 // Expired reports whether r has an expiry at or before now.
@@ -24,16 +82,14 @@ func (r Record) Expired(now time.Time) bool {
 	return !r.Expires.IsZero() && !now.Before(r.Expires)
 }
 
-const recordVersion = 1
-
 // MarshalRecord encodes r's value (everything but the token, which is the
 // key) in the compact binary form stores keep:
 //
-//	version(1) format(1) keyID(uvarint) created(varint ms) expires(varint ms, 0 none)
+//	version(1: RecordV1 or RecordV2) format(1) keyID(uvarint) created(varint ms) expires(varint ms, 0 none)
 //	len(fingerprint)(1) fingerprint ciphertext
 func MarshalRecord(r Record) []byte {
 	b := make([]byte, 0, 2+3*binary.MaxVarintLen64+1+len(r.Fingerprint)+len(r.Ciphertext))
-	b = append(b, recordVersion, byte(r.Format))
+	b = append(b, r.version(), byte(r.Format))
 	b = binary.AppendUvarint(b, uint64(r.KeyID))
 	b = binary.AppendVarint(b, r.Created.UnixMilli())
 	var exp int64
@@ -51,13 +107,13 @@ var errCorrupt = errors.New("corrupt record")
 // UnmarshalRecord decodes a value written by [MarshalRecord]. It copies
 // what it keeps, so b may be reused (bbolt values die with their transaction).
 func UnmarshalRecord(token string, b []byte) (Record, error) {
-	if len(b) < 2 || b[0] != recordVersion {
+	if len(b) < 2 || b[0] < RecordV1 || b[0] > RecordV2 {
 		return Record{}, fmt.Errorf("%w: token record version", errCorrupt)
 	}
 	if int(b[1]) >= len(formatNames) {
 		return Record{}, fmt.Errorf("%w: token format", errCorrupt)
 	}
-	r := Record{Token: token, Format: Format(b[1])}
+	r := Record{Token: token, Format: Format(b[1]), Version: b[0]}
 	b = b[2:]
 	kid, n := binary.Uvarint(b)
 	if n <= 0 || kid > 1<<32-1 {

@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -11,7 +12,7 @@ import (
 // equalRecord compares records as the codec keeps them (times to the
 // millisecond, nil and empty slices alike).
 func equalRecord(a, b Record) bool {
-	return a.Token == b.Token && a.KeyID == b.KeyID && a.Format == b.Format &&
+	return a.Token == b.Token && a.KeyID == b.KeyID && a.Format == b.Format && a.version() == b.version() &&
 		bytes.Equal(a.Fingerprint, b.Fingerprint) && bytes.Equal(a.Ciphertext, b.Ciphertext) &&
 		a.Created.Equal(b.Created) && a.Expires.Equal(b.Expires) && a.Expires.IsZero() == b.Expires.IsZero()
 }
@@ -34,6 +35,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{"zero created", Record{Token: "t", KeyID: 1, Ciphertext: ct}},
 		{"empty ciphertext", Record{Token: "t", KeyID: 1, Fingerprint: fp, Created: created}},
 		{"255-byte fingerprint", Record{Token: "t", KeyID: 1, Ciphertext: ct, Fingerprint: bytes.Repeat([]byte{1}, 255), Created: created}},
+		{"version 2", Record{Token: "4111114821931111", KeyID: 7, Ciphertext: ct, Fingerprint: fp, Created: created, Expires: created.Add(time.Hour), Version: RecordV2}},
 		{"far future", Record{Token: "t", KeyID: 1, Ciphertext: ct, Created: time.Date(9999, 12, 31, 23, 59, 59, 999_000_000, time.UTC), Expires: time.Date(9999, 12, 31, 23, 59, 59, 999_000_000, time.UTC)}},
 	}
 	for _, tt := range tests {
@@ -121,6 +123,8 @@ func TestRecordSize(t *testing.T) {
 	}
 }
 
+const recordVersion = RecordV1
+
 func TestUnmarshalRecordCorrupt(t *testing.T) {
 	valid := MarshalRecord(Record{KeyID: 1, Ciphertext: []byte("ciphertext"), Fingerprint: bytes.Repeat([]byte{7}, 32), Created: time.UnixMilli(1_700_000_000_000)})
 	tooBigKey := binary.AppendUvarint([]byte{recordVersion, 0}, 1<<32)
@@ -135,7 +139,7 @@ func TestUnmarshalRecordCorrupt(t *testing.T) {
 		{"empty", []byte{}},
 		{"version only", []byte{recordVersion}},
 		{"version 0", append([]byte{0}, valid[1:]...)},
-		{"version 2", append([]byte{2}, valid[1:]...)},
+		{"version 3", append([]byte{3}, valid[1:]...)},
 		{"no key id", []byte{recordVersion, 0}},
 		{"key id above uint32", tooBigKey},
 		{"unterminated key id", []byte{recordVersion, 0, 0x80, 0x80}},
@@ -191,4 +195,75 @@ func FuzzUnmarshalRecord(f *testing.F) {
 			t.Fatalf("UnmarshalRecord accepted unknown format %d", r.Format)
 		}
 	})
+}
+
+// TestRecordV2Binds: a RecordV2 ciphertext opens only with the format, key
+// id, expiry, fingerprint and token it was sealed with (issue 19: an edit
+// of the store swapped two records' fingerprints and nothing noticed).
+func TestRecordV2Binds(t *testing.T) {
+	k := mustKeyring(t, NewKeyringFile())
+	created := time.UnixMilli(1_764_224_000_000).UTC()
+	rec := Record{Token: "4111114821931111", Fingerprint: k.Fingerprint("pan:6:4", "4111111111111111"),
+		Created: created, Expires: created.Add(time.Hour), Format: FormatPAN}
+	k.SealRecord(&rec, "4111111111111111")
+	if rec.Version != RecordV2 || rec.KeyID != k.Primary() {
+		t.Fatalf("SealRecord set version %d, key %d; want %d, %d", rec.Version, rec.KeyID, RecordV2, k.Primary())
+	}
+	// Through the codec, as a store keeps it.
+	stored, err := UnmarshalRecord(rec.Token, MarshalRecord(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := k.OpenRecord(stored); err != nil || got != "4111111111111111" {
+		t.Fatalf("OpenRecord(stored) = %q, %v; want the PAN", Mask(got), err)
+	}
+	edits := map[string]func(r *Record){
+		"token":          func(r *Record) { r.Token = "4111119999991111" },
+		"format":         func(r *Record) { r.Format = FormatDigits },
+		"expiry moved":   func(r *Record) { r.Expires = r.Expires.Add(time.Hour) },
+		"expiry gone":    func(r *Record) { r.Expires = time.Time{} },
+		"fingerprint":    func(r *Record) { r.Fingerprint = k.Fingerprint("pan:6:4", "5555555555554444") },
+		"no fingerprint": func(r *Record) { r.Fingerprint = nil },
+		"downgraded":     func(r *Record) { r.Version = RecordV1 },
+	}
+	for name, edit := range edits {
+		r := stored
+		edit(&r)
+		if got, err := k.OpenRecord(r); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("OpenRecord after an edit of the %s = %q, %v; want ErrDecrypt", name, Mask(got), err)
+		}
+	}
+	// Created is not bound: nothing depends on it.
+	r := stored
+	r.Created = r.Created.Add(time.Minute)
+	if _, err := k.OpenRecord(r); err != nil {
+		t.Errorf("OpenRecord with another Created: %v", err)
+	}
+	// A version 1 record (token only) still opens.
+	kid, ct := k.Seal(rec.Token, "4111111111111111")
+	old := Record{Token: rec.Token, KeyID: kid, Ciphertext: ct, Version: RecordV1, Format: FormatDigits}
+	if got, err := k.OpenRecord(old); err != nil || got != "4111111111111111" {
+		t.Errorf("OpenRecord(version 1) = %q, %v", Mask(got), err)
+	}
+}
+
+func TestResealApplies(t *testing.T) {
+	v1 := Record{KeyID: 1, Version: RecordV1}
+	tests := []struct {
+		name      string
+		cur, next Record
+		from      uint32
+		want      bool
+	}{
+		{"key change", v1, Record{KeyID: 2, Version: RecordV2}, 1, true},
+		{"upgrade under one key", v1, Record{KeyID: 1, Version: RecordV2}, 1, true},
+		{"version 0 is 1", Record{KeyID: 1}, Record{KeyID: 1, Version: RecordV2}, 1, true},
+		{"already there", Record{KeyID: 1, Version: RecordV2}, Record{KeyID: 1, Version: RecordV2}, 1, false},
+		{"other from key", v1, Record{KeyID: 2, Version: RecordV2}, 2, false},
+	}
+	for _, tt := range tests {
+		if got := ResealApplies(tt.cur, tt.next, tt.from); got != tt.want {
+			t.Errorf("%s: ResealApplies = %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

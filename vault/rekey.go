@@ -36,8 +36,10 @@ const volatileCursor = "volatile:"
 const rekeyWorkers = 8
 
 // Rekey re-encrypts one page of records under the primary key version:
-// each record sealed under another version is decrypted with its own key
-// and resealed with [Keyring.Seal] (token as associated data), then
+// each record sealed under another version, or at a record version older
+// than [RecordVersion] (issue 19: its format, expiry and fingerprint were
+// not bound), is decrypted with its own key and resealed with
+// [Keyring.SealRecord], then
 // swapped in with [Store.Reseal], which refuses if the record changed in
 // between (deleted, or resealed by someone else). It pages through the
 // durable store, then the volatile one. Call it with after "" first, then
@@ -87,7 +89,7 @@ func (v *Vault) Rekey(ctx context.Context, after string, limit int) (next string
 		})
 	}
 	for _, rec := range recs {
-		if rec.KeyID == primary {
+		if rec.KeyID == primary && rec.version() >= RecordVersion {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -112,14 +114,17 @@ func (v *Vault) Rekey(ctx context.Context, after string, limit int) (next string
 	return "", count, nil
 }
 
-// reseal moves one record to the primary key.
+// reseal moves one record to the primary key at [RecordVersion], binding
+// its format, expiry and fingerprint as they are stored now (Reseal keeps
+// them).
 func (v *Vault) reseal(ctx context.Context, s Store, rec Record) (bool, error) {
-	val, err := v.keys.Open(rec.KeyID, rec.Token, rec.Ciphertext)
+	val, err := v.keys.OpenRecord(rec)
 	if err != nil {
 		return false, fmt.Errorf("token %s: %w", rec.Token, err)
 	}
-	kid, ct := v.keys.Seal(rec.Token, val)
-	ok, err := s.Reseal(ctx, Record{Token: rec.Token, KeyID: kid, Ciphertext: ct}, rec.KeyID)
+	next := rec
+	v.keys.SealRecord(&next, val)
+	ok, err := s.Reseal(ctx, Record{Token: rec.Token, KeyID: next.KeyID, Ciphertext: next.Ciphertext, Version: next.Version}, rec.KeyID)
 	if err != nil {
 		return false, fmt.Errorf("token %s: reseal: %w", rec.Token, err)
 	}

@@ -38,12 +38,13 @@ type Store interface {
 	// written or deleted while pages are read may or may not be seen.
 	// Expired records may be returned.
 	Scan(ctx context.Context, after string, limit int) ([]Record, error)
-	// Reseal replaces the KeyID and Ciphertext of the record rec.Token with
-	// rec's, only if that record still exists and is sealed under
-	// fromKeyID (a compare-and-swap, durable like every write). Everything
-	// else in the stored record is kept. It reports whether it replaced:
-	// false means the record was deleted or already resealed since it was
-	// read.
+	// Reseal replaces the KeyID, Ciphertext and Version of the record
+	// rec.Token with rec's, only if that record still exists and
+	// [ResealApplies] (it is sealed under fromKeyID and not already at
+	// rec's key and version): a compare-and-swap, durable like every
+	// write. Everything else in the stored record is kept. It reports
+	// whether it replaced: false means the record was deleted or already
+	// resealed since it was read.
 	Reseal(ctx context.Context, rec Record, fromKeyID uint32) (bool, error)
 
 	// PutSession writes s under s.Key, replacing any session there.

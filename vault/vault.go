@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -164,9 +165,8 @@ func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []stri
 				}
 				shorts[j] = freed
 			}
-			key := BoundKey(card, shorts[j])
-			kid, ct := v.keys.Seal(key, values[i])
-			recs[j] = Record{Token: key, KeyID: kid, Ciphertext: ct, Created: now, Expires: now.Add(spec.TTL), Format: spec.Format}
+			recs[j] = Record{Token: BoundKey(card, shorts[j]), Created: now, Expires: now.Add(spec.TTL), Format: spec.Format}
+			v.keys.SealRecord(&recs[j], values[i])
 		}
 		outs, err := v.volatile.Insert(ctx, recs)
 		if err != nil {
@@ -246,8 +246,9 @@ func (v *Vault) scanBound(ctx context.Context, card string, fn func(Record) erro
 }
 
 // BoundKey is the key the record of a value bound to the token card, with
-// token token, is stored under. The key is the record's associated data
-// too, so a bound record opens only under the card token it was bound to.
+// token token, is stored under. The key is bound into the record's
+// associated data as its token is, so a bound record opens only under the
+// card token it was bound to.
 func BoundKey(card, token string) string { return card + boundSep + token }
 
 // tokenizeIn fills tokens[i] for every i in idx using store s.
@@ -268,6 +269,9 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 		fp := v.keys.Fingerprint(spec.domain(), values[i])
 		fps[i] = fp
 		rec, err := s.Find(ctx, fp)
+		if err == nil {
+			err = v.checkFound(rec, fp, values[i])
+		}
 		switch {
 		case err == nil && !rec.Expired(now):
 			tokens[i] = rec.Token
@@ -310,7 +314,12 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 		retry := pending[:0:0]
 		for j, i := range pending {
 			switch outs[j].Status {
-			case Stored, Existing:
+			case Existing:
+				if err := v.checkFound(outs[j].Record, fps[i], values[i]); err != nil {
+					return err
+				}
+				tokens[i] = outs[j].Record.Token
+			case Stored:
 				tokens[i] = outs[j].Record.Token
 			default:
 				retry = append(retry, i)
@@ -344,13 +353,30 @@ func (v *Vault) heldElsewhere(ctx context.Context, s Store, spec Spec, token str
 }
 
 func (v *Vault) newRecord(spec Spec, value string, fp []byte, now time.Time) Record {
-	tok := spec.newToken(value)
-	kid, ct := v.keys.Seal(tok, value)
-	r := Record{Token: tok, KeyID: kid, Ciphertext: ct, Fingerprint: fp, Created: now, Format: spec.Format}
+	r := Record{Token: spec.newToken(value), Fingerprint: fp, Created: now, Format: spec.Format}
 	if spec.TTL > 0 {
 		r.Expires = now.Add(spec.TTL)
 	}
+	v.keys.SealRecord(&r, value)
 	return r
+}
+
+// checkFound proves that rec, found under fingerprint fp, holds value
+// before its token is handed out (issue 19): an edit of the store that
+// swapped two records' fingerprints would otherwise answer one card's
+// tokenization with another card's token. The record must open with fp in
+// its associated data (RecordV2; for RecordV1 the token alone is bound)
+// and decrypt to value.
+func (v *Vault) checkFound(rec Record, fp []byte, value string) error {
+	rec.Fingerprint = fp
+	got, err := v.keys.OpenRecord(rec)
+	if err != nil {
+		return fmt.Errorf("token %s found by fingerprint: %w: %w", rec.Token, ErrMismatch, err)
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(value)) != 1 {
+		return fmt.Errorf("token %s found by fingerprint: %w", rec.Token, ErrMismatch)
+	}
+	return nil
 }
 
 // Lookup returns the record for token without decrypting it: ErrInvalidToken
@@ -482,7 +508,7 @@ func (v *Vault) RevealBound(ctx context.Context, card, token string) (Revealed, 
 	case rec.Expired(v.now()):
 		return Revealed{}, ErrNotFound
 	}
-	val, err := v.keys.Open(rec.KeyID, rec.Token, rec.Ciphertext)
+	val, err := v.keys.OpenRecord(rec)
 	if err != nil {
 		return Revealed{}, fmt.Errorf("open bound record: %w", err)
 	}
@@ -500,7 +526,7 @@ func (v *Vault) Reveal(ctx context.Context, token string) (Revealed, error) {
 	if err != nil {
 		return Revealed{}, err
 	}
-	val, err := v.keys.Open(rec.KeyID, rec.Token, rec.Ciphertext)
+	val, err := v.keys.OpenRecord(rec)
 	if err != nil {
 		return Revealed{}, fmt.Errorf("open record: %w", err)
 	}

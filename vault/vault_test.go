@@ -154,7 +154,7 @@ func revealAny(t testing.TB, v *vault.Vault, token string) vault.Revealed {
 		if err != nil {
 			t.Fatalf("Lookup(%q): %v", token, err)
 		}
-		val, err := v.Keyring().Open(rec.KeyID, rec.Token, rec.Ciphertext)
+		val, err := v.Keyring().OpenRecord(rec)
 		if err != nil {
 			t.Fatalf("open %q: %v", token, err)
 		}

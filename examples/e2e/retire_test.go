@@ -52,7 +52,9 @@ func TestKeysRetire(t *testing.T) {
 		t.Errorf("retire a used version = %d %q, want 1 and a refusal", code, errOut)
 	}
 
-	resp, err := http.Post(admin+"/rekey", "", nil)
+	req, _ := http.NewRequest("POST", admin+"/rekey", nil)
+	req.Header.Set("X-Tok-Admin", "1") // issue 19: admin POSTs carry it
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

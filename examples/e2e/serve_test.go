@@ -166,9 +166,12 @@ egress:
 	s.stop(t)
 }
 
-// TestAuditVerify runs "tok audit verify" on an intact and a tampered log.
+// TestAuditVerify runs "tok audit verify" on an intact and a tampered log
+// of the old, unkeyed chain (tok before issue 19): they verify only with
+// -allow-unkeyed, and the verifier still needs the keyring.
 func TestAuditVerify(t *testing.T) {
 	dir := t.TempDir()
+	keyring := newKeyring(t, dir)
 	var lines []string
 	prev := make([]byte, 32)
 	for i := 1; i <= 3; i++ {
@@ -178,12 +181,15 @@ func TestAuditVerify(t *testing.T) {
 		lines = append(lines, l)
 	}
 	good := writeFile(t, dir, "good.log", strings.Join(lines, "\n")+"\n")
-	if code, out, _ := tok(t, dir, "", "audit", "verify", good); code != 0 || !strings.Contains(out, "ok, 3 lines") {
-		t.Errorf("audit verify (intact) = %d %q, want 0 and ok", code, out)
+	if code, out, _ := tok(t, dir, "", "audit", "verify", "-keyring", keyring, good); code != 1 || !strings.Contains(out, "unkeyed") {
+		t.Errorf("audit verify (unkeyed, not allowed) = %d %q, want 1 naming the unkeyed line", code, out)
+	}
+	if code, out, _ := tok(t, dir, "", "audit", "verify", "-keyring", keyring, "-allow-unkeyed", good); code != 0 || !strings.Contains(out, "ok, 3 lines") || !strings.Contains(out, "first 3 lines are unkeyed") {
+		t.Errorf("audit verify -allow-unkeyed (intact) = %d %q, want 0, ok and a warning", code, out)
 	}
 	lines[1] = strings.Replace(lines[1], `"ok"`, `"locked"`, 1)
 	bad := writeFile(t, dir, "bad.log", strings.Join(lines, "\n")+"\n")
-	if code, out, _ := tok(t, dir, "", "audit", "verify", bad); code != 1 || !strings.Contains(out, "line 3") {
+	if code, out, _ := tok(t, dir, "", "audit", "verify", "-keyring", keyring, "-allow-unkeyed", bad); code != 1 || !strings.Contains(out, "line 3") {
 		t.Errorf("audit verify (line 2 edited) = %d %q, want 1 naming line 3, whose prev no longer matches", code, out)
 	}
 	if code, _, _ := tok(t, dir, "", "audit", "verify"); code != 2 {

@@ -65,10 +65,10 @@ func (s *Store) Reseal(ctx context.Context, rec vault.Record, fromKeyID uint32) 
 		if err != nil {
 			return fmt.Errorf("reseal: %w", err)
 		}
-		if cur.KeyID != fromKeyID {
+		if !vault.ResealApplies(cur, rec, fromKeyID) {
 			return nil
 		}
-		cur.KeyID, cur.Ciphertext = rec.KeyID, rec.Ciphertext
+		cur.KeyID, cur.Ciphertext, cur.Version = rec.KeyID, rec.Ciphertext, rec.Version
 		if err := t.put(bTokens, key, vault.MarshalRecord(cur)); err != nil {
 			return fmt.Errorf("reseal: %w", err)
 		}

@@ -82,10 +82,10 @@ func (s *Store) Reseal(ctx context.Context, rec vault.Record, fromKeyID uint32) 
 	if err != nil {
 		return false, err
 	}
-	if cur.KeyID != fromKeyID {
+	if !vault.ResealApplies(cur, rec, fromKeyID) {
 		return false, nil
 	}
-	cur.KeyID, cur.Ciphertext = rec.KeyID, rec.Ciphertext
+	cur.KeyID, cur.Ciphertext, cur.Version = rec.KeyID, rec.Ciphertext, rec.Version
 	v := vault.MarshalRecord(cur)
 	if old := s.slot(at); len(v) == old.valueLen() {
 		copy(old.value(), v)

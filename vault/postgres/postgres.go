@@ -266,6 +266,7 @@ func lockKey(schema string) int64 {
 type queries struct {
 	insertToken, findFingerprint, getToken, deleteToken string
 	scanTokens, resealToken                             string
+	keyChecks, addKeyCheck, deleteKeyCheck              string
 	putSession, getSession, deleteSession, touchSession string
 	lockLockout, ensureLockout, setLockout, dropLockout string
 }
@@ -280,7 +281,7 @@ func qualify(schema, sql string) string {
 	return strings.ReplaceAll(sql, "{schema}.", prefix)
 }
 
-const recordColumns = `token, key_id, ciphertext, fingerprint, created, expires, format`
+const recordColumns = `token, key_id, ciphertext, fingerprint, created, expires, format, version`
 
 func newQueries(schema string) queries {
 	q := func(sql string) string { return qualify(schema, sql) }
@@ -288,15 +289,19 @@ func newQueries(schema string) queries {
 		// No conflict target: both unique indexes (token and fingerprint)
 		// are arbiters, and a conflict on either writes nothing.
 		insertToken: q(`INSERT INTO {schema}.tokens (` + recordColumns + `)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`),
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`),
 		findFingerprint: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE fingerprint = $1`),
 		getToken:        q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE token = $1`),
 		deleteToken:     q(`DELETE FROM {schema}.tokens WHERE token = $1`),
 		// The primary key's index serves both the range and the order.
 		scanTokens: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens
 			WHERE token > $1 ORDER BY token LIMIT $2`),
-		resealToken: q(`UPDATE {schema}.tokens SET key_id = $2, ciphertext = $3
-			WHERE token = $1 AND key_id = $4`),
+		// vault.ResealApplies, in SQL.
+		resealToken: q(`UPDATE {schema}.tokens SET key_id = $2, ciphertext = $3, version = $5
+			WHERE token = $1 AND key_id = $4 AND (key_id <> $2 OR version < $5)`),
+		keyChecks:      q(`SELECT name, value FROM {schema}.key_checks`),
+		addKeyCheck:    q(`INSERT INTO {schema}.key_checks (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING`),
+		deleteKeyCheck: q(`DELETE FROM {schema}.key_checks WHERE name = $1`),
 
 		putSession: q(`INSERT INTO {schema}.sessions (key, id, client, created, last_seen)
 			VALUES ($1, $2, $3, $4, $5)

@@ -275,7 +275,7 @@ func TestInsertWaitsForRacingTransaction(t *testing.T) {
 				t.Fatalf("begin: %v", err)
 			}
 			_, err = tx.Exec(ctx, newQueries(schema).insertToken, theirs.Token, int64(theirs.KeyID), theirs.Ciphertext,
-				theirs.Fingerprint, ms(theirs.Created), nil, int16(theirs.Format))
+				theirs.Fingerprint, ms(theirs.Created), nil, int16(theirs.Format), int16(vault.RecordV1))
 			if err != nil {
 				t.Fatalf("insert in racing transaction: %v", err)
 			}

@@ -46,6 +46,15 @@ var migrations = []string{
 		locked_until timestamptz(3),
 		CONSTRAINT lockouts_pkey PRIMARY KEY (client)
 	);`,
+	// 2 (issue 19): tokens.version is the record version (what the
+	// ciphertext's associated data binds; existing rows are version 1), and
+	// key_checks holds the key check values that pin a keyring to the vault.
+	`ALTER TABLE {schema}.tokens ADD COLUMN version smallint NOT NULL DEFAULT 1;
+	CREATE TABLE {schema}.key_checks (
+		name  text  NOT NULL,
+		value bytea NOT NULL,
+		CONSTRAINT key_checks_pkey PRIMARY KEY (name)
+	);`,
 }
 
 // errSchemaNewer: the database was migrated by a newer tok than this one.

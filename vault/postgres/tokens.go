@@ -66,7 +66,7 @@ func (s *Store) insert(ctx context.Context, rows []vault.Record, order []int) ([
 	for _, i := range order {
 		r := rows[i]
 		b.Queue(s.q.insertToken, r.Token, int64(r.KeyID), r.Ciphertext, r.Fingerprint,
-			r.Created, nullTime(r.Expires), int16(r.Format))
+			r.Created, nullTime(r.Expires), int16(r.Format), int16(r.Version))
 		if r.Fingerprint != nil {
 			b.Queue(s.q.findFingerprint, r.Fingerprint)
 		}
@@ -136,6 +136,7 @@ func normalize(r vault.Record) vault.Record {
 		r.Fingerprint = bytes.Clone(r.Fingerprint)
 	}
 	r.Created, r.Expires = ms(r.Created), ms(r.Expires)
+	r.Version = max(r.Version, vault.RecordV1)
 	return r
 }
 
@@ -233,14 +234,16 @@ func scanRecord(row pgx.Row) (vault.Record, error) {
 		created time.Time
 		expires *time.Time
 		format  int16
+		version int16
 	)
-	if err := row.Scan(&r.Token, &keyID, &r.Ciphertext, &r.Fingerprint, &created, &expires, &format); err != nil {
+	if err := row.Scan(&r.Token, &keyID, &r.Ciphertext, &r.Fingerprint, &created, &expires, &format, &version); err != nil {
 		return vault.Record{}, err
 	}
-	if keyID < 0 || keyID > math.MaxUint32 || format < 0 || format > math.MaxUint8 {
-		return vault.Record{}, fmt.Errorf("%w: key id %d, format %d", errCorrupt, keyID, format)
+	if keyID < 0 || keyID > math.MaxUint32 || format < 0 || format > math.MaxUint8 ||
+		version < vault.RecordV1 || version > vault.RecordV2 {
+		return vault.Record{}, fmt.Errorf("%w: key id %d, format %d, version %d", errCorrupt, keyID, format, version)
 	}
-	r.KeyID, r.Format = uint32(keyID), vault.Format(format)
+	r.KeyID, r.Format, r.Version = uint32(keyID), vault.Format(format), uint8(version)
 	r.Created, r.Expires = ms(created), fromNull(expires)
 	if len(r.Fingerprint) == 0 {
 		r.Fingerprint = nil
@@ -289,7 +292,8 @@ func (s *Store) Reseal(ctx context.Context, rec vault.Record, fromKeyID uint32) 
 	if len(rec.Ciphertext) == 0 {
 		return false, errors.New("postgres reseal: empty ciphertext")
 	}
-	tag, err := s.pool.Exec(ctx, s.q.resealToken, rec.Token, int64(rec.KeyID), rec.Ciphertext, int64(fromKeyID))
+	tag, err := s.pool.Exec(ctx, s.q.resealToken, rec.Token, int64(rec.KeyID), rec.Ciphertext, int64(fromKeyID),
+		int16(max(rec.Version, vault.RecordV1)))
 	if err != nil {
 		return false, s.fail(ctx, "reseal", err)
 	}

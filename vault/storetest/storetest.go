@@ -58,6 +58,8 @@ func Run(t *testing.T, open func(t *testing.T) vault.Store) {
 		{"Delete", testDelete},
 		{"Scan", testScan},
 		{"Reseal", testReseal},
+		{"Reseal/UpgradeVersion", testResealUpgrade},
+		{"KeyChecks", testKeyChecks},
 		{"Sessions", testSessions},
 		{"Lockout", testLockout},
 		{"Lockout/Concurrent", testLockoutConcurrent},
@@ -152,6 +154,8 @@ func diffRecord(got, want vault.Record) string {
 		return "Expires not in UTC"
 	case got.Format != want.Format:
 		return "Format differs"
+	case max(got.Version, vault.RecordV1) != max(want.Version, vault.RecordV1):
+		return "Version differs"
 	}
 	return ""
 }
