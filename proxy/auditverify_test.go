@@ -18,8 +18,8 @@ func TestAuditChain(t *testing.T) {
 		do(t, c, "GET", e.auth.URL+"/@me?token="+tok, "", "")
 	}
 	first := e.audit.String()
-	if n, err := VerifyAudit(strings.NewReader(first)); err != nil || n != 4 {
-		t.Fatalf("VerifyAudit = %d, %v; want 4 lines, nil", n, err)
+	if n, err := VerifyAudit(strings.NewReader(first)); err != nil || n != 5 {
+		t.Fatalf("VerifyAudit = %d, %v; want 5 lines (handle, login, 3 reveals), nil", n, err)
 	}
 
 	// A restarted tok continues the chain from the file's last line.
@@ -35,8 +35,8 @@ func TestAuditChain(t *testing.T) {
 	c2 := e2.login("cih")
 	do(t, c2, "GET", e2.auth.URL+"/@me?token=nope", "", "")
 	all := first + e2.audit.String()
-	if n, err := VerifyAudit(strings.NewReader(all)); err != nil || n != 6 {
-		t.Fatalf("VerifyAudit(across restart) = %d, %v; want 6, nil", n, err)
+	if n, err := VerifyAudit(strings.NewReader(all)); err != nil || n != 7 {
+		t.Fatalf("VerifyAudit(across restart) = %d, %v; want 7, nil", n, err)
 	}
 
 	lines := strings.SplitAfter(strings.TrimSuffix(all, "\n"), "\n")

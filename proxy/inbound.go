@@ -164,7 +164,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	specs := in.specs(rt)
 	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
-		q, err := rw.RewriteQuery(r.URL.RawQuery, in.replacer(r, specs))
+		q, err := rw.RewriteQuery(r.URL.RawQuery, in.replacer(w, r, specs))
 		if err != nil {
 			return err
 		}
@@ -218,12 +218,12 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rw *rewri
 		// A POST without a Content-Type on a route without fields: Rack
 		// (Rails, Sinatra) parses it as a form, so the guard reads it as
 		// one, leniently, as it reads a query string.
-		q, err := rw.RewriteQuery(string(body), in.replacer(r, specs))
+		q, err := rw.RewriteQuery(string(body), in.replacer(w, r, specs))
 		if err != nil {
 			return err
 		}
 		out = []byte(q)
-	} else if out, err = rw.Rewrite(body, ct, in.replacer(r, specs)); err != nil {
+	} else if out, err = rw.Rewrite(body, ct, in.replacer(w, r, specs)); err != nil {
 		return err
 	}
 	r.Header.Del("Content-Encoding") // forwarded decoded
@@ -253,10 +253,13 @@ func (in *inbound) specs(rt *inboundRoute) []vault.Spec {
 }
 
 // replacer tokenizes every value found, in one batched durable commit.
-// Guard hits (guard mode tokenize) get the default pan spec.
-func (in *inbound) replacer(r *http.Request, specs []vault.Spec) rewrite.ReplaceFunc {
+// Guard hits (guard mode tokenize) get the default pan spec. Convergent
+// values spend the source address's inbound budget first: an app that
+// echoes tokens makes its routes an oracle too (issue 19).
+func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, specs []vault.Spec) rewrite.ReplaceFunc {
 	return func(vals []rewrite.Value) ([]string, error) {
 		reqs := make([]vault.Request, len(vals))
+		n := 0 // convergent values: those looked up by fingerprint
 		for i, v := range vals {
 			var spec vault.Spec
 			if !v.IsGuardHit() {
@@ -271,9 +274,22 @@ func (in *inbound) replacer(r *http.Request, specs []vault.Spec) rewrite.Replace
 					"field " + v.Path + " does not hold a valid card number", nil}
 			}
 			reqs[i] = vault.Request{Value: v.Text, Spec: spec}
+			if convergent(spec) {
+				n++
+			}
 		}
-		return in.s.tokenize(r, reqs)
+		s := in.s
+		if err := s.spend(w, s.budgets.inbound, budgetInbound, sourceKey(r), n, s.opts.Budgets.Inbound); err != nil {
+			return nil, err
+		}
+		return s.tokenize(r, reqs, pathInbound)
 	}
+}
+
+// convergent reports whether the vault looks values of spec up by
+// fingerprint (see vault.Tokenize): only those answer "seen before".
+func convergent(spec vault.Spec) bool {
+	return !spec.Unique && !spec.Volatile && spec.TTL <= 0
 }
 
 // stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later

@@ -62,35 +62,45 @@ func (v *Vault) Keyring() *Keyring { return v.keys }
 // seen before. An error means no token may be used; errors wrapping
 // ErrInvalidValue name the request's index, never its value.
 func (v *Vault) Tokenize(ctx context.Context, reqs []Request) ([]string, error) {
-	tokens := make([]string, len(reqs))
+	tokens, _, err := v.TokenizeCount(ctx, reqs)
+	return tokens, err
+}
+
+// TokenizeCount is [Vault.Tokenize] that also reports how many new records
+// it stored; the other tokens were found by fingerprint. A rate of new
+// records far above the usual is how an operator sees someone searching
+// the card space (issue 19).
+func (v *Vault) TokenizeCount(ctx context.Context, reqs []Request) (tokens []string, created int, err error) {
+	tokens = make([]string, len(reqs))
 	var durable, volatile []int
 	values := make([]string, len(reqs))
 	for i, r := range reqs {
 		d, err := r.Spec.Normalize(r.Value)
 		if err != nil {
-			return nil, fmt.Errorf("value %d: %w", i, err)
+			return nil, 0, fmt.Errorf("value %d: %w", i, err)
 		}
 		values[i] = d
 		if r.Spec.Volatile {
 			if v.volatile == nil {
-				return nil, errors.New("vault: no volatile store configured")
+				return nil, 0, errors.New("vault: no volatile store configured")
 			}
 			volatile = append(volatile, i)
 		} else {
 			durable = append(durable, i)
 		}
 	}
-	if err := v.tokenizeIn(ctx, v.durable, reqs, values, durable, tokens); err != nil {
-		return nil, err
+	if err := v.tokenizeIn(ctx, v.durable, reqs, values, durable, tokens, &created); err != nil {
+		return nil, 0, err
 	}
-	if err := v.tokenizeIn(ctx, v.volatile, reqs, values, volatile, tokens); err != nil {
-		return nil, err
+	if err := v.tokenizeIn(ctx, v.volatile, reqs, values, volatile, tokens, &created); err != nil {
+		return nil, 0, err
 	}
-	return tokens, nil
+	return tokens, created, nil
 }
 
-// tokenizeIn fills tokens[i] for every i in idx using store s.
-func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string) error {
+// tokenizeIn fills tokens[i] for every i in idx using store s, adding the
+// records it stored to *created.
+func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string, created *int) error {
 	if len(idx) == 0 {
 		return nil
 	}
@@ -104,7 +114,7 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 			pending = append(pending, i)
 			continue
 		}
-		fp := v.keys.Fingerprint(spec.domain(), values[i])
+		fp := v.keys.Fingerprint(spec.Domain(), values[i])
 		fps[i] = fp
 		rec, err := s.Find(ctx, fp)
 		switch {
@@ -149,7 +159,10 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 		retry := pending[:0:0]
 		for j, i := range pending {
 			switch outs[j].Status {
-			case Stored, Existing:
+			case Stored:
+				tokens[i] = outs[j].Record.Token
+				*created++
+			case Existing:
 				tokens[i] = outs[j].Record.Token
 			default:
 				retry = append(retry, i)
