@@ -19,9 +19,9 @@ const (
 	pathEgressResponse  = "egress_response" // card numbers in a provider's answer
 )
 
-// anonymousClient is the audit log's client for unauthenticated callers;
-// config refuses it as a client name.
-const anonymousClient = "anonymous"
+// AnonymousClient is the audit log's client for unauthenticated callers of
+// /handle; config refuses it as a client name.
+const AnonymousClient = "anonymous"
 
 // anonymousSpec is how the public /handle tokenizes: a fresh pan token on
 // every call, neither looked up nor stored under a fingerprint. Its answer
@@ -50,7 +50,7 @@ type handleResponse struct {
 // (anonymousSpec), spends the caller address's budget, and writes one
 // audit line.
 func (s *Server) serveHandle(w http.ResponseWriter, r *http.Request) error {
-	ev := auditEvent{Event: "handle", Client: anonymousClient}
+	ev := auditEvent{Event: "handle", Client: AnonymousClient}
 	return s.audited(w, r, &ev, func() (*handleResponse, error) {
 		values, single, err := s.readHandle(w, r, &ev)
 		if err != nil {
