@@ -99,22 +99,23 @@ func (b Budgets) withDefaults() Budgets {
 	return b
 }
 
-// budgetSet holds one budget's buckets by key (a client name or a source
+// budgetSet holds one budget's state by key (a client name or a source
 // address). The size and window are passed on each call, so a reload that
 // changes them keeps what callers have spent. Safe for concurrent use.
+//
+// It is the generic cell rate algorithm: each value costs window/size of
+// time, and a key's tat ("theoretical arrival time") is when its spending
+// so far would be paid off at that rate. A request fits if paying for it
+// too ends no more than a whole budget's time (size × cost) ahead of now.
+// All integers: a refill is exact, with no float drift at its edge.
 type budgetSet struct {
 	mu       sync.Mutex
-	buckets  map[string]*bucket
-	overflow bucket // shared by new keys once maxBudgetKeys are held
+	tat      map[string]time.Time
+	overflow time.Time // shared by new keys once maxBudgetKeys are held
+	pruned   time.Time // last sweep of paid-off keys: at most one a second
 }
 
-// bucket is what a key has left: level values at time at.
-type bucket struct {
-	level float64
-	at    time.Time
-}
-
-func newBudgetSet() *budgetSet { return &budgetSet{buckets: map[string]*bucket{}} }
+func newBudgetSet() *budgetSet { return &budgetSet{tat: map[string]time.Time{}} }
 
 // take spends n values of key's budget of size per window at now. If the
 // budget holds fewer than n it spends nothing and returns how long until it
@@ -126,44 +127,52 @@ func (s *budgetSet) take(key string, n, size int, window time.Duration, now time
 	if n > size {
 		return false, 0
 	}
-	rate := float64(size) / float64(window) // values per nanosecond
+	cost := max(window/time.Duration(size), 1)
+	burst := cost * time.Duration(size)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.bucket(key, size, rate, now)
-	if el := now.Sub(b.at); el > 0 {
-		b.level = math.Min(float64(size), b.level+float64(el)*rate)
-		b.at = now
+	tat := s.get(key, now)
+	if tat.Before(now) {
+		tat = now
 	}
-	if b.level >= float64(n) {
-		b.level -= float64(n)
-		return true, 0
+	next := tat.Add(cost * time.Duration(n))
+	if ahead := next.Sub(now); ahead > burst {
+		return false, ahead - burst
 	}
-	return false, time.Duration(math.Ceil((float64(n) - b.level) / rate))
+	s.set(key, next)
+	return true, 0
 }
 
-// bucket returns key's bucket, a full one if it has none. Called with mu held.
-func (s *budgetSet) bucket(key string, size int, rate float64, now time.Time) *bucket {
-	if b, ok := s.buckets[key]; ok {
-		return b
+// get returns key's tat; a key never seen, or past maxBudgetKeys, starts
+// with a full budget. Called with mu held.
+func (s *budgetSet) get(key string, now time.Time) time.Time {
+	if t, ok := s.tat[key]; ok {
+		return t
 	}
-	if len(s.buckets) >= maxBudgetKeys {
-		for k, b := range s.buckets {
-			if b.level+float64(now.Sub(b.at))*rate >= float64(size) {
-				delete(s.buckets, k) // refilled: the same as absent
+	if len(s.tat) >= maxBudgetKeys && now.Sub(s.pruned) >= time.Second {
+		s.pruned = now
+		for k, t := range s.tat {
+			if !t.After(now) {
+				delete(s.tat, k) // paid off: the same as absent
 			}
 		}
 	}
-	if len(s.buckets) >= maxBudgetKeys {
-		// Still full: every held key is spending. New keys share one bucket
-		// rather than grow memory or go unbounded.
-		if s.overflow.at.IsZero() {
-			s.overflow = bucket{level: float64(size), at: now}
-		}
-		return &s.overflow
+	if len(s.tat) >= maxBudgetKeys {
+		// Still full: every held key is spending. New keys share one
+		// budget rather than grow memory or go unbounded.
+		return s.overflow
 	}
-	b := &bucket{level: float64(size), at: now}
-	s.buckets[key] = b
-	return b
+	return time.Time{}
+}
+
+// set stores key's tat, in the shared overflow slot when the map is full.
+// Called with mu held.
+func (s *budgetSet) set(key string, t time.Time) {
+	if _, ok := s.tat[key]; ok || len(s.tat) < maxBudgetKeys {
+		s.tat[key] = t
+		return
+	}
+	s.overflow = t
 }
 
 // budgets is the state of every budget, shared by all Server generations.
