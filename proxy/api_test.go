@@ -71,6 +71,11 @@ func TestSeedWalkthrough(t *testing.T) {
 		t.Errorf("GET /@me as viewer = %d %s, want masked only", r.StatusCode, r.body)
 	}
 
+	// Step 4: the logged-in client's /handle converges.
+	if conv, again := e.clientHandle(jar, seedPAN), e.clientHandle(jar, seedPAN); conv != again || conv == tok {
+		t.Errorf("client POST /handle = %s then %s (anonymous gave %s); want one convergent token of its own", conv, again, tok)
+	}
+
 	// Logout ends the session.
 	r = do(t, jar, "POST", e.auth.URL+"/logout", "", "")
 	if r.StatusCode != 200 {
