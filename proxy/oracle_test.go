@@ -253,7 +253,8 @@ func TestRevealBudget(t *testing.T) {
 // TestInboundBudget: inbound routes spend the shopper address's budget on
 // convergent values only; past it nothing reaches the app.
 func TestInboundBudget(t *testing.T) {
-	e := newInboundEnv(t, inboundConfig{opts: func(o *Options) { o.Budgets.Inbound = 2 }})
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)} // no refill mid-test
+	e := newInboundEnv(t, inboundConfig{opts: func(o *Options) { o.Budgets.Inbound, o.Now = 2, clock.Now }})
 	post := func(body string) response {
 		return e.send("POST", "/checkout", "application/json", []byte(body))
 	}
@@ -355,4 +356,22 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return pb.GetCounter().GetValue()
+}
+
+// TestBudgetsSurviveReload: a reload keeps what callers have spent (a
+// SIGHUP must not hand an attacker a fresh budget) and applies new sizes.
+func TestBudgetsSurviveReload(t *testing.T) {
+	e := newTestEnv(t, nil, func(o *Options) { o.Budgets.HandleClient = 2 })
+	opts := e.srv.opts
+	opts.Budgets.HandleClient = 3
+	if err := e.srv.Reload(opts); err != nil {
+		t.Fatal(err)
+	}
+	next := e.srv.live.Load()
+	if next == e.srv || next.budgets != e.srv.budgets {
+		t.Fatal("the reloaded generation does not share the budgets' state")
+	}
+	if next.opts.Budgets.HandleClient != 3 {
+		t.Errorf("reloaded budget = %d, want 3", next.opts.Budgets.HandleClient)
+	}
 }
