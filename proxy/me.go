@@ -22,15 +22,14 @@ type meRequest struct {
 // masked-only client has no use for the ciphertext or the fingerprint
 // (issue 19), and the fingerprint is what convergence matches on.
 type meResponse struct {
-	Token        string `json:"token"`
-	EncryptedPAN string `json:"encrypted_pan,omitempty"`
-	// Hash is the card's keyed fingerprint in hex.
-	Hash            *string `json:"hash,omitempty"`
-	TransactionTime string  `json:"transaction_time"`
-	MaskedPAN       string  `json:"masked_pan"`
-	PAN             string  `json:"pan,omitempty"`
-	Format          string  `json:"format"`
-	KeyVersion      uint32  `json:"key_version"`
+	Token           string `json:"token"`
+	EncryptedPAN    string `json:"encrypted_pan,omitempty"`
+	Hash            string `json:"hash,omitempty"` // the card's keyed fingerprint, hex
+	TransactionTime string `json:"transaction_time"`
+	MaskedPAN       string `json:"masked_pan"`
+	PAN             string `json:"pan,omitempty"`
+	Format          string `json:"format"`
+	KeyVersion      uint32 `json:"key_version"`
 }
 
 // serveMe is GET /@me?token=... or POST /@me {"token": "..."}: look a token
@@ -107,8 +106,7 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 			// prototype's hash field promised.
 			fp = s.opts.Vault.Keyring().Fingerprint(vault.Spec{Format: rv.Format}.Domain(), rv.Value)
 		}
-		h := hex.EncodeToString(fp)
-		resp.Hash = &h
+		resp.Hash = hex.EncodeToString(fp)
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
