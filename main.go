@@ -763,7 +763,8 @@ func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, []byte, err
 func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit io.Writer, log *slog.Logger) (proxy.Options, error) {
 	clients := make([]proxy.Client, len(cfg.Clients))
 	for i, c := range cfg.Clients {
-		clients[i] = proxy.Client{Name: c.Name, SecretHash: c.SecretHash, Reveal: c.Reveal, Delete: c.Delete}
+		clients[i] = proxy.Client{Name: c.Name, SecretHash: c.SecretHash, Reveal: c.Reveal, Delete: c.Delete,
+			HandleBudget: c.HandleBudget, RevealBudget: c.RevealBudget}
 	}
 	routes := make([]proxy.Route, len(cfg.Inbound))
 	for i, r := range cfg.Inbound {
@@ -804,14 +805,17 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		SessionMax:       cfg.Session.Max,
 		LockoutThreshold: cfg.Lockout.Threshold,
 		LockoutDuration:  cfg.Lockout.Duration,
-		Upstream:         upstream,
-		Routes:           routes,
-		Guard:            proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
-		MaxDepth:         cfg.Limits.MaxDepth,
-		MaxInFlight:      cfg.Limits.MaxInFlight,
-		Egress:           egress,
-		TLS:              listenerTLS(cfg.TLS),
-		Backup:           backupOf(store),
+		Budgets: proxy.Budgets{Window: cfg.Budgets.Window, HandleAnonymous: cfg.Budgets.HandleAnonymous,
+			HandleClient: cfg.Budgets.HandleClient, Inbound: cfg.Budgets.Inbound, Reveal: cfg.Budgets.Reveal,
+			TrustedProxies: cfg.Budgets.Sources()},
+		Upstream:    upstream,
+		Routes:      routes,
+		Guard:       proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
+		MaxDepth:    cfg.Limits.MaxDepth,
+		MaxInFlight: cfg.Limits.MaxInFlight,
+		Egress:      egress,
+		TLS:         listenerTLS(cfg.TLS),
+		Backup:      backupOf(store),
 	}, nil
 }
 

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/tokproxy/tok/config"
+	"github.com/tokproxy/tok/proxy"
 )
 
 // tok check warns about env:NAME secrets the environment leaves unset,
@@ -23,5 +25,25 @@ func TestUnsetSecrets(t *testing.T) {
 	env["PSP_KEY"] = "set"
 	if got := unsetSecrets(cfg, func(k string) string { return env[k] }); len(got) != 0 {
 		t.Errorf("unsetSecrets with everything set = %q, want none", got)
+	}
+}
+
+// TestBudgetDefaults: the proxy's defaults for budgets left zero are the
+// config's documented ones (default.yaml), so a library user and a config
+// user get the same oracle bounds.
+func TestBudgetDefaults(t *testing.T) {
+	c := config.Default().Budgets
+	p := proxy.Budgets{Window: proxy.DefaultBudgetWindow, HandleAnonymous: proxy.DefaultHandleAnonymousBudget,
+		HandleClient: proxy.DefaultHandleClientBudget, Inbound: proxy.DefaultInboundBudget, Reveal: proxy.DefaultRevealBudget}
+	want := proxy.Budgets{Window: c.Window, HandleAnonymous: c.HandleAnonymous, HandleClient: c.HandleClient,
+		Inbound: c.Inbound, Reveal: c.Reveal}
+	if !reflect.DeepEqual(p, want) {
+		t.Errorf("proxy budget defaults %+v, config defaults %+v: want the same", p, want)
+	}
+	if proxy.AnonymousClient != config.AnonymousClient {
+		t.Errorf("proxy.AnonymousClient %q, config.AnonymousClient %q", proxy.AnonymousClient, config.AnonymousClient)
+	}
+	if proxy.MaxBudget != config.MaxBudget {
+		t.Errorf("proxy.MaxBudget %d, config.MaxBudget %d", proxy.MaxBudget, config.MaxBudget)
 	}
 }

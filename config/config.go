@@ -10,7 +10,9 @@ package config
 import (
 	_ "embed"
 	"fmt"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -58,6 +60,14 @@ const (
 	DefaultLockoutThreshold = 10               // lockout.threshold (PCI DSS 8.3.4)
 	DefaultLockoutDuration  = 30 * time.Minute // lockout.duration (PCI DSS 8.3.4)
 
+	// Budgets (issue 19), counted in values and refilled continuously over
+	// budgets.window; see the README's security section.
+	DefaultBudgetWindow          = time.Hour // budgets.window
+	DefaultHandleAnonymousBudget = 100_000   // budgets.handle_anonymous: card numbers per source address
+	DefaultHandleClientBudget    = 1_000     // budgets.handle_client: card numbers per client (convergent)
+	DefaultInboundBudget         = 10_000    // budgets.inbound: convergent values per source address
+	DefaultRevealBudget          = 100       // budgets.reveal: /@me lookups per client
+
 	DefaultGuardMode = GuardReject // guard.mode
 	DefaultStore     = StoreDisk   // fields[].store
 )
@@ -93,6 +103,14 @@ const (
 	BcryptCost    = 12
 	// MaxSelectorLen bounds json and form selectors and guard.ignore entries.
 	MaxSelectorLen = 256
+	// MaxBudget is the largest budget: 10^9 values per window is "off".
+	MaxBudget = 1_000_000_000
+	// MinBudgetWindow and MaxBudgetWindow bound budgets.window.
+	MinBudgetWindow = time.Minute
+	MaxBudgetWindow = 24 * time.Hour
+	// AnonymousClient is how the audit log names unauthenticated callers
+	// of /handle; no client may be called so.
+	AnonymousClient = "anonymous"
 )
 
 // Off is the listen address that turns a listener off.
@@ -130,6 +148,7 @@ type Config struct {
 	Audit    Audit         `yaml:"audit"`
 	Session  Session       `yaml:"session"`
 	Lockout  Lockout       `yaml:"lockout"`
+	Budgets  Budgets       `yaml:"budgets"`
 	Upstream string        `yaml:"upstream"` // the merchant app; empty: no inbound proxy
 	Inbound  []Route       `yaml:"inbound"`
 	Guard    Guard         `yaml:"guard"`
@@ -195,6 +214,49 @@ type Client struct {
 	SecretHash string `yaml:"secret_hash"` // bcrypt hash of the secret
 	Reveal     bool   `yaml:"reveal"`      // may see full PANs in /@me
 	Delete     bool   `yaml:"delete"`      // may erase tokens (DELETE /@me)
+	// HandleBudget and RevealBudget, if above 0, replace budgets.handle_client
+	// and budgets.reveal for this client.
+	HandleBudget int `yaml:"handle_budget"`
+	RevealBudget int `yaml:"reveal_budget"`
+}
+
+// Budgets bound the paths that answer whether a card has a token, or that
+// reveal one (issue 19), in values per window.
+type Budgets struct {
+	Window          time.Duration `yaml:"window"`
+	HandleAnonymous int           `yaml:"handle_anonymous"`
+	HandleClient    int           `yaml:"handle_client"`
+	Inbound         int           `yaml:"inbound"`
+	Reveal          int           `yaml:"reveal"`
+	// TrustedProxies are addresses or CIDR prefixes of the load balancers
+	// in front of tok, whose X-Forwarded-For names the shopper; see
+	// [Budgets.Sources].
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Sources returns TrustedProxies as prefixes (a lone address is a /32 or
+// /128). Parse has validated them, so an entry that does not parse is
+// left out.
+func (b Budgets) Sources() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range b.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // Audit configures the audit log.
@@ -356,6 +418,11 @@ func (c *Config) fillDefaults() {
 	setDefault(&c.Lockout.Threshold, DefaultLockoutThreshold)
 	setDefault(&c.Lockout.Duration, DefaultLockoutDuration)
 	setDefault(&c.Guard.Mode, DefaultGuardMode)
+	setDefault(&c.Budgets.Window, DefaultBudgetWindow)
+	setDefault(&c.Budgets.HandleAnonymous, DefaultHandleAnonymousBudget)
+	setDefault(&c.Budgets.HandleClient, DefaultHandleClientBudget)
+	setDefault(&c.Budgets.Inbound, DefaultInboundBudget)
+	setDefault(&c.Budgets.Reveal, DefaultRevealBudget)
 	for i := range c.Inbound {
 		fillFieldDefaults(c.Inbound[i].Fields)
 	}

@@ -103,7 +103,9 @@ func TestDefaults(t *testing.T) {
 		Audit:   Audit{Path: DefaultAuditPath},
 		Session: Session{Idle: DefaultSessionIdle, Max: DefaultSessionMax},
 		Lockout: Lockout{Threshold: DefaultLockoutThreshold, Duration: DefaultLockoutDuration},
-		Guard:   Guard{Mode: DefaultGuardMode},
+		Budgets: Budgets{Window: DefaultBudgetWindow, HandleAnonymous: DefaultHandleAnonymousBudget,
+			HandleClient: DefaultHandleClientBudget, Inbound: DefaultInboundBudget, Reveal: DefaultRevealBudget},
+		Guard: Guard{Mode: DefaultGuardMode},
 	}
 	for _, tc := range []struct{ name, yaml string }{
 		{"empty file", ""},
@@ -131,7 +133,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	empty, _ := Parse(nil, "empty")
 	// default.yaml spells out empty lists; an empty file leaves them nil.
-	got.Clients, got.Inbound, got.Egress, got.Guard.Ignore = nil, nil, nil, nil
+	got.Clients, got.Inbound, got.Egress, got.Guard.Ignore, got.Budgets.TrustedProxies = nil, nil, nil, nil, nil
 	if !reflect.DeepEqual(got, empty) {
 		t.Errorf("default.yaml =\n%+v\nwant the default constants\n%+v", *got, *empty)
 	}
@@ -246,6 +248,13 @@ func TestValidation(t *testing.T) {
 		{"tls bad mode", "tls:\n  auth: {cert_file: config_test.go, key_file: config_test.go, client_auth: maybe}\n", []want{{2, "tls.auth.client_auth", "want session, certificate or both"}}},
 		{"session negative", "session:\n  max: -1h\n", []want{{2, "session.max", "positive"}}},
 		{"lockout looser than PCI", "lockout:\n  threshold: 11\n  duration: 5m\n", []want{{2, "lockout.threshold", "1 to 10"}, {3, "lockout.duration", "at least 30m"}}},
+		{"budgets window", "budgets: {window: 10s}", []want{{1, "budgets.window", "use 1m0s to 24h0m0s"}}},
+		{"budgets out of range", "budgets:\n  handle_client: -1\n  reveal: 2000000000\n",
+			[]want{{2, "budgets.handle_client", "use 1 to 1000000000"}, {3, "budgets.reveal", "use 1 to 1000000000"}}},
+		{"budgets set", "budgets: {window: 10m, handle_anonymous: 5, handle_client: 50, inbound: 500, reveal: 5}", nil},
+		{"client budgets", "clients:\n  - name: cih\n    secret_hash: \"" + testHash + "\"\n    handle_budget: -5\n    reveal_budget: 10\n",
+			[]want{{4, "clients[0].handle_budget", "or 0 for the budgets section's value"}}},
+		{"client reserved name", "clients:\n  - name: anonymous\n    secret_hash: \"" + testHash + "\"\n", []want{{2, "clients[0].name", "reserved"}}},
 		{"upstream scheme", "upstream: ftp://h", []want{{1, "upstream", "not an http or https URL"}}},
 		{"upstream no host", "upstream: http://", []want{{1, "upstream", "with a host"}}},
 		{"upstream query", "upstream: http://h/?a=1", []want{{1, "upstream", "query or fragment"}}},
@@ -305,6 +314,7 @@ func TestValidation(t *testing.T) {
 			[]want{{8, "inbound[0].fields[2].bind", `"b" is bound itself`}}},
 		{"egress bind", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - form: card[cvc]\n        bind: card[number]\n",
 			[]want{{7, "egress[0].fields[0].bind", "names no form field"}}},
+		{"trusted proxies", "budgets:\n  trusted_proxies: [10.0.0.0/8, \"::1\", 192.0.2.7, nope, 10.0.0.0/33]\n", []want{{2, "budgets.trusted_proxies[3]", "not an address or a CIDR prefix"}, {2, "budgets.trusted_proxies[4]", "not an address"}}},
 		{"guard mode", "guard: {mode: loud}", []want{{1, "guard.mode", "use reject, tokenize or off"}}},
 		{"guard ignore empty", "guard:\n  ignore: [a, \"\"]\n", []want{{2, "guard.ignore[1]", "empty"}}},
 		{"egress http remote", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: http://api.psp.example\n", []want{{4, "egress[0].upstream", "use https"}}},

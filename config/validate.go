@@ -53,6 +53,7 @@ func (v *validator) config(c *Config) {
 		v.fail("audit.path", "contains a control character")
 	}
 	v.session(c.Session, c.Lockout)
+	v.budgets(c.Budgets)
 	if c.Upstream != "" {
 		v.upstreamURL("upstream", c.Upstream, false)
 	}
@@ -159,10 +160,20 @@ func (v *validator) clients(cs []Client) {
 		case !clientNameRE.MatchString(c.Name):
 			v.fail(p+".name", "%q: use 1 to 64 letters, digits, \".\", \"_\" or \"-\"", c.Name)
 		default:
-			if first, dup := seen[c.Name]; dup {
+			if c.Name == AnonymousClient {
+				v.fail(p+".name", "%q is reserved: the audit log names unauthenticated /handle callers so; choose another name", c.Name)
+			} else if first, dup := seen[c.Name]; dup {
 				v.fail(p+".name", "duplicate client %q (also clients[%d]); names must be unique", c.Name, first)
 			} else {
 				seen[c.Name] = i
+			}
+		}
+		for _, b := range []struct {
+			key string
+			n   int
+		}{{"handle_budget", c.HandleBudget}, {"reveal_budget", c.RevealBudget}} {
+			if b.n < 0 || b.n > MaxBudget {
+				v.fail(p+"."+b.key, "%d is out of range; use 1 to %d, or 0 for the budgets section's value", b.n, MaxBudget)
 			}
 		}
 		// The hash is not echoed: it is not the secret, but it is an
@@ -174,6 +185,28 @@ func (v *validator) clients(cs []Client) {
 			v.fail(p+".secret_hash", "not a bcrypt hash; generate one with \"tok secret hash\"")
 		case cost < MinBcryptCost:
 			v.fail(p+".secret_hash", "bcrypt cost %d is below %d; regenerate it with \"tok secret hash\"", cost, MinBcryptCost)
+		}
+	}
+}
+
+func (v *validator) budgets(b Budgets) {
+	if b.Window < MinBudgetWindow || b.Window > MaxBudgetWindow {
+		v.fail("budgets.window", "%s is out of range; use %s to %s", b.Window, MinBudgetWindow, MaxBudgetWindow)
+	}
+	for _, x := range []struct {
+		key string
+		n   int
+	}{
+		{"handle_anonymous", b.HandleAnonymous}, {"handle_client", b.HandleClient},
+		{"inbound", b.Inbound}, {"reveal", b.Reveal},
+	} {
+		if x.n < 1 || x.n > MaxBudget {
+			v.fail("budgets."+x.key, "%d is out of range; use 1 to %d values per window (%d turns it off in effect)", x.n, MaxBudget, MaxBudget)
+		}
+	}
+	for i, p := range b.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			v.fail(fmt.Sprintf("budgets.trusted_proxies[%d]", i), "%q is not an address or a CIDR prefix, e.g. 10.0.0.0/8", p)
 		}
 	}
 }

@@ -27,8 +27,10 @@ func TestSeedWalkthrough(t *testing.T) {
 	if tok == seedPAN || vault.Luhn(tok) {
 		t.Errorf("token %q equals the PAN or passes Luhn", tok)
 	}
-	if again := e.handle(seedPAN); again != tok {
-		t.Errorf("second POST /handle = %q, want the same token %q (convergent)", again, tok)
+	// Anonymous /handle never converges (issue 19): whether a card has a
+	// token already is not for an unauthenticated caller to learn.
+	if again := e.handle(seedPAN); again == tok {
+		t.Errorf("second POST /handle = %q, the same token again; want a fresh one", again)
 	}
 
 	jar := e.login("cih")
@@ -67,6 +69,11 @@ func TestSeedWalkthrough(t *testing.T) {
 	vm := r.json(t)
 	if r.StatusCode != 200 || vm["pan"] != nil || vm["masked_pan"] != vault.Mask(seedPAN) {
 		t.Errorf("GET /@me as viewer = %d %s, want masked only", r.StatusCode, r.body)
+	}
+
+	// Step 4: the logged-in client's /handle converges.
+	if conv, again := e.clientHandle(jar, seedPAN), e.clientHandle(jar, seedPAN); conv != again || conv == tok {
+		t.Errorf("client POST /handle = %s then %s (anonymous gave %s); want one convergent token of its own", conv, again, tok)
 	}
 
 	// Logout ends the session.
@@ -279,8 +286,16 @@ func TestHandleBatch(t *testing.T) {
 	if len(toks) != len(pans) {
 		t.Fatalf("batch returned %d tokens for %d PANs", len(toks), len(pans))
 	}
-	if toks[0] != toks[3] {
-		t.Errorf("the same PAN twice in one batch got tokens %v and %v", toks[0], toks[3])
+	if toks[0] == toks[3] {
+		t.Errorf("the same PAN twice in one anonymous batch got one token %v; want two fresh ones", toks[0])
+	}
+	// A logged-in client's batch on the auth listener converges.
+	r = do(t, e.login("cih"), "POST", e.auth.URL+"/handle", "application/json", `{"pan_numbers":["`+strings.Join(pans, `","`)+`"]}`)
+	if r.StatusCode != 200 {
+		t.Fatalf("client batch = %d %s", r.StatusCode, r.body)
+	}
+	if ct, _ := r.json(t)["tokens"].([]any); len(ct) != len(pans) || ct[0] != ct[3] {
+		t.Errorf("client batch tokens %v: want %d, the same PAN twice getting one token", ct, len(pans))
 	}
 	for i, tk := range toks {
 		rv, err := e.vault.Reveal(t.Context(), tk.(string))

@@ -32,10 +32,13 @@ func AuditKey(keys *vault.Keyring) []byte { return keys.DeriveKey(AuditKeyPurpos
 // secret or a session cookie; Session is the session's public id.
 type auditEvent struct {
 	Time    time.Time `json:"time"`
-	Event   string    `json:"event"` // login, lookup, reveal, logout, delete, rekey (Token: its cursor), backup, keys, keys_retire, pprof
+	Event   string    `json:"event"` // login, lookup, reveal, logout, delete, handle, rekey (Token: its cursor), backup, keys, keys_retire, pprof
 	Client  string    `json:"client,omitempty"`
 	Session string    `json:"session,omitempty"`
 	Token   string    `json:"token,omitempty"`
+	// Count is how many card numbers a /handle call carried (never the
+	// numbers themselves).
+	Count int `json:"count,omitempty"`
 	// Egress reveals also name the route, the field and the provider.
 	Route    string `json:"route,omitempty"`
 	Field    string `json:"field,omitempty"`

@@ -23,8 +23,8 @@ func TestAuditChain(t *testing.T) {
 	}
 	key := AuditKey(e.vault.Keyring())
 	first := e.audit.String()
-	if rep, err := VerifyAudit(strings.NewReader(first), key, false); err != nil || rep.Lines != 4 || rep.LastSeq != 4 {
-		t.Fatalf("VerifyAudit = %+v, %v; want 4 lines, nil", rep, err)
+	if rep, err := VerifyAudit(strings.NewReader(first), key, false); err != nil || rep.Lines != 5 || rep.LastSeq != 5 {
+		t.Fatalf("VerifyAudit = %+v, %v; want 5 lines (handle, login, 3 reveals), nil", rep, err)
 	}
 
 	// A restarted tok continues the chain from the file's last line.
@@ -40,8 +40,8 @@ func TestAuditChain(t *testing.T) {
 	c2 := e2.login("cih")
 	do(t, c2, "GET", e2.auth.URL+"/@me?token=nope", "", "")
 	all := first + e2.audit.String()
-	if rep, err := VerifyAudit(strings.NewReader(all), key, false); err != nil || rep.Lines != 6 {
-		t.Fatalf("VerifyAudit(across restart) = %+v, %v; want 6, nil", rep, err)
+	if rep, err := VerifyAudit(strings.NewReader(all), key, false); err != nil || rep.Lines != 7 {
+		t.Fatalf("VerifyAudit(across restart) = %+v, %v; want 7, nil", rep, err)
 	}
 
 	lines := strings.SplitAfter(strings.TrimSuffix(all, "\n"), "\n")

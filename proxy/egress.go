@@ -438,7 +438,7 @@ func (e *egress) guardResponse(resp *http.Response) error {
 			for i, v := range vals {
 				reqs[i] = vault.Request{Value: v.Text}
 			}
-			return e.s.tokenize(req, reqs)
+			return e.s.tokenize(req, reqs, pathEgressResponse)
 		})
 		if err != nil {
 			var re *rewrite.Error

@@ -11,6 +11,29 @@ import (
 // MaxBatch is the most PANs one POST /handle may carry in pan_numbers.
 const MaxBatch = 1000
 
+// Paths that store records, as tok_records_created_total labels them.
+const (
+	pathHandleAnonymous = "handle_anonymous"
+	pathHandleClient    = "handle_client"
+	pathInbound         = "inbound"
+	pathEgressResponse  = "egress_response" // card numbers in a provider's answer
+)
+
+// AnonymousClient is the audit log's client for unauthenticated callers of
+// /handle; config refuses it as a client name.
+const AnonymousClient = "anonymous"
+
+// anonymousSpec is how the public /handle tokenizes: a fresh pan token on
+// every call, neither looked up nor stored under a fingerprint. Its answer
+// cannot tell anyone whether a card already has a token, so holding a token
+// and calling /handle with candidates recovers nothing (issue 19).
+var anonymousSpec = vault.Spec{Unique: true}
+
+// clientSpec is how the auth listener's /handle tokenizes for a logged-in
+// client: convergent, in the fingerprint domain of inbound routes' default
+// pan fields, so the token is the one /checkout gave (a stable card id).
+var clientSpec = vault.Spec{}
+
 type handleRequest struct {
 	PAN  *string  `json:"pan_number"`
 	PANs []string `json:"pan_numbers"`
@@ -21,57 +44,140 @@ type handleResponse struct {
 	Tokens []string `json:"tokens,omitempty"`
 }
 
-// serveHandle is POST /handle: {"pan_number": "..."} → {"token": "..."},
-// or {"pan_numbers": [...]} → {"tokens": [...]} in one durable commit.
+// serveHandle is POST /handle on the public listener, for anyone:
+// {"pan_number": "..."} → {"token": "..."}, or {"pan_numbers": [...]} →
+// {"tokens": [...]} in one durable commit. Every call mints fresh tokens
+// (anonymousSpec), spends the caller address's budget, and writes one
+// audit line.
 func (s *Server) serveHandle(w http.ResponseWriter, r *http.Request) error {
-	if err := allowMethods(w, r, http.MethodPost); err != nil {
+	ev := auditEvent{Event: "handle", Client: AnonymousClient}
+	return s.audited(w, r, &ev, func() (*handleResponse, error) {
+		values, single, err := s.readHandle(w, r, &ev)
+		if err != nil {
+			return nil, err
+		}
+		b := s.opts.Budgets
+		if err := s.spend(w, s.budgets.handleAnonymous, budgetHandleAnonymous, sourceKey(r, s.opts.Budgets.TrustedProxies), len(values), b.HandleAnonymous); err != nil {
+			return nil, err
+		}
+		return s.mint(r, values, single, anonymousSpec, pathHandleAnonymous)
+	})
+}
+
+// serveClientHandle is POST /handle on the auth listener, for a logged-in
+// client (session cookie or certificate): the same request and answer as
+// the public /handle, but convergent (the same card gets the same token),
+// and so an oracle, bounded by the client's budget in values.
+func (s *Server) serveClientHandle(w http.ResponseWriter, r *http.Request) error {
+	ev := auditEvent{Event: "handle"}
+	return s.audited(w, r, &ev, func() (*handleResponse, error) {
+		if err := allowMethods(w, r, http.MethodPost); err != nil {
+			return nil, err
+		}
+		sess, client, err := s.auth.session(r)
+		if err != nil {
+			return nil, err
+		}
+		ev.Client, ev.Session = client.Name, sess.ID
+		values, single, err := s.readHandle(w, r, &ev)
+		if err != nil {
+			return nil, err
+		}
+		size := clientBudget(client.HandleBudget, s.opts.Budgets.HandleClient)
+		if err := s.spend(w, s.budgets.handleClient, budgetHandleClient, client.Name, len(values), size); err != nil {
+			return nil, err
+		}
+		return s.mint(r, values, single, clientSpec, pathHandleClient)
+	})
+}
+
+// audited runs a /handle call and writes its audit line: who, how many
+// values, the outcome. No audit line, no tokens: the answer is withheld
+// if the line cannot be written, as for a reveal (invariant 4).
+func (s *Server) audited(w http.ResponseWriter, r *http.Request, ev *auditEvent, call func() (*handleResponse, error)) error {
+	resp, err := call()
+	ev.Outcome = "ok"
+	if err != nil {
+		ev.Outcome = toAPIError(err).Code
+	}
+	if aerr := s.audit.write(r, *ev); aerr != nil {
+		if err != nil {
+			s.log.Error("audit write failed", "err", aerr)
+			return err
+		}
+		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to tokenize", aerr}
+	}
+	if err != nil {
 		return err
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// readHandle reads and checks a /handle body, and sets ev.Count to the
+// number of values it holds. single is true for pan_number.
+func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *auditEvent) (values []string, single bool, err error) {
+	if err := allowMethods(w, r, http.MethodPost); err != nil {
+		return nil, false, err
 	}
 	var req handleRequest
 	if err := decodeJSON(w, r, s.opts.MaxBody, &req); err != nil {
-		return err
+		return nil, false, err
+	}
+	ev.Count = len(req.PANs)
+	if req.PAN != nil {
+		ev.Count++
 	}
 	switch {
 	case req.PAN != nil && req.PANs != nil:
-		return errorf(http.StatusBadRequest, "invalid_request", "send pan_number or pan_numbers, not both")
+		return nil, false, errorf(http.StatusBadRequest, "invalid_request", "send pan_number or pan_numbers, not both")
 	case req.PAN == nil && req.PANs == nil:
-		return errorf(http.StatusBadRequest, "missing_field", "pan_number is required")
+		return nil, false, errorf(http.StatusBadRequest, "missing_field", "pan_number is required")
 	case req.PANs != nil && len(req.PANs) == 0:
-		return errorf(http.StatusBadRequest, "invalid_request", "pan_numbers is empty")
+		return nil, false, errorf(http.StatusBadRequest, "invalid_request", "pan_numbers is empty")
 	case len(req.PANs) > MaxBatch:
-		return errorf(http.StatusRequestEntityTooLarge, "batch_too_large", "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
+		return nil, false, errorf(http.StatusRequestEntityTooLarge, "batch_too_large", "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
 	}
-	values := req.PANs
+	values = req.PANs
 	if req.PAN != nil {
 		values = []string{*req.PAN}
 	}
-	reqs := make([]vault.Request, len(values))
 	for i, v := range values {
 		if _, err := vault.NormalizePAN(v); err != nil {
 			field := "pan_number"
 			if req.PAN == nil {
 				field = fmt.Sprintf("pan_numbers[%d]", i)
 			}
-			return &apiError{http.StatusBadRequest, "invalid_pan", field + " must be 12 to 19 digits (spaces and dashes allowed)", nil}
+			return nil, false, &apiError{http.StatusBadRequest, "invalid_pan", field + " must be 12 to 19 digits (spaces and dashes allowed)", nil}
 		}
-		reqs[i] = vault.Request{Value: v}
 	}
-	tokens, err := s.tokenize(r, reqs)
-	if err != nil {
-		return err
-	}
-	if req.PAN != nil {
-		writeJSON(w, http.StatusOK, handleResponse{Token: tokens[0]})
-		return nil
-	}
-	writeJSON(w, http.StatusOK, handleResponse{Tokens: tokens})
-	return nil
+	return values, req.PAN != nil, nil
 }
 
-// tokenize runs the vault and records metrics; every tokenizing path uses it.
-func (s *Server) tokenize(r *http.Request, reqs []vault.Request) ([]string, error) {
+// mint tokenizes values under spec and builds the answer.
+func (s *Server) mint(r *http.Request, values []string, single bool, spec vault.Spec, path string) (*handleResponse, error) {
+	reqs := make([]vault.Request, len(values))
+	for i, v := range values {
+		reqs[i] = vault.Request{Value: v, Spec: spec}
+	}
+	tokens, err := s.tokenize(r, reqs, path)
+	if err != nil {
+		return nil, err
+	}
+	if single {
+		return &handleResponse{Token: tokens[0]}, nil
+	}
+	return &handleResponse{Tokens: tokens}, nil
+}
+
+// tokenize runs the vault and records metrics; every tokenizing path uses
+// it, naming itself in path for tok_records_created_total.
+func (s *Server) tokenize(r *http.Request, reqs []vault.Request, path string) ([]string, error) {
 	start := time.Now()
-	tokens, err := s.opts.Vault.Tokenize(r.Context(), reqs)
+	tokens, created, err := s.opts.Vault.TokenizeCount(r.Context(), reqs)
 	s.metrics.observeTokenize(len(reqs), time.Since(start), err)
+	if err == nil {
+		s.metrics.recordsCreated.WithLabelValues(path).Add(float64(created))
+	}
 	return tokens, err
 }

@@ -184,6 +184,18 @@ func (e *testEnv) handle(pan string) string {
 	return tok
 }
 
+// clientHandle posts one PAN to the auth listener's convergent /handle
+// as the client c is logged in as, and returns the token.
+func (e *testEnv) clientHandle(c *http.Client, pan string) string {
+	e.t.Helper()
+	r := do(e.t, c, "POST", e.auth.URL+"/handle", "application/json", `{"pan_number": "`+pan+`"}`)
+	if r.StatusCode != 200 {
+		e.t.Fatalf("POST /handle (auth listener) = %d %s, want 200", r.StatusCode, r.body)
+	}
+	tok, _ := r.json(e.t)["token"].(string)
+	return tok
+}
+
 // login logs client in and returns an HTTP client carrying its cookie.
 func (e *testEnv) login(client string) *http.Client {
 	e.t.Helper()

@@ -177,7 +177,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
-		q, err := rw.RewriteQuery(r.URL.RawQuery, in.replacer(r, rt))
+		q, err := rw.RewriteQuery(r.URL.RawQuery, in.replacer(w, r, rt))
 		if err != nil {
 			return err
 		}
@@ -231,12 +231,12 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 		// A POST without a Content-Type on a route without fields: Rack
 		// (Rails, Sinatra) parses it as a form, so the guard reads it as
 		// one, leniently, as it reads a query string.
-		q, err := rw.RewriteQuery(string(body), in.replacer(r, rt))
+		q, err := rw.RewriteQuery(string(body), in.replacer(w, r, rt))
 		if err != nil {
 			return err
 		}
 		out = []byte(q)
-	} else if out, err = rw.Rewrite(body, ct, in.replacer(r, rt)); err != nil {
+	} else if out, err = rw.Rewrite(body, ct, in.replacer(w, r, rt)); err != nil {
 		return err
 	}
 	r.Header.Del("Content-Encoding") // forwarded decoded
@@ -255,8 +255,10 @@ func setBody(r *http.Request, b []byte) {
 
 // replacer tokenizes every value found, in one batched durable commit.
 // Guard hits (guard mode tokenize) get the default pan spec; rt is nil on
-// paths without a route.
-func (in *inbound) replacer(r *http.Request, rt *inboundRoute) rewrite.ReplaceFunc {
+// paths without a route. Convergent values spend the source address's
+// inbound budget first: an app that echoes tokens makes its routes an
+// oracle too (issue 19).
+func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundRoute) rewrite.ReplaceFunc {
 	return func(vals []rewrite.Value) ([]string, error) {
 		var pair []int
 		if rt != nil {
@@ -266,6 +268,7 @@ func (in *inbound) replacer(r *http.Request, rt *inboundRoute) rewrite.ReplaceFu
 			}
 		}
 		reqs := make([]vault.Request, len(vals))
+		n := 0 // convergent values: those looked up by fingerprint
 		for i, v := range vals {
 			var spec vault.Spec
 			if !v.IsGuardHit() {
@@ -283,9 +286,22 @@ func (in *inbound) replacer(r *http.Request, rt *inboundRoute) rewrite.ReplaceFu
 			if spec.Bound {
 				reqs[i].BindTo = pair[i]
 			}
+			if convergent(spec) {
+				n++
+			}
 		}
-		return in.s.tokenize(r, reqs)
+		s := in.s
+		if err := s.spend(w, s.budgets.inbound, budgetInbound, sourceKey(r, s.opts.Budgets.TrustedProxies), n, s.opts.Budgets.Inbound); err != nil {
+			return nil, err
+		}
+		return s.tokenize(r, reqs, pathInbound)
 	}
+}
+
+// convergent reports whether the vault looks values of spec up by
+// fingerprint (see vault.Tokenize): only those answer "seen before".
+func convergent(spec vault.Spec) bool {
+	return !spec.Unique && !spec.Volatile && spec.TTL <= 0
 }
 
 // stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later

@@ -20,12 +20,14 @@ type meRequest struct {
 	Bound string `json:"bound"`
 }
 
-// meResponse is the prototype's /@me answer plus masked_pan; PAN is set
-// only for clients allowed to reveal.
+// meResponse is the prototype's /@me answer plus masked_pan. PAN,
+// EncryptedPAN and Hash are set only for clients allowed to reveal: a
+// masked-only client has no use for the ciphertext or the fingerprint
+// (issue 19), and the fingerprint is what convergence matches on.
 type meResponse struct {
 	Token           string `json:"token"`
-	EncryptedPAN    string `json:"encrypted_pan"`
-	Hash            string `json:"hash"`
+	EncryptedPAN    string `json:"encrypted_pan,omitempty"`
+	Hash            string `json:"hash,omitempty"` // the card's keyed fingerprint, hex
 	TransactionTime string `json:"transaction_time"`
 	MaskedPAN       string `json:"masked_pan"`
 	PAN             string `json:"pan,omitempty"`
@@ -70,6 +72,17 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		kind = "reveal"
 	}
 	ev := auditEvent{Event: kind, Client: client.Name, Session: sess.ID}
+	// Every lookup spends the client's budget before the vault is asked,
+	// found or not: enumerating short tokens is mostly misses.
+	size := clientBudget(client.RevealBudget, s.opts.Budgets.Reveal)
+	if err := s.spend(w, s.budgets.reveal, budgetReveal, client.Name, 1, size); err != nil {
+		ev.Token, ev.Outcome = auditToken(token, false), toAPIError(err).Code
+		s.metrics.revealed.WithLabelValues(kind, "error").Inc()
+		if aerr := s.audit.write(r, ev); aerr != nil {
+			s.log.Error("audit write failed", "err", aerr)
+		}
+		return err
+	}
 	start := time.Now()
 	var rv vault.Revealed
 	if bound != "" {
@@ -97,8 +110,6 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp := meResponse{
 		Token:           rv.Token,
-		EncryptedPAN:    base64.StdEncoding.EncodeToString(rv.Ciphertext),
-		Hash:            hex.EncodeToString(rv.Fingerprint),
 		TransactionTime: rv.Created.UTC().Format(transactionTimeLayout),
 		MaskedPAN:       vault.Mask(rv.Value),
 		Format:          rv.Format.String(),
@@ -109,6 +120,16 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	if client.Reveal {
 		resp.PAN = rv.Value
+		resp.EncryptedPAN = base64.StdEncoding.EncodeToString(rv.Ciphertext)
+		fp := rv.Fingerprint
+		if len(fp) == 0 {
+			// A unique token stores no fingerprint, so that nothing can
+			// match on it; a client that sees the card anyway gets the
+			// card's fingerprint in its format's default domain, as the
+			// prototype's hash field promised.
+			fp = s.opts.Vault.Keyring().Fingerprint(vault.Spec{Format: rv.Format}.Domain(), rv.Value)
+		}
+		resp.Hash = hex.EncodeToString(fp)
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

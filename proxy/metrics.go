@@ -24,6 +24,10 @@ type metrics struct {
 	logins        *prometheus.CounterVec
 	storeCommit   prometheus.Histogram
 	storeCommitOp prometheus.Histogram
+	// recordsCreated and budgetRefusals are what an operator alerts on to
+	// see someone searching the card space (issue 19; README, security).
+	recordsCreated *prometheus.CounterVec
+	budgetRefusals *prometheus.CounterVec
 }
 
 // latencyBuckets spans 100µs to 2.5s: a tokenization is a commit away.
@@ -59,9 +63,23 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tok_store_commit_ops", Help: "Operations group-committed per store commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
+		recordsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tok_records_created_total",
+			Help: "New token records stored, by path (handle_anonymous, handle_client, inbound, egress_response); convergent values found again are not counted.",
+		}, []string{"path"}),
+		budgetRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tok_budget_refusals_total",
+			Help: "Requests refused because a budget was spent, by budget (handle_anonymous, handle_client, inbound, reveal).",
+		}, []string{"budget"}),
+	}
+	for _, p := range []string{pathHandleAnonymous, pathHandleClient, pathInbound, pathEgressResponse} {
+		m.recordsCreated.WithLabelValues(p) // present at 0, so rate() and alerts see the series from the start
+	}
+	for _, b := range []string{budgetHandleAnonymous, budgetHandleClient, budgetInbound, budgetReveal} {
+		m.budgetRefusals.WithLabelValues(b)
 	}
 	reg.MustRegister(m.requests, m.duration, m.tokenized, m.tokenizeDur, m.revealed, m.revealDur,
-		m.logins, m.storeCommit, m.storeCommitOp)
+		m.logins, m.storeCommit, m.storeCommitOp, m.recordsCreated, m.budgetRefusals)
 	// A caller may hand in a registry that already has these.
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {

@@ -41,8 +41,8 @@ const (
 
 // Listen holds the listener addresses. An empty address turns that listener off.
 type Listen struct {
-	Public string // POST /handle, and the inbound proxy
-	Auth   string // POST /login, GET|POST /@me, POST /logout
+	Public string // POST /handle (anonymous), and the inbound proxy
+	Auth   string // POST /login, GET|POST /@me, POST /logout, POST /handle (convergent)
 	Admin  string // /metrics, /healthz, /readyz
 	Egress string // outbound routes to payment providers; served only with Egress routes
 }
@@ -53,6 +53,10 @@ type Client struct {
 	SecretHash string // bcrypt hash of the client's secret
 	Reveal     bool   // may see the full PAN in /@me; otherwise masked only
 	Delete     bool   // may erase tokens with DELETE /@me (right to erasure)
+	// HandleBudget and RevealBudget, if positive, replace Budgets.HandleClient
+	// and Budgets.Reveal for this client.
+	HandleBudget int
+	RevealBudget int
 }
 
 // Options configures a [Server]. Vault and Store are required.
@@ -89,6 +93,9 @@ type Options struct {
 	LockoutThreshold int
 	LockoutDuration  time.Duration
 	ShutdownTimeout  time.Duration
+	// Budgets bound the convergent (oracle) paths and /@me. Zero fields
+	// take the defaults; see [Budgets].
+	Budgets Budgets
 
 	// Inbound proxy (issue 3): when Upstream is set, every request to the
 	// public listener except /handle is forwarded to it, with the values
@@ -128,6 +135,7 @@ type Server struct {
 	log      *slog.Logger
 	audit    *auditLog
 	metrics  *metrics
+	budgets  *budgets  // what callers have spent; shared by every generation
 	keys     *keyState // shared by every generation
 	auth     *authenticator
 	inbound  *inbound // nil without an upstream
@@ -216,13 +224,15 @@ func build(opts Options, prev *Server) (*Server, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	opts.Budgets = opts.Budgets.withDefaults()
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
-		s.audit, s.metrics, s.live, s.keys = prev.audit, prev.metrics, prev.live, prev.keys
+		s.audit, s.metrics, s.live, s.keys, s.budgets = prev.audit, prev.metrics, prev.live, prev.keys, prev.budgets
 	} else {
 		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast, AuditKey(opts.Vault.Keyring()))
 		opts.Registry.MustRegister(s.audit.head)
 		s.metrics = newMetrics(opts.Registry)
+		s.budgets = newBudgets()
 		if opts.Volatile != nil {
 			registerVolatile(opts.Registry, opts.Volatile)
 		}
@@ -279,6 +289,7 @@ func (s *Server) AuthHandler() http.Handler {
 	mux.Handle("/login", s.instrument("login", s.serveLogin))
 	mux.Handle("/logout", s.instrument("logout", s.serveLogout))
 	mux.Handle("/@me", s.instrument("me", s.serveMe))
+	mux.Handle("/handle", s.instrument("handle_client", s.serveClientHandle))
 	mux.Handle("/", s.instrument("other", s.serveNotFound))
 	return mux
 }

@@ -92,9 +92,9 @@ func (s Spec) keep() (first, last int) {
 	return max(first, 0), max(last, 0)
 }
 
-// domain is the fingerprint domain: values converge only under the same
-// format and kept digits.
-func (s Spec) domain() string {
+// Domain is the fingerprint domain: values converge only under the same
+// format and kept digits ("pan:6:4", "digits", "opaque").
+func (s Spec) Domain() string {
 	if s.Format != FormatPAN {
 		return s.Format.String()
 	}

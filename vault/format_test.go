@@ -293,7 +293,7 @@ func TestSpecDomain(t *testing.T) {
 		{{Format: FormatDigits}, {Format: FormatDigits, KeepFirst: 3}},
 	}
 	for _, p := range same {
-		if a, b := p[0].domain(), p[1].domain(); a != b {
+		if a, b := p[0].Domain(), p[1].Domain(); a != b {
 			t.Errorf("domain(%+v) = %q, domain(%+v) = %q, want equal", p[0], a, p[1], b)
 		}
 	}
@@ -306,7 +306,7 @@ func TestSpecDomain(t *testing.T) {
 		{{KeepFirst: 1, KeepLast: 11}, {KeepFirst: 11, KeepLast: 1}},
 	}
 	for _, p := range differ {
-		if a, b := p[0].domain(), p[1].domain(); a == b {
+		if a, b := p[0].Domain(), p[1].Domain(); a == b {
 			t.Errorf("domain(%+v) = domain(%+v) = %q, want different", p[0], p[1], a)
 		}
 	}

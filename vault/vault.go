@@ -92,41 +92,50 @@ func (v *Vault) Keyring() *Keyring { return v.keys }
 // equal tokens) and is unique among the live values bound to the token of
 // reqs[BindTo], under which it is stored in the volatile store.
 func (v *Vault) Tokenize(ctx context.Context, reqs []Request) ([]string, error) {
-	tokens := make([]string, len(reqs))
+	tokens, _, err := v.TokenizeCount(ctx, reqs)
+	return tokens, err
+}
+
+// TokenizeCount is [Vault.Tokenize] that also reports how many new records
+// it stored; the other tokens were found by fingerprint. A rate of new
+// records far above the usual is how an operator sees someone searching
+// the card space (issue 19).
+func (v *Vault) TokenizeCount(ctx context.Context, reqs []Request) (tokens []string, created int, err error) {
+	tokens = make([]string, len(reqs))
 	var durable, volatile, bound []int
 	values := make([]string, len(reqs))
 	for i, r := range reqs {
 		d, err := r.Spec.Normalize(r.Value)
 		if err != nil {
-			return nil, fmt.Errorf("value %d: %w", i, err)
+			return nil, 0, fmt.Errorf("value %d: %w", i, err)
 		}
 		values[i] = d
 		if r.Spec.Bound {
 			if err := v.checkBinding(reqs, i); err != nil {
-				return nil, fmt.Errorf("value %d: %w", i, err)
+				return nil, 0, fmt.Errorf("value %d: %w", i, err)
 			}
 			bound = append(bound, i)
 			continue
 		}
 		if r.Spec.Volatile {
 			if v.volatile == nil {
-				return nil, errors.New("vault: no volatile store configured")
+				return nil, 0, errors.New("vault: no volatile store configured")
 			}
 			volatile = append(volatile, i)
 		} else {
 			durable = append(durable, i)
 		}
 	}
-	if err := v.tokenizeIn(ctx, v.durable, reqs, values, durable, tokens); err != nil {
-		return nil, err
+	if err := v.tokenizeIn(ctx, v.durable, reqs, values, durable, tokens, &created); err != nil {
+		return nil, 0, err
 	}
-	if err := v.tokenizeIn(ctx, v.volatile, reqs, values, volatile, tokens); err != nil {
-		return nil, err
+	if err := v.tokenizeIn(ctx, v.volatile, reqs, values, volatile, tokens, &created); err != nil {
+		return nil, 0, err
 	}
 	if err := v.tokenizeBound(ctx, reqs, values, bound, tokens); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return tokens, nil
+	return tokens, created + len(bound), nil
 }
 
 // checkBinding checks that request i may be bound as it asks.
@@ -251,8 +260,9 @@ func (v *Vault) scanBound(ctx context.Context, card string, fn func(Record) erro
 // card token it was bound to.
 func BoundKey(card, token string) string { return card + boundSep + token }
 
-// tokenizeIn fills tokens[i] for every i in idx using store s.
-func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string) error {
+// tokenizeIn fills tokens[i] for every i in idx using store s, adding the
+// records it stored to *created.
+func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string, created *int) error {
 	if len(idx) == 0 {
 		return nil
 	}
@@ -266,7 +276,7 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 			pending = append(pending, i)
 			continue
 		}
-		fp := v.keys.Fingerprint(spec.domain(), values[i])
+		fp := v.keys.Fingerprint(spec.Domain(), values[i])
 		fps[i] = fp
 		rec, err := s.Find(ctx, fp)
 		if err == nil {
@@ -320,6 +330,7 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 				}
 				tokens[i] = outs[j].Record.Token
 			case Stored:
+				*created++
 				tokens[i] = outs[j].Record.Token
 			default:
 				retry = append(retry, i)

@@ -240,6 +240,9 @@ func tokConfig(public, admin, egress, boltPath, keyring, audit, upstream, cvcFor
 		fmt.Fprintf(&b, "vault: {bolt: %q, keyring: %q}\n", boltPath, keyring)
 	}
 	fmt.Fprintf(&b, "audit: {path: %q}\n", audit)
+	// The load comes from one address and measures throughput: the
+	// per-address budgets (issue 19) would refuse it within seconds.
+	fmt.Fprintf(&b, "budgets: {handle_anonymous: %d, inbound: %d}\n", config.MaxBudget, config.MaxBudget)
 	if upstream == "" {
 		return b.String()
 	}

@@ -24,6 +24,9 @@ func TestTokConfigIsValid(t *testing.T) {
 			if cfg.Listen.Auth != "" || cfg.Vault.Bolt != "/tmp/x/tok.db" {
 				t.Errorf("config %+v: want auth off and the bolt file in the temporary directory", cfg)
 			}
+			if cfg.Budgets.HandleAnonymous != config.MaxBudget || cfg.Budgets.Inbound != config.MaxBudget {
+				t.Errorf("budgets %+v: want the per-address budgets out of the load's way", cfg.Budgets)
+			}
 			if upstream == "" {
 				if len(cfg.Inbound) != 0 {
 					t.Error("a /handle-only config has inbound routes")

@@ -243,6 +243,8 @@ type server struct {
 	cmd   *exec.Cmd
 	addrs map[string]string // listener name → address
 	logs  chan map[string]any
+	// lastRetryAfter is the Retry-After of the last answer to s.do.
+	lastRetryAfter string
 }
 
 // startTok runs "tok serve -config cfg" in dir with extra environment and
@@ -373,18 +375,27 @@ inbound:
 			t.Errorf("GET %s = %d, want 200", path, code)
 		}
 	}
-	tok1 := s.handle(t, testPAN)
-
-	resp, err := http.Post("http://"+s.addrs["public"]+"/checkout", "application/json", strings.NewReader(`{"card": {"number": "`+testPAN+`"}}`))
-	if err != nil {
-		t.Fatal(err)
+	anon := s.handle(t, testPAN)
+	checkout := func() string {
+		t.Helper()
+		resp, err := http.Post("http://"+s.addrs["public"]+"/checkout", "application/json", strings.NewReader(`{"card": {"number": "`+testPAN+`"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /checkout = %d, want 200", resp.StatusCode)
+		}
+		var sent struct{ Card struct{ Number string } }
+		body := <-got
+		if err := json.Unmarshal([]byte(body), &sent); err != nil || len(sent.Card.Number) != len(testPAN) || sent.Card.Number == testPAN {
+			t.Fatalf("upstream received %q, want a token in place of the card", body)
+		}
+		return sent.Card.Number
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /checkout = %d, want 200", resp.StatusCode)
-	}
-	if body := <-got; body != `{"card": {"number": "`+tok1+`"}}` {
-		t.Errorf("upstream received %s, want the convergent token %s in place of the card", body, tok1)
+	tok1 := checkout()
+	if anon == tok1 {
+		t.Errorf("anonymous /handle gave the route's convergent token %s: it must mint its own (issue 19)", tok1)
 	}
 	s.stop(t)
 	if st, err := os.Stat(filepath.Join(dir, "audit.log")); err != nil || st.Mode().Perm() != 0o600 {
@@ -392,8 +403,8 @@ inbound:
 	}
 	// The bolt file survives the restart: the same PAN gets the same token.
 	s = startTok(t, dir, cfg)
-	if tok2 := s.handle(t, testPAN); tok2 != tok1 {
-		t.Errorf("after restart /handle = %s, want %s", tok2, tok1)
+	if tok2 := checkout(); tok2 != tok1 {
+		t.Errorf("after restart /checkout sent %s, want %s", tok2, tok1)
 	}
 	s.stop(t)
 }

@@ -228,14 +228,14 @@ func TestAuditChainKeyedBinary(t *testing.T) {
 	}
 	s.stop(t)
 	logPath := filepath.Join(dir, "audit.log")
-	if code, out, _ := tok(t, dir, "", "audit", "verify", "-keyring", keyring, logPath); code != 0 || !strings.Contains(out, "ok, 4 lines") || !strings.Contains(out, "last seq 4") {
-		t.Fatalf("audit verify (intact) = %d %q, want ok, 4 lines", code, out)
+	if code, out, _ := tok(t, dir, "", "audit", "verify", "-keyring", keyring, logPath); code != 0 || !strings.Contains(out, "ok, 5 lines") || !strings.Contains(out, "last seq 5") {
+		t.Fatalf("audit verify (intact) = %d %q, want ok, 5 lines (handle, login, 3 reveals)", code, out)
 	}
 	if code, _, errOut := tok(t, dir, "", "audit", "verify", "-config", filepath.Join(dir, "none.yaml"), logPath); code != 1 || !strings.Contains(errOut, "keyring") {
 		t.Errorf("audit verify without a keyring = %d %q, want 1 asking for the keyring", code, errOut)
 	}
 
-	// The attack: drop the second reveal (line 3) and rebuild seq and
+	// The attack: drop the first reveal (line 3) and rebuild seq and
 	// prev after it, as the unkeyed chain computed them, dropping macs.
 	raw, _ := os.ReadFile(logPath)
 	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
