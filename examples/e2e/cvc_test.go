@@ -227,3 +227,89 @@ func luhnComplete(d string) string {
 	}
 	panic("unreachable")
 }
+
+// TestEgressCVCEchoBinary is issue 19's item 5 through the binary: a
+// provider that echoes the CVC it was sent (JSON, and a form) hands the app
+// the CVC token back, never the code; the same digits as an amount stay.
+func TestEgressCVCEchoBinary(t *testing.T) {
+	const egressKey = "e2e-egress-key"
+	dir := t.TempDir()
+	keyring := newKeyring(t, dir)
+	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.Copy(w, r.Body)
+	}))
+	t.Cleanup(shop.Close)
+	var form atomic.Bool
+	psp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		cvc := r.PostForm.Get("card[cvc]")
+		if form.Load() {
+			w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
+			fmt.Fprintf(w, "amount=%s&card%%5Bcvc%%5D=%s", cvc, cvc)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"amount":%s,"card":{"cvc":"%s","cvc_check":"pass"}}`, cvc, cvc)
+	}))
+	t.Cleanup(psp.Close)
+	egressAddr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, dir, "tok.yaml", fmt.Sprintf(`listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0", egress: %q}
+vault: {bolt: %q, keyring: %q}
+audit: {path: %q}
+upstream: %s
+inbound:
+  - name: checkout
+    match: {method: POST, path: /checkout}
+    fields:
+      - json: card.number
+      - {json: card.cvc, format: digits, store: memory, ttl: 15m, bind: card.number}
+egress:
+  - name: psp
+    match: {method: POST, path: /psp/*}
+    upstream: %s
+    strip_prefix: /psp
+    egress_key: env:TOK_EGRESS_KEY
+    fields:
+      - form: card[number]
+      - form: card[cvc]
+        bind: card[number]
+`, egressAddr, filepath.Join(dir, "tok.db"), keyring, filepath.Join(dir, "audit.log"), shop.URL, psp.URL))
+	s := startTok(t, dir, cfg, "TOK_EGRESS_KEY="+egressKey)
+
+	resp, err := http.Post("http://"+s.addrs["public"]+"/checkout", "application/json",
+		strings.NewReader(`{"card":{"number":"`+testPAN+`","cvc":"737"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Card struct{ Number, CVC string } }
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || got.Card.CVC == "" || got.Card.CVC == "737" {
+		t.Fatalf("checkout = %d, card %s, CVC %q", resp.StatusCode, vault.Mask(got.Card.Number), got.Card.CVC)
+	}
+	for _, asForm := range []bool{false, true} {
+		form.Store(asForm)
+		req, _ := http.NewRequest("POST", "http://"+egressAddr+"/psp/v1/charges",
+			strings.NewReader("card[number]="+got.Card.Number+"&card[cvc]="+got.Card.CVC))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Tok-Egress-Key", egressKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := `{"amount":737,"card":{"cvc":"` + got.Card.CVC + `","cvc_check":"pass"}}`
+		if asForm {
+			want = "amount=737&card%5Bcvc%5D=" + got.Card.CVC
+		}
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("form %v: the app got %d %s, want %s", asForm, resp.StatusCode, body, want)
+		}
+	}
+	s.stop(t)
+}
