@@ -24,6 +24,8 @@ type metrics struct {
 	logins        *prometheus.CounterVec
 	storeCommit   prometheus.Histogram
 	storeCommitOp prometheus.Histogram
+	// sessionsPurged counts expired sessions the janitor removed.
+	sessionsPurged prometheus.Counter
 }
 
 // latencyBuckets spans 100µs to 2.5s: a tokenization is a commit away.
@@ -59,9 +61,12 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tok_store_commit_ops", Help: "Operations group-committed per store commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
+		sessionsPurged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tok_sessions_purged_total", Help: "Expired sessions removed from the store by the session janitor.",
+		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.tokenized, m.tokenizeDur, m.revealed, m.revealDur,
-		m.logins, m.storeCommit, m.storeCommitOp)
+		m.logins, m.storeCommit, m.storeCommitOp, m.sessionsPurged)
 	// A caller may hand in a registry that already has these.
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {

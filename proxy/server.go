@@ -89,6 +89,9 @@ type Options struct {
 	LockoutThreshold int
 	LockoutDuration  time.Duration
 	ShutdownTimeout  time.Duration
+	// SessionSweep is how often expired sessions are removed from the
+	// store. If zero, DefaultSessionSweep.
+	SessionSweep time.Duration
 
 	// Inbound proxy (issue 3): when Upstream is set, every request to the
 	// public listener except /handle is forwarded to it, with the values
@@ -215,6 +218,9 @@ func build(opts Options, prev *Server) (*Server, error) {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if opts.SessionSweep <= 0 {
+		opts.SessionSweep = DefaultSessionSweep
 	}
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
@@ -352,6 +358,7 @@ func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) e
 	}
 	s.startKeys(ctx)
 	defer s.stopKeys()
+	defer s.startJanitor(ctx)()
 	var runErr error
 	select {
 	case <-ctx.Done():
