@@ -268,7 +268,7 @@ type queries struct {
 	scanTokens, resealToken                             string
 	keyChecks, addKeyCheck, deleteKeyCheck              string
 	putSession, getSession, deleteSession, touchSession string
-	purgeSessions                                      string
+	purgeSessions                                       string
 	lockLockout, ensureLockout, setLockout, dropLockout string
 }
 
