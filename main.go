@@ -15,6 +15,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -476,6 +477,15 @@ func audit(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	fmt.Fprintf(stdout, "%s: ok, %d lines, keyed chain intact; last seq %d, head %s\n", file, rep.Lines, rep.LastSeq, rep.Head)
+	for _, g := range rep.Gaps {
+		// An outage of the log's disk, sealed by tok: not tampering, but
+		// events may be missing (issue 13).
+		fmt.Fprintf(stdout, "%s: outage sealed at line %d: since %s, %d events not written, %d torn line(s) (%d bytes) sealed; cause: %s\n",
+			file, g.Line, g.Since.Format(time.RFC3339), g.Lost, g.TornLines, g.TornBytes, cmp.Or(g.Cause, "unknown (found at start)"))
+	}
+	if rep.TornTail > 0 {
+		fmt.Fprintf(stdout, "%s: warning: the log ends in a write cut short (%d bytes; a full disk or a crash): tok seals it at its next start or write\n", file, rep.TornTail)
+	}
 	if rep.Unkeyed > 0 {
 		fmt.Fprintf(stdout, "%s: warning: the first %d lines are unkeyed (written before tok keyed its audit chain): whoever could write the file could have rewritten them\n", file, rep.Unkeyed)
 	}
@@ -610,7 +620,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	}
 	log.Info("keyring matches the vault's key check values", "versions", keyring.Versions())
 
-	audit, closeAudit, auditLast, err := openAudit(cfg.Audit.Path, stdout)
+	audit, closeAudit, auditTail, err := openAudit(cfg.Audit.Path, stdout)
 	if err != nil {
 		return err
 	}
@@ -620,7 +630,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	opts.AuditLast = auditLast
+	opts.AuditTail = auditTail
 	opts.Volatile = mem
 	srv, err := proxy.New(opts)
 	if err != nil {
@@ -742,21 +752,18 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 	return cfg, nil
 }
 
-// openAudit opens the audit log for appending (mode 0600); "-" is stdout.
-// It also returns the file's last line, so the keyed chain continues.
-func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, []byte, error) {
+// openAudit opens the audit log for appending (mode 0600), locked against
+// a second tok (issue 13); "-" is stdout. It also returns the file's tail,
+// so the keyed chain continues and a write cut short is sealed.
+func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, proxy.AuditTail, error) {
 	if path == "-" {
-		return stdout, nopCloser{}, nil, nil
+		return stdout, nopCloser{}, proxy.AuditTail{}, nil
 	}
-	last, err := proxy.LastAuditLine(path)
+	f, err := proxy.OpenAuditFile(path)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, proxy.AuditTail{}, err
 	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open audit log: %w", err)
-	}
-	return f, f, last, nil
+	return f, f, f.Tail, nil
 }
 
 // proxyOptions maps the config onto proxy.Options.

@@ -137,11 +137,15 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.logins.WithLabelValues(outcome).Inc()
 	if aerr := s.audit.write(r, auditEvent{Event: "login", Client: auditClient, Session: sess.ID, Outcome: outcome}); aerr != nil {
-		s.log.Error("audit write failed", "err", aerr)
+		// Every login attempt is audited (invariant 4), failed ones too:
+		// one that cannot be is refused whatever its outcome (issue 13),
+		// so a disk outage cannot hide a password guessing run. A failure
+		// was counted towards the lockout all the same.
+		s.log.Error("audit write failed", "event", "login", "outcome", outcome, "err", aerr)
 		if err == nil {
 			a.store.DeleteSession(context.WithoutCancel(r.Context()), sess.Key)
-			return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to log in", aerr}
 		}
+		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to log in", aerr}
 	}
 	if err != nil {
 		return err

@@ -74,8 +74,11 @@ type Options struct {
 	Audit io.Writer
 	// AuditLast is the last line already in the audit log (see
 	// [LastAuditLine]), so the keyed chain continues across restarts. Nil
-	// starts a new chain.
+	// starts a new chain. AuditTail, when its Last or Torn is set, is
+	// used instead: the end of the log as [ReadAuditTail] found it, whose
+	// torn region the first line written seals (issue 13).
 	AuditLast []byte
+	AuditTail AuditTail
 	// Logger receives operational logs. If nil, slog.Default().
 	Logger *slog.Logger
 	// Now replaces time.Now (tests). If nil, time.Now.
@@ -226,8 +229,21 @@ func build(opts Options, prev *Server) (*Server, error) {
 	if prev != nil {
 		s.audit, s.metrics, s.live, s.keys = prev.audit, prev.metrics, prev.live, prev.keys
 	} else {
-		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast, AuditKey(opts.Vault.Keyring()))
+		tail := opts.AuditTail
+		if tail.Last == nil && tail.Torn == nil {
+			tail = AuditTail{Last: opts.AuditLast}
+		}
+		s.audit = newAuditLog(opts.Audit, opts.Now, tail, AuditKey(opts.Vault.Keyring()))
 		opts.Registry.MustRegister(s.audit.head)
+		if s.audit.torn.pending() {
+			// A crash or a full disk cut the log's last write: seal it now
+			// (issue 13); if the disk is still full, the next write will.
+			s.log.Warn("audit log ends in a write cut short (a full disk or a crash): sealing it with a gap line",
+				"torn_bytes", s.audit.torn.n, "last_seq", s.audit.seq)
+			if err := s.audit.sealNow(opts.Now()); err != nil {
+				s.log.Error("audit log: sealing the cut write failed; the next write retries", "err", err)
+			}
+		}
 		s.metrics = newMetrics(opts.Registry)
 		if opts.Volatile != nil {
 			registerVolatile(opts.Registry, opts.Volatile)
