@@ -811,6 +811,7 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		SessionMax:       cfg.Session.Max,
 		LockoutThreshold: cfg.Lockout.Threshold,
 		LockoutDuration:  cfg.Lockout.Duration,
+		CommitTimeout:    cfg.Vault.CommitTimeout,
 		Upstream:         upstream,
 		Routes:           routes,
 		Guard:            proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
@@ -900,9 +901,9 @@ func closeWith(err *error, what string, c io.Closer) {
 // openStore opens the durable store named by the config: bolt or postgres.
 func openStore(ctx context.Context, c config.Vault, onCommit func(time.Duration, int), log *slog.Logger) (vault.Store, error) {
 	if c.Postgres != "" {
-		return openPostgres(ctx, c.Postgres, log)
+		return openPostgres(ctx, c.Postgres, c.CommitTimeout, log)
 	}
-	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit})
+	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit, CommitTimeout: c.CommitTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -912,8 +913,8 @@ func openStore(ctx context.Context, c config.Vault, onCommit func(time.Duration,
 
 // openPostgres opens the PostgreSQL store. The URL is never logged: it may
 // carry a password.
-func openPostgres(ctx context.Context, url string, log *slog.Logger) (vault.Store, error) {
-	s, err := postgres.Open(ctx, url, postgres.Options{})
+func openPostgres(ctx context.Context, url string, timeout time.Duration, log *slog.Logger) (vault.Store, error) {
+	s, err := postgres.Open(ctx, url, postgres.Options{Timeout: timeout})
 	if err != nil {
 		return nil, err
 	}

@@ -97,13 +97,14 @@ func TestParseFull(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	want := Config{
 		Listen: Listen{Public: DefaultPublicAddr, Auth: DefaultAuthAddr, Admin: DefaultAdminAddr, Egress: DefaultEgressAddr},
-		Vault:  Vault{Bolt: DefaultBoltPath, Keyring: DefaultKeyringPath},
+		Vault:  Vault{Bolt: DefaultBoltPath, Keyring: DefaultKeyringPath, CommitTimeout: DefaultCommitTimeout},
 		Limits: Limits{MaxBody: DefaultMaxBody, MaxDepth: DefaultMaxDepth, MaxInFlight: DefaultMaxInFlight,
 			Memory: DefaultMemory, VolatileRecords: DefaultVolatileRecords},
 		Audit:   Audit{Path: DefaultAuditPath},
 		Session: Session{Idle: DefaultSessionIdle, Max: DefaultSessionMax},
-		Lockout: Lockout{Threshold: DefaultLockoutThreshold, Duration: DefaultLockoutDuration},
-		Guard:   Guard{Mode: DefaultGuardMode},
+		Lockout: Lockout{Threshold: DefaultLockoutThreshold, Duration: DefaultLockoutDuration,
+			ClientThreshold: DefaultLockoutClientThreshold, SourceRate: DefaultLockoutSourceRate},
+		Guard: Guard{Mode: DefaultGuardMode},
 	}
 	for _, tc := range []struct{ name, yaml string }{
 		{"empty file", ""},
@@ -245,6 +246,11 @@ func TestValidation(t *testing.T) {
 		{"tls certificate mode needs CA", "tls:\n  auth:\n    cert_file: config_test.go\n    key_file: config_test.go\n    client_auth: certificate\n", []want{{5, "tls.auth.client_auth", "needs client_ca_file"}}},
 		{"tls bad mode", "tls:\n  auth: {cert_file: config_test.go, key_file: config_test.go, client_auth: maybe}\n", []want{{2, "tls.auth.client_auth", "want session, certificate or both"}}},
 		{"session negative", "session:\n  max: -1h\n", []want{{2, "session.max", "positive"}}},
+		{"lockout client_threshold below threshold", "lockout: {threshold: 5, client_threshold: 4}", []want{{1, "lockout.client_threshold", "use lockout.threshold (5) to 10000"}}},
+		{"lockout source_rate", "lockout:\n  source_rate: -1\n", []want{{2, "lockout.source_rate", "use 1 to 100000"}}},
+		{"lockout set", "lockout: {threshold: 3, client_threshold: 3, source_rate: 5}", nil},
+		{"commit_timeout too short", "vault: {commit_timeout: 1ms}", []want{{1, "vault.commit_timeout", "use 100ms to 50s"}}},
+		{"commit_timeout too long", "vault:\n  commit_timeout: 2m\n", []want{{2, "vault.commit_timeout", "below the listeners' 60s write timeout"}}},
 		{"lockout looser than PCI", "lockout:\n  threshold: 11\n  duration: 5m\n", []want{{2, "lockout.threshold", "1 to 10"}, {3, "lockout.duration", "at least 30m"}}},
 		{"upstream scheme", "upstream: ftp://h", []want{{1, "upstream", "not an http or https URL"}}},
 		{"upstream no host", "upstream: http://", []want{{1, "upstream", "with a host"}}},

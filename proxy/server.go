@@ -31,6 +31,7 @@ const (
 	DefaultLockoutThreshold = 10            // failed logins before a lock (PCI DSS 8.3.4)
 	DefaultLockoutDuration  = 30 * time.Minute
 	DefaultShutdownTimeout  = 25 * time.Second // below Kubernetes' 30 s grace period
+	DefaultCommitTimeout    = 5 * time.Second  // vault.commit_timeout: well below writeTimeout
 
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 30 * time.Second
@@ -95,6 +96,11 @@ type Options struct {
 	// SessionSweep is how often expired sessions are removed from the
 	// store. If zero, DefaultSessionSweep.
 	SessionSweep time.Duration
+	// CommitTimeout is vault.commit_timeout: the deadline of the store's
+	// commits (set in the store itself), which also bounds the wait for an
+	// audit line and makes /readyz report an audit write or a commit in
+	// flight for longer (issue 13). If zero, DefaultCommitTimeout.
+	CommitTimeout time.Duration
 
 	// Inbound proxy (issue 3): when Upstream is set, every request to the
 	// public listener except /handle is forwarded to it, with the values
@@ -134,7 +140,8 @@ type Server struct {
 	log      *slog.Logger
 	audit    *auditLog
 	metrics  *metrics
-	keys     *keyState // shared by every generation
+	keys     *keyState  // shared by every generation
+	ready    *readiness // shared by every generation
 	auth     *authenticator
 	inbound  *inbound // nil without an upstream
 	egress   *egress  // nil without egress routes
@@ -225,15 +232,20 @@ func build(opts Options, prev *Server) (*Server, error) {
 	if opts.SessionSweep <= 0 {
 		opts.SessionSweep = DefaultSessionSweep
 	}
+	if opts.CommitTimeout <= 0 {
+		opts.CommitTimeout = DefaultCommitTimeout
+	}
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
-		s.audit, s.metrics, s.live, s.keys = prev.audit, prev.metrics, prev.live, prev.keys
+		s.audit, s.metrics, s.live, s.keys, s.ready = prev.audit, prev.metrics, prev.live, prev.keys, prev.ready
 	} else {
 		tail := opts.AuditTail
 		if tail.Last == nil && tail.Torn == nil {
 			tail = AuditTail{Last: opts.AuditLast}
 		}
 		s.audit = newAuditLog(opts.Audit, opts.Now, tail, AuditKey(opts.Vault.Keyring()))
+		s.audit.timeout = opts.CommitTimeout
+		s.ready = &readiness{}
 		opts.Registry.MustRegister(s.audit.head)
 		if s.audit.torn.pending() {
 			// A crash or a full disk cut the log's last write: seal it now
