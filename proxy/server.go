@@ -30,8 +30,11 @@ const (
 	DefaultSessionMax       = 8 * time.Hour // PCI DSS 8.2.8 absolute limit
 	DefaultLockoutThreshold = 10            // failed logins before a lock (PCI DSS 8.3.4)
 	DefaultLockoutDuration  = 30 * time.Minute
-	DefaultShutdownTimeout  = 25 * time.Second // below Kubernetes' 30 s grace period
-	DefaultCommitTimeout    = 5 * time.Second  // vault.commit_timeout: well below writeTimeout
+	// DefaultLockoutClientThreshold: failures of one client from all
+	// source addresses that lock it from every address (issue 13).
+	DefaultLockoutClientThreshold = 100
+	DefaultShutdownTimeout        = 25 * time.Second // below Kubernetes' 30 s grace period
+	DefaultCommitTimeout          = 5 * time.Second  // vault.commit_timeout: well below writeTimeout
 
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 30 * time.Second
@@ -90,9 +93,16 @@ type Options struct {
 	// Session policy. Zero values take the defaults above.
 	SessionIdle      time.Duration
 	SessionMax       time.Duration
-	LockoutThreshold int
+	LockoutThreshold int // failures per (client, source address) that lock; see authenticator.login
 	LockoutDuration  time.Duration
-	ShutdownTimeout  time.Duration
+	// LockoutClientThreshold: failures per client from all sources that
+	// lock it everywhere. If zero, DefaultLockoutClientThreshold (at
+	// least LockoutThreshold).
+	LockoutClientThreshold int
+	// LoginSourceRate: login attempts per minute per source address. If
+	// zero, DefaultLoginSourceRate.
+	LoginSourceRate int
+	ShutdownTimeout time.Duration
 	// SessionSweep is how often expired sessions are removed from the
 	// store. If zero, DefaultSessionSweep.
 	SessionSweep time.Duration
@@ -136,17 +146,20 @@ type Options struct {
 // Server serves tok's listeners. Build it with [New]; it is safe for
 // concurrent use.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	audit    *auditLog
-	metrics  *metrics
-	keys     *keyState  // shared by every generation
-	ready    *readiness // shared by every generation
-	auth     *authenticator
-	inbound  *inbound // nil without an upstream
-	egress   *egress  // nil without egress routes
-	handlers map[string]http.Handler
-	tlsConf  map[string]*tls.Config // by listener; nil entries: plain HTTP
+	opts    Options
+	log     *slog.Logger
+	audit   *auditLog
+	metrics *metrics
+	keys    *keyState  // shared by every generation
+	ready   *readiness // shared by every generation
+	// loginSources limits logins per source address; shared by every
+	// generation.
+	loginSources *sourceLimiter
+	auth         *authenticator
+	inbound      *inbound // nil without an upstream
+	egress       *egress  // nil without egress routes
+	handlers     map[string]http.Handler
+	tlsConf      map[string]*tls.Config // by listener; nil entries: plain HTTP
 	// live is the Server now answering on the listeners: this one until a
 	// Reload replaces it. Every generation shares the same pointer.
 	live *atomic.Pointer[Server]
@@ -226,6 +239,13 @@ func build(opts Options, prev *Server) (*Server, error) {
 	if opts.LockoutDuration <= 0 {
 		opts.LockoutDuration = DefaultLockoutDuration
 	}
+	if opts.LockoutClientThreshold <= 0 {
+		opts.LockoutClientThreshold = DefaultLockoutClientThreshold
+	}
+	opts.LockoutClientThreshold = max(opts.LockoutClientThreshold, opts.LockoutThreshold)
+	if opts.LoginSourceRate <= 0 {
+		opts.LoginSourceRate = DefaultLoginSourceRate
+	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -238,6 +258,8 @@ func build(opts Options, prev *Server) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
 		s.audit, s.metrics, s.live, s.keys, s.ready = prev.audit, prev.metrics, prev.live, prev.keys, prev.ready
+		s.loginSources = prev.loginSources
+		s.loginSources.setRate(opts.LoginSourceRate)
 	} else {
 		tail := opts.AuditTail
 		if tail.Last == nil && tail.Torn == nil {
@@ -246,6 +268,7 @@ func build(opts Options, prev *Server) (*Server, error) {
 		s.audit = newAuditLog(opts.Audit, opts.Now, tail, AuditKey(opts.Vault.Keyring()))
 		s.audit.timeout = opts.CommitTimeout
 		s.ready = &readiness{}
+		s.loginSources = newSourceLimiter(opts.Now, opts.LoginSourceRate)
 		opts.Registry.MustRegister(s.audit.head)
 		if s.audit.torn.pending() {
 			// A crash or a full disk cut the log's last write: seal it now
