@@ -5,6 +5,9 @@ import (
 	"testing"
 
 	"github.com/tokproxy/tok/config"
+	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/vault/bolt"
+	"github.com/tokproxy/tok/vault/postgres"
 )
 
 // tok check warns about env:NAME secrets the environment leaves unset,
@@ -23,5 +26,29 @@ func TestUnsetSecrets(t *testing.T) {
 	env["PSP_KEY"] = "set"
 	if got := unsetSecrets(cfg, func(k string) string { return env[k] }); len(got) != 0 {
 		t.Errorf("unsetSecrets with everything set = %q, want none", got)
+	}
+}
+
+// TestDefaultsInStep: where proxy or a store keeps its own default for a
+// config key (used when a caller leaves the option zero), it is the
+// config's, which default.yaml documents (config's TestEmbeddedDefault).
+func TestDefaultsInStep(t *testing.T) {
+	for _, c := range []struct {
+		key       string
+		got, want any
+	}{
+		{"vault.commit_timeout (proxy)", proxy.DefaultCommitTimeout, config.DefaultCommitTimeout},
+		{"vault.commit_timeout (bolt)", bolt.DefaultCommitTimeout, config.DefaultCommitTimeout},
+		{"vault.commit_timeout (postgres)", postgres.DefaultTimeout, config.DefaultCommitTimeout},
+		{"lockout.threshold", proxy.DefaultLockoutThreshold, config.DefaultLockoutThreshold},
+		{"lockout.duration", proxy.DefaultLockoutDuration, config.DefaultLockoutDuration},
+		{"lockout.client_threshold", proxy.DefaultLockoutClientThreshold, config.DefaultLockoutClientThreshold},
+		{"lockout.source_rate", proxy.DefaultLoginSourceRate, config.DefaultLockoutSourceRate},
+		{"session.idle", proxy.DefaultSessionIdle, config.DefaultSessionIdle},
+		{"session.max", proxy.DefaultSessionMax, config.DefaultSessionMax},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: default %v, config's %v", c.key, c.got, c.want)
+		}
 	}
 }
