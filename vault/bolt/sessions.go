@@ -203,20 +203,46 @@ func (s *Store) UpdateLockout(ctx context.Context, client string, fn func(vault.
 // WAL frame stays small.
 const purgeChunk = 512
 
-// PurgeSessions implements [vault.Store]. It first forces a checkpoint, as
-// Scan does, so every session acknowledged before the call is in bbolt,
-// reads the sessions bucket in one read transaction, then deletes the
-// expired ones through the committer in ops of up to purgeChunk sessions.
-// Each op reads every session again: one touched since (a request racing
-// the janitor) is kept. Undecodable values are left for GetSession to
-// report.
+// PurgeSessions implements [vault.Store]. It finds expired sessions in
+// the memtables, then in bbolt (keys the memtables hold are theirs to
+// answer for), without forcing a checkpoint, and deletes them through the
+// committer in ops of up to purgeChunk sessions. Each op reads every
+// session again: one touched since (a request racing the janitor) is
+// kept. A session written while it looks may be missed; the next sweep
+// finds it. Undecodable values are left for GetSession to report.
 func (s *Store) PurgeSessions(ctx context.Context, seenBy, createdBy time.Time) (int, error) {
-	if err := s.checkpointAll(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	var keys [][]byte
+	inMem := map[string]bool{}
+	s.mu.RLock() // as in get: Close waits, and a closed store's memtables are not read
+	if s.closed {
+		s.mu.RUnlock()
+		return 0, vault.ErrClosed
+	}
+	s.memMu.RLock()
+	for _, m := range []*memtable{s.active, s.frozen} {
+		if m == nil {
+			continue
+		}
+		m.each(bSessions, func(_ ref, k, v []byte) {
+			if inMem[string(k)] {
+				return // the active memtable's entry, seen first, wins
+			}
+			inMem[string(k)] = true
+			if sess, err := unmarshalSession(k, v); v != nil && err == nil && sessionExpired(sess, seenBy, createdBy) {
+				keys = append(keys, bytes.Clone(k))
+			}
+		})
+	}
+	s.memMu.RUnlock()
+	s.mu.RUnlock()
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			if inMem[string(k)] {
+				return nil
+			}
 			if sess, err := unmarshalSession(k, v); err == nil && sessionExpired(sess, seenBy, createdBy) {
 				keys = append(keys, bytes.Clone(k))
 			}
