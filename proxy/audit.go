@@ -124,6 +124,9 @@ type auditLog struct {
 	// writing is when the write in progress began (UnixNano), 0 if none:
 	// /readyz reports a write stuck for longer than timeout.
 	writing atomic.Int64
+	// dropped counts events that gave up waiting for their turn (the
+	// write before them was stuck): the next gap line counts them lost.
+	dropped atomic.Int64
 
 	// Owned by the holder of slot.
 	prev   [sha256.Size]byte // link to the last line written (zero: none yet)
@@ -187,6 +190,7 @@ func (a *auditLog) write(r *http.Request, e auditEvent) error {
 	select {
 	case a.slot <- struct{}{}:
 	case <-timer.C:
+		a.dropped.Add(1)
 		return fmt.Errorf("audit: %w: no turn within %v", errAuditStalled, a.timeout)
 	}
 	done := make(chan error, 1)
@@ -215,6 +219,10 @@ func (a *auditLog) stalled() (time.Duration, bool) {
 
 // append writes e, sealing a torn region first. The caller holds slot.
 func (a *auditLog) append(e auditEvent) error {
+	if n := a.dropped.Swap(0); n > 0 {
+		a.torn.lost += int(n)
+		a.torn.fail(e.Time, errAuditStalled)
+	}
 	if a.torn.pending() {
 		if err := a.seal(e.Time); err != nil {
 			a.torn.lost++

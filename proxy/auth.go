@@ -132,7 +132,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Per source address first (issue 13): one address holds at most one
 	// bcrypt slot and makes lockout.source_rate attempts a minute.
-	src := sourceAddr(r)
+	src := loginSourceOf(sourceAddr(r))
 	release, refusal, first, retry := s.loginSources.acquire(src)
 	switch refusal {
 	case sourceBusy:
