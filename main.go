@@ -78,7 +78,7 @@ const usage = `usage:
   tok audit verify [-keyring FILE] [-allow-unkeyed] FILE
                                  check the audit log's keyed chain (needs the keyring:
                                  -keyring, TOK_KEYRING or the config's); names the
-                                 first broken line
+                                 first broken line, and lists disk outages tok sealed
   tok version                    print the version
 `
 

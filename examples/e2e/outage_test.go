@@ -287,6 +287,9 @@ func TestStalledDiskBinary(t *testing.T) {
 	fixed := strings.Replace(strings.Replace(string(b), "vault: {commit_timeout: 1s}\n", "", 1), `vault: {bolt:`, `vault: {commit_timeout: 1s, bolt:`, 1)
 	os.WriteFile(cfg, []byte(fixed), 0o600)
 	s := startTok(t, dir, cfg)
+	// Cleanups run last-registered first: thaw before startTok's kill,
+	// which would otherwise wait on a process stuck in the frozen disk.
+	t.Cleanup(thaw)
 	failed := s.drainLogs("request failed")
 	s.handle(t, testPAN)
 
