@@ -1,13 +1,17 @@
 package proxy
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
+	"github.com/tokproxy/tok/vault/memory"
 )
 
 // eventually polls cond (a state, not a timing) for up to the test's own
@@ -111,4 +115,40 @@ func TestStalledAudit(t *testing.T) {
 	if err != nil || len(rep.Gaps) != 1 || rep.Gaps[0].Lost != 1 || rep.Gaps[0].TornBytes != 0 || !strings.Contains(rep.Gaps[0].Cause, "stalled") {
 		t.Errorf("VerifyAudit after the stall = %+v, %v; want one gap of 1 lost event, cause stalled\n%s", rep, err, log)
 	}
+}
+
+// hangingStore's Ping hangs until release is closed, as a store on a hung
+// disk or a silent server may.
+type hangingStore struct {
+	vault.Store
+	release chan struct{}
+	pings   atomic.Int32
+}
+
+func (h *hangingStore) Ping(ctx context.Context) error {
+	h.pings.Add(1)
+	<-h.release
+	return h.Store.Ping(ctx)
+}
+
+// TestReadyzStoreHangs: a store ping that never returns still gets /readyz
+// a 503 (not a hung probe, then a dropped connection), and probes that
+// come while it hangs share it instead of piling up.
+func TestReadyzStoreHangs(t *testing.T) {
+	mem := memory.New()
+	t.Cleanup(func() { mem.Close() })
+	h := &hangingStore{Store: mem, release: make(chan struct{})}
+	e := newTestEnv(t, h)
+	for range 2 {
+		r := do(t, nil, "GET", e.admin.URL+"/readyz", "", "")
+		wantError(t, r, 503, "not_ready")
+		if !strings.Contains(string(r.body), "stalled") {
+			t.Errorf("GET /readyz with a hung store = %s, want the stall named", r.body)
+		}
+	}
+	if n := h.pings.Load(); n != 1 {
+		t.Errorf("%d pings in flight for 2 probes, want 1", n)
+	}
+	close(h.release)
+	eventually(t, "/readyz to recover", func() bool { return do(t, nil, "GET", e.admin.URL+"/readyz", "", "").StatusCode == 200 })
 }
