@@ -52,18 +52,34 @@ func TestLoginFloodFromOneSource(t *testing.T) {
 	h := &holdingStore{Store: mem, entered: make(chan struct{}, 100), release: make(chan struct{})}
 	e := newTestEnv(t, h)
 	const attacker, client = "203.0.113.7", "198.51.100.20"
+	release := sync.OnceFunc(func() { close(h.release) })
+	t.Cleanup(release) // a failed test does not leave the flood blocked
 	var wg sync.WaitGroup
 	codes := make(chan int, 50)
+	// One flood request at a time, each until it is refused or holds a
+	// slot (its lockout update is held): then the flood holds all it can.
+	held := 0
 	for i := range 50 {
-		wg.Go(func() { codes <- e.loginFrom(attacker, "nobody"+string(rune('a'+i%26)), "guess").Code })
+		done := make(chan struct{})
+		wg.Go(func() {
+			defer close(done)
+			codes <- e.loginFrom(attacker, "nobody"+string(rune('a'+i%26)), "guess").Code
+		})
+		select {
+		case <-h.entered:
+			held++
+		case <-done:
+		}
 	}
-	<-h.entered // one of the flood's logins is in progress, holding a slot
+	if held != 1 {
+		t.Errorf("the flood holds %d logins in progress, want 1", held)
+	}
 	for i := range 15 {
 		if rec := e.loginFrom(client, "cih", testSecrets["cih"]); rec.Code != 200 {
 			t.Fatalf("legitimate login %d during the flood = %d %s, want 200", i, rec.Code, rec.Body)
 		}
 	}
-	close(h.release)
+	release()
 	wg.Wait()
 	close(codes)
 	refused := 0
