@@ -15,6 +15,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -77,7 +78,7 @@ const usage = `usage:
   tok audit verify [-keyring FILE] [-allow-unkeyed] FILE
                                  check the audit log's keyed chain (needs the keyring:
                                  -keyring, TOK_KEYRING or the config's); names the
-                                 first broken line
+                                 first broken line, and lists disk outages tok sealed
   tok version                    print the version
 `
 
@@ -476,6 +477,15 @@ func audit(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	fmt.Fprintf(stdout, "%s: ok, %d lines, keyed chain intact; last seq %d, head %s\n", file, rep.Lines, rep.LastSeq, rep.Head)
+	for _, g := range rep.Gaps {
+		// An outage of the log's disk, sealed by tok: not tampering, but
+		// events may be missing (issue 13).
+		fmt.Fprintf(stdout, "%s: outage sealed at line %d: since %s, %d events not written, %d torn line(s) (%d bytes) sealed; cause: %s\n",
+			file, g.Line, g.Since.Format(time.RFC3339), g.Lost, g.TornLines, g.TornBytes, cmp.Or(g.Cause, "unknown (found at start)"))
+	}
+	if rep.TornTail > 0 {
+		fmt.Fprintf(stdout, "%s: warning: the log ends in a write cut short (%d bytes; a full disk or a crash): tok seals it at its next start or write\n", file, rep.TornTail)
+	}
 	if rep.Unkeyed > 0 {
 		fmt.Fprintf(stdout, "%s: warning: the first %d lines are unkeyed (written before tok keyed its audit chain): whoever could write the file could have rewritten them\n", file, rep.Unkeyed)
 	}
@@ -610,7 +620,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	}
 	log.Info("keyring matches the vault's key check values", "versions", keyring.Versions())
 
-	audit, closeAudit, auditLast, err := openAudit(cfg.Audit.Path, stdout)
+	audit, closeAudit, auditTail, err := openAudit(cfg.Audit.Path, stdout)
 	if err != nil {
 		return err
 	}
@@ -620,7 +630,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	opts.AuditLast = auditLast
+	opts.AuditTail = auditTail
 	opts.Volatile = mem
 	srv, err := proxy.New(opts)
 	if err != nil {
@@ -742,21 +752,18 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 	return cfg, nil
 }
 
-// openAudit opens the audit log for appending (mode 0600); "-" is stdout.
-// It also returns the file's last line, so the keyed chain continues.
-func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, []byte, error) {
+// openAudit opens the audit log for appending (mode 0600), locked against
+// a second tok (issue 13); "-" is stdout. It also returns the file's tail,
+// so the keyed chain continues and a write cut short is sealed.
+func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, proxy.AuditTail, error) {
 	if path == "-" {
-		return stdout, nopCloser{}, nil, nil
+		return stdout, nopCloser{}, proxy.AuditTail{}, nil
 	}
-	last, err := proxy.LastAuditLine(path)
+	f, err := proxy.OpenAuditFile(path)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, proxy.AuditTail{}, err
 	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open audit log: %w", err)
-	}
-	return f, f, last, nil
+	return f, f, f.Tail, nil
 }
 
 // proxyOptions maps the config onto proxy.Options.
@@ -794,28 +801,31 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		return proxy.Options{}, err
 	}
 	return proxy.Options{
-		Vault:            v,
-		Store:            store,
-		Listen:           proxy.Listen{Public: cfg.Listen.Public, Auth: cfg.Listen.Auth, Admin: cfg.Listen.Admin, Egress: cfg.Listen.Egress},
-		Clients:          clients,
-		MaxBody:          int64(cfg.Limits.MaxBody),
-		Audit:            audit,
-		Logger:           log,
-		SessionIdle:      cfg.Session.Idle,
-		SessionMax:       cfg.Session.Max,
-		LockoutThreshold: cfg.Lockout.Threshold,
-		LockoutDuration:  cfg.Lockout.Duration,
+		Vault:                  v,
+		Store:                  store,
+		Listen:                 proxy.Listen{Public: cfg.Listen.Public, Auth: cfg.Listen.Auth, Admin: cfg.Listen.Admin, Egress: cfg.Listen.Egress},
+		Clients:                clients,
+		MaxBody:                int64(cfg.Limits.MaxBody),
+		Audit:                  audit,
+		Logger:                 log,
+		SessionIdle:            cfg.Session.Idle,
+		SessionMax:             cfg.Session.Max,
+		LockoutThreshold:       cfg.Lockout.Threshold,
+		LockoutDuration:        cfg.Lockout.Duration,
+		CommitTimeout:          cfg.Vault.CommitTimeout,
+		LockoutClientThreshold: cfg.Lockout.ClientThreshold,
+		LoginSourceRate:        cfg.Lockout.SourceRate,
+		Upstream:               upstream,
+		Routes:                 routes,
+		Guard:                  proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
+		MaxDepth:               cfg.Limits.MaxDepth,
+		MaxInFlight:            cfg.Limits.MaxInFlight,
+		Egress:                 egress,
+		TLS:                    listenerTLS(cfg.TLS),
+		Backup:                 backupOf(store),
 		Budgets: proxy.Budgets{Window: cfg.Budgets.Window, HandleAnonymous: cfg.Budgets.HandleAnonymous,
 			HandleClient: cfg.Budgets.HandleClient, Inbound: cfg.Budgets.Inbound, Reveal: cfg.Budgets.Reveal,
 			TrustedProxies: cfg.Budgets.Sources()},
-		Upstream:    upstream,
-		Routes:      routes,
-		Guard:       proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
-		MaxDepth:    cfg.Limits.MaxDepth,
-		MaxInFlight: cfg.Limits.MaxInFlight,
-		Egress:      egress,
-		TLS:         listenerTLS(cfg.TLS),
-		Backup:      backupOf(store),
 	}, nil
 }
 
@@ -897,9 +907,9 @@ func closeWith(err *error, what string, c io.Closer) {
 // openStore opens the durable store named by the config: bolt or postgres.
 func openStore(ctx context.Context, c config.Vault, onCommit func(time.Duration, int), log *slog.Logger) (vault.Store, error) {
 	if c.Postgres != "" {
-		return openPostgres(ctx, c.Postgres, log)
+		return openPostgres(ctx, c.Postgres, c.CommitTimeout, log)
 	}
-	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit})
+	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit, CommitTimeout: c.CommitTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -909,8 +919,8 @@ func openStore(ctx context.Context, c config.Vault, onCommit func(time.Duration,
 
 // openPostgres opens the PostgreSQL store. The URL is never logged: it may
 // carry a password.
-func openPostgres(ctx context.Context, url string, log *slog.Logger) (vault.Store, error) {
-	s, err := postgres.Open(ctx, url, postgres.Options{})
+func openPostgres(ctx context.Context, url string, timeout time.Duration, log *slog.Logger) (vault.Store, error) {
+	s, err := postgres.Open(ctx, url, postgres.Options{Timeout: timeout})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/vault/bolt"
+	"github.com/tokproxy/tok/vault/postgres"
 )
 
 // tok check warns about env:NAME secrets the environment leaves unset,
@@ -45,5 +47,29 @@ func TestBudgetDefaults(t *testing.T) {
 	}
 	if proxy.MaxBudget != config.MaxBudget {
 		t.Errorf("proxy.MaxBudget %d, config.MaxBudget %d", proxy.MaxBudget, config.MaxBudget)
+	}
+}
+
+// TestDefaultsInStep: where proxy or a store keeps its own default for a
+// config key (used when a caller leaves the option zero), it is the
+// config's, which default.yaml documents (config's TestEmbeddedDefault).
+func TestDefaultsInStep(t *testing.T) {
+	for _, c := range []struct {
+		key       string
+		got, want any
+	}{
+		{"vault.commit_timeout (proxy)", proxy.DefaultCommitTimeout, config.DefaultCommitTimeout},
+		{"vault.commit_timeout (bolt)", bolt.DefaultCommitTimeout, config.DefaultCommitTimeout},
+		{"vault.commit_timeout (postgres)", postgres.DefaultTimeout, config.DefaultCommitTimeout},
+		{"lockout.threshold", proxy.DefaultLockoutThreshold, config.DefaultLockoutThreshold},
+		{"lockout.duration", proxy.DefaultLockoutDuration, config.DefaultLockoutDuration},
+		{"lockout.client_threshold", proxy.DefaultLockoutClientThreshold, config.DefaultLockoutClientThreshold},
+		{"lockout.source_rate", proxy.DefaultLoginSourceRate, config.DefaultLockoutSourceRate},
+		{"session.idle", proxy.DefaultSessionIdle, config.DefaultSessionIdle},
+		{"session.max", proxy.DefaultSessionMax, config.DefaultSessionMax},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: default %v, config's %v", c.key, c.got, c.want)
+		}
 	}
 }

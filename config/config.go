@@ -59,6 +59,19 @@ const (
 	DefaultSessionMax       = 8 * time.Hour    // session.max (PCI DSS 8.2.8)
 	DefaultLockoutThreshold = 10               // lockout.threshold (PCI DSS 8.3.4)
 	DefaultLockoutDuration  = 30 * time.Minute // lockout.duration (PCI DSS 8.3.4)
+	// DefaultLockoutClientThreshold is lockout.client_threshold: failed
+	// logins of one client from all sources together that lock it from
+	// every source (issue 13).
+	DefaultLockoutClientThreshold = 100
+	// DefaultLockoutSourceRate is lockout.source_rate: login attempts per
+	// minute one source address may make (a burst of as many, refilled
+	// over the minute) before it gets 429 too_many_logins (issue 13).
+	DefaultLockoutSourceRate = 30
+	// DefaultCommitTimeout is vault.commit_timeout: how long a request
+	// waits for a store commit (or an audit line) before it gets 503, and
+	// how long one may be in flight before /readyz reports the store
+	// stalled (issue 13). Well below the listeners' 60 s write timeout.
+	DefaultCommitTimeout = 5 * time.Second
 
 	// Budgets (issue 19), counted in values and refilled continuously over
 	// budgets.window; see the README's security section.
@@ -85,6 +98,16 @@ const (
 	// lockout settings may be stricter than the defaults, never looser.
 	MaxLockoutThreshold = 10
 	MinLockoutDuration  = 30 * time.Minute
+	// MaxLockoutClientThreshold bounds lockout.client_threshold, the
+	// failures from all sources that lock a client everywhere.
+	MaxLockoutClientThreshold = 10_000
+	// MaxLockoutSourceRate bounds lockout.source_rate (per minute).
+	MaxLockoutSourceRate = 100_000
+	// MinCommitTimeout and MaxCommitTimeout bound vault.commit_timeout:
+	// above a disk's slowest healthy fsync, below the listeners' write
+	// timeout, so a client always gets a status.
+	MinCommitTimeout = 100 * time.Millisecond
+	MaxCommitTimeout = 50 * time.Second
 	// MaxSessionIdle is the longest session.idle (PCI DSS 8.2.8: re-auth
 	// after 15 minutes idle); sessions may be stricter, never looser.
 	MaxSessionIdle = 15 * time.Minute
@@ -197,6 +220,8 @@ type Vault struct {
 	Bolt     string `yaml:"bolt"`     // bbolt file path
 	Postgres string `yaml:"postgres"` // PostgreSQL URL
 	Keyring  string `yaml:"keyring"`  // keyring file path (unless TOK_KEYRING is set)
+	// CommitTimeout bounds a request's wait for a commit or an audit line.
+	CommitTimeout time.Duration `yaml:"commit_timeout"`
 }
 
 // Limits bound what a request may carry.
@@ -272,8 +297,13 @@ type Session struct {
 
 // Lockout is the failed-login policy.
 type Lockout struct {
-	Threshold int           `yaml:"threshold"`
+	Threshold int           `yaml:"threshold"` // per client and source address
 	Duration  time.Duration `yaml:"duration"`
+	// ClientThreshold: failures of one client from all sources that lock
+	// it from every source.
+	ClientThreshold int `yaml:"client_threshold"`
+	// SourceRate: login attempts per minute per source address.
+	SourceRate int `yaml:"source_rate"`
 }
 
 // Match selects the requests a route applies to.
@@ -417,6 +447,9 @@ func (c *Config) fillDefaults() {
 	setDefault(&c.Session.Max, DefaultSessionMax)
 	setDefault(&c.Lockout.Threshold, DefaultLockoutThreshold)
 	setDefault(&c.Lockout.Duration, DefaultLockoutDuration)
+	setDefault(&c.Lockout.ClientThreshold, DefaultLockoutClientThreshold)
+	setDefault(&c.Lockout.SourceRate, DefaultLockoutSourceRate)
+	setDefault(&c.Vault.CommitTimeout, DefaultCommitTimeout)
 	setDefault(&c.Guard.Mode, DefaultGuardMode)
 	setDefault(&c.Budgets.Window, DefaultBudgetWindow)
 	setDefault(&c.Budgets.HandleAnonymous, DefaultHandleAnonymousBudget)

@@ -130,6 +130,10 @@ func (v *validator) vault(c Vault) {
 	if strings.ContainsFunc(c.Keyring, isControl) {
 		v.fail("vault.keyring", "contains a control character")
 	}
+	if c.CommitTimeout < MinCommitTimeout || c.CommitTimeout > MaxCommitTimeout {
+		v.fail("vault.commit_timeout", "%s is out of range; use %s to %s (below the listeners' 60s write timeout, so a client always gets a status)",
+			c.CommitTimeout, MinCommitTimeout, MaxCommitTimeout)
+	}
 }
 
 func (v *validator) limits(l Limits) {
@@ -235,6 +239,12 @@ func (v *validator) session(s Session, l Lockout) {
 	}
 	if l.Duration < MinLockoutDuration {
 		v.fail("lockout.duration", "%s is too short; use at least %s (PCI DSS 8.3.4)", l.Duration, MinLockoutDuration)
+	}
+	if l.ClientThreshold < l.Threshold || l.ClientThreshold > MaxLockoutClientThreshold {
+		v.fail("lockout.client_threshold", "%d is out of range; use lockout.threshold (%d) to %d", l.ClientThreshold, l.Threshold, MaxLockoutClientThreshold)
+	}
+	if l.SourceRate < 1 || l.SourceRate > MaxLockoutSourceRate {
+		v.fail("lockout.source_rate", "%d is out of range; use 1 to %d login attempts per minute", l.SourceRate, MaxLockoutSourceRate)
 	}
 }
 

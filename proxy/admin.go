@@ -1,18 +1,13 @@
 package proxy
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
-// readyTimeout bounds the store ping behind /readyz.
-const readyTimeout = 2 * time.Second
 
 // AdminHandler serves the admin listener: /healthz (the process answers),
 // /readyz (the store answers), /metrics (Prometheus), /backup, and the key
@@ -22,15 +17,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("/readyz", s.instrument("readyz", func(w http.ResponseWriter, r *http.Request) error {
-		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
-		defer cancel()
-		if err := s.opts.Store.Ping(ctx); err != nil {
-			return &apiError{http.StatusServiceUnavailable, "not_ready", "the vault store does not answer", err}
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-		return nil
-	}))
+	mux.Handle("/readyz", s.instrument("readyz", s.serveReady))
 	// Operations that hand out the vault (backup), change it (rekey) or
 	// expose the process (profiles) answer loopback peers only, even when
 	// the admin listener must be reachable for probes and scrapes (a

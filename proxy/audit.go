@@ -6,11 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +33,7 @@ func AuditKey(keys *vault.Keyring) []byte { return keys.DeriveKey(AuditKeyPurpos
 // secret or a session cookie; Session is the session's public id.
 type auditEvent struct {
 	Time    time.Time `json:"time"`
-	Event   string    `json:"event"` // login, lookup, reveal, logout, delete, handle, rekey (Token: its cursor), backup, keys, keys_retire, pprof
+	Event   string    `json:"event"` // login, lookup, reveal, logout, delete, handle, rekey (Token: its cursor), backup, keys, keys_retire, pprof, gap
 	Client  string    `json:"client,omitempty"`
 	Session string    `json:"session,omitempty"`
 	Token   string    `json:"token,omitempty"`
@@ -47,8 +48,11 @@ type auditEvent struct {
 	BoundTo string `json:"bound_to,omitempty"`
 	// Endpoint is "METHOD /path" of an admin call (issue 19).
 	Endpoint string `json:"endpoint,omitempty"`
-	Source   string `json:"source"`
-	Outcome  string `json:"outcome"` // ok, or the refusal's error code
+	// Gap, on a "gap" line, accounts for what an outage of the log's
+	// disk left: see auditGap.
+	Gap     *auditGap `json:"gap,omitempty"`
+	Source  string    `json:"source"`
+	Outcome string    `json:"outcome"` // ok, or the refusal's error code
 	// Seq numbers the lines of the chain; Prev links to the line before:
 	// its Mac if it has one, else the SHA-256 of it as written (the
 	// unkeyed chain of issue 6). Mac, always the last field, is
@@ -104,47 +108,165 @@ func chainLink(line []byte) [sha256.Size]byte {
 
 // auditLog serializes audit lines onto one writer, each chained to the
 // one before and keyed with the audit key. A nil writer discards.
+//
+// A write that fails (a full disk) leaves the chain where it was, and may
+// leave part of its line in the file: that torn region, and the count of
+// events lost, are sealed by a chained "gap" line before the next line is
+// written (see auditGap), so a disk outage reads as an outage in
+// `tok audit verify`, never as a broken chain (issue 13).
 type auditLog struct {
-	mu   sync.Mutex
+	// slot is held (filled) while a line is written; it serializes
+	// writers like a mutex, but a writer can give up waiting for it.
+	slot chan struct{}
 	w    io.Writer
 	now  func() time.Time
 	key  []byte
-	prev [sha256.Size]byte // link to the last line written (zero: none yet)
-	seq  uint64
+	// timeout bounds how long write waits for the file (a stalled disk
+	// blocks write(2)); zero waits as long as it takes.
+	timeout time.Duration
+	// writing is when the write in progress began (UnixNano), 0 if none:
+	// /readyz reports a write stuck for longer than timeout.
+	writing atomic.Int64
+	// dropped counts events that gave up waiting for their turn (the
+	// write before them was stuck): the next gap line counts them lost.
+	dropped atomic.Int64
+
+	// Owned by the holder of slot.
+	prev   [sha256.Size]byte // link to the last line written (zero: none yet)
+	seq    uint64
+	endsNL bool       // the file ends with a newline (or is empty)
+	torn   tornRegion // what failed writes left behind since the last line
 	// head exports the chain's last seq (tok_audit_seq), so a monitoring
 	// system that keeps history notices a log cut short.
 	head prometheus.Gauge
 }
 
-// newAuditLog continues the chain after last, the last line already in the
-// log (nil for a new log), keying new lines with key.
-func newAuditLog(w io.Writer, now func() time.Time, last, key []byte) *auditLog {
+// errAuditStalled: the audit log did not take a line within the timeout.
+var errAuditStalled = errors.New("audit log write stalled (a frozen or hung disk?)")
+
+// newAuditLog continues the chain after tail (the end of the log already
+// written; the zero AuditTail for a new log), keying new lines with key.
+// A torn region in tail is sealed by the first line written.
+func newAuditLog(w io.Writer, now func() time.Time, tail AuditTail, key []byte) *auditLog {
 	if w == nil {
 		w = io.Discard
 	}
-	a := &auditLog{w: w, now: now, key: key, head: prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tok_audit_seq",
-		Help: "Seq of the last line written to the audit log's chain. A log whose last seq is below a value this metric once had was cut short.",
-	})}
-	if len(last) > 0 {
+	a := &auditLog{slot: make(chan struct{}, 1), w: w, now: now, key: key, endsNL: !tail.Unterminated,
+		head: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tok_audit_seq",
+			Help: "Seq of the last line written to the audit log's chain. A log whose last seq is below a value this metric once had was cut short.",
+		})}
+	if last := tail.Last; len(last) > 0 {
 		a.prev = chainLink(last)
 		var e auditEvent
 		if json.Unmarshal(last, &e) == nil {
 			a.seq = e.Seq
 		}
 	}
+	if len(tail.Torn) > 0 {
+		a.torn.add(tail.Torn, tail.Since)
+		a.endsNL = tail.Torn[len(tail.Torn)-1] == '\n'
+	}
 	a.head.Set(float64(a.seq))
 	return a
 }
 
-// write appends e as one JSON line. Each line goes out in a single Write, so
-// concurrent tok goroutines never interleave. An error means the event was
-// not recorded; callers revealing data must then refuse.
+// write appends e as one JSON line (after sealing what earlier failed
+// writes left, if anything). Each line goes out in a single Write, so
+// concurrent tok goroutines never interleave. An error means the event
+// was not recorded; callers revealing data or logging in must then refuse.
+//
+// With a timeout, write gives up waiting after it and returns an error,
+// while the line it handed over is still written if the disk comes back:
+// the log may then hold an event whose request was refused, never the
+// reverse.
 func (a *auditLog) write(r *http.Request, e auditEvent) error {
 	e.Time = a.now().UTC()
 	e.Source = sourceAddr(r)
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	if a.timeout <= 0 {
+		a.slot <- struct{}{}
+		defer func() { <-a.slot }()
+		return a.append(e)
+	}
+	timer := time.NewTimer(a.timeout)
+	defer timer.Stop()
+	select {
+	case a.slot <- struct{}{}:
+	case <-timer.C:
+		a.dropped.Add(1)
+		return fmt.Errorf("audit: %w: no turn within %v", errAuditStalled, a.timeout)
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() { <-a.slot }()
+		done <- a.append(e)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		return fmt.Errorf("audit: %w: not written within %v", errAuditStalled, a.timeout)
+	}
+}
+
+// stalled reports how long the write in progress has taken, if longer
+// than the timeout.
+func (a *auditLog) stalled() (time.Duration, bool) {
+	start := a.writing.Load()
+	if start == 0 || a.timeout <= 0 {
+		return 0, false
+	}
+	d := time.Since(time.Unix(0, start))
+	return d, d > a.timeout
+}
+
+// append writes e, sealing a torn region first. The caller holds slot.
+func (a *auditLog) append(e auditEvent) error {
+	if n := a.dropped.Swap(0); n > 0 {
+		a.torn.lost += int(n)
+		a.torn.fail(e.Time, errAuditStalled)
+	}
+	if a.torn.pending() {
+		if err := a.seal(e.Time); err != nil {
+			a.torn.lost++
+			return err
+		}
+	}
+	if err := a.emit(&e); err != nil {
+		a.torn.lost++
+		a.torn.fail(e.Time, err)
+		return err
+	}
+	return nil
+}
+
+// sealNow seals the torn region, if any, at start.
+func (a *auditLog) sealNow(now time.Time) error {
+	a.slot <- struct{}{}
+	defer func() { <-a.slot }()
+	if !a.torn.pending() {
+		return nil
+	}
+	return a.seal(now.UTC())
+}
+
+// seal writes the gap line that accounts for the torn region and the
+// events lost since the last line.
+func (a *auditLog) seal(now time.Time) error {
+	g := a.torn.gap()
+	e := auditEvent{Time: now, Event: "gap", Outcome: "sealed", Gap: &g}
+	if err := a.emit(&e); err != nil {
+		a.torn.fail(now, err)
+		return err
+	}
+	a.torn = tornRegion{}
+	return nil
+}
+
+// emit chains e after the last line, keys it and writes it; on success the
+// chain advances. A write that leaves all of the line but its newline in
+// the file counts as written (the next line starts with the newline).
+func (a *auditLog) emit(e *auditEvent) error {
 	e.Seq = a.seq + 1
 	e.Prev = hex.EncodeToString(a.prev[:])
 	e.Mac = ""
@@ -153,20 +275,36 @@ func (a *auditLog) write(r *http.Request, e auditEvent) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	mac := lineMac(a.key, b)
-	line := make([]byte, 0, len(b)+macSuffixLen+1)
-	line = append(line, b[:len(b)-1]...)
-	line = append(line, `,"mac":"`...)
-	line = hex.AppendEncode(line, mac)
-	line = append(line, "\"}\n"...)
-	if _, err := a.w.Write(line); err != nil {
-		// The chain does not advance: the next line links to the last one
-		// that was written.
-		return fmt.Errorf("audit: %w", err)
+	buf := make([]byte, 0, 1+len(b)+macSuffixLen+1)
+	prefixed := !a.endsNL
+	if prefixed {
+		buf = append(buf, '\n') // ends the torn region, or a line cut before its newline
 	}
-	copy(a.prev[:], mac)
-	a.seq = e.Seq
-	a.head.Set(float64(a.seq))
-	return nil
+	buf = append(buf, b[:len(b)-1]...)
+	buf = append(buf, `,"mac":"`...)
+	buf = hex.AppendEncode(buf, mac)
+	buf = append(buf, "\"}\n"...)
+	a.writing.Store(time.Now().UnixNano())
+	n, err := a.w.Write(buf)
+	a.writing.Store(0)
+	if err == nil || n >= len(buf)-1 {
+		copy(a.prev[:], mac)
+		a.seq = e.Seq
+		a.head.Set(float64(a.seq))
+		a.endsNL = n == len(buf)
+		return nil
+	}
+	// The line is not in the log; whatever part of it is belongs to the
+	// torn region (a newline that ended a whole line before it does not).
+	written := buf[:n]
+	if prefixed && n > 0 && !a.torn.has() {
+		written = written[1:]
+	}
+	a.torn.add(written, e.Time)
+	if n > 0 {
+		a.endsNL = buf[n-1] == '\n'
+	}
+	return fmt.Errorf("audit: %w", err)
 }
 
 // sourceAddr is the peer's IP. X-Forwarded-For is not trusted: any client

@@ -10,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"time"
 )
 
 // maxAuditLine bounds one audit line when reading a log back.
@@ -28,10 +28,27 @@ func (b *AuditBreak) Error() string {
 
 // AuditReport is what [VerifyAudit] found in a log that verifies.
 type AuditReport struct {
-	Lines   int    // lines verified
+	Lines   int    // lines verified (gap lines and the torn lines they seal included)
 	Unkeyed int    // of them, lines of the old unkeyed chain (at the start of the log)
 	LastSeq uint64 // seq of the last line: the chain's head
 	Head    string // hex link of the last line (its mac): compare with a copy kept off the host
+	// Gaps are the outages of the log's disk that tok sealed (issue 13).
+	Gaps []AuditGap
+	// TornTail is the number of bytes of lines at the end of the log that
+	// are not audit lines: a write cut short (a full disk, a crash) that
+	// no gap line seals yet. tok seals it at its next start, or its next
+	// write once the disk takes one.
+	TornTail int64
+}
+
+// AuditGap is one outage of the audit log's disk, sealed by a gap line.
+type AuditGap struct {
+	Line      int       // line number of the gap line
+	TornLines int       // lines of partly written events before it
+	TornBytes int64     // their bytes (without the newlines ending them)
+	Lost      int       // events tok failed to write (0 if found at start: unknown)
+	Since     time.Time // when the outage began (or, found at start, the log's last write)
+	Cause     string    // the write error, if tok saw one
 }
 
 // ErrAuditKeyNeeded: the log has keyed lines and no key was given.
@@ -44,6 +61,12 @@ var ErrAuditKeyNeeded = errors.New("the audit log is keyed: verifying it needs t
 // verified and, if the chain breaks, an *AuditBreak naming the first line
 // that does not follow: an edited, inserted, reordered or deleted line.
 //
+// Lines that do not follow are accepted in one case only (issue 13): they
+// are the torn region of an outage, and the next line that follows is a
+// keyed gap line whose torn_bytes and torn_sha256 match them exactly (see
+// auditGap); the outage is reported in Gaps. Torn lines (not JSON) at the
+// very end of the log are reported in TornTail, not as a break.
+//
 // Lines written before the chain was keyed (issue 19) carry no mac: they
 // are accepted only at the start of the log and only with allowUnkeyed,
 // since whoever can write the log could have rewritten them; an unkeyed
@@ -54,33 +77,64 @@ var ErrAuditKeyNeeded = errors.New("the audit log is keyed: verifying it needs t
 func VerifyAudit(r io.Reader, key []byte, allowUnkeyed bool) (AuditReport, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxAuditLine)
+	sc.Split(scanLines)
 	var rep AuditReport
 	var prev [sha256.Size]byte
+	var junk junkLines
+	junkJSON := 0 // the first torn line that is JSON (not a cut write), 0 if none
 	keyed := false
 	n := 0
 	for sc.Scan() {
 		n++
 		line := sc.Bytes()
 		var e auditEvent
+		reason := ""
+		hasMac := false
 		if err := json.Unmarshal(line, &e); err != nil {
-			return rep, &AuditBreak{n, "not a JSON audit line"}
+			reason = "not a JSON audit line"
+		} else {
+			var body, mac []byte
+			body, mac, hasMac = splitMac(line)
+			switch {
+			case e.Mac != "" && !hasMac:
+				reason = "mac is not the line's last field"
+			case e.Mac == "" && keyed:
+				reason = "unkeyed line after keyed lines (forged, or edited to drop its mac)"
+			case e.Mac == "" && !allowUnkeyed:
+				reason = "unkeyed line (written before tok keyed its audit chain, or forged): accept unkeyed lines at the start of the log with -allow-unkeyed"
+			case hasMac && key == nil:
+				return rep, ErrAuditKeyNeeded
+			case hasMac && !hmac.Equal(mac, lineMac(key, body)):
+				reason = "mac does not match the line (edited, forged, or another vault's keyring)"
+			case e.Prev != hex.EncodeToString(prev[:]):
+				reason = "prev does not link to the line before"
+			case e.Seq != rep.LastSeq+1:
+				reason = fmt.Sprintf("seq %d follows %d", e.Seq, rep.LastSeq)
+			}
+			if reason != "" && junkJSON == 0 {
+				junkJSON = n
+			}
 		}
-		body, mac, hasMac := splitMac(line)
-		switch {
-		case e.Mac != "" && !hasMac:
-			return rep, &AuditBreak{n, "mac is not the line's last field"}
-		case e.Mac == "" && keyed:
-			return rep, &AuditBreak{n, "unkeyed line after keyed lines (forged, or edited to drop its mac)"}
-		case e.Mac == "" && !allowUnkeyed:
-			return rep, &AuditBreak{n, "unkeyed line (written before tok keyed its audit chain, or forged): accept unkeyed lines at the start of the log with -allow-unkeyed"}
-		case hasMac && key == nil:
-			return rep, ErrAuditKeyNeeded
-		case hasMac && !hmac.Equal(mac, lineMac(key, body)):
-			return rep, &AuditBreak{n, "mac does not match the line (edited, forged, or another vault's keyring)"}
-		case e.Prev != hex.EncodeToString(prev[:]):
-			return rep, &AuditBreak{n, "prev does not link to the line before"}
-		case e.Seq != rep.LastSeq+1:
-			return rep, &AuditBreak{n, fmt.Sprintf("seq %d follows %d", e.Seq, rep.LastSeq)}
+		if reason != "" {
+			junk.add(line, n, reason)
+			continue
+		}
+		if junk.first != 0 || e.Event == "gap" {
+			switch {
+			case e.Event != "gap" || e.Gap == nil || !hasMac:
+				return rep, &AuditBreak{junk.first, junk.reason}
+			case !junk.sealedBy(e.Gap) && junk.first != 0:
+				return rep, &AuditBreak{junk.first, junk.reason + " (the gap line after it does not account for it)"}
+			case !junk.sealedBy(e.Gap):
+				return rep, &AuditBreak{n, "gap line accounts for torn bytes that are not before it"}
+			}
+			torn := 0
+			if junk.first != 0 {
+				torn = n - junk.first
+			}
+			rep.Gaps = append(rep.Gaps, AuditGap{Line: n, TornLines: torn, TornBytes: e.Gap.TornBytes,
+				Lost: e.Gap.Lost, Since: e.Gap.Since, Cause: e.Gap.Cause})
+			junk, junkJSON = junkLines{}, 0
 		}
 		keyed = keyed || hasMac
 		if !hasMac {
@@ -91,42 +145,38 @@ func VerifyAudit(r io.Reader, key []byte, allowUnkeyed bool) (AuditReport, error
 	if err := sc.Err(); err != nil {
 		return rep, fmt.Errorf("read audit log: %w", err)
 	}
-	if n > 0 {
+	if junk.first != 0 {
+		if junkJSON != 0 {
+			// A whole line that does not follow is no cut write.
+			return rep, &AuditBreak{junk.first, junk.reason}
+		}
+		rep.TornTail = junk.n
+	}
+	if rep.LastSeq > 0 || rep.Lines > 0 {
 		rep.Head = hex.EncodeToString(prev[:])
 	}
 	return rep, nil
 }
 
-// LastAuditLine returns the last line of the audit log at path (without
-// its newline), or nil if the file is missing or empty, so a restarted tok
-// continues the chain.
+// scanLines is bufio.ScanLines without its dropping of a final \r: a torn
+// line's bytes are hashed as written.
+func scanLines(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	if atEOF && len(data) == 0 {
+		return 0, nil, nil
+	}
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
+// LastAuditLine returns the last whole audit line of the log at path
+// (without its newline), or nil if the file is missing or holds none; see
+// [ReadAuditTail], which also returns what follows it.
 func LastAuditLine(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read audit log: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read audit log: %w", err)
-	}
-	size := st.Size()
-	off := max(0, size-maxAuditLine)
-	buf := make([]byte, size-off)
-	if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
-		return nil, fmt.Errorf("read audit log: %w", err)
-	}
-	buf = bytes.TrimRight(buf, "\n")
-	if len(buf) == 0 {
-		return nil, nil
-	}
-	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
-		return buf[i+1:], nil
-	} else if off > 0 {
-		return nil, fmt.Errorf("read audit log: last line longer than %d bytes", maxAuditLine)
-	}
-	return buf, nil
+	tail, err := ReadAuditTail(path)
+	return tail.Last, err
 }

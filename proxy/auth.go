@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -26,10 +27,15 @@ const (
 	touchInterval = time.Minute
 	// unknownClientKey is where failures of unknown client names are
 	// counted: one shared record, so an unknown name costs the same store
-	// write as a wrong secret without letting clients fill the store.
-	unknownClientKey = "\x00unknown"
-	maxNameLen       = 128
-	maxSecretLen     = 72 // bcrypt ignores bytes past 72
+	// writes as a wrong secret without letting clients fill the store.
+	// Parentheses never occur in client names (config), and unlike the
+	// NUL byte it once began with, PostgreSQL's text type takes them.
+	unknownClientKey = "(unknown)"
+	// sourceKeySep joins a client name and a source address into the key
+	// of their lockout record; client names never hold it (config).
+	sourceKeySep = "@"
+	maxNameLen   = 128
+	maxSecretLen = 72 // bcrypt ignores bytes past 72
 )
 
 // authenticator checks client secrets and keeps sessions and lockouts in
@@ -42,7 +48,8 @@ type authenticator struct {
 	now     func() time.Time
 	idle    time.Duration
 	max     time.Duration
-	lockN   int
+	lockN   int // failures per (client, source address) that lock
+	clientN int // failures per client, from all sources, that lock
 	lockFor time.Duration
 	mode    string // ClientAuthSession, ClientAuthCertificate or ClientAuthBoth
 }
@@ -50,8 +57,9 @@ type authenticator struct {
 func newAuthenticator(o Options) (*authenticator, error) {
 	a := &authenticator{
 		store: o.Store, clients: map[string]Client{}, slots: make(chan struct{}, maxConcurrentLogins),
-		now: o.Now, idle: o.SessionIdle, max: o.SessionMax, lockN: o.LockoutThreshold, lockFor: o.LockoutDuration,
-		mode: o.TLS[ListenerAuth].ClientAuth,
+		now: o.Now, idle: o.SessionIdle, max: o.SessionMax, lockN: o.LockoutThreshold, clientN: o.LockoutClientThreshold,
+		lockFor: o.LockoutDuration,
+		mode:    o.TLS[ListenerAuth].ClientAuth,
 	}
 	if a.mode == "" {
 		a.mode = ClientAuthSession
@@ -122,6 +130,27 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	case a.mode == ClientAuthBoth && certClient(r) != req.Client:
 		return errorf(http.StatusUnauthorized, "certificate_mismatch", "log in as the client your certificate names")
 	}
+	// Per source address first (issue 13): one address holds at most one
+	// bcrypt slot and makes lockout.source_rate attempts a minute.
+	src := loginSourceOf(sourceAddr(r))
+	release, refusal, first, retry := s.loginSources.acquire(src)
+	switch refusal {
+	case sourceBusy:
+		s.metrics.logins.WithLabelValues("source_busy").Inc()
+		return errorf(http.StatusTooManyRequests, "too_many_logins", "a login from your address is in progress; retry when it is done")
+	case sourceLimited:
+		s.metrics.logins.WithLabelValues("rate_limited").Inc()
+		if first {
+			// One line per episode, not per refused attempt: a flood must
+			// not fill the audit disk. No secret was checked.
+			if aerr := s.audit.write(r, auditEvent{Event: "login", Outcome: "too_many_logins"}); aerr != nil {
+				s.log.Error("audit write failed", "event", "login", "outcome", "too_many_logins", "err", aerr)
+			}
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
+		return errorf(http.StatusTooManyRequests, "too_many_logins", "too many login attempts from your address; retry later")
+	}
+	defer release()
 	select {
 	case a.slots <- struct{}{}:
 		defer func() { <-a.slots }()
@@ -130,18 +159,22 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusTooManyRequests, "too_many_logins", "too many logins in progress; retry shortly")
 	}
 	client, known := a.clients[req.Client]
-	sess, outcome, err := a.login(r.Context(), client, known, req.Secret)
+	sess, outcome, err := a.login(r.Context(), client, known, req.Secret, src)
 	auditClient := req.Client
 	if !known {
 		auditClient = "" // an unknown name may be a mistyped secret: not logged
 	}
 	s.metrics.logins.WithLabelValues(outcome).Inc()
 	if aerr := s.audit.write(r, auditEvent{Event: "login", Client: auditClient, Session: sess.ID, Outcome: outcome}); aerr != nil {
-		s.log.Error("audit write failed", "err", aerr)
+		// Every login attempt is audited (invariant 4), failed ones too:
+		// one that cannot be is refused whatever its outcome (issue 13),
+		// so a disk outage cannot hide a password guessing run. A failure
+		// was counted towards the lockout all the same.
+		s.log.Error("audit write failed", "event", "login", "outcome", outcome, "err", aerr)
 		if err == nil {
 			a.store.DeleteSession(context.WithoutCancel(r.Context()), sess.Key)
-			return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to log in", aerr}
 		}
+		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to log in", aerr}
 	}
 	if err != nil {
 		return err
@@ -161,30 +194,50 @@ type newSession struct {
 
 // login checks secret and opens a session. The outcome names what happened
 // for the audit log and metrics.
-func (a *authenticator) login(ctx context.Context, c Client, known bool, secret string) (newSession, string, error) {
+//
+// The lockout rule (PCI DSS 8.3.4, issue 13): failures are counted per
+// (client, source address) and per client. lockN failures of a client
+// from one address lock it from that address for lockFor; clientN
+// failures from all addresses together lock it from every address. So a
+// stranger guessing from elsewhere cannot lock the client out where it
+// logs in from (short of clientN failures), while its own address, like
+// any other, gets at most lockN attempts per lock. A success clears both
+// counts. Unknown names are never locked and cost the same two writes.
+func (a *authenticator) login(ctx context.Context, c Client, known bool, secret, source string) (newSession, string, error) {
 	now := a.now()
-	key := c.Name
-	if !known {
-		key = unknownClientKey
+	sourceKey, clientKey := unknownClientKey, unknownClientKey
+	if known {
+		sourceKey, clientKey = c.Name+sourceKeySep+source, c.Name
 	}
-	// The attempt is counted as a failure before the secret is checked, in
-	// one atomic update: attempts already in flight when the threshold is
-	// reached (on this replica or another sharing the store) were counted
-	// too, so no more than the threshold are ever checked per lock. A
-	// right secret clears the count below.
-	locked := false
-	_, err := a.store.UpdateLockout(ctx, key, func(l vault.Lockout) vault.Lockout {
-		locked = known && now.Before(l.LockedUntil)
-		if locked {
-			return l
+	// Each attempt is counted as a failure before the secret is checked,
+	// in one atomic update per record: attempts already in flight when a
+	// threshold is reached (on this replica or another sharing the store)
+	// were counted too, so no more than the threshold are ever checked
+	// per lock. A right secret clears the counts below. The per-source
+	// record goes first: an attempt it refuses is not counted against
+	// the client everywhere.
+	for _, lk := range []struct {
+		key string
+		n   int
+		msg string
+	}{
+		{sourceKey, a.lockN, "too many failed logins from your address; this client is locked here, retry later"},
+		{clientKey, a.clientN, "too many failed logins; this client is locked, retry later"},
+	} {
+		locked := false
+		_, err := a.store.UpdateLockout(ctx, lk.key, func(l vault.Lockout) vault.Lockout {
+			locked = known && now.Before(l.LockedUntil)
+			if locked {
+				return l
+			}
+			return a.fail(now, known, lk.n)(l)
+		})
+		if err != nil {
+			return newSession{}, "error", err
 		}
-		return a.fail(now, known)(l)
-	})
-	if err != nil {
-		return newSession{}, "error", err
-	}
-	if locked {
-		return newSession{}, "locked", errorf(http.StatusTooManyRequests, "locked", "too many failed logins; this client is locked, retry later")
+		if locked {
+			return newSession{}, "locked", errorf(http.StatusTooManyRequests, "locked", "%s", lk.msg)
+		}
 	}
 	hash := a.dummy
 	if known {
@@ -193,8 +246,10 @@ func (a *authenticator) login(ctx context.Context, c Client, known bool, secret 
 	if bcrypt.CompareHashAndPassword(hash, []byte(secret)) != nil || !known {
 		return newSession{}, "invalid_credentials", errorf(http.StatusUnauthorized, "invalid_credentials", "unknown client or wrong secret")
 	}
-	if _, err := a.store.UpdateLockout(ctx, key, func(vault.Lockout) vault.Lockout { return vault.Lockout{} }); err != nil {
-		return newSession{}, "error", err
+	for _, key := range []string{sourceKey, clientKey} {
+		if _, err := a.store.UpdateLockout(ctx, key, func(vault.Lockout) vault.Lockout { return vault.Lockout{} }); err != nil {
+			return newSession{}, "error", err
+		}
 	}
 	ns := newSession{secret: randomString(32)}
 	ns.Session = vault.Session{Key: sessionKey(ns.secret), ID: newID(), Client: c.Name, Created: now.UTC(), LastSeen: now.UTC()}
@@ -204,14 +259,15 @@ func (a *authenticator) login(ctx context.Context, c Client, known bool, secret 
 	return ns, "ok", nil
 }
 
-// fail returns the lockout update for one failed login at now.
-func (a *authenticator) fail(now time.Time, known bool) func(vault.Lockout) vault.Lockout {
+// fail returns the lockout update for one failed login at now, locking
+// at threshold failures.
+func (a *authenticator) fail(now time.Time, known bool, threshold int) func(vault.Lockout) vault.Lockout {
 	return func(l vault.Lockout) vault.Lockout {
 		if !l.LockedUntil.IsZero() && !now.Before(l.LockedUntil) {
 			l = vault.Lockout{} // the lock has run out: start counting again
 		}
 		l.Failures++
-		if known && l.Failures >= a.lockN {
+		if known && l.Failures >= threshold {
 			return vault.Lockout{LockedUntil: now.Add(a.lockFor).UTC()}
 		}
 		if !known {

@@ -28,6 +28,8 @@ type metrics struct {
 	// see someone searching the card space (issue 19; README, security).
 	recordsCreated *prometheus.CounterVec
 	budgetRefusals *prometheus.CounterVec
+	// sessionsPurged counts expired sessions the janitor removed.
+	sessionsPurged prometheus.Counter
 }
 
 // latencyBuckets spans 100µs to 2.5s: a tokenization is a commit away.
@@ -71,6 +73,9 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tok_budget_refusals_total",
 			Help: "Requests refused because a budget was spent, by budget (handle_anonymous, handle_client, inbound, reveal).",
 		}, []string{"budget"}),
+		sessionsPurged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tok_sessions_purged_total", Help: "Expired sessions removed from the store by the session janitor.",
+		}),
 	}
 	for _, p := range []string{pathHandleAnonymous, pathHandleClient, pathInbound, pathEgressResponse} {
 		m.recordsCreated.WithLabelValues(p) // present at 0, so rate() and alerts see the series from the start
@@ -79,7 +84,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.budgetRefusals.WithLabelValues(b)
 	}
 	reg.MustRegister(m.requests, m.duration, m.tokenized, m.tokenizeDur, m.revealed, m.revealDur,
-		m.logins, m.storeCommit, m.storeCommitOp, m.recordsCreated, m.budgetRefusals)
+		m.logins, m.storeCommit, m.storeCommitOp, m.recordsCreated, m.budgetRefusals, m.sessionsPurged)
 	// A caller may hand in a registry that already has these.
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {

@@ -30,7 +30,11 @@ const (
 	DefaultSessionMax       = 8 * time.Hour // PCI DSS 8.2.8 absolute limit
 	DefaultLockoutThreshold = 10            // failed logins before a lock (PCI DSS 8.3.4)
 	DefaultLockoutDuration  = 30 * time.Minute
-	DefaultShutdownTimeout  = 25 * time.Second // below Kubernetes' 30 s grace period
+	// DefaultLockoutClientThreshold: failures of one client from all
+	// source addresses that lock it from every address (issue 13).
+	DefaultLockoutClientThreshold = 100
+	DefaultShutdownTimeout        = 25 * time.Second // below Kubernetes' 30 s grace period
+	DefaultCommitTimeout          = 5 * time.Second  // vault.commit_timeout: well below writeTimeout
 
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 30 * time.Second
@@ -78,8 +82,11 @@ type Options struct {
 	Audit io.Writer
 	// AuditLast is the last line already in the audit log (see
 	// [LastAuditLine]), so the keyed chain continues across restarts. Nil
-	// starts a new chain.
+	// starts a new chain. AuditTail, when its Last or Torn is set, is
+	// used instead: the end of the log as [ReadAuditTail] found it, whose
+	// torn region the first line written seals (issue 13).
 	AuditLast []byte
+	AuditTail AuditTail
 	// Logger receives operational logs. If nil, slog.Default().
 	Logger *slog.Logger
 	// Now replaces time.Now (tests). If nil, time.Now.
@@ -90,12 +97,27 @@ type Options struct {
 	// Session policy. Zero values take the defaults above.
 	SessionIdle      time.Duration
 	SessionMax       time.Duration
-	LockoutThreshold int
+	LockoutThreshold int // failures per (client, source address) that lock; see authenticator.login
 	LockoutDuration  time.Duration
-	ShutdownTimeout  time.Duration
+	// LockoutClientThreshold: failures per client from all sources that
+	// lock it everywhere. If zero, DefaultLockoutClientThreshold (at
+	// least LockoutThreshold).
+	LockoutClientThreshold int
+	// LoginSourceRate: login attempts per minute per source address. If
+	// zero, DefaultLoginSourceRate.
+	LoginSourceRate int
+	ShutdownTimeout time.Duration
 	// Budgets bound the convergent (oracle) paths and /@me. Zero fields
 	// take the defaults; see [Budgets].
 	Budgets Budgets
+	// SessionSweep is how often expired sessions are removed from the
+	// store. If zero, DefaultSessionSweep.
+	SessionSweep time.Duration
+	// CommitTimeout is vault.commit_timeout: the deadline of the store's
+	// commits (set in the store itself), which also bounds the wait for an
+	// audit line and makes /readyz report an audit write or a commit in
+	// flight for longer (issue 13). If zero, DefaultCommitTimeout.
+	CommitTimeout time.Duration
 
 	// Inbound proxy (issue 3): when Upstream is set, every request to the
 	// public listener except /handle is forwarded to it, with the values
@@ -131,17 +153,21 @@ type Options struct {
 // Server serves tok's listeners. Build it with [New]; it is safe for
 // concurrent use.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	audit    *auditLog
-	metrics  *metrics
-	budgets  *budgets  // what callers have spent; shared by every generation
-	keys     *keyState // shared by every generation
-	auth     *authenticator
-	inbound  *inbound // nil without an upstream
-	egress   *egress  // nil without egress routes
-	handlers map[string]http.Handler
-	tlsConf  map[string]*tls.Config // by listener; nil entries: plain HTTP
+	opts    Options
+	log     *slog.Logger
+	audit   *auditLog
+	metrics *metrics
+	keys    *keyState  // shared by every generation
+	budgets *budgets   // what callers have spent; shared by every generation
+	ready   *readiness // shared by every generation
+	// loginSources limits logins per source address; shared by every
+	// generation.
+	loginSources *sourceLimiter
+	auth         *authenticator
+	inbound      *inbound // nil without an upstream
+	egress       *egress  // nil without egress routes
+	handlers     map[string]http.Handler
+	tlsConf      map[string]*tls.Config // by listener; nil entries: plain HTTP
 	// live is the Server now answering on the listeners: this one until a
 	// Reload replaces it. Every generation shares the same pointer.
 	live *atomic.Pointer[Server]
@@ -221,16 +247,47 @@ func build(opts Options, prev *Server) (*Server, error) {
 	if opts.LockoutDuration <= 0 {
 		opts.LockoutDuration = DefaultLockoutDuration
 	}
+	if opts.LockoutClientThreshold <= 0 {
+		opts.LockoutClientThreshold = DefaultLockoutClientThreshold
+	}
+	opts.LockoutClientThreshold = max(opts.LockoutClientThreshold, opts.LockoutThreshold)
+	if opts.LoginSourceRate <= 0 {
+		opts.LoginSourceRate = DefaultLoginSourceRate
+	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if opts.SessionSweep <= 0 {
+		opts.SessionSweep = DefaultSessionSweep
+	}
+	if opts.CommitTimeout <= 0 {
+		opts.CommitTimeout = DefaultCommitTimeout
 	}
 	opts.Budgets = opts.Budgets.withDefaults()
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
-		s.audit, s.metrics, s.live, s.keys, s.budgets = prev.audit, prev.metrics, prev.live, prev.keys, prev.budgets
+		s.audit, s.metrics, s.live, s.keys, s.ready, s.budgets = prev.audit, prev.metrics, prev.live, prev.keys, prev.ready, prev.budgets
+		s.loginSources = prev.loginSources
+		s.loginSources.setRate(opts.LoginSourceRate)
 	} else {
-		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast, AuditKey(opts.Vault.Keyring()))
+		tail := opts.AuditTail
+		if tail.Last == nil && tail.Torn == nil {
+			tail = AuditTail{Last: opts.AuditLast}
+		}
+		s.audit = newAuditLog(opts.Audit, opts.Now, tail, AuditKey(opts.Vault.Keyring()))
+		s.audit.timeout = opts.CommitTimeout
+		s.ready = &readiness{}
+		s.loginSources = newSourceLimiter(opts.Now, opts.LoginSourceRate)
 		opts.Registry.MustRegister(s.audit.head)
+		if s.audit.torn.pending() {
+			// A crash or a full disk cut the log's last write: seal it now
+			// (issue 13); if the disk is still full, the next write will.
+			s.log.Warn("audit log ends in a write cut short (a full disk or a crash): sealing it with a gap line",
+				"torn_bytes", s.audit.torn.n, "last_seq", s.audit.seq)
+			if err := s.audit.sealNow(opts.Now()); err != nil {
+				s.log.Error("audit log: sealing the cut write failed; the next write retries", "err", err)
+			}
+		}
 		s.metrics = newMetrics(opts.Registry)
 		s.budgets = newBudgets()
 		if opts.Volatile != nil {
@@ -363,6 +420,7 @@ func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) e
 	}
 	s.startKeys(ctx)
 	defer s.stopKeys()
+	defer s.startJanitor(ctx)()
 	var runErr error
 	select {
 	case <-ctx.Done():

@@ -24,6 +24,10 @@ var (
 	ErrUnbound = errors.New("a short-value token reveals only with the card token it is bound to")
 	// ErrUnavailable: the store cannot serve or commit right now.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrStalled: a write did not commit within the store's deadline (a
+	// stalled disk, a hung server); always wrapped with ErrUnavailable.
+	// Whether such a write took effect is unknown: it may still commit.
+	ErrStalled = errors.New("store stalled")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
 	// ErrUnknownKey: a record names a key version the keyring does not hold.

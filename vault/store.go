@@ -58,6 +58,13 @@ type Store interface {
 	// session a concurrent DeleteSession (a logout, maybe on another
 	// replica) removed, as a PutSession of what was read would.
 	TouchSession(ctx context.Context, key []byte, lastSeen time.Time) error
+	// PurgeSessions removes every session last seen at or before seenBy,
+	// or created at or before createdBy, and returns how many it removed
+	// (issue 13: the session janitor). A session touched after it was
+	// found expired, by a request racing the purge, is kept only if its
+	// new LastSeen is after seenBy. It may remove them in several
+	// commits; an error may come after some were removed.
+	PurgeSessions(ctx context.Context, seenBy, createdBy time.Time) (int, error)
 	// UpdateLockout atomically replaces the lockout state of client with
 	// fn(current) (the zero Lockout if none) and returns the new state. fn
 	// must be pure: it may run more than once.

@@ -36,6 +36,9 @@ const (
 	// DefaultMaxBatchRecords caps the records written by one commit (one
 	// caller's Insert is never split, so a commit may exceed it once).
 	DefaultMaxBatchRecords = 8192
+	// DefaultCommitTimeout bounds how long a write waits for its commit
+	// (issue 13): a stalled disk gets callers an error, not a hang.
+	DefaultCommitTimeout = 5 * time.Second
 )
 
 // schemaVersion is the layout of the buckets below, kept in the meta bucket.
@@ -76,6 +79,11 @@ type Options struct {
 	// Faults injects WAL and checkpoint failures: tests and chaos drills
 	// only, never production. Nil injects nothing. See [Faults].
 	Faults *Faults
+	// CommitTimeout bounds how long a write waits, queued and committing,
+	// before it returns an error wrapping [vault.ErrUnavailable] and
+	// [vault.ErrStalled]; Ping fails the same way while a commit has
+	// been in flight for longer. If zero, DefaultCommitTimeout.
+	CommitTimeout time.Duration
 
 	// Unexported knobs for tests; zero means the default.
 	segmentSize       int64         // bytes per WAL segment
@@ -147,6 +155,9 @@ type Store struct {
 	// lastCommit is when the committer last finished a batch (UnixNano),
 	// for the checkpointer: with no commits to disturb, it need not pace.
 	lastCommit atomic.Int64
+	// committing is when the commit in progress began (UnixNano), 0 if
+	// none: Ping reports a commit stuck past CommitTimeout (issue 13).
+	committing atomic.Int64
 
 	// barriers carries Backup's checkpoint requests to the committer
 	// (sent under mu, like queue). See backup.go.
@@ -178,6 +189,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.MaxBatchRecords <= 0 {
 		opts.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if opts.CommitTimeout <= 0 {
+		opts.CommitTimeout = DefaultCommitTimeout
 	}
 	if opts.segmentSize <= 0 {
 		opts.segmentSize = defaultSegmentSize
@@ -351,7 +365,15 @@ func isBoltErr(err error) bool {
 // failed checkpoint) and fails, wrapping [vault.ErrUnavailable], until the
 // probe passes and the checkpoint has succeeded. So readiness follows a
 // failing disk down and back up even when no traffic arrives to notice.
+//
+// A commit in flight for longer than CommitTimeout (a stalled disk: the
+// WAL's fdatasync does not return) fails Ping at once, wrapping
+// [vault.ErrStalled], until that commit returns.
 func (s *Store) Ping(ctx context.Context) error {
+	if d, ok := s.stalled(); ok {
+		return fmt.Errorf("%w: %w: a commit has been in flight for %v, past the %v deadline (a stalled disk?)",
+			vault.ErrUnavailable, vault.ErrStalled, d.Round(time.Millisecond), s.opts.CommitTimeout)
+	}
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketTokens) == nil {
 			return fmt.Errorf("%w: tokens bucket missing", vault.ErrUnavailable)
@@ -377,6 +399,17 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("%w: vault cannot checkpoint its log into %s", vault.ErrUnavailable, filepath.Base(s.path))
 	}
 	return nil
+}
+
+// stalled reports how long the commit in progress has taken, if longer
+// than CommitTimeout.
+func (s *Store) stalled() (time.Duration, bool) {
+	start := s.committing.Load()
+	if start == 0 {
+		return 0, false
+	}
+	d := time.Since(time.Unix(0, start))
+	return d, d > s.opts.CommitTimeout
 }
 
 // Close waits for writes already queued to commit, stops the committer,

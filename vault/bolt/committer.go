@@ -69,10 +69,20 @@ func (s *Store) write(ctx context.Context, op func(t *txn) error) error {
 // store is closed, and otherwise the commit's verdict: once the committer
 // has claimed r, submit waits for the commit even if ctx ends, so a nil
 // error always means durable and an error always means not written.
+//
+// The one exception is the commit deadline (Options.CommitTimeout, issue
+// 13): past it, submit returns an error wrapping vault.ErrUnavailable and
+// vault.ErrStalled. If r was still queued it is withdrawn (nothing
+// written); if the committer had claimed it, its commit is stuck (a
+// stalled disk) and may still complete: the error says so, and the caller
+// must treat the write as of unknown outcome. A client retrying a
+// convergent tokenization gets the same token either way.
 func (s *Store) submit(ctx context.Context, r *request) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	deadline := time.NewTimer(s.opts.CommitTimeout)
+	defer deadline.Stop()
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -83,6 +93,9 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 	case <-ctx.Done():
 		s.mu.RUnlock()
 		return ctx.Err()
+	case <-deadline.C:
+		s.mu.RUnlock()
+		return s.stallErr(false)
 	}
 	s.mu.RUnlock()
 	select {
@@ -92,8 +105,29 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 		if r.state.CompareAndSwap(statePending, stateWithdrawn) {
 			return ctx.Err()
 		}
-		return <-r.done
+		select {
+		case err := <-r.done:
+			return err
+		case <-deadline.C:
+			return s.stallErr(true)
+		}
+	case <-deadline.C:
+		if r.state.CompareAndSwap(statePending, stateWithdrawn) {
+			return s.stallErr(false)
+		}
+		return s.stallErr(true)
 	}
+}
+
+// stallErr is a write's error past the commit deadline; claimed says
+// whether the committer had taken it (its outcome is then unknown).
+func (s *Store) stallErr(claimed bool) error {
+	if claimed {
+		return fmt.Errorf("%w: %w: commit not finished within %v (a stalled disk?); the write may still complete",
+			vault.ErrUnavailable, vault.ErrStalled, s.opts.CommitTimeout)
+	}
+	return fmt.Errorf("%w: %w: no commit within %v (the committer is stuck on an earlier one: a stalled disk?); nothing was written",
+		vault.ErrUnavailable, vault.ErrStalled, s.opts.CommitTimeout)
 }
 
 // commitLoop is the committer goroutine. It exits when the queue is closed
@@ -154,8 +188,11 @@ func (s *Store) commitLoop() {
 			}
 		}
 		company = len(batch) > 1
+		s.committing.Store(time.Now().UnixNano())
 		s.commit(batch)
-		s.lastCommit.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		s.committing.Store(0)
+		s.lastCommit.Store(now)
 		clear(batch) // drop references to answered requests
 		s.maybeFreeze()
 	}

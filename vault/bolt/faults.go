@@ -19,6 +19,7 @@ import (
 type Faults struct {
 	mu                    sync.Mutex
 	walWrite, walSync, cp error
+	stall                 <-chan struct{} // see StallWALSyncs
 	// hook, if set, is consulted first by every WAL write ("write") and
 	// sync ("sync") and before every checkpoint chunk ("checkpoint"): unit
 	// tests use it to fail (or hold up) one step of a sequence.
@@ -37,10 +38,20 @@ func (f *Faults) FailWALSyncs(err error) { f.set(&f.walSync, err) }
 // the memtables into the file) fail with err; nil stops it.
 func (f *Faults) FailCheckpoints(err error) { f.set(&f.cp, err) }
 
+// StallWALSyncs makes every fdatasync of a WAL segment wait until release
+// is closed, as one on a frozen filesystem (fsfreeze) or a hung disk does:
+// the commit stays in flight, past the store's CommitTimeout. A nil
+// release stops it (syncs already waiting go on waiting for theirs).
+func (f *Faults) StallWALSyncs(release <-chan struct{}) {
+	f.mu.Lock()
+	f.stall = release
+	f.mu.Unlock()
+}
+
 // Clear stops every injected failure.
 func (f *Faults) Clear() {
 	f.mu.Lock()
-	f.walWrite, f.walSync, f.cp = nil, nil, nil
+	f.walWrite, f.walSync, f.cp, f.stall = nil, nil, nil, nil
 	f.mu.Unlock()
 }
 
@@ -80,6 +91,12 @@ func (f *Faults) syncErr(file *os.File) error {
 	}
 	if err := f.hookErr("sync"); err != nil {
 		return &os.PathError{Op: "fdatasync", Path: file.Name(), Err: err}
+	}
+	f.mu.Lock()
+	stall := f.stall
+	f.mu.Unlock()
+	if stall != nil {
+		<-stall
 	}
 	if err := f.get(&f.walSync); err != nil {
 		return &os.PathError{Op: "fdatasync", Path: file.Name(), Err: err}

@@ -198,3 +198,90 @@ func (s *Store) UpdateLockout(ctx context.Context, client string, fn func(vault.
 	}
 	return out, nil
 }
+
+// purgeChunk bounds the sessions one PurgeSessions op deletes, so one
+// WAL frame stays small.
+const purgeChunk = 512
+
+// PurgeSessions implements [vault.Store]. It finds expired sessions in
+// the memtables, then in bbolt (keys the memtables hold are theirs to
+// answer for), without forcing a checkpoint, and deletes them through the
+// committer in ops of up to purgeChunk sessions. Each op reads every
+// session again: one touched since (a request racing the janitor) is
+// kept. A session written while it looks may be missed; the next sweep
+// finds it. Undecodable values are left for GetSession to report.
+func (s *Store) PurgeSessions(ctx context.Context, seenBy, createdBy time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var keys [][]byte
+	inMem := map[string]bool{}
+	s.mu.RLock() // as in get: Close waits, and a closed store's memtables are not read
+	if s.closed {
+		s.mu.RUnlock()
+		return 0, vault.ErrClosed
+	}
+	s.memMu.RLock()
+	for _, m := range []*memtable{s.active, s.frozen} {
+		if m == nil {
+			continue
+		}
+		m.each(bSessions, func(_ ref, k, v []byte) {
+			if inMem[string(k)] {
+				return // the active memtable's entry, seen first, wins
+			}
+			inMem[string(k)] = true
+			if sess, err := unmarshalSession(k, v); v != nil && err == nil && sessionExpired(sess, seenBy, createdBy) {
+				keys = append(keys, bytes.Clone(k))
+			}
+		})
+	}
+	s.memMu.RUnlock()
+	s.mu.RUnlock()
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			if inMem[string(k)] {
+				return nil
+			}
+			if sess, err := unmarshalSession(k, v); err == nil && sessionExpired(sess, seenBy, createdBy) {
+				keys = append(keys, bytes.Clone(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), purgeChunk)]
+		keys = keys[len(chunk):]
+		n := 0
+		err := s.write(ctx, func(t *txn) error {
+			n = 0
+			for _, k := range chunk {
+				v := t.get(bSessions, k)
+				if v == nil {
+					continue
+				}
+				if sess, err := unmarshalSession(k, v); err == nil && sessionExpired(sess, seenBy, createdBy) {
+					t.del(bSessions, k)
+					n++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return removed, err
+		}
+		removed += n
+	}
+	return removed, nil
+}
+
+// sessionExpired reports whether PurgeSessions removes sess: last seen at
+// or before seenBy, or created at or before createdBy (both compared at
+// the millisecond precision sessions are kept at).
+func sessionExpired(sess vault.Session, seenBy, createdBy time.Time) bool {
+	return sess.LastSeen.UnixMilli() <= seenBy.UnixMilli() || sess.Created.UnixMilli() <= createdBy.UnixMilli()
+}

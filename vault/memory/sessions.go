@@ -71,6 +71,28 @@ func (s *Store) DeleteSession(ctx context.Context, key []byte) error {
 	return nil
 }
 
+// PurgeSessions implements [vault.Store].
+func (s *Store) PurgeSessions(ctx context.Context, seenBy, createdBy time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.begin(ctx); err != nil {
+		return 0, err
+	}
+	n := 0
+	for k, sess := range s.sessions {
+		if sessionExpired(sess, seenBy, createdBy) {
+			delete(s.sessions, k)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// sessionExpired reports whether PurgeSessions removes sess.
+func sessionExpired(sess vault.Session, seenBy, createdBy time.Time) bool {
+	return !sess.LastSeen.After(msUTC(seenBy)) || !sess.Created.After(msUTC(createdBy))
+}
+
 // UpdateLockout implements [vault.Store]. fn runs once, under the store's
 // lock, so it must not call back into the store.
 func (s *Store) UpdateLockout(ctx context.Context, client string, fn func(vault.Lockout) vault.Lockout) (vault.Lockout, error) {

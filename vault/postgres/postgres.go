@@ -268,6 +268,7 @@ type queries struct {
 	scanTokens, resealToken                             string
 	keyChecks, addKeyCheck, deleteKeyCheck              string
 	putSession, getSession, deleteSession, touchSession string
+	purgeSessions                                       string
 	lockLockout, ensureLockout, setLockout, dropLockout string
 }
 
@@ -310,6 +311,9 @@ func newQueries(schema string) queries {
 		getSession:    q(`SELECT id, client, created, last_seen FROM {schema}.sessions WHERE key = $1`),
 		deleteSession: q(`DELETE FROM {schema}.sessions WHERE key = $1`),
 		touchSession:  q(`UPDATE {schema}.sessions SET last_seen = $2 WHERE key = $1`),
+		// A sequential scan: the janitor runs once a minute and sessions
+		// are few (at most a few per client and 8 hours).
+		purgeSessions: q(`DELETE FROM {schema}.sessions WHERE last_seen <= $1 OR created <= $2`),
 
 		lockLockout:   q(`SELECT failures, locked_until FROM {schema}.lockouts WHERE client = $1 FOR UPDATE`),
 		ensureLockout: q(`INSERT INTO {schema}.lockouts (client, failures) VALUES ($1, 0) ON CONFLICT DO NOTHING`),

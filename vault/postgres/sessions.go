@@ -90,6 +90,21 @@ func (s *Store) DeleteSession(ctx context.Context, key []byte) error {
 	return nil
 }
 
+// PurgeSessions implements [vault.Store] with one DELETE: replicas
+// sharing the database may all run it; each row goes once.
+func (s *Store) PurgeSessions(ctx context.Context, seenBy, createdBy time.Time) (int, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, s.q.purgeSessions, ms(seenBy), ms(createdBy))
+	if err != nil {
+		return 0, s.fail(ctx, "purge sessions", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // errLockoutGone: the lockout row vanished between inserting and locking it
 // (a concurrent reset deleted it); the transaction is simply run again.
 var errLockoutGone = errors.New("lockout row deleted concurrently")

@@ -170,3 +170,60 @@ func testLockoutConcurrent(t *testing.T, s vault.Store) {
 		t.Errorf("UpdateLockout after %d concurrent increments = %+v, %v; want %d failures", n, l, err, n)
 	}
 }
+
+// testPurgeSessions: PurgeSessions removes exactly the sessions idle
+// since seenBy or older than createdBy (both bounds inclusive), counts
+// them, and leaves the rest untouched (issue 13: the session janitor).
+func testPurgeSessions(t *testing.T, s vault.Store) {
+	ctx := context.Background()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	seenBy, createdBy := now.Add(-15*time.Minute), now.Add(-8*time.Hour)
+	sessions := []struct {
+		sess vault.Session
+		gone bool
+	}{
+		{vault.Session{Key: []byte("live"), ID: "live", Client: "shop", Created: now.Add(-time.Hour), LastSeen: now.Add(-time.Minute)}, false},
+		{vault.Session{Key: []byte("idle"), ID: "idle", Client: "shop", Created: now.Add(-time.Hour), LastSeen: now.Add(-16 * time.Minute)}, true},
+		{vault.Session{Key: []byte("idle-edge"), ID: "idle-edge", Client: "shop", Created: now.Add(-time.Hour), LastSeen: seenBy}, true},
+		{vault.Session{Key: []byte("just-live"), ID: "just-live", Client: "shop", Created: now.Add(-time.Hour), LastSeen: seenBy.Add(time.Millisecond)}, false},
+		{vault.Session{Key: []byte("old"), ID: "old", Client: "shop", Created: createdBy, LastSeen: now}, true},
+		{vault.Session{Key: []byte("ancient"), ID: "ancient", Client: "admin", Created: now.Add(-9 * time.Hour), LastSeen: now.Add(-9 * time.Hour)}, true},
+	}
+	want := 0
+	for _, c := range sessions {
+		if err := s.PutSession(ctx, c.sess); err != nil {
+			t.Fatalf("PutSession(%q) = %v, want nil", c.sess.ID, err)
+		}
+		if c.gone {
+			want++
+		}
+	}
+	// Many more, so stores that purge in chunks go through several.
+	const many = 600
+	for i := range many {
+		key := []byte(fmt.Sprintf("bulk-%04d", i))
+		if err := s.PutSession(ctx, vault.Session{Key: key, ID: string(key), Client: "shop", Created: now.Add(-time.Hour), LastSeen: now.Add(-time.Hour)}); err != nil {
+			t.Fatalf("PutSession(%q) = %v, want nil", key, err)
+		}
+	}
+	want += many
+	n, err := s.PurgeSessions(ctx, seenBy, createdBy)
+	if err != nil || n != want {
+		t.Fatalf("PurgeSessions = %d, %v; want %d, nil", n, err, want)
+	}
+	for _, c := range sessions {
+		_, err := s.GetSession(ctx, c.sess.Key)
+		switch {
+		case c.gone && !errors.Is(err, vault.ErrNotFound):
+			t.Errorf("GetSession(%q) after the purge = %v, want %v", c.sess.ID, err, vault.ErrNotFound)
+		case !c.gone && err != nil:
+			t.Errorf("GetSession(%q) after the purge = %v, want nil (it is live)", c.sess.ID, err)
+		}
+	}
+	if _, err := s.GetSession(ctx, []byte("bulk-0000")); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("GetSession(bulk-0000) after the purge = %v, want %v", err, vault.ErrNotFound)
+	}
+	if n, err := s.PurgeSessions(ctx, seenBy, createdBy); err != nil || n != 0 {
+		t.Errorf("second PurgeSessions = %d, %v; want 0, nil", n, err)
+	}
+}

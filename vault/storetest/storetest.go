@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) vault.Store) {
 		{"Reseal/UpgradeVersion", testResealUpgrade},
 		{"KeyChecks", testKeyChecks},
 		{"Sessions", testSessions},
+		{"Sessions/Purge", testPurgeSessions},
 		{"Lockout", testLockout},
 		{"Lockout/Concurrent", testLockoutConcurrent},
 		{"Context", testContext},

@@ -1,0 +1,19 @@
+//go:build unix
+
+package proxy
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// lockFile takes an exclusive flock on f without waiting; it is released
+// when f is closed (or the process ends).
+func lockFile(f *os.File) error {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return ErrAuditLocked
+	}
+	return err
+}

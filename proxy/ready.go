@@ -1,0 +1,77 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// readyTimeout bounds the store ping behind /readyz.
+const readyTimeout = 2 * time.Second
+
+// readiness runs at most one store ping at a time for /readyz: a store
+// that hangs (a stalled disk under bbolt, a silent PostgreSQL) costs one
+// stuck goroutine, not one per probe, and probes still get an answer.
+type readiness struct {
+	mu      sync.Mutex
+	pending chan struct{} // closed when the ping in flight ends; nil if none
+	err     error         // the result of the last ping that ended
+}
+
+// ping returns the store's answer, or gives up when ctx ends.
+func (rd *readiness) ping(ctx context.Context, store vault.Store) error {
+	rd.mu.Lock()
+	if rd.pending == nil {
+		done := make(chan struct{})
+		rd.pending = done
+		go func() {
+			// Bounded by its own timeout, not the probe's, so one
+			// impatient probe does not fail the next one's answer.
+			pctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+			err := store.Ping(pctx)
+			cancel()
+			rd.mu.Lock()
+			rd.err, rd.pending = err, nil
+			rd.mu.Unlock()
+			close(done)
+		}()
+	}
+	done := rd.pending
+	rd.mu.Unlock()
+	select {
+	case <-done:
+		rd.mu.Lock()
+		defer rd.mu.Unlock()
+		return rd.err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w: the store did not answer a ping within %v", vault.ErrUnavailable, vault.ErrStalled, readyTimeout)
+	}
+}
+
+// serveReady is /readyz: 200 while the store answers and neither a commit
+// nor an audit write has been in flight past the commit deadline (issue
+// 13: a stalled disk used to leave /readyz at 200 while writes hung);
+// otherwise 503 not_ready, with a message naming the reason.
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) error {
+	if d, stuck := s.audit.stalled(); stuck {
+		return &apiError{http.StatusServiceUnavailable, "not_ready",
+			fmt.Sprintf("the audit log is stalled: a write has been in flight for %v, past vault.commit_timeout (%v)", d.Round(time.Second), s.opts.CommitTimeout), nil}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	err := s.ready.ping(ctx, s.opts.Store)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return nil
+	case errors.Is(err, vault.ErrStalled):
+		return &apiError{http.StatusServiceUnavailable, "not_ready",
+			"the vault store is stalled: a commit or ping has been in flight past its deadline (vault.commit_timeout)", err}
+	}
+	return &apiError{http.StatusServiceUnavailable, "not_ready", "the vault store does not answer", err}
+}
