@@ -130,9 +130,10 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	case a.mode == ClientAuthBoth && certClient(r) != req.Client:
 		return errorf(http.StatusUnauthorized, "certificate_mismatch", "log in as the client your certificate names")
 	}
-	// Per source address first (issue 13): one address holds at most one
+	// Per source address first (issue 13): one address (an IPv6 /64;
+	// behind budgets.trusted_proxies, the shopper's) holds at most one
 	// bcrypt slot and makes lockout.source_rate attempts a minute.
-	src := loginSourceOf(sourceAddr(r))
+	src := sourceKey(r, s.opts.Budgets.TrustedProxies)
 	release, refusal, first, retry := s.loginSources.acquire(src)
 	switch refusal {
 	case sourceBusy:

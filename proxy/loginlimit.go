@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"sync"
 	"time"
 )
@@ -23,18 +22,6 @@ const (
 	// DefaultLoginSourceRate is lockout.source_rate: attempts per minute.
 	DefaultLoginSourceRate = 30
 )
-
-// loginSource is the address whose budget a login from addr (sourceAddr)
-// spends: an IPv4 address, or an IPv6 address's /64, since one host or
-// subscriber commonly holds a whole /64 and could otherwise walk through
-// its addresses for a fresh budget and a fresh lockout count each.
-func loginSourceOf(addr string) string {
-	ip := net.ParseIP(addr)
-	if ip == nil || ip.To4() != nil {
-		return addr
-	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
-}
 
 // Source limiter refusals.
 const (

@@ -176,19 +176,9 @@ func TestLockoutPerSource(t *testing.T) {
 	}
 }
 
-// TestLoginSourceIPv6: the addresses of one IPv6 /64 share one budget.
+// TestLoginSourceIPv6: the addresses of one IPv6 /64 share one budget
+// (sourceKey, which TestSourceKey covers, keys them).
 func TestLoginSourceIPv6(t *testing.T) {
-	for addr, want := range map[string]string{
-		"192.0.2.1":          "192.0.2.1",
-		"2001:db8:1:2::7":    "2001:db8:1:2::/64",
-		"2001:db8:1:2:ff::1": "2001:db8:1:2::/64",
-		"::ffff:192.0.2.1":   "::ffff:192.0.2.1",
-		"not-an-ip":          "not-an-ip",
-	} {
-		if got := loginSourceOf(addr); got != want {
-			t.Errorf("loginSourceOf(%q) = %q, want %q", addr, got, want)
-		}
-	}
 	e := newTestEnv(t, nil, func(o *Options) { o.LoginSourceRate = 2 })
 	for i, a := range []string{"[2001:db8::1]", "[2001:db8::2]"} {
 		if rec := e.loginFrom(a, "nobody", "x"); rec.Code != 401 {
