@@ -195,8 +195,11 @@ func unsetSecrets(cfg *config.Config, getenv func(string) string) []string {
 			refs = append(refs, r.Headers[k])
 		}
 		for _, ref := range refs {
-			if name, ok := strings.CutPrefix(ref, "env:"); ok && getenv(name) == "" {
-				out = append(out, fmt.Sprintf("egress[%d] (%s) reads %s from the environment, and it is not set here: tok serve will refuse to start without it", i, r.Name, name))
+			names, _ := config.EnvRefs(ref) // Parse has validated them
+			for _, name := range names {
+				if getenv(name) == "" {
+					out = append(out, fmt.Sprintf("egress[%d] (%s) reads %s from the environment, and it is not set here: tok serve will refuse to start without it", i, r.Name, name))
+				}
 			}
 		}
 	}
@@ -853,8 +856,10 @@ func egressRoutes(routes []config.EgressRoute, getenv func(string) string) ([]pr
 		if err != nil {
 			return nil, fmt.Errorf("egress route %s: upstream: %w", r.Name, err)
 		}
-		er := proxy.EgressRoute{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Upstream: u,
-			StripPrefix: r.StripPrefix, Headers: map[string]string{}}
+		er := proxy.EgressRoute{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Host: r.Match.Host, Upstream: u,
+			StripPrefix: r.StripPrefix, Headers: map[string]string{},
+			ErrorFormat: r.ErrorFormat, Timeout: r.Timeout, ResponseIgnore: r.ResponseIgnore,
+			RefuseUnrevealed: r.UnrevealedTokens == config.UnrevealedRefuse}
 		for _, f := range r.Fields {
 			er.Fields = append(er.Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, Bind: f.Bind})
 		}

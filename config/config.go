@@ -70,6 +70,37 @@ const (
 
 	DefaultGuardMode = GuardReject // guard.mode
 	DefaultStore     = StoreDisk   // fields[].store
+
+	// DefaultEgressTimeout is egress[].timeout: how long tok waits for a
+	// provider's answer. It is longer than the SDKs' own (stripe-go 80s,
+	// Adyen 60s), so the SDK, which knows whether it may retry, gives up
+	// first (issue 15).
+	DefaultEgressTimeout = 90 * time.Second
+	// DefaultErrorFormat is egress[].error_format.
+	DefaultErrorFormat = ErrorFormatPlain
+	// DefaultUnrevealedTokens is egress[].unrevealed_tokens.
+	DefaultUnrevealedTokens = UnrevealedWarn
+)
+
+// Error formats of an egress route (egress[].error_format): the envelope
+// tok's own refusals on the route are written in, so that the provider's
+// SDK reads them as an error that will not change and does not retry.
+const (
+	ErrorFormatPlain    = "plain"    // tok's own: {"error": code, "message": ...}
+	ErrorFormatStripe   = "stripe"   // {"error": {"type", "code", "message", "param"}}, Stripe-Should-Retry: false
+	ErrorFormatAdyen    = "adyen"    // {"status", "errorCode", "message", "errorType"}
+	ErrorFormatCheckout = "checkout" // {"request_id", "error_type", "error_codes": [...]}
+)
+
+// ErrorFormats lists the error formats, in the order the docs give them.
+var ErrorFormats = []string{ErrorFormatPlain, ErrorFormatStripe, ErrorFormatAdyen, ErrorFormatCheckout}
+
+// What an egress route does with a live token found outside the fields it
+// reveals (egress[].unrevealed_tokens): it would reach the provider as a
+// token, which the provider declines.
+const (
+	UnrevealedWarn   = "warn"   // log a warning naming the route and field, and forward
+	UnrevealedRefuse = "refuse" // refuse with 422 "unrevealed_token"
 )
 
 // Limits enforced by validation.
@@ -101,6 +132,9 @@ const (
 	// `tok secret hash` uses [BcryptCost].
 	MinBcryptCost = 10
 	BcryptCost    = 12
+	// MinEgressTimeout and MaxEgressTimeout bound egress[].timeout.
+	MinEgressTimeout = time.Second
+	MaxEgressTimeout = 10 * time.Minute
 	// MaxSelectorLen bounds json and form selectors and guard.ignore entries.
 	MaxSelectorLen = 256
 	// MaxBudget is the largest budget: 10^9 values per window is "off".
@@ -279,7 +313,11 @@ type Lockout struct {
 // Match selects the requests a route applies to.
 type Match struct {
 	Method string `yaml:"method"` // empty: any method
-	Path   string `yaml:"path"`   // exact, or a prefix ending in "/*"
+	Path   string `yaml:"path"`   // exact, or a prefix ending in "/*"; egress with host: empty is "/*"
+	// Host (egress only) is the host name the app calls, without a port,
+	// e.g. stripe.egress.internal: an SDK keeps its own paths (/v1/...)
+	// and two providers never collide. Empty: any host.
+	Host string `yaml:"host"`
 }
 
 // Route is an inbound route: the card fields of matching requests are
@@ -305,6 +343,21 @@ type EgressRoute struct {
 	// EgressKey, if set, is "env:NAME": the app must send the variable's
 	// value in X-Tok-Egress-Key.
 	EgressKey string `yaml:"egress_key"`
+	// ErrorFormat is the envelope of tok's refusals on this route; one of
+	// [ErrorFormats]. Empty: [DefaultErrorFormat].
+	ErrorFormat string `yaml:"error_format"`
+	// Timeout bounds the wait for the provider's answer. Zero:
+	// [DefaultEgressTimeout].
+	Timeout time.Duration `yaml:"timeout"`
+	// ResponseIgnore are JSON paths (json selector grammar) or form keys
+	// of the provider's answers that the response guard leaves alone:
+	// ids such as network_transaction_id that pass the Luhn check by
+	// chance and must reach the app unchanged.
+	ResponseIgnore []string `yaml:"response_ignore"`
+	// UnrevealedTokens is warn or refuse: what to do with a live token
+	// found in the body outside the route's fields. Empty:
+	// [DefaultUnrevealedTokens].
+	UnrevealedTokens string `yaml:"unrevealed_tokens"`
 }
 
 // Field names one value in a body and how to tokenize it. Exactly one of
@@ -427,7 +480,14 @@ func (c *Config) fillDefaults() {
 		fillFieldDefaults(c.Inbound[i].Fields)
 	}
 	for i := range c.Egress {
-		fillFieldDefaults(c.Egress[i].Fields)
+		r := &c.Egress[i]
+		fillFieldDefaults(r.Fields)
+		setDefault(&r.ErrorFormat, DefaultErrorFormat)
+		setDefault(&r.Timeout, DefaultEgressTimeout)
+		setDefault(&r.UnrevealedTokens, DefaultUnrevealedTokens)
+		if r.Match.Host != "" && r.Match.Path == "" {
+			r.Match.Path = "/*"
+		}
 	}
 }
 

@@ -38,6 +38,8 @@ var (
 	routeNameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	jsonSegRE    = regexp.MustCompile(`^(#|[A-Za-z0-9_$@-]+)$`)
 	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// hostNameRE is a lower-case DNS name (egress match.host).
+	hostNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 	// tokenRE is RFC 9110's token: method and header names.
 	tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
@@ -64,6 +66,9 @@ func (v *validator) config(c *Config) {
 	for i, r := range c.Inbound {
 		p := fmt.Sprintf("inbound[%d]", i)
 		v.route(p, r.Name, r.Match, matches)
+		if r.Match.Host != "" {
+			v.fail(p+".match.host", "inbound routes match on method and path only; remove host")
+		}
 		if len(r.Fields) == 0 {
 			v.fail(p+".fields", "an inbound route needs at least one field; add one or remove the route")
 		}
@@ -287,9 +292,13 @@ func (v *validator) route(path, name string, m Match, matches map[string]string)
 	}
 	pathOK := v.matchPath(path+".match.path", m.Path)
 	if pathOK {
-		key := m.Method + " " + m.Path
+		key := m.Method + " " + m.Host + m.Path
 		if prev, dup := matches[key]; dup {
-			v.fail(path+".match", "same method and path as %s; merge the two routes", prev)
+			what := "method and path"
+			if m.Host != "" {
+				what = "host, method and path"
+			}
+			v.fail(path+".match", "same %s as %s; merge the two routes", what, prev)
 		} else {
 			matches[key] = path
 		}
@@ -469,6 +478,30 @@ func (v *validator) guard(g Guard) {
 
 func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 	v.route(p, r.Name, r.Match, matches)
+	if h := r.Match.Host; h != "" && !hostNameRE.MatchString(h) {
+		v.fail(p+".match.host", "%q is not a host name; write the lower-case name the app calls, without a port, e.g. stripe.egress.internal", h)
+	}
+	if !slices.Contains(ErrorFormats, r.ErrorFormat) {
+		v.fail(p+".error_format", "%q is not an error format; use %s", r.ErrorFormat, strings.Join(ErrorFormats, ", "))
+	}
+	if r.Timeout < MinEgressTimeout || r.Timeout > MaxEgressTimeout {
+		v.fail(p+".timeout", "%s is out of range; use %s to %s (default %s, longer than the SDKs' own)", r.Timeout, MinEgressTimeout, MaxEgressTimeout, DefaultEgressTimeout)
+	}
+	switch r.UnrevealedTokens {
+	case UnrevealedWarn, UnrevealedRefuse:
+	default:
+		v.fail(p+".unrevealed_tokens", "%q: use warn or refuse", r.UnrevealedTokens)
+	}
+	for i, s := range r.ResponseIgnore {
+		ip := fmt.Sprintf("%s.response_ignore[%d]", p, i)
+		if s == "" {
+			v.fail(ip, "empty; write a JSON field path of the provider's answer such as payment_method_details.card.network_transaction_id")
+		} else if msg := checkJSONSelector(s); msg != "" {
+			v.fail(ip, "%s", msg)
+		} else if err := rewrite.ValidateJSONSelector(s); err != nil {
+			v.fail(ip, "%v", err)
+		}
+	}
 	if r.Upstream == "" {
 		v.fail(p+".upstream", "missing; write the payment provider's base URL, e.g. https://api.psp.example")
 	} else {
@@ -502,6 +535,8 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 			if !envNameRE.MatchString(ref) {
 				v.fail(hp, "%q is not an environment variable name", ref)
 			}
+		} else if _, err := EnvRefs(val); err != nil {
+			v.fail(hp, "%v", err)
 		} else if strings.ContainsFunc(val, isControl) {
 			v.fail(hp, "the value contains a control character")
 		}

@@ -346,13 +346,13 @@ func TestEgressStripPrefixCase(t *testing.T) {
 // no Content-Length added to a response that must not carry one.
 func TestEgressNoContentAfterReveal(t *testing.T) {
 	e := newEgressEnv(t, nil, nil)
-	set := &revealedSet{}
-	set.add(panVisa, "4111112345671111", "card[number]")
+	st := &sendState{}
+	st.revealed.add(panVisa, "4111112345671111", "card[number]")
 	req := httptest.NewRequest("POST", "https://psp.example/v1", nil)
-	req = req.WithContext(context.WithValue(req.Context(), revealedKey{}, set))
+	req = req.WithContext(context.WithValue(req.Context(), sendKey{}, st))
 	for _, status := range []int{http.StatusNoContent, http.StatusNotModified} {
 		resp := &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: req}
-		if err := e.srv.egress.guardResponse(resp); err != nil {
+		if err := e.srv.egress.guardResponse(resp, &e.srv.egress.routes[0]); err != nil {
 			t.Fatalf("guardResponse(%d) = %v", status, err)
 		}
 		if cl := resp.Header.Get("Content-Length"); cl != "" {
