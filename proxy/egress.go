@@ -379,6 +379,9 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	if err != nil {
 		return err
 	}
+	if err := e.checkUnrevealed(r, rt, body, media, sendFrom(r.Context()).paths); err != nil {
+		return err
+	}
 	r.Header.Del("Content-Encoding")
 	r.Header.Del("Content-Length")
 	r.TransferEncoding = nil
@@ -469,6 +472,10 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 	st := sendFrom(r.Context())
 	st.revealed.add(rv.Value, v.Text, v.Path)
 	st.count++
+	if st.paths == nil {
+		st.paths = map[string]bool{}
+	}
+	st.paths[v.Path] = true
 	return rv.Value, nil
 }
 
@@ -522,6 +529,14 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 		return fmt.Errorf("%w: %w", errResponseUninspectable, err)
 	}
 	out := body
+	// A byte-order mark before a JSON answer (Authorization.net sends one)
+	// is not strict JSON, but every client library skips it: the guard
+	// reads what follows and the app gets the mark back as it came
+	// (issue 15; before, the answer was refused after the charge).
+	bom := media == rewrite.MediaJSON && bytes.HasPrefix(body, utf8BOM)
+	if bom {
+		body = body[len(utf8BOM):]
+	}
 	if media != rewrite.MediaOther {
 		req := resp.Request
 		out, err = rt.response.Rewrite(body, ct, func(vals []rewrite.Value) ([]string, error) {
@@ -554,12 +569,17 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 	if len(rs.shorts) > 0 {
 		out = scrubShort(out, media, rs.shorts)
 	}
+	if bom {
+		out = append(bytes.Clone(utf8BOM), out...)
+	}
 	resp.Header.Del("Content-Encoding")
 	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
 	resp.ContentLength = int64(len(out))
 	resp.Body = io.NopCloser(bytes.NewReader(out))
 	return nil
 }
+
+var utf8BOM = []byte("\ufeff")
 
 // scrubRevealed replaces each revealed card number written out in s by its
 // token, and fails if one is still there with other characters between

@@ -49,10 +49,11 @@ var idempotencyHeaders = []string{"Idempotency-Key", "Cko-Idempotency-Key"}
 // wrote; everything else runs on the handler's goroutine.
 type sendState struct {
 	revealed revealedSet
-	count    int         // values revealed
-	wrote    atomic.Bool // the request's headers were written to the provider
-	status   int         // the provider's status, 0 if it did not answer
-	withheld bool        // the provider answered and tok refused the answer
+	count    int             // values revealed
+	paths    map[string]bool // the fields they were revealed at
+	wrote    atomic.Bool     // the request's headers were written to the provider
+	status   int             // the provider's status, 0 if it did not answer
+	withheld bool            // the provider answered and tok refused the answer
 }
 
 type sendKey struct{}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stripe/stripe-go/v82"
 )
@@ -261,5 +263,161 @@ func TestStripeGoAnswerWithheld(t *testing.T) {
 	}
 	if !strings.Contains(e.audit.String(), `"outcome":"sent_answer_withheld"`) {
 		t.Errorf("the audit log does not say the answer was withheld:\n%s", e.audit.String())
+	}
+}
+
+// TestStripeGoProviderDown: a provider that cannot be reached is a 502 in
+// Stripe's envelope, which stripe-go does not resend: one request at tok,
+// none piling up, and the audit says the revealed card was not sent.
+func TestStripeGoProviderDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "https://" + ln.Addr().String()
+	ln.Close()
+	e := newStripeEnv(t, nil, func(r *EgressRoute) { r.Upstream, _ = url.Parse(down) })
+	panTok, cvcTok := e.checkout(t, panVisa, "737")
+	_, err = e.client(egressKey).V1PaymentMethods.Create(t.Context(), &stripe.PaymentMethodCreateParams{
+		Type: stripe.String("card"), Card: &stripe.PaymentMethodCreateCardParams{Number: stripe.String(panTok), CVC: stripe.String(cvcTok)}})
+	var se *stripe.Error
+	if !errors.As(err, &se) || se.HTTPStatusCode != 502 || se.Code != "upstream_unavailable" || se.Type != stripe.ErrorTypeAPI {
+		t.Fatalf("stripe-go error = %v, want 502 upstream_unavailable api_error", err)
+	}
+	if n := e.atTok.Load(); n != 1 {
+		t.Errorf("stripe-go sent %d requests to tok, want 1", n)
+	}
+	if !strings.Contains(e.audit.String(), `"outcome":"not_sent"`) {
+		t.Errorf("the audit log does not say the card was not sent:\n%s", e.audit.String())
+	}
+}
+
+// TestStripeGoSlowProvider: a provider slower than the route's timeout is a
+// 504 that says the request was sent and names the idempotency key; the
+// SDK does not resend it. One slower than usual but within the timeout
+// answers as usual.
+func TestStripeGoSlowProvider(t *testing.T) {
+	release := make(chan struct{})
+	e := newStripeEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/payment_intents" {
+			<-release // never answers while the test runs
+			return
+		}
+		stripeAnswer(w, r)
+	}, func(r *EgressRoute) { r.Timeout = 200 * time.Millisecond })
+	t.Cleanup(func() { close(release) })
+	panTok, cvcTok := e.checkout(t, panVisa, "737")
+	params := &stripe.PaymentIntentCreateParams{Amount: stripe.Int64(4999), Currency: stripe.String("eur")}
+	params.AddExtra("payment_method_data[card][number]", panTok)
+	params.AddExtra("payment_method_data[card][cvc]", cvcTok)
+	params.SetIdempotencyKey("order-44")
+	_, err := e.client(egressKey).V1PaymentIntents.Create(t.Context(), params)
+	var se *stripe.Error
+	if !errors.As(err, &se) || se.HTTPStatusCode != 504 || se.Code != "upstream_timeout" {
+		t.Fatalf("stripe-go error = %v, want 504 upstream_timeout", err)
+	}
+	if !strings.Contains(se.Msg, `"order-44"`) || !strings.Contains(se.Msg, "may have acted") {
+		t.Errorf("message %q does not say the provider may have acted, with the key", se.Msg)
+	}
+	if e.atTok.Load() != 1 || len(e.psp.got()) != 1 {
+		t.Errorf("tok got %d requests and the provider %d, want 1 and 1", e.atTok.Load(), len(e.psp.got()))
+	}
+	if !strings.Contains(e.audit.String(), `"outcome":"sent_no_answer"`) {
+		t.Errorf("the audit log does not say the request was sent without an answer:\n%s", e.audit.String())
+	}
+}
+
+// TestStripeGoSlowButInTime: a provider slower than tok's old fixed 30 s
+// would have been cut off; with the route's timeout it answers (the delay
+// here is short: only the path through the timeout is tested).
+func TestStripeGoSlowButInTime(t *testing.T) {
+	e := newStripeEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond)
+		stripeAnswer(w, r)
+	}, nil)
+	panTok, _ := e.checkout(t, panVisa, "737")
+	pm, err := e.client(egressKey).V1PaymentMethods.Create(t.Context(), &stripe.PaymentMethodCreateParams{
+		Type: stripe.String("card"), Card: &stripe.PaymentMethodCreateCardParams{Number: stripe.String(panTok)}})
+	if err != nil || pm.ID != "pm_1" {
+		t.Fatalf("PaymentMethods.Create = %+v, %v", pm, err)
+	}
+	if rt := e.srv.egress.routes[0].rp.Transport.(*http.Transport); rt.ResponseHeaderTimeout != DefaultEgressTimeout {
+		t.Errorf("route timeout = %s, want the default %s", rt.ResponseHeaderTimeout, DefaultEgressTimeout)
+	}
+}
+
+// TestEgressHostRouting: two providers that both use /v1 are told apart by
+// the host the app calls; a host route wins over a route for any host.
+func TestEgressHostRouting(t *testing.T) {
+	stripePSP, other := newPSP(t, nil), newPSP(t, nil)
+	su, _ := url.Parse(stripePSP.URL)
+	ou, _ := url.Parse(other.URL)
+	roots := x509.NewCertPool()
+	roots.AddCert(stripePSP.Certificate())
+	roots.AddCert(other.Certificate())
+	// The any-host route comes first in config order: the host route
+	// still wins for its host.
+	ie := newInboundEnv(t, inboundConfig{opts: func(o *Options) {
+		o.Egress = []EgressRoute{
+			{Name: "any", Path: "/v1/*", Upstream: ou, RootCAs: roots},
+			{Name: "stripe", Host: stripeHost, Path: "/*", Upstream: su, RootCAs: roots, ErrorFormat: ErrorFormatStripe},
+		}
+	}})
+	srv := httptest.NewServer(ie.srv.EgressHandler())
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		host string
+		want *psp
+	}{{stripeHost, stripePSP}, {"STRIPE.egress.internal.:8081", stripePSP}, {"other.egress.internal", other}, {"127.0.0.1", other}} {
+		n := len(tc.want.got())
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/charges", strings.NewReader("amount=1"))
+		req.Host = tc.host
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(tc.want.got()) != n+1 {
+			t.Errorf("Host %s: %d, want 200 from its provider", tc.host, resp.StatusCode)
+		}
+	}
+}
+
+// TestStripeGoUnrevealedToken: a route that names only card[number] gets a
+// payment intent whose card is at payment_method_data[card][number]. The
+// token would reach Stripe as it is: tok warns by default, naming the route
+// and field, and with unrevealed_tokens: refuse refuses it before the
+// provider is called.
+func TestStripeGoUnrevealedToken(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run(map[bool]string{false: "warn", true: "refuse"}[refuse], func(t *testing.T) {
+			e := newStripeEnv(t, nil, func(r *EgressRoute) {
+				r.Fields = r.Fields[:2] // card[number], card[cvc]
+				r.RefuseUnrevealed = refuse
+			})
+			panTok, _ := e.checkout(t, panVisa, "737")
+			params := &stripe.PaymentIntentCreateParams{Amount: stripe.Int64(4999), Currency: stripe.String("eur")}
+			params.AddExtra("payment_method_data[card][number]", panTok)
+			params.AddExtra("description", "4111110000001111") // token-shaped, but no token: no warning
+			_, err := e.client(egressKey).V1PaymentIntents.Create(t.Context(), params)
+			const field = "payment_method_data[card][number]"
+			if !refuse {
+				if err != nil || len(e.psp.got()) != 1 {
+					t.Fatalf("PaymentIntents.Create = %v, provider got %d; want it forwarded", err, len(e.psp.got()))
+				}
+				if log := e.log.String(); !strings.Contains(log, "does not reveal") || !strings.Contains(log, field) || strings.Contains(log, "description") {
+					t.Errorf("the log does not warn about %s alone:\n%s", field, log)
+				}
+				return
+			}
+			var se *stripe.Error
+			if !errors.As(err, &se) || se.Code != "unrevealed_token" || se.Param != field || se.HTTPStatusCode != 422 {
+				t.Fatalf("stripe-go error = %v, want 422 unrevealed_token at %s", err, field)
+			}
+			if e.atTok.Load() != 1 || len(e.psp.got()) != 0 {
+				t.Errorf("tok got %d requests and the provider %d, want 1 and 0", e.atTok.Load(), len(e.psp.got()))
+			}
+		})
 	}
 }
