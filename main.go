@@ -178,7 +178,14 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	// The file is valid; secrets it names come from the environment, which
 	// may be another one where tok will run: warn, do not fail.
-	for _, w := range append(cfg.Warnings(), unsetSecrets(cfg, os.Getenv)...) {
+	warnings := append(cfg.Warnings(), unsetSecrets(cfg, os.Getenv)...)
+	if os.Getenv(config.EnvKeyring) == "" {
+		// tok serve warns of the same when it loads the keyring.
+		if p := config.KeyringModeProblem(cfg.Vault.Keyring); p != "" {
+			warnings = append(warnings, p)
+		}
+	}
+	for _, w := range warnings {
 		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
 	}
 	fmt.Fprintln(stdout, *path+": ok")

@@ -47,3 +47,24 @@ func TestBudgetDefaults(t *testing.T) {
 		t.Errorf("proxy.MaxBudget %d, config.MaxBudget %d", proxy.MaxBudget, config.MaxBudget)
 	}
 }
+
+// TestEgressDefaultsInStep: the proxy's egress constants are the config's
+// (issue 15), and a header template's variables are named by tok check.
+func TestEgressDefaultsInStep(t *testing.T) {
+	if proxy.DefaultEgressTimeout != config.DefaultEgressTimeout {
+		t.Errorf("proxy.DefaultEgressTimeout %s, config %s", proxy.DefaultEgressTimeout, config.DefaultEgressTimeout)
+	}
+	pf := []string{proxy.ErrorFormatPlain, proxy.ErrorFormatStripe, proxy.ErrorFormatAdyen, proxy.ErrorFormatCheckout}
+	if !reflect.DeepEqual(pf, config.ErrorFormats) {
+		t.Errorf("proxy error formats %q, config %q", pf, config.ErrorFormats)
+	}
+	cfg := &config.Config{Egress: []config.EgressRoute{{Name: "s", Headers: map[string]string{"Authorization": "Bearer {env:STRIPE_SECRET}"}}}}
+	if got := unsetSecrets(cfg, func(string) string { return "" }); len(got) != 1 || !strings.Contains(got[0], "STRIPE_SECRET") {
+		t.Errorf("unsetSecrets = %q, want one naming STRIPE_SECRET", got)
+	}
+	routes, err := egressRoutes([]config.EgressRoute{{Name: "s", Upstream: "https://api.stripe.com",
+		Headers: map[string]string{"Authorization": "Bearer {env:STRIPE_SECRET}"}}}, func(string) string { return "sk_x" })
+	if err != nil || routes[0].Headers["Authorization"] != "Bearer sk_x" {
+		t.Errorf("egressRoutes = %+v, %v; want Authorization Bearer sk_x", routes, err)
+	}
+}

@@ -84,8 +84,11 @@ func Resolve(s string, getenv func(string) string) (string, error) {
 
 func resolveTemplate(s string, getenv func(string) string) (string, error) {
 	names, err := EnvRefs(s)
-	if err != nil || len(names) == 0 {
-		return s, err
+	if err != nil {
+		return "", err
+	}
+	if len(names) == 0 {
+		return s, nil
 	}
 	var b strings.Builder
 	for rest := s; ; {

@@ -126,9 +126,6 @@ func newEgress(s *Server) (*egress, error) {
 			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
 			continue
 		}
-		if r.EgressKey == "" {
-			s.log.Warn("egress route has no egress_key: any process on this host can have its tokens revealed to the provider", "route", r.Name)
-		}
 		er := egressRoute{EgressRoute: r, host: strings.ToLower(r.Host), match: m, rw: rw, bindTo: bindTo}
 		if o.Guard.Mode != rewrite.GuardOff {
 			// A card number in a provider's answer is tokenized before the
