@@ -63,6 +63,7 @@ func newStripeEnv(t *testing.T, respond http.HandlerFunc, mutate func(*EgressRou
 		u, _ := url.Parse(r.Upstream.Scheme + "://" + r.Upstream.Host) // no path: Stripe's own
 		r.Name, r.Host, r.Method, r.Path, r.StripPrefix, r.Upstream = "stripe", stripeHost, "", "/*", "", u
 		r.ErrorFormat = ErrorFormatStripe
+		r.ResponseIgnore = []string{"latest_charge.payment_method_details.card.network_transaction_id"}
 		r.Fields = []RouteField{{Form: "card[number]"}, {Form: "card[cvc]", Bind: "card[number]"},
 			{Form: "payment_method_data[card][number]"}, {Form: "payment_method_data[card][cvc]", Bind: "payment_method_data[card][number]"}}
 		if mutate != nil {
@@ -133,6 +134,11 @@ func TestStripeGoHappyPath(t *testing.T) {
 	pi, err := sc.V1PaymentIntents.Create(t.Context(), params)
 	if err != nil || pi.Status != stripe.PaymentIntentStatusSucceeded {
 		t.Fatalf("PaymentIntents.Create = %+v, %v", pi, err)
+	}
+	// A Luhn-valid network transaction id reaches the app as it is: the
+	// route exempts it (response_ignore). Card-on-file payments need it.
+	if c := pi.LatestCharge.PaymentMethodDetails.Card; c.NetworkTransactionID != luhnNTI {
+		t.Errorf("network_transaction_id = %q, want %q unchanged", c.NetworkTransactionID, luhnNTI)
 	}
 	got := e.psp.got()
 	if len(got) != 2 || e.atTok.Load() != 2 {
