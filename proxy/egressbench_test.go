@@ -66,7 +66,9 @@ func BenchmarkEgressStripe(b *testing.B) {
 		tr := &http.Transport{TLSClientConfig: psp.Client().Transport.(*http.Transport).TLSClientConfig}
 		if dialTo != "" {
 			d := &net.Dialer{}
-			tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) { return d.DialContext(ctx, network, dialTo) }
+			tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, dialTo)
+			}
 		}
 		bk := stripe.NewBackendsWithConfig(&stripe.BackendConfig{URL: &base, HTTPClient: &http.Client{Transport: tr},
 			LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull}, EnableTelemetry: stripe.Bool(false)})
