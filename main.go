@@ -868,7 +868,7 @@ func egressRoutes(routes []config.EgressRoute, getenv func(string) string) ([]pr
 			ErrorFormat: r.ErrorFormat, Timeout: r.Timeout, ResponseIgnore: r.ResponseIgnore,
 			RefuseUnrevealed: r.UnrevealedTokens == config.UnrevealedRefuse}
 		for _, f := range r.Fields {
-			er.Fields = append(er.Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, Bind: f.Bind})
+			er.Fields = append(er.Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, XML: f.XML, Bind: f.Bind})
 		}
 		for k, v := range r.Headers {
 			if er.Headers[k], err = config.Resolve(v, getenv); err != nil {

@@ -361,10 +361,11 @@ type EgressRoute struct {
 }
 
 // Field names one value in a body and how to tokenize it. Exactly one of
-// JSON and Form is set.
+// JSON, Form and XML is set.
 type Field struct {
 	JSON   string        `yaml:"json"`   // dotted path; "#" = every array element
 	Form   string        `yaml:"form"`   // form key
+	XML    string        `yaml:"xml"`    // egress only: element path, /transaction/credit-card/number
 	Format string        `yaml:"format"` // pan (default), digits, opaque
 	Keep   *Keep         `yaml:"keep"`   // pan only; nil: 6 and 4
 	Unique bool          `yaml:"unique"`
@@ -384,11 +385,14 @@ type Keep struct {
 	Last  *int `yaml:"last"`
 }
 
-// Selector returns the field's selector as the proxy logs it: "json:PATH"
-// or "form:KEY".
+// Selector returns the field's selector as the proxy logs it: "json:PATH",
+// "form:KEY" or "xml:PATH".
 func (f Field) Selector() string {
 	if f.Form != "" {
 		return "form:" + f.Form
+	}
+	if f.XML != "" {
+		return "xml:" + f.XML
 	}
 	return "json:" + f.JSON
 }

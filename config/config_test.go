@@ -277,7 +277,7 @@ func TestValidation(t *testing.T) {
 		{"route path dots", up + "inbound:\n  - name: a\n    match: {path: /a/../b}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.path", `".."`}}},
 		{"route prefix ok", route("      - json: a\n") + "  - name: b\n    match: {path: /api/*}\n    fields: [{form: a}]\n", nil},
 		{"route without fields", up + "inbound:\n  - name: a\n    match: {path: /x}\n", []want{{3, "inbound[0].fields", "at least one field"}}},
-		{"field json and form", route("      - json: a\n        form: b\n"), []want{{6, "inbound[0].fields[0]", "exactly one of json and form"}}},
+		{"field json and form", route("      - json: a\n        form: b\n"), []want{{6, "inbound[0].fields[0]", "exactly one of json, form and xml"}}},
 		{"field neither", route("      - format: pan\n"), []want{{6, "inbound[0].fields[0]", "set one of json"}}},
 		{"json empty segment", route("      - json: card..number\n"), []want{{6, "inbound[0].fields[0].json", "empty segment"}}},
 		{"json leading dot", route("      - json: .a\n"), []want{{6, "inbound[0].fields[0].json", "empty segment"}}},
@@ -334,6 +334,8 @@ func TestValidation(t *testing.T) {
 		{"egress new keys", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    error_format: paypal\n    timeout: 1h\n    unrevealed_tokens: drop\n    response_ignore: [\"\", \"a..b\"]\n    headers: {Authorization: \"Bearer {env:X\"}\n",
 			[]want{{5, "egress[0].error_format", "use plain, stripe, adyen, checkout"}, {6, "egress[0].timeout", "out of range"}, {7, "egress[0].unrevealed_tokens", "use warn or refuse"},
 				{8, "egress[0].response_ignore[0]", "empty"}, {8, "egress[0].response_ignore[1]", "empty segment"}, {9, "egress[0].headers.Authorization", "{env:NAME}"}}},
+		{"xml fields", up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{xml: /a/b}]\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - {xml: a.b}\n      - {xml: /a/b, json: a.b}\n      - {xml: /t/cc/number}\n      - {xml: /t/cc/cvv, bind: /t/cc/number}\n",
+			[]want{{5, "inbound[0].fields[0].xml", "egress routes only"}, {11, "egress[0].fields[0].xml", "absolute element path"}, {12, "egress[0].fields[1]", "exactly one of json, form and xml"}}},
 		{"egress field rules", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields: [{json: \"a..b\"}]\n", []want{{5, "egress[0].fields[0].json", "empty segment"}}},
 	}
 	for _, tc := range tests {

@@ -74,6 +74,11 @@ func (v *validator) config(c *Config) {
 		}
 		v.fields(p, r.Fields)
 		v.binds(p, r.Fields, true)
+		for j, f := range r.Fields {
+			if f.XML != "" {
+				v.fail(fmt.Sprintf("%s.fields[%d].xml", p, j), "xml fields are for egress routes only so far; inbound, use json or form")
+			}
+		}
 	}
 	v.guard(c.Guard)
 	if len(c.Egress) > 0 && c.Listen.Egress == "" {
@@ -336,11 +341,23 @@ func (v *validator) fields(route string, fs []Field) {
 	seen := map[string]int{}
 	for i, f := range fs {
 		p := fmt.Sprintf("%s.fields[%d]", route, i)
+		set := 0
+		for _, sel := range []string{f.JSON, f.Form, f.XML} {
+			if sel != "" {
+				set++
+			}
+		}
 		switch {
-		case f.JSON != "" && f.Form != "":
-			v.fail(p, "set exactly one of json and form; split it into two fields")
-		case f.JSON == "" && f.Form == "":
-			v.fail(p, "set one of json (a dotted path such as card.number) or form (a form key such as card[number])")
+		case set > 1:
+			v.fail(p, "set exactly one of json, form and xml; split it into several fields")
+		case set == 0:
+			v.fail(p, "set one of json (a dotted path such as card.number), form (a form key such as card[number]) or xml (an element path such as /transaction/credit-card/number)")
+		case f.XML != "":
+			if len(f.XML) > MaxSelectorLen {
+				v.fail(p+".xml", "longer than %d bytes", MaxSelectorLen)
+			} else if err := rewrite.ValidateXMLSelector(f.XML); err != nil {
+				v.fail(p+".xml", "%v", err)
+			}
 		case f.JSON != "":
 			if msg := checkJSONSelector(f.JSON); msg != "" {
 				v.fail(p+".json", "%s", msg)
@@ -402,11 +419,14 @@ func (v *validator) binds(route string, fs []Field, inbound bool) {
 		}
 		p := fmt.Sprintf("%s.fields[%d].bind", route, i)
 		kind, example := "json", "card.number"
-		if f.Form != "" {
+		switch {
+		case f.Form != "":
 			kind, example = "form", "card[number]"
+		case f.XML != "":
+			kind, example = "xml", "/transaction/credit-card/number"
 		}
 		j := slices.IndexFunc(fs, func(g Field) bool {
-			return f.JSON != "" && g.JSON == f.Bind || f.Form != "" && g.Form == f.Bind
+			return f.JSON != "" && g.JSON == f.Bind || f.Form != "" && g.Form == f.Bind || f.XML != "" && g.XML == f.Bind
 		})
 		switch {
 		case j < 0:

@@ -201,3 +201,61 @@ func TestGuardFalsePositiveRate(t *testing.T) {
 		t.Errorf("false-positive rate %.2f%%, want about 4.3%% (the README says so)", 100*rate)
 	}
 }
+
+// TestEgressXMLBraintree: a Braintree-shaped XML transaction (Braintree's
+// Go SDK is not on the module proxy; this is its documented request body)
+// reaches the provider with the card and CVC revealed, byte-exact around
+// them; an unknown token, a DTD and a raw card elsewhere are refused
+// before the provider.
+func TestEgressXMLBraintree(t *testing.T) {
+	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		io.WriteString(w, `<transaction><id>abc</id><status>authorized</status><credit-card><last-4>1111</last-4></credit-card></transaction>`)
+	}, func(r *EgressRoute) {
+		u, _ := url.Parse(r.Upstream.Scheme + "://" + r.Upstream.Host)
+		r.Name, r.Host, r.Path, r.StripPrefix, r.Upstream = "braintree", "braintree.egress.internal", "/*", "", u
+		r.Fields = []RouteField{{XML: "/transaction/credit-card/number"}, {XML: "/transaction/credit-card/cvv", Bind: "/transaction/credit-card/number"}}
+	})
+	panTok, cvcTok := e.checkout(t, panVisa, "737")
+	body := func(pan, cvc, extra string) string {
+		return `<?xml version="1.0" encoding="UTF-8"?>` + extra + "\n<transaction>\n  <type>sale</type>\n  <amount>10.00</amount>\n" +
+			"  <credit-card>\n    <number>" + pan + "</number>\n    <cvv>" + cvc + "</cvv>\n    <expiration-date>05/2030</expiration-date>\n  </credit-card>\n</transaction>"
+	}
+	pay := func(b string) response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", e.egress.URL+"/merchants/m1/transactions", strings.NewReader(b))
+		req.Host = "braintree.egress.internal"
+		req.Header.Set("Content-Type", "application/xml")
+		req.Header.Set(EgressKeyHeader, egressKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return response{resp, out}
+	}
+	r := pay(body(panTok, cvcTok, ""))
+	if r.StatusCode != 200 || !strings.Contains(string(r.body), "<status>authorized</status>") {
+		t.Fatalf("XML payment = %d %s", r.StatusCode, r.body)
+	}
+	got := e.psp.got()
+	if len(got) != 1 || string(got[0].Body) != body(panVisa, "737", "") || got[0].Path != "/merchants/m1/transactions" {
+		t.Errorf("provider got %s %q, want the body with the card and CVC revealed", got[0].Path, maskAll([]string{string(got[0].Body)}))
+	}
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		code       string
+	}{
+		{"unknown token", body("4111110000001111", "", ""), 422, "unknown_token"},
+		{"DTD", body(panTok, cvcTok, `<!DOCTYPE transaction>`), 400, "invalid_xml"},
+		{"raw card elsewhere", strings.Replace(body(panTok, cvcTok, ""), "<type>sale</type>", "<type>"+panMC+"</type>", 1), 422, "card_number_detected"},
+	} {
+		n := len(e.psp.got())
+		wantError(t, pay(tc.body), tc.status, tc.code)
+		if len(e.psp.got()) != n {
+			t.Errorf("%s: the provider got the request", tc.name)
+		}
+	}
+}
