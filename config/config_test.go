@@ -336,6 +336,7 @@ func TestValidation(t *testing.T) {
 				{8, "egress[0].response_ignore[0]", "empty"}, {8, "egress[0].response_ignore[1]", "empty segment"}, {9, "egress[0].headers.Authorization", "{env:NAME}"}}},
 		{"xml fields", up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{xml: /a/b}]\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - {xml: a.b}\n      - {xml: /a/b, json: a.b}\n      - {xml: /t/cc/number}\n      - {xml: /t/cc/cvv, bind: /t/cc/number}\n",
 			[]want{{5, "inbound[0].fields[0].xml", "egress routes only"}, {11, "egress[0].fields[0].xml", "absolute element path"}, {12, "egress[0].fields[1]", "exactly one of json, form and xml"}}},
+		{"json escapes", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - json: 'metadata.card\\.number'\n      - json: 'a\\[0\\].pan'\n      - json: 'a\\x'\n", []want{{8, "egress[0].fields[2].json", "backslash"}}},
 		{"egress field rules", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields: [{json: \"a..b\"}]\n", []want{{5, "egress[0].fields[0].json", "empty segment"}}},
 	}
 	for _, tc := range tests {

@@ -36,7 +36,7 @@ func (v *validator) fail(path, format string, args ...any) {
 var (
 	clientNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	routeNameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	jsonSegRE    = regexp.MustCompile(`^(#|[A-Za-z0-9_$@-]+)$`)
+	jsonSegRE    = regexp.MustCompile(`^(#|([A-Za-z0-9_$@-]|\\[.\[\]#\\])+)$`)
 	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// hostNameRE is a lower-case DNS name (egress match.host).
 	hostNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
@@ -444,21 +444,39 @@ func (v *validator) binds(route string, fs []Field, inbound bool) {
 
 // checkJSONSelector returns what is wrong with a json selector, or "". The
 // grammar: segments separated by ".", each "#" (every element of an array)
-// or one or more of A-Z a-z 0-9 _ $ @ -. A numeric segment is an array index
-// or an object key, as gjson reads it.
+// or one or more of A-Z a-z 0-9 _ $ @ - and escaped characters: a key
+// holding ". [ ] #" or a backslash spells it with a backslash before it
+// (order\.id names the key "order.id"; issue 15). A numeric segment is an
+// array index or an object key, as gjson reads it.
 func checkJSONSelector(s string) string {
 	if len(s) > MaxSelectorLen {
 		return fmt.Sprintf("longer than %d bytes", MaxSelectorLen)
 	}
-	for i, seg := range strings.Split(s, ".") {
+	for i, seg := range splitUnescaped(s) {
 		if seg == "" {
 			return fmt.Sprintf("%q has an empty segment (segment %d); write dotted keys such as card.number", s, i+1)
 		}
 		if !jsonSegRE.MatchString(seg) {
-			return fmt.Sprintf("%q: segment %q may hold only letters, digits, _ $ @ - or be \"#\" (every array element)", s, seg)
+			return fmt.Sprintf("%q: segment %q may hold only letters, digits, _ $ @ - or be \"#\" (every array element); write . [ ] # or a backslash in a key as \\. \\[ \\] \\# \\\\", s, seg)
 		}
 	}
 	return ""
+}
+
+// splitUnescaped splits s at each "." that no backslash escapes.
+func splitUnescaped(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '.':
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 // checkFormSelector returns what is wrong with a form key, or "". The
