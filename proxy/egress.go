@@ -74,6 +74,10 @@ type EgressRoute struct {
 // gives up first (issue 15).
 const DefaultEgressTimeout = 90 * time.Second
 
+// egressWriteMargin is the time an egress answer has to reach the app
+// after the provider's answer headers, beyond the route's timeout.
+const egressWriteMargin = 30 * time.Second
+
 type egressRoute struct {
 	EgressRoute
 	host     string // lower-cased Host, or ""
@@ -278,6 +282,9 @@ func requestHost(r *http.Request) string {
 // format, and what happened to the request is audited.
 func (e *egress) serveRoute(rt *egressRoute) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		// The listener's WriteTimeout (60 s) would cut off an answer the
+		// route's timeout still waits for: the deadline is the route's.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(cmp.Or(rt.Timeout, DefaultEgressTimeout) + egressWriteMargin))
 		st := &sendState{}
 		r = r.WithContext(context.WithValue(r.Context(), sendKey{}, st))
 		err := e.serve(w, r, rt)
