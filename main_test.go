@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -66,5 +68,29 @@ func TestEgressDefaultsInStep(t *testing.T) {
 		Headers: map[string]string{"Authorization": "Bearer {env:STRIPE_SECRET}"}}}, func(string) string { return "sk_x" })
 	if err != nil || routes[0].Headers["Authorization"] != "Bearer sk_x" {
 		t.Errorf("egressRoutes = %+v, %v; want Authorization Bearer sk_x", routes, err)
+	}
+}
+
+// TestCANew: tok ca new writes a CA that loads, its key private, and never
+// overwrites one.
+func TestCANew(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb strings.Builder
+	if code := run([]string{"ca", "new", "-o", dir}, nil, &out, &errb); code != exitOK {
+		t.Fatalf("tok ca new = %d: %s", code, errb.String())
+	}
+	crt, err1 := os.ReadFile(filepath.Join(dir, "egress-ca.crt"))
+	key, err2 := os.ReadFile(filepath.Join(dir, "egress-ca.key"))
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := proxy.LoadForwardCA(crt, key); err != nil {
+		t.Errorf("the CA does not load: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "egress-ca.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("key mode = %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+	if code := run([]string{"ca", "new", "-o", dir}, nil, &out, &errb); code == exitOK {
+		t.Error("tok ca new overwrote an existing CA")
 	}
 }

@@ -205,6 +205,16 @@ type TLS struct {
 	Auth   *ListenerTLS `yaml:"auth"`
 	Admin  *ListenerTLS `yaml:"admin"`
 	Egress *ListenerTLS `yaml:"egress"`
+	// EgressCA is tok's own CA (tok ca new), which turns on the egress
+	// listener's forward-proxy mode: CONNECT to the hosts egress routes
+	// name, answered with certificates it signs. Nil: CONNECT is refused.
+	EgressCA *CAFiles `yaml:"egress_ca"`
+}
+
+// CAFiles are a CA's PEM certificate and PKCS #8 key.
+type CAFiles struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Client authentication modes of the auth listener (tls.auth.client_auth).

@@ -604,6 +604,19 @@ func unwrapPathError(err error) error {
 }
 
 func (v *validator) tls(t TLS) {
+	if c := t.EgressCA; c != nil {
+		if c.CertFile == "" || c.KeyFile == "" {
+			v.fail("tls.egress_ca", "set both cert_file and key_file (tok ca new -o DIR writes them)")
+		}
+		for _, f := range []struct{ key, path string }{{"cert_file", c.CertFile}, {"key_file", c.KeyFile}} {
+			if f.path == "" {
+				continue
+			}
+			if _, err := os.Stat(f.path); err != nil {
+				v.fail("tls.egress_ca."+f.key, "cannot read %q: %v", f.path, errorsCause(err))
+			}
+		}
+	}
 	for _, l := range []struct {
 		key string
 		t   *ListenerTLS

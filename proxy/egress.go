@@ -245,7 +245,12 @@ func (s *Server) EgressHandler() http.Handler {
 		return s.instrument("egress", s.serveNotFound)
 	}
 	e := s.egress
+	connect := s.instrument("egress_connect", e.connect)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			connect.ServeHTTP(w, r)
+			return
+		}
 		if rt := e.route(r); rt != nil {
 			rt.handler.ServeHTTP(w, r)
 			return
@@ -302,6 +307,9 @@ func (e *egress) serveRoute(rt *egressRoute) handlerFunc {
 func (e *egress) serve(w http.ResponseWriter, r *http.Request, rt *egressRoute) error {
 	if rt.EgressKey != "" {
 		got := r.Header.Get(EgressKeyHeader)
+		if t := tunnelFrom(r.Context()); got == "" && t != nil {
+			got = t.key // presented on CONNECT (forward.go)
+		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte(rt.EgressKey)) != 1 {
 			return errorf(http.StatusUnauthorized, "invalid_egress_key", "send the route's egress key in %s", EgressKeyHeader)
 		}

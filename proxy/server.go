@@ -126,6 +126,10 @@ type Options struct {
 	// Nil: the store cannot be backed up this way (PostgreSQL has its own
 	// tools) and /backup answers 404.
 	Backup func(ctx context.Context, w io.Writer) (int64, error)
+	// ForwardCA, if set, turns on the egress listener's forward-proxy mode
+	// (forward.go): CONNECT tunnels to the hosts egress routes name, with
+	// certificates this CA signs. Nil: CONNECT is refused.
+	ForwardCA *ForwardCA
 }
 
 // Server serves tok's listeners. Build it with [New]; it is safe for
