@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"log/slog"
@@ -21,8 +22,9 @@ import (
 // (issue 15): the same stripe-go client creates a payment method against a
 // TLS stand-in, directly with the card number, and through tok's Host
 // route with a card token (one reveal, its audit line, the answer
-// searched). One client, one request at a time: the latency a checkout
-// sees. Run:
+// searched), both through a Host route and in forward-proxy mode
+// (HTTPS_PROXY, TLS from the app to tok too). One client, one request at a
+// time: the latency a checkout sees. Run:
 //
 //	go test -run '^$' -bench EgressStripe -benchtime 2000x ./proxy
 //
@@ -49,10 +51,21 @@ func BenchmarkEgressStripe(b *testing.B) {
 		b.Fatal(err)
 	}
 	up, _ := url.Parse(psp.URL)
-	srv, err := New(Options{Vault: v, Store: store, Logger: slog.New(slog.DiscardHandler), Audit: io.Discard,
-		Egress: []EgressRoute{{Name: "stripe", Host: stripeHost, Path: "/*", Upstream: up, RootCAs: roots,
+	caPEM, caKey, err := NewForwardCA()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ca, err := LoadForwardCA(caPEM, caKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	route := func(name, host string) EgressRoute {
+		return EgressRoute{Name: name, Host: host, Path: "/*", Upstream: up, RootCAs: roots,
 			ErrorFormat: ErrorFormatStripe, Fields: []RouteField{{Form: "card[number]"}},
-			Headers: map[string]string{"Authorization": "Bearer sk_test_x"}}}})
+			Headers: map[string]string{"Authorization": "Bearer sk_test_x"}}
+	}
+	srv, err := New(Options{Vault: v, Store: store, Logger: slog.New(slog.DiscardHandler), Audit: io.Discard, ForwardCA: ca,
+		Egress: []EgressRoute{route("stripe", stripeHost), route("stripe_forward", "api.stripe.com")}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,6 +75,15 @@ func BenchmarkEgressStripe(b *testing.B) {
 	// The same client both ways: stripe-go on one keep-alive transport
 	// that trusts the stand-in; through tok, its dialer stands in for the
 	// DNS entry naming tok.
+	appRoots := x509.NewCertPool()
+	appRoots.AppendCertsFromPEM(caPEM)
+	forward := func() *stripe.Client { // HTTPS_PROXY=tok, stripe-go's own base URL
+		proxyURL, _ := url.Parse(egress.URL)
+		tr := &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: appRoots}}
+		bk := stripe.NewBackendsWithConfig(&stripe.BackendConfig{HTTPClient: &http.Client{Transport: tr},
+			LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull}, EnableTelemetry: stripe.Bool(false)})
+		return stripe.NewClient("sk_test_x", stripe.WithBackends(bk))
+	}
 	client := func(base, dialTo string) *stripe.Client {
 		tr := &http.Transport{TLSClientConfig: psp.Client().Transport.(*http.Transport).TLSClientConfig}
 		if dialTo != "" {
@@ -81,6 +103,7 @@ func BenchmarkEgressStripe(b *testing.B) {
 	}{
 		{"direct", client(psp.URL, ""), panVisa},
 		{"tok", client("http://"+stripeHost+":8081", egress.Listener.Addr().String()), toks[0]},
+		{"tok-forward", forward(), toks[0]},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			params := &stripe.PaymentMethodCreateParams{Type: stripe.String("card"),
