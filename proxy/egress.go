@@ -88,6 +88,7 @@ type egressRoute struct {
 	response *rewrite.Rewriter // guard for the provider's answers; nil when off
 	bindTo   []int             // by field: the field it is bound to, or -1
 	handler  http.Handler      // serve, instrumented with the route's label
+	noRoute  http.Handler      // 404 for its host's unrouted requests, in its error format
 }
 
 // egress is the revealing proxy on the egress listener.
@@ -166,6 +167,10 @@ func newEgress(s *Server) (*egress, error) {
 		rt := &e.routes[i]
 		rt.rp = e.reverseProxy(rt)
 		rt.handler = s.instrument("egress:"+rt.Name, e.serveRoute(rt))
+		rt.noRoute = s.instrument("egress:"+rt.Name, func(w http.ResponseWriter, r *http.Request) error {
+			e.refuse(w, r, rt, errorf(http.StatusNotFound, "no_route", "no egress route for %s %s on this host", safeMethod(r.Method), safePath(r.URL.Path)), "")
+			return nil
+		})
 	}
 	e.notFound = s.instrument("egress", func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no_route", "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
@@ -255,8 +260,21 @@ func (s *Server) EgressHandler() http.Handler {
 			rt.handler.ServeHTTP(w, r)
 			return
 		}
-		e.notFound.ServeHTTP(w, r)
+		e.noRoute(r).ServeHTTP(w, r)
 	})
+}
+
+// noRoute answers a request no route matches: in the error format of a
+// route for its host if there is one (an SDK pointed at that host reads
+// the refusal and does not resend it), else plainly.
+func (e *egress) noRoute(r *http.Request) http.Handler {
+	host := requestHost(r)
+	for i := range e.routes {
+		if rt := &e.routes[i]; rt.host != "" && rt.host == host {
+			return rt.noRoute
+		}
+	}
+	return e.notFound
 }
 
 // route returns the route for r, or nil: the first route with r's host,

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Forward-proxy mode (issue 15): the app sets HTTPS_PROXY to tok's egress
@@ -73,6 +74,9 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusInternalServerError, "internal", "cannot open the tunnel")
 	}
 	defer conn.Close()
+	// The listener's deadlines for the CONNECT request stay on a hijacked
+	// connection; the tunnel's own server sets its own per request.
+	conn.SetDeadline(time.Time{})
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		return nil
 	}
@@ -98,7 +102,7 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 			rt.handler.ServeHTTP(w, r)
 			return
 		}
-		e.notFound.ServeHTTP(w, r)
+		e.noRoute(r).ServeHTTP(w, r)
 	}))
 	srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
 		return context.WithValue(ctx, tunnelKey{}, t)

@@ -427,3 +427,18 @@ func TestStripeGoUnrevealedToken(t *testing.T) {
 		})
 	}
 }
+
+// TestStripeGoNoRoute: a call the Stripe host has no route for (the route
+// here takes only payment methods) is a 404 in Stripe's envelope: stripe-go
+// does not resend it.
+func TestStripeGoNoRoute(t *testing.T) {
+	e := newStripeEnv(t, nil, func(r *EgressRoute) { r.Path = "/v1/payment_methods" })
+	_, err := e.client(egressKey).V1Customers.Create(t.Context(), &stripe.CustomerCreateParams{Email: stripe.String("a@b.example")})
+	var se *stripe.Error
+	if !errors.As(err, &se) || se.HTTPStatusCode != 404 || se.Code != "no_route" {
+		t.Fatalf("stripe-go error = %v, want 404 no_route", err)
+	}
+	if e.atTok.Load() != 1 || len(e.psp.got()) != 0 {
+		t.Errorf("tok got %d requests and the provider %d, want 1 and 0", e.atTok.Load(), len(e.psp.got()))
+	}
+}
