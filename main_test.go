@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
@@ -92,5 +93,31 @@ func TestCANew(t *testing.T) {
 	}
 	if code := run([]string{"ca", "new", "-o", dir}, nil, &out, &errb); code == exitOK {
 		t.Error("tok ca new overwrote an existing CA")
+	}
+}
+
+// TestEgressRoutesMapping: every issue 15 key reaches the proxy's route.
+func TestEgressRoutesMapping(t *testing.T) {
+	cfg, err := config.Parse([]byte(`egress:
+  - name: s
+    match: {host: stripe.egress.internal}
+    upstream: https://api.stripe.com
+    error_format: stripe
+    timeout: 75s
+    unrevealed_tokens: refuse
+    response_ignore: [latest_charge.payment_method_details.card.network_transaction_id]
+    fields: [{xml: /transaction/credit-card/number}]
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := egressRoutes(cfg.Egress, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := routes[0]
+	if r.Host != "stripe.egress.internal" || r.Path != "/*" || r.ErrorFormat != proxy.ErrorFormatStripe || r.Timeout != 75*time.Second ||
+		!r.RefuseUnrevealed || len(r.ResponseIgnore) != 1 || r.Fields[0].XML != "/transaction/credit-card/number" {
+		t.Errorf("egressRoutes = %+v, want every key mapped", r)
 	}
 }
