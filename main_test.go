@@ -57,7 +57,7 @@ func TestEgressDefaultsInStep(t *testing.T) {
 	if proxy.DefaultEgressTimeout != config.DefaultEgressTimeout {
 		t.Errorf("proxy.DefaultEgressTimeout %s, config %s", proxy.DefaultEgressTimeout, config.DefaultEgressTimeout)
 	}
-	pf := []string{proxy.ErrorFormatPlain, proxy.ErrorFormatStripe, proxy.ErrorFormatAdyen, proxy.ErrorFormatCheckout}
+	pf := []string{proxy.ErrorFormatPlain, proxy.ErrorFormatStripe, proxy.ErrorFormatAdyen, proxy.ErrorFormatCheckout, proxy.ErrorFormatBraintree}
 	if !reflect.DeepEqual(pf, config.ErrorFormats) {
 		t.Errorf("proxy error formats %q, config %q", pf, config.ErrorFormats)
 	}

@@ -86,14 +86,15 @@ const (
 // tok's own refusals on the route are written in, so that the provider's
 // SDK reads them as an error that will not change and does not retry.
 const (
-	ErrorFormatPlain    = "plain"    // tok's own: {"error": code, "message": ...}
-	ErrorFormatStripe   = "stripe"   // {"error": {"type", "code", "message", "param"}}, Stripe-Should-Retry: false
-	ErrorFormatAdyen    = "adyen"    // {"status", "errorCode", "message", "errorType"}
-	ErrorFormatCheckout = "checkout" // {"request_id", "error_type", "error_codes": [...]}
+	ErrorFormatPlain     = "plain"     // tok's own: {"error": code, "message": ...}
+	ErrorFormatStripe    = "stripe"    // {"error": {"type", "code", "message", "param"}}, Stripe-Should-Retry: false
+	ErrorFormatAdyen     = "adyen"     // {"status", "errorCode", "message", "errorType"}
+	ErrorFormatCheckout  = "checkout"  // {"request_id", "error_type", "error_codes": [...]}
+	ErrorFormatBraintree = "braintree" // XML <api-error-response> with <message> and an <error>
 )
 
 // ErrorFormats lists the error formats, in the order the docs give them.
-var ErrorFormats = []string{ErrorFormatPlain, ErrorFormatStripe, ErrorFormatAdyen, ErrorFormatCheckout}
+var ErrorFormats = []string{ErrorFormatPlain, ErrorFormatStripe, ErrorFormatAdyen, ErrorFormatCheckout, ErrorFormatBraintree}
 
 // What an egress route does with a live token found outside the fields it
 // reveals (egress[].unrevealed_tokens): it would reach the provider as a

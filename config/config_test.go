@@ -332,7 +332,7 @@ func TestValidation(t *testing.T) {
 		{"egress same host", "egress:\n  - name: s\n    match: {host: s.internal}\n    upstream: https://h\n  - name: t\n    match: {host: s.internal}\n    upstream: https://h\n", []want{{6, "egress[1].match", "same host, method and path as egress[0]"}}},
 		{"inbound host", up + "inbound:\n  - name: r\n    match: {host: h, path: /x}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.host", "remove host"}}},
 		{"egress new keys", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    error_format: paypal\n    timeout: 1h\n    unrevealed_tokens: drop\n    response_ignore: [\"\", \"a..b\"]\n    headers: {Authorization: \"Bearer {env:X\"}\n",
-			[]want{{5, "egress[0].error_format", "use plain, stripe, adyen, checkout"}, {6, "egress[0].timeout", "out of range"}, {7, "egress[0].unrevealed_tokens", "use warn or refuse"},
+			[]want{{5, "egress[0].error_format", "use plain, stripe, adyen, checkout, braintree"}, {6, "egress[0].timeout", "out of range"}, {7, "egress[0].unrevealed_tokens", "use warn or refuse"},
 				{8, "egress[0].response_ignore[0]", "empty"}, {8, "egress[0].response_ignore[1]", "empty segment"}, {9, "egress[0].headers.Authorization", "{env:NAME}"}}},
 		{"xml fields", up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{xml: /a/b}]\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - {xml: a.b}\n      - {xml: /a/b, json: a.b}\n      - {xml: /t/cc/number}\n      - {xml: /t/cc/cvv, bind: /t/cc/number}\n",
 			[]want{{5, "inbound[0].fields[0].xml", "egress routes only"}, {11, "egress[0].fields[0].xml", "absolute element path"}, {12, "egress[0].fields[1]", "exactly one of json, form and xml"}}},

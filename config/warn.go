@@ -48,6 +48,8 @@ func providerFormat(upstream string) string {
 		return ErrorFormatAdyen
 	case strings.HasSuffix(h, ".checkout.com"):
 		return ErrorFormatCheckout
+	case strings.HasSuffix(h, ".braintreegateway.com"):
+		return ErrorFormatBraintree
 	}
 	return ""
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -34,6 +36,10 @@ const (
 	// "error_codes": [code]}, with tok's message in "message" (the SDK keeps
 	// error_codes, which carry tok's code).
 	ErrorFormatCheckout = "checkout"
+	// ErrorFormatBraintree is Braintree's XML <api-error-response> with
+	// its <message> and one <error> whose <code> is tok's code and whose
+	// <attribute> is the field (issue 15: Braintree's API speaks XML).
+	ErrorFormatBraintree = "braintree"
 )
 
 // TokErrorHeader names tok's error code on every response tok writes itself
@@ -203,10 +209,49 @@ func writeRefusal(w http.ResponseWriter, format string, ref refusal) {
 		writeJSON(w, status, withActed(map[string]any{
 			"request_id": "tok_" + randomID(), "error_type": typ, "error_codes": []string{ref.Code}, "message": ref.Msg,
 		}, ref))
+	case ErrorFormatBraintree:
+		writeBraintreeError(w, status, ref)
 	default:
 		body := map[string]any{"error": ref.Code, "message": ref.Msg}
 		writeJSON(w, status, withActed(body, ref))
 	}
+}
+
+// braintreeError is Braintree's error answer as its SDKs read it.
+type braintreeError struct {
+	XMLName xml.Name `xml:"api-error-response"`
+	Errors  struct {
+		List struct {
+			Type   string `xml:"type,attr"`
+			Errors []struct {
+				Code      string `xml:"code"`
+				Attribute string `xml:"attribute"`
+				Message   string `xml:"message"`
+			} `xml:"error"`
+		} `xml:"errors"`
+	} `xml:"errors"`
+	Message        string `xml:"message"`
+	ProviderActed  bool   `xml:"provider-acted,omitempty"`
+	IdempotencyKey string `xml:"idempotency-key,omitempty"`
+}
+
+func writeBraintreeError(w http.ResponseWriter, status int, ref refusal) {
+	var b braintreeError
+	b.Message = ref.Msg
+	b.Errors.List.Type = "array"
+	b.Errors.List.Errors = append(b.Errors.List.Errors, struct {
+		Code      string `xml:"code"`
+		Attribute string `xml:"attribute"`
+		Message   string `xml:"message"`
+	}{ref.Code, ref.param, ref.Msg})
+	b.ProviderActed, b.IdempotencyKey = ref.acted, ref.idempotencyKey
+	h := w.Header()
+	h.Set("Content-Type", "application/xml; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	io.WriteString(w, xml.Header)
+	xml.NewEncoder(w).Encode(b) // a write error means the client is gone
 }
 
 // withActed adds, to a refusal of the provider's answer, that the provider

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -206,7 +207,7 @@ func TestGuardFalsePositiveRate(t *testing.T) {
 // Go SDK is not on the module proxy; this is its documented request body)
 // reaches the provider with the card and CVC revealed, byte-exact around
 // them; an unknown token, a DTD and a raw card elsewhere are refused
-// before the provider.
+// before the provider, in Braintree's XML error answer.
 func TestEgressXMLBraintree(t *testing.T) {
 	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/xml")
@@ -215,6 +216,7 @@ func TestEgressXMLBraintree(t *testing.T) {
 		u, _ := url.Parse(r.Upstream.Scheme + "://" + r.Upstream.Host)
 		r.Name, r.Host, r.Path, r.StripPrefix, r.Upstream = "braintree", "braintree.egress.internal", "/*", "", u
 		r.Fields = []RouteField{{XML: "/transaction/credit-card/number"}, {XML: "/transaction/credit-card/cvv", Bind: "/transaction/credit-card/number"}}
+		r.ErrorFormat = ErrorFormatBraintree
 	})
 	panTok, cvcTok := e.checkout(t, panVisa, "737")
 	body := func(pan, cvc, extra string) string {
@@ -253,7 +255,12 @@ func TestEgressXMLBraintree(t *testing.T) {
 		{"raw card elsewhere", strings.Replace(body(panTok, cvcTok, ""), "<type>sale</type>", "<type>"+panMC+"</type>", 1), 422, "card_number_detected"},
 	} {
 		n := len(e.psp.got())
-		wantError(t, pay(tc.body), tc.status, tc.code)
+		r := pay(tc.body)
+		var be braintreeError
+		if err := xml.Unmarshal(r.body, &be); err != nil || r.StatusCode != tc.status || be.Message == "" ||
+			len(be.Errors.List.Errors) != 1 || be.Errors.List.Errors[0].Code != tc.code || r.Header.Get(TokErrorHeader) != tc.code {
+			t.Errorf("%s: %d %s, want %d with code %s in Braintree's <api-error-response>", tc.name, r.StatusCode, r.body, tc.status, tc.code)
+		}
 		if len(e.psp.got()) != n {
 			t.Errorf("%s: the provider got the request", tc.name)
 		}
