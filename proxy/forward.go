@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -69,6 +70,25 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Proxy-Authenticate", `Basic realm="tok egress"`)
 		return errorf(http.StatusProxyAuthRequired, "invalid_egress_key", "send the route's egress key as the proxy password: http://tok:KEY@host:port")
 	}
+	t := &tunnel{host: host, key: key}
+	srv := e.s.httpServer("egress-tunnel", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requestHost(r) != t.host {
+			writeJSON(w, http.StatusMisdirectedRequest, errorBody{Error: "misdirected_request", Message: "this tunnel serves only the host it was opened to"})
+			return
+		}
+		if rt := e.route(r); rt != nil && rt.host == t.host {
+			rt.handler.ServeHTTP(w, r)
+			return
+		}
+		e.noRoute(r).ServeHTTP(w, r)
+	}))
+	srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, tunnelKey{}, t)
+	}
+	if !e.s.tunnels.add(srv) {
+		return errorf(http.StatusServiceUnavailable, "shutting_down", "tok is shutting down")
+	}
+	defer e.s.tunnels.remove(srv)
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return errorf(http.StatusInternalServerError, "internal", "cannot open the tunnel")
@@ -92,24 +112,63 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 			return ca.leaf(host)
 		},
 	})
-	t := &tunnel{host: host, key: key}
-	srv := e.s.httpServer("egress-tunnel", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if requestHost(r) != t.host {
-			writeJSON(w, http.StatusMisdirectedRequest, errorBody{Error: "misdirected_request", Message: "this tunnel serves only the host it was opened to"})
-			return
-		}
-		if rt := e.route(r); rt != nil && rt.host == t.host {
-			rt.handler.ServeHTTP(w, r)
-			return
-		}
-		e.noRoute(r).ServeHTTP(w, r)
-	}))
-	srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
-		return context.WithValue(ctx, tunnelKey{}, t)
-	}
-	// The tunnel's one connection: Serve returns once it is closed.
-	srv.Serve(newOneConnListener(tc))
+	// The tunnel's one connection. Serve returns when the connection is
+	// closed, or at once on shutdown while a request may still be in
+	// flight on it: the hijacked connection is closed (deferred above)
+	// only once the tunnel's server is done with it.
+	l := newOneConnListener(tc)
+	srv.Serve(l)
+	l.wait()
 	return nil
+}
+
+// tunnelSet is the tunnel servers in use, so that shutdown drains the
+// requests in them too: the listeners' servers do not track hijacked
+// connections.
+type tunnelSet struct {
+	mu      sync.Mutex
+	servers map[*http.Server]struct{}
+	closing bool
+}
+
+// add records srv, or reports false once shutdown has begun.
+func (t *tunnelSet) add(srv *http.Server) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing {
+		return false
+	}
+	if t.servers == nil {
+		t.servers = map[*http.Server]struct{}{}
+	}
+	t.servers[srv] = struct{}{}
+	return true
+}
+
+func (t *tunnelSet) remove(srv *http.Server) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.servers, srv)
+}
+
+// shutdown refuses new tunnels and drains the requests in every open one
+// until ctx is done, then closes what is left.
+func (t *tunnelSet) shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	t.closing = true
+	servers := make([]*http.Server, 0, len(t.servers))
+	for srv := range t.servers {
+		servers = append(servers, srv)
+	}
+	t.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // proxyPassword returns the password of a Basic Proxy-Authorization
@@ -135,19 +194,36 @@ type prefixedConn struct {
 
 func (c *prefixedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// oneConnListener hands out one connection, then blocks until it is closed.
+// oneConnListener hands out one connection, then blocks until it or the
+// listener is closed.
 type oneConnListener struct {
-	conn   net.Conn
-	once   sync.Once
-	closed chan struct{}
-	taken  bool
-	mu     sync.Mutex
+	conn     net.Conn
+	once     sync.Once
+	closed   chan struct{} // the listener or the connection is closed
+	connOnce sync.Once
+	connDone chan struct{} // the connection is closed
+	taken    bool
+	mu       sync.Mutex
 }
 
 func newOneConnListener(c net.Conn) *oneConnListener {
-	l := &oneConnListener{closed: make(chan struct{})}
-	l.conn = &notifyConn{Conn: c, done: func() { l.once.Do(func() { close(l.closed) }) }}
+	l := &oneConnListener{closed: make(chan struct{}), connDone: make(chan struct{})}
+	l.conn = &notifyConn{Conn: c, done: func() {
+		l.connOnce.Do(func() { close(l.connDone) })
+		l.once.Do(func() { close(l.closed) })
+	}}
 	return l
+}
+
+// wait returns once the server that was handed the connection has closed
+// it; at once if it never took it.
+func (l *oneConnListener) wait() {
+	l.mu.Lock()
+	taken := l.taken
+	l.mu.Unlock()
+	if taken {
+		<-l.connDone
+	}
 }
 
 func (l *oneConnListener) Accept() (net.Conn, error) {

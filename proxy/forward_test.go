@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -93,4 +95,63 @@ func TestStripeGoForwardProxy(t *testing.T) {
 
 func tlsConfigWithRoots(roots *x509.CertPool) *tls.Config {
 	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+}
+
+// TestForwardProxyDrains: a request in flight in a CONNECT tunnel when tok
+// is told to stop finishes (the listeners' servers do not track hijacked
+// connections; the tunnels are drained themselves), and no new tunnel
+// opens after.
+func TestForwardProxyDrains(t *testing.T) {
+	certPEM, keyPEM, err := NewForwardCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := LoadForwardCA(certPEM, keyPEM)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	p := newPSP(t, func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-release
+		stripeAnswer(w, r)
+	})
+	up, _ := url.Parse(p.URL)
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Certificate())
+	ie := newInboundEnv(t, inboundConfig{opts: func(o *Options) {
+		o.ForwardCA = ca
+		o.Egress = []EgressRoute{{Name: "stripe", Host: "api.stripe.com", Path: "/*", Upstream: up, RootCAs: roots, ErrorFormat: ErrorFormatStripe}}
+	}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ie.srv.Serve(ctx, map[string]net.Listener{ListenerEgress: ln}) }()
+	appRoots := x509.NewCertPool()
+	appRoots.AppendCertsFromPEM(certPEM)
+	proxyURL, _ := url.Parse("http://" + ln.Addr().String())
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: tlsConfigWithRoots(appRoots)}}
+	got := make(chan int, 1)
+	go func() {
+		resp, err := hc.Post("https://api.stripe.com/v1/payment_methods", "application/x-www-form-urlencoded", strings.NewReader("type=card"))
+		if err != nil {
+			t.Log(err)
+			got <- 0
+			return
+		}
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	<-arrived
+	cancel() // SIGTERM
+	close(release)
+	if status := <-got; status != 200 {
+		t.Errorf("the request in the tunnel = %d, want 200 (drained)", status)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+	if ie.srv.tunnels.add(&http.Server{}) {
+		t.Error("a tunnel opened after shutdown")
+	}
 }

@@ -142,8 +142,9 @@ type Server struct {
 	budgets  *budgets  // what callers have spent; shared by every generation
 	keys     *keyState // shared by every generation
 	auth     *authenticator
-	inbound  *inbound // nil without an upstream
-	egress   *egress  // nil without egress routes
+	inbound  *inbound   // nil without an upstream
+	egress   *egress    // nil without egress routes
+	tunnels  *tunnelSet // egress CONNECT tunnels (forward.go); shared by every generation
 	handlers map[string]http.Handler
 	tlsConf  map[string]*tls.Config // by listener; nil entries: plain HTTP
 	// live is the Server now answering on the listeners: this one until a
@@ -232,7 +233,9 @@ func build(opts Options, prev *Server) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
 		s.audit, s.metrics, s.live, s.keys, s.budgets = prev.audit, prev.metrics, prev.live, prev.keys, prev.budgets
+		s.tunnels = prev.tunnels
 	} else {
+		s.tunnels = &tunnelSet{}
 		s.audit = newAuditLog(opts.Audit, opts.Now, opts.AuditLast, AuditKey(opts.Vault.Keyring()))
 		opts.Registry.MustRegister(s.audit.head)
 		s.metrics = newMetrics(opts.Registry)
@@ -380,6 +383,10 @@ func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) e
 			srv.Close()
 			runErr = errors.Join(runErr, fmt.Errorf("drain: %w", err))
 		}
+	}
+	// Hijacked CONNECT tunnels are not the listeners' to drain.
+	if err := s.tunnels.shutdown(sctx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("drain egress tunnels: %w", err))
 	}
 	wg.Wait()
 	return runErr
