@@ -75,6 +75,9 @@ const usage = `usage:
                                  (asks the running tok's admin listener, default
                                  http://127.0.0.1:9090; rekey first: POST /rekey)
   tok secret hash                read a client secret on stdin, print its bcrypt hash
+  tok ca new -o DIR              write tok's egress CA (egress-ca.crt, egress-ca.key mode
+                                 0600; never overwrites) for the forward-proxy mode:
+                                 install egress-ca.crt in the app's trust store
   tok audit verify [-keyring FILE] [-allow-unkeyed] FILE
                                  check the audit log's keyed chain (needs the keyring:
                                  -keyring, TOK_KEYRING or the config's); names the
@@ -101,6 +104,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return keys(args, stdout, stderr)
 	case "secret":
 		return secret(args, stdin, stdout, stderr)
+	case "ca":
+		return caCommand(args, stdout, stderr)
 	case "audit":
 		return audit(args, stdout, stderr)
 	case "version":
@@ -179,7 +184,14 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	// The file is valid; secrets it names come from the environment, which
 	// may be another one where tok will run: warn, do not fail.
-	for _, w := range append(cfg.Warnings(), unsetSecrets(cfg, os.Getenv)...) {
+	warnings := append(cfg.Warnings(), unsetSecrets(cfg, os.Getenv)...)
+	if os.Getenv(config.EnvKeyring) == "" {
+		// tok serve warns of the same when it loads the keyring.
+		if p := config.KeyringModeProblem(cfg.Vault.Keyring); p != "" {
+			warnings = append(warnings, p)
+		}
+	}
+	for _, w := range warnings {
 		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
 	}
 	fmt.Fprintln(stdout, *path+": ok")
@@ -196,12 +208,64 @@ func unsetSecrets(cfg *config.Config, getenv func(string) string) []string {
 			refs = append(refs, r.Headers[k])
 		}
 		for _, ref := range refs {
-			if name, ok := strings.CutPrefix(ref, "env:"); ok && getenv(name) == "" {
-				out = append(out, fmt.Sprintf("egress[%d] (%s) reads %s from the environment, and it is not set here: tok serve will refuse to start without it", i, r.Name, name))
+			names, _ := config.EnvRefs(ref) // Parse has validated them
+			for _, name := range names {
+				if getenv(name) == "" {
+					out = append(out, fmt.Sprintf("egress[%d] (%s) reads %s from the environment, and it is not set here: tok serve will refuse to start without it", i, r.Name, name))
+				}
 			}
 		}
 	}
 	return out
+}
+
+// caCommand runs "ca new": tok's own CA for the egress forward-proxy mode.
+func caCommand(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "new" {
+		fmt.Fprintf(stderr, "tok ca: want new\n%s", usage)
+		return exitUsage
+	}
+	fs := newFlags("ca new", stderr)
+	dir := fs.String("o", "", "`DIR` to write egress-ca.crt and egress-ca.key to")
+	if code, ok := parseFlags(fs, args[1:], stderr); !ok {
+		return code
+	}
+	if *dir == "" {
+		fmt.Fprintf(stderr, "tok ca new: -o DIR is required\n%s", usage)
+		return exitUsage
+	}
+	certPEM, keyPEM, err := proxy.NewForwardCA()
+	if err == nil {
+		err = os.MkdirAll(*dir, 0o700)
+	}
+	crt, key := filepath.Join(*dir, "egress-ca.crt"), filepath.Join(*dir, "egress-ca.key")
+	if err == nil {
+		err = writeNew(key, keyPEM, 0o600)
+	}
+	if err == nil {
+		if err = writeNew(crt, certPEM, 0o644); err != nil {
+			os.Remove(key)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "tok ca new:", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "wrote %s (install it in the app's trust store) and %s (keep it private); set tls.egress_ca to them\n", crt, key)
+	return exitOK
+}
+
+// writeNew writes data to a file that must not exist yet.
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // keys runs "keys new" and "keys rotate".
@@ -800,6 +864,20 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 	if err != nil {
 		return proxy.Options{}, err
 	}
+	var forwardCA *proxy.ForwardCA
+	if c := cfg.TLS.EgressCA; c != nil {
+		crt, err := os.ReadFile(c.CertFile)
+		if err != nil {
+			return proxy.Options{}, fmt.Errorf("tls.egress_ca: %w", err)
+		}
+		key, err := os.ReadFile(c.KeyFile)
+		if err != nil {
+			return proxy.Options{}, fmt.Errorf("tls.egress_ca: %w", err)
+		}
+		if forwardCA, err = proxy.LoadForwardCA(crt, key); err != nil {
+			return proxy.Options{}, fmt.Errorf("tls.egress_ca: %w", err)
+		}
+	}
 	return proxy.Options{
 		Vault:                  v,
 		Store:                  store,
@@ -822,6 +900,7 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		MaxInFlight:            cfg.Limits.MaxInFlight,
 		Egress:                 egress,
 		TLS:                    listenerTLS(cfg.TLS),
+		ForwardCA:              forwardCA,
 		Backup:                 backupOf(store),
 		Budgets: proxy.Budgets{Window: cfg.Budgets.Window, HandleAnonymous: cfg.Budgets.HandleAnonymous,
 			HandleClient: cfg.Budgets.HandleClient, Inbound: cfg.Budgets.Inbound, Reveal: cfg.Budgets.Reveal,
@@ -863,10 +942,12 @@ func egressRoutes(routes []config.EgressRoute, getenv func(string) string) ([]pr
 		if err != nil {
 			return nil, fmt.Errorf("egress route %s: upstream: %w", r.Name, err)
 		}
-		er := proxy.EgressRoute{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Upstream: u,
-			StripPrefix: r.StripPrefix, Headers: map[string]string{}}
+		er := proxy.EgressRoute{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Host: r.Match.Host, Upstream: u,
+			StripPrefix: r.StripPrefix, Headers: map[string]string{},
+			ErrorFormat: r.ErrorFormat, Timeout: r.Timeout, ResponseIgnore: r.ResponseIgnore,
+			RefuseUnrevealed: r.UnrevealedTokens == config.UnrevealedRefuse}
 		for _, f := range r.Fields {
-			er.Fields = append(er.Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, Bind: f.Bind})
+			er.Fields = append(er.Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, XML: f.XML, Bind: f.Bind})
 		}
 		for k, v := range r.Headers {
 			if er.Headers[k], err = config.Resolve(v, getenv); err != nil {

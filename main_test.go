@@ -1,9 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
@@ -71,5 +74,76 @@ func TestDefaultsInStep(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s: default %v, config's %v", c.key, c.got, c.want)
 		}
+	}
+}
+
+// TestEgressDefaultsInStep: the proxy's egress constants are the config's
+// (issue 15), and a header template's variables are named by tok check.
+func TestEgressDefaultsInStep(t *testing.T) {
+	if proxy.DefaultEgressTimeout != config.DefaultEgressTimeout {
+		t.Errorf("proxy.DefaultEgressTimeout %s, config %s", proxy.DefaultEgressTimeout, config.DefaultEgressTimeout)
+	}
+	pf := []string{proxy.ErrorFormatPlain, proxy.ErrorFormatStripe, proxy.ErrorFormatAdyen, proxy.ErrorFormatCheckout, proxy.ErrorFormatBraintree}
+	if !reflect.DeepEqual(pf, config.ErrorFormats) {
+		t.Errorf("proxy error formats %q, config %q", pf, config.ErrorFormats)
+	}
+	cfg := &config.Config{Egress: []config.EgressRoute{{Name: "s", Headers: map[string]string{"Authorization": "Bearer {env:STRIPE_SECRET}"}}}}
+	if got := unsetSecrets(cfg, func(string) string { return "" }); len(got) != 1 || !strings.Contains(got[0], "STRIPE_SECRET") {
+		t.Errorf("unsetSecrets = %q, want one naming STRIPE_SECRET", got)
+	}
+	routes, err := egressRoutes([]config.EgressRoute{{Name: "s", Upstream: "https://api.stripe.com",
+		Headers: map[string]string{"Authorization": "Bearer {env:STRIPE_SECRET}"}}}, func(string) string { return "sk_x" })
+	if err != nil || routes[0].Headers["Authorization"] != "Bearer sk_x" {
+		t.Errorf("egressRoutes = %+v, %v; want Authorization Bearer sk_x", routes, err)
+	}
+}
+
+// TestCANew: tok ca new writes a CA that loads, its key private, and never
+// overwrites one.
+func TestCANew(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb strings.Builder
+	if code := run([]string{"ca", "new", "-o", dir}, nil, &out, &errb); code != exitOK {
+		t.Fatalf("tok ca new = %d: %s", code, errb.String())
+	}
+	crt, err1 := os.ReadFile(filepath.Join(dir, "egress-ca.crt"))
+	key, err2 := os.ReadFile(filepath.Join(dir, "egress-ca.key"))
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := proxy.LoadForwardCA(crt, key); err != nil {
+		t.Errorf("the CA does not load: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "egress-ca.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("key mode = %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+	if code := run([]string{"ca", "new", "-o", dir}, nil, &out, &errb); code == exitOK {
+		t.Error("tok ca new overwrote an existing CA")
+	}
+}
+
+// TestEgressRoutesMapping: every issue 15 key reaches the proxy's route.
+func TestEgressRoutesMapping(t *testing.T) {
+	cfg, err := config.Parse([]byte(`egress:
+  - name: s
+    match: {host: stripe.egress.internal}
+    upstream: https://api.stripe.com
+    error_format: stripe
+    timeout: 75s
+    unrevealed_tokens: refuse
+    response_ignore: [latest_charge.payment_method_details.card.network_transaction_id]
+    fields: [{xml: /transaction/credit-card/number}]
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := egressRoutes(cfg.Egress, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := routes[0]
+	if r.Host != "stripe.egress.internal" || r.Path != "/*" || r.ErrorFormat != proxy.ErrorFormatStripe || r.Timeout != 75*time.Second ||
+		!r.RefuseUnrevealed || len(r.ResponseIgnore) != 1 || r.Fields[0].XML != "/transaction/credit-card/number" {
+		t.Errorf("egressRoutes = %+v, want every key mapped", r)
 	}
 }

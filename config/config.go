@@ -83,6 +83,38 @@ const (
 
 	DefaultGuardMode = GuardReject // guard.mode
 	DefaultStore     = StoreDisk   // fields[].store
+
+	// DefaultEgressTimeout is egress[].timeout: how long tok waits for a
+	// provider's answer. It is longer than the SDKs' own (stripe-go 80s,
+	// Adyen 60s), so the SDK, which knows whether it may retry, gives up
+	// first (issue 15).
+	DefaultEgressTimeout = 90 * time.Second
+	// DefaultErrorFormat is egress[].error_format.
+	DefaultErrorFormat = ErrorFormatPlain
+	// DefaultUnrevealedTokens is egress[].unrevealed_tokens.
+	DefaultUnrevealedTokens = UnrevealedWarn
+)
+
+// Error formats of an egress route (egress[].error_format): the envelope
+// tok's own refusals on the route are written in, so that the provider's
+// SDK reads them as an error that will not change and does not retry.
+const (
+	ErrorFormatPlain     = "plain"     // tok's own: {"error": code, "message": ...}
+	ErrorFormatStripe    = "stripe"    // {"error": {"type", "code", "message", "param"}}, Stripe-Should-Retry: false
+	ErrorFormatAdyen     = "adyen"     // {"status", "errorCode", "message", "errorType"}
+	ErrorFormatCheckout  = "checkout"  // {"request_id", "error_type", "error_codes": [...]}
+	ErrorFormatBraintree = "braintree" // XML <api-error-response> with <message> and an <error>
+)
+
+// ErrorFormats lists the error formats, in the order the docs give them.
+var ErrorFormats = []string{ErrorFormatPlain, ErrorFormatStripe, ErrorFormatAdyen, ErrorFormatCheckout, ErrorFormatBraintree}
+
+// What an egress route does with a live token found outside the fields it
+// reveals (egress[].unrevealed_tokens): it would reach the provider as a
+// token, which the provider declines.
+const (
+	UnrevealedWarn   = "warn"   // log a warning naming the route and field, and forward
+	UnrevealedRefuse = "refuse" // refuse with 422 "unrevealed_token"
 )
 
 // Limits enforced by validation.
@@ -124,6 +156,9 @@ const (
 	// `tok secret hash` uses [BcryptCost].
 	MinBcryptCost = 10
 	BcryptCost    = 12
+	// MinEgressTimeout and MaxEgressTimeout bound egress[].timeout.
+	MinEgressTimeout = time.Second
+	MaxEgressTimeout = 10 * time.Minute
 	// MaxSelectorLen bounds json and form selectors and guard.ignore entries.
 	MaxSelectorLen = 256
 	// MaxBudget is the largest budget: 10^9 values per window is "off".
@@ -194,6 +229,16 @@ type TLS struct {
 	Auth   *ListenerTLS `yaml:"auth"`
 	Admin  *ListenerTLS `yaml:"admin"`
 	Egress *ListenerTLS `yaml:"egress"`
+	// EgressCA is tok's own CA (tok ca new), which turns on the egress
+	// listener's forward-proxy mode: CONNECT to the hosts egress routes
+	// name, answered with certificates it signs. Nil: CONNECT is refused.
+	EgressCA *CAFiles `yaml:"egress_ca"`
+}
+
+// CAFiles are a CA's PEM certificate and PKCS #8 key.
+type CAFiles struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Client authentication modes of the auth listener (tls.auth.client_auth).
@@ -309,7 +354,11 @@ type Lockout struct {
 // Match selects the requests a route applies to.
 type Match struct {
 	Method string `yaml:"method"` // empty: any method
-	Path   string `yaml:"path"`   // exact, or a prefix ending in "/*"
+	Path   string `yaml:"path"`   // exact, or a prefix ending in "/*"; egress with host: empty is "/*"
+	// Host (egress only) is the host name the app calls, without a port,
+	// e.g. stripe.egress.internal: an SDK keeps its own paths (/v1/...)
+	// and two providers never collide. Empty: any host.
+	Host string `yaml:"host"`
 }
 
 // Route is an inbound route: the card fields of matching requests are
@@ -335,13 +384,29 @@ type EgressRoute struct {
 	// EgressKey, if set, is "env:NAME": the app must send the variable's
 	// value in X-Tok-Egress-Key.
 	EgressKey string `yaml:"egress_key"`
+	// ErrorFormat is the envelope of tok's refusals on this route; one of
+	// [ErrorFormats]. Empty: [DefaultErrorFormat].
+	ErrorFormat string `yaml:"error_format"`
+	// Timeout bounds the wait for the provider's answer. Zero:
+	// [DefaultEgressTimeout].
+	Timeout time.Duration `yaml:"timeout"`
+	// ResponseIgnore are JSON paths (json selector grammar) or form keys
+	// of the provider's answers that the response guard leaves alone:
+	// ids such as network_transaction_id that pass the Luhn check by
+	// chance and must reach the app unchanged.
+	ResponseIgnore []string `yaml:"response_ignore"`
+	// UnrevealedTokens is warn or refuse: what to do with a live token
+	// found in the body outside the route's fields. Empty:
+	// [DefaultUnrevealedTokens].
+	UnrevealedTokens string `yaml:"unrevealed_tokens"`
 }
 
 // Field names one value in a body and how to tokenize it. Exactly one of
-// JSON and Form is set.
+// JSON, Form and XML is set.
 type Field struct {
 	JSON   string        `yaml:"json"`   // dotted path; "#" = every array element
 	Form   string        `yaml:"form"`   // form key
+	XML    string        `yaml:"xml"`    // egress only: element path, /transaction/credit-card/number
 	Format string        `yaml:"format"` // pan (default), digits, opaque
 	Keep   *Keep         `yaml:"keep"`   // pan only; nil: 6 and 4
 	Unique bool          `yaml:"unique"`
@@ -361,11 +426,14 @@ type Keep struct {
 	Last  *int `yaml:"last"`
 }
 
-// Selector returns the field's selector as the proxy logs it: "json:PATH"
-// or "form:KEY".
+// Selector returns the field's selector as the proxy logs it: "json:PATH",
+// "form:KEY" or "xml:PATH".
 func (f Field) Selector() string {
 	if f.Form != "" {
 		return "form:" + f.Form
+	}
+	if f.XML != "" {
+		return "xml:" + f.XML
 	}
 	return "json:" + f.JSON
 }
@@ -460,7 +528,14 @@ func (c *Config) fillDefaults() {
 		fillFieldDefaults(c.Inbound[i].Fields)
 	}
 	for i := range c.Egress {
-		fillFieldDefaults(c.Egress[i].Fields)
+		r := &c.Egress[i]
+		fillFieldDefaults(r.Fields)
+		setDefault(&r.ErrorFormat, DefaultErrorFormat)
+		setDefault(&r.Timeout, DefaultEgressTimeout)
+		setDefault(&r.UnrevealedTokens, DefaultUnrevealedTokens)
+		if r.Match.Host != "" && r.Match.Path == "" {
+			r.Match.Path = "/*"
+		}
 	}
 }
 

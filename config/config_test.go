@@ -283,7 +283,7 @@ func TestValidation(t *testing.T) {
 		{"route path dots", up + "inbound:\n  - name: a\n    match: {path: /a/../b}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.path", `".."`}}},
 		{"route prefix ok", route("      - json: a\n") + "  - name: b\n    match: {path: /api/*}\n    fields: [{form: a}]\n", nil},
 		{"route without fields", up + "inbound:\n  - name: a\n    match: {path: /x}\n", []want{{3, "inbound[0].fields", "at least one field"}}},
-		{"field json and form", route("      - json: a\n        form: b\n"), []want{{6, "inbound[0].fields[0]", "exactly one of json and form"}}},
+		{"field json and form", route("      - json: a\n        form: b\n"), []want{{6, "inbound[0].fields[0]", "exactly one of json, form and xml"}}},
 		{"field neither", route("      - format: pan\n"), []want{{6, "inbound[0].fields[0]", "set one of json"}}},
 		{"json empty segment", route("      - json: card..number\n"), []want{{6, "inbound[0].fields[0].json", "empty segment"}}},
 		{"json leading dot", route("      - json: .a\n"), []want{{6, "inbound[0].fields[0].json", "empty segment"}}},
@@ -333,6 +333,16 @@ func TestValidation(t *testing.T) {
 		{"egress headers", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    headers:\n      Host: h\n      \"a b\": c\n      X-Key: \"env:1X\"\n      X-Ok: \"env:OK\"\n",
 			[]want{{6, "egress[0].headers.Host", "tok sets Host itself"}, {7, "egress[0].headers.a b", "not a header name"}, {8, "egress[0].headers.X-Key", "not an environment variable name"}}},
 		{"egress key literal", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: hunter2\n", []want{{5, "egress[0].egress_key", "env:NAME"}}},
+		{"egress host route", "egress:\n  - name: s\n    match: {host: stripe.egress.internal}\n    upstream: https://api.stripe.com\n    error_format: stripe\n  - name: a\n    match: {host: adyen.egress.internal}\n    upstream: https://h\n", nil},
+		{"egress host invalid", "egress:\n  - name: s\n    match: {host: \"Stripe:8081\"}\n    upstream: https://h\n", []want{{3, "egress[0].match.host", "not a host name"}}},
+		{"egress same host", "egress:\n  - name: s\n    match: {host: s.internal}\n    upstream: https://h\n  - name: t\n    match: {host: s.internal}\n    upstream: https://h\n", []want{{6, "egress[1].match", "same host, method and path as egress[0]"}}},
+		{"inbound host", up + "inbound:\n  - name: r\n    match: {host: h, path: /x}\n    fields: [{json: a}]\n", []want{{4, "inbound[0].match.host", "remove host"}}},
+		{"egress new keys", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    error_format: paypal\n    timeout: 1h\n    unrevealed_tokens: drop\n    response_ignore: [\"\", \"a..b\"]\n    headers: {Authorization: \"Bearer {env:X\"}\n",
+			[]want{{5, "egress[0].error_format", "use plain, stripe, adyen, checkout, braintree"}, {6, "egress[0].timeout", "out of range"}, {7, "egress[0].unrevealed_tokens", "use warn or refuse"},
+				{8, "egress[0].response_ignore[0]", "empty"}, {8, "egress[0].response_ignore[1]", "empty segment"}, {9, "egress[0].headers.Authorization", "{env:NAME}"}}},
+		{"xml fields", up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{xml: /a/b}]\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - {xml: a.b}\n      - {xml: /a/b, json: a.b}\n      - {xml: /t/cc/number}\n      - {xml: /t/cc/cvv, bind: /t/cc/number}\n",
+			[]want{{5, "inbound[0].fields[0].xml", "egress routes only"}, {11, "egress[0].fields[0].xml", "absolute element path"}, {12, "egress[0].fields[1]", "exactly one of json, form and xml"}}},
+		{"json escapes", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - json: 'metadata.card\\.number'\n      - json: 'a\\[0\\].pan'\n      - json: 'a\\x'\n", []want{{8, "egress[0].fields[2].json", "backslash"}}},
 		{"egress field rules", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields: [{json: \"a..b\"}]\n", []want{{5, "egress[0].fields[0].json", "empty segment"}}},
 	}
 	for _, tc := range tests {
@@ -538,6 +548,10 @@ func TestResolve(t *testing.T) {
 		{"literal", "literal", false},
 		{"env:KEY", "v", false},
 		{"env:MISSING", "", true},
+		{"Bearer {env:KEY}", "Bearer v", false},
+		{"{env:KEY}:{env:KEY}", "v:v", false},
+		{"Bearer {env:MISSING}", "", true},
+		{"no {env: template", "", true},
 	} {
 		got, err := Resolve(tc.in, env)
 		if got != tc.want || (err != nil) != tc.err {
@@ -580,5 +594,53 @@ func TestWarnings(t *testing.T) {
 				t.Errorf("%s: warning %q lacks %q", tt.name, ws[0], w)
 			}
 		}
+	}
+}
+
+// TestEgressWarnings: a route without egress_key, and a well-known
+// provider with tok's plain refusals, are warned about (tok check prints
+// what tok serve logs; issue 15).
+func TestEgressWarnings(t *testing.T) {
+	c, err := Parse([]byte("egress:\n  - name: s\n    match: {host: stripe.egress.internal}\n    upstream: https://api.stripe.com\n"+
+		"  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: env:K\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := c.Warnings()
+	if len(ws) != 2 || !strings.Contains(ws[0], "egress[0] (s): no egress_key") || !strings.Contains(ws[1], "set error_format: stripe") {
+		t.Errorf("Warnings() = %q, want no egress_key and error_format for route s only", ws)
+	}
+	r := c.Egress[0]
+	if r.Match.Path != "/*" || r.Timeout != DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens {
+		t.Errorf("host route defaults = path %q timeout %s format %q unrevealed %q", r.Match.Path, r.Timeout, r.ErrorFormat, r.UnrevealedTokens)
+	}
+}
+
+// TestDefaultEgressExample: the commented egress route in default.yaml,
+// uncommented, is a valid route whose per-route values are the default
+// constants, so the reference never drifts from the code.
+func TestDefaultEgressExample(t *testing.T) {
+	text := string(defaultYAML)
+	start := strings.Index(text, "\negress: []\n")
+	if start < 0 {
+		t.Fatal("default.yaml has no egress section")
+	}
+	var b strings.Builder
+	b.WriteString("egress:\n")
+	for line := range strings.SplitSeq(text[start+len("\negress: []\n"):], "\n") {
+		body, ok := strings.CutPrefix(line, "#")
+		if !ok {
+			break
+		}
+		b.WriteString(body + "\n")
+	}
+	c, err := Parse([]byte(b.String()), "default.yaml egress example")
+	if err != nil {
+		t.Fatalf("the commented egress example does not parse:\n%s\n%v", b.String(), err)
+	}
+	r := c.Egress[0]
+	if r.Timeout != DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens || r.Match.Host != "" {
+		t.Errorf("egress example: timeout %s, error_format %q, unrevealed_tokens %q, host %q; want the defaults %s, %q, %q, \"\"",
+			r.Timeout, r.ErrorFormat, r.UnrevealedTokens, r.Match.Host, DefaultEgressTimeout, DefaultErrorFormat, DefaultUnrevealedTokens)
 	}
 }

@@ -66,16 +66,68 @@ func KeyringModeProblem(path string) string {
 // Resolve returns the value of a config string that may reference the
 // environment: "env:NAME" is the variable NAME (an error if it is unset or
 // empty); anything else is returned as is.
+//
+// A value may also be a template holding "{env:NAME}" anywhere, e.g.
+// "Bearer {env:STRIPE_SECRET}": each is replaced by the variable's value
+// (issue 15), so a provider's prefix need not live in the environment.
 func Resolve(s string, getenv func(string) string) (string, error) {
 	name, ok := strings.CutPrefix(s, "env:")
 	if !ok {
-		return s, nil
+		return resolveTemplate(s, getenv)
 	}
 	v := getenv(name)
 	if v == "" {
 		return "", fmt.Errorf("environment variable %s is not set", name)
 	}
 	return v, nil
+}
+
+func resolveTemplate(s string, getenv func(string) string) (string, error) {
+	names, err := EnvRefs(s)
+	if err != nil {
+		return "", err
+	}
+	if len(names) == 0 {
+		return s, nil
+	}
+	var b strings.Builder
+	for rest := s; ; {
+		before, after, ok := strings.Cut(rest, "{env:")
+		b.WriteString(before)
+		if !ok {
+			break
+		}
+		name, tail, _ := strings.Cut(after, "}")
+		v := getenv(name)
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", name)
+		}
+		b.WriteString(v)
+		rest = tail
+	}
+	return b.String(), nil
+}
+
+// EnvRefs returns the environment variables a value reads: NAME for
+// "env:NAME", and each NAME of a template's "{env:NAME}". An unclosed or
+// misnamed reference is an error.
+func EnvRefs(s string) ([]string, error) {
+	if name, ok := strings.CutPrefix(s, "env:"); ok {
+		return []string{name}, nil
+	}
+	var out []string
+	for rest := s; ; {
+		_, after, ok := strings.Cut(rest, "{env:")
+		if !ok {
+			return out, nil
+		}
+		name, tail, closed := strings.Cut(after, "}")
+		if !closed || !envNameRE.MatchString(name) {
+			return nil, fmt.Errorf("%q: write {env:NAME} with NAME an environment variable name", s)
+		}
+		out = append(out, name)
+		rest = tail
+	}
 }
 
 // Spec returns how the field's values are tokenized. Parse has validated

@@ -36,8 +36,10 @@ func (v *validator) fail(path, format string, args ...any) {
 var (
 	clientNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	routeNameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	jsonSegRE    = regexp.MustCompile(`^(#|[A-Za-z0-9_$@-]+)$`)
+	jsonSegRE    = regexp.MustCompile(`^(#|([A-Za-z0-9_$@-]|\\[.\[\]#\\])+)$`)
 	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// hostNameRE is a lower-case DNS name (egress match.host).
+	hostNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 	// tokenRE is RFC 9110's token: method and header names.
 	tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
@@ -64,11 +66,19 @@ func (v *validator) config(c *Config) {
 	for i, r := range c.Inbound {
 		p := fmt.Sprintf("inbound[%d]", i)
 		v.route(p, r.Name, r.Match, matches)
+		if r.Match.Host != "" {
+			v.fail(p+".match.host", "inbound routes match on method and path only; remove host")
+		}
 		if len(r.Fields) == 0 {
 			v.fail(p+".fields", "an inbound route needs at least one field; add one or remove the route")
 		}
 		v.fields(p, r.Fields)
 		v.binds(p, r.Fields, true)
+		for j, f := range r.Fields {
+			if f.XML != "" {
+				v.fail(fmt.Sprintf("%s.fields[%d].xml", p, j), "xml fields are for egress routes only so far; inbound, use json or form")
+			}
+		}
 	}
 	v.guard(c.Guard)
 	if len(c.Egress) > 0 && c.Listen.Egress == "" {
@@ -297,9 +307,13 @@ func (v *validator) route(path, name string, m Match, matches map[string]string)
 	}
 	pathOK := v.matchPath(path+".match.path", m.Path)
 	if pathOK {
-		key := m.Method + " " + m.Path
+		key := m.Method + " " + m.Host + m.Path
 		if prev, dup := matches[key]; dup {
-			v.fail(path+".match", "same method and path as %s; merge the two routes", prev)
+			what := "method and path"
+			if m.Host != "" {
+				what = "host, method and path"
+			}
+			v.fail(path+".match", "same %s as %s; merge the two routes", what, prev)
 		} else {
 			matches[key] = path
 		}
@@ -337,11 +351,23 @@ func (v *validator) fields(route string, fs []Field) {
 	seen := map[string]int{}
 	for i, f := range fs {
 		p := fmt.Sprintf("%s.fields[%d]", route, i)
+		set := 0
+		for _, sel := range []string{f.JSON, f.Form, f.XML} {
+			if sel != "" {
+				set++
+			}
+		}
 		switch {
-		case f.JSON != "" && f.Form != "":
-			v.fail(p, "set exactly one of json and form; split it into two fields")
-		case f.JSON == "" && f.Form == "":
-			v.fail(p, "set one of json (a dotted path such as card.number) or form (a form key such as card[number])")
+		case set > 1:
+			v.fail(p, "set exactly one of json, form and xml; split it into several fields")
+		case set == 0:
+			v.fail(p, "set one of json (a dotted path such as card.number), form (a form key such as card[number]) or xml (an element path such as /transaction/credit-card/number)")
+		case f.XML != "":
+			if len(f.XML) > MaxSelectorLen {
+				v.fail(p+".xml", "longer than %d bytes", MaxSelectorLen)
+			} else if err := rewrite.ValidateXMLSelector(f.XML); err != nil {
+				v.fail(p+".xml", "%v", err)
+			}
 		case f.JSON != "":
 			if msg := checkJSONSelector(f.JSON); msg != "" {
 				v.fail(p+".json", "%s", msg)
@@ -403,11 +429,14 @@ func (v *validator) binds(route string, fs []Field, inbound bool) {
 		}
 		p := fmt.Sprintf("%s.fields[%d].bind", route, i)
 		kind, example := "json", "card.number"
-		if f.Form != "" {
+		switch {
+		case f.Form != "":
 			kind, example = "form", "card[number]"
+		case f.XML != "":
+			kind, example = "xml", "/transaction/credit-card/number"
 		}
 		j := slices.IndexFunc(fs, func(g Field) bool {
-			return f.JSON != "" && g.JSON == f.Bind || f.Form != "" && g.Form == f.Bind
+			return f.JSON != "" && g.JSON == f.Bind || f.Form != "" && g.Form == f.Bind || f.XML != "" && g.XML == f.Bind
 		})
 		switch {
 		case j < 0:
@@ -425,21 +454,39 @@ func (v *validator) binds(route string, fs []Field, inbound bool) {
 
 // checkJSONSelector returns what is wrong with a json selector, or "". The
 // grammar: segments separated by ".", each "#" (every element of an array)
-// or one or more of A-Z a-z 0-9 _ $ @ -. A numeric segment is an array index
-// or an object key, as gjson reads it.
+// or one or more of A-Z a-z 0-9 _ $ @ - and escaped characters: a key
+// holding ". [ ] #" or a backslash spells it with a backslash before it
+// (order\.id names the key "order.id"; issue 15). A numeric segment is an
+// array index or an object key, as gjson reads it.
 func checkJSONSelector(s string) string {
 	if len(s) > MaxSelectorLen {
 		return fmt.Sprintf("longer than %d bytes", MaxSelectorLen)
 	}
-	for i, seg := range strings.Split(s, ".") {
+	for i, seg := range splitUnescaped(s) {
 		if seg == "" {
 			return fmt.Sprintf("%q has an empty segment (segment %d); write dotted keys such as card.number", s, i+1)
 		}
 		if !jsonSegRE.MatchString(seg) {
-			return fmt.Sprintf("%q: segment %q may hold only letters, digits, _ $ @ - or be \"#\" (every array element)", s, seg)
+			return fmt.Sprintf("%q: segment %q may hold only letters, digits, _ $ @ - or be \"#\" (every array element); write . [ ] # or a backslash in a key as \\. \\[ \\] \\# \\\\", s, seg)
 		}
 	}
 	return ""
+}
+
+// splitUnescaped splits s at each "." that no backslash escapes.
+func splitUnescaped(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '.':
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 // checkFormSelector returns what is wrong with a form key, or "". The
@@ -479,6 +526,30 @@ func (v *validator) guard(g Guard) {
 
 func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 	v.route(p, r.Name, r.Match, matches)
+	if h := r.Match.Host; h != "" && !hostNameRE.MatchString(h) {
+		v.fail(p+".match.host", "%q is not a host name; write the lower-case name the app calls, without a port, e.g. stripe.egress.internal", h)
+	}
+	if !slices.Contains(ErrorFormats, r.ErrorFormat) {
+		v.fail(p+".error_format", "%q is not an error format; use %s", r.ErrorFormat, strings.Join(ErrorFormats, ", "))
+	}
+	if r.Timeout < MinEgressTimeout || r.Timeout > MaxEgressTimeout {
+		v.fail(p+".timeout", "%s is out of range; use %s to %s (default %s, longer than the SDKs' own)", r.Timeout, MinEgressTimeout, MaxEgressTimeout, DefaultEgressTimeout)
+	}
+	switch r.UnrevealedTokens {
+	case UnrevealedWarn, UnrevealedRefuse:
+	default:
+		v.fail(p+".unrevealed_tokens", "%q: use warn or refuse", r.UnrevealedTokens)
+	}
+	for i, s := range r.ResponseIgnore {
+		ip := fmt.Sprintf("%s.response_ignore[%d]", p, i)
+		if s == "" {
+			v.fail(ip, "empty; write a JSON field path of the provider's answer such as payment_method_details.card.network_transaction_id")
+		} else if msg := checkJSONSelector(s); msg != "" {
+			v.fail(ip, "%s", msg)
+		} else if err := rewrite.ValidateJSONSelector(s); err != nil {
+			v.fail(ip, "%v", err)
+		}
+	}
 	if r.Upstream == "" {
 		v.fail(p+".upstream", "missing; write the payment provider's base URL, e.g. https://api.psp.example")
 	} else {
@@ -512,6 +583,8 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 			if !envNameRE.MatchString(ref) {
 				v.fail(hp, "%q is not an environment variable name", ref)
 			}
+		} else if _, err := EnvRefs(val); err != nil {
+			v.fail(hp, "%v", err)
 		} else if strings.ContainsFunc(val, isControl) {
 			v.fail(hp, "the value contains a control character")
 		}
@@ -541,6 +614,19 @@ func unwrapPathError(err error) error {
 }
 
 func (v *validator) tls(t TLS) {
+	if c := t.EgressCA; c != nil {
+		if c.CertFile == "" || c.KeyFile == "" {
+			v.fail("tls.egress_ca", "set both cert_file and key_file (tok ca new -o DIR writes them)")
+		}
+		for _, f := range []struct{ key, path string }{{"cert_file", c.CertFile}, {"key_file", c.KeyFile}} {
+			if f.path == "" {
+				continue
+			}
+			if _, err := os.Stat(f.path); err != nil {
+				v.fail("tls.egress_ca."+f.key, "cannot read %q: %v", f.path, errorsCause(err))
+			}
+		}
+	}
 	for _, l := range []struct {
 		key string
 		t   *ListenerTLS

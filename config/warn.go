@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"math"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/tokproxy/tok/vault"
@@ -10,7 +12,8 @@ import (
 
 // Warnings returns what in a valid configuration will likely hurt in
 // production without being an error: each names the item and the fix.
-// `tok check` prints them and `tok serve` logs them.
+// `tok check` prints them and `tok serve` logs them: serve warns of
+// nothing in the configuration that check does not print.
 func (c *Config) Warnings() []string {
 	var out []string
 	for i, r := range c.Inbound {
@@ -20,7 +23,35 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
+	for i, r := range c.Egress {
+		if r.EgressKey == "" {
+			out = append(out, fmt.Sprintf("egress[%d] (%s): no egress_key: any process on this host can have its tokens revealed to the provider; set egress_key: env:NAME and send it in X-Tok-Egress-Key", i, r.Name))
+		}
+		if f := providerFormat(r.Upstream); f != "" && r.ErrorFormat != f {
+			out = append(out, fmt.Sprintf("egress[%d] (%s): error_format is %s for %s: the provider's SDK cannot read tok's refusals and may resend them; set error_format: %s", i, r.Name, r.ErrorFormat, r.Upstream, f))
+		}
+	}
 	return out
+}
+
+// providerFormat is the error format of a well-known provider's API URL,
+// or "".
+func providerFormat(upstream string) string {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		return ""
+	}
+	switch h := strings.ToLower(u.Hostname()); {
+	case h == "api.stripe.com":
+		return ErrorFormatStripe
+	case strings.HasSuffix(h, ".adyen.com") || strings.HasSuffix(h, ".adyenpayments.com"):
+		return ErrorFormatAdyen
+	case strings.HasSuffix(h, ".checkout.com"):
+		return ErrorFormatCheckout
+	case strings.HasSuffix(h, ".braintreegateway.com"):
+		return ErrorFormatBraintree
+	}
+	return ""
 }
 
 // tokenSpaceWarning warns about an unbound digits field: a value shorter

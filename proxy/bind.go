@@ -27,7 +27,7 @@ func bindings(fields []RouteField) ([]int, error) {
 			continue
 		}
 		j := slices.IndexFunc(fields, func(g RouteField) bool {
-			return f.JSON != "" && g.JSON == f.Bind || f.Form != "" && g.Form == f.Bind
+			return f.JSON != "" && g.JSON == f.Bind || f.Form != "" && g.Form == f.Bind || f.XML != "" && g.XML == f.Bind
 		})
 		switch {
 		case j < 0:
@@ -44,6 +44,9 @@ func bindings(fields []RouteField) ([]int, error) {
 func (f RouteField) selector() string {
 	if f.Form != "" {
 		return "form:" + f.Form
+	}
+	if f.XML != "" {
+		return "xml:" + f.XML
 	}
 	return "json:" + f.JSON
 }

@@ -228,18 +228,38 @@ func TestEgressResponseGuard(t *testing.T) {
 }
 
 // TestEgressResponseUninspectable: a provider answer the guard cannot parse
-// strictly (here a byte-order mark before the JSON) is refused with 502,
-// never handed to the app with a card number the guard did not see.
+// strictly (here a trailing comma) is refused with 502, never handed to
+// the app with a card number the guard did not see.
 func TestEgressResponseUninspectable(t *testing.T) {
 	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, "\ufeff"+`{"card":{"number":"`+panMC+`"}}`)
+		io.WriteString(w, `{"card":{"number":"`+panMC+`"},}`)
 	}, nil)
 	panTok, _ := e.checkout(t, panVisa, "737")
 	r := e.pay(t, "/psp/v1", "application/x-www-form-urlencoded", "card[number]="+panTok, EgressKeyHeader, egressKey)
 	wantError(t, r, 502, "response_uninspectable")
 	if strings.Contains(string(r.body), panMC) {
 		t.Error("the provider's card number reached the app")
+	}
+}
+
+// TestEgressResponseBOM: a JSON answer led by a byte-order mark (as
+// Authorize.net sends them) is read, not refused after the charge: its
+// card numbers are tokenized, and the mark and the rest reach the app as
+// they came (issue 15).
+func TestEgressResponseBOM(t *testing.T) {
+	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "\ufeff"+`{"card":{"number":"`+panMC+`"},"id":"ch_1"}`)
+	}, nil)
+	panTok, _ := e.checkout(t, panVisa, "737")
+	r := e.pay(t, "/psp/v1", "application/x-www-form-urlencoded", "card[number]="+panTok, EgressKeyHeader, egressKey)
+	if r.StatusCode != 200 || strings.Contains(string(r.body), panMC) {
+		t.Fatalf("response = %d %q, want 200 with the card tokenized", r.StatusCode, maskAll([]string{string(r.body)}))
+	}
+	body, ok := strings.CutPrefix(string(r.body), "\ufeff")
+	if !ok || !strings.HasSuffix(body, `"},"id":"ch_1"}`) || !json.Valid([]byte(body)) {
+		t.Errorf("response body %q, want the mark, then the answer with only the card changed", maskAll([]string{string(r.body)}))
 	}
 }
 
@@ -346,13 +366,13 @@ func TestEgressStripPrefixCase(t *testing.T) {
 // no Content-Length added to a response that must not carry one.
 func TestEgressNoContentAfterReveal(t *testing.T) {
 	e := newEgressEnv(t, nil, nil)
-	set := &revealedSet{}
-	set.add(panVisa, "4111112345671111", "card[number]")
+	st := &sendState{}
+	st.revealed.add(panVisa, "4111112345671111", "card[number]")
 	req := httptest.NewRequest("POST", "https://psp.example/v1", nil)
-	req = req.WithContext(context.WithValue(req.Context(), revealedKey{}, set))
+	req = req.WithContext(context.WithValue(req.Context(), sendKey{}, st))
 	for _, status := range []int{http.StatusNoContent, http.StatusNotModified} {
 		resp := &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: req}
-		if err := e.srv.egress.guardResponse(resp); err != nil {
+		if err := e.srv.egress.guardResponse(resp, &e.srv.egress.routes[0]); err != nil {
 			t.Fatalf("guardResponse(%d) = %v", status, err)
 		}
 		if cl := resp.Header.Get("Content-Length"); cl != "" {

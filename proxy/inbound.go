@@ -42,6 +42,7 @@ type Route struct {
 type RouteField struct {
 	JSON string // selector, see rewrite.ValidateJSONSelector
 	Form string // form key, see rewrite.ValidateFormSelector
+	XML  string // egress only: element path, see rewrite.ValidateXMLSelector
 	Spec vault.Spec
 	// Bind, if set, is the selector (of the same kind) of the route's card
 	// field this value is bound to; see bind.go. Inbound, Spec.Bound must

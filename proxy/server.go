@@ -148,6 +148,10 @@ type Options struct {
 	// Nil: the store cannot be backed up this way (PostgreSQL has its own
 	// tools) and /backup answers 404.
 	Backup func(ctx context.Context, w io.Writer) (int64, error)
+	// ForwardCA, if set, turns on the egress listener's forward-proxy mode
+	// (forward.go): CONNECT tunnels to the hosts egress routes name, with
+	// certificates this CA signs. Nil: CONNECT is refused.
+	ForwardCA *ForwardCA
 }
 
 // Server serves tok's listeners. Build it with [New]; it is safe for
@@ -164,8 +168,9 @@ type Server struct {
 	// generation.
 	loginSources *sourceLimiter
 	auth         *authenticator
-	inbound      *inbound // nil without an upstream
-	egress       *egress  // nil without egress routes
+	inbound      *inbound   // nil without an upstream
+	egress       *egress    // nil without egress routes
+	tunnels      *tunnelSet // egress CONNECT tunnels (forward.go); shared by every generation
 	handlers     map[string]http.Handler
 	tlsConf      map[string]*tls.Config // by listener; nil entries: plain HTTP
 	// live is the Server now answering on the listeners: this one until a
@@ -269,7 +274,9 @@ func build(opts Options, prev *Server) (*Server, error) {
 		s.audit, s.metrics, s.live, s.keys, s.ready, s.budgets = prev.audit, prev.metrics, prev.live, prev.keys, prev.ready, prev.budgets
 		s.loginSources = prev.loginSources
 		s.loginSources.setRate(opts.LoginSourceRate)
+		s.tunnels = prev.tunnels
 	} else {
+		s.tunnels = &tunnelSet{}
 		tail := opts.AuditTail
 		if tail.Last == nil && tail.Torn == nil {
 			tail = AuditTail{Last: opts.AuditLast}
@@ -434,6 +441,10 @@ func (s *Server) Serve(ctx context.Context, listeners map[string]net.Listener) e
 			srv.Close()
 			runErr = errors.Join(runErr, fmt.Errorf("drain: %w", err))
 		}
+	}
+	// Hijacked CONNECT tunnels are not the listeners' to drain.
+	if err := s.tunnels.shutdown(sctx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("drain egress tunnels: %w", err))
 	}
 	wg.Wait()
 	return runErr

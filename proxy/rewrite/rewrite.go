@@ -75,6 +75,9 @@ const (
 	// query string: Text is its decoded value. The replacement is
 	// form-encoded.
 	KindForm
+	// KindXML is the text content of an XML element (xml.go): Text is
+	// its decoded value; the replacement is XML-escaped.
+	KindXML
 )
 
 // Value is one value handed to the replace callback.
@@ -288,6 +291,7 @@ const (
 	editJSONRuns                   // JSON string with guard hits → re-quoted with runs replaced
 	editForm                       // raw form value → form-encoded replacement
 	editFormRuns                   // raw form key or value with guard hits → re-encoded with runs replaced
+	editXML                        // an XML element's content → XML-escaped replacement (xml.go splices it)
 )
 
 // edit is one byte span of the body to replace, covering vals[first:first+n].

@@ -33,7 +33,8 @@ type selector []segment
 // accepts. The grammar:
 //
 //	selector = segment *( "." segment )          ; at most 256 bytes, 32 segments
-//	segment  = "#" / 1*( ALPHA / DIGIT / "_" / "$" / "@" / "-" )
+//	segment  = "#" / 1*( ALPHA / DIGIT / "_" / "$" / "@" / "-" / escaped )
+//	escaped  = "\\" ( "." / "[" / "]" / "#" / "\\" )  ; the character itself, in a key
 //
 // "#" matches every element of an array. A segment of digits only matches
 // both the object key spelled that way and, without leading zeros, the
@@ -65,27 +66,65 @@ func parseJSONSelector(s string) (selector, error) {
 	if len(s) > MaxSelectorLen {
 		return nil, fmt.Errorf("json selector longer than %d bytes", MaxSelectorLen)
 	}
-	parts := strings.Split(s, ".")
+	parts, err := splitJSONSelector(s)
+	if err != nil {
+		return nil, err
+	}
 	if len(parts) > MaxSelectorSegments {
 		return nil, fmt.Errorf("json selector has more than %d segments", MaxSelectorSegments)
 	}
 	sel := make(selector, 0, len(parts))
 	for i, p := range parts {
-		if p == "#" {
+		if p.raw == "#" {
 			sel = append(sel, segment{any: true, index: -1})
 			continue
 		}
-		if p == "" {
+		if p.key == "" {
 			return nil, fmt.Errorf("json selector %q: empty segment %d", s, i+1)
 		}
-		for j := 0; j < len(p); j++ {
-			if !isSelectorKeyByte(p[j]) {
-				return nil, fmt.Errorf("json selector %q: segment %d: character %q not allowed (use letters, digits, _ $ @ - or #)", s, i+1, p[j])
+		for j := 0; j < len(p.raw); j++ {
+			if c := p.raw[j]; c == '\\' {
+				j++ // an escaped character: checked by splitJSONSelector
+			} else if !isSelectorKeyByte(c) {
+				return nil, fmt.Errorf("json selector %q: segment %d: character %q not allowed (use letters, digits, _ $ @ - or #; escape . [ ] # \\ with a backslash)", s, i+1, c)
 			}
 		}
-		sel = append(sel, segment{key: p, index: arrayIndex(p)})
+		sel = append(sel, segment{key: p.key, index: arrayIndex(p.raw)})
 	}
 	return sel, nil
+}
+
+// jsonPart is one segment of a JSON selector: as written, and the key it
+// names with its escapes undone.
+type jsonPart struct{ raw, key string }
+
+// splitJSONSelector splits s at each "." not escaped by a backslash
+// (issue 15: keys holding "." or "[" are spelled "order\.id", "a\[0\]").
+// A backslash escapes one of . [ ] # \ and nothing else.
+func splitJSONSelector(s string) ([]jsonPart, error) {
+	var parts []jsonPart
+	var raw, key strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\':
+			if i+1 == len(s) || !strings.ContainsRune(`.[]#\`, rune(s[i+1])) {
+				return nil, fmt.Errorf("json selector %q: a backslash escapes only . [ ] # or \\", s)
+			}
+			raw.WriteByte(c)
+			raw.WriteByte(s[i+1])
+			key.WriteByte(s[i+1])
+			i++
+		case c == '.':
+			parts = append(parts, jsonPart{raw.String(), key.String()})
+			raw.Reset()
+			key.Reset()
+		default:
+			raw.WriteByte(c)
+			key.WriteByte(c)
+		}
+	}
+	return append(parts, jsonPart{raw.String(), key.String()}), nil
 }
 
 func isSelectorKeyByte(c byte) bool {

@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+)
+
+// sendState is what happened to one egress request: the values revealed
+// for it and whether it reached the provider. The transport's writer sets
+// wrote; everything else runs on the handler's goroutine.
+type sendState struct {
+	revealed revealedSet
+	count    int             // values revealed
+	paths    map[string]bool // the fields they were revealed at
+	wrote    atomic.Bool     // the request's headers were written to the provider
+	status   int             // the provider's status, 0 if it did not answer
+	withheld bool            // the provider answered and tok refused the answer
+}
+
+type sendKey struct{}
+
+// sendFrom returns the state of the egress request of ctx (a fresh one if
+// there is none, so that a guard run outside a request has somewhere to
+// write).
+func sendFrom(ctx context.Context) *sendState {
+	if s, _ := ctx.Value(sendKey{}).(*sendState); s != nil {
+		return s
+	}
+	return &sendState{}
+}
+
+// auditSend writes what happened to an egress request whose values were
+// revealed: sent (the provider answered), sent_no_answer (it was sent and
+// no answer came: the provider may have acted), sent_answer_withheld (the
+// provider answered and tok refused the answer) or not_sent (refused
+// before it left tok, or the provider could not be reached). A request
+// that revealed nothing writes no line: its refusals are audited per
+// field.
+func (e *egress) auditSend(r *http.Request, rt *egressRoute, st *sendState) {
+	if st.count == 0 {
+		return
+	}
+	ev := auditEvent{Event: "egress_send", Route: rt.Name, Upstream: rt.Upstream.Host, Count: st.count}
+	if len(st.revealed.cards) > 0 {
+		ev.Token = st.revealed.cards[0][1]
+	}
+	switch {
+	case st.withheld:
+		ev.Outcome = "sent_answer_withheld"
+	case st.status != 0:
+		ev.Outcome = "sent"
+	case st.wrote.Load():
+		ev.Outcome = "sent_no_answer"
+	default:
+		ev.Outcome = "not_sent"
+	}
+	if aerr := e.s.audit.write(r, ev); aerr != nil {
+		e.s.log.Error("audit write failed", "err", aerr)
+	}
+}
