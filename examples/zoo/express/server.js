@@ -21,6 +21,9 @@ const app = express();
 app.set('query parser', 'extended'); // qs, Express 4's default
 
 // verify keeps the raw bytes of whichever parser read the body.
+// Tells the zoo test the app answered (not tok, nor Node's HTTP server).
+app.use((req, res, next) => { res.set('X-Zoo-App', 'express'); next(); });
+
 const keep = (req, res, buf) => { req.rawBody = buf; };
 app.use(cookieParser());
 app.use(express.json({ verify: keep, limit: '16mb' }));

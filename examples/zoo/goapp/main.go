@@ -94,6 +94,15 @@ func record(w http.ResponseWriter, r *http.Request) {
 
 var muxName string
 
+// marked sets X-Zoo-App on every answer of the app, its mux's 404 and 405
+// included, so the zoo test tells the app's answers from tok's.
+func marked(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Zoo-App", "go-"+muxName)
+		h.ServeHTTP(w, r)
+	})
+}
+
 func main() {
 	flag.StringVar(&muxName, "mux", "any", "`kind` of routing: pattern (Go 1.22 method patterns) or any (method-less)")
 	flag.Parse()
@@ -121,7 +130,7 @@ func main() {
 	}
 	srv := &http.Server{
 		Addr:              "127.0.0.1:" + port,
-		Handler:           mux,
+		Handler:           marked(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	log.Fatal(srv.ListenAndServe())

@@ -35,6 +35,7 @@ function tok_zoo_record(string $mode): void
         'headers' => function_exists('getallheaders') ? getallheaders() : [],
     ];
     header('Content-Type: application/json');
+    header('X-Zoo-App: php-' . $mode); // the app answered, not tok nor the server
     echo json_encode($answer, JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
 }
 

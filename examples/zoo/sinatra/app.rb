@@ -20,6 +20,9 @@ class Recorder < Sinatra::Base
   set :host_authorization, { permitted_hosts: [] } if Sinatra::VERSION >= '4'
   set :protection, false # the answer is the point; no CSRF or path checks
 
+  # Tells the zoo test the app answered (not tok, nor Puma).
+  before { headers 'X-Zoo-App' => 'sinatra' }
+
   def plain(v)
     case v
     when Hash
@@ -78,6 +81,7 @@ class Recorder < Sinatra::Base
   end
 
   error do
+    headers 'X-Zoo-App' => 'sinatra'
     content_type :json
     status 500
     JSON.generate('framework' => 'sinatra', 'error' => env['sinatra.error'].class.name)

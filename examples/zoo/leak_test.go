@@ -1,0 +1,166 @@
+package zoo
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// maxSeparators is how many characters that are neither letters nor digits
+// may stand between two digits of one number, as the guard allows ("4111 -
+// 1111"). Any of them counts (punctuation, spaces of every kind, invisible
+// format characters), which is stricter than the guard's list.
+const maxSeparators = 3
+
+// findCards returns where the app's answer holds one of pans, as
+// "path: 4111…1111", sorted. The answer is read as JSON (NaN and Infinity,
+// which Ruby and Python write, as null) and every key, string and number
+// searched: strings with digits of every script read as 0-9 and joined
+// across up to maxSeparators separators; numbers by their exact integer
+// part and their float64 value's. An answer that is not
+// JSON is searched as one string.
+func findCards(answer []byte, pans []string) []string {
+	var v any
+	d := json.NewDecoder(bytes.NewReader(nonFinite.ReplaceAll(answer, []byte("${1}null"))))
+	d.UseNumber()
+	hits := map[string]bool{}
+	if d.Decode(&v) != nil {
+		for _, p := range cardsInString(string(answer), pans) {
+			hits["(raw answer): "+mask(p)] = true
+		}
+	} else {
+		walk(v, "", pans, hits)
+	}
+	out := make([]string, 0, len(hits))
+	for h := range hits {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var nonFinite = regexp.MustCompile(`([:\[,]\s*)-?(NaN|Infinity)`)
+
+func walk(v any, path string, pans []string, hits map[string]bool) {
+	add := func(where string, found []string) {
+		for _, p := range found {
+			hits[where+": "+mask(p)] = true
+		}
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			p := join(path, k)
+			add(p+" (key)", cardsInString(k, pans))
+			walk(x, p, pans, hits)
+		}
+	case []any:
+		for i, x := range v {
+			walk(x, join(path, strconv.Itoa(i)), pans, hits)
+		}
+	case string:
+		add(path, cardsInString(v, pans))
+	case json.Number:
+		add(path, cardsInNumber(string(v), pans))
+	}
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+func mask(pan string) string { return pan[:4] + "…" + pan[len(pan)-4:] }
+
+// cardsInString returns the pans found in s.
+func cardsInString(s string, pans []string) []string {
+	var runs []string
+	var cur strings.Builder
+	seps := 0
+	flush := func() {
+		if cur.Len() > 0 {
+			runs = append(runs, cur.String())
+		}
+		cur.Reset()
+		seps = 0
+	}
+	for _, r := range s {
+		switch {
+		case unicode.IsDigit(r):
+			cur.WriteByte(byte('0' + digitValue(r)))
+			seps = 0
+		case unicode.IsLetter(r) || unicode.IsNumber(r):
+			flush()
+		default:
+			if seps++; seps > maxSeparators {
+				flush()
+			}
+		}
+	}
+	flush()
+	return pansIn(runs, pans)
+}
+
+// digitValue is r's value as a decimal digit (r is in unicode.Nd, whose
+// ranges are blocks of ten starting at zero).
+func digitValue(r rune) int {
+	if r <= '9' {
+		return int(r - '0')
+	}
+	for _, rg := range unicode.Nd.R16 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return int(r-rune(rg.Lo)) % 10
+		}
+	}
+	for _, rg := range unicode.Nd.R32 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return int(r-rune(rg.Lo)) % 10
+		}
+	}
+	return 0
+}
+
+// cardsInNumber returns the pans in a JSON number's integer part, exact
+// and as a float64 rounds it: what an app that reads it as an integer
+// (truncating) or a float gets. Digits after the point are no card to
+// anyone.
+func cardsInNumber(lit string, pans []string) []string {
+	var runs []string
+	if f, err := strconv.ParseFloat(lit, 64); err == nil {
+		runs = append(runs, strings.TrimPrefix(strconv.FormatFloat(f, 'f', 0, 64), "-"))
+	}
+	// The exact integer part, unless the exponent is too large to expand.
+	if _, e, ok := strings.Cut(strings.ToLower(lit), "e"); !ok || len(strings.TrimLeft(e, "+-0")) <= 3 {
+		if r, ok := new(big.Rat).SetString(lit); ok {
+			i := new(big.Int).Quo(r.Num(), r.Denom())
+			runs = append(runs, strings.TrimPrefix(i.String(), "-"))
+		}
+	}
+	return pansIn(runs, pans)
+}
+
+func pansIn(runs, pans []string) []string {
+	var found []string
+	for _, p := range pans {
+		for _, r := range runs {
+			if strings.Contains(r, p) {
+				found = append(found, p)
+				break
+			}
+		}
+	}
+	return found
+}
+
+// describe is a leak as the report prints it.
+func describe(app, caseName string, where []string) string {
+	return fmt.Sprintf("%s %s: %s", app, caseName, strings.Join(where, "; "))
+}
