@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,9 +40,11 @@ var testPANs = []string{"4111111111111111", "5555555555554444", "378282246310005
 //	{{PAN:devanagari}}      Devanagari digits (U+0966…)
 //	{{PAN:zwsp}}            the groups joined by zero-width spaces
 //	{{PAN:nbsp}}            the groups joined by no-break spaces
+//	{{PAN:join=SEP}}        the groups joined by SEP, as written
 //	{{PAN:reversed}}        the digits backwards (not a card: a control)
 //	{{gzip}}…{{/gzip}}      the enclosed bytes (expanded first) gzipped;
 //	                        likewise deflate (zlib), rawdeflate, base64,
+//	                        urlencode (every byte but A-Z a-z 0-9 -._~),
 //	                        utf16le, utf16be (no BOM), utf7 (every digit
 //	                        base64-encoded, RFC 2152), and chunked:N
 //	                        (chunks of N bytes and the last, empty, chunk)
@@ -102,6 +105,9 @@ func expand(raw []byte, pan string) ([]byte, error) {
 	for name, f := range panForms {
 		s = strings.ReplaceAll(s, "{{PAN:"+name+"}}", f(pan))
 	}
+	s = joinForm.ReplaceAllStringFunc(s, func(m string) string {
+		return strings.Join(groups(pan), joinForm.FindStringSubmatch(m)[1])
+	})
 	s = strings.ReplaceAll(s, "{{PAN}}", pan)
 	if i := strings.Index(s, "{{PAN"); i >= 0 {
 		return nil, fmt.Errorf("unknown placeholder at %q", s[i:min(len(s), i+20)])
@@ -134,6 +140,9 @@ func digitsFrom(zero rune) func(string) string {
 		return b.String()
 	}
 }
+
+// joinForm is {{PAN:join=SEP}}.
+var joinForm = regexp.MustCompile(`\{\{PAN:join=(.*?)\}\}`)
 
 var panForms = map[string]func(string) string{
 	"spaces": func(p string) string { return strings.Join(groups(p), " ") },
@@ -189,7 +198,18 @@ var transforms = map[string]func(b []byte, arg int) []byte{
 		w.Close()
 		return buf.Bytes()
 	},
-	"base64":  func(b []byte, _ int) []byte { return []byte(base64.StdEncoding.EncodeToString(b)) },
+	"base64": func(b []byte, _ int) []byte { return []byte(base64.StdEncoding.EncodeToString(b)) },
+	"urlencode": func(b []byte, _ int) []byte {
+		var out []byte
+		for _, c := range b {
+			if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+				out = append(out, c)
+			} else {
+				out = fmt.Appendf(out, "%%%02X", c)
+			}
+		}
+		return out
+	},
 	"utf16le": func(b []byte, _ int) []byte { return utf16Bytes(b, false) },
 	"utf16be": func(b []byte, _ int) []byte { return utf16Bytes(b, true) },
 	"utf7":    func(b []byte, _ int) []byte { return utf7Digits(b) },
@@ -277,7 +297,10 @@ func applyTransforms(s string) (string, error) {
 			}
 			arg = n
 		}
-		s = s[:open] + string(f([]byte(s[tagEnd:end]), arg)) + s[end+closeAt+2:]
+		// A request inside the encoded part (a smuggled one) has its
+		// lengths resolved before it is encoded.
+		inner := resolveLengths(s[tagEnd:end])
+		s = s[:open] + string(f([]byte(inner), arg)) + s[end+closeAt+2:]
 	}
 }
 

@@ -22,7 +22,8 @@ const maxSeparators = 3
 // "path: 4111…1111", sorted. The answer is read as JSON (NaN and Infinity,
 // which Ruby and Python write, as null) and every key, string and number
 // searched: strings with digits of every script read as 0-9 and joined
-// across up to maxSeparators separators; numbers by their exact integer
+// across up to maxSeparators separators, a card being whole groups of
+// digits; numbers by their exact integer
 // part and their float64 value's. An answer that is not
 // JSON is searched as one string.
 func findCards(answer []byte, pans []string) []string {
@@ -80,22 +81,35 @@ func join(path, k string) string {
 
 func mask(pan string) string { return pan[:4] + "…" + pan[len(pan)-4:] }
 
+// A digitRun is a number read from a string: its digits, and where a
+// separator stood between two of its groups.
+type digitRun struct {
+	digits string
+	cut    map[int]bool // cut[i]: a group starts at digits[i]
+}
+
 // cardsInString returns the pans found in s.
 func cardsInString(s string, pans []string) []string {
-	var runs []string
-	var cur strings.Builder
+	var runs []digitRun
+	cur := digitRun{cut: map[int]bool{}}
+	var b strings.Builder
 	seps := 0
 	flush := func() {
-		if cur.Len() > 0 {
-			runs = append(runs, cur.String())
+		if b.Len() > 0 {
+			cur.digits = b.String()
+			runs = append(runs, cur)
 		}
-		cur.Reset()
+		b.Reset()
+		cur = digitRun{cut: map[int]bool{}}
 		seps = 0
 	}
 	for _, r := range s {
 		switch {
 		case unicode.IsDigit(r):
-			cur.WriteByte(byte('0' + digitValue(r)))
+			if seps > 0 && b.Len() > 0 {
+				cur.cut[b.Len()] = true
+			}
+			b.WriteByte(byte('0' + digitValue(r)))
 			seps = 0
 		case unicode.IsLetter(r) || unicode.IsNumber(r):
 			flush()
@@ -133,31 +147,49 @@ func digitValue(r rune) int {
 // (truncating) or a float gets. Digits after the point are no card to
 // anyone.
 func cardsInNumber(lit string, pans []string) []string {
-	var runs []string
+	var runs []digitRun
 	if f, err := strconv.ParseFloat(lit, 64); err == nil {
-		runs = append(runs, strings.TrimPrefix(strconv.FormatFloat(f, 'f', 0, 64), "-"))
+		runs = append(runs, digitRun{digits: strings.TrimPrefix(strconv.FormatFloat(f, 'f', 0, 64), "-")})
 	}
 	// The exact integer part, unless the exponent is too large to expand.
 	if _, e, ok := strings.Cut(strings.ToLower(lit), "e"); !ok || len(strings.TrimLeft(e, "+-0")) <= 3 {
 		if r, ok := new(big.Rat).SetString(lit); ok {
 			i := new(big.Int).Quo(r.Num(), r.Denom())
-			runs = append(runs, strings.TrimPrefix(i.String(), "-"))
+			runs = append(runs, digitRun{digits: strings.TrimPrefix(i.String(), "-")})
 		}
 	}
 	return pansIn(runs, pans)
 }
 
-func pansIn(runs, pans []string) []string {
+// pansIn returns the pans that are whole groups of a run: a pan starts
+// where the run or a group starts and ends where one ends, so "4111 1111
+// 1111 1111 2030" holds a card and 41111111111111110, one number, does not.
+func pansIn(runs []digitRun, pans []string) []string {
 	var found []string
 	for _, p := range pans {
 		for _, r := range runs {
-			if strings.Contains(r, p) {
+			if holds(r, p) {
 				found = append(found, p)
 				break
 			}
 		}
 	}
 	return found
+}
+
+func holds(r digitRun, pan string) bool {
+	for from := 0; ; {
+		i := strings.Index(r.digits[from:], pan)
+		if i < 0 {
+			return false
+		}
+		i += from
+		end := i + len(pan)
+		if (i == 0 || r.cut[i]) && (end == len(r.digits) || r.cut[end]) {
+			return true
+		}
+		from = i + 1
+	}
 }
 
 // describe is a leak as the report prints it.

@@ -54,8 +54,8 @@ type outcome int
 
 const (
 	forwarded outcome = iota // the app answered (X-Zoo-App is set)
-	refused                  // a 4xx that the app did not write: tok, or the server below, refused
-	failed                   // anything else: a 5xx without the app, no answer at all
+	refused                  // tok answered instead of the app: a refusal, or a redirect to the clean path
+	failed                   // 502 or 504 (the app did not answer tok), or no answer at all
 )
 
 // caseResult is what one case (all its variants) did at one app.
@@ -63,6 +63,7 @@ type caseResult struct {
 	name, class string
 	counts      [3]int   // requests by outcome
 	leaks       []string // where a card was found, deduplicated
+	failures    []string // statuses of the failed answers, deduplicated
 	errs        []string
 }
 
@@ -248,6 +249,9 @@ func runCorpus(t *testing.T, addr string, cases []corpusCase) []caseResult {
 				}
 				for _, resp := range resps {
 					r.counts[resp.outcome]++
+					if f := resp.status + " " + firstLine(resp.body); resp.outcome == failed && !slices.Contains(r.failures, f) {
+						r.failures = append(r.failures, f)
+					}
 					for _, where := range findCards(resp.body, testPANs) {
 						if resp.outcome != forwarded {
 							where = "in tok's refusal (" + resp.status + ") " + where
@@ -296,7 +300,7 @@ func exchange(addr string, req []byte) ([]response, error) {
 		return nil, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(15 * time.Second))
+	c.SetDeadline(time.Now().Add(8 * time.Second))
 	if _, err := c.Write(req); err != nil {
 		return nil, fmt.Errorf("write: %w", err)
 	}
@@ -320,10 +324,10 @@ func exchange(addr string, req []byte) ([]response, error) {
 		switch {
 		case resp.Header.Get("X-Zoo-App") != "":
 			r.outcome = forwarded
-		case resp.StatusCode >= 400 && resp.StatusCode < 500:
-			r.outcome = refused
+		case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout:
+			r.outcome = failed // tok forwarded it; the app did not answer
 		default:
-			r.outcome = failed
+			r.outcome = refused // tok (or Go's server in it) answered: 4xx, 501, a 307 to the clean path
 		}
 		out = append(out, r)
 		if err != nil || resp.Close {
@@ -331,6 +335,15 @@ func exchange(addr string, req []byte) ([]response, error) {
 		}
 	}
 	return out, nil
+}
+
+// firstLine is the start of b, for a report.
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\n")
+	if len(s) > 100 {
+		s = s[:100]
+	}
+	return s
 }
 
 // isHangUp reports a connection the server reset or closed before
@@ -374,6 +387,17 @@ func report(reps []*appReport, cases []corpusCase, gaps knownGaps) string {
 			}
 		}
 		fmt.Fprintf(&b, "%-12s %9d %9d %7d %7d %12d %7d\n", r.app, cnt[0]+cnt[1]+cnt[2], cnt[forwarded], cnt[refused], cnt[failed], leaked, known)
+	}
+	for _, r := range reps {
+		var fails []string
+		for _, c := range r.cases {
+			if c.counts[failed] > 0 {
+				fails = append(fails, fmt.Sprintf("%s (%s)", c.name, strings.Join(c.failures, "; ")))
+			}
+		}
+		if len(fails) > 0 {
+			fmt.Fprintf(&b, "\n%s: failed answers (502/504 or none) in\n  %s\n", r.app, strings.Join(fails, "\n  "))
+		}
 	}
 	for _, r := range reps {
 		leaks := map[string][]string{}
