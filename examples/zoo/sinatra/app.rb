@@ -8,7 +8,7 @@
 # Rack::MethodOverride is on, as in Rails and classic Sinatra apps. The zoo
 # test searches the answer for card numbers.
 #
-#   PORT=5004 ruby app.rb       # Puma (WEBrick without it), 127.0.0.1 only
+#   PORT=5004 ruby app.rb       # on Puma, as Rails and Sinatra deploy; 127.0.0.1 only
 
 require 'json'
 require 'sinatra/base'
@@ -17,7 +17,6 @@ class Recorder < Sinatra::Base
   set :method_override, true
   set :show_exceptions, false
   set :raise_errors, false
-  set :host_authorization, { permitted_hosts: [] } if Sinatra::VERSION >= '4'
   set :protection, false # the answer is the point; no CSRF or path checks
 
   # Tells the zoo test the app answered (not tok, nor Puma).
@@ -89,10 +88,4 @@ class Recorder < Sinatra::Base
 end
 
 port = Integer(ARGV[0] || ENV['PORT'] || 5004)
-server = begin
-  require 'puma'
-  'puma'
-rescue LoadError
-  'webrick'
-end
-Recorder.run!(bind: '127.0.0.1', port: port, server: server, quiet: true)
+Recorder.run!(bind: '127.0.0.1', port: port, server: 'puma', quiet: true)
