@@ -20,6 +20,7 @@ var classes = map[string]func() []genCase{
 	"guard":         guardBaseline,
 	"json-dup":      jsonDuplicates,
 	"json-escape":   jsonEscapes,
+	"json-syntax":   jsonSyntax,
 	"number":        numberForms,
 	"unicode":       unicodeDigits,
 	"encoding":      encodings,
@@ -341,6 +342,40 @@ func jsonEscapes() []genCase {
 	return out
 }
 
+// jsonSyntax: JSON tok reads strictly (depth, size, the types frameworks
+// take for JSON) next to the same bodies where tok does not read them.
+func jsonSyntax() []genCase {
+	deep := strings.Repeat(`{"a":`, 70) + `"{{PAN}}"` + strings.Repeat("}", 70)
+	pad := `{"pad":"{{repeat:1100000}}x{{/repeat}}","note":"{{PAN}}"}`
+	var out []genCase
+	for _, b := range []struct{ name, path, ct, body string }{
+		{"deep-70-checkout", "/checkout", ctJSON, deep},
+		{"deep-70-profile", "/profile", ctJSON, deep},
+		{"deep-70-text", "/profile", ctText, deep},
+		{"brackets-200000", "/profile", ctJSON, "{{repeat:200000}}[{{/repeat}}"},
+		{"over-max-body-checkout", "/checkout", ctJSON, pad},
+		{"over-max-body-profile", "/profile", ctJSON, pad},
+		{"over-max-body-text", "/profile", ctText, pad},
+		{"over-max-body-form", "/profile", ctForm, "pad={{repeat:1100000}}x{{/repeat}}&note={{PAN}}"},
+		{"problem-json", "/profile", "application/problem+json", jsonNote},
+		{"vnd-api-json", "/profile", "application/vnd.api+json", jsonNote},
+		{"text-x-json", "/profile", "text/x-json", jsonNote},
+		{"jsonrequest", "/profile", "application/jsonrequest", jsonNote},
+		{"x-json", "/profile", "application/x-json", jsonNote},
+		{"csp-report", "/profile", "application/csp-report", jsonNote},
+		{"json-patch", "/profile", "application/json-patch+json", `[{"op":"add","path":"/note","value":"{{PAN}}"}]`},
+		{"ndjson", "/profile", "application/x-ndjson", `{"a":1}` + "\n" + jsonNote + "\n"},
+		{"text-json-type", "/profile", "text/json", jsonNote},
+		{"json-uppercase-type", "/profile", "APPLICATION/JSON", jsonNote},
+		{"json-type-params", "/profile", "application/json; foo=bar", jsonNote},
+		{"json-type-malformed", "/profile", "application/json;;", jsonNote},
+		{"javascript", "/profile", "application/javascript", jsonNote},
+	} {
+		out = append(out, genCase{b.name, req{target: b.path, ct: b.ct, body: b.body}})
+	}
+	return out
+}
+
 // numberForms: a card as a JSON number, in every spelling that reads as it.
 func numberForms() []genCase {
 	var out []genCase
@@ -380,6 +415,11 @@ func unicodeDigits() []genCase {
 			genCase{f + "-text", req{target: "/profile", ct: ctText, body: `{"note":"` + ph + `"}`}},
 		)
 	}
+	out = append(out,
+		genCase{"ascii-card-before-arabic-digit", req{target: "/profile", ct: ctJSON, body: `{"note":"{{PAN}}٨"}`}},
+		genCase{"ascii-card-before-arabic-digit-form", req{target: "/profile", ct: ctForm, body: "note={{PAN}}%D9%A8"}},
+		genCase{"mixed-scripts", req{target: "/profile", ct: ctJSON, body: `{"note":"{{PAN:fullwidth}} {{PAN}}"}`}},
+	)
 	for _, sep := range []struct{ name, r string }{
 		{"en-dash", "\u2013"}, {"thin-space", "\u2009"}, {"ideographic-space", "\u3000"}, {"soft-hyphen", "\u00ad"},
 		{"word-joiner", "\u2060"}, {"bom", "\ufeff"}, {"tab", `\t`}, {"newline", `\n`}, {"three-seps", " - "},
@@ -491,6 +531,8 @@ func framing() []genCase {
 		genCase{"cl-short", raw(h + "Content-Length: 2\r\n\r\n" + jsonNote)},
 		genCase{"expect-continue", raw(h + "Expect: 100-continue\r\nContent-Length: {{LEN}}\r\n\r\n" + jsonNote)},
 		genCase{"http10-no-length", raw("POST /profile HTTP/1.0\r\nHost: shop.example\r\nContent-Type: text/plain\r\n\r\n" + jsonNote)},
+		genCase{"chunked-over-max-body", raw(h + "Transfer-Encoding: chunked\r\n\r\n{{chunked:65536}}" + `{"pad":"{{repeat:1100000}}x{{/repeat}}","note":"{{PAN}}"}` + "{{/chunked}}")},
+		genCase{"websocket-upgrade-checkout", raw(fmt.Sprintf(head, "/checkout", ctJSON) + "Connection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: {{LEN}}\r\n\r\n" + jsonCard)},
 		genCase{"lf-only-headers", raw("POST /profile HTTP/1.1\nHost: shop.example\nContent-Type: text/plain\nContent-Length: {{LEN}}\n\r\n" + jsonNote)},
 	)
 	return out

@@ -46,7 +46,8 @@ var testPANs = []string{"4111111111111111", "5555555555554444", "378282246310005
 //	                        likewise deflate (zlib), rawdeflate, base64,
 //	                        urlencode (every byte but A-Z a-z 0-9 -._~),
 //	                        utf16le, utf16be (no BOM), utf7 (every digit
-//	                        base64-encoded, RFC 2152), and chunked:N
+//	                        base64-encoded, RFC 2152), repeat:N (N copies),
+//	                        and chunked:N
 //	                        (chunks of N bytes and the last, empty, chunk)
 //	{{LEN}}                 the length of the body of the request whose
 //	                        headers hold it: the bytes after the blank line
@@ -103,6 +104,9 @@ func (c corpusCase) variants() ([][]byte, error) {
 func expand(raw []byte, pan string) ([]byte, error) {
 	s := string(raw)
 	for name, f := range panForms {
+		if pan == "" {
+			break
+		}
 		s = strings.ReplaceAll(s, "{{PAN:"+name+"}}", f(pan))
 	}
 	s = joinForm.ReplaceAllStringFunc(s, func(m string) string {
@@ -213,6 +217,7 @@ var transforms = map[string]func(b []byte, arg int) []byte{
 	"utf16le": func(b []byte, _ int) []byte { return utf16Bytes(b, false) },
 	"utf16be": func(b []byte, _ int) []byte { return utf16Bytes(b, true) },
 	"utf7":    func(b []byte, _ int) []byte { return utf7Digits(b) },
+	"repeat":  func(b []byte, n int) []byte { return bytes.Repeat(b, n) },
 	"chunked": func(b []byte, n int) []byte {
 		if n <= 0 {
 			n = 8

@@ -12,11 +12,22 @@ import (
 	"unicode"
 )
 
-// maxSeparators is how many characters that are neither letters nor digits
-// may stand between two digits of one number, as the guard allows ("4111 -
-// 1111"). Any of them counts (punctuation, spaces of every kind, invisible
-// format characters), which is stricter than the guard's list.
+// maxSeparators is how many separators may stand between two digit groups
+// of one number, as the guard allows ("4111 - 1111").
 const maxSeparators = 3
+
+// isSeparator is the guard's rule (proxy/rewrite's isSeparator), copied
+// rather than imported so that a change there cannot weaken this oracle
+// unseen: spaces of every kind, dashes and invisible characters join digit
+// groups; dots, slashes, commas, tabs and line breaks end a number, as the
+// README's known limits say.
+func isSeparator(r rune) bool {
+	if r < 0x80 {
+		return r == ' ' || r == '-'
+	}
+	return r == '\u00a0' || r == '\u2212' || r == '\u2800' ||
+		unicode.In(r, unicode.Zs, unicode.Pd, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+}
 
 // findCards returns where the app's answer holds one of pans, as
 // "path: 4111…1111", sorted. The answer is read as JSON (NaN and Infinity,
@@ -111,12 +122,12 @@ func cardsInString(s string, pans []string) []string {
 			}
 			b.WriteByte(byte('0' + digitValue(r)))
 			seps = 0
-		case unicode.IsLetter(r) || unicode.IsNumber(r):
-			flush()
-		default:
+		case isSeparator(r):
 			if seps++; seps > maxSeparators {
 				flush()
 			}
+		default:
+			flush()
 		}
 	}
 	flush()
