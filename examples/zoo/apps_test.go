@@ -39,9 +39,12 @@ func works(name string, args ...string) bool {
 }
 
 func flaskCommand(zoo, port string) (*exec.Cmd, error) {
-	// Debian's python3-flask is for /usr/bin/python3; a python3 earlier in
-	// PATH (pyenv, a venv) may have Flask of its own.
-	for _, py := range []string{"python3", "/usr/bin/python3"} {
+	// Debian's python3-flask (Flask 2.2 on bookworm), which .ci/run
+	// installs, comes first so that runs agree with CI; a python3 in PATH
+	// (pyenv, a venv) with a Flask of its own is the fallback. Versions
+	// differ: Werkzeug 2.2 hands X_Card_Number to the app as X-Card-Number,
+	// and decodes a multipart part by its charset; 3.x does neither.
+	for _, py := range []string{"/usr/bin/python3", "python3"} {
 		if works(py, "-c", "import flask") {
 			cmd := exec.Command(py, "app.py", port)
 			cmd.Dir = filepath.Join(zoo, "flask")
