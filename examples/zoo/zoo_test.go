@@ -83,6 +83,9 @@ func TestZoo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the framework zoo runs real apps; skipped with -short")
 	}
+	if raceEnabled {
+		t.Skip("the framework zoo runs without -race (see race_test.go): go test ./examples/zoo")
+	}
 	zoo, err := filepath.Abs(".")
 	if err != nil {
 		t.Fatal(err)
