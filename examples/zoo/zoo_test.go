@@ -389,13 +389,20 @@ func report(reps []*appReport, cases []corpusCase, gaps knownGaps) string {
 		fmt.Fprintf(&b, " %s %d,", c, byClass[c])
 	}
 	b.WriteString("\n\n")
-	fmt.Fprintf(&b, "%-12s %9s %9s %7s %7s %12s %7s\n", "app", "requests", "forwarded", "refused", "failed", "cases leaked", "known")
+	b.WriteString("cases: forwarded (some request of the case reached the app), refused (tok answered every request),\n")
+	b.WriteString("failed (no answer from the app); leaked: a card reached the app; known: listed in known_gaps.txt\n\n")
+	fmt.Fprintf(&b, "%-12s %9s %9s %7s %7s %7s %7s %7s\n", "app", "requests", "forwarded", "refused", "failed", "leaked", "known", "new")
 	for _, r := range reps {
 		var cnt [3]int
 		leaked, known := 0, 0
 		for _, c := range r.cases {
-			for o := range cnt {
-				cnt[o] += c.counts[o]
+			switch {
+			case c.counts[forwarded] > 0:
+				cnt[forwarded]++
+			case c.counts[failed] > 0:
+				cnt[failed]++
+			default:
+				cnt[refused]++
 			}
 			if len(c.leaks) > 0 {
 				leaked++
@@ -404,7 +411,11 @@ func report(reps []*appReport, cases []corpusCase, gaps knownGaps) string {
 				}
 			}
 		}
-		fmt.Fprintf(&b, "%-12s %9d %9d %7d %7d %12d %7d\n", r.app, cnt[0]+cnt[1]+cnt[2], cnt[forwarded], cnt[refused], cnt[failed], leaked, known)
+		reqs := 0
+		for _, c := range r.cases {
+			reqs += c.counts[forwarded] + c.counts[refused] + c.counts[failed]
+		}
+		fmt.Fprintf(&b, "%-12s %9d %9d %7d %7d %7d %7d %7d\n", r.app, reqs, cnt[forwarded], cnt[refused], cnt[failed], leaked, known, leaked-known)
 	}
 	for _, r := range reps {
 		var fails []string
