@@ -203,7 +203,8 @@ func holds(r digitRun, pan string) bool {
 	}
 }
 
-// describe is a leak as the report prints it.
+// describe is a leak as the test reports it: "flask in header/x-card-0-get:
+// headers.X-Card: 4111…1111".
 func describe(app, caseName string, where []string) string {
-	return fmt.Sprintf("%s %s: %s", app, caseName, strings.Join(where, "; "))
+	return fmt.Sprintf("%s in %s: %s", app, caseName, strings.Join(where, "; "))
 }

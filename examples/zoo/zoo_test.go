@@ -127,7 +127,7 @@ func TestZoo(t *testing.T) {
 					if gaps.has(a.name, c.name) && !strict {
 						continue
 					}
-					t.Errorf("a card reached %s: %s", a.name, describe(a.name, c.name, c.leaks))
+					t.Errorf("a card reached %s", describe(a.name, c.name, c.leaks))
 				}
 			})
 		}
