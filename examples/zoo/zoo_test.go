@@ -34,13 +34,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	tokBin = filepath.Join(dir, "tok")
-	build := exec.Command("go", "build", "-o", tokBin, ".")
-	build.Dir = "../.." // the module root: package main
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	// TOK_ZOO_TOK runs the zoo against another build of tok (another
+	// branch's, say) instead of this tree's.
+	if tokBin = os.Getenv("TOK_ZOO_TOK"); tokBin == "" {
+		tokBin = filepath.Join(dir, "tok")
+		build := exec.Command("go", "build", "-o", tokBin, ".")
+		build.Dir = "../.." // the module root: package main
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
