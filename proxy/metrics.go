@@ -24,6 +24,7 @@ type metrics struct {
 	logins        *prometheus.CounterVec
 	storeCommit   prometheus.Histogram
 	storeCommitOp prometheus.Histogram
+	unreadable    *prometheus.CounterVec
 }
 
 // latencyBuckets spans 100µs to 2.5s: a tokenization is a commit away.
@@ -60,8 +61,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
 	}
+	m.unreadable = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tok_records_unreadable_total", Help: "Requests that met a vault record which cannot be opened (damaged, or sealed under a key the keyring lacks), by route: run tok vault check.",
+	}, []string{"route"})
 	reg.MustRegister(m.requests, m.duration, m.tokenized, m.tokenizeDur, m.revealed, m.revealDur,
-		m.logins, m.storeCommit, m.storeCommitOp)
+		m.logins, m.storeCommit, m.storeCommitOp, m.unreadable)
 	// A caller may hand in a registry that already has these.
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
@@ -141,6 +145,9 @@ func (s *Server) instrument(route string, h handlerFunc) http.Handler {
 
 func (s *Server) logError(r *http.Request, route string, ae *apiError) {
 	attrs := []any{"route", route, "method", safeMethod(r.Method), "status", ae.Status, "code", ae.Code, "remote", r.RemoteAddr}
+	if ae.Code == codeRecordUnreadable {
+		s.metrics.unreadable.WithLabelValues(route).Inc()
+	}
 	if ae.Err != nil {
 		attrs = append(attrs, "err", ae.Err.Error())
 	}
