@@ -1050,12 +1050,12 @@ func closeWith(err *error, what string, c io.Closer) {
 // Open found and replayed is logged (issue 13).
 func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit func(time.Duration, int), log *slog.Logger) (vault.Store, error) {
 	c := cfg.Vault
-	if c.Postgres != "" {
-		return openPostgres(ctx, c.Postgres, log)
-	}
 	var traces []string
 	if cfg.Audit.Path != "" && cfg.Audit.Path != "-" {
 		traces = append(traces, cfg.Audit.Path)
+	}
+	if c.Postgres != "" {
+		return openPostgres(ctx, c.Postgres, postgres.Options{Init: initVault, Traces: traces}, log)
 	}
 	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit, Init: initVault, Traces: traces})
 	if err != nil {
@@ -1080,11 +1080,11 @@ func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit
 
 // openPostgres opens the PostgreSQL store. The URL is never logged: it may
 // carry a password.
-func openPostgres(ctx context.Context, url string, log *slog.Logger) (vault.Store, error) {
-	s, err := postgres.Open(ctx, url, postgres.Options{})
+func openPostgres(ctx context.Context, url string, opts postgres.Options, log *slog.Logger) (vault.Store, error) {
+	s, err := postgres.Open(ctx, url, opts)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("vault opened", "store", "postgres")
+	log.Info("vault opened", "store", "postgres", "vault_id", s.VaultID(), "created", s.Created())
 	return s, nil
 }

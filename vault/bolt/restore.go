@@ -36,6 +36,9 @@ func Restore(backup, path string) (RestoreReport, error) {
 	if _, err := checkFile(backup); err != nil {
 		return rep, fmt.Errorf("restore: the backup: %w", err)
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return rep, fmt.Errorf("restore: %w", err)
+	}
 	tmp := path + ".restoring"
 	if err := copySynced(backup, tmp); err != nil {
 		return rep, fmt.Errorf("restore: %w", err)
