@@ -87,8 +87,9 @@ const usage = `usage:
   tok vault recover [-config FILE] [-salvage]
                                  say what a damaged write-ahead log still holds;
                                  -salvage writes it into the vault, old log moved aside
-  tok vault restore [-config FILE] BACKUP
-                                 put a GET /backup snapshot in place (tok stopped)
+  tok vault restore [-config FILE] [-discard-log] BACKUP
+                                 put a GET /backup snapshot in place (tok stopped); the
+                                 write-ahead log is replayed onto it unless -discard-log
   tok version                    print the version
 `
 
@@ -908,6 +909,7 @@ func vaultCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("vault "+args[0], stderr)
 	cfgPath := fs.String("config", "", "config `FILE` naming the vault (default ./tok.yaml if present, else demo defaults)")
 	salvage := fs.Bool("salvage", false, "recover: write what the log still holds into the vault and move the damaged log aside")
+	discardLog := fs.Bool("discard-log", false, "restore: move the write-ahead log aside instead of replaying it onto the backup")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -939,7 +941,7 @@ func vaultCmd(args []string, stdout, stderr io.Writer) int {
 	case "recover":
 		return vaultRecover(path, *salvage, stdout, stderr)
 	case "restore":
-		rep, err := bolt.Restore(fs.Arg(0), path)
+		rep, err := bolt.Restore(fs.Arg(0), path, *discardLog)
 		if err != nil {
 			fmt.Fprintln(stderr, "tok vault restore:", err)
 			return exitFail
@@ -951,7 +953,12 @@ func vaultCmd(args []string, stdout, stderr io.Writer) int {
 		if rep.OtherVault != "" {
 			fmt.Fprintf(stdout, "warning: the vault in place was another one (%s): its files are moved aside\n", rep.OtherVault)
 		}
-		fmt.Fprintln(stdout, "tokens issued after the backup was taken are not in it; start tok again")
+		if rep.KeptLog {
+			fmt.Fprintln(stdout, "the write-ahead log stays: tok replays the writes it holds onto the backup at its next start (and refuses, naming the gap, if the log does not reach back to the backup: then run tok vault recover)")
+		} else {
+			fmt.Fprintln(stdout, "tokens issued after the backup was taken are not in it (the log was moved aside)")
+		}
+		fmt.Fprintln(stdout, "start tok again")
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "tok vault: unknown command %q\n%s", args[0], usage)

@@ -73,7 +73,7 @@ func TestBackupDownload(t *testing.T) {
 	if err := os.WriteFile(path+".backup", r.body, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bolt.Restore(path+".backup", path); err != nil {
+	if _, err := bolt.Restore(path+".backup", path, false); err != nil {
 		t.Fatalf("bolt.Restore(the downloaded backup) = %v", err)
 	}
 	restored, err := bolt.Open(path, bolt.Options{})

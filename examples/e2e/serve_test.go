@@ -316,7 +316,7 @@ func TestServeBackup(t *testing.T) {
 	s.stop(t)
 	backup := writeFile(t, dir, "backup.db", string(b))
 	restored := filepath.Join(dir, "restored", "tok.db")
-	if _, err := bolt.Restore(backup, restored); err != nil {
+	if _, err := bolt.Restore(backup, restored, false); err != nil {
 		t.Fatal(err)
 	}
 	store, err := bolt.Open(restored, bolt.Options{})

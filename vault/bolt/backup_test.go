@@ -96,7 +96,7 @@ func TestBackupDuringInserts(t *testing.T) {
 			}
 
 			restored := filepath.Join(t.TempDir(), "tok.db")
-			if _, err := Restore(path, restored); err != nil {
+			if _, err := Restore(path, restored, false); err != nil {
 				t.Fatalf("Restore = %v", err)
 			}
 			r := mustOpen(t, restored, Options{}) // a fresh WAL next to it

@@ -21,17 +21,27 @@ type RestoreReport struct {
 	// OtherVault is the id of the vault that was in place (its marker),
 	// when the backup is of another vault; "" otherwise.
 	OtherVault string
+	// KeptLog: the vault's write-ahead log was left in place, to be
+	// replayed onto the backup at the next start (see Restore).
+	KeptLog bool
 }
 
 // Restore puts the backup file (a snapshot [Store.Backup] wrote) in place
 // of the vault at path, which no process may have open. It checks the
 // backup (see checkFile), copies it beside path and syncs it, moves the
-// vault file, its WAL segments and its id marker aside (renamed with a
-// ".replaced-TIME" suffix, never deleted), renames the copy into place and
-// records it as stopped cleanly, so that tok starts on it with a fresh WAL:
-// the old WAL held writes newer than the backup, which must not be replayed
-// onto it. Writes acknowledged after the backup are not in it.
-func Restore(backup, path string) (RestoreReport, error) {
+// vault file and its id marker aside (renamed with a ".replaced-TIME"
+// suffix, never deleted) and renames the copy into place.
+//
+// The vault's write-ahead log holds the writes acknowledged since its last
+// checkpoint, which may be newer than the backup. If both segments are
+// this vault's and discardLog is false, they stay, and the next Open
+// replays them onto the backup: every write since the backup comes back
+// if the log reaches back to it, and otherwise Open refuses with the gap,
+// for `tok vault recover -salvage` to apply what the log has. Else (or
+// with discardLog) they are moved aside too, and the vault starts from the
+// backup alone with a fresh log: writes acknowledged after the backup are
+// not in it.
+func Restore(backup, path string, discardLog bool) (RestoreReport, error) {
 	var rep RestoreReport
 	if _, err := checkFile(backup); err != nil {
 		return rep, fmt.Errorf("restore: the backup: %w", err)
@@ -59,7 +69,11 @@ func Restore(backup, path string) (RestoreReport, error) {
 			return err
 		}
 		rep.Records = tx.Bucket(bucketTokens).Stats().KeyN
-		return putWALOpen(tx, false)
+		if !discardLog {
+			_, issues := checkSegments(path, defaultSegmentSize, id)
+			rep.KeptLog = len(issues) == 0
+		}
+		return putWALOpen(tx, rep.KeptLog)
 	})
 	if cerr := db.Close(); err == nil {
 		err = cerr
@@ -83,7 +97,11 @@ func Restore(backup, path string) (RestoreReport, error) {
 	}
 	suffix := ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
 	w := walPaths(path)
-	for _, p := range []string{path, w[0], w[1], path + idSuffix} {
+	move := []string{path, path + idSuffix}
+	if !rep.KeptLog {
+		move = append(move, w[0], w[1])
+	}
+	for _, p := range move {
 		if err := os.Rename(p, p+suffix); err == nil {
 			rep.MovedAside = append(rep.MovedAside, p+suffix)
 		} else if !errors.Is(err, fs.ErrNotExist) {
