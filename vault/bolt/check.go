@@ -119,7 +119,7 @@ func checkFile(path string) (FileCheck, error) {
 	}
 	w := walker{f: f, ps: ps, hwm: meta.hwm, seen: make([]uint64, meta.hwm/64+1), path: path}
 	if meta.freelist != noFreelist {
-		p, err := w.page(meta.freelist)
+		p, err := w.page(meta.freelist, 0)
 		if err != nil {
 			return fc, err
 		}
@@ -203,18 +203,23 @@ type walker struct {
 	hwm     uint64
 	seen    []uint64 // bitmap of pages reached
 	reached uint64
+	bufs    [][]byte // one page buffer per tree level, reused
 }
 
 func (w *walker) damaged(id uint64, format string, args ...any) error {
 	return &DamageError{File: w.path, Problem: fmt.Sprintf("page %d (offset %d): ", id, int64(id)*w.ps) + fmt.Sprintf(format, args...)}
 }
 
-// page reads page id with its overflow pages.
-func (w *walker) page(id uint64) ([]byte, error) {
+// page reads page id with its overflow pages into the buffer of level
+// depth (valid until the next read at that level).
+func (w *walker) page(id uint64, depth int) ([]byte, error) {
 	if id < 2 || id >= w.hwm {
 		return nil, w.damaged(id, "referenced, but outside the file's %d pages", w.hwm)
 	}
-	p := make([]byte, w.ps)
+	for len(w.bufs) <= depth {
+		w.bufs = append(w.bufs, make([]byte, w.ps))
+	}
+	p := w.bufs[depth][:w.ps]
 	if _, err := w.f.ReadAt(p, int64(id)*w.ps); err != nil {
 		return nil, w.damaged(id, "unreadable: %v", err)
 	}
@@ -229,6 +234,7 @@ func (w *walker) page(id uint64) ([]byte, error) {
 		if _, err := w.f.ReadAt(p[w.ps:], int64(id+1)*w.ps); err != nil {
 			return nil, w.damaged(id, "overflow unreadable: %v", err)
 		}
+		w.bufs[depth] = p
 	}
 	return p, nil
 }
@@ -239,7 +245,7 @@ func (w *walker) walk(id uint64, depth int) error {
 	if depth > 64 {
 		return w.damaged(id, "the tree is more than 64 levels deep")
 	}
-	p, err := w.page(id)
+	p, err := w.page(id, depth)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -70,8 +71,11 @@ func Restore(backup, path string, discardLog bool) (RestoreReport, error) {
 		}
 		rep.Records = tx.Bucket(bucketTokens).Stats().KeyN
 		if !discardLog {
-			_, issues := checkSegments(path, defaultSegmentSize, id)
-			rep.KeptLog = len(issues) == 0
+			var epoch uint64
+			if v := meta.Get(keyWALEpoch); len(v) == 8 {
+				epoch = binary.BigEndian.Uint64(v)
+			}
+			rep.KeptLog = logReaches(path, id, epoch)
 		}
 		return putWALOpen(tx, rep.KeptLog)
 	})
@@ -139,4 +143,31 @@ func copySynced(src, dst string) error {
 		err = cerr
 	}
 	return err
+}
+
+// logReaches reports whether the WAL beside path is this vault's (id) and
+// has something to replay onto a vault file holding epochs up to epoch:
+// it reaches back to it, or holds frames above it (then Open refuses the
+// gap and tok vault recover -salvage applies them). An empty log that
+// began after the backup is of no use to it.
+func logReaches(path string, id [16]byte, epoch uint64) bool {
+	base, issues := checkSegments(path, defaultSegmentSize, id)
+	if len(issues) > 0 {
+		return false
+	}
+	if base <= epoch+1 {
+		return true
+	}
+	for i, p := range walPaths(path) {
+		f, err := os.Open(p)
+		if err != nil {
+			return false
+		}
+		sc, err := scanSegment(f, i, p, segHeaderSize, defaultSegmentSize, epoch)
+		f.Close()
+		if err == nil && (sc.epoch > epoch || len(sc.strays) > 0) {
+			return true
+		}
+	}
+	return false
 }
