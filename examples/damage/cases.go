@@ -70,7 +70,7 @@ var (
 	// A restore keeps the vault's log when it has something to replay;
 	// if it does not reach back to the backup, tok refuses, and recover
 	// -salvage applies what it holds.
-	restoreBackup = [][]string{{"vault", "restore", "BACKUP"}, {"vault", "recover"}, {"vault", "recover", "-salvage"}}
+	restoreBackup  = [][]string{{"vault", "restore", "BACKUP"}, {"vault", "recover"}, {"vault", "recover", "-salvage"}}
 	putKeyringBack = [][]string{{"KEYRING"}}
 )
 
