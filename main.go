@@ -986,7 +986,8 @@ func vaultCheck(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 			_, err = keys.OpenRecord(rec)
 		}
 		if err != nil {
-			unreadable = append(unreadable, rec.Token+" ("+err.Error()+")")
+			// Masked like every token in tok's logs (invariant 1).
+			unreadable = append(unreadable, vault.Mask(rec.Token)+" ("+err.Error()+")")
 		}
 		return nil
 	})

@@ -118,7 +118,6 @@ func (d *Diagnosis) diagnoseLog(path string, size int64, id [16]byte, legacy boo
 		d.Damaged = append(d.Damaged, fmt.Sprintf("the vault file holds epochs up to %d but its log began at epoch %d: writes of epochs %d to %d were checkpointed into a vault file state that is gone (a damaged meta page, or an older copy of the file): they are lost unless a backup has them",
 			d.Epoch, base, d.Epoch+1, base-1))
 	}
-	var runs []segScan
 	for i, p := range walPaths(path) {
 		sd := SegmentDiagnosis{Path: p}
 		for _, is := range issues {
@@ -169,7 +168,6 @@ func (d *Diagnosis) diagnoseLog(path string, size int64, id [16]byte, legacy boo
 		d.Records += sd.Records
 		d.frames = append(d.frames, frames...)
 		d.Segments = append(d.Segments, sd)
-		runs = append(runs, sc)
 	}
 	// Epochs the frames should cover without a gap, from the vault file's on.
 	slices.SortFunc(d.frames, func(a, b frameRef) int {
