@@ -1013,11 +1013,11 @@ func vaultRecover(path string, salvage bool, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tok vault recover:", err)
 		return exitFail
 	}
-	fmt.Fprintf(stdout, "vault %s: id %s, holds the log up to epoch %d, stopped cleanly: %v\n", path, d.VaultID, d.Epoch, !d.WALOpen)
 	if d.FileProblem != "" {
-		fmt.Fprintf(stdout, "vault file: CANNOT BE USED: %s\n", d.FileProblem)
+		fmt.Fprintf(stdout, "vault %s: CANNOT BE USED: %s\n", path, d.FileProblem)
 		return exitFail
 	}
+	fmt.Fprintf(stdout, "vault %s: id %s, holds the log up to epoch %d, stopped cleanly: %v\n", path, d.VaultID, d.Epoch, !d.WALOpen)
 	for _, sg := range d.Segments {
 		state := "ok"
 		if sg.Problem != "" {
