@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
@@ -127,7 +128,7 @@ func checkFile(path string) (FileCheck, error) {
 			return fc, damaged("page %d (offset %d), the freelist, has page type %#x", meta.freelist, int64(meta.freelist)*ps, flags)
 		}
 	}
-	if err := w.walk(meta.root, 0); err != nil {
+	if _, err := w.walk(meta.root, 0, nil, nil); err != nil {
 		return fc, err
 	}
 	fc.Reached = w.reached
@@ -239,78 +240,120 @@ func (w *walker) page(id uint64, depth int) ([]byte, error) {
 	return p, nil
 }
 
-// walk checks the subtree at page id (depth guards against cycles that
-// the seen bitmap would also catch).
-func (w *walker) walk(id uint64, depth int) error {
+// walk checks the subtree at page id, whose keys must lie in [lo, hi)
+// (nil: unbounded), and returns its largest key (a copy). bbolt's freelist
+// rebuild checks the same key order and panics on a violation (a flipped
+// byte in a key), so this check must catch what that one would.
+func (w *walker) walk(id uint64, depth int, lo, hi []byte) ([]byte, error) {
 	if depth > 64 {
-		return w.damaged(id, "the tree is more than 64 levels deep")
+		return nil, w.damaged(id, "the tree is more than 64 levels deep")
 	}
 	p, err := w.page(id, depth)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ov := uint64(binary.LittleEndian.Uint32(p[12:]))
 	for i := id; i <= id+ov; i++ {
 		if w.seen[i/64]&(1<<(i%64)) != 0 {
-			return w.damaged(id, "reached twice (page %d belongs to two places in the tree)", i)
+			return nil, w.damaged(id, "reached twice (page %d belongs to two places in the tree)", i)
 		}
 		w.seen[i/64] |= 1 << (i % 64)
 	}
 	w.reached += ov + 1
-	return w.node(id, p, depth)
+	return w.node(id, p, depth, true, lo, hi)
 }
 
-// node checks the elements of page p (id 0 for an inline bucket's page)
-// and walks what they point to.
-func (w *walker) node(id uint64, p []byte, depth int) error {
+// node checks the elements of page p (for an inline bucket's page: id is
+// its parent's, and order is false, as bbolt does not check inline
+// buckets' order) and walks what they point to.
+func (w *walker) node(id uint64, p []byte, depth int, order bool, lo, hi []byte) ([]byte, error) {
 	le := binary.LittleEndian
 	flags, count := le.Uint16(p[8:]), int(le.Uint16(p[10:]))
 	if flags != flagBranch && flags != flagLeaf {
-		return w.damaged(id, "page type %#x where a branch or leaf page belongs", flags)
+		return nil, w.damaged(id, "page type %#x where a branch or leaf page belongs", flags)
 	}
 	if pageHeaderSize+count*elementSize > len(p) {
-		return w.damaged(id, "%d elements do not fit the page", count)
+		return nil, w.damaged(id, "%d elements do not fit the page", count)
 	}
 	if flags == flagBranch && count == 0 {
-		return w.damaged(id, "a branch page with no elements")
+		return nil, w.damaged(id, "a branch page with no elements")
 	}
+	prev := lo
+	var last []byte
 	for i := range count {
 		e := pageHeaderSize + i*elementSize
-		pos, ksize := int(le.Uint32(p[e+4:])), int(le.Uint32(p[e+8:]))
 		if flags == flagBranch {
-			pos, ksize = int(le.Uint32(p[e:])), int(le.Uint32(p[e+4:]))
+			pos, ksize := int(le.Uint32(p[e:])), int(le.Uint32(p[e+4:]))
 			if e+pos+ksize > len(p) || pos < 0 || ksize < 0 {
-				return w.damaged(id, "element %d's key runs past the page", i)
+				return nil, w.damaged(id, "element %d's key runs past the page", i)
 			}
-			if err := w.walk(le.Uint64(p[e+8:]), depth+1); err != nil {
-				return err
+			key := p[e+pos : e+pos+ksize]
+			if err := w.keyOrder(id, i, key, prev, hi); err != nil {
+				return nil, err
 			}
+			next := hi
+			if i < count-1 {
+				ne := e + elementSize
+				npos, nksize := int(le.Uint32(p[ne:])), int(le.Uint32(p[ne+4:]))
+				if ne+npos+nksize > len(p) || npos < 0 || nksize < 0 {
+					return nil, w.damaged(id, "element %d's key runs past the page", i+1)
+				}
+				next = p[ne+npos : ne+npos+nksize]
+			}
+			max, err := w.walk(le.Uint64(p[e+8:]), depth+1, key, next)
+			if err != nil {
+				return nil, err
+			}
+			prev, last = max, max
 			continue
 		}
-		vsize := int(le.Uint32(p[e+12:]))
+		pos, ksize, vsize := int(le.Uint32(p[e+4:])), int(le.Uint32(p[e+8:])), int(le.Uint32(p[e+12:]))
 		if pos < 0 || ksize < 0 || vsize < 0 || e+pos+ksize+vsize > len(p) {
-			return w.damaged(id, "element %d's key or value runs past the page", i)
+			return nil, w.damaged(id, "element %d's key or value runs past the page", i)
 		}
+		key := p[e+pos : e+pos+ksize]
+		if order {
+			if err := w.keyOrder(id, i, key, prev, hi); err != nil {
+				return nil, err
+			}
+		}
+		prev, last = key, key
 		if le.Uint32(p[e:])&flagBucketValue == 0 {
 			continue
 		}
 		v := p[e+pos+ksize : e+pos+ksize+vsize]
 		if len(v) < bucketHeaderSize {
-			return w.damaged(id, "element %d: a bucket value of %d bytes", i, len(v))
+			return nil, w.damaged(id, "element %d: a bucket value of %d bytes", i, len(v))
 		}
 		if root := le.Uint64(v); root != 0 {
-			if err := w.walk(root, depth+1); err != nil {
-				return err
+			if _, err := w.walk(root, depth+1, nil, nil); err != nil {
+				return nil, err
 			}
 			continue
 		}
 		inline := v[bucketHeaderSize:]
 		if len(inline) < pageHeaderSize {
-			return w.damaged(id, "element %d: an inline bucket of %d bytes", i, len(inline))
+			return nil, w.damaged(id, "element %d: an inline bucket of %d bytes", i, len(inline))
 		}
-		if err := w.node(id, inline, depth+1); err != nil {
-			return err
+		if _, err := w.node(id, inline, depth+1, false, nil, nil); err != nil {
+			return nil, err
 		}
+	}
+	// The caller compares later keys with it after reading other pages
+	// into this level's buffer.
+	return bytes.Clone(last), nil
+}
+
+// keyOrder checks that key, element i of page id, lies after prev (at or
+// after it for the first element: prev is then the parent's bound) and
+// before hi.
+func (w *walker) keyOrder(id uint64, i int, key, prev, hi []byte) error {
+	c := bytes.Compare(prev, key)
+	switch {
+	case prev != nil && i == 0 && c > 0, prev != nil && i > 0 && c >= 0:
+		return w.damaged(id, "element %d's key is out of order (a damaged key: bbolt would panic on it)", i)
+	case hi != nil && bytes.Compare(key, hi) >= 0:
+		return w.damaged(id, "element %d's key is beyond its parent's next key (a damaged key)", i)
 	}
 	return nil
 }

@@ -265,3 +265,58 @@ func TestFileDamageRefused(t *testing.T) {
 		_ = recs
 	})
 }
+
+// TestKeyDamageNoPanic damages the first key of every leaf page with two
+// or more keys so that it sorts after the next: bbolt's freelist rebuild
+// at open would panic on it in a goroutine of its own; Open must refuse
+// instead, on every page the tree reaches.
+func TestKeyDamageNoPanic(t *testing.T) {
+	dir := t.TempDir()
+	pristine := filepath.Join(dir, "pristine.db")
+	keys := newKeys(t)
+	s := mustOpen(t, pristine, Options{})
+	var recs []vault.Record
+	for range 400 {
+		recs = append(recs, storetest.NewRecord(keys, false))
+	}
+	if _, err := s.Insert(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fc, err := checkFile(pristine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(pristine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for id := uint64(2); id < fc.Pages; id++ {
+		p := b[int64(id)*fc.PageSize:]
+		if p[8] != flagLeaf || p[10] < 2 { // flags, count (little-endian low bytes)
+			continue
+		}
+		pos := int(uint32(p[16+4]) | uint32(p[16+5])<<8)
+		damaged := append([]byte(nil), b...)
+		damaged[int64(id)*fc.PageSize+16+int64(pos)] = 0xff
+		path := filepath.Join(t.TempDir(), "tok.db")
+		if err := os.WriteFile(path, damaged, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(path, Options{}) // a panic here fails the test binary
+		if err != nil {
+			if !errors.Is(err, ErrVaultDamaged) {
+				t.Errorf("page %d: Open = %v, want ErrVaultDamaged", id, err)
+			}
+			refused++
+			continue
+		}
+		s.Close()
+	}
+	if refused == 0 {
+		t.Error("no damaged key was refused")
+	}
+}
