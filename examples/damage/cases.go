@@ -164,6 +164,23 @@ var cases = []dcase{
 		}
 		return flip(e.db, offs[0]+int64(lens[0])-4, 4) // its GCM tag
 	}},
+	{name: "data-key", damage: func(e *env) error {
+		f, err := readBolt(e.db)
+		if err != nil {
+			return err
+		}
+		root, err := f.bucketRoot("tokens")
+		if err != nil {
+			return err
+		}
+		leaf := f.firstLeaf(root)
+		offs, _, keys := f.leafValues(leaf)
+		if len(offs) < 2 {
+			return fmt.Errorf("a leaf with fewer than 2 keys")
+		}
+		// The first key's first byte, inverted: it sorts after the next.
+		return flip(e.db, offs[0]-int64(len(keys[0])), 1)
+	}, want: []string{"vault file damaged", "damaged key"}, recovery: restoreBackup},
 	{name: "keyring-fresh", damage: func(e *env) error {
 		os.Remove(e.keyring)
 		return vault.WriteKeyringFile(e.keyring, vault.NewKeyringFile(), false)
