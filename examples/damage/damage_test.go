@@ -8,8 +8,8 @@ import (
 )
 
 // TestDamage is the CI version of the harness: every case with 40 cards
-// (about a minute, mostly tok zero-filling and reading its 64 MiB of log
-// at each start); with -short, four cases that cover a missing vault file,
+// (about a minute and a half, mostly tok zero-filling and reading its 64
+// MiB of log at each start); with -short, four cases that cover a missing vault file,
 // WAL corruption, a damaged page and a foreign keyring. The command runs
 // it longer: go run ./examples/damage -tokens 20000.
 func TestDamage(t *testing.T) {
