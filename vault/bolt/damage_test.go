@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/storetest"
@@ -318,5 +319,16 @@ func TestKeyDamageNoPanic(t *testing.T) {
 	}
 	if refused == 0 {
 		t.Error("no damaged key was refused")
+	}
+}
+
+// TestDiagnoseInUse: recover on a vault tok has open says so instead of
+// calling the file unusable.
+func TestDiagnoseInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tok.db")
+	s := mustOpen(t, path, Options{})
+	defer s.Close()
+	if _, err := Diagnose(path, Options{Timeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Errorf("Diagnose on an open vault = %v, want ErrLocked", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tokproxy/tok/vault"
 )
@@ -75,6 +76,9 @@ func Diagnose(path string, opts Options) (Diagnosis, error) {
 		return d, nil
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout, ReadOnly: true})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return d, fmt.Errorf("vault file %q is in use (is tok running? stop it first): %w", path, ErrLocked)
+	}
 	if err != nil {
 		d.FileProblem = err.Error()
 		return d, nil
@@ -313,6 +317,9 @@ func CheckRecords(path string, fn func(rec vault.Record, err error) error) (int,
 		return 0, err
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: DefaultTimeout, ReadOnly: true})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return 0, fmt.Errorf("vault file %q is in use (is tok running? stop it first): %w", path, ErrLocked)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("open vault %q: %w", path, err)
 	}
