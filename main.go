@@ -1037,9 +1037,13 @@ func vaultRecover(path string, salvage bool, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "run again with -salvage to write the recoverable records into the vault file and move the damaged log aside")
 		return exitFail
 	}
-	if _, err := bolt.Salvage(path, bolt.Options{}); err != nil {
+	sd, err := bolt.Salvage(path, bolt.Options{})
+	if err != nil {
 		fmt.Fprintln(stderr, "tok vault recover:", err)
 		return exitFail
+	}
+	if sd.Relinked > 0 {
+		fmt.Fprintf(stdout, "re-linked %d cards to their tokens (records whose fingerprint entry was lost), so they keep their tokens\n", sd.Relinked)
 	}
 	fmt.Fprintf(stdout, "salvaged %d records into %s; the damaged log is moved aside (*.damaged-*); start tok again\n", d.Records, path)
 	return exitOK

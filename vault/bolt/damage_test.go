@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/storetest"
 )
@@ -330,5 +332,33 @@ func TestDiagnoseInUse(t *testing.T) {
 	defer s.Close()
 	if _, err := Diagnose(path, Options{Timeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
 		t.Errorf("Diagnose on an open vault = %v, want ErrLocked", err)
+	}
+}
+
+// TestSalvageRelinks: a record whose fingerprint entry was lost gets it
+// back from Salvage, so its card keeps its token.
+func TestSalvageRelinks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tok.db")
+	keys := newKeys(t)
+	s := mustOpen(t, path, Options{})
+	r := storetest.NewRecord(keys, false)
+	insertOne(t, s, r)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketFingerprints).Delete(r.Fingerprint) })
+	db.Close()
+	d, err := Salvage(path, Options{})
+	if err != nil || d.Relinked != 1 {
+		t.Fatalf("Salvage = %d relinked, %v; want 1", d.Relinked, err)
+	}
+	s = mustOpen(t, path, Options{})
+	defer s.Close()
+	if got, err := s.Find(t.Context(), r.Fingerprint); err != nil || got.Token != r.Token {
+		t.Errorf("Find after Salvage = %q, %v; want %q", got.Token, err, r.Token)
 	}
 }

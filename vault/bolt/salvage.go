@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -40,7 +41,10 @@ type Diagnosis struct {
 	// what was lost there.
 	Frames, Records int
 	Damaged         []string
-	frames          []frameRef
+	// Relinked is set by Salvage: records whose fingerprint entry was
+	// missing and was put back (see relink).
+	Relinked int
+	frames   []frameRef
 }
 
 // SegmentDiagnosis is one WAL segment's state.
@@ -259,6 +263,9 @@ func Salvage(path string, opts Options) (Diagnosis, error) {
 	if err == nil {
 		err = s.commitChunks(m.chunks(opts.checkpointChunk), max(d.Epoch, last), false)
 	}
+	if err == nil {
+		d.Relinked, err = relink(db)
+	}
 	var id [16]byte
 	if err == nil {
 		err = db.View(func(tx *bbolt.Tx) error {
@@ -287,6 +294,41 @@ func Salvage(path string, opts Options) (Diagnosis, error) {
 		}
 	}
 	return d, nil
+}
+
+// relink puts back the fingerprint entry of every record that has a
+// fingerprint no entry maps (and says how many it put back). What salvage
+// works with can leave a record without its entry: the transaction a
+// damaged meta page lost may have held the fingerprint half of records
+// whose token half an earlier one committed, and the frames holding both
+// may be gone. Such a card would be given a second token by its next
+// tokenization; the record is the truth, so its entry is rebuilt from it.
+// An entry that maps another token is left alone.
+func relink(db *bbolt.DB) (int, error) {
+	n := 0
+	err := db.Update(func(tx *bbolt.Tx) error {
+		toks, fps := tx.Bucket(bucketTokens), tx.Bucket(bucketFingerprints)
+		var missing [][2][]byte
+		err := toks.ForEach(func(k, v []byte) error {
+			rec, err := vault.UnmarshalRecord(string(k), v)
+			if err != nil || len(rec.Fingerprint) == 0 || fps.Get(rec.Fingerprint) != nil {
+				return nil
+			}
+			missing = append(missing, [2][]byte{rec.Fingerprint, bytes.Clone(k)})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, m := range missing {
+			if err := fps.Put(m[0], m[1]); err != nil {
+				return err
+			}
+		}
+		n = len(missing)
+		return nil
+	})
+	return n, err
 }
 
 // readFrame reads fr's payload from the segment at p.
