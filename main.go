@@ -3,13 +3,14 @@
 //
 // Usage:
 //
-//	tok [serve] [-config FILE]     run (default config: ./tok.yaml if present, else demo defaults)
+//	tok [serve] [-config FILE] [-init-vault]  run (default config: ./tok.yaml if present, else demo defaults)
 //	tok check -config FILE         validate a config file, listing every problem
 //	tok keys new -o FILE           write a fresh keyring (mode 0600)
 //	tok keys rotate -keyring FILE  add a data key version and make it primary
 //	tok keys retire -keyring FILE -version N [-admin URL]  remove a version no record uses
 //	tok secret hash                read a client secret on stdin, print its bcrypt hash
 //	tok audit verify [-keyring FILE] FILE  check the audit log's keyed chain
+//	tok vault check|recover|restore [-config FILE]  the embedded vault's files: see README, Operations
 //	tok version                    print the version
 package main
 
@@ -65,8 +66,11 @@ const (
 )
 
 const usage = `usage:
-  tok [serve] [-config FILE]     run tok (default config: ./tok.yaml if present,
-                                 else the embedded defaults with demo keys in ./data)
+  tok [serve] [-config FILE] [-init-vault]
+                                 run tok (default config: ./tok.yaml if present,
+                                 else the embedded defaults with demo keys in ./data);
+                                 -init-vault creates a new empty vault even where an
+                                 older one left files (they are moved aside)
   tok check [-config FILE]       validate a config file and list every problem
   tok keys new -o FILE           write a fresh keyring (mode 0600; never overwrites)
   tok keys rotate -keyring FILE  add a data key version and make it primary
@@ -82,6 +86,14 @@ const usage = `usage:
                                  check the audit log's keyed chain (needs the keyring:
                                  -keyring, TOK_KEYRING or the config's); names the
                                  first broken line, and lists disk outages tok sealed
+  tok vault check [-config FILE]  full check of the embedded vault (tok stopped):
+                                 bbolt's own check, every record decrypted, the log
+  tok vault recover [-config FILE] [-salvage]
+                                 say what a damaged write-ahead log still holds;
+                                 -salvage writes it into the vault, old log moved aside
+  tok vault restore [-config FILE] [-discard-log] BACKUP
+                                 put a GET /backup snapshot in place (tok stopped); the
+                                 write-ahead log is replayed onto it unless -discard-log
   tok version                    print the version
 `
 
@@ -108,6 +120,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return caCommand(args, stdout, stderr)
 	case "audit":
 		return audit(args, stdout, stderr)
+	case "vault":
+		return vaultCmd(args, stdout, stderr)
 	case "version":
 		if code, ok := parseFlags(newFlags("version", stderr), args, stderr); !ok {
 			return code
@@ -597,6 +611,7 @@ func auditKey(keyringPath, cfgPath string) ([]byte, error) {
 func serve(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", stderr)
 	path := fs.String("config", "", "config `FILE` (default ./tok.yaml if present, else demo defaults)")
+	initVault := fs.Bool("init-vault", false, "create a new, empty vault even though an older vault left files beside it (they are moved aside, never deleted)")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -616,7 +631,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		os.Exit(exitFail)
 	}()
 
-	if err := runServer(ctx, *path, log, stdout); err != nil {
+	if err := runServer(ctx, *path, *initVault, log, stdout); err != nil {
 		var cerr *config.Error
 		if errors.As(err, &cerr) {
 			for _, p := range cerr.Problems {
@@ -633,7 +648,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 // runServer wires config, keys, stores, audit log and proxy, and serves
 // until ctx is done. It closes what it opened.
-func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Writer) (err error) {
+func runServer(ctx context.Context, path string, initVault bool, log *slog.Logger, stdout io.Writer) (err error) {
 	cfg, err := loadConfig(path, log)
 	if err != nil {
 		return err
@@ -665,7 +680,7 @@ func runServer(ctx context.Context, path string, log *slog.Logger, stdout io.Wri
 			s.ObserveCommit(d, ops)
 		}
 	}
-	store, err := openStore(ctx, cfg.Vault, onCommit, log)
+	store, err := openStore(ctx, cfg, initVault, onCommit, log)
 	if err != nil {
 		return err
 	}
@@ -978,6 +993,157 @@ type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
 
+// vaultCmd runs "vault check", "vault recover" and "vault restore" on the
+// embedded (bolt) vault the config names. tok must be stopped: they need
+// the vault file to themselves.
+func vaultCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "tok vault: want check, recover or restore\n%s", usage)
+		return exitUsage
+	}
+	fs := newFlags("vault "+args[0], stderr)
+	cfgPath := fs.String("config", "", "config `FILE` naming the vault (default ./tok.yaml if present, else demo defaults)")
+	salvage := fs.Bool("salvage", false, "recover: write what the log still holds into the vault and move the damaged log aside")
+	discardLog := fs.Bool("discard-log", false, "restore: move the write-ahead log aside instead of replaying it onto the backup")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	wantArgs := 0
+	if args[0] == "restore" {
+		wantArgs = 1
+	}
+	if fs.NArg() != wantArgs {
+		fmt.Fprintf(stderr, "tok vault %s: wrong arguments\n%s", args[0], usage)
+		return exitUsage
+	}
+	cfg, err := loadConfig(*cfgPath, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		fmt.Fprintln(stderr, "tok vault:", err)
+		return exitFail
+	}
+	cfg.ApplyEnv(os.Getenv)
+	if cfg.Vault.Postgres != "" {
+		fmt.Fprintln(stderr, "tok vault: the vault is on PostgreSQL: use PostgreSQL's own tools (pg_dump, pg_amcheck)")
+		return exitFail
+	}
+	path := cfg.Vault.Bolt
+	switch args[0] {
+	case "check":
+		return vaultCheck(cfg, path, stdout, stderr)
+	case "recover":
+		return vaultRecover(path, *salvage, stdout, stderr)
+	case "restore":
+		rep, err := bolt.Restore(fs.Arg(0), path, *discardLog)
+		if err != nil {
+			fmt.Fprintln(stderr, "tok vault restore:", err)
+			return exitFail
+		}
+		fmt.Fprintf(stdout, "%s: restored vault %s (%d records) from %s\n", path, rep.VaultID, rep.Records, fs.Arg(0))
+		for _, p := range rep.MovedAside {
+			fmt.Fprintf(stdout, "moved aside: %s\n", p)
+		}
+		if rep.OtherVault != "" {
+			fmt.Fprintf(stdout, "warning: the vault in place was another one (%s): its files are moved aside\n", rep.OtherVault)
+		}
+		if rep.KeptLog {
+			fmt.Fprintln(stdout, "the write-ahead log stays: tok replays the writes it holds onto the backup at its next start (and refuses, naming the gap, if the log does not reach back to the backup: then run tok vault recover)")
+		} else {
+			fmt.Fprintln(stdout, "tokens issued after the backup was taken are not in it (the log was moved aside)")
+		}
+		fmt.Fprintln(stdout, "start tok again")
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "tok vault: unknown command %q\n%s", args[0], usage)
+	return exitUsage
+}
+
+// vaultCheck runs the full check: the log's state, bbolt's own consistency
+// check and every record decrypted with the keyring.
+func vaultCheck(cfg *config.Config, path string, stdout, stderr io.Writer) int {
+	kf, _, err := cfg.LoadKeyring(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "tok vault check:", err)
+		return exitFail
+	}
+	keys, err := vault.NewKeyring(kf)
+	if err != nil {
+		fmt.Fprintln(stderr, "tok vault check:", err)
+		return exitFail
+	}
+	code := vaultRecover(path, false, stdout, stderr)
+	start := time.Now()
+	var unreadable []string
+	n, err := bolt.CheckRecords(path, func(rec vault.Record, err error) error {
+		if err == nil {
+			_, err = keys.OpenRecord(rec)
+		}
+		if err != nil {
+			// Masked like every token in tok's logs (invariant 1).
+			unreadable = append(unreadable, vault.Mask(rec.Token)+" ("+err.Error()+")")
+		}
+		return nil
+	})
+	if err != nil {
+		fmt.Fprintf(stdout, "%s: FAILED: %v\n", path, err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "%s: bbolt consistency check ok; %d records, %d unreadable (%v)\n", path, n, len(unreadable), time.Since(start).Round(time.Millisecond))
+	for _, u := range unreadable[:min(len(unreadable), 20)] {
+		fmt.Fprintf(stdout, "unreadable record: %s\n", u)
+	}
+	if len(unreadable) > 0 {
+		return exitFail
+	}
+	return code
+}
+
+// vaultRecover prints what the vault and its log hold and, with salvage,
+// writes what the log still holds into the vault.
+func vaultRecover(path string, salvage bool, stdout, stderr io.Writer) int {
+	d, err := bolt.Diagnose(path, bolt.Options{})
+	if err != nil {
+		fmt.Fprintln(stderr, "tok vault recover:", err)
+		return exitFail
+	}
+	if d.FileProblem != "" {
+		fmt.Fprintf(stdout, "vault %s: CANNOT BE USED: %s\n", path, d.FileProblem)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "vault %s: id %s, holds the log up to epoch %d, stopped cleanly: %v\n", path, d.VaultID, d.Epoch, !d.WALOpen)
+	for _, sg := range d.Segments {
+		state := "ok"
+		if sg.Problem != "" {
+			state = sg.Problem
+		}
+		fmt.Fprintf(stdout, "log segment %s: %s; %d valid frames (%d records) not yet in the vault file\n", sg.Path, state, sg.Frames, sg.Records)
+	}
+	fmt.Fprintf(stdout, "recoverable from the log: %d frames, %d records\n", d.Frames, d.Records)
+	for _, l := range d.Damaged {
+		fmt.Fprintf(stdout, "LOST: %s\n", l)
+	}
+	if d.OK() {
+		fmt.Fprintln(stdout, "nothing to recover: tok starts on this vault and replays its log")
+		return exitOK
+	}
+	if !salvage {
+		fmt.Fprintln(stdout, "run again with -salvage to write the recoverable records into the vault file and move the damaged log aside")
+		return exitFail
+	}
+	sd, err := bolt.Salvage(path, bolt.Options{})
+	if err != nil {
+		fmt.Fprintln(stderr, "tok vault recover:", err)
+		return exitFail
+	}
+	if sd.Relinked > 0 {
+		fmt.Fprintf(stdout, "re-linked %d cards to their tokens (records whose fingerprint entry was lost), so they keep their tokens\n", sd.Relinked)
+	}
+	fmt.Fprintf(stdout, "salvaged %d records into %s; the damaged log is moved aside (*.damaged-*); start tok again\n", d.Records, path)
+	return exitOK
+}
+
 // closeWith closes c and, if *err is nil, sets it to the close error.
 func closeWith(err *error, what string, c io.Closer) {
 	if cerr := c.Close(); cerr != nil && *err == nil {
@@ -986,25 +1152,46 @@ func closeWith(err *error, what string, c io.Closer) {
 }
 
 // openStore opens the durable store named by the config: bolt or postgres.
-func openStore(ctx context.Context, c config.Vault, onCommit func(time.Duration, int), log *slog.Logger) (vault.Store, error) {
-	if c.Postgres != "" {
-		return openPostgres(ctx, c.Postgres, c.CommitTimeout, log)
+// A bolt vault is created only in a directory no older vault left files in
+// (its log, its id marker, a non-empty audit log), or with initVault; what
+// Open found and replayed is logged (issue 13).
+func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit func(time.Duration, int), log *slog.Logger) (vault.Store, error) {
+	c := cfg.Vault
+	var traces []string
+	if cfg.Audit.Path != "" && cfg.Audit.Path != "-" {
+		traces = append(traces, cfg.Audit.Path)
 	}
-	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit, CommitTimeout: c.CommitTimeout})
+	if c.Postgres != "" {
+		return openPostgres(ctx, c.Postgres, postgres.Options{Init: initVault, Traces: traces, Timeout: c.CommitTimeout}, log)
+	}
+	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit, Init: initVault, Traces: traces, CommitTimeout: c.CommitTimeout})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("vault opened", "store", "bolt", "path", c.Bolt)
+	rep := s.OpenReport()
+	for _, p := range rep.MovedAside {
+		log.Warn("file of an older vault moved aside (-init-vault)", "file", p)
+	}
+	for _, w := range rep.Warnings {
+		log.Warn("vault: " + w)
+	}
+	if rep.Replay.TornFile != "" {
+		log.Warn("write-ahead log: torn last frame dropped (a crash in the middle of its write; it was never acknowledged)",
+			"file", rep.Replay.TornFile, "offset", rep.Replay.TornOffset, "bytes", rep.Replay.TornBytes, "frames", 1)
+	}
+	log.Info("vault opened", "store", "bolt", "path", c.Bolt, "vault_id", rep.VaultID, "created", rep.Created, "upgraded", rep.Upgraded,
+		"pages", rep.Check.Pages, "check_ms", rep.CheckTime.Milliseconds(),
+		"wal_frames_replayed", rep.Replay.Frames, "wal_records_replayed", rep.Replay.Records, "wal_entries_replayed", rep.Replay.Entries)
 	return s, nil
 }
 
 // openPostgres opens the PostgreSQL store. The URL is never logged: it may
 // carry a password.
-func openPostgres(ctx context.Context, url string, timeout time.Duration, log *slog.Logger) (vault.Store, error) {
-	s, err := postgres.Open(ctx, url, postgres.Options{Timeout: timeout})
+func openPostgres(ctx context.Context, url string, opts postgres.Options, log *slog.Logger) (vault.Store, error) {
+	s, err := postgres.Open(ctx, url, opts)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("vault opened", "store", "postgres")
+	log.Info("vault opened", "store", "postgres", "vault_id", s.VaultID(), "created", s.Created())
 	return s, nil
 }

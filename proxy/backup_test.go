@@ -70,8 +70,11 @@ func TestBackupDownload(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, r.body, 0o600); err != nil {
+	if err := os.WriteFile(path+".backup", r.body, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := bolt.Restore(path+".backup", path, false); err != nil {
+		t.Fatalf("bolt.Restore(the downloaded backup) = %v", err)
 	}
 	restored, err := bolt.Open(path, bolt.Options{})
 	if err != nil {

@@ -36,6 +36,10 @@ func errorf(status int, code, format string, args ...any) *apiError {
 	return &apiError{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
+// codeRecordUnreadable answers a request that met a record the keyring
+// cannot open (see toAPIError); logError counts it.
+const codeRecordUnreadable = "record_unreadable"
+
 // toAPIError maps any error to what the client sees. It is the one place
 // where sentinel errors become HTTP statuses.
 func toAPIError(err error) *apiError {
@@ -68,6 +72,13 @@ func toAPIError(err error) *apiError {
 		// request needs.
 		return &apiError{http.StatusInsufficientStorage, "token_space_exhausted",
 			"no free token of this field's format is left; bind short fields to their card field (bind:) or use a longer format", err}
+	case errors.Is(err, vault.ErrDecrypt), errors.Is(err, vault.ErrUnknownKey), errors.Is(err, vault.ErrMismatch):
+		// The record is there but cannot be opened: a damaged vault page,
+		// or an edited store (issue 13). Its token is never handed out
+		// (vault.checkFound); the metric tok_records_unreadable_total
+		// counts these, and tok vault check lists them.
+		return &apiError{http.StatusInternalServerError, codeRecordUnreadable,
+			"the vault holds a record for this that cannot be opened (damaged); the operator is alerted", err}
 	case errors.Is(err, vault.ErrAmbiguous):
 		return &apiError{http.StatusConflict, "ambiguous_token", "this token stands for two values and is refused", err}
 	case errors.Is(err, memory.ErrFull):

@@ -30,6 +30,7 @@ type metrics struct {
 	budgetRefusals *prometheus.CounterVec
 	// sessionsPurged counts expired sessions the janitor removed.
 	sessionsPurged prometheus.Counter
+	unreadable     *prometheus.CounterVec
 }
 
 // latencyBuckets spans 100µs to 2.5s: a tokenization is a commit away.
@@ -83,8 +84,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	for _, b := range []string{budgetHandleAnonymous, budgetHandleClient, budgetInbound, budgetReveal} {
 		m.budgetRefusals.WithLabelValues(b)
 	}
+	m.unreadable = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tok_records_unreadable_total", Help: "Requests that met a vault record which cannot be opened (damaged, or sealed under a key the keyring lacks), by route: run tok vault check.",
+	}, []string{"route"})
 	reg.MustRegister(m.requests, m.duration, m.tokenized, m.tokenizeDur, m.revealed, m.revealDur,
-		m.logins, m.storeCommit, m.storeCommitOp, m.recordsCreated, m.budgetRefusals, m.sessionsPurged)
+		m.logins, m.storeCommit, m.storeCommitOp, m.recordsCreated, m.budgetRefusals, m.sessionsPurged, m.unreadable)
 	// A caller may hand in a registry that already has these.
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
@@ -164,6 +168,9 @@ func (s *Server) instrument(route string, h handlerFunc) http.Handler {
 
 func (s *Server) logError(r *http.Request, route string, ae *apiError) {
 	attrs := []any{"route", route, "method", safeMethod(r.Method), "status", ae.Status, "code", ae.Code, "remote", r.RemoteAddr}
+	if ae.Code == codeRecordUnreadable {
+		s.metrics.unreadable.WithLabelValues(route).Inc()
+	}
 	if ae.Err != nil {
 		attrs = append(attrs, "err", ae.Err.Error())
 	}

@@ -306,7 +306,11 @@ func TestServeBackup(t *testing.T) {
 		t.Fatalf("GET /backup = %d with %d bytes", resp.StatusCode, len(b))
 	}
 	s.stop(t)
-	restored := writeFile(t, dir, "restored.db", string(b))
+	backup := writeFile(t, dir, "backup.db", string(b))
+	restored := filepath.Join(dir, "restored", "tok.db")
+	if _, err := bolt.Restore(backup, restored, false); err != nil {
+		t.Fatal(err)
+	}
 	store, err := bolt.Open(restored, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -125,9 +125,9 @@ func (s *Store) checkpointAll(ctx context.Context) error {
 // checkpoint that must grow bbolt's memory map, and makes Close wait.
 // Bound the time it takes with ctx: Backup stops writing when ctx ends.
 //
-// To restore: stop tok, replace the vault file with the backup AND delete
-// its WAL segments (path+".wal.0", path+".wal.1"): they hold writes newer
-// than the backup, which must not be replayed onto it. Then start tok.
+// To restore: stop tok and call [Restore] (tok vault restore), which puts
+// the backup in place and moves the WAL segments aside: they hold writes
+// newer than the backup, which must not be replayed onto it.
 func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if err := s.checkpointAll(ctx); err != nil {
 		return 0, err

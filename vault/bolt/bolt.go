@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -61,6 +62,18 @@ var (
 	ErrLocked = errors.New("vault file locked")
 	// ErrNotVault: the file is not a bbolt database, or not one tok wrote.
 	ErrNotVault = errors.New("not a tok vault file")
+	// ErrVaultMissing: the vault file is missing, empty or new, but an
+	// older vault left files beside it (issue 13): creating a vault there
+	// takes Options.Init.
+	ErrVaultMissing = errors.New("vault missing")
+	// ErrForeignVault: the vault file, its id marker and its WAL segments
+	// do not all name the same vault: one was swapped.
+	ErrForeignVault = errors.New("files of another vault")
+	// ErrWALDamaged: the write-ahead log cannot be replayed whole (see
+	// [WALError]).
+	ErrWALDamaged = errors.New("write-ahead log damaged")
+	// ErrVaultDamaged: the vault file is damaged (see [DamageError]).
+	ErrVaultDamaged = errors.New("vault file damaged")
 )
 
 // Options configures [Open]. The zero value gives the documented defaults.
@@ -76,6 +89,15 @@ type Options struct {
 	// group commit with its duration (including the WAL fdatasync) and the
 	// number of callers it answered. It must be fast: commits wait for it.
 	OnCommit func(d time.Duration, ops int)
+	// Init lets Open create a new vault although an older one left files
+	// beside path (its WAL segments, its id marker, Traces): they are
+	// renamed aside, never deleted or replayed. Only an operator's
+	// explicit choice (tok serve -init-vault) sets it.
+	Init bool
+	// Traces are more files whose existence (not empty) shows that a
+	// vault lived here before, so that a missing vault file is refused:
+	// tok passes the audit log.
+	Traces []string
 	// Faults injects WAL and checkpoint failures: tests and chaos drills
 	// only, never production. Nil injects nothing. See [Faults].
 	Faults *Faults
@@ -167,50 +189,97 @@ type Store struct {
 	// passed; cpFailed is set while the latest checkpoint has failed. Ping
 	// reports the store not ready while either is set and a probe fails.
 	logFailed, cpFailed atomic.Bool
+
+	report OpenReport // what Open found and did
 }
 
 var _ vault.Store = (*Store)(nil)
 
-// Open opens (creating if needed) the vault file at path. The parent
-// directory is created with mode 0700 and the file with 0600. If another
-// process holds the file, Open fails after opts.Timeout with an error
-// wrapping [ErrLocked]; a file that is not a tok vault gives [ErrNotVault].
+// Open opens the vault file at path, creating it only where no older vault
+// left anything: the file is missing or empty (or a bbolt file without
+// tok's buckets) and none of its WAL segments, its id marker
+// (path+".id") or opts.Traces exist, or opts.Init is set (see identity.go).
+// The parent directory is created with mode 0700 and the files with 0600.
+// If another process holds the file, Open fails after opts.Timeout with an
+// error wrapping [ErrLocked]; a file that is not a tok vault gives
+// [ErrNotVault].
+//
+// Before bbolt reads the file, Open checks it (see check.go): damage gives
+// a [*DamageError] wrapping [ErrVaultDamaged], never a panic.
 //
 // The write-ahead log lives next to the file, in path+".wal.0" and
 // path+".wal.1" (mode 0600, 32 MiB each, created zero-filled). Open
 // replays into bbolt whatever acknowledged writes the log holds (a process
-// that was killed left them there) before it returns.
+// that was killed left them there) before it returns, and refuses, with a
+// [*WALError] wrapping [ErrWALDamaged], a log it cannot replay whole (see
+// walscan.go). [Store.OpenReport] says what it found and did.
 func Open(path string, opts Options) (*Store, error) {
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.MaxBatchOps <= 0 {
-		opts.MaxBatchOps = DefaultMaxBatchOps
-	}
-	if opts.MaxBatchRecords <= 0 {
-		opts.MaxBatchRecords = DefaultMaxBatchRecords
-	}
-	if opts.CommitTimeout <= 0 {
-		opts.CommitTimeout = DefaultCommitTimeout
-	}
-	if opts.segmentSize <= 0 {
-		opts.segmentSize = defaultSegmentSize
-	}
-	if opts.checkpointEntries <= 0 {
-		opts.checkpointEntries = defaultCheckpointEntries
-	}
-	if opts.checkpointChunk <= 0 {
-		opts.checkpointChunk = defaultCheckpointChunk
-	}
-	if opts.checkpointEvery <= 0 {
-		opts.checkpointEvery = defaultCheckpointEvery
-	}
-	if opts.idleAfter <= 0 {
-		opts.idleAfter = defaultIdleAfter
-	}
+	opts = opts.withDefaults()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open vault %q: %w", path, err)
 	}
+	var rep OpenReport
+	fresh := false
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		fresh = true
+		if err := rep.allowCreate(path, "missing", opts); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("open vault %q: %w", path, err)
+	case fi.Size() == 0:
+		fresh = true
+		if err := rep.allowCreate(path, "empty (0 bytes)", opts); err != nil {
+			return nil, err
+		}
+	default:
+		start := time.Now()
+		fc, err := checkFile(path)
+		rep.CheckTime = time.Since(start)
+		if err != nil {
+			return nil, err
+		}
+		rep.Check = fc
+		if fc.DamagedMeta >= 0 {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("meta page %d of %s is damaged (%s); bbolt uses meta page %d (transaction %d), and the next commit rewrites the damaged one. If it held the newer transaction, the write-ahead log's epoch check refuses to start",
+				fc.DamagedMeta, path, fc.MetaProblem, 1-fc.DamagedMeta, fc.TxID))
+		}
+	}
+	db, err := openBolt(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := open(db, path, opts, fresh, &rep)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open vault %q: %w", path, err)
+	}
+	return s, nil
+}
+
+// allowCreate decides whether a vault may be created at path, whose file is
+// in state ("missing", "empty"): only if no older vault left traces, or
+// opts.Init, in which case they are moved aside.
+func (rep *OpenReport) allowCreate(path, state string, opts Options) error {
+	found := traces(path, opts.Traces)
+	if len(found) == 0 {
+		return nil
+	}
+	if !opts.Init {
+		return missingError(path, state, found)
+	}
+	moved, err := moveAside(path, found)
+	rep.MovedAside = moved
+	if err != nil {
+		return fmt.Errorf("open vault %q: %w", path, err)
+	}
+	return nil
+}
+
+// openBolt opens the bbolt file, mapping its errors.
+func openBolt(path string, opts Options) (*bbolt.DB, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout: opts.Timeout,
 		// The freelist is rebuilt by scanning at open instead of being
@@ -229,14 +298,52 @@ func Open(path string, opts Options) (*Store, error) {
 		// example one shorter than a page); name the likely cause.
 		return nil, fmt.Errorf("open vault %q (is it a tok vault file?): %w", path, err)
 	}
-	if err := db.Update(initBuckets); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open vault %q: %w", path, err)
-	}
-	w, err := openWAL(path, opts.segmentSize)
+	return db, nil
+}
+
+// open is Open once bbolt has the file: buckets and identity, the WAL
+// segments, the replay.
+func open(db *bbolt.DB, path string, opts Options, fresh bool, rep *OpenReport) (*Store, error) {
+	var id [16]byte
+	var legacy, walOpen bool
+	err := db.Update(func(tx *bbolt.Tx) error {
+		created, err := initBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if created && !fresh {
+			// A bbolt file without tok's buckets is a new vault too.
+			if err := rep.allowCreate(path, "a bbolt file without a vault in it", opts); err != nil {
+				return err
+			}
+		}
+		rep.Created = created
+		if created {
+			id = newID()
+			return tx.Bucket(bucketMeta).Put(keyVaultID, bytes.Clone(id[:]))
+		}
+		id, legacy, walOpen, err = identify(tx)
+		return err
+	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open vault %q: %w", path, err)
+		return nil, err
+	}
+	rep.VaultID, rep.Upgraded = formatID(id), legacy
+	if err := checkMarker(path, id, rep.Created); err != nil {
+		return nil, err
+	}
+	start := int64(segHeaderSize)
+	if legacy {
+		start = 0 // segments from before issue 13: no header
+	}
+	if !rep.Created && !legacy {
+		if err := rep.checkLog(path, opts, id, walOpen); err != nil {
+			return nil, err
+		}
+	}
+	w, err := openWAL(path, opts.segmentSize, start, id)
+	if err != nil {
+		return nil, err
 	}
 	s := &Store{
 		db:   db,
@@ -252,38 +359,137 @@ func Open(path string, opts Options) (*Store, error) {
 		boundary:   make(chan struct{}, 1),
 	}
 	w.faults = opts.Faults
-	if err := s.recover(); err != nil {
+	if rep.Replay, err = s.recover(rep.base); err != nil {
 		w.close()
-		db.Close()
-		return nil, fmt.Errorf("open vault %q: %w", path, err)
+		return nil, err
 	}
+	s.report = *rep
 	go s.commitLoop()
 	return s, nil
 }
 
-// initBuckets creates the buckets of a new vault, or checks an existing
-// vault's schema version.
-func initBuckets(tx *bbolt.Tx) error {
+// checkMarker compares the id marker beside the vault with its id, and
+// writes the marker if it is missing.
+func checkMarker(path string, id [16]byte, created bool) error {
+	marked, ok, err := readIDFile(path)
+	if err != nil {
+		return err
+	}
+	if ok && marked != id && !created {
+		return fmt.Errorf("%w: %s is vault %s, but %s says this directory holds vault %s: the vault file was replaced by another vault's. Put the right file back; if this vault is the one you mean to run, remove %s and its write-ahead log (%s.wal.*) only after checking they belong to no vault you need",
+			ErrForeignVault, path, formatID(id), path+idSuffix, formatID(marked), path+idSuffix, path)
+	}
+	if ok && marked == id {
+		return nil
+	}
+	return writeIDFile(path, id)
+}
+
+// checkLog checks the WAL segments of an existing vault before they are
+// opened: a segment of another vault is refused; one that is missing, cut
+// short or without its header is refused while the WAL may hold
+// acknowledged writes (walOpen), and recreated, with a warning, after a
+// clean stop (the old one moved aside). It records the segments' base
+// epoch in rep for recover.
+func (rep *OpenReport) checkLog(path string, opts Options, id [16]byte, walOpen bool) error {
+	base, issues := checkSegments(path, opts.segmentSize, id)
+	rep.base = base
+	for _, is := range issues {
+		switch {
+		case is.foreign:
+			return fmt.Errorf("%w: write-ahead log segment %s: %s", ErrForeignVault, is.path, is.problem)
+		case walOpen:
+			return &WALError{File: is.path, Offset: -1, Problem: is.problem + ", and the vault was not stopped cleanly: the segment may have held acknowledged writes"}
+		}
+		if _, err := os.Lstat(is.path); err == nil {
+			moved, err := moveAside(path, []string{is.path})
+			if err != nil {
+				return err
+			}
+			rep.MovedAside = append(rep.MovedAside, moved...)
+		}
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("write-ahead log segment %s was %s after a clean stop: nothing was lost (bbolt holds everything); a new segment replaces it", is.path, is.problem))
+	}
+	return nil
+}
+
+// OpenReport says what [Open] found and did: for the start-up log.
+type OpenReport struct {
+	VaultID    string   // the vault's id (hex)
+	Created    bool     // a new vault was created
+	Upgraded   bool     // a vault from before vault ids got its id
+	MovedAside []string // files of an older vault, or bad WAL segments after a clean stop, renamed aside
+	Replay     ReplayReport
+	Check      FileCheck     // the integrity check of the file (zero for a new vault)
+	CheckTime  time.Duration // how long it took
+	Warnings   []string      // damage Open recovered from
+
+	base uint64 // the WAL segments' base epoch
+}
+
+// OpenReport returns what Open found and did.
+func (s *Store) OpenReport() OpenReport { return s.report }
+
+// initBuckets creates the buckets of a new vault, reporting created, or
+// checks an existing vault's schema version.
+func initBuckets(tx *bbolt.Tx) (created bool, err error) {
 	if meta := tx.Bucket(bucketMeta); meta != nil {
 		v, n := binary.Uvarint(meta.Get(keySchema))
 		if n <= 0 {
-			return fmt.Errorf("%w: no schema version", ErrNotVault)
+			return false, fmt.Errorf("%w: no schema version", ErrNotVault)
 		}
 		if v != schemaVersion {
-			return fmt.Errorf("%w: schema version %d, this build reads %d", ErrNotVault, v, schemaVersion)
+			return false, fmt.Errorf("%w: schema version %d, this build reads %d", ErrNotVault, v, schemaVersion)
 		}
-		return nil
+		for _, name := range [][]byte{bucketTokens, bucketFingerprints, bucketSessions, bucketLockouts} {
+			if tx.Bucket(name) == nil {
+				return false, fmt.Errorf("%w: bucket %s is missing", ErrVaultDamaged, name)
+			}
+		}
+		return false, nil
 	}
 	// A bbolt file with buckets but no meta belongs to another program.
 	if err := tx.ForEach(func([]byte, *bbolt.Bucket) error { return ErrNotVault }); err != nil {
-		return fmt.Errorf("%w: bbolt file with foreign buckets", ErrNotVault)
+		return false, fmt.Errorf("%w: bbolt file with foreign buckets", ErrNotVault)
 	}
 	for _, name := range [][]byte{bucketTokens, bucketFingerprints, bucketSessions, bucketLockouts, bucketMeta} {
 		if _, err := tx.CreateBucket(name); err != nil {
-			return fmt.Errorf("create bucket %s: %w", name, err)
+			return false, fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
-	return tx.Bucket(bucketMeta).Put(keySchema, binary.AppendUvarint(nil, schemaVersion))
+	return true, tx.Bucket(bucketMeta).Put(keySchema, binary.AppendUvarint(nil, schemaVersion))
+}
+
+// withDefaults fills in the zero fields of o.
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxBatchOps <= 0 {
+		o.MaxBatchOps = DefaultMaxBatchOps
+	}
+	if o.MaxBatchRecords <= 0 {
+		o.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = DefaultCommitTimeout
+	}
+	if o.segmentSize <= 0 {
+		o.segmentSize = defaultSegmentSize
+	}
+	if o.checkpointEntries <= 0 {
+		o.checkpointEntries = defaultCheckpointEntries
+	}
+	if o.checkpointChunk <= 0 {
+		o.checkpointChunk = defaultCheckpointChunk
+	}
+	if o.checkpointEvery <= 0 {
+		o.checkpointEvery = defaultCheckpointEvery
+	}
+	if o.idleAfter <= 0 {
+		o.idleAfter = defaultIdleAfter
+	}
+	return o
 }
 
 // Path returns the file the store was opened on.

@@ -234,10 +234,24 @@ func (s *Store) commitChunk(c chunk, epoch uint64, last bool) error {
 }
 
 // commitChunks commits chunks in order, flat out, the last one recording
-// epoch: Close's flush and Open's replay, where nothing runs beside them.
-func (s *Store) commitChunks(chunks []chunk, epoch uint64) error {
+// epoch and whether the WAL is open (see keyWALOpen): Close's flush and
+// Open's replay, where nothing runs beside them.
+func (s *Store) commitChunks(chunks []chunk, epoch uint64, walOpen bool) error {
 	for i, c := range chunks {
-		if err := s.commitChunk(c, epoch, i == len(chunks)-1); err != nil {
+		last := i == len(chunks)-1
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			if err := c.applyTo(tx); err != nil {
+				return err
+			}
+			if !last {
+				return nil
+			}
+			if err := putEpoch(tx, epoch); err != nil {
+				return err
+			}
+			return putWALOpen(tx, walOpen)
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -384,7 +398,7 @@ func (s *Store) flush() error {
 	}
 	chunks = append(chunks, a.chunks(s.opts.checkpointChunk)...)
 	// The last chunk records the epoch even with nothing to write: see recover.
-	if err := s.commitChunks(chunks, s.wal.epoch); err != nil {
+	if err := s.commitChunks(chunks, s.wal.epoch, false); err != nil {
 		return fmt.Errorf("checkpoint vault: %w", err) // the WAL still has it
 	}
 	s.memMu.Lock()
@@ -406,8 +420,9 @@ func (s *Store) flush() error {
 // order, leaves the same state; and the two segments hold the newest
 // history (see wal.go), so nothing in bbolt is newer than what is replayed.
 // It writes in chunks too; a crash before the last one leaves the WAL as
-// it was, to be replayed again.
-func (s *Store) recover() error {
+// it was, to be replayed again. base is the segments' base epoch: bbolt
+// must hold every epoch below it, or it lost committed transactions.
+func (s *Store) recover(base uint64) (ReplayReport, error) {
 	var epoch uint64 // the last epoch bbolt holds in full
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyWALEpoch); len(v) == 8 {
@@ -416,26 +431,37 @@ func (s *Store) recover() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("replay wal: %w", err)
+		return ReplayReport{}, fmt.Errorf("replay wal: %w", err)
+	}
+	if base > epoch+1 {
+		return ReplayReport{}, &WALError{File: s.wal.paths[0], Offset: -1, Problem: fmt.Sprintf(
+			"the log began at epoch %d, but the vault file holds epochs only up to %d: the vault file is older than its log (a damaged meta page made bbolt fall back to an older transaction, or an older copy of the vault file was put in place without removing the log)",
+			base, epoch)}
 	}
 	m := newMemtable()
-	last, err := s.wal.replay(epoch, func(p []byte) error {
+	var records, entries int
+	last, rep, err := s.wal.replay(epoch, func(p []byte) error {
 		return decodePayload(p, func(b bucket, key, v []byte) error {
+			entries++
+			if b == bTokens && v != nil {
+				records++
+			}
 			m.set(b, key, v) // a copy
 			return nil
 		})
 	})
 	if err != nil {
-		return err
+		return rep, err
 	}
+	rep.Records, rep.Entries = records, entries
 	epoch = max(epoch, last)
 	chunks := m.chunks(s.opts.checkpointChunk)
 	// The epoch is recorded before the reset below zeroes the segments, so
 	// later epochs stay above those of any stale frame left in them.
-	if err := s.commitChunks(chunks, epoch); err != nil {
-		return fmt.Errorf("replay wal: %w", err)
+	if err := s.commitChunks(chunks, epoch, true); err != nil {
+		return rep, fmt.Errorf("replay wal: %w", err)
 	}
-	return s.wal.reset(epoch + 1)
+	return rep, s.wal.reset(epoch + 1)
 }
 
 func putEpoch(tx *bbolt.Tx, epoch uint64) error {

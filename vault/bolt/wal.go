@@ -1,12 +1,11 @@
 package bolt
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 )
@@ -21,7 +20,7 @@ import (
 // fdatasync.
 //
 // Layout: two segment files next to the database, <db>.wal.0 and
-// <db>.wal.1, used in turn. Each is zero-filled to its full size when it is
+// <db>.wal.1, used in turn, each beginning with a header (below). Each is zero-filled to its full size when it is
 // created, so an append overwrites blocks that are already allocated and
 // fdatasync has no size or extent change to journal (measured on this
 // machine: 8 KiB write + fdatasync ran 3,000/s into a preallocated file,
@@ -30,16 +29,16 @@ import (
 // A frame is a 16-byte header, epoch (uint64), payload length (uint32) and
 // CRC-32C (uint32, over the first 12 header bytes and the payload), then the
 // payload. Every use of a segment gets a new epoch, larger than any before,
-// and writes frames from offset 0; the frames of a previous use that lie
+// and writes frames from just after the segment header; the frames of a previous use that lie
 // beyond are left in place and recognised as stale by their epoch.
 //
 // Durability: a frame is written with one WriteAt and acknowledged only
 // after fdatasync returns, and frames are written one at a time by one
 // goroutine. So every acknowledged frame is on disk, and a frame that a
-// crash tore (zero, short or failing its CRC) was never acknowledged, nor
-// was anything after it. Replay therefore reads each segment from the start
-// and stops at the first frame that is zero, stale (another epoch), short,
-// or fails its CRC.
+// crash tore (short or failing its CRC) was never acknowledged, nor was
+// anything after it. Replay reads each segment from its first frame to the
+// zero header that ends the log, drops a torn last frame and says so, and
+// refuses a damaged frame that valid ones follow (see walscan.go).
 //
 // Reuse: a segment is reused only once everything it held is in bbolt (the
 // checkpoint of its memtable committed), so at any moment the two segments
@@ -67,15 +66,68 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // errFrameTooLarge: one group commit's effects do not fit a whole segment.
 var errFrameTooLarge = errors.New("commit too large for a wal segment")
 
+// Segment header. Every segment begins with segHeaderSize bytes naming the
+// vault it belongs to and the first epoch of the ring since its last reset
+// (issue 13): a segment of another vault is never replayed, and a vault
+// file older than its log (a damaged meta page made bbolt fall back to an
+// older transaction, or an old copy of tok.db was put back without removing
+// the log) is refused instead of silently missing the history in between.
+// Frames start after it. Segments written before issue 13 have no header
+// (frames from offset 0): a vault without a vault id is read that way once,
+// and its segments are rewritten with headers by the reset that follows.
+//
+//	[0:8]   magic "tokwal\x00\x02"
+//	[8:24]  vault id
+//	[24:32] base epoch (uint64, little-endian): bbolt holds every epoch below it
+//	[32:36] segment index (uint32)
+//	[36:40] CRC-32C of [0:36]
+const segHeaderSize = 64
+
+var segMagic = []byte("tokwal\x00\x02")
+
+// segHeader is a decoded segment header.
+type segHeader struct {
+	id    [16]byte
+	base  uint64
+	index uint32
+}
+
+func (h segHeader) encode() []byte {
+	b := make([]byte, segHeaderSize)
+	copy(b, segMagic)
+	copy(b[8:24], h.id[:])
+	binary.LittleEndian.PutUint64(b[24:], h.base)
+	binary.LittleEndian.PutUint32(b[32:], h.index)
+	binary.LittleEndian.PutUint32(b[36:], crc32.Checksum(b[:36], castagnoli))
+	return b
+}
+
+// decodeSegHeader decodes b (segHeaderSize bytes); ok is false if it is not
+// a valid header.
+func decodeSegHeader(b []byte) (segHeader, bool) {
+	if len(b) < segHeaderSize || !bytes.Equal(b[:8], segMagic) ||
+		binary.LittleEndian.Uint32(b[36:]) != crc32.Checksum(b[:36], castagnoli) {
+		return segHeader{}, false
+	}
+	var h segHeader
+	copy(h.id[:], b[8:24])
+	h.base = binary.LittleEndian.Uint64(b[24:])
+	h.index = binary.LittleEndian.Uint32(b[32:])
+	return h, true
+}
+
 // wal is the ring of two segments. Only the committer appends and
 // switches; Open replays and resets it before the committer starts.
 type wal struct {
 	segs  [2]*os.File
-	size  int64  // usable bytes per segment
-	cur   int    // segment being appended to
-	off   int64  // next write offset in segs[cur]
-	epoch uint64 // epoch of the frames being appended
-	buf   []byte // frame being encoded, reused
+	paths [2]string
+	size  int64    // bytes per segment, header included
+	start int64    // offset of the first frame: segHeaderSize, or 0 for a segment without a header
+	id    [16]byte // the vault id the headers carry
+	cur   int      // segment being appended to
+	off   int64    // next write offset in segs[cur]
+	epoch uint64   // epoch of the frames being appended
+	buf   []byte   // frame being encoded, reused
 	// pending is set when a failed append could not be undone: the header
 	// at off may still hold the failed frame. See append.
 	pending bool
@@ -88,11 +140,13 @@ func walPaths(dbPath string) [2]string {
 }
 
 // openWAL opens (creating and zero-filling if needed) both segments of the
-// database at dbPath.
-func openWAL(dbPath string, size int64) (*wal, error) {
-	w := &wal{size: size}
+// database at dbPath. Open has already refused segments that are missing
+// or short when they may hold acknowledged writes (see checkSegments);
+// start is where frames begin in the segments as they are now.
+func openWAL(dbPath string, size, start int64, id [16]byte) (*wal, error) {
+	w := &wal{size: size, start: start, off: start, id: id, paths: walPaths(dbPath)}
 	created := false
-	for i, p := range walPaths(dbPath) {
+	for i, p := range w.paths {
 		f, isNew, err := openSegment(p, size)
 		if err != nil {
 			w.close()
@@ -246,9 +300,13 @@ func (w *wal) sync() error {
 	return fdatasync(f)
 }
 
-// write appends payload as one frame; see append.
+// write appends payload as one frame; see append. The frame is followed,
+// in the same write, by a zero frame header (when the segment has room for
+// one), which the next frame overwrites: so the log always ends at a zero
+// header, and anything else found where replay stops is a torn or damaged
+// frame rather than the stale bytes of the segment's previous use.
 func (w *wal) write(payload []byte) error {
-	if frameHeader+int64(len(payload)) > w.size {
+	if frameHeader+int64(len(payload)) > w.size-w.start {
 		return fmt.Errorf("%w: %d bytes", errFrameTooLarge, len(payload))
 	}
 	b := w.buf[:0]
@@ -258,6 +316,10 @@ func (w *wal) write(payload []byte) error {
 	b = append(b, payload...)
 	crc := crc32.Update(crc32.Checksum(b[:12], castagnoli), castagnoli, payload)
 	binary.LittleEndian.PutUint32(b[12:], crc)
+	n := int64(len(b))
+	if w.off+n+frameHeader <= w.size {
+		b = append(b, make([]byte, frameHeader)...)
+	}
 	w.buf = b
 	if err := w.writeAt(b, w.off); err != nil {
 		return fmt.Errorf("write wal: %w", err)
@@ -265,7 +327,7 @@ func (w *wal) write(payload []byte) error {
 	if err := w.sync(); err != nil {
 		return fmt.Errorf("sync wal: %w", err)
 	}
-	w.off += int64(len(b))
+	w.off += n
 	return nil
 }
 
@@ -274,95 +336,28 @@ func (w *wal) write(payload []byte) error {
 // and that canRotate.
 func (w *wal) rotate() {
 	w.cur ^= 1
-	w.off = 0
+	w.off = w.start
 	w.epoch++
 }
 
-// scan calls fn (if not nil) with the payload of each valid frame of
-// segment i, in order, and returns the segment's epoch (0 if it holds no
-// valid frame). It stops without error at the first zero, stale, short or
-// corrupt frame: that is the end of the log (see the durability argument
-// above). Payloads passed to fn are only valid during the call.
-func (w *wal) scan(i int, fn func(payload []byte) error) (uint64, error) {
-	r := bufio.NewReaderSize(io.NewSectionReader(w.segs[i], 0, w.size), 1<<20)
-	var epoch uint64
-	var hdr [frameHeader]byte
-	var payload []byte
-	for off := int64(0); ; {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return epoch, nil // end of segment
-		}
-		e := binary.LittleEndian.Uint64(hdr[0:])
-		n := int64(binary.LittleEndian.Uint32(hdr[8:]))
-		if e == 0 || (epoch != 0 && e != epoch) || off+frameHeader+n > w.size {
-			return epoch, nil
-		}
-		if int64(cap(payload)) < n {
-			payload = make([]byte, n)
-		}
-		payload = payload[:n]
-		if _, err := io.ReadFull(r, payload); err != nil {
-			return epoch, nil
-		}
-		crc := crc32.Update(crc32.Checksum(hdr[:12], castagnoli), castagnoli, payload)
-		if crc != binary.LittleEndian.Uint32(hdr[12:]) {
-			return epoch, nil
-		}
-		epoch = e
-		if fn != nil {
-			if err := fn(payload); err != nil {
-				return epoch, err
-			}
-		}
-		off += frameHeader + n
-	}
-}
-
-// replay calls fn with the payload of every valid frame of both segments
-// whose epoch is above done, the older epoch's segment first, and returns
-// the largest epoch seen. done is the last epoch bbolt holds in full: a
-// segment at or below it is history bbolt already has, and replaying it
-// could undo newer changes when the segment after it is gone (a kill
-// between reset's two header wipes leaves just that).
-func (w *wal) replay(done uint64, fn func(payload []byte) error) (uint64, error) {
-	var epochs [2]uint64
-	for i := range w.segs {
-		e, err := w.scan(i, nil)
-		if err != nil {
-			return 0, err
-		}
-		epochs[i] = e
-	}
-	order := []int{0, 1}
-	if epochs[1] < epochs[0] {
-		order = []int{1, 0}
-	}
-	for _, i := range order {
-		if epochs[i] == 0 || epochs[i] <= done {
-			continue
-		}
-		if _, err := w.scan(i, fn); err != nil {
-			return 0, fmt.Errorf("replay wal segment %d: %w", i, err)
-		}
-	}
-	return max(epochs[0], epochs[1]), nil
-}
-
-// reset empties the ring once its contents are in bbolt: it zeroes the
-// first frame header of both segments (so replay finds nothing and stale
-// frames behind it cannot be mistaken for current ones, being of older
-// epochs) and starts appending to segment 0 with epoch.
+// reset empties the ring once its contents are in bbolt: it writes both
+// segments' headers with base epoch (bbolt holds every epoch below it),
+// zeroes the first frame header behind them (so replay finds nothing, and
+// stale frames further on, being of older epochs, cannot be mistaken for
+// current ones) and starts appending to segment 0 with epoch. Segments
+// read without a header get one here.
 func (w *wal) reset(epoch uint64) error {
-	var zero [frameHeader]byte
-	for _, f := range w.segs {
-		if _, err := f.WriteAt(zero[:], 0); err != nil {
+	for i, f := range w.segs {
+		b := append(segHeader{id: w.id, base: epoch, index: uint32(i)}.encode(), make([]byte, frameHeader)...)
+		if _, err := f.WriteAt(b, 0); err != nil {
 			return fmt.Errorf("reset wal: %w", err)
 		}
 		if err := fdatasync(f); err != nil {
 			return fmt.Errorf("reset wal: %w", err)
 		}
 	}
-	w.cur, w.off, w.epoch = 0, 0, epoch
+	w.start = segHeaderSize
+	w.cur, w.off, w.epoch = 0, w.start, epoch
 	return nil
 }
 
@@ -376,4 +371,49 @@ func (w *wal) close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// segIssue is a segment that cannot be used as it is.
+type segIssue struct {
+	path, problem string
+	foreign       bool // it has a valid header of another vault
+}
+
+// checkSegments inspects the segments of the vault at path (id) without
+// changing them. It returns the largest base epoch their headers record
+// and what is wrong with each that cannot be used as it is.
+func checkSegments(path string, size int64, id [16]byte) (uint64, []segIssue) {
+	var base uint64
+	var issues []segIssue
+	for _, p := range walPaths(path) {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			issues = append(issues, segIssue{path: p, problem: "missing"})
+			continue
+		}
+		if fi.Size() < size {
+			issues = append(issues, segIssue{path: p, problem: fmt.Sprintf("cut short: %d bytes, a segment has %d", fi.Size(), size)})
+			continue
+		}
+		b := make([]byte, segHeaderSize)
+		f, err := os.Open(p)
+		if err == nil {
+			_, err = f.ReadAt(b, 0)
+			f.Close()
+		}
+		if err != nil {
+			issues = append(issues, segIssue{path: p, problem: "unreadable: " + err.Error()})
+			continue
+		}
+		h, ok := decodeSegHeader(b)
+		switch {
+		case !ok:
+			issues = append(issues, segIssue{path: p, problem: "its segment header is gone (zeroed or overwritten)"})
+		case h.id != id:
+			issues = append(issues, segIssue{path: p, problem: fmt.Sprintf("it belongs to vault %s, not to this vault (%s)", formatID(h.id), formatID(id)), foreign: true})
+		default:
+			base = max(base, h.base)
+		}
+	}
+	return base, issues
 }

@@ -12,9 +12,11 @@ package postgres
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -60,7 +62,21 @@ type Options struct {
 	// Timeout bounds each call whose context has no earlier deadline. If
 	// zero, DefaultTimeout.
 	Timeout time.Duration
+	// Init lets Open create tok's tables although Traces show that a vault
+	// lived here before (tok serve -init-vault).
+	Init bool
+	// Traces are files whose existence (not empty) shows that a vault
+	// lived here before: tok passes the audit log. If the schema holds no
+	// vault and one of them exists, Open refuses with [ErrVaultMissing]
+	// unless Init: the tables were dropped, or tok points at the wrong
+	// database or schema, and a new empty vault would answer every known
+	// card with a new token.
+	Traces []string
 }
+
+// ErrVaultMissing: the schema holds no vault, but files of an older vault
+// (Options.Traces) exist (issue 13).
+var ErrVaultMissing = errors.New("vault missing")
 
 // Store is a [vault.Store] on PostgreSQL. It is safe for concurrent use by
 // many goroutines and by many processes sharing the database. Close it when
@@ -70,6 +86,8 @@ type Store struct {
 	q       queries
 	timeout time.Duration
 	closed  atomic.Bool
+	id      string // the vault id, hex
+	created bool   // Open created the vault
 }
 
 var _ vault.Store = (*Store)(nil)
@@ -107,12 +125,35 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, classify("open postgres", err)
 	}
-	if err := migrate(ctx, s.pool, opts.Schema); err != nil {
+	id, created, err := migrate(ctx, s.pool, opts.Schema, func() error { return allowCreate(opts) })
+	if err != nil {
 		s.pool.Close()
 		return nil, classify("open postgres", err)
 	}
+	s.id, s.created = hex.EncodeToString(id), created
 	return s, nil
 }
+
+// allowCreate refuses to create a vault where Traces exist, unless Init.
+func allowCreate(opts Options) error {
+	var found []string
+	for _, p := range opts.Traces {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+			found = append(found, p)
+		}
+	}
+	if len(found) == 0 || opts.Init {
+		return nil
+	}
+	return fmt.Errorf("%w: the database schema holds no tok vault, but %s shows that one was used here: its tables were dropped, or tok points at the wrong database or schema. Point tok at the vault (restore it from a PostgreSQL backup), or, to start a NEW empty vault and give up the old tokens, run tok once with -init-vault",
+		ErrVaultMissing, strings.Join(found, ", "))
+}
+
+// VaultID returns the vault's id (hex), recorded at its creation.
+func (s *Store) VaultID() string { return s.id }
+
+// Created reports whether Open created the vault.
+func (s *Store) Created() bool { return s.created }
 
 // Ping reports whether the database answers. It is what /readyz asks.
 func (s *Store) Ping(ctx context.Context) error {
@@ -230,7 +271,7 @@ func classify(op string, err error) error {
 }
 
 func unavailable(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, errSchemaNewer) ||
+	if errors.Is(err, context.Canceled) || errors.Is(err, errSchemaNewer) || errors.Is(err, ErrVaultMissing) ||
 		errors.Is(err, errCorrupt) || errors.Is(err, errOutOfRange) {
 		return false // the caller gave up, or no retry can help
 	}

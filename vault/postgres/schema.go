@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 
@@ -55,20 +56,32 @@ var migrations = []string{
 		value bytea NOT NULL,
 		CONSTRAINT key_checks_pkey PRIMARY KEY (name)
 	);`,
+	// 3 (issue 13): vault_meta holds the vault's id ("vault_id", 16
+	// random bytes, written by Open right after the migrations), which
+	// tok logs at start so an operator can tell two vaults apart.
+	`CREATE TABLE {schema}.vault_meta (
+		name  text  NOT NULL,
+		value bytea NOT NULL,
+		CONSTRAINT vault_meta_pkey PRIMARY KEY (name)
+	);`,
 }
 
 // errSchemaNewer: the database was migrated by a newer tok than this one.
 var errSchemaNewer = errors.New("schema is newer than this tok")
 
-// migrate brings the schema up to date in one transaction. The transaction
+// migrate brings the schema up to date in one transaction, and gives the
+// vault its id if it has none. If the schema holds no vault yet, it calls
+// allowCreate first and creates nothing if that fails (issue 13: a vault
+// is created only where no older one left traces). It returns the vault's
+// id and whether it created the vault. The transaction
 // first takes an advisory lock named after the schema, so replicas starting
 // at once queue up: the first applies the migrations, the others then find
 // nothing left to do. A failed migration rolls back entirely.
 //
 // A schema already at the current version is only read, so a role without
 // CREATE rights can run tok once the schema exists.
-func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, allowCreate func() error) (id []byte, created bool, err error) {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(schema)); err != nil {
 			return fmt.Errorf("lock schema: %w", err)
 		}
@@ -106,6 +119,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 		if version > len(migrations) {
 			return fmt.Errorf("%w: version %d, this tok knows up to %d", errSchemaNewer, version, len(migrations))
 		}
+		if version == 0 {
+			if err := allowCreate(); err != nil {
+				return err
+			}
+			created = true
+		}
 		for v := version + 1; v <= len(migrations); v++ {
 			if _, err := tx.Exec(ctx, qualify(schema, migrations[v-1])); err != nil {
 				return fmt.Errorf("migrate schema to version %d: %w", v, err)
@@ -114,6 +133,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 				return fmt.Errorf("record schema version %d: %w", v, err)
 			}
 		}
-		return nil
+		fresh := make([]byte, 16)
+		rand.Read(fresh)
+		if _, err := tx.Exec(ctx, qualify(schema, `INSERT INTO {schema}.vault_meta (name, value) VALUES ('vault_id', $1) ON CONFLICT DO NOTHING`), fresh); err != nil {
+			return fmt.Errorf("record the vault id: %w", err)
+		}
+		return tx.QueryRow(ctx, qualify(schema, `SELECT value FROM {schema}.vault_meta WHERE name = 'vault_id'`)).Scan(&id)
 	})
+	return id, created, err
 }
