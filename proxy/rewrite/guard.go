@@ -63,37 +63,72 @@ const (
 	maxSeparators = 3
 )
 
-// networkPrefixes lists issuer identification number ranges of the card
-// networks the guard knows, as inclusive [lo, hi] prefix pairs of equal
-// length. Overlaps are harmless.
-var networkPrefixes = [][2]string{
-	{"4", "4"},           // Visa
-	{"51", "55"},         // Mastercard
-	{"2221", "2720"},     // Mastercard 2-series
-	{"2200", "2204"},     // Mir
-	{"34", "34"},         // American Express
-	{"37", "37"},         // American Express
-	{"6011", "6011"},     // Discover
-	{"644", "649"},       // Discover
-	{"65", "65"},         // Discover, RuPay
-	{"3528", "3589"},     // JCB
-	{"36", "36"},         // Diners Club International
-	{"300", "305"},       // Diners Club Carte Blanche
-	{"3095", "3095"},     // Diners Club
-	{"38", "39"},         // Diners Club
-	{"62", "62"},         // UnionPay
-	{"50", "50"},         // Maestro
-	{"56", "69"},         // Maestro (covers 60 RuPay, 62, 65 as well)
-	{"81", "82"},         // RuPay
-	{"9792", "9792"},     // Troy
-	{"622126", "622925"}, // Discover co-branded UnionPay (inside 62)
+// brand is one card network's issuer identification number range and the
+// lengths its cards have: the guard refuses a number only where a network
+// issues cards of that length, so that ids, trace ids and references that
+// merely pass the Luhn check (one in ten of any digits) stay quiet.
+type brand struct {
+	lo, hi   string // inclusive prefix range, of equal length
+	min, max int    // card lengths
+	only     int    // if set, the one length besides min (Visa: 13, 16, 19)
+}
+
+// brands lists the ranges the guard knows (issue 14). Overlaps are
+// harmless: a number is a card if any entry takes it. Maestro is listed by
+// its issued ranges, not the "50, 56–69" block, which would make a 19-digit
+// number starting with 5 or 6 a card.
+var brands = []brand{
+	{"4", "4", 13, 19, 16},          // Visa: 13, 16, 19
+	{"51", "55", 16, 16, 0},         // Mastercard
+	{"2221", "2720", 16, 16, 0},     // Mastercard 2-series
+	{"2200", "2204", 16, 19, 0},     // Mir
+	{"34", "34", 15, 15, 0},         // American Express
+	{"37", "37", 15, 15, 0},         // American Express
+	{"6011", "6011", 16, 19, 0},     // Discover
+	{"644", "649", 16, 19, 0},       // Discover
+	{"65", "65", 16, 19, 0},         // Discover, RuPay, Elo 650/6516/6550
+	{"3528", "3589", 16, 19, 0},     // JCB
+	{"36", "36", 14, 19, 0},         // Diners Club International
+	{"300", "305", 14, 19, 0},       // Diners Club Carte Blanche
+	{"3095", "3095", 14, 19, 0},     // Diners Club
+	{"38", "39", 14, 19, 0},         // Diners Club, Hipercard 38
+	{"62", "62", 16, 19, 0},         // UnionPay (and Discover co-branded 622126–622925)
+	{"81", "82", 16, 16, 0},         // RuPay
+	{"60", "60", 16, 16, 0},         // RuPay, Hipercard 606282
+	{"508", "508", 16, 16, 0},       // RuPay
+	{"5018", "5018", 13, 19, 0},     // Maestro
+	{"5020", "5020", 13, 19, 0},     // Maestro
+	{"5038", "5038", 13, 19, 0},     // Maestro
+	{"5893", "5893", 13, 19, 0},     // Maestro
+	{"6304", "6304", 13, 19, 0},     // Maestro
+	{"6759", "6759", 13, 19, 0},     // Maestro (UK)
+	{"6761", "6763", 13, 19, 0},     // Maestro
+	{"5019", "5019", 16, 16, 0},     // Dankort
+	{"506099", "506198", 16, 19, 0}, // Verve
+	{"5041", "5041", 16, 16, 0},     // Elo
+	{"5066", "5067", 16, 16, 0},     // Elo
+	{"509", "509", 16, 16, 0},       // Elo
+	{"6277", "6277", 16, 16, 0},     // Elo
+	{"636", "639", 16, 19, 0},       // InterPayment, InstaPayment, Elo 6362/6363
+	{"9792", "9792", 16, 16, 0},     // Troy
+}
+
+// takes reports whether b issues cards of n digits.
+func (b brand) takes(n int) bool {
+	if b.only != 0 {
+		return n == b.min || n == b.only || n == b.max
+	}
+	return n >= b.min && n <= b.max
 }
 
 // IsCardNumber reports whether d looks like a payment card number to the
 // guard: 13 to 19 ASCII digits, Luhn-valid, starting with a known network
-// prefix (Visa 4; Mastercard 51–55, 2221–2720; Mir 2200–2204; Amex 34, 37;
-// Discover 6011, 644–649, 65; JCB 3528–3589; Diners 300–305, 3095, 36,
-// 38–39; UnionPay 62; Maestro 50, 56–69; RuPay 81–82; Troy 9792).
+// prefix and of a length that network issues (Visa 4: 13, 16, 19;
+// Mastercard 51–55, 2221–2720: 16; Amex 34, 37: 15; Discover 6011,
+// 644–649, 65: 16–19; JCB 3528–3589: 16–19; Diners 300–305, 3095, 36,
+// 38–39: 14–19; UnionPay 62: 16–19; Maestro 5018, 5020, 5038, 5893, 6304,
+// 6759, 6761–6763: 13–19; Mir 2200–2204: 16–19; RuPay 60, 508, 81–82: 16;
+// Troy 9792: 16; Dankort, Verve, Elo, InterPayment; see brands).
 // UATP (prefix 1) is left out on purpose: 13-digit millisecond timestamps
 // start with 1 and a tenth of them pass the Luhn check.
 // Tokens in the pan format never pass it: they fail the Luhn check.
@@ -101,9 +136,9 @@ func IsCardNumber(d string) bool {
 	if len(d) < minCardDigits || len(d) > maxCardDigits || !vault.Luhn(d) {
 		return false
 	}
-	for _, p := range networkPrefixes {
-		n := len(p[0])
-		if d[:n] >= p[0] && d[:n] <= p[1] {
+	for _, b := range brands {
+		n := len(b.lo)
+		if d[:n] >= b.lo && d[:n] <= b.hi && b.takes(len(d)) {
 			return true
 		}
 	}
