@@ -201,6 +201,7 @@ func isSeparator(r rune) bool {
 type digitGroup struct {
 	start, end int
 	digits     string
+	lead       rune // the character just before the group, 0 at the start
 }
 
 // findCards returns every card-like number in s: runs of digits where
@@ -251,6 +252,9 @@ func numericStringCard(s string) string {
 	if intPart == "" && frac == "" || intPart != "" && !isDigits(intPart) || frac != "" && !isDigits(frac) {
 		return ""
 	}
+	if strings.HasPrefix(strings.TrimSpace(s), "+") && body == mant && frac == "" && len(intPart) <= maxPhoneDigits {
+		return "" // "+4915123456787": a phone number in E.164, see quiet
+	}
 	return numberCard(t)
 }
 
@@ -296,13 +300,16 @@ func addReading(runs []cardRun, a cardRun) []cardRun {
 	return slices.Insert(out, i, a)
 }
 
-// scanCards is findCards for one reading of digits.
+// scanCards is findCards for one reading of digits. The digits of a valid
+// IBAN (see ibanSpans) are not read: they are an account number.
 func scanCards(s string, digitValue func(rune) (byte, bool)) []cardRun {
 	var out []cardRun
 	var groups []digitGroup
 	var cur []byte
 	curStart := -1
 	sepCount := 0
+	var lead, prev rune
+	ibans := ibanSpans(s)
 	flush := func() {
 		if len(groups) > 0 {
 			out = appendCards(out, groups)
@@ -310,19 +317,32 @@ func scanCards(s string, digitValue func(rune) (byte, bool)) []cardRun {
 		groups = groups[:0]
 	}
 	for i := 0; i < len(s); {
+		if len(ibans) > 0 && i == ibans[0][0] {
+			if curStart >= 0 {
+				groups = append(groups, digitGroup{curStart, i, string(cur), lead})
+				curStart = -1
+			}
+			flush()
+			sepCount = 0
+			i, prev = ibans[0][1], 'A'
+			ibans = ibans[1:]
+			continue
+		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		if v, ok := digitValue(r); ok {
 			if curStart < 0 {
 				curStart = i
 				cur = cur[:0]
+				lead = prev
 			}
 			cur = append(cur, '0'+v)
 			sepCount = 0
 			i += n
+			prev = r
 			continue
 		}
 		if curStart >= 0 {
-			groups = append(groups, digitGroup{curStart, i, string(cur)})
+			groups = append(groups, digitGroup{curStart, i, string(cur), lead})
 			curStart = -1
 		}
 		if isSeparator(r) && len(groups) > 0 && sepCount < maxSeparators {
@@ -332,12 +352,27 @@ func scanCards(s string, digitValue func(rune) (byte, bool)) []cardRun {
 			sepCount = 0
 		}
 		i += n
+		prev = r
 	}
 	if curStart >= 0 {
-		groups = append(groups, digitGroup{curStart, len(s), string(cur)})
+		groups = append(groups, digitGroup{curStart, len(s), string(cur), lead})
 	}
 	flush()
 	return out
+}
+
+// maxPhoneDigits is the longest international phone number (ITU-T E.164).
+const maxPhoneDigits = 15
+
+// quiet reports whether a number of n digits starting at group g reads as
+// something other than a card to a person (issue 14): digits with a letter
+// attached in front are part of an identifier ("DK50…", "INV4111…", hex
+// trace ids; letters behind do not count, since PHP's (int) and parseInt
+// read "4111…abc" as the number), and digits after a "+" are a phone number
+// when there are no more than E.164 allows ("+49 151 23456787"). A card
+// written "+4111 1111 1111 1111" (16 digits) is still a card.
+func quiet(g digitGroup, n int) bool {
+	return unicode.IsLetter(g.lead) || g.lead == '+' && n <= maxPhoneDigits
 }
 
 // appendCards checks one run of digit groups: the whole run if it has 13
@@ -349,7 +384,7 @@ func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 	for _, g := range groups {
 		total += len(g.digits)
 	}
-	if total >= minCardDigits && total <= maxCardDigits {
+	if total >= minCardDigits && total <= maxCardDigits && !quiet(groups[0], total) {
 		if d := joinDigits(groups); IsCardNumber(d) {
 			return append(out, cardRun{start: groups[0].start, end: groups[len(groups)-1].end, digits: d})
 		}
@@ -365,7 +400,7 @@ func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 			if n > maxCardDigits {
 				break
 			}
-			if n >= minCardDigits && IsCardNumber(joinDigits(groups[i:j+1])) {
+			if n >= minCardDigits && !quiet(groups[i], n) && IsCardNumber(joinDigits(groups[i:j+1])) {
 				found = j
 			}
 		}

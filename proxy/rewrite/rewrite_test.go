@@ -41,6 +41,7 @@ type rewriteCase struct {
 	fields []Field
 	guard  GuardMode
 	ignore []string
+	all    bool // Config.ReadAll
 }
 
 var checkoutFields = []Field{
@@ -63,9 +64,12 @@ func runRewriteCases(t *testing.T, cases []rewriteCase) {
 			if ct == "" {
 				ct = ctJSON
 			}
-			r, err := New(Config{Fields: fields, Guard: tc.guard, Ignore: tc.ignore})
+			r, err := New(Config{Fields: fields, Guard: tc.guard, Ignore: tc.ignore, ReadAll: tc.all})
 			if err != nil {
 				t.Fatalf("New: %v", err)
+			}
+			if ct == "none" {
+				ct = ""
 			}
 			out, err := r.Rewrite([]byte(tc.body), ct, nines)
 			if tc.code != "" {
