@@ -288,7 +288,15 @@ type Route struct {
 	Name   string  `yaml:"name"`
 	Match  Match   `yaml:"match"`
 	Fields []Field `yaml:"fields"`
+	// Inspect false opts the route's bodies out of the guard: they stream
+	// to the app unread (binary uploads larger than limits.max_body). Nil
+	// or true: inspected. A route with fields is always inspected; tok
+	// check warns about every route that is not.
+	Inspect *bool `yaml:"inspect"`
 }
+
+// Inspected reports whether the guard reads r's bodies.
+func (r Route) Inspected() bool { return r.Inspect == nil || *r.Inspect }
 
 // EgressRoute is an outbound route: the tokens in its fields are revealed
 // before the request goes to Upstream.
@@ -344,6 +352,9 @@ func (f Field) Selector() string {
 type Guard struct {
 	Mode   string   `yaml:"mode"`
 	Ignore []string `yaml:"ignore"`
+	// IgnoreHeaders names request headers (any case) the guard does not
+	// read. If empty, every header is read.
+	IgnoreHeaders []string `yaml:"ignore_headers"`
 }
 
 // Default returns the embedded default configuration. It panics only if the
