@@ -105,7 +105,7 @@ func TestDefaults(t *testing.T) {
 		Lockout: Lockout{Threshold: DefaultLockoutThreshold, Duration: DefaultLockoutDuration},
 		Budgets: Budgets{Window: DefaultBudgetWindow, HandleAnonymous: DefaultHandleAnonymousBudget,
 			HandleClient: DefaultHandleClientBudget, Inbound: DefaultInboundBudget, Reveal: DefaultRevealBudget},
-		Guard: Guard{Mode: DefaultGuardMode},
+		Guard: Guard{Mode: DefaultGuardMode, IgnoreHeaders: DefaultIgnoreHeaders},
 	}
 	for _, tc := range []struct{ name, yaml string }{
 		{"empty file", ""},
@@ -133,7 +133,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	empty, _ := Parse(nil, "empty")
 	// default.yaml spells out empty lists; an empty file leaves them nil.
-	got.Clients, got.Inbound, got.Egress, got.Guard.Ignore, got.Guard.IgnoreHeaders, got.Budgets.TrustedProxies = nil, nil, nil, nil, nil, nil
+	got.Clients, got.Inbound, got.Egress, got.Guard.Ignore, got.Budgets.TrustedProxies = nil, nil, nil, nil, nil
 	if !reflect.DeepEqual(got, empty) {
 		t.Errorf("default.yaml =\n%+v\nwant the default constants\n%+v", *got, *empty)
 	}

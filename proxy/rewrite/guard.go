@@ -255,6 +255,11 @@ func numericStringCard(s string) string {
 	if strings.HasPrefix(strings.TrimSpace(s), "+") && body == mant && frac == "" && len(intPart) <= maxPhoneDigits {
 		return "" // "+4915123456787": a phone number in E.164, see quiet
 	}
+	if len(intPart) > maxCardDigits && body == mant && intPart[0] == '0' {
+		// "00387764983190375224": a 20-digit reference (SSCC, parcel
+		// numbers), zero-padded; "04111111111111111" is still read.
+		return ""
+	}
 	return numberCard(t)
 }
 
@@ -379,12 +384,18 @@ func quiet(g digitGroup, n int) bool {
 // to 19 digits, otherwise (or if the whole is not a card) the leftmost,
 // then longest, windows of whole groups, so that a card number written
 // next to other numbers ("4111 1111 1111 1111 2030") is still found.
+//
+// A window of several groups must be grouped as people group cards
+// (cardShape). One that does not start the run must also end it and be
+// grouped as cards are printed (printedShape): otherwise it is a slice of
+// a longer number (a tracking number printed in fours, "3-7-7" order
+// numbers), not a card (issue 14).
 func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 	total := 0
 	for _, g := range groups {
 		total += len(g.digits)
 	}
-	if total >= minCardDigits && total <= maxCardDigits && !quiet(groups[0], total) {
+	if total >= minCardDigits && total <= maxCardDigits && !quiet(groups[0], total) && cardShape(groups) {
 		if d := joinDigits(groups); IsCardNumber(d) {
 			return append(out, cardRun{start: groups[0].start, end: groups[len(groups)-1].end, digits: d})
 		}
@@ -400,7 +411,11 @@ func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 			if n > maxCardDigits {
 				break
 			}
-			if n >= minCardDigits && !quiet(groups[i], n) && IsCardNumber(joinDigits(groups[i:j+1])) {
+			shaped := cardShape(groups[i : j+1])
+			if i > 0 {
+				shaped = j == len(groups)-1 && printedShape(groups[i:j+1])
+			}
+			if n >= minCardDigits && !quiet(groups[i], n) && shaped && IsCardNumber(joinDigits(groups[i:j+1])) {
 				found = j
 			}
 		}
@@ -412,6 +427,46 @@ func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 		i = found + 1
 	}
 	return out
+}
+
+// printedShape reports whether groups are a card as printed: 4-4-4-4,
+// 4-4-4-4-3, 4-6-5 or 4-6-4.
+func printedShape(groups []digitGroup) bool {
+	var shape strings.Builder
+	for _, g := range groups {
+		shape.WriteString(strconv.Itoa(len(g.digits)))
+	}
+	switch shape.String() {
+	case "4444", "44443", "465", "464":
+		return true
+	}
+	return false
+}
+
+// cardShape reports whether digit groups are grouped as card numbers are
+// printed and typed: one group; fours with a shorter last group
+// (4-4-4-4, 4-4-4-4-3, 4-4-4-1); Amex's and Diners' 4-6-5 and 4-6-4; or
+// groups of five and more ("41111111 11111111"). Phone numbers
+// (3-3-2-4-4, 2-3-8), order numbers (3-7-7) and UUID-like ids (8-4-4)
+// are not.
+func cardShape(groups []digitGroup) bool {
+	if len(groups) == 1 {
+		return true
+	}
+	fours, long := true, true
+	for i, g := range groups {
+		n := len(g.digits)
+		if i < len(groups)-1 && n != 4 || n > 4 {
+			fours = false
+		}
+		if n < 5 {
+			long = false
+		}
+	}
+	if fours || long {
+		return true
+	}
+	return len(groups) == 3 && len(groups[0].digits) == 4 && len(groups[1].digits) == 6 && len(groups[2].digits) >= 4 && len(groups[2].digits) <= 5
 }
 
 func joinDigits(groups []digitGroup) string {
