@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"bytes"
 	"mime"
 	"strings"
 	"unicode/utf16"
@@ -46,6 +47,9 @@ func readingHit(reading string) *Error {
 func (r *Rewriter) rewriteOther(body []byte, contentType string, replace ReplaceFunc) ([]byte, error) {
 	var c collector
 	if strings.TrimSpace(contentType) == "" {
+		if hasPercentU(string(body)) { // see RewriteQuery
+			return nil, newError(CodeInvalidForm, "", "non-standard %%uXXXX escape in a body without a content type")
+		}
 		if err := r.collectForm(&c, body, false); err != nil {
 			return nil, err
 		}
@@ -61,12 +65,14 @@ func (r *Rewriter) rewriteOther(body []byte, contentType string, replace Replace
 // otherReadings refuses b if a card shows under a reading other than the
 // primary one for its declared type.
 func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) error {
-	mt, params, _ := mime.ParseMediaType(contentType)
 	switch {
 	case media == MediaJSON:
 		return formReading(b)
 	case media == MediaForm || strings.TrimSpace(contentType) == "":
 		return jsonReading(b)
+	}
+	mt, params, _ := mime.ParseMediaType(contentType)
+	switch {
 	case strings.HasPrefix(mt, "multipart/"):
 		if err := jsonReading(b); err != nil {
 			return err
@@ -133,9 +139,10 @@ func jsonReading(b []byte) error {
 			for j < len(b) && (isASCIIDigit(b[j]) || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
 				j++
 			}
-			tok := strings.TrimLeft(string(b[i:j]), "+-")
-			if strings.ContainsAny(tok, ".eE") && numericStringCard(tok) != "" {
-				return readingHit("json")
+			if bytes.ContainsAny(b[i:j], ".eE") {
+				if numericStringCard(strings.TrimLeft(string(b[i:j]), "+-")) != "" {
+					return readingHit("json")
+				}
 			}
 			i = max(j, i+1)
 		default:
@@ -202,13 +209,16 @@ func lenientDecode(raw []byte) string {
 // the primary reading has seen. A '+' that does not join two digits is
 // kept, so "+49 151 23456787" stays a phone number.
 func formReading(b []byte) error {
+	if !bytes.ContainsRune(b, '%') && !digitPlusDigit(b) {
+		return nil // nothing decodes differently from the raw text
+	}
 	for start := 0; start < len(b); {
 		end := start
 		for end < len(b) && b[end] != '&' && b[end] != ';' {
 			end++
 		}
 		for _, part := range strings.SplitN(string(b[start:end]), "=", 2) {
-			if !strings.Contains(part, "%") && !digitPlusDigit(part) {
+			if !strings.Contains(part, "%") && !digitPlusDigit([]byte(part)) {
 				continue
 			}
 			if len(findCards(formDecodeReading(part))) > 0 {
@@ -220,7 +230,7 @@ func formReading(b []byte) error {
 	return nil
 }
 
-func digitPlusDigit(s string) bool {
+func digitPlusDigit(s []byte) bool {
 	for i := 1; i+1 < len(s); i++ {
 		if s[i] == '+' && isASCIIDigit(s[i-1]) && isASCIIDigit(s[i+1]) {
 			return true

@@ -47,7 +47,7 @@ func metaHolds(s string) bool {
 	if len(findCards(s)) > 0 {
 		return true
 	}
-	if strings.Contains(s, "%") || digitPlusDigit(s) {
+	if strings.Contains(s, "%") || digitPlusDigit([]byte(s)) {
 		return len(findCards(formDecodeReading(s))) > 0
 	}
 	return false
