@@ -99,6 +99,9 @@ func partReading(p *multipart.Part) error {
 		return err
 	}
 	_, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+	if !readableCharset(params["charset"]) {
+		return newError(CodeUnsupportedMediaType, "", "multipart part in a charset tok cannot read")
+	}
 	if wide, ok := wideText(data, params["charset"]); ok && len(findCards(wide)) > 0 {
 		return readingHit("a utf-16/32 multipart part")
 	}

@@ -25,7 +25,7 @@ import (
 //	JSON                   strict JSON             form (escapes only)
 //	form                   strict form             lenient JSON
 //	none                   lenient form            lenient JSON
-//	multipart/*            raw text                parts (decoded), lenient JSON
+//	multipart/*            raw text                parts (decoded), lenient JSON, form
 //	anything else          raw text                lenient JSON, form, UTF-16/32 text
 //
 // Raw text is the body's bytes searched for digit runs as a person reads
@@ -74,14 +74,13 @@ func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) erro
 	mt, params, _ := mime.ParseMediaType(contentType)
 	switch {
 	case strings.HasPrefix(mt, "multipart/"):
-		if err := jsonReading(b); err != nil {
+		if err := textReadings(b); err != nil {
 			return err
 		}
 		return r.multipartReading(b, params["boundary"])
 	}
-	if cs := strings.ToLower(params["charset"]); strings.Contains(cs, "utf-7") {
-		// "+ADQ-" is a 4 in UTF-7: no reading here would see it.
-		return newError(CodeUnsupportedMediaType, "", "utf-7 text cannot be inspected")
+	if !readableCharset(params["charset"]) {
+		return newError(CodeUnsupportedMediaType, "", "text in a charset tok cannot read")
 	}
 	if err := textReadings(b); err != nil {
 		return err
@@ -93,6 +92,23 @@ func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) erro
 		return jsonReading([]byte(wide))
 	}
 	return nil
+}
+
+// readableCharset reports whether the guard reads text in charset cs as
+// the app decodes it: UTF-8, and the charsets whose only digits are the
+// ASCII ones at the ASCII bytes (ISO 8859, Windows 125x), and UTF-16/32,
+// which wideText decodes. Shift_JIS, EUC, GBK and Big5 hold fullwidth
+// digits that Python's int() reads; UTF-7 spells "4" as "+ADQ-"; EBCDIC
+// moves the digits: such text is refused rather than misread.
+func readableCharset(cs string) bool {
+	cs = strings.ToLower(strings.TrimSpace(cs))
+	switch {
+	case cs == "", cs == "utf-8", cs == "utf8", cs == "us-ascii", cs == "ascii", cs == "latin1",
+		strings.HasPrefix(cs, "iso-8859-"), strings.HasPrefix(cs, "windows-125"), strings.HasPrefix(cs, "cp125"),
+		strings.HasPrefix(cs, "utf-16"), strings.HasPrefix(cs, "utf-32"):
+		return true
+	}
+	return false
 }
 
 // textReadings are the lenient JSON and form readings of a text body
