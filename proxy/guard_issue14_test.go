@@ -86,3 +86,17 @@ func TestInboundMethodOverride(t *testing.T) {
 	n = e.up.count()
 	e.refused(t, e.send("POST", "/card", "application/json", body), n, http.StatusUnprocessableEntity, "card_number_detected")
 }
+
+// TestInboundUpgradeRefused: past a WebSocket upgrade the connection is a
+// tunnel the guard cannot read, so upgrades are refused wherever bodies are
+// read, and allowed on a route with inspect: false (issue 14).
+func TestInboundUpgradeRefused(t *testing.T) {
+	t.Parallel()
+	e := newInboundEnv(t, inboundConfig{})
+	n := e.up.count()
+	e.refused(t, e.send("GET", "/chat", "", nil, "Connection", "Upgrade", "Upgrade", "websocket"), n, http.StatusBadRequest, "upgrade_not_allowed")
+	n = e.up.count()
+	if r := e.send("GET", "/upload/ws", "", nil, "Connection", "Upgrade", "Upgrade", "websocket"); e.up.count() != n+1 {
+		t.Errorf("upgrade on an uninspected route: status %d, the upstream received %d requests, want 1", r.StatusCode, e.up.count()-n)
+	}
+}

@@ -210,7 +210,10 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 		rw = rt.rw
 	}
 	dropConnectionHeaders(r)
-	if err := stripH2C(r, rt != nil && rt.rw.HasFields()); err != nil {
+	// Past an upgrade (WebSocket) the connection is a tunnel tok cannot
+	// read: refused wherever the guard reads bodies (issue 14).
+	inspected := rt != nil && rt.rw.HasFields() || in.s.opts.Guard.Mode != rewrite.GuardOff && (rt == nil || !rt.Uninspected)
+	if err := stripH2C(r, inspected); err != nil {
 		return err
 	}
 	if err := rw.GuardRequest(r.URL.Path, r.Host, r.Header, in.ignoreH); err != nil {
@@ -340,7 +343,8 @@ func convergent(spec vault.Spec) bool {
 
 // stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later
 // requests on the connection would tunnel past inspection. Other upgrades
-// (WebSocket) are refused on routes whose bodies tok must read.
+// (WebSocket) are refused where tok reads bodies: everywhere the guard is
+// on, except routes with inspect: false.
 // dropConnectionHeaders removes the headers r's Connection header names
 // (other than the connection options close, keep-alive and upgrade) before
 // tok looks at the request. The reverse proxy removes them on the way out
@@ -379,7 +383,7 @@ func stripH2C(r *http.Request, inspected bool) error {
 		return nil
 	}
 	if inspected {
-		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are not allowed on routes with card fields")
+		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are allowed only on routes with inspect: false")
 	}
 	return nil
 }

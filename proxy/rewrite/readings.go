@@ -85,6 +85,9 @@ func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) erro
 	if err := textReadings(b); err != nil {
 		return err
 	}
+	if latin, ok := latinText(b, params["charset"]); ok && len(findCards(latin)) > 0 {
+		return readingHit("single-byte text")
+	}
 	if wide, ok := wideText(b, params["charset"]); ok {
 		if runs := findCards(wide); len(runs) > 0 {
 			return readingHit("utf-16/32 text")
@@ -275,6 +278,32 @@ func formDecodeReading(s string) string {
 		}
 	}
 	return sb.String()
+}
+
+// latinText returns b decoded from a single-byte charset (ISO 8859,
+// Windows 125x) when it declares one and is not valid UTF-8 already: there
+// 0xA0 is a no-break space, 0xAD a soft hyphen and, in Windows-1252, 0x96
+// and 0x97 dashes, which join digit groups for the app that decodes it.
+// Every ISO 8859 part and Windows code page keeps those four where Latin-1
+// and Windows-1252 have them, or has no digit-joining character there.
+func latinText(b []byte, charset string) (string, bool) {
+	cs := strings.ToLower(strings.TrimSpace(charset))
+	if cs == "" || cs == "utf-8" || cs == "utf8" || cs == "us-ascii" || cs == "ascii" || strings.HasPrefix(cs, "utf-") || utf8.Valid(b) {
+		return "", false
+	}
+	var sb strings.Builder
+	sb.Grow(len(b))
+	for _, c := range b {
+		switch {
+		case c == 0x96:
+			sb.WriteRune('\u2013')
+		case c == 0x97:
+			sb.WriteRune('\u2014')
+		default:
+			sb.WriteRune(rune(c))
+		}
+	}
+	return sb.String(), true
 }
 
 // wideText returns b as UTF-8 if it is UTF-16 or UTF-32 text, detected as

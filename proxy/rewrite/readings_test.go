@@ -48,6 +48,8 @@ func TestReadings(t *testing.T) {
 		{name: "octet-stream: ascii digits in binary", all: true, ct: "application/octet-stream", fields: none, body: "\x00\xff4111111111111111\x00", code: CodeCardNumberDetected},
 		{name: "octet-stream: utf-16", all: true, ct: "application/octet-stream", fields: none, body: "\xff\xfe4\x001\x001\x001\x001\x001\x001\x001\x001\x001\x001\x001\x001\x001\x001\x001\x00", code: CodeCardNumberDetected},
 		{name: "text: shift_jis refused", all: true, ct: "text/plain; charset=shift_jis", fields: none, body: "x", code: CodeUnsupportedMediaType},
+		{name: "text: latin-1 no-break spaces", all: true, ct: "text/plain; charset=iso-8859-1", fields: none, body: "4111\xa01111\xa01111\xa01111", code: CodeCardNumberDetected},
+		{name: "text: windows-1252 dashes", all: true, ct: "text/plain; charset=windows-1252", fields: none, body: "4111\x961111\x971111\x961111", code: CodeCardNumberDetected},
 		{name: "text: latin-1 read", all: true, ct: "text/plain; charset=iso-8859-1", fields: none, body: "4111111111111111", code: CodeCardNumberDetected},
 		{name: "multipart: part in gbk refused", all: true, ct: ctMultipart, fields: none, body: multipartBody([2]string{cd("n") + "\r\nContent-Type: text/plain; charset=gbk", "x"}), code: CodeUnsupportedMediaType},
 		{name: "text: utf-7 refused", all: true, ct: "text/plain; charset=utf-7", fields: none, body: "+ADQ-111", code: CodeUnsupportedMediaType},
