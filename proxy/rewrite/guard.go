@@ -253,7 +253,7 @@ func numericStringCard(s string) string {
 		return ""
 	}
 	if strings.HasPrefix(strings.TrimSpace(s), "+") && body == mant && frac == "" && len(intPart) <= maxPhoneDigits {
-		return "" // "+4915123456787": a phone number in E.164, see quiet
+		return "" // "+4915123456787": a phone number in E.164, see maxPhoneDigits
 	}
 	if len(intPart) > maxCardDigits && body == mant && intPart[0] == '0' {
 		// "00387764983190375224": a 20-digit reference (SSCC, parcel
@@ -366,16 +366,21 @@ func scanCards(s string, digitValue func(rune) (byte, bool)) []cardRun {
 	return out
 }
 
-// maxPhoneDigits is the longest international phone number (ITU-T E.164).
-const maxPhoneDigits = 15
+// maxPhoneDigits is the longest phone number, country code included, that
+// a "+" keeps from being read as a card. E.164 allows 15 digits, but the
+// countries whose codes are card prefixes (+30s, +4x, +5x, +62, +65...)
+// number in at most 13 (German mobiles: +49 151 23456787), while a 15- or
+// 16-digit card after a "+" ("+378282246310005") is a card to JavaScript's
+// Number(), PHP's (int) and Python's float().
+const maxPhoneDigits = 13
 
 // quiet reports whether a number of n digits starting at group g reads as
 // something other than a card to a person (issue 14): digits with a letter
 // attached in front are part of an identifier ("DK50…", "INV4111…", hex
 // trace ids; letters behind do not count, since PHP's (int) and parseInt
 // read "4111…abc" as the number), and digits after a "+" are a phone number
-// when there are no more than E.164 allows ("+49 151 23456787"). A card
-// written "+4111 1111 1111 1111" (16 digits) is still a card.
+// when there are no more than 13 ("+49 151 23456787"; see maxPhoneDigits).
+// A card written "+4111 1111 1111 1111" (16 digits) is still a card.
 func quiet(g digitGroup, n int) bool {
 	return unicode.IsLetter(g.lead) || g.lead == '+' && n <= maxPhoneDigits
 }

@@ -468,8 +468,9 @@ func genCards(rnd *rand.Rand) []string {
 			}
 			// As a JSON number would print it, exponent form.
 			out = append(out, d[:1]+"."+d[1:]+"E+"+strconv.Itoa(len(d)-1))
-			// A leading plus with a card's length or group shape is still a card.
-			if nt.n >= 16 {
+			// A leading plus before more digits than a phone number has
+			// (see maxPhoneDigits) is still a card.
+			if nt.n >= 14 {
 				out = append(out, "+"+d)
 			}
 		}

@@ -67,6 +67,9 @@ func (r *Rewriter) rewriteOther(body []byte, contentType string, replace Replace
 func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) error {
 	switch {
 	case media == MediaJSON:
+		if err := fractionReading(b); err != nil {
+			return err
+		}
 		return formReading(b)
 	case media == MediaForm || strings.TrimSpace(contentType) == "":
 		return jsonReading(b)
@@ -220,6 +223,36 @@ func lenientDecode(raw []byte) string {
 		}
 	}
 	return sb.String()
+}
+
+// fractionReading refuses a JSON number whose fraction digits, written
+// before an exponent, are a card ("0.378282246310005e16"): the JSON reading
+// reads the number's value, but parse_str (PHP, on a body read as a form)
+// turns the point into "_" and hands the app the digits as a run of their
+// own. Fractions without an exponent are left alone, as the JSON reading
+// leaves them ("0.4111111111111111"): high-precision values are common.
+func fractionReading(b []byte) error {
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case c == '"':
+			end, _ := lenientStringEnd(b, i)
+			i = end + 1
+		case isASCIIDigit(c):
+			j := i
+			for j < len(b) && (isASCIIDigit(b[j]) || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
+				j++
+			}
+			if _, rest, ok := bytes.Cut(b[i:j], []byte{'.'}); ok {
+				if k := bytes.IndexAny(rest, "eE"); k >= minCardDigits && IsCardNumber(string(rest[:k])) {
+					return readingHit("a form (a number's fraction)")
+				}
+			}
+			i = j
+		default:
+			i++
+		}
+	}
+	return nil
 }
 
 // formReading reads b as PHP's parse_str or any form parser would, for

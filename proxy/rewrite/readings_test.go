@@ -38,6 +38,9 @@ func TestReadings(t *testing.T) {
 		{name: "json: percent escapes read as a form", all: true, fields: none, body: `{"n":"%34111111111111111"}`, code: CodeCardNumberDetected},
 		{name: "json: plus between digits read as a form", all: true, fields: none, body: `{"n":"4111+1111+1111+1111"}`, code: CodeCardNumberDetected},
 		{name: "json: ignored field stays ignored", all: true, fields: none, ignore: []string{"order.id"}, body: `{"order":{"id":"4111111111111111"}}`, want: `{"order":{"id":"4111111111111111"}}`},
+		{name: "json: fraction before an exponent (PHP parse_str)", all: true, fields: none, body: `{"note":0.378282246310005e16}`, code: CodeCardNumberDetected},
+		{name: "json: fraction without an exponent stays", all: true, fields: none, body: `{"p":0.378282246310005}`, want: `{"p":0.378282246310005}`},
+		{name: "json: amex after a plus is a card", all: true, fields: none, body: `{"note":"+378282246310005"}`, code: CodeCardNumberDetected},
 		{name: "json: phone with plus stays", all: true, fields: none, body: `{"phone":"+49 151 23456787"}`, want: `{"phone":"+49 151 23456787"}`},
 		// Text and other types: raw text, JSON, form.
 		{name: "text: raw card", all: true, ct: "text/plain", fields: none, body: "hello 4111 1111 1111 1111 bye", code: CodeCardNumberDetected},

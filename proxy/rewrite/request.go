@@ -29,6 +29,11 @@ func (r *Rewriter) GuardRequest(path, host string, header map[string][]string, i
 		if ignore[strings.ToLower(name)] {
 			continue
 		}
+		if metaHolds(name) {
+			// "X-4111111111111111: 1": every framework hands the app the
+			// names too.
+			return newError(CodeCardNumberDetected, "header *", "card-like number in a header name")
+		}
 		for _, v := range vals {
 			if metaHolds(v) {
 				return newError(CodeCardNumberDetected, "header "+safeText(name, 64), "card-like number in a header")
