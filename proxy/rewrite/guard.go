@@ -391,10 +391,10 @@ func quiet(g digitGroup, n int) bool {
 // next to other numbers ("4111 1111 1111 1111 2030") is still found.
 //
 // A window of several groups must be grouped as people group cards
-// (cardShape). One that does not start the run must also end it and be
-// grouped as cards are printed (printedShape): otherwise it is a slice of
-// a longer number (a tracking number printed in fours, "3-7-7" order
-// numbers), not a card (issue 14).
+// (cardShape). One that does not start the run must be grouped as cards
+// are printed (printedShape), and end the run if the group before it is a
+// four: otherwise it is a slice of a longer number (a tracking number
+// printed in fours, "3-7-7" order numbers), not a card (issue 14).
 func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 	total := 0
 	for _, g := range groups {
@@ -418,7 +418,9 @@ func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 			}
 			shaped := cardShape(groups[i : j+1])
 			if i > 0 {
-				shaped = j == len(groups)-1 && printedShape(groups[i:j+1])
+				// Inside a run of fours (tracking numbers, IBANs printed
+				// in fours) a slice is not a card unless it ends the run.
+				shaped = printedShape(groups[i:j+1]) && (j == len(groups)-1 || len(groups[i-1].digits) != 4)
 			}
 			if n >= minCardDigits && !quiet(groups[i], n) && shaped && IsCardNumber(joinDigits(groups[i:j+1])) {
 				found = j

@@ -74,3 +74,36 @@ func TestReadings(t *testing.T) {
 		{name: "multipart: on a route with fields", all: true, ct: ctMultipart, body: multipartBody([2]string{cd("n"), "x"}), code: CodeUnsupportedMediaType},
 	})
 }
+
+// TestPrecisionSignals: what the field knows keeps the guard quiet on
+// numbers that are not cards, and not on cards typed as cards (issue 14).
+func TestPrecisionSignals(t *testing.T) {
+	for s, want := range map[string]bool{
+		"+49 151 23456787":              false, // the issue's phone number: a '+' and 13 digits
+		"+4915123456787":                false,
+		"DK50 0040 0440 1162 43":        false, // the issue's IBAN
+		"DK5000400440116243":            false,
+		"DE89 3704 0044 0532 0130 00":   false,
+		"INV4111111111111111":           false, // a letter in front
+		"4111111111111111abc":           true,  // letters behind: (int) and parseInt read the number
+		"+4111 1111 1111 1111":          true,  // more digits than a phone number
+		"+378282246310005":              true,
+		"3782 822463 10005":             true, // Amex 4-6-5
+		"4111-1111-1111-1111":           true,
+		"41111111 11111111":             true,
+		"2030 4111 1111 1111 1111":      true,  // a card ending a run, printed as one
+		"4111 1111 1111 1111 2030":      true,  // a card starting a run
+		"9361 4958 7869 5438 1818 47":   false, // USPS in fours
+		"302-8641455-4485685":           false, // 3-7-7
+		"41 11 11 11 11 11 11 11":       false, // not grouped as a card
+		"DE12 4111 1111 1111 1111 11 x": true,  // an IBAN must validate to be one
+		"DE89 4111 1111 1111 1111 11":   false, // and this one does: see the README's known limits
+		"1 4111 1111 1111 1111 2":       true,  // a card between short groups
+		"00387764983190375224":          false, // SSCC, zero-padded past 19 digits
+		"04111111111111111":             true,  // one zero in front, as (int) reads it
+	} {
+		if got := len(findCards(s)) > 0 || numericStringCard(s) != ""; got != want {
+			t.Errorf("card in %q = %v, want %v", s, got, want)
+		}
+	}
+}
