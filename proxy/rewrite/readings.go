@@ -21,12 +21,12 @@ import (
 // is refused in every guard mode: there is no one span to tokenize that
 // every reader would see replaced.
 //
-//	declared type          primary reading         other readings
-//	JSON                   strict JSON             form (escapes only)
-//	form                   strict form             lenient JSON
-//	none                   lenient form            lenient JSON
-//	multipart/*            raw text                parts (decoded), lenient JSON, form
-//	anything else          raw text                lenient JSON, form, UTF-16/32 text
+//	declared type   primary reading   other readings
+//	JSON            strict JSON       form (escapes, '+' between digits, fractions before an exponent)
+//	form            strict form       lenient JSON
+//	none            lenient form      lenient JSON
+//	multipart/*     raw text          parts (decoded), lenient JSON, form
+//	anything else   raw text          lenient JSON, form, Latin-1/Windows-125x, UTF-16/32
 //
 // Raw text is the body's bytes searched for digit runs as a person reads
 // them; it is also what an app that reads a binary upload byte by byte
