@@ -232,25 +232,22 @@ func lenientDecode(raw []byte) string {
 // own. Fractions without an exponent are left alone, as the JSON reading
 // leaves them ("0.4111111111111111"): high-precision values are common.
 func fractionReading(b []byte) error {
-	for i := 0; i < len(b); {
-		switch c := b[i]; {
-		case c == '"':
-			end, _ := lenientStringEnd(b, i)
-			i = end + 1
-		case isASCIIDigit(c):
-			j := i
-			for j < len(b) && (isASCIIDigit(b[j]) || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
-				j++
-			}
-			if _, rest, ok := bytes.Cut(b[i:j], []byte{'.'}); ok {
-				if k := bytes.IndexAny(rest, "eE"); k >= minCardDigits && IsCardNumber(string(rest[:k])) {
-					return readingHit("a form (a number's fraction)")
-				}
-			}
-			i = j
-		default:
-			i++
+	// Found from each point, which JSON has few of outside strings; in a
+	// string the digits are searched as text anyway.
+	for i := bytes.IndexByte(b, '.'); i >= 0; {
+		k := i + 1
+		for k < len(b) && isASCIIDigit(b[k]) {
+			k++
 		}
+		if i > 0 && isASCIIDigit(b[i-1]) && k-i-1 >= minCardDigits && k < len(b) && (b[k] == 'e' || b[k] == 'E') &&
+			IsCardNumber(string(b[i+1:k])) {
+			return readingHit("a form (a number's fraction)")
+		}
+		next := bytes.IndexByte(b[k:], '.')
+		if next < 0 {
+			break
+		}
+		i = k + next
 	}
 	return nil
 }
@@ -283,12 +280,16 @@ func formReading(b []byte) error {
 }
 
 func digitPlusDigit(s []byte) bool {
-	for i := 1; i+1 < len(s); i++ {
-		if s[i] == '+' && isASCIIDigit(s[i-1]) && isASCIIDigit(s[i+1]) {
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(s[i:], '+')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i > 0 && i+1 < len(s) && isASCIIDigit(s[i-1]) && isASCIIDigit(s[i+1]) {
 			return true
 		}
 	}
-	return false
 }
 
 // formDecodeReading decodes %XX (a bad escape is kept) and a '+' between
