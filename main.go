@@ -854,7 +854,7 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 	}
 	routes := make([]proxy.Route, len(cfg.Inbound))
 	for i, r := range cfg.Inbound {
-		routes[i] = proxy.Route{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path}
+		routes[i] = proxy.Route{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Uninspected: !r.Inspected()}
 		for _, f := range r.Fields {
 			spec, err := f.Spec()
 			if err != nil {
@@ -910,7 +910,7 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		LoginSourceRate:        cfg.Lockout.SourceRate,
 		Upstream:               upstream,
 		Routes:                 routes,
-		Guard:                  proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore},
+		Guard:                  proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore, IgnoreHeaders: cfg.Guard.IgnoreHeaders},
 		MaxDepth:               cfg.Limits.MaxDepth,
 		MaxInFlight:            cfg.Limits.MaxInFlight,
 		Egress:                 egress,

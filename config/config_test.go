@@ -106,7 +106,7 @@ func TestDefaults(t *testing.T) {
 			ClientThreshold: DefaultLockoutClientThreshold, SourceRate: DefaultLockoutSourceRate},
 		Budgets: Budgets{Window: DefaultBudgetWindow, HandleAnonymous: DefaultHandleAnonymousBudget,
 			HandleClient: DefaultHandleClientBudget, Inbound: DefaultInboundBudget, Reveal: DefaultRevealBudget},
-		Guard: Guard{Mode: DefaultGuardMode},
+		Guard: Guard{Mode: DefaultGuardMode, IgnoreHeaders: DefaultIgnoreHeaders},
 	}
 	for _, tc := range []struct{ name, yaml string }{
 		{"empty file", ""},
@@ -642,5 +642,32 @@ func TestDefaultEgressExample(t *testing.T) {
 	if r.Timeout != DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens || r.Match.Host != "" {
 		t.Errorf("egress example: timeout %s, error_format %q, unrevealed_tokens %q, host %q; want the defaults %s, %q, %q, \"\"",
 			r.Timeout, r.ErrorFormat, r.UnrevealedTokens, r.Match.Host, DefaultEgressTimeout, DefaultErrorFormat, DefaultUnrevealedTokens)
+	}
+}
+
+// TestInspect: a route may opt its bodies out of the guard only without
+// fields, and tok check warns about it (issue 14).
+func TestInspect(t *testing.T) {
+	const head = "upstream: http://127.0.0.1:3000\nguard: {ignore_headers: [X-Datadog-Trace-Id]}\ninbound:\n  - name: uploads\n    match: {path: /uploads/*}\n"
+	c, err := Parse([]byte(head+"    inspect: false\n"), "t.yaml")
+	if err != nil {
+		t.Fatalf("inspect: false without fields: %v", err)
+	}
+	if c.Inbound[0].Inspected() || !reflect.DeepEqual(c.Guard.IgnoreHeaders, []string{"X-Datadog-Trace-Id"}) {
+		t.Errorf("Inbound[0].Inspected() = true or IgnoreHeaders = %q", c.Guard.IgnoreHeaders)
+	}
+	if ws := c.Warnings(); len(ws) != 1 || !strings.Contains(ws[0], "inbound[0] (uploads): inspect: false") {
+		t.Errorf("Warnings() = %q, want one naming the route", ws)
+	}
+	for _, bad := range []string{
+		"    inspect: false\n    fields:\n      - json: card.number\n", // fields are always inspected
+		"    inspect: true\n", // no fields and inspected: nothing to do
+	} {
+		if _, err := Parse([]byte(head+bad), "t.yaml"); err == nil || !strings.Contains(err.Error(), "inbound[0]") {
+			t.Errorf("Parse(%q) = %v, want an error naming inbound[0]", bad, err)
+		}
+	}
+	if _, err := Parse([]byte("guard: {ignore_headers: [\"a b\"]}\n"), "t.yaml"); err == nil || !strings.Contains(err.Error(), "guard.ignore_headers[0]") {
+		t.Errorf("a bad header name: %v, want an error naming guard.ignore_headers[0]", err)
 	}
 }

@@ -69,8 +69,11 @@ func (v *validator) config(c *Config) {
 		if r.Match.Host != "" {
 			v.fail(p+".match.host", "inbound routes match on method and path only; remove host")
 		}
-		if len(r.Fields) == 0 {
-			v.fail(p+".fields", "an inbound route needs at least one field; add one or remove the route")
+		switch {
+		case len(r.Fields) == 0 && r.Inspected():
+			v.fail(p+".fields", "an inbound route needs at least one field (or inspect: false for a binary upload route); add one or remove the route")
+		case len(r.Fields) > 0 && !r.Inspected():
+			v.fail(p+".inspect", "a route with card fields is always inspected; remove inspect: false or the fields")
 		}
 		v.fields(p, r.Fields)
 		v.binds(p, r.Fields, true)
@@ -511,6 +514,11 @@ func (v *validator) guard(g Guard) {
 	case GuardReject, GuardTokenize, GuardOff:
 	default:
 		v.fail("guard.mode", "%q is not a mode; use reject, tokenize or off", g.Mode)
+	}
+	for i, h := range g.IgnoreHeaders {
+		if h == "" || strings.ContainsFunc(h, func(r rune) bool { return r <= ' ' || r == ':' || r >= 0x7f }) {
+			v.fail(fmt.Sprintf("guard.ignore_headers[%d]", i), "%q is not a header name", h)
+		}
 	}
 	for i, s := range g.Ignore {
 		p := fmt.Sprintf("guard.ignore[%d]", i)

@@ -17,6 +17,10 @@ import (
 func (c *Config) Warnings() []string {
 	var out []string
 	for i, r := range c.Inbound {
+		if !r.Inspected() {
+			out = append(out, fmt.Sprintf("inbound[%d] (%s): inspect: false: bodies on %s reach the app unread by the guard; "+
+				"a card in them is neither tokenized nor refused (the path, query and headers are still guarded)", i, r.Name, r.Match.Path))
+		}
 		for j, f := range r.Fields {
 			if w := f.tokenSpaceWarning(); w != "" {
 				out = append(out, fmt.Sprintf("inbound[%d].fields[%d] (%s, %s): %s", i, j, r.Name, f.Selector(), w))

@@ -36,6 +36,11 @@ type Route struct {
 	// tok tokenizes.
 	Path   string
 	Fields []RouteField
+	// Uninspected opts the route's bodies out of the guard (config
+	// "inspect: false", for binary uploads): they stream to the app unread.
+	// Its path, headers and query are still guarded. A route with fields is
+	// always inspected.
+	Uninspected bool
 }
 
 // RouteField is one configured field of a route.
@@ -54,6 +59,8 @@ type RouteField struct {
 type GuardOptions struct {
 	Mode   rewrite.GuardMode
 	Ignore []string // JSON selectors exempt from the guard
+	// IgnoreHeaders names headers (any case) the guard does not read.
+	IgnoreHeaders []string
 }
 
 type inboundRoute struct {
@@ -70,13 +77,20 @@ type inbound struct {
 	fallback *rewrite.Rewriter // guard only, for paths without a route
 	rp       *httputil.ReverseProxy
 	slots    chan struct{}
+	ignoreH  map[string]bool // lower-cased GuardOptions.IgnoreHeaders
 }
 
 func newInbound(s *Server) (*inbound, error) {
 	o := s.opts
 	in := &inbound{s: s, slots: make(chan struct{}, o.MaxInFlight)}
 	var errs []error
-	guard := rewrite.Config{Guard: o.Guard.Mode, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth}
+	// ReadAll: apps read bodies as JSON, forms and text whatever their
+	// declared type; the guard reads them every way too (issue 14).
+	guard := rewrite.Config{Guard: o.Guard.Mode, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth, ReadAll: true}
+	in.ignoreH = make(map[string]bool, len(o.Guard.IgnoreHeaders))
+	for _, h := range o.Guard.IgnoreHeaders {
+		in.ignoreH[strings.ToLower(h)] = true
+	}
 	fb, err := rewrite.New(guard)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("guard: %w", err))
@@ -99,6 +113,9 @@ func newInbound(s *Server) (*inbound, error) {
 		bindTo, err := bindings(r.Fields)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
+		}
+		if r.Uninspected && len(r.Fields) > 0 {
+			errs = append(errs, fmt.Errorf("route %q: a route with card fields is always inspected", r.Name))
 		}
 		for i, f := range r.Fields {
 			if f.Spec.Bound != (bindTo != nil && bindTo[i] >= 0) {
@@ -147,15 +164,35 @@ func newTransport() *http.Transport {
 	return t
 }
 
-// match returns the route for r, or nil.
+// match returns the route for r, or nil. A route applies to the method
+// the app will run, too: Rails, Laravel, Symfony and Express's
+// method-override let a POST carry its real method in a header or a
+// "_method" query parameter, so a route for PUT matches such a POST.
+// (A "_method" in a form body is not seen here; the guard reads the body
+// whatever route it is on.)
 func (in *inbound) match(r *http.Request) *inboundRoute {
 	p := matchPath(r)
+	methods := overrideMethods(r)
 	for i := range in.routes {
-		if in.routes[i].match.matches(r.Method, p) {
-			return &in.routes[i]
+		for _, m := range methods {
+			if in.routes[i].match.matches(m, p) {
+				return &in.routes[i]
+			}
 		}
 	}
 	return nil
+}
+
+// overrideMethods is r's method and every method an override names.
+func overrideMethods(r *http.Request) []string {
+	ms := []string{r.Method}
+	for _, h := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+		ms = append(ms, r.Header.Values(h)...)
+	}
+	if strings.Contains(r.URL.RawQuery, "_method") {
+		ms = append(ms, r.URL.Query()["_method"]...)
+	}
+	return ms
 }
 
 // serve tokenizes r as its route says and forwards it. Every failure
@@ -174,7 +211,13 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 		rw = rt.rw
 	}
 	dropConnectionHeaders(r)
-	if err := stripH2C(r, rt != nil && rt.rw.HasFields()); err != nil {
+	// Past an upgrade (WebSocket) the connection is a tunnel tok cannot
+	// read: refused wherever the guard reads bodies (issue 14).
+	inspected := rt != nil && rt.rw.HasFields() || in.s.opts.Guard.Mode != rewrite.GuardOff && (rt == nil || !rt.Uninspected)
+	if err := stripH2C(r, inspected); err != nil {
+		return err
+	}
+	if err := rw.GuardRequest(r.URL.Path, r.Host, r.Header, in.ignoreH); err != nil {
 		return err
 	}
 	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
@@ -192,8 +235,8 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 }
 
 // rewriteBody buffers, decodes and rewrites r's body when it must be read:
-// on routes with fields, and for JSON and form bodies while the guard is
-// on. Other bodies stream through untouched.
+// always, unless the guard is off and the route has no fields, or the
+// route opts out of inspection. Those stream through untouched.
 func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rw *rewrite.Rewriter) error {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
@@ -203,6 +246,8 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	switch {
 	case !rw.HasFields() && in.s.opts.Guard.Mode == rewrite.GuardOff:
 		return nil // nothing to tokenize or guard, whatever the type says
+	case rt != nil && rt.Uninspected:
+		return nil // the operator opted the route out (tok check warns)
 	case len(r.Header.Values("Content-Type")) > 1:
 		// tok would read the first; a server that keeps the last (gunicorn's
 		// WSGI environ does) would parse another type than tok inspected.
@@ -216,8 +261,6 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	case rw.HasFields() && media == rewrite.MediaOther:
 		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
 			"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
-	case !rw.HasFields() && media == rewrite.MediaOther && !(ct == "" && strings.EqualFold(r.Method, http.MethodPost)):
-		return nil
 	}
 	raw, err := readBody(w, r, in.s.opts.MaxBody)
 	if err != nil {
@@ -227,17 +270,11 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	if err != nil {
 		return err
 	}
-	var out []byte
-	if media == rewrite.MediaOther {
-		// A POST without a Content-Type on a route without fields: Rack
-		// (Rails, Sinatra) parses it as a form, so the guard reads it as
-		// one, leniently, as it reads a query string.
-		q, err := rw.RewriteQuery(string(body), in.replacer(w, r, rt))
-		if err != nil {
-			return err
-		}
-		out = []byte(q)
-	} else if out, err = rw.Rewrite(body, ct, in.replacer(w, r, rt)); err != nil {
+	// Rewrite reads the body as its type says and every other way an app
+	// might (rewrite.Config.ReadAll); a body without a Content-Type is a
+	// form to Rack (Rails, Sinatra), whatever the method.
+	out, err := rw.Rewrite(body, ct, in.replacer(w, r, rt))
+	if err != nil {
 		return err
 	}
 	r.Header.Del("Content-Encoding") // forwarded decoded
@@ -307,7 +344,8 @@ func convergent(spec vault.Spec) bool {
 
 // stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later
 // requests on the connection would tunnel past inspection. Other upgrades
-// (WebSocket) are refused on routes whose bodies tok must read.
+// (WebSocket) are refused where tok reads bodies: everywhere the guard is
+// on, except routes with inspect: false.
 // dropConnectionHeaders removes the headers r's Connection header names
 // (other than the connection options close, keep-alive and upgrade) before
 // tok looks at the request. The reverse proxy removes them on the way out
@@ -346,7 +384,7 @@ func stripH2C(r *http.Request, inspected bool) error {
 		return nil
 	}
 	if inspected {
-		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are not allowed on routes with card fields")
+		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are allowed only on routes with inspect: false")
 	}
 	return nil
 }

@@ -42,8 +42,11 @@ func stripeAnswer(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// luhnNTI is a network transaction id that happens to pass the Luhn check.
-const luhnNTI = "483931234567891"
+// luhnNTI is a network transaction id that happens to read as a card
+// number: Luhn-valid, with a Visa prefix and a Visa length (the issue's
+// 15-digit 483931234567891 no longer does: Visa issues 13, 16 and 19
+// digits, issue 14).
+const luhnNTI = "4839312345678914"
 
 // stripeEnv is an egress env whose route matches stripe.egress.internal,
 // speaks Stripe's form encoding and refuses in Stripe's envelope; atTok

@@ -12,6 +12,7 @@ const (
 	CodeInvalidValue         = "invalid_value"          // 422: a number at a configured field that is not a plain integer
 	CodeInvalidForm          = "invalid_form"           // 400: not strictly application/x-www-form-urlencoded
 	CodeInvalidXML           = "invalid_xml"            // 400: not strict XML (a DTD, an unknown entity, bad UTF-8, several roots...)
+	CodeInvalidMultipart     = "invalid_multipart"      // 400: a multipart body that does not parse with its boundary, or has too many parts
 	CodeUnsupportedMediaType = "unsupported_media_type" // 415: a body tok cannot inspect on a route that needs inspecting
 	CodeUnsupportedEncoding  = "unsupported_encoding"   // 415: a Content-Encoding other than identity, gzip or deflate
 	CodeInvalidEncoding      = "invalid_encoding"       // 400: a gzip or deflate body that does not decode
@@ -56,7 +57,7 @@ const (
 // statusOf maps every code to its HTTP status: the one place that does.
 func statusOf(code string) int {
 	switch code {
-	case CodeInvalidJSON, CodeTooDeep, CodeDuplicateKey, CodeInvalidForm, CodeInvalidEncoding, CodeInvalidXML:
+	case CodeInvalidJSON, CodeTooDeep, CodeDuplicateKey, CodeInvalidForm, CodeInvalidMultipart, CodeInvalidEncoding, CodeInvalidXML:
 		return statusBadRequest
 	case CodeFieldType, CodeInvalidValue, CodeCardNumberDetected:
 		return statusUnprocessableEntity

@@ -63,37 +63,72 @@ const (
 	maxSeparators = 3
 )
 
-// networkPrefixes lists issuer identification number ranges of the card
-// networks the guard knows, as inclusive [lo, hi] prefix pairs of equal
-// length. Overlaps are harmless.
-var networkPrefixes = [][2]string{
-	{"4", "4"},           // Visa
-	{"51", "55"},         // Mastercard
-	{"2221", "2720"},     // Mastercard 2-series
-	{"2200", "2204"},     // Mir
-	{"34", "34"},         // American Express
-	{"37", "37"},         // American Express
-	{"6011", "6011"},     // Discover
-	{"644", "649"},       // Discover
-	{"65", "65"},         // Discover, RuPay
-	{"3528", "3589"},     // JCB
-	{"36", "36"},         // Diners Club International
-	{"300", "305"},       // Diners Club Carte Blanche
-	{"3095", "3095"},     // Diners Club
-	{"38", "39"},         // Diners Club
-	{"62", "62"},         // UnionPay
-	{"50", "50"},         // Maestro
-	{"56", "69"},         // Maestro (covers 60 RuPay, 62, 65 as well)
-	{"81", "82"},         // RuPay
-	{"9792", "9792"},     // Troy
-	{"622126", "622925"}, // Discover co-branded UnionPay (inside 62)
+// brand is one card network's issuer identification number range and the
+// lengths its cards have: the guard refuses a number only where a network
+// issues cards of that length, so that ids, trace ids and references that
+// merely pass the Luhn check (one in ten of any digits) stay quiet.
+type brand struct {
+	lo, hi   string // inclusive prefix range, of equal length
+	min, max int    // card lengths
+	only     int    // if set, the one length besides min (Visa: 13, 16, 19)
+}
+
+// brands lists the ranges the guard knows (issue 14). Overlaps are
+// harmless: a number is a card if any entry takes it. Maestro is listed by
+// its issued ranges, not the "50, 56–69" block, which would make a 19-digit
+// number starting with 5 or 6 a card.
+var brands = []brand{
+	{"4", "4", 13, 19, 16},          // Visa: 13, 16, 19
+	{"51", "55", 16, 16, 0},         // Mastercard
+	{"2221", "2720", 16, 16, 0},     // Mastercard 2-series
+	{"2200", "2204", 16, 19, 0},     // Mir
+	{"34", "34", 15, 15, 0},         // American Express
+	{"37", "37", 15, 15, 0},         // American Express
+	{"6011", "6011", 16, 19, 0},     // Discover
+	{"644", "649", 16, 19, 0},       // Discover
+	{"65", "65", 16, 19, 0},         // Discover, RuPay, Elo 650/6516/6550
+	{"3528", "3589", 16, 19, 0},     // JCB
+	{"36", "36", 14, 19, 0},         // Diners Club International
+	{"300", "305", 14, 19, 0},       // Diners Club Carte Blanche
+	{"3095", "3095", 14, 19, 0},     // Diners Club
+	{"38", "39", 14, 19, 0},         // Diners Club, Hipercard 38
+	{"62", "62", 16, 19, 0},         // UnionPay (and Discover co-branded 622126–622925)
+	{"81", "82", 16, 16, 0},         // RuPay
+	{"60", "60", 16, 16, 0},         // RuPay, Hipercard 606282
+	{"508", "508", 16, 16, 0},       // RuPay
+	{"5018", "5018", 13, 19, 0},     // Maestro
+	{"5020", "5020", 13, 19, 0},     // Maestro
+	{"5038", "5038", 13, 19, 0},     // Maestro
+	{"5893", "5893", 13, 19, 0},     // Maestro
+	{"6304", "6304", 13, 19, 0},     // Maestro
+	{"6759", "6759", 13, 19, 0},     // Maestro (UK)
+	{"6761", "6763", 13, 19, 0},     // Maestro
+	{"5019", "5019", 16, 16, 0},     // Dankort
+	{"506099", "506198", 16, 19, 0}, // Verve
+	{"5041", "5041", 16, 16, 0},     // Elo
+	{"5066", "5067", 16, 16, 0},     // Elo
+	{"509", "509", 16, 16, 0},       // Elo
+	{"6277", "6277", 16, 16, 0},     // Elo
+	{"636", "639", 16, 19, 0},       // InterPayment, InstaPayment, Elo 6362/6363
+	{"9792", "9792", 16, 16, 0},     // Troy
+}
+
+// takes reports whether b issues cards of n digits.
+func (b brand) takes(n int) bool {
+	if b.only != 0 {
+		return n == b.min || n == b.only || n == b.max
+	}
+	return n >= b.min && n <= b.max
 }
 
 // IsCardNumber reports whether d looks like a payment card number to the
 // guard: 13 to 19 ASCII digits, Luhn-valid, starting with a known network
-// prefix (Visa 4; Mastercard 51–55, 2221–2720; Mir 2200–2204; Amex 34, 37;
-// Discover 6011, 644–649, 65; JCB 3528–3589; Diners 300–305, 3095, 36,
-// 38–39; UnionPay 62; Maestro 50, 56–69; RuPay 81–82; Troy 9792).
+// prefix and of a length that network issues (Visa 4: 13, 16, 19;
+// Mastercard 51–55, 2221–2720: 16; Amex 34, 37: 15; Discover 6011,
+// 644–649, 65: 16–19; JCB 3528–3589: 16–19; Diners 300–305, 3095, 36,
+// 38–39: 14–19; UnionPay 62: 16–19; Maestro 5018, 5020, 5038, 5893, 6304,
+// 6759, 6761–6763: 13–19; Mir 2200–2204: 16–19; RuPay 60, 508, 81–82: 16;
+// Troy 9792: 16; Dankort, Verve, Elo, InterPayment; see brands).
 // UATP (prefix 1) is left out on purpose: 13-digit millisecond timestamps
 // start with 1 and a tenth of them pass the Luhn check.
 // Tokens in the pan format never pass it: they fail the Luhn check.
@@ -101,9 +136,9 @@ func IsCardNumber(d string) bool {
 	if len(d) < minCardDigits || len(d) > maxCardDigits || !vault.Luhn(d) {
 		return false
 	}
-	for _, p := range networkPrefixes {
-		n := len(p[0])
-		if d[:n] >= p[0] && d[:n] <= p[1] {
+	for _, b := range brands {
+		n := len(b.lo)
+		if d[:n] >= b.lo && d[:n] <= b.hi && b.takes(len(d)) {
 			return true
 		}
 	}
@@ -166,6 +201,7 @@ func isSeparator(r rune) bool {
 type digitGroup struct {
 	start, end int
 	digits     string
+	lead       rune // the character just before the group, 0 at the start
 }
 
 // findCards returns every card-like number in s: runs of digits where
@@ -216,6 +252,14 @@ func numericStringCard(s string) string {
 	if intPart == "" && frac == "" || intPart != "" && !isDigits(intPart) || frac != "" && !isDigits(frac) {
 		return ""
 	}
+	if strings.HasPrefix(strings.TrimSpace(s), "+") && body == mant && frac == "" && len(intPart) <= maxPhoneDigits {
+		return "" // "+4915123456787": a phone number in E.164, see maxPhoneDigits
+	}
+	if len(intPart) > maxCardDigits && body == mant && intPart[0] == '0' {
+		// "00387764983190375224": a 20-digit reference (SSCC, parcel
+		// numbers), zero-padded; "04111111111111111" is still read.
+		return ""
+	}
 	return numberCard(t)
 }
 
@@ -261,13 +305,16 @@ func addReading(runs []cardRun, a cardRun) []cardRun {
 	return slices.Insert(out, i, a)
 }
 
-// scanCards is findCards for one reading of digits.
+// scanCards is findCards for one reading of digits. The digits of a valid
+// IBAN (see ibanSpans) are not read: they are an account number.
 func scanCards(s string, digitValue func(rune) (byte, bool)) []cardRun {
 	var out []cardRun
 	var groups []digitGroup
 	var cur []byte
 	curStart := -1
 	sepCount := 0
+	var lead, prev rune
+	ibans := ibanSpans(s)
 	flush := func() {
 		if len(groups) > 0 {
 			out = appendCards(out, groups)
@@ -275,19 +322,32 @@ func scanCards(s string, digitValue func(rune) (byte, bool)) []cardRun {
 		groups = groups[:0]
 	}
 	for i := 0; i < len(s); {
+		if len(ibans) > 0 && i == ibans[0][0] {
+			if curStart >= 0 {
+				groups = append(groups, digitGroup{curStart, i, string(cur), lead})
+				curStart = -1
+			}
+			flush()
+			sepCount = 0
+			i, prev = ibans[0][1], 'A'
+			ibans = ibans[1:]
+			continue
+		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		if v, ok := digitValue(r); ok {
 			if curStart < 0 {
 				curStart = i
 				cur = cur[:0]
+				lead = prev
 			}
 			cur = append(cur, '0'+v)
 			sepCount = 0
 			i += n
+			prev = r
 			continue
 		}
 		if curStart >= 0 {
-			groups = append(groups, digitGroup{curStart, i, string(cur)})
+			groups = append(groups, digitGroup{curStart, i, string(cur), lead})
 			curStart = -1
 		}
 		if isSeparator(r) && len(groups) > 0 && sepCount < maxSeparators {
@@ -297,24 +357,50 @@ func scanCards(s string, digitValue func(rune) (byte, bool)) []cardRun {
 			sepCount = 0
 		}
 		i += n
+		prev = r
 	}
 	if curStart >= 0 {
-		groups = append(groups, digitGroup{curStart, len(s), string(cur)})
+		groups = append(groups, digitGroup{curStart, len(s), string(cur), lead})
 	}
 	flush()
 	return out
+}
+
+// maxPhoneDigits is the longest phone number, country code included, that
+// a "+" keeps from being read as a card. E.164 allows 15 digits, but the
+// countries whose codes are card prefixes (+30s, +4x, +5x, +62, +65...)
+// number in at most 13 (German mobiles: +49 151 23456787), while a 15- or
+// 16-digit card after a "+" ("+378282246310005") is a card to JavaScript's
+// Number(), PHP's (int) and Python's float().
+const maxPhoneDigits = 13
+
+// quiet reports whether a number of n digits starting at group g reads as
+// something other than a card to a person (issue 14): digits with a letter
+// attached in front are part of an identifier ("DK50…", "INV4111…", hex
+// trace ids; letters behind do not count, since PHP's (int) and parseInt
+// read "4111…abc" as the number), and digits after a "+" are a phone number
+// when there are no more than 13 ("+49 151 23456787"; see maxPhoneDigits).
+// A card written "+4111 1111 1111 1111" (16 digits) is still a card.
+func quiet(g digitGroup, n int) bool {
+	return unicode.IsLetter(g.lead) || g.lead == '+' && n <= maxPhoneDigits
 }
 
 // appendCards checks one run of digit groups: the whole run if it has 13
 // to 19 digits, otherwise (or if the whole is not a card) the leftmost,
 // then longest, windows of whole groups, so that a card number written
 // next to other numbers ("4111 1111 1111 1111 2030") is still found.
+//
+// A window of several groups must be grouped as people group cards
+// (cardShape). One that does not start the run must be grouped as cards
+// are printed (printedShape), and end the run if the group before it is a
+// four: otherwise it is a slice of a longer number (a tracking number
+// printed in fours, "3-7-7" order numbers), not a card (issue 14).
 func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 	total := 0
 	for _, g := range groups {
 		total += len(g.digits)
 	}
-	if total >= minCardDigits && total <= maxCardDigits {
+	if total >= minCardDigits && total <= maxCardDigits && !quiet(groups[0], total) && cardShape(groups) {
 		if d := joinDigits(groups); IsCardNumber(d) {
 			return append(out, cardRun{start: groups[0].start, end: groups[len(groups)-1].end, digits: d})
 		}
@@ -330,7 +416,13 @@ func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 			if n > maxCardDigits {
 				break
 			}
-			if n >= minCardDigits && IsCardNumber(joinDigits(groups[i:j+1])) {
+			shaped := cardShape(groups[i : j+1])
+			if i > 0 {
+				// Inside a run of fours (tracking numbers, IBANs printed
+				// in fours) a slice is not a card unless it ends the run.
+				shaped = printedShape(groups[i:j+1]) && (j == len(groups)-1 || len(groups[i-1].digits) != 4)
+			}
+			if n >= minCardDigits && !quiet(groups[i], n) && shaped && IsCardNumber(joinDigits(groups[i:j+1])) {
 				found = j
 			}
 		}
@@ -342,6 +434,46 @@ func appendCards(out []cardRun, groups []digitGroup) []cardRun {
 		i = found + 1
 	}
 	return out
+}
+
+// printedShape reports whether groups are a card as printed: 4-4-4-4,
+// 4-4-4-4-3, 4-6-5 or 4-6-4.
+func printedShape(groups []digitGroup) bool {
+	var shape strings.Builder
+	for _, g := range groups {
+		shape.WriteString(strconv.Itoa(len(g.digits)))
+	}
+	switch shape.String() {
+	case "4444", "44443", "465", "464":
+		return true
+	}
+	return false
+}
+
+// cardShape reports whether digit groups are grouped as card numbers are
+// printed and typed: one group; fours with a shorter last group
+// (4-4-4-4, 4-4-4-4-3, 4-4-4-1); Amex's and Diners' 4-6-5 and 4-6-4; or
+// groups of five and more ("41111111 11111111"). Phone numbers
+// (3-3-2-4-4, 2-3-8), order numbers (3-7-7) and UUID-like ids (8-4-4)
+// are not.
+func cardShape(groups []digitGroup) bool {
+	if len(groups) == 1 {
+		return true
+	}
+	fours, long := true, true
+	for i, g := range groups {
+		n := len(g.digits)
+		if i < len(groups)-1 && n != 4 || n > 4 {
+			fours = false
+		}
+		if n < 5 {
+			long = false
+		}
+	}
+	if fours || long {
+		return true
+	}
+	return len(groups) == 3 && len(groups[0].digits) == 4 && len(groups[1].digits) == 6 && len(groups[2].digits) >= 4 && len(groups[2].digits) <= 5
 }
 
 func joinDigits(groups []digitGroup) string {

@@ -121,6 +121,14 @@ func TestIsCardNumber(t *testing.T) {
 		"0000000000000000":     false,
 		"411111111111":         false, // 12 digits
 		"41111111111111111110": false, // 20 digits
+		"4000000000000000006":  true,  // Visa 19
+		"40000000000000002":    false, // Visa does not issue 17 digits
+		"50000000000000004":    false, // 50: no network since Maestro is listed by its ranges
+		"5000400440116243":     false, // the Danish example IBAN's digits (issue 14)
+		"3782822463100005":     false, // Amex is 15 digits
+		"6011000000000000001":  true,  // Discover 19
+		"6200000000000000000":  true,  // UnionPay 19
+		"36000000000000004":    true,  // Diners 17
 	} {
 		if got := IsCardNumber(d); got != want {
 			t.Errorf("IsCardNumber(%s) = %v, want %v", d, got, want)

@@ -56,6 +56,11 @@ type Config struct {
 	// MaxDepth is the deepest nesting of JSON arrays and objects accepted.
 	// If zero, DefaultMaxDepth.
 	MaxDepth int
+	// ReadAll, with the guard on, has Rewrite read every body, whatever
+	// its type, under every reading an app might apply (see readings.go):
+	// the inbound proxy sets it. Without it (egress), bodies other than
+	// JSON and forms pass through and each is read only as its type says.
+	ReadAll bool
 }
 
 // Kind says how a [Value] was written, and so what its replacement may be.
@@ -78,6 +83,10 @@ const (
 	// KindXML is the text content of an XML element (xml.go): Text is
 	// its decoded value; the replacement is XML-escaped.
 	KindXML
+	// KindText is a guard hit in a body read as raw text (text/plain,
+	// multipart, any other type): Text is its digits. The replacement
+	// takes the place of the digits and their separators as is.
+	KindText
 )
 
 // Value is one value handed to the replace callback.
@@ -124,11 +133,12 @@ type Rewriter struct {
 	ignore   []selector
 	guard    GuardMode
 	maxDepth int
+	readAll  bool
 }
 
 // New checks cfg and builds a Rewriter. The error lists every bad selector.
 func New(cfg Config) (*Rewriter, error) {
-	r := &Rewriter{guard: cfg.Guard, maxDepth: cfg.MaxDepth}
+	r := &Rewriter{guard: cfg.Guard, maxDepth: cfg.MaxDepth, readAll: cfg.ReadAll && cfg.Guard != GuardOff}
 	var errs []error
 	if r.maxDepth == 0 {
 		r.maxDepth = DefaultMaxDepth
@@ -219,8 +229,33 @@ func (r *Rewriter) Rewrite(body []byte, contentType string, replace ReplaceFunc)
 			}
 			return nil, err
 		}
-		return body, nil
+		if !r.readAll {
+			return body, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out, err := r.rewriteOther(body, contentType, replace)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.otherReadings(out, media, contentType); err != nil {
+			return nil, err
+		}
+		return out, nil
 	}
+	out, err := r.rewritePrimary(body, media, replace)
+	if err != nil || !r.readAll {
+		return out, err
+	}
+	if err := r.otherReadings(out, media, contentType); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// rewritePrimary reads a JSON or form body as its type says.
+func (r *Rewriter) rewritePrimary(body []byte, media Media, replace ReplaceFunc) ([]byte, error) {
 	var c collector
 	switch media {
 	case MediaJSON:
@@ -292,6 +327,7 @@ const (
 	editForm                       // raw form value → form-encoded replacement
 	editFormRuns                   // raw form key or value with guard hits → re-encoded with runs replaced
 	editXML                        // an XML element's content → XML-escaped replacement (xml.go splices it)
+	editRaw                        // digits (and separators) of a raw text body → replacement as is
 )
 
 // edit is one byte span of the body to replace, covering vals[first:first+n].
@@ -400,6 +436,8 @@ func (e edit) encode(repl []string, path string) ([]byte, error) {
 		return []byte(repl[0]), nil
 	case editForm:
 		return []byte(formEscape(repl[0])), nil
+	case editRaw:
+		return []byte(repl[0]), nil
 	case editJSONRuns, editFormRuns:
 		var sb strings.Builder
 		prev := 0
