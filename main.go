@@ -687,7 +687,13 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 	defer closeWith(&err, "close store", store)
 	mem := memory.New(memory.WithMaxRecords(cfg.Limits.VolatileRecords))
 	defer closeWith(&err, "close memory store", mem)
-	v, err := vault.New(store, keyring, vault.WithVolatile(mem))
+	vopts := []vault.Option{vault.WithVolatile(mem)}
+	var quota *vault.Quota
+	if sizer, ok := store.(vault.Sizer); ok && cfg.Limits.VaultBytes > 0 {
+		quota = vault.NewQuota(int64(cfg.Limits.VaultBytes), sizer.Size)
+		vopts = append(vopts, vault.WithQuota(quota))
+	}
+	v, err := vault.New(store, keyring, vopts...)
 	if err != nil {
 		return err
 	}
@@ -711,6 +717,7 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 	}
 	opts.AuditTail = auditTail
 	opts.Volatile = mem
+	opts.Quota = quota
 	srv, err := proxy.New(opts)
 	if err != nil {
 		return err

@@ -133,6 +133,9 @@ const (
 	MaxMaxDepth         = 1000     // largest limits.max_depth
 	MaxMaxInFlight      = 100_000  // largest limits.max_in_flight
 	MinMemory      Size = 16 * MiB // smallest limits.memory
+	// MinVaultBytes is the smallest limits.vault_bytes other than 0 (off):
+	// an empty bbolt vault with its log takes about 64 MiB.
+	MinVaultBytes Size = 128 * MiB
 	// MaxVolatileRecords is the largest limits.volatile_records.
 	MaxVolatileRecords = 100_000_000
 	// MaxLockoutThreshold and MinLockoutDuration are PCI DSS 8.3.4's bounds:
@@ -285,6 +288,9 @@ type Limits struct {
 	MaxInFlight     int  `yaml:"max_in_flight"`
 	Memory          Size `yaml:"memory"`
 	VolatileRecords int  `yaml:"volatile_records"`
+	// VaultBytes, if not zero, is the most the durable store may take on
+	// disk: past it, values without a token are refused (507 vault_full).
+	VaultBytes Size `yaml:"vault_bytes"`
 }
 
 // Client may log in on the auth listener.

@@ -159,6 +159,9 @@ func (v *validator) limits(l Limits) {
 	if l.MaxInFlight < 1 || l.MaxInFlight > MaxMaxInFlight {
 		v.fail("limits.max_in_flight", "%d is out of range; use 1 to %d", l.MaxInFlight, MaxMaxInFlight)
 	}
+	if l.VaultBytes != 0 && l.VaultBytes < MinVaultBytes {
+		v.fail("limits.vault_bytes", "%s is too small; use 0 (no quota) or at least %s", l.VaultBytes, MinVaultBytes)
+	}
 	if l.Memory < MinMemory {
 		v.fail("limits.memory", "%s is too small; use at least %s", l.Memory, MinMemory)
 	}

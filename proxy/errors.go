@@ -65,6 +65,9 @@ func toAPIError(err error) *apiError {
 	case errors.Is(err, vault.ErrUnbound):
 		return &apiError{http.StatusUnprocessableEntity, "unbound_token",
 			"a short token reveals only together with the card token it is bound to", err}
+	case errors.Is(err, vault.ErrVaultFull):
+		return &apiError{http.StatusInsufficientStorage, "vault_full",
+			"the vault has reached limits.vault_bytes: cards without a token are refused until it is raised (known cards keep theirs)", err}
 	case errors.Is(err, vault.ErrCollision):
 		// Not an outage: the format has no free token for this value
 		// (a short unbound digits field, or one card with hundreds of

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/memory"
 )
 
@@ -116,6 +117,19 @@ func registerVolatile(reg *prometheus.Registry, m *memory.Store) {
 			func(s memory.Stats) int { return s.MaxRecords }),
 		gauge("tok_volatile_bytes", "Bytes of memory allocated to values held in memory.",
 			func(s memory.Stats) int { return s.SlabBytes }),
+	)
+}
+
+// registerQuota exports limits.vault_bytes and the size last measured:
+// past it, new cards get 507 vault_full.
+func registerQuota(reg *prometheus.Registry, q *vault.Quota) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tok_vault_bytes",
+			Help: "Bytes the durable store takes on disk, as last measured for limits.vault_bytes (at most a second old while tokens are minted)."},
+			func() float64 { return float64(q.Last()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tok_vault_bytes_max",
+			Help: "limits.vault_bytes: past it, card numbers without a token are refused with 507 vault_full."},
+			func() float64 { return float64(q.Max()) }),
 	)
 }
 

@@ -70,8 +70,11 @@ type Options struct {
 	// Volatile, if set, is the vault's store of volatile values (store:
 	// memory); /metrics shows how full it is.
 	Volatile *memory.Store
-	Listen   Listen
-	Clients  []Client
+	// Quota, if set, is the vault's limits.vault_bytes, exported as
+	// tok_vault_bytes and tok_vault_bytes_max.
+	Quota   *vault.Quota
+	Listen  Listen
+	Clients []Client
 	// MaxBody caps request bodies. If zero, DefaultMaxBody.
 	MaxBody int64
 	// Audit receives one JSON line per login attempt, lookup and reveal,
@@ -299,6 +302,9 @@ func build(opts Options, prev *Server) (*Server, error) {
 		s.budgets = newBudgets()
 		if opts.Volatile != nil {
 			registerVolatile(opts.Registry, opts.Volatile)
+		}
+		if opts.Quota != nil {
+			registerQuota(opts.Registry, opts.Quota)
 		}
 		s.live = new(atomic.Pointer[Server])
 		s.live.Store(s)

@@ -34,6 +34,9 @@ var (
 	ErrUnknownKey = errors.New("unknown key version")
 	// ErrDecrypt: authenticated decryption failed (tampered or mismatched record).
 	ErrDecrypt = errors.New("decryption failed")
+	// ErrVaultFull: the durable store has reached its quota (limits.vault_bytes):
+	// no new record is written; tokens already issued still resolve.
+	ErrVaultFull = errors.New("vault quota reached")
 	// ErrAmbiguous: both the durable and the volatile store hold a record
 	// under the token, so it stands for two values; it is refused rather
 	// than answered with either.

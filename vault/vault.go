@@ -63,6 +63,7 @@ type Vault struct {
 	volatile Store // may be nil: volatile specs are then refused
 	keys     *Keyring
 	now      func() time.Time
+	quota    *Quota // nil: none
 }
 
 // Option configures a Vault.
@@ -82,6 +83,9 @@ func New(store Store, keys *Keyring, opts ...Option) (*Vault, error) {
 	v := &Vault{durable: store, keys: keys, now: time.Now}
 	for _, o := range opts {
 		o(v)
+	}
+	if v.quota != nil {
+		v.quota.now = v.now // measurements age by the vault's clock
 	}
 	return v, nil
 }
@@ -297,6 +301,11 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 			pending = append(pending, i)
 		default:
 			return fmt.Errorf("find fingerprint: %w", err)
+		}
+	}
+	if len(pending) > 0 && s == v.durable && v.quota != nil {
+		if err := v.quota.check(ctx); err != nil {
+			return err
 		}
 	}
 	for attempt := 0; len(pending) > 0; attempt++ {

@@ -639,3 +639,23 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// Size returns the bytes the vault takes on disk: the bbolt file and its
+// write-ahead log segments (allocated ahead, so a constant 64 MiB more).
+// It is what limits.vault_bytes bounds ([vault.Sizer]).
+func (s *Store) Size(context.Context) (int64, error) {
+	var n int64
+	for _, p := range []string{s.path, s.path + ".wal.0", s.path + ".wal.1"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("size: %w", err)
+		}
+		n += st.Size()
+	}
+	return n, nil
+}
+
+var _ vault.Sizer = (*Store)(nil)

@@ -379,3 +379,25 @@ func TestCloseCommitsQueued(t *testing.T) {
 		t.Errorf("Get(%q) after reopen = %v, want nil", rec.Token, err)
 	}
 }
+
+// TestSize: the vault's size on disk is its file and its two write-ahead
+// log segments (limits.vault_bytes, issue 13).
+func TestSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tok.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var want int64
+	for _, p := range []string{path, path + ".wal.0", path + ".wal.1"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += st.Size()
+	}
+	if got, err := s.Size(context.Background()); err != nil || got != want || got == 0 {
+		t.Errorf("Size = %d, %v; want %d (file and log)", got, err, want)
+	}
+}

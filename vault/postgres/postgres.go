@@ -155,6 +155,23 @@ func (s *Store) VaultID() string { return s.id }
 // Created reports whether Open created the vault.
 func (s *Store) Created() bool { return s.created }
 
+// Size returns the bytes the tokens table takes with its indexes: what
+// limits.vault_bytes bounds ([vault.Sizer]).
+func (s *Store) Size(ctx context.Context) (int64, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	var n int64
+	if err := s.pool.QueryRow(ctx, s.q.sizeTokens, s.q.tokensTable).Scan(&n); err != nil {
+		return 0, s.fail(ctx, "size", err)
+	}
+	return n, nil
+}
+
+var _ vault.Sizer = (*Store)(nil)
+
 // Ping reports whether the database answers. It is what /readyz asks.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel, err := s.begin(ctx)
@@ -310,6 +327,7 @@ type queries struct {
 	keyChecks, addKeyCheck, deleteKeyCheck              string
 	putSession, getSession, deleteSession, touchSession string
 	purgeSessions                                       string
+	sizeTokens, tokensTable                             string
 	lockLockout, ensureLockout, setLockout, dropLockout string
 }
 
@@ -341,6 +359,9 @@ func newQueries(schema string) queries {
 		// vault.ResealApplies, in SQL.
 		resealToken: q(`UPDATE {schema}.tokens SET key_id = $2, ciphertext = $3, version = $5
 			WHERE token = $1 AND key_id = $4 AND (key_id <> $2 OR version < $5)`),
+		// The tokens table with its indexes and TOAST, for limits.vault_bytes.
+		sizeTokens:     `SELECT pg_total_relation_size($1::regclass)`,
+		tokensTable:    q(`{schema}.tokens`),
 		keyChecks:      q(`SELECT name, value FROM {schema}.key_checks`),
 		addKeyCheck:    q(`INSERT INTO {schema}.key_checks (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING`),
 		deleteKeyCheck: q(`DELETE FROM {schema}.key_checks WHERE name = $1`),

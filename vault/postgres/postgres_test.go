@@ -84,3 +84,28 @@ func TestOpenBadURL(t *testing.T) {
 		t.Errorf("Open(bad url) error repeats the password: %v", err)
 	}
 }
+
+// TestSize: the tokens table's size with its indexes, for
+// limits.vault_bytes (issue 13), grows as records are written.
+func TestSize(t *testing.T) {
+	s := openFresh(t)
+	ctx := context.Background()
+	before, err := s.Size(ctx)
+	if err != nil || before <= 0 {
+		t.Fatalf("Size of an empty vault = %d, %v; want its table's pages", before, err)
+	}
+	keys, err := vault.NewKeyring(vault.NewKeyringFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]vault.Record, 500)
+	for i := range recs {
+		recs[i] = storetest.NewRecord(keys, true)
+	}
+	if _, err := s.Insert(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := s.Size(ctx); err != nil || after <= before {
+		t.Errorf("Size after 500 records = %d, %v; want more than %d", after, err, before)
+	}
+}
