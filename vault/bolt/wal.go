@@ -48,18 +48,19 @@ import (
 // re-applies the latest history in order, and nothing in bbolt is newer
 // than it.
 
-// Segment defaults.
-const (
-	// defaultSegmentSize is the size of each WAL segment. A segment that
-	// would overflow forces a checkpoint, so it bounds how much the
-	// memtables hold between checkpoints: a tokenization logs about 200
-	// bytes, so 32 MiB is ~160k records, more than a default checkpoint.
-	// Both segments are preallocated: 64 MiB whatever the vault's size,
-	// 67 bytes per token at 1M tokens (64 MiB segments made that 134 and
-	// the total 450 bytes per token, at the 450 budget).
-	defaultSegmentSize = 32 << 20
-	frameHeader        = 16
-)
+// defaultSegmentSize is the size of each WAL segment. A segment that
+// would overflow forces a checkpoint, so it bounds how much the memtables
+// hold between checkpoints: a tokenization logs about 200 bytes, so 32 MiB
+// is ~160k records, more than a default checkpoint. Both segments are
+// preallocated: 64 MiB whatever the vault's size, 67 bytes per token at 1M
+// tokens (64 MiB segments made that 134 and the total 450 bytes per token,
+// at the 450 budget). A variable only so that tests under the race
+// detector, where scanning 64 MiB at every Open takes seconds, can use
+// smaller segments (race_test.go).
+var defaultSegmentSize int64 = 32 << 20
+
+// frameHeader is the size of a WAL frame's header.
+const frameHeader = 16
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
