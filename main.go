@@ -421,19 +421,9 @@ func retire(path string, v uint32, admin string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // GET /keys scans the vault
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(admin, "/")+"/keys", nil)
-	if err != nil {
-		return fmt.Errorf("admin URL: %w", err)
-	}
-	req.Header.Set(proxy.AdminHeader, "1")
-	resp, err := http.DefaultClient.Do(req)
+	body, err := adminCall(ctx, http.MethodGet, admin, "/keys")
 	if err != nil {
 		return fmt.Errorf("ask the running tok which versions records use (is -admin right?): %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /keys: %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	var rep keysReport
 	if err := json.Unmarshal(body, &rep); err != nil {
@@ -449,22 +439,31 @@ func retire(path string, v uint32, admin string) error {
 	}
 	// The vault forgets v's key check value (after counting again), or a
 	// keyring without v would be refused as lacking a version records use.
-	req, err = http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(admin, "/")+"/keys/retire?version="+strconv.FormatUint(uint64(v), 10), nil)
-	if err != nil {
-		return fmt.Errorf("admin URL: %w", err)
-	}
-	req.Header.Set(proxy.AdminHeader, "1")
-	resp2, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("POST /keys/retire: %w", err)
-	}
-	defer resp2.Body.Close()
-	body, _ = io.ReadAll(io.LimitReader(resp2.Body, 1<<20))
-	if resp2.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST /keys/retire: %s: %s", resp2.Status, strings.TrimSpace(string(body)))
+	if _, err := adminCall(ctx, http.MethodPost, admin, "/keys/retire?version="+strconv.FormatUint(uint64(v), 10)); err != nil {
+		return err
 	}
 	delete(f.DataKeys, v)
 	return vault.WriteKeyringFile(path, f, true)
+}
+
+// adminCall sends method path to the admin listener at admin, with the
+// header state-changing admin calls need, and returns the body of a 200.
+func adminCall(ctx context.Context, method, admin, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(admin, "/")+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("admin URL: %w", err)
+	}
+	req.Header.Set(proxy.AdminHeader, "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
 }
 
 // keyringLockWait bounds the wait for another "tok keys" on one keyring.
