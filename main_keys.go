@@ -120,15 +120,6 @@ func retireCmd(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// keysReport is the JSON of the admin listener's GET /keys.
-type keysReport struct {
-	Primary  uint32 `json:"primary"`
-	Versions []struct {
-		Version uint32 `json:"version"`
-		Records int    `json:"records"`
-	} `json:"versions"`
-}
-
 // retire removes version v from the keyring file at path after the running
 // tok (at admin) confirms that v is not its primary and no record uses it.
 func retire(path string, v uint32, admin string) error {
@@ -160,7 +151,7 @@ func retire(path string, v uint32, admin string) error {
 	if err != nil {
 		return fmt.Errorf("ask the running tok which versions records use (is -admin right?): %w", err)
 	}
-	var rep keysReport
+	var rep proxy.KeysReport
 	if err := json.Unmarshal(body, &rep); err != nil {
 		return fmt.Errorf("GET /keys: %w", err)
 	}

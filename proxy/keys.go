@@ -116,6 +116,21 @@ func (ks *keyState) checkKeyring(keys *vault.Keyring) error {
 	return nil
 }
 
+// KeysReport is the JSON of the admin listener's GET /keys: the keyring's
+// primary data key version and every version in the keyring or in use.
+type KeysReport struct {
+	Primary  uint32       `json:"primary"`
+	Versions []KeyVersion `json:"versions"`
+}
+
+// KeyVersion is one data key version in a [KeysReport].
+type KeyVersion struct {
+	Version   uint32 `json:"version"`
+	Records   int    `json:"records"`                // records sealed under it (a full count)
+	Sealed    uint64 `json:"sealed_by_this_process"` // seals by this process since it started
+	InKeyring bool   `json:"in_keyring"`
+}
+
 // serveKeys answers GET /keys: the primary version and, per version, the
 // records using it (counted now, a full scan) and this process's seals.
 func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request) error {
@@ -128,19 +143,10 @@ func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	keys := s.opts.Vault.Keyring()
-	type version struct {
-		Version   uint32 `json:"version"`
-		Records   int    `json:"records"`
-		Sealed    uint64 `json:"sealed_by_this_process"`
-		InKeyring bool   `json:"in_keyring"`
-	}
-	out := struct {
-		Primary  uint32    `json:"primary"`
-		Versions []version `json:"versions"`
-	}{Primary: keys.Primary(), Versions: []version{}}
+	out := KeysReport{Primary: keys.Primary(), Versions: []KeyVersion{}}
 	have := keys.Versions()
 	for _, v := range versions(usage, keys) {
-		out.Versions = append(out.Versions, version{v, usage[v], keys.Sealed(v), slices.Contains(have, v)})
+		out.Versions = append(out.Versions, KeyVersion{v, usage[v], keys.Sealed(v), slices.Contains(have, v)})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
