@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/tokproxy/tok/config"
+	"github.com/tokproxy/tok/proxy"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -48,7 +48,7 @@ func secret(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tok secret hash: more than one line on stdin; give the secret alone")
 		return exitFail
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(s), config.BcryptCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(s), proxy.BcryptCost)
 	if err != nil {
 		fmt.Fprintln(stderr, "tok secret hash:", err)
 		return exitFail

@@ -126,7 +126,7 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 	}
 	defer closeWith(&err, "close audit log", closeAudit)
 
-	opts, err := proxyOptions(cfg, v, store, audit, log)
+	opts, err := serverOptions(cfg, v, store, audit, log)
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func reload(path string, running *config.Config, store, mem vault.Store, audit i
 	if err := v.VerifyKeyring(ctx); err != nil {
 		return err
 	}
-	opts, err := proxyOptions(cfg, v, store, audit, log)
+	opts, err := serverOptions(cfg, v, store, audit, log)
 	if err != nil {
 		return err
 	}

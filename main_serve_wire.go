@@ -11,12 +11,25 @@ import (
 
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
-	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
 
-// proxyOptions maps the config onto proxy.Options.
-func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit io.Writer, log *slog.Logger) (proxy.Options, error) {
+// serverOptions is proxy.Options for cfg, with what serve opened: the
+// vault, its durable store, the audit log and the logger.
+func serverOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit io.Writer, log *slog.Logger) (proxy.Options, error) {
+	opts, err := proxyOptions(cfg, os.Getenv)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	opts.Vault, opts.Store, opts.Audit, opts.Logger, opts.Backup = v, store, audit, log, backupOf(store)
+	return opts, nil
+}
+
+// proxyOptions maps the config onto proxy.Options: every key the proxy
+// reads (the stores, keyring, audit log and memory limit are serve's own).
+// getenv resolves the env:NAME secrets of egress routes; the CA files the
+// config names are read.
+func proxyOptions(cfg *config.Config, getenv func(string) string) (proxy.Options, error) {
 	clients := make([]proxy.Client, len(cfg.Clients))
 	for i, c := range cfg.Clients {
 		clients[i] = proxy.Client{Name: c.Name, SecretHash: c.SecretHash, Reveal: c.Reveal, Delete: c.Delete,
@@ -41,11 +54,7 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		}
 		upstream = u
 	}
-	mode, ok := rewrite.ParseGuardMode(cfg.Guard.Mode)
-	if !ok {
-		return proxy.Options{}, fmt.Errorf("guard mode %q", cfg.Guard.Mode)
-	}
-	egress, err := egressRoutes(cfg.Egress, os.Getenv)
+	egress, err := egressRoutes(cfg.Egress, getenv)
 	if err != nil {
 		return proxy.Options{}, err
 	}
@@ -64,13 +73,9 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		}
 	}
 	return proxy.Options{
-		Vault:                  v,
-		Store:                  store,
 		Listen:                 proxy.Listen{Public: cfg.Listen.Public, Auth: cfg.Listen.Auth, Admin: cfg.Listen.Admin, Egress: cfg.Listen.Egress},
 		Clients:                clients,
 		MaxBody:                int64(cfg.Limits.MaxBody),
-		Audit:                  audit,
-		Logger:                 log,
 		SessionIdle:            cfg.Session.Idle,
 		SessionMax:             cfg.Session.Max,
 		LockoutThreshold:       cfg.Lockout.Threshold,
@@ -80,13 +85,12 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 		LoginSourceRate:        cfg.Lockout.SourceRate,
 		Upstream:               upstream,
 		Routes:                 routes,
-		Guard:                  proxy.GuardOptions{Mode: mode, Ignore: cfg.Guard.Ignore, IgnoreHeaders: cfg.Guard.IgnoreHeaders},
+		Guard:                  proxy.GuardOptions{Mode: cfg.Guard.Mode, Ignore: cfg.Guard.Ignore, IgnoreHeaders: cfg.Guard.IgnoreHeaders},
 		MaxDepth:               cfg.Limits.MaxDepth,
 		MaxInFlight:            cfg.Limits.MaxInFlight,
 		Egress:                 egress,
 		TLS:                    listenerTLS(cfg.TLS),
 		ForwardCA:              forwardCA,
-		Backup:                 backupOf(store),
 		Budgets: proxy.Budgets{Window: cfg.Budgets.Window, HandleAnonymous: cfg.Budgets.HandleAnonymous,
 			HandleClient: cfg.Budgets.HandleClient, Inbound: cfg.Budgets.Inbound, Reveal: cfg.Budgets.Reveal,
 			TrustedProxies: cfg.Budgets.Sources()},

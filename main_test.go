@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -33,60 +32,26 @@ func TestUnsetSecrets(t *testing.T) {
 	}
 }
 
-// TestBudgetDefaults: the proxy's defaults for budgets left zero are the
-// config's documented ones (default.yaml), so a library user and a config
-// user get the same oracle bounds.
-func TestBudgetDefaults(t *testing.T) {
-	c := config.Default().Budgets
-	p := proxy.Budgets{Window: proxy.DefaultBudgetWindow, HandleAnonymous: proxy.DefaultHandleAnonymousBudget,
-		HandleClient: proxy.DefaultHandleClientBudget, Inbound: proxy.DefaultInboundBudget, Reveal: proxy.DefaultRevealBudget}
-	want := proxy.Budgets{Window: c.Window, HandleAnonymous: c.HandleAnonymous, HandleClient: c.HandleClient,
-		Inbound: c.Inbound, Reveal: c.Reveal}
-	if !reflect.DeepEqual(p, want) {
-		t.Errorf("proxy budget defaults %+v, config defaults %+v: want the same", p, want)
-	}
-	if proxy.AnonymousClient != config.AnonymousClient {
-		t.Errorf("proxy.AnonymousClient %q, config.AnonymousClient %q", proxy.AnonymousClient, config.AnonymousClient)
-	}
-	if proxy.MaxBudget != config.MaxBudget {
-		t.Errorf("proxy.MaxBudget %d, config.MaxBudget %d", proxy.MaxBudget, config.MaxBudget)
-	}
-}
-
-// TestDefaultsInStep: where proxy or a store keeps its own default for a
-// config key (used when a caller leaves the option zero), it is the
-// config's, which default.yaml documents (config's TestEmbeddedDefault).
+// TestDefaultsInStep: the stores keep their own commit timeout default
+// (vault packages do not import proxy); it is the one config fills in.
 func TestDefaultsInStep(t *testing.T) {
 	for _, c := range []struct {
 		key       string
 		got, want any
 	}{
-		{"vault.commit_timeout (proxy)", proxy.DefaultCommitTimeout, config.DefaultCommitTimeout},
-		{"vault.commit_timeout (bolt)", bolt.DefaultCommitTimeout, config.DefaultCommitTimeout},
-		{"vault.commit_timeout (postgres)", postgres.DefaultTimeout, config.DefaultCommitTimeout},
-		{"lockout.threshold", proxy.DefaultLockoutThreshold, config.DefaultLockoutThreshold},
-		{"lockout.duration", proxy.DefaultLockoutDuration, config.DefaultLockoutDuration},
-		{"lockout.client_threshold", proxy.DefaultLockoutClientThreshold, config.DefaultLockoutClientThreshold},
-		{"lockout.source_rate", proxy.DefaultLoginSourceRate, config.DefaultLockoutSourceRate},
-		{"session.idle", proxy.DefaultSessionIdle, config.DefaultSessionIdle},
-		{"session.max", proxy.DefaultSessionMax, config.DefaultSessionMax},
+		{"vault.commit_timeout (bolt)", bolt.DefaultCommitTimeout, proxy.DefaultCommitTimeout},
+		{"vault.commit_timeout (postgres)", postgres.DefaultTimeout, proxy.DefaultCommitTimeout},
+		{"vault.commit_timeout (config)", config.Default().Vault.CommitTimeout, proxy.DefaultCommitTimeout},
 	} {
 		if c.got != c.want {
-			t.Errorf("%s: default %v, config's %v", c.key, c.got, c.want)
+			t.Errorf("%s: default %v, proxy's %v", c.key, c.got, c.want)
 		}
 	}
 }
 
-// TestEgressDefaultsInStep: the proxy's egress constants are the config's
-// (issue 15), and a header template's variables are named by tok check.
-func TestEgressDefaultsInStep(t *testing.T) {
-	if proxy.DefaultEgressTimeout != config.DefaultEgressTimeout {
-		t.Errorf("proxy.DefaultEgressTimeout %s, config %s", proxy.DefaultEgressTimeout, config.DefaultEgressTimeout)
-	}
-	pf := []string{proxy.ErrorFormatPlain, proxy.ErrorFormatStripe, proxy.ErrorFormatAdyen, proxy.ErrorFormatCheckout, proxy.ErrorFormatBraintree}
-	if !reflect.DeepEqual(pf, config.ErrorFormats) {
-		t.Errorf("proxy error formats %q, config %q", pf, config.ErrorFormats)
-	}
+// TestEgressHeaderTemplate: a header template's variables are named by tok
+// check and resolved by the wiring.
+func TestEgressHeaderTemplate(t *testing.T) {
 	cfg := &config.Config{Egress: []config.EgressRoute{{Name: "s", Headers: map[string]string{"Authorization": "Bearer {env:STRIPE_SECRET}"}}}}
 	if got := unsetSecrets(cfg, func(string) string { return "" }); len(got) != 1 || !strings.Contains(got[0], "STRIPE_SECRET") {
 		t.Errorf("unsetSecrets = %q, want one naming STRIPE_SECRET", got)

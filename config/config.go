@@ -15,6 +15,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/proxy/rewrite"
+	"github.com/tokproxy/tok/vault"
 )
 
 // defaultYAML is the commented default configuration.
@@ -56,67 +60,39 @@ const (
 	// posting checkouts cannot grow tok's memory without bound.
 	DefaultVolatileRecords = 1 << 18 // 262144, about 27 MB at ~104 B per record
 
-	DefaultSessionIdle      = 15 * time.Minute // session.idle
-	DefaultSessionMax       = 8 * time.Hour    // session.max (PCI DSS 8.2.8)
-	DefaultLockoutThreshold = 10               // lockout.threshold (PCI DSS 8.3.4)
-	DefaultLockoutDuration  = 30 * time.Minute // lockout.duration (PCI DSS 8.3.4)
-	// DefaultLockoutClientThreshold is lockout.client_threshold: failed
-	// logins of one client from all sources together that lock it from
-	// every source (issue 13).
-	DefaultLockoutClientThreshold = 100
-	// DefaultLockoutSourceRate is lockout.source_rate: login attempts per
-	// minute one source address may make (a burst of as many, refilled
-	// over the minute) before it gets 429 too_many_logins (issue 13).
-	DefaultLockoutSourceRate = 30
-	// DefaultCommitTimeout is vault.commit_timeout: how long a request
-	// waits for a store commit (or an audit line) before it gets 503, and
-	// how long one may be in flight before /readyz reports the store
-	// stalled (issue 13). Well below the listeners' 60 s write timeout.
-	DefaultCommitTimeout = 5 * time.Second
+	// The session, lockout, budget and commit timeout defaults are the
+	// proxy's own (proxy.DefaultSessionIdle and the rest), which fill in a
+	// key left absent; default.yaml shows the same values.
 
-	// Budgets (issue 19), counted in values and refilled continuously over
-	// budgets.window; see the README's security section.
-	DefaultBudgetWindow          = time.Hour // budgets.window
-	DefaultHandleAnonymousBudget = 100_000   // budgets.handle_anonymous: card numbers per source address
-	DefaultHandleClientBudget    = 1_000     // budgets.handle_client: card numbers per client (convergent)
-	DefaultInboundBudget         = 10_000    // budgets.inbound: convergent values per source address
-	DefaultRevealBudget          = 100       // budgets.reveal: /@me lookups per client
+	DefaultStore = StoreDisk // fields[].store
 
-	DefaultGuardMode = GuardReject // guard.mode
-	DefaultStore     = StoreDisk   // fields[].store
-
-	// DefaultEgressTimeout is egress[].timeout: how long tok waits for a
-	// provider's answer. It is longer than the SDKs' own (stripe-go 80s,
-	// Adyen 60s), so the SDK, which knows whether it may retry, gives up
-	// first (issue 15).
-	DefaultEgressTimeout = 90 * time.Second
-	// DefaultErrorFormat is egress[].error_format.
-	DefaultErrorFormat = ErrorFormatPlain
+	// DefaultErrorFormat is egress[].error_format; the timeout's default
+	// is proxy.DefaultEgressTimeout.
+	DefaultErrorFormat = proxy.ErrorFormatPlain
 	// DefaultUnrevealedTokens is egress[].unrevealed_tokens.
 	DefaultUnrevealedTokens = UnrevealedWarn
 )
 
-// Error formats of an egress route (egress[].error_format): the envelope
-// tok's own refusals on the route are written in, so that the provider's
-// SDK reads them as an error that will not change and does not retry.
+// Unrevealed is what an egress route does with a live token found outside
+// the fields it reveals (egress[].unrevealed_tokens): it would reach the
+// provider as a token, which the provider declines.
+type Unrevealed string
+
+// What an egress route does with an unrevealed token.
 const (
-	ErrorFormatPlain     = "plain"     // tok's own: {"error": code, "message": ...}
-	ErrorFormatStripe    = "stripe"    // {"error": {"type", "code", "message", "param"}}, Stripe-Should-Retry: false
-	ErrorFormatAdyen     = "adyen"     // {"status", "errorCode", "message", "errorType"}
-	ErrorFormatCheckout  = "checkout"  // {"request_id", "error_type", "error_codes": [...]}
-	ErrorFormatBraintree = "braintree" // XML <api-error-response> with <message> and an <error>
+	UnrevealedWarn   Unrevealed = "warn"   // log a warning naming the route and field, and forward
+	UnrevealedRefuse Unrevealed = "refuse" // refuse with 422 "unrevealed_token"
 )
 
-// ErrorFormats lists the error formats, in the order the docs give them.
-var ErrorFormats = []string{ErrorFormatPlain, ErrorFormatStripe, ErrorFormatAdyen, ErrorFormatCheckout, ErrorFormatBraintree}
-
-// What an egress route does with a live token found outside the fields it
-// reveals (egress[].unrevealed_tokens): it would reach the provider as a
-// token, which the provider declines.
-const (
-	UnrevealedWarn   = "warn"   // log a warning naming the route and field, and forward
-	UnrevealedRefuse = "refuse" // refuse with 422 "unrevealed_token"
-)
+// UnmarshalText sets u from the config; empty is the default.
+func (u *Unrevealed) UnmarshalText(text []byte) error {
+	switch v := Unrevealed(text); v {
+	case "", UnrevealedWarn, UnrevealedRefuse:
+		*u = v
+		return nil
+	}
+	return fmt.Errorf("%q: use warn or refuse", text)
+}
 
 // DefaultIgnoreHeaders is guard.ignore_headers when the key is absent: the
 // tracing headers that carry random 64-bit ids in decimal, one in a hundred
@@ -165,22 +141,16 @@ const (
 	MaxKeepFirst = 8
 	MaxKeepLast  = 4
 	// MinBcryptCost is the weakest bcrypt cost accepted in secret_hash;
-	// `tok secret hash` uses [BcryptCost].
+	// `tok secret hash` uses proxy.BcryptCost.
 	MinBcryptCost = 10
-	BcryptCost    = 12
 	// MinEgressTimeout and MaxEgressTimeout bound egress[].timeout.
 	MinEgressTimeout = time.Second
 	MaxEgressTimeout = 10 * time.Minute
 	// MaxSelectorLen bounds json and form selectors and guard.ignore entries.
 	MaxSelectorLen = 256
-	// MaxBudget is the largest budget: 10^9 values per window is "off".
-	MaxBudget = 1_000_000_000
 	// MinBudgetWindow and MaxBudgetWindow bound budgets.window.
 	MinBudgetWindow = time.Minute
 	MaxBudgetWindow = 24 * time.Hour
-	// AnonymousClient is how the audit log names unauthenticated callers
-	// of /handle; no client may be called so.
-	AnonymousClient = "anonymous"
 )
 
 // Off is the listen address that turns a listener off.
@@ -193,18 +163,24 @@ const (
 	EnvKeyring     = "TOK_KEYRING"      // the keyring file's contents
 )
 
-// Guard modes (guard.mode).
+// Store is where a field's tokens are kept (fields[].store).
+type Store string
+
+// Field stores.
 const (
-	GuardReject   = "reject"   // refuse the request with 422 naming the field
-	GuardTokenize = "tokenize" // tokenize the number in place
-	GuardOff      = "off"      // let it pass
+	StoreDisk   Store = "disk"   // the durable store (bolt or postgres)
+	StoreMemory Store = "memory" // the volatile store: never on disk, needs a ttl
 )
 
-// Field stores (fields[].store).
-const (
-	StoreDisk   = "disk"   // the durable store (bolt or postgres)
-	StoreMemory = "memory" // the volatile store: never on disk, needs a ttl
-)
+// UnmarshalText sets s from the config; empty is the default.
+func (s *Store) UnmarshalText(text []byte) error {
+	switch v := Store(text); v {
+	case "", StoreDisk, StoreMemory:
+		*s = v
+		return nil
+	}
+	return fmt.Errorf("%q is not a store; use disk or memory", text)
+}
 
 // Config is tok's whole configuration. After [Parse] every default is
 // filled in: a listener that is off has an empty address, and exactly one of
@@ -253,13 +229,6 @@ type CAFiles struct {
 	KeyFile  string `yaml:"key_file"`
 }
 
-// Client authentication modes of the auth listener (tls.auth.client_auth).
-const (
-	ClientAuthSession     = "session"     // log in, then a session cookie (the default)
-	ClientAuthCertificate = "certificate" // the client certificate's CN names the client; no login
-	ClientAuthBoth        = "both"        // a session whose client is the certificate's CN
-)
-
 // ListenerTLS is one listener's certificate and key (PEM files, re-read on
 // SIGHUP) and, on the auth listener, client certificate rules.
 type ListenerTLS struct {
@@ -269,7 +238,7 @@ type ListenerTLS struct {
 	// in this PEM bundle.
 	ClientCAFile string `yaml:"client_ca_file"`
 	// ClientAuth (auth only): session (default), certificate or both.
-	ClientAuth string `yaml:"client_auth"`
+	ClientAuth proxy.ClientAuth `yaml:"client_auth"`
 }
 
 // Vault says where records and keys live.
@@ -408,10 +377,10 @@ type EgressRoute struct {
 	// value in X-Tok-Egress-Key.
 	EgressKey string `yaml:"egress_key"`
 	// ErrorFormat is the envelope of tok's refusals on this route; one of
-	// [ErrorFormats]. Empty: [DefaultErrorFormat].
-	ErrorFormat string `yaml:"error_format"`
+	// proxy.ErrorFormats. Empty: [DefaultErrorFormat].
+	ErrorFormat proxy.ErrorFormat `yaml:"error_format"`
 	// Timeout bounds the wait for the provider's answer. Zero:
-	// [DefaultEgressTimeout].
+	// proxy.DefaultEgressTimeout.
 	Timeout time.Duration `yaml:"timeout"`
 	// ResponseIgnore are JSON paths (json selector grammar) or form keys
 	// of the provider's answers that the response guard leaves alone:
@@ -421,7 +390,7 @@ type EgressRoute struct {
 	// UnrevealedTokens is warn or refuse: what to do with a live token
 	// found in the body outside the route's fields. Empty:
 	// [DefaultUnrevealedTokens].
-	UnrevealedTokens string `yaml:"unrevealed_tokens"`
+	UnrevealedTokens Unrevealed `yaml:"unrevealed_tokens"`
 }
 
 // Field names one value in a body and how to tokenize it. Exactly one of
@@ -430,10 +399,10 @@ type Field struct {
 	JSON   string        `yaml:"json"`   // dotted path; "#" = every array element
 	Form   string        `yaml:"form"`   // form key
 	XML    string        `yaml:"xml"`    // egress only: element path, /transaction/credit-card/number
-	Format string        `yaml:"format"` // pan (default), digits, opaque
+	Format vault.Format  `yaml:"format"` // pan (default), digits, opaque
 	Keep   *Keep         `yaml:"keep"`   // pan only; nil: 6 and 4
 	Unique bool          `yaml:"unique"`
-	Store  string        `yaml:"store"` // disk (default) or memory
+	Store  Store         `yaml:"store"` // disk (default) or memory
 	TTL    time.Duration `yaml:"ttl"`   // required for memory
 	// Bind names the route's card field (same kind of selector) this
 	// value was collected with: a CVC's token is then unique only among
@@ -463,8 +432,8 @@ func (f Field) Selector() string {
 
 // Guard configures the card-number guard.
 type Guard struct {
-	Mode   string   `yaml:"mode"`
-	Ignore []string `yaml:"ignore"`
+	Mode   rewrite.GuardMode `yaml:"mode"` // reject (the zero value), tokenize or off
+	Ignore []string          `yaml:"ignore"`
 	// IgnoreHeaders names request headers (any case) the guard does not
 	// read. If absent, DefaultIgnoreHeaders; [] reads every header.
 	IgnoreHeaders []string `yaml:"ignore_headers"`
@@ -537,22 +506,21 @@ func (c *Config) fillDefaults() {
 	setDefault(&c.Limits.Memory, DefaultMemory)
 	setDefault(&c.Limits.VolatileRecords, DefaultVolatileRecords)
 	setDefault(&c.Audit.Path, DefaultAuditPath)
-	setDefault(&c.Session.Idle, DefaultSessionIdle)
-	setDefault(&c.Session.Max, DefaultSessionMax)
-	setDefault(&c.Lockout.Threshold, DefaultLockoutThreshold)
-	setDefault(&c.Lockout.Duration, DefaultLockoutDuration)
-	setDefault(&c.Lockout.ClientThreshold, DefaultLockoutClientThreshold)
-	setDefault(&c.Lockout.SourceRate, DefaultLockoutSourceRate)
-	setDefault(&c.Vault.CommitTimeout, DefaultCommitTimeout)
-	setDefault(&c.Guard.Mode, DefaultGuardMode)
+	setDefault(&c.Session.Idle, proxy.DefaultSessionIdle)
+	setDefault(&c.Session.Max, proxy.DefaultSessionMax)
+	setDefault(&c.Lockout.Threshold, proxy.DefaultLockoutThreshold)
+	setDefault(&c.Lockout.Duration, proxy.DefaultLockoutDuration)
+	setDefault(&c.Lockout.ClientThreshold, proxy.DefaultLockoutClientThreshold)
+	setDefault(&c.Lockout.SourceRate, proxy.DefaultLoginSourceRate)
+	setDefault(&c.Vault.CommitTimeout, proxy.DefaultCommitTimeout)
 	if c.Guard.IgnoreHeaders == nil {
 		c.Guard.IgnoreHeaders = slices.Clone(DefaultIgnoreHeaders)
 	}
-	setDefault(&c.Budgets.Window, DefaultBudgetWindow)
-	setDefault(&c.Budgets.HandleAnonymous, DefaultHandleAnonymousBudget)
-	setDefault(&c.Budgets.HandleClient, DefaultHandleClientBudget)
-	setDefault(&c.Budgets.Inbound, DefaultInboundBudget)
-	setDefault(&c.Budgets.Reveal, DefaultRevealBudget)
+	setDefault(&c.Budgets.Window, proxy.DefaultBudgetWindow)
+	setDefault(&c.Budgets.HandleAnonymous, proxy.DefaultHandleAnonymousBudget)
+	setDefault(&c.Budgets.HandleClient, proxy.DefaultHandleClientBudget)
+	setDefault(&c.Budgets.Inbound, proxy.DefaultInboundBudget)
+	setDefault(&c.Budgets.Reveal, proxy.DefaultRevealBudget)
 	for i := range c.Inbound {
 		fillFieldDefaults(c.Inbound[i].Fields)
 	}
@@ -560,7 +528,7 @@ func (c *Config) fillDefaults() {
 		r := &c.Egress[i]
 		fillFieldDefaults(r.Fields)
 		setDefault(&r.ErrorFormat, DefaultErrorFormat)
-		setDefault(&r.Timeout, DefaultEgressTimeout)
+		setDefault(&r.Timeout, proxy.DefaultEgressTimeout)
 		setDefault(&r.UnrevealedTokens, DefaultUnrevealedTokens)
 		if r.Match.Host != "" && r.Match.Path == "" {
 			r.Match.Path = "/*"
@@ -570,7 +538,6 @@ func (c *Config) fillDefaults() {
 
 func fillFieldDefaults(fs []Field) {
 	for i := range fs {
-		setDefault(&fs[i].Format, "pan")
 		setDefault(&fs[i].Store, DefaultStore)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -83,13 +85,13 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("Session = %+v, Lockout = %+v", c.Session, c.Lockout)
 	}
 	f := c.Inbound[0].Fields
-	if f[0].Format != "pan" || f[0].Store != StoreDisk || f[1].Store != StoreMemory || f[3].Form != "card[number]" {
+	if f[0].Format != vault.FormatPAN || f[0].Store != StoreDisk || f[1].Store != StoreMemory || f[3].Form != "card[number]" {
 		t.Errorf("Inbound fields = %+v", f)
 	}
 	if got := c.Egress[0].Headers["Authorization"]; got != "env:PSP_API_KEY" {
 		t.Errorf("Egress headers = %v", c.Egress[0].Headers)
 	}
-	if c.Guard.Mode != GuardTokenize || !reflect.DeepEqual(c.Guard.Ignore, []string{"order.id"}) {
+	if c.Guard.Mode != rewrite.GuardTokenize || !reflect.DeepEqual(c.Guard.Ignore, []string{"order.id"}) {
 		t.Errorf("Guard = %+v", c.Guard)
 	}
 }
@@ -97,16 +99,16 @@ func TestParseFull(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	want := Config{
 		Listen: Listen{Public: DefaultPublicAddr, Auth: DefaultAuthAddr, Admin: DefaultAdminAddr, Egress: DefaultEgressAddr},
-		Vault:  Vault{Bolt: DefaultBoltPath, Keyring: DefaultKeyringPath, CommitTimeout: DefaultCommitTimeout},
+		Vault:  Vault{Bolt: DefaultBoltPath, Keyring: DefaultKeyringPath, CommitTimeout: proxy.DefaultCommitTimeout},
 		Limits: Limits{MaxBody: DefaultMaxBody, MaxDepth: DefaultMaxDepth, MaxInFlight: DefaultMaxInFlight,
 			Memory: DefaultMemory, VolatileRecords: DefaultVolatileRecords},
 		Audit:   Audit{Path: DefaultAuditPath},
-		Session: Session{Idle: DefaultSessionIdle, Max: DefaultSessionMax},
-		Lockout: Lockout{Threshold: DefaultLockoutThreshold, Duration: DefaultLockoutDuration,
-			ClientThreshold: DefaultLockoutClientThreshold, SourceRate: DefaultLockoutSourceRate},
-		Budgets: Budgets{Window: DefaultBudgetWindow, HandleAnonymous: DefaultHandleAnonymousBudget,
-			HandleClient: DefaultHandleClientBudget, Inbound: DefaultInboundBudget, Reveal: DefaultRevealBudget},
-		Guard: Guard{Mode: DefaultGuardMode, IgnoreHeaders: DefaultIgnoreHeaders},
+		Session: Session{Idle: proxy.DefaultSessionIdle, Max: proxy.DefaultSessionMax},
+		Lockout: Lockout{Threshold: proxy.DefaultLockoutThreshold, Duration: proxy.DefaultLockoutDuration,
+			ClientThreshold: proxy.DefaultLockoutClientThreshold, SourceRate: proxy.DefaultLoginSourceRate},
+		Budgets: Budgets{Window: proxy.DefaultBudgetWindow, HandleAnonymous: proxy.DefaultHandleAnonymousBudget,
+			HandleClient: proxy.DefaultHandleClientBudget, Inbound: proxy.DefaultInboundBudget, Reveal: proxy.DefaultRevealBudget},
+		Guard: Guard{Mode: rewrite.GuardReject, IgnoreHeaders: DefaultIgnoreHeaders},
 	}
 	for _, tc := range []struct{ name, yaml string }{
 		{"empty file", ""},
@@ -473,13 +475,13 @@ func TestFieldSpec(t *testing.T) {
 		err   bool
 	}{
 		{"defaults", Field{JSON: "a"}, vault.Spec{}, false},
-		{"pan keep", Field{JSON: "a", Format: "pan", Keep: &Keep{First: n(8), Last: n(0)}}, vault.Spec{KeepFirst: 8, KeepLast: -1}, false},
+		{"pan keep", Field{JSON: "a", Format: vault.FormatPAN, Keep: &Keep{First: n(8), Last: n(0)}}, vault.Spec{KeepFirst: 8, KeepLast: -1}, false},
 		{"pan keep last only", Field{JSON: "a", Keep: &Keep{Last: n(2)}}, vault.Spec{KeepLast: 2}, false},
-		{"digits memory", Field{JSON: "a", Format: "digits", Store: StoreMemory, TTL: time.Minute}, vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: time.Minute}, false},
-		{"opaque unique disk ttl", Field{JSON: "a", Format: "opaque", Unique: true, Store: StoreDisk, TTL: time.Hour}, vault.Spec{Format: vault.FormatOpaque, Unique: true, TTL: time.Hour}, false},
+		{"digits memory", Field{JSON: "a", Format: vault.FormatDigits, Store: StoreMemory, TTL: time.Minute}, vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: time.Minute}, false},
+		{"opaque unique disk ttl", Field{JSON: "a", Format: vault.FormatOpaque, Unique: true, Store: StoreDisk, TTL: time.Hour}, vault.Spec{Format: vault.FormatOpaque, Unique: true, TTL: time.Hour}, false},
 		{"memory without ttl", Field{JSON: "a", Store: StoreMemory}, vault.Spec{}, true},
-		{"keep with digits", Field{JSON: "a", Format: "digits", Keep: &Keep{}}, vault.Spec{}, true},
-		{"bad format", Field{JSON: "a", Format: "x"}, vault.Spec{}, true},
+		{"keep with digits", Field{JSON: "a", Format: vault.FormatDigits, Keep: &Keep{}}, vault.Spec{}, true},
+		{"bad format", Field{JSON: "a", Format: vault.Format(9)}, vault.Spec{}, true},
 		{"bad store", Field{JSON: "a", Store: "x"}, vault.Spec{}, true},
 	}
 	for _, tc := range tests {
@@ -611,7 +613,7 @@ func TestEgressWarnings(t *testing.T) {
 		t.Errorf("Warnings() = %q, want no egress_key and error_format for route s only", ws)
 	}
 	r := c.Egress[0]
-	if r.Match.Path != "/*" || r.Timeout != DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens {
+	if r.Match.Path != "/*" || r.Timeout != proxy.DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens {
 		t.Errorf("host route defaults = path %q timeout %s format %q unrevealed %q", r.Match.Path, r.Timeout, r.ErrorFormat, r.UnrevealedTokens)
 	}
 }
@@ -639,9 +641,9 @@ func TestDefaultEgressExample(t *testing.T) {
 		t.Fatalf("the commented egress example does not parse:\n%s\n%v", b.String(), err)
 	}
 	r := c.Egress[0]
-	if r.Timeout != DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens || r.Match.Host != "" {
+	if r.Timeout != proxy.DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens || r.Match.Host != "" {
 		t.Errorf("egress example: timeout %s, error_format %q, unrevealed_tokens %q, host %q; want the defaults %s, %q, %q, \"\"",
-			r.Timeout, r.ErrorFormat, r.UnrevealedTokens, r.Match.Host, DefaultEgressTimeout, DefaultErrorFormat, DefaultUnrevealedTokens)
+			r.Timeout, r.ErrorFormat, r.UnrevealedTokens, r.Match.Host, proxy.DefaultEgressTimeout, DefaultErrorFormat, DefaultUnrevealedTokens)
 	}
 }
 

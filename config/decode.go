@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,9 @@ type document struct {
 	lines map[string]int // key path → line of the key (or sequence item)
 	errs  []Problem
 	bad   []string // paths with schema problems; validation skips them
+	// blanked is set when the schema check has set values their type
+	// refuses to null (and reported them), so decoding leaves them zero.
+	blanked bool
 }
 
 // decode checks data against the schema (unknown keys, wrong types) and
@@ -49,9 +53,17 @@ func decode(data []byte, name string) (*document, error) {
 	d.index(&root, "")
 	d.check(&root, reflect.TypeFor[Config](), "")
 
-	strict := yaml.NewDecoder(bytes.NewReader(data))
-	strict.KnownFields(true)
-	err := strict.Decode(d.cfg)
+	// yaml.v3 stops at the first value an UnmarshalText refuses; those
+	// values are reported and blanked in the tree, which is decoded then.
+	// Unknown keys are reported by the schema check either way.
+	var err error
+	if d.blanked {
+		err = root.Decode(d.cfg)
+	} else {
+		strict := yaml.NewDecoder(bytes.NewReader(data))
+		strict.KnownFields(true)
+		err = strict.Decode(d.cfg)
+	}
 	var te *yaml.TypeError
 	switch {
 	case err == nil, errors.Is(err, io.EOF):
@@ -142,8 +154,9 @@ func (d *document) lineOf(path string) int {
 }
 
 var (
-	durationType    = reflect.TypeFor[time.Duration]()
-	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+	durationType        = reflect.TypeFor[time.Duration]()
+	unmarshalerType     = reflect.TypeFor[yaml.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
 // check walks the node tree against the Go type t and reports unknown keys,
@@ -168,6 +181,10 @@ func (d *document) check(n *yaml.Node, t reflect.Type, path string) {
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			d.schema(path, n.Line, unmarshalMessage(err))
 		}
+		return
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		d.checkText(n, t, path)
 		return
 	}
 	if t == durationType {
@@ -220,6 +237,24 @@ func (d *document) check(n *yaml.Node, t reflect.Type, path string) {
 			d.schema(path, n.Line, "number out of range")
 		}
 	}
+}
+
+// checkText checks a scalar against the UnmarshalText of t, the enums
+// (guard.mode, fields[].format and the like), whose errors name the
+// values allowed. A value refused is blanked for decoding.
+func (d *document) checkText(n *yaml.Node, t reflect.Type, path string) {
+	var msg string
+	if n.Kind != yaml.ScalarNode {
+		msg = "want a string (" + kindName(n) + " given)"
+	} else if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
+		msg = err.Error()
+	}
+	if msg == "" {
+		return
+	}
+	d.schema(path, n.Line, msg)
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+	d.blanked = true
 }
 
 func (d *document) checkStruct(n *yaml.Node, t reflect.Type, path string) {

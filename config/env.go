@@ -133,9 +133,9 @@ func EnvRefs(s string) ([]string, error) {
 // Spec returns how the field's values are tokenized. Parse has validated
 // the field, so an error means a Field built by hand is invalid.
 func (f Field) Spec() (vault.Spec, error) {
-	format, err := vault.ParseFormat(f.Format)
-	if err != nil {
-		return vault.Spec{}, err
+	format := f.Format
+	if _, err := vault.ParseFormat(format.String()); err != nil {
+		return vault.Spec{}, err // a Format beyond the named ones
 	}
 	s := vault.Spec{Format: format, Unique: f.Unique, TTL: f.TTL, Bound: f.Bind != ""}
 	switch f.Store {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tokproxy/tok/proxy"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -180,7 +181,7 @@ func (v *validator) clients(cs []Client) {
 		case !clientNameRE.MatchString(c.Name):
 			v.fail(p+".name", "%q: use 1 to 64 letters, digits, \".\", \"_\" or \"-\"", c.Name)
 		default:
-			if c.Name == AnonymousClient {
+			if c.Name == proxy.AnonymousClient {
 				v.fail(p+".name", "%q is reserved: the audit log names unauthenticated /handle callers so; choose another name", c.Name)
 			} else if first, dup := seen[c.Name]; dup {
 				v.fail(p+".name", "duplicate client %q (also clients[%d]); names must be unique", c.Name, first)
@@ -192,8 +193,8 @@ func (v *validator) clients(cs []Client) {
 			key string
 			n   int
 		}{{"handle_budget", c.HandleBudget}, {"reveal_budget", c.RevealBudget}} {
-			if b.n < 0 || b.n > MaxBudget {
-				v.fail(p+"."+b.key, "%d is out of range; use 1 to %d, or 0 for the budgets section's value", b.n, MaxBudget)
+			if b.n < 0 || b.n > proxy.MaxBudget {
+				v.fail(p+"."+b.key, "%d is out of range; use 1 to %d, or 0 for the budgets section's value", b.n, proxy.MaxBudget)
 			}
 		}
 		// The hash is not echoed: it is not the secret, but it is an
@@ -220,8 +221,8 @@ func (v *validator) budgets(b Budgets) {
 		{"handle_anonymous", b.HandleAnonymous}, {"handle_client", b.HandleClient},
 		{"inbound", b.Inbound}, {"reveal", b.Reveal},
 	} {
-		if x.n < 1 || x.n > MaxBudget {
-			v.fail("budgets."+x.key, "%d is out of range; use 1 to %d values per window (%d turns it off in effect)", x.n, MaxBudget, MaxBudget)
+		if x.n < 1 || x.n > proxy.MaxBudget {
+			v.fail("budgets."+x.key, "%d is out of range; use 1 to %d values per window (%d turns it off in effect)", x.n, proxy.MaxBudget, proxy.MaxBudget)
 		}
 	}
 	for i, p := range b.TrustedProxies {
@@ -392,12 +393,8 @@ func (v *validator) fields(route string, fs []Field) {
 		} else {
 			seen[f.Selector()] = i
 		}
-		format, err := vault.ParseFormat(f.Format)
-		if err != nil {
-			v.fail(p+".format", "%q is not a format; use pan, digits or opaque", f.Format)
-		}
 		if f.Keep != nil {
-			if err == nil && format != vault.FormatPAN {
+			if f.Format != vault.FormatPAN {
 				v.fail(p+".keep", "only pan tokens keep digits; remove keep or use format: pan")
 			}
 			if k := f.Keep.First; k != nil && (*k < 0 || *k > MaxKeepFirst) {
@@ -407,17 +404,13 @@ func (v *validator) fields(route string, fs []Field) {
 				v.fail(p+".keep.last", "%d is out of range; keep 0 to %d trailing digits", *k, MaxKeepLast)
 			}
 		}
-		switch f.Store {
-		case StoreDisk:
-		case StoreMemory:
+		if f.Store == StoreMemory {
 			if f.TTL <= 0 {
 				v.fail(p+".ttl", "store: memory needs a ttl, e.g. ttl: 15m (a volatile value must expire)")
 			}
 			if f.TTL > MaxVolatileTTL {
 				v.fail(p+".ttl", "%s is too long for a value held in memory; use at most %s (a CVC is needed until authorization)", f.TTL, MaxVolatileTTL)
 			}
-		default:
-			v.fail(p+".store", "%q is not a store; use disk or memory", f.Store)
 		}
 		if f.TTL < 0 {
 			v.fail(p+".ttl", "must be positive, e.g. 15m")
@@ -452,7 +445,7 @@ func (v *validator) binds(route string, fs []Field, inbound bool) {
 		case fs[j].Bind != "":
 			v.fail(p, "%q is bound itself; bind to the card field it is bound to", f.Bind)
 		}
-		if inbound && (f.Format != "digits" || f.Store != StoreMemory) {
+		if inbound && (f.Format != vault.FormatDigits || f.Store != StoreMemory) {
 			v.fail(p, "bind is for short values held in memory, such as a CVC: set format: digits and store: memory with a ttl")
 		}
 	}
@@ -513,11 +506,6 @@ func checkFormSelector(s string) string {
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
 
 func (v *validator) guard(g Guard) {
-	switch g.Mode {
-	case GuardReject, GuardTokenize, GuardOff:
-	default:
-		v.fail("guard.mode", "%q is not a mode; use reject, tokenize or off", g.Mode)
-	}
 	for i, h := range g.IgnoreHeaders {
 		if h == "" || strings.ContainsFunc(h, func(r rune) bool { return r <= ' ' || r == ':' || r >= 0x7f }) {
 			v.fail(fmt.Sprintf("guard.ignore_headers[%d]", i), "%q is not a header name", h)
@@ -540,16 +528,8 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 	if h := r.Match.Host; h != "" && !hostNameRE.MatchString(h) {
 		v.fail(p+".match.host", "%q is not a host name; write the lower-case name the app calls, without a port, e.g. stripe.egress.internal", h)
 	}
-	if !slices.Contains(ErrorFormats, r.ErrorFormat) {
-		v.fail(p+".error_format", "%q is not an error format; use %s", r.ErrorFormat, strings.Join(ErrorFormats, ", "))
-	}
 	if r.Timeout < MinEgressTimeout || r.Timeout > MaxEgressTimeout {
-		v.fail(p+".timeout", "%s is out of range; use %s to %s (default %s, longer than the SDKs' own)", r.Timeout, MinEgressTimeout, MaxEgressTimeout, DefaultEgressTimeout)
-	}
-	switch r.UnrevealedTokens {
-	case UnrevealedWarn, UnrevealedRefuse:
-	default:
-		v.fail(p+".unrevealed_tokens", "%q: use warn or refuse", r.UnrevealedTokens)
+		v.fail(p+".timeout", "%s is out of range; use %s to %s (default %s, longer than the SDKs' own)", r.Timeout, MinEgressTimeout, MaxEgressTimeout, proxy.DefaultEgressTimeout)
 	}
 	for i, s := range r.ResponseIgnore {
 		ip := fmt.Sprintf("%s.response_ignore[%d]", p, i)
@@ -660,14 +640,8 @@ func (v *validator) tls(t TLS) {
 		if l.key != "auth" && (l.t.ClientCAFile != "" || l.t.ClientAuth != "") {
 			v.fail(p, "client_ca_file and client_auth apply to the auth listener only")
 		}
-		switch l.t.ClientAuth {
-		case "", ClientAuthSession:
-		case ClientAuthCertificate, ClientAuthBoth:
-			if l.t.ClientCAFile == "" {
-				v.fail(p+".client_auth", "%s needs client_ca_file: the CA that signs client certificates", l.t.ClientAuth)
-			}
-		default:
-			v.fail(p+".client_auth", "%q: want session, certificate or both", l.t.ClientAuth)
+		if m := l.t.ClientAuth; (m == proxy.ClientAuthCertificate || m == proxy.ClientAuthBoth) && l.t.ClientCAFile == "" {
+			v.fail(p+".client_auth", "%s needs client_ca_file: the CA that signs client certificates", m)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokproxy/tok/proxy"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -40,20 +41,20 @@ func (c *Config) Warnings() []string {
 
 // providerFormat is the error format of a well-known provider's API URL,
 // or "".
-func providerFormat(upstream string) string {
+func providerFormat(upstream string) proxy.ErrorFormat {
 	u, err := url.Parse(upstream)
 	if err != nil {
 		return ""
 	}
 	switch h := strings.ToLower(u.Hostname()); {
 	case h == "api.stripe.com":
-		return ErrorFormatStripe
+		return proxy.ErrorFormatStripe
 	case strings.HasSuffix(h, ".adyen.com") || strings.HasSuffix(h, ".adyenpayments.com"):
-		return ErrorFormatAdyen
+		return proxy.ErrorFormatAdyen
 	case strings.HasSuffix(h, ".checkout.com"):
-		return ErrorFormatCheckout
+		return proxy.ErrorFormatCheckout
 	case strings.HasSuffix(h, ".braintreegateway.com"):
-		return ErrorFormatBraintree
+		return proxy.ErrorFormatBraintree
 	}
 	return ""
 }
@@ -63,7 +64,7 @@ func providerFormat(upstream string) string {
 // by every value of that length, so it can run out, and such a short token
 // never reveals on its own (vault.IsShortToken).
 func (f Field) tokenSpaceWarning() string {
-	if f.Format != "digits" || f.Bind != "" {
+	if f.Format != vault.FormatDigits || f.Bind != "" {
 		return ""
 	}
 	const digits = vault.MinDigitsLength

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/tokproxy/tok/config"
+	"github.com/tokproxy/tok/proxy/rewrite"
+	"github.com/tokproxy/tok/vault"
 )
 
 // TestTokYAMLIsValid keeps examples/tok.yaml loadable, and fronting the
@@ -18,8 +20,8 @@ func TestTokYAMLIsValid(t *testing.T) {
 	if u, err := url.Parse(cfg.Upstream); err != nil || u.Host != "127.0.0.1:3000" {
 		t.Errorf("upstream = %q, want the merchant app at http://127.0.0.1:3000", cfg.Upstream)
 	}
-	if cfg.Guard.Mode != config.GuardReject {
-		t.Errorf("guard.mode = %q, want %q", cfg.Guard.Mode, config.GuardReject)
+	if cfg.Guard.Mode != rewrite.GuardReject {
+		t.Errorf("guard.mode = %q, want %q", cfg.Guard.Mode, rewrite.GuardReject)
 	}
 	if len(cfg.Inbound) != 1 {
 		t.Fatalf("got %d inbound routes, want the checkout route alone", len(cfg.Inbound))
@@ -32,10 +34,10 @@ func TestTokYAMLIsValid(t *testing.T) {
 	for _, f := range rt.Fields {
 		fields[f.Selector()] = f
 	}
-	if f, ok := fields["json:card.number"]; !ok || f.Format != "pan" || f.Store != config.StoreDisk {
+	if f, ok := fields["json:card.number"]; !ok || f.Format != vault.FormatPAN || f.Store != config.StoreDisk {
 		t.Errorf("json:card.number = %+v, want a pan token on disk", f)
 	}
-	if f, ok := fields["json:card.cvc"]; !ok || f.Format != "digits" || f.Store != config.StoreMemory || f.TTL <= 0 || f.Bind != "card.number" {
+	if f, ok := fields["json:card.cvc"]; !ok || f.Format != vault.FormatDigits || f.Store != config.StoreMemory || f.TTL <= 0 || f.Bind != "card.number" {
 		t.Errorf("json:card.cvc = %+v, want digits in memory with a ttl, bound to card.number", f)
 	}
 	if f, ok := fields["form:card[cvc]"]; !ok || f.Bind != "card[number]" {

@@ -38,6 +38,11 @@ const (
 	maxSecretLen = 72 // bcrypt ignores bytes past 72
 )
 
+// BcryptCost is the cost of the client secret hashes `tok secret hash`
+// writes, and the least cost of the dummy hash an unknown client name is
+// compared against.
+const BcryptCost = 12
+
 // authenticator checks client secrets and keeps sessions and lockouts in
 // the store, so every replica on a shared store sees the same sessions.
 type authenticator struct {
@@ -51,7 +56,7 @@ type authenticator struct {
 	lockN   int // failures per (client, source address) that lock
 	clientN int // failures per client, from all sources, that lock
 	lockFor time.Duration
-	mode    string // ClientAuthSession, ClientAuthCertificate or ClientAuthBoth
+	mode    ClientAuth
 }
 
 func newAuthenticator(o Options) (*authenticator, error) {
@@ -64,7 +69,7 @@ func newAuthenticator(o Options) (*authenticator, error) {
 	if a.mode == "" {
 		a.mode = ClientAuthSession
 	}
-	cost := bcrypt.DefaultCost + 2 // what `tok secret hash` uses
+	cost := BcryptCost // dummy hashes cost what real ones do
 	for _, c := range o.Clients {
 		hc, err := bcrypt.Cost([]byte(c.SecretHash))
 		if err != nil {

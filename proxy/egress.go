@@ -56,7 +56,7 @@ type EgressRoute struct {
 	EgressKey string
 	// ErrorFormat is the envelope of tok's refusals on this route: one of
 	// the ErrorFormat constants. If empty, ErrorFormatPlain.
-	ErrorFormat string
+	ErrorFormat ErrorFormat
 	// Timeout bounds the wait for the provider's answer headers. If zero,
 	// DefaultEgressTimeout.
 	Timeout time.Duration

@@ -7,13 +7,20 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/tokproxy/tok/proxy/rewrite"
 )
+
+// ErrorFormat is the envelope of tok's refusals on an egress route
+// (egress[].error_format). The zero value is [ErrorFormatPlain].
+type ErrorFormat string
 
 // Error formats of an egress route (EgressRoute.ErrorFormat). tok's own
 // refusals on egress are written in the envelope the route's provider
@@ -23,24 +30,41 @@ import (
 // from the provider's.
 const (
 	// ErrorFormatPlain is tok's own: {"error": code, "message": msg}.
-	ErrorFormatPlain = "plain"
+	ErrorFormatPlain ErrorFormat = "plain"
 	// ErrorFormatStripe is Stripe's {"error": {"type", "code", "message",
 	// "param"}} with Stripe-Should-Retry: false. stripe-go never retries
 	// an error it can decode (other than a 429 lock_timeout, which tok
 	// never sends); stripe-node, -python and -ruby read the header first.
-	ErrorFormatStripe = "stripe"
+	ErrorFormatStripe ErrorFormat = "stripe"
 	// ErrorFormatAdyen is Adyen's {"status", "errorCode", "message",
 	// "errorType"}.
-	ErrorFormatAdyen = "adyen"
+	ErrorFormatAdyen ErrorFormat = "adyen"
 	// ErrorFormatCheckout is Checkout.com's {"request_id", "error_type",
 	// "error_codes": [code]}, with tok's message in "message" (the SDK keeps
 	// error_codes, which carry tok's code).
-	ErrorFormatCheckout = "checkout"
+	ErrorFormatCheckout ErrorFormat = "checkout"
 	// ErrorFormatBraintree is Braintree's XML <api-error-response> with
 	// its <message> and one <error> whose <code> is tok's code and whose
 	// <attribute> is the field (issue 15: Braintree's API speaks XML).
-	ErrorFormatBraintree = "braintree"
+	ErrorFormatBraintree ErrorFormat = "braintree"
 )
+
+// ErrorFormats lists the error formats, in the order the docs give them.
+var ErrorFormats = []ErrorFormat{ErrorFormatPlain, ErrorFormatStripe, ErrorFormatAdyen, ErrorFormatCheckout, ErrorFormatBraintree}
+
+// UnmarshalText sets f from its config spelling; empty is the default.
+func (f *ErrorFormat) UnmarshalText(text []byte) error {
+	v := ErrorFormat(text)
+	if v != "" && !slices.Contains(ErrorFormats, v) {
+		names := make([]string, len(ErrorFormats))
+		for i, n := range ErrorFormats {
+			names[i] = string(n)
+		}
+		return fmt.Errorf("%q is not an error format; use %s", text, strings.Join(names, ", "))
+	}
+	*f = v
+	return nil
+}
 
 // TokErrorHeader names tok's error code on every response tok writes itself
 // on the egress listener.
@@ -163,7 +187,7 @@ func (r refusal) retryable() bool {
 
 // status is the HTTP status for the format. In a provider's format a 409
 // (which SDKs retry) becomes 422: the refusal will not change.
-func (r refusal) status(format string) int {
+func (r refusal) status(format ErrorFormat) int {
 	s := r.Status
 	if format != ErrorFormatPlain && format != "" && s == http.StatusConflict {
 		return http.StatusUnprocessableEntity
@@ -172,7 +196,7 @@ func (r refusal) status(format string) int {
 }
 
 // writeRefusal writes ref in format.
-func writeRefusal(w http.ResponseWriter, format string, ref refusal) {
+func writeRefusal(w http.ResponseWriter, format ErrorFormat, ref refusal) {
 	h := w.Header()
 	h.Set(TokErrorHeader, ref.Code)
 	status := ref.status(format)

@@ -25,7 +25,7 @@ import (
 
 // providerShape is one provider's request and answer.
 type providerShape struct {
-	format   string
+	format   ErrorFormat
 	path     string
 	fields   []RouteField
 	request  func(pan, cvc string) string
@@ -89,7 +89,7 @@ var providerShapes = []providerShape{
 // provider's envelope, and none reaches the provider.
 func TestProviderShapes(t *testing.T) {
 	for _, ps := range providerShapes {
-		t.Run(ps.format, func(t *testing.T) {
+		t.Run(string(ps.format), func(t *testing.T) {
 			var answer atomic.Value
 			newEnv := func(ignore []string) *egressEnv {
 				return newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
@@ -97,7 +97,7 @@ func TestProviderShapes(t *testing.T) {
 					io.WriteString(w, answer.Load().(string))
 				}, func(r *EgressRoute) {
 					u, _ := url.Parse(r.Upstream.Scheme + "://" + r.Upstream.Host)
-					r.Name, r.Host, r.Path, r.StripPrefix, r.Upstream = ps.format, ps.format+".egress.internal", "/*", "", u
+					r.Name, r.Host, r.Path, r.StripPrefix, r.Upstream = string(ps.format), string(ps.format)+".egress.internal", "/*", "", u
 					r.ErrorFormat, r.Fields, r.ResponseIgnore = ps.format, ps.fields, ignore
 				})
 			}
@@ -105,7 +105,7 @@ func TestProviderShapes(t *testing.T) {
 			pay := func(body string, hdr ...string) response {
 				t.Helper()
 				req, _ := http.NewRequest("POST", e.egress.URL+ps.path, strings.NewReader(body))
-				req.Host = ps.format + ".egress.internal"
+				req.Host = string(ps.format) + ".egress.internal"
 				req.Header.Set("Content-Type", "application/json")
 				for i := 0; i+1 < len(hdr); i += 2 {
 					req.Header.Set(hdr[i], hdr[i+1])
@@ -160,7 +160,7 @@ func TestProviderShapes(t *testing.T) {
 			// Each route has its own metrics label.
 			rec := httptest.NewRecorder()
 			e.srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-			if want := `tok_http_requests_total{code="422",route="egress:` + ps.format + `"} 2`; !strings.Contains(rec.Body.String(), want) {
+			if want := `tok_http_requests_total{code="422",route="egress:` + string(ps.format) + `"} 2`; !strings.Contains(rec.Body.String(), want) {
 				t.Errorf("metrics lack %s", want)
 			}
 

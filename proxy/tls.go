@@ -10,12 +10,26 @@ import (
 	"os"
 )
 
+// ClientAuth is how the auth listener learns which client calls it
+// (tls.auth.client_auth). The zero value is [ClientAuthSession].
+type ClientAuth string
+
 // Client authentication modes of the auth listener.
 const (
-	ClientAuthSession     = "session"     // log in, then the session cookie (default)
-	ClientAuthCertificate = "certificate" // the verified client certificate's CN names the client
-	ClientAuthBoth        = "both"        // a session whose client is the certificate's CN
+	ClientAuthSession     ClientAuth = "session"     // log in, then the session cookie (default)
+	ClientAuthCertificate ClientAuth = "certificate" // the verified client certificate's CN names the client
+	ClientAuthBoth        ClientAuth = "both"        // a session whose client is the certificate's CN
 )
+
+// UnmarshalText sets c from its config spelling; empty is the default.
+func (c *ClientAuth) UnmarshalText(text []byte) error {
+	switch v := ClientAuth(text); v {
+	case "", ClientAuthSession, ClientAuthCertificate, ClientAuthBoth:
+		*c = v
+		return nil
+	}
+	return fmt.Errorf("%q: want session, certificate or both", text)
+}
 
 // ListenerTLS is one listener's TLS material, read when the Server is built
 // (and so again at every Reload).
@@ -25,7 +39,7 @@ type ListenerTLS struct {
 	// this bundle are required.
 	ClientCAFile string
 	// ClientAuth (auth listener): ClientAuthSession if empty.
-	ClientAuth string
+	ClientAuth ClientAuth
 }
 
 // tlsConfigs builds a tls.Config per listener that has TLS files.

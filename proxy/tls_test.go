@@ -157,8 +157,8 @@ func TestMTLSAuth(t *testing.T) {
 	_, _, viewer := pki.issue("viewer", "viewer", false)
 	_, _, stranger := newTestPKI(t, t.TempDir()).issue("x", "cih", false) // right CN, wrong CA
 
-	for _, mode := range []string{ClientAuthCertificate, ClientAuthBoth} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []ClientAuth{ClientAuthCertificate, ClientAuthBoth} {
+		t.Run(string(mode), func(t *testing.T) {
 			e := newTestEnv(t, nil, func(o *Options) {
 				o.TLS = map[string]ListenerTLS{ListenerAuth: {CertFile: cert, KeyFile: key, ClientCAFile: pki.caFile(), ClientAuth: mode}}
 			})

@@ -62,6 +62,19 @@ func ParseFormat(s string) (Format, error) {
 	return 0, fmt.Errorf("unknown token format %q (want pan, digits or opaque)", s)
 }
 
+// UnmarshalText sets f from its config name, as [ParseFormat] reads it.
+func (f *Format) UnmarshalText(text []byte) error {
+	v, err := ParseFormat(string(text))
+	if err != nil {
+		return fmt.Errorf("%q is not a format; use pan, digits or opaque", text)
+	}
+	*f = v
+	return nil
+}
+
+// MarshalText returns the config name of f.
+func (f Format) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
 // Spec says how one field's values are tokenized. The zero value is a
 // convergent pan token keeping the first 6 and last 4 digits, stored durably.
 type Spec struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/config"
+	"github.com/tokproxy/tok/proxy"
 )
 
 func TestTokConfigIsValid(t *testing.T) {
@@ -24,7 +25,7 @@ func TestTokConfigIsValid(t *testing.T) {
 			if cfg.Listen.Auth != "" || cfg.Vault.Bolt != "/tmp/x/tok.db" {
 				t.Errorf("config %+v: want auth off and the bolt file in the temporary directory", cfg)
 			}
-			if cfg.Budgets.HandleAnonymous != config.MaxBudget || cfg.Budgets.Inbound != config.MaxBudget {
+			if cfg.Budgets.HandleAnonymous != proxy.MaxBudget || cfg.Budgets.Inbound != proxy.MaxBudget {
 				t.Errorf("budgets %+v: want the per-address budgets out of the load's way", cfg.Budgets)
 			}
 			if upstream == "" {
@@ -33,7 +34,7 @@ func TestTokConfigIsValid(t *testing.T) {
 				}
 				continue
 			}
-			if len(cfg.Inbound) != 1 || len(cfg.Inbound[0].Fields) != 2 || cfg.Inbound[0].Fields[1].Format != cvc {
+			if len(cfg.Inbound) != 1 || len(cfg.Inbound[0].Fields) != 2 || cfg.Inbound[0].Fields[1].Format.String() != cvc {
 				t.Errorf("inbound = %+v, want the two-field checkout route with cvc %s", cfg.Inbound, cvc)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/tokproxy/tok/config"
+	"github.com/tokproxy/tok/proxy/rewrite"
 )
 
 // TestConfig keeps tok.yaml loadable and silent as written: the zoo must
@@ -19,7 +20,7 @@ func TestConfig(t *testing.T) {
 	if ws := cfg.Warnings(); len(ws) != 0 {
 		t.Errorf("examples/zoo/tok.yaml warns: %q", ws)
 	}
-	if cfg.Guard.Mode != "reject" {
+	if cfg.Guard.Mode != rewrite.GuardReject {
 		t.Errorf("examples/zoo/tok.yaml: guard mode %q, want reject", cfg.Guard.Mode)
 	}
 }

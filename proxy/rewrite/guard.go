@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -53,6 +54,20 @@ func (m GuardMode) String() string {
 	}
 	return "unknown"
 }
+
+// UnmarshalText sets m from its config spelling (guard.mode), as
+// [ParseGuardMode] reads it.
+func (m *GuardMode) UnmarshalText(text []byte) error {
+	v, ok := ParseGuardMode(string(text))
+	if !ok {
+		return fmt.Errorf("%q is not a mode; use reject, tokenize or off", text)
+	}
+	*m = v
+	return nil
+}
+
+// MarshalText returns the config spelling of m.
+func (m GuardMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 
 // Card-number lengths the guard recognises.
 const (
