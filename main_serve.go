@@ -17,7 +17,6 @@ import (
 	"github.com/tokproxy/tok/proxy"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
-	"github.com/tokproxy/tok/vault/memory"
 	"github.com/tokproxy/tok/vault/postgres"
 )
 
@@ -100,12 +99,11 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 		return err
 	}
 	defer closeWith(&err, "close store", store)
-	mem := memory.New(memory.WithMaxRecords(cfg.Limits.VolatileRecords))
+	mem := volatileStore(cfg)
 	defer closeWith(&err, "close memory store", mem)
 	vopts := []vault.Option{vault.WithVolatile(mem)}
-	var quota *vault.Quota
-	if sizer, ok := store.(vault.Sizer); ok && cfg.Limits.VaultBytes > 0 {
-		quota = vault.NewQuota(int64(cfg.Limits.VaultBytes), sizer.Size)
+	quota := vaultQuota(cfg, store)
+	if quota != nil {
 		vopts = append(vopts, vault.WithQuota(quota))
 	}
 	v, err := vault.New(store, keyring, vopts...)

@@ -12,6 +12,7 @@ import (
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/memory"
 )
 
 // serverOptions is proxy.Options for cfg, with what serve opened: the
@@ -95,6 +96,22 @@ func proxyOptions(cfg *config.Config, getenv func(string) string) (proxy.Options
 			HandleClient: cfg.Budgets.HandleClient, Inbound: cfg.Budgets.Inbound, Reveal: cfg.Budgets.Reveal,
 			TrustedProxies: cfg.Budgets.Sources()},
 	}, nil
+}
+
+// volatileStore is the in-memory store of store: memory fields, holding
+// at most limits.volatile_records.
+func volatileStore(cfg *config.Config) *memory.Store {
+	return memory.New(memory.WithMaxRecords(cfg.Limits.VolatileRecords))
+}
+
+// vaultQuota is limits.vault_bytes as a quota on store, or nil when the
+// limit is 0 (off) or the store cannot tell its size.
+func vaultQuota(cfg *config.Config, store vault.Store) *vault.Quota {
+	sizer, ok := store.(vault.Sizer)
+	if !ok || cfg.Limits.VaultBytes <= 0 {
+		return nil
+	}
+	return vault.NewQuota(int64(cfg.Limits.VaultBytes), sizer.Size)
 }
 
 // backupOf is the store's online snapshot for GET /backup, when it has one

@@ -32,6 +32,11 @@ func (c *Config) Warnings() []string {
 		if r.EgressKey == "" {
 			out = append(out, fmt.Sprintf("egress[%d] (%s): no egress_key: any process on this host can have its tokens revealed to the provider; set egress_key: env:NAME and send it in X-Tok-Egress-Key", i, r.Name))
 		}
+		for j, f := range r.Fields {
+			if f.Format != vault.FormatPAN || f.Keep != nil || f.Unique || f.Store == StoreMemory || f.TTL != 0 {
+				out = append(out, fmt.Sprintf("egress[%d].fields[%d] (%s, %s): format, keep, unique, store and ttl shape the tokens inbound routes make; an egress route reveals tokens and ignores them: remove them", i, j, r.Name, f.Selector()))
+			}
+		}
 		if f := providerFormat(r.Upstream); f != "" && r.ErrorFormat != f {
 			out = append(out, fmt.Sprintf("egress[%d] (%s): error_format is %s for %s: the provider's SDK cannot read tok's refusals and may resend them; set error_format: %s", i, r.Name, r.ErrorFormat, r.Upstream, f))
 		}
