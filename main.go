@@ -105,8 +105,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "tok: unknown command %q\n%s", cmd, usage)
-	return exitUsage
+	return usageError(stderr, "tok: unknown command %q", cmd)
 }
 
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
@@ -114,6 +113,13 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	return fs
+}
+
+// usageError prints a usage problem (format and args, as for fmt.Printf)
+// and the usage, and returns the exit code for it.
+func usageError(stderr io.Writer, format string, args ...any) int {
+	fmt.Fprintf(stderr, format+"\n%s", append(args, usage)...)
+	return exitUsage
 }
 
 // parseFlags parses args into fs and refuses positional arguments. If it

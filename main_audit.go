@@ -19,8 +19,7 @@ import (
 // -keyring, else TOK_KEYRING, else the keyring -config names.
 func audit(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintf(stderr, "tok audit: want verify FILE\n%s", usage)
-		return exitUsage
+		return usageError(stderr, "tok audit: want verify FILE")
 	}
 	fs := newFlags("audit verify", stderr)
 	keyringPath := fs.String("keyring", "", "keyring `FILE` the audit key is derived from (default: TOK_KEYRING, else the config's)")
@@ -33,8 +32,7 @@ func audit(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "tok audit verify: want one FILE\n%s", usage)
-		return exitUsage
+		return usageError(stderr, "tok audit verify: want one FILE")
 	}
 	file := fs.Arg(0)
 	key, err := auditKey(*keyringPath, *cfgPath)

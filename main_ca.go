@@ -12,8 +12,7 @@ import (
 // caCommand runs "ca new": tok's own CA for the egress forward-proxy mode.
 func caCommand(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "new" {
-		fmt.Fprintf(stderr, "tok ca: want new\n%s", usage)
-		return exitUsage
+		return usageError(stderr, "tok ca: want new")
 	}
 	fs := newFlags("ca new", stderr)
 	dir := fs.String("o", "", "`DIR` to write egress-ca.crt and egress-ca.key to")
@@ -21,8 +20,7 @@ func caCommand(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if *dir == "" {
-		fmt.Fprintf(stderr, "tok ca new: -o DIR is required\n%s", usage)
-		return exitUsage
+		return usageError(stderr, "tok ca new: -o DIR is required")
 	}
 	certPEM, keyPEM, err := proxy.NewForwardCA()
 	if err == nil {

@@ -20,8 +20,7 @@ import (
 // keys runs "keys new" and "keys rotate".
 func keys(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, "tok keys: want new, rotate or retire\n%s", usage)
-		return exitUsage
+		return usageError(stderr, "tok keys: want new, rotate or retire")
 	}
 	switch args[0] {
 	case "new":
@@ -31,8 +30,7 @@ func keys(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 		if *out == "" {
-			fmt.Fprintf(stderr, "tok keys new: -o FILE is required\n%s", usage)
-			return exitUsage
+			return usageError(stderr, "tok keys new: -o FILE is required")
 		}
 		// Like the vault's own directory, the keyring's is private (0700).
 		if err := os.MkdirAll(filepath.Dir(*out), 0o700); err != nil {
@@ -52,8 +50,7 @@ func keys(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 		if *path == "" {
-			fmt.Fprintf(stderr, "tok keys rotate: -keyring FILE is required\n%s", usage)
-			return exitUsage
+			return usageError(stderr, "tok keys rotate: -keyring FILE is required")
 		}
 		v, err := rotate(*path)
 		if err != nil {
@@ -66,8 +63,7 @@ func keys(args []string, stdout, stderr io.Writer) int {
 	case "retire":
 		return retireCmd(args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "tok keys: unknown command %q\n%s", args[0], usage)
-	return exitUsage
+	return usageError(stderr, "tok keys: unknown command %q", args[0])
 }
 
 // rotate adds a data key version to the keyring file at path and returns it.
@@ -108,8 +104,7 @@ func retireCmd(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if *path == "" || *ver == 0 || *ver > math.MaxUint32 {
-		fmt.Fprintf(stderr, "tok keys retire: -keyring FILE and -version N are required\n%s", usage)
-		return exitUsage
+		return usageError(stderr, "tok keys retire: -keyring FILE and -version N are required")
 	}
 	if err := retire(*path, uint32(*ver), *admin); err != nil {
 		fmt.Fprintln(stderr, "tok keys retire:", err)

@@ -18,8 +18,7 @@ const maxSecret = 72
 // secret runs "secret hash": one line on stdin, its bcrypt hash on stdout.
 func secret(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "hash" {
-		fmt.Fprintf(stderr, "tok secret: want hash\n%s", usage)
-		return exitUsage
+		return usageError(stderr, "tok secret: want hash")
 	}
 	if code, ok := parseFlags(newFlags("secret hash", stderr), args[1:], stderr); !ok {
 		return code

@@ -19,8 +19,7 @@ import (
 // the vault file to themselves.
 func vaultCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, "tok vault: want check, recover or restore\n%s", usage)
-		return exitUsage
+		return usageError(stderr, "tok vault: want check, recover or restore")
 	}
 	fs := newFlags("vault "+args[0], stderr)
 	cfgPath := fs.String("config", "", "config `FILE` naming the vault (default ./tok.yaml if present, else demo defaults)")
@@ -37,8 +36,7 @@ func vaultCmd(args []string, stdout, stderr io.Writer) int {
 		wantArgs = 1
 	}
 	if fs.NArg() != wantArgs {
-		fmt.Fprintf(stderr, "tok vault %s: wrong arguments\n%s", args[0], usage)
-		return exitUsage
+		return usageError(stderr, "tok vault %s: wrong arguments", args[0])
 	}
 	cfg, err := loadConfig(*cfgPath, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -77,8 +75,7 @@ func vaultCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "start tok again")
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "tok vault: unknown command %q\n%s", args[0], usage)
-	return exitUsage
+	return usageError(stderr, "tok vault: unknown command %q", args[0])
 }
 
 // vaultCheck runs the full check: the log's state, bbolt's own consistency
