@@ -45,11 +45,11 @@ const (
 	DefaultKeyringPath = "./data/keyring.yaml" // vault.keyring
 	DefaultAuditPath   = "./data/audit.log"    // audit.path
 
-	DefaultMaxBody  Size = 1 * MiB // limits.max_body
-	DefaultMaxDepth      = 64      // limits.max_depth
-	// DefaultMaxInFlight is limits.max_in_flight: proxied requests in
-	// progress on the public listener; the excess is shed with 503.
-	DefaultMaxInFlight = 256
+	// limits.max_body, max_depth and max_in_flight default to the
+	// proxy's own: proxy.DefaultMaxBody, rewrite.DefaultMaxDepth and
+	// proxy.DefaultMaxInFlight (proxied requests in progress on the
+	// public listener; the excess is shed with 503).
+
 	// DefaultMemory is limits.memory, the Go runtime's soft memory limit:
 	// the garbage collector works harder as the process nears it, so
 	// garbage does not double the footprint under load.
@@ -146,8 +146,6 @@ const (
 	// MinEgressTimeout and MaxEgressTimeout bound egress[].timeout.
 	MinEgressTimeout = time.Second
 	MaxEgressTimeout = 10 * time.Minute
-	// MaxSelectorLen bounds json and form selectors and guard.ignore entries.
-	MaxSelectorLen = 256
 	// MinBudgetWindow and MaxBudgetWindow bound budgets.window.
 	MinBudgetWindow = time.Minute
 	MaxBudgetWindow = 24 * time.Hour
@@ -500,9 +498,9 @@ func (c *Config) fillDefaults() {
 		c.Vault.Bolt = DefaultBoltPath
 	}
 	setDefault(&c.Vault.Keyring, DefaultKeyringPath)
-	setDefault(&c.Limits.MaxBody, DefaultMaxBody)
-	setDefault(&c.Limits.MaxDepth, DefaultMaxDepth)
-	setDefault(&c.Limits.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&c.Limits.MaxBody, proxy.DefaultMaxBody)
+	setDefault(&c.Limits.MaxDepth, rewrite.DefaultMaxDepth)
+	setDefault(&c.Limits.MaxInFlight, proxy.DefaultMaxInFlight)
 	setDefault(&c.Limits.Memory, DefaultMemory)
 	setDefault(&c.Limits.VolatileRecords, DefaultVolatileRecords)
 	setDefault(&c.Audit.Path, DefaultAuditPath)

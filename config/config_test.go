@@ -100,7 +100,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		Listen: Listen{Public: DefaultPublicAddr, Auth: DefaultAuthAddr, Admin: DefaultAdminAddr, Egress: DefaultEgressAddr},
 		Vault:  Vault{Bolt: DefaultBoltPath, Keyring: DefaultKeyringPath, CommitTimeout: proxy.DefaultCommitTimeout},
-		Limits: Limits{MaxBody: DefaultMaxBody, MaxDepth: DefaultMaxDepth, MaxInFlight: DefaultMaxInFlight,
+		Limits: Limits{MaxBody: proxy.DefaultMaxBody, MaxDepth: rewrite.DefaultMaxDepth, MaxInFlight: proxy.DefaultMaxInFlight,
 			Memory: DefaultMemory, VolatileRecords: DefaultVolatileRecords},
 		Audit:   Audit{Path: DefaultAuditPath},
 		Session: Session{Idle: proxy.DefaultSessionIdle, Max: proxy.DefaultSessionMax},

@@ -370,8 +370,8 @@ func (v *validator) fields(route string, fs []Field) {
 		case set == 0:
 			v.fail(p, "set one of json (a dotted path such as card.number), form (a form key such as card[number]) or xml (an element path such as /transaction/credit-card/number)")
 		case f.XML != "":
-			if len(f.XML) > MaxSelectorLen {
-				v.fail(p+".xml", "longer than %d bytes", MaxSelectorLen)
+			if len(f.XML) > rewrite.MaxSelectorLen {
+				v.fail(p+".xml", "longer than %d bytes", rewrite.MaxSelectorLen)
 			} else if err := rewrite.ValidateXMLSelector(f.XML); err != nil {
 				v.fail(p+".xml", "%v", err)
 			}
@@ -458,8 +458,8 @@ func (v *validator) binds(route string, fs []Field, inbound bool) {
 // (order\.id names the key "order.id"; issue 15). A numeric segment is an
 // array index or an object key, as gjson reads it.
 func checkJSONSelector(s string) string {
-	if len(s) > MaxSelectorLen {
-		return fmt.Sprintf("longer than %d bytes", MaxSelectorLen)
+	if len(s) > rewrite.MaxSelectorLen {
+		return fmt.Sprintf("longer than %d bytes", rewrite.MaxSelectorLen)
 	}
 	for i, seg := range splitUnescaped(s) {
 		if seg == "" {
@@ -493,8 +493,8 @@ func splitUnescaped(s string) []string {
 // rewrite.ValidateFormSelector.
 func checkFormSelector(s string) string {
 	switch {
-	case len(s) > MaxSelectorLen:
-		return fmt.Sprintf("longer than %d bytes", MaxSelectorLen)
+	case len(s) > rewrite.MaxSelectorLen:
+		return fmt.Sprintf("longer than %d bytes", rewrite.MaxSelectorLen)
 	case !utf8.ValidString(s):
 		return "not valid UTF-8"
 	case strings.ContainsFunc(s, isControl):
