@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -615,6 +616,32 @@ func TestEgressWarnings(t *testing.T) {
 	r := c.Egress[0]
 	if r.Match.Path != "/*" || r.Timeout != proxy.DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens {
 		t.Errorf("host route defaults = path %q timeout %s format %q unrevealed %q", r.Match.Path, r.Timeout, r.ErrorFormat, r.UnrevealedTokens)
+	}
+}
+
+// TestEgressFieldTokenKeys: the keys that shape new tokens do nothing on an
+// egress field (egress reveals); they are warned about, naming the field,
+// and a plain egress field is not.
+func TestEgressFieldTokenKeys(t *testing.T) {
+	route := "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: env:K\n    fields: [%s]\n"
+	for _, tt := range []struct{ field, want string }{
+		{"{json: card.number}", ""},
+		{"{json: card.number, format: opaque}", "egress[0].fields[0] (p, json:card.number)"},
+		{"{form: card, keep: {first: 6}}", "egress[0].fields[0] (p, form:card)"},
+		{"{json: card.number, unique: true}", "egress[0].fields[0]"},
+		{"{json: cvc, format: digits, store: memory, ttl: 1m}", "egress[0].fields[0]"},
+	} {
+		c, err := Parse([]byte(fmt.Sprintf(route, tt.field)), "t.yaml")
+		if err != nil {
+			t.Fatalf("%s: %v", tt.field, err)
+		}
+		ws := c.Warnings()
+		switch {
+		case tt.want == "" && len(ws) != 0:
+			t.Errorf("%s: Warnings() = %q, want none", tt.field, ws)
+		case tt.want != "" && (len(ws) != 1 || !strings.Contains(ws[0], tt.want) || !strings.Contains(ws[0], "ignores them")):
+			t.Errorf("%s: Warnings() = %q, want one naming %s", tt.field, ws, tt.want)
+		}
 	}
 }
 
