@@ -12,9 +12,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// maxSecret is bcrypt's input limit: longer secrets would be refused.
-const maxSecret = 72
-
 // secret runs "secret hash": one line on stdin, its bcrypt hash on stdout.
 func secret(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "hash" {
@@ -39,8 +36,8 @@ func secret(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case s == "":
 		fmt.Fprintln(stderr, "tok secret hash: empty secret on stdin; refusing")
 		return exitFail
-	case len(s) > maxSecret:
-		fmt.Fprintf(stderr, "tok secret hash: secret longer than %d bytes (bcrypt's limit)\n", maxSecret)
+	case len(s) > proxy.MaxSecretLen:
+		fmt.Fprintf(stderr, "tok secret hash: secret longer than %d bytes (bcrypt's limit)\n", proxy.MaxSecretLen)
 		return exitFail
 	}
 	if rest, _ := r.Peek(1); len(rest) > 0 {

@@ -35,13 +35,17 @@ const (
 	// of their lockout record; client names never hold it (config).
 	sourceKeySep = "@"
 	maxNameLen   = 128
-	maxSecretLen = 72 // bcrypt ignores bytes past 72
 )
 
 // BcryptCost is the cost of the client secret hashes `tok secret hash`
 // writes, and the least cost of the dummy hash an unknown client name is
 // compared against.
 const BcryptCost = 12
+
+// MaxSecretLen is the longest client secret, in bytes: bcrypt reads no
+// further, so `tok secret hash` refuses longer ones and a login with one
+// is refused.
+const MaxSecretLen = 72
 
 // authenticator checks client secrets and keeps sessions and lockouts in
 // the store, so every replica on a shared store sees the same sessions.
@@ -125,7 +129,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "missing_field", "bank_coordinates (the client name) is required")
 	case req.Secret == "":
 		return errorf(http.StatusBadRequest, "missing_field", "secret is required")
-	case len(req.Client) > maxNameLen || len(req.Secret) > maxSecretLen:
+	case len(req.Client) > maxNameLen || len(req.Secret) > MaxSecretLen:
 		return errorf(http.StatusBadRequest, "invalid_request", "bank_coordinates or secret is too long")
 	}
 	a := s.auth
