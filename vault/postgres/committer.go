@@ -264,3 +264,9 @@ func (s *Store) run(live []*request) error {
 	}
 	return nil
 }
+
+// ConvergesOnInsert reports true: a Find is a round trip as an Insert is,
+// and Insert answers a known fingerprint with its record ([vault.Converger]).
+func (s *Store) ConvergesOnInsert() bool { return true }
+
+var _ vault.Converger = (*Store)(nil)
