@@ -402,9 +402,16 @@ func newQueries(schema string) queries {
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[],
 				$5::timestamptz[], $6::timestamptz[], $7::smallint[], $8::smallint[])
 			ON CONFLICT DO NOTHING RETURNING token`),
-		// The records that beat a batch's rows to their fingerprints.
+		// The records that beat a batch's rows to their fingerprints: the
+		// rows with them that this transaction did not write (a row's
+		// xmin is the transaction that inserted it; comparing it is one
+		// step per row, where token <> ALL(batch) would be one per row
+		// and batch record). _if_assigned: a transaction that wrote
+		// nothing (every card known) has no id, and must not be given
+		// one, which would make its commit wait on a WAL flush.
 		findWinners: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens
-			WHERE fingerprint = ANY($1::bytea[]) AND token <> ALL($2::text[])`),
+			WHERE fingerprint = ANY($1::bytea[])
+				AND xmin IS DISTINCT FROM pg_current_xact_id_if_assigned()::xid`),
 		findFingerprint: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE fingerprint = $1`),
 		getToken:        q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE token = $1`),
 		deleteToken:     q(`DELETE FROM {schema}.tokens WHERE token = $1`),

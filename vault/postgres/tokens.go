@@ -44,7 +44,7 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 // statements, whatever the number of rows:
 //
 //	INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING token
-//	SELECT ... WHERE fingerprint = ANY(...) AND token <> ALL(...)
+//	SELECT ... WHERE fingerprint = ANY(...) AND not written by this transaction
 //
 // A row whose token comes back was Stored. Else, if the SELECT finds its
 // fingerprint under another token, it is Existing with that record; else it
@@ -71,7 +71,7 @@ func (s *Store) insertRows(ctx context.Context, rows []vault.Record) ([]vault.Ou
 	b := &pgx.Batch{}
 	b.Queue(s.q.insertTokens, c.tokens, c.keyIDs, c.ciphertexts, c.fingerprints, c.created, c.expires, c.formats, c.versions)
 	if len(fps) > 0 {
-		b.Queue(s.q.findWinners, fps, c.tokens)
+		b.Queue(s.q.findWinners, fps)
 	}
 	br := s.pool.SendBatch(ctx, b)
 	stored, err := readTokens(br)
