@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -141,6 +142,7 @@ func (s *Store) commitLoop() {
 	defer s.workers.Done()
 	var batch []*request
 	var carry *request // a request that did not fit the previous batch
+	company := false
 	for {
 		batch = batch[:0]
 		r := carry
@@ -153,6 +155,13 @@ func (s *Store) commitLoop() {
 		}
 		batch = append(batch, r)
 		records := len(r.rows)
+		if company {
+			// The last batch had company, so more callers are likely
+			// about to queue: yield once so that the goroutines already
+			// runnable can join this batch (as the bbolt committer
+			// does). No timer: a lone caller never waits.
+			runtime.Gosched()
+		}
 	drain:
 		for records < s.maxBatchRecords {
 			select {
@@ -169,6 +178,7 @@ func (s *Store) commitLoop() {
 				break drain
 			}
 		}
+		company = len(batch) > 1
 		s.commit(batch)
 		clear(batch) // drop references to answered requests
 	}
