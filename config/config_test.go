@@ -325,6 +325,8 @@ func TestValidation(t *testing.T) {
 			[]want{{7, "egress[0].fields[0].bind", "names no form field"}}},
 		{"trusted proxies", "budgets:\n  trusted_proxies: [10.0.0.0/8, \"::1\", 192.0.2.7, nope, 10.0.0.0/33]\n", []want{{2, "budgets.trusted_proxies[3]", "not an address or a CIDR prefix"}, {2, "budgets.trusted_proxies[4]", "not an address"}}},
 		{"guard mode", "guard: {mode: loud}", []want{{1, "guard.mode", "use reject, tokenize or off"}}},
+		{"enum refusals beside other problems", "guard: {mode: loud}\nlimits: {max_depth: 5000}\ntls:\n  auth: {cert_file: config_test.go, key_file: config_test.go, client_auth: [x]}\nsession: {idle: 1h}\n",
+			[]want{{1, "guard.mode", "use reject, tokenize or off"}, {2, "limits.max_depth", "out of range"}, {4, "tls.auth.client_auth", "want a string"}, {5, "session.idle", ""}}},
 		{"guard ignore empty", "guard:\n  ignore: [a, \"\"]\n", []want{{2, "guard.ignore[1]", "empty"}}},
 		{"egress http remote", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: http://api.psp.example\n", []want{{4, "egress[0].upstream", "use https"}}},
 		{"egress http loopback ok", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: http://[::1]:4000\n  - name: q\n    match: {path: /q/*}\n    upstream: http://localhost:4000\n", nil},
