@@ -132,18 +132,24 @@ func TestEgressRoutesMapping(t *testing.T) {
     timeout: 75s
     unrevealed_tokens: refuse
     response_ignore: [latest_charge.payment_method_details.card.network_transaction_id]
+    response_cards: {networks: [visa], lengths: [16]}
+    egress_key: env:K
+    egress_key_header: authorization-bearer
+    headers: {Authorization: "Bearer {env:S}"}
     fields: [{xml: /transaction/credit-card/number}]
 `), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	routes, err := egressRoutes(cfg.Egress, func(string) string { return "" })
+	routes, err := egressRoutes(cfg.Egress, func(string) string { return "set" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := routes[0]
 	if r.Host != "stripe.egress.internal" || r.Path != "/*" || r.ErrorFormat != proxy.ErrorFormatStripe || r.Timeout != 75*time.Second ||
-		!r.RefuseUnrevealed || len(r.ResponseIgnore) != 1 || r.Fields[0].XML != "/transaction/credit-card/number" {
+		!r.RefuseUnrevealed || len(r.ResponseIgnore) != 1 || r.Fields[0].XML != "/transaction/credit-card/number" ||
+		r.EgressKeyHeader != proxy.EgressKeyBearer || r.ResponseCards == nil ||
+		!r.ResponseCards.Takes("4111111111111111") || r.ResponseCards.Takes("5555555555554444") {
 		t.Errorf("egressRoutes = %+v, want every key mapped", r)
 	}
 }
