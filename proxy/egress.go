@@ -157,7 +157,7 @@ func newEgress(s *Server) (*egress, error) {
 			// app, which must hold no cards, sees it. guard.ignore exempts
 			// fields of the shop's own requests, not of a provider's
 			// answers: those have their own list, response_ignore.
-			er.response, err = rewrite.New(rewrite.Config{Guard: rewrite.GuardTokenize, Ignore: r.ResponseIgnore, MaxDepth: o.MaxDepth, Cards: r.ResponseCards})
+			er.response, err = responseGuard(r, o.MaxDepth)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("egress route %q: response_ignore: %w", r.Name, err))
 				continue
@@ -183,6 +183,13 @@ func newEgress(s *Server) (*egress, error) {
 		return errorf(http.StatusNotFound, "no_route", "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
 	})
 	return e, errors.Join(errs...)
+}
+
+// responseGuard builds the guard of r's provider answers: it tokenizes
+// every card-like number outside r's ResponseIgnore that r's ResponseCards
+// takes.
+func responseGuard(r EgressRoute, maxDepth int) (*rewrite.Rewriter, error) {
+	return rewrite.New(rewrite.Config{Guard: rewrite.GuardTokenize, Ignore: r.ResponseIgnore, MaxDepth: maxDepth, Cards: r.ResponseCards})
 }
 
 // cmpBool orders false before true.
