@@ -153,3 +153,37 @@ func TestEgressRoutesMapping(t *testing.T) {
 		t.Errorf("egressRoutes = %+v, want every key mapped", r)
 	}
 }
+
+// TestREADMEEgressSDKRoutes: the README's Stripe, Adyen and Braintree
+// routes validate and map onto the proxy as the text says.
+func TestREADMEEgressSDKRoutes(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(readme)
+	i := strings.Index(s, "Stripe, Adyen and Braintree side by side")
+	j := strings.Index(s[max(i, 0):], "```yaml\n")
+	if i < 0 || j < 0 {
+		t.Fatal("the README lacks the side-by-side egress routes")
+	}
+	block := s[i+j+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	cfg, err := config.Parse([]byte(block), "README.md")
+	if err != nil {
+		t.Fatalf("the README's egress routes do not validate: %v", err)
+	}
+	routes, err := egressRoutes(cfg.Egress, func(string) string { return "set" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"stripe": proxy.EgressKeyBearer, "adyen": "X-API-Key", "braintree": proxy.EgressKeyBasic}
+	for _, r := range routes {
+		if r.EgressKeyHeader != want[r.Name] {
+			t.Errorf("route %s: egress_key_header %q, want %q", r.Name, r.EgressKeyHeader, want[r.Name])
+		}
+	}
+	if len(routes) != 3 || routes[0].ResponseCards == nil || !routes[0].ResponseCards.Takes("378282246310005") || routes[0].ResponseCards.Takes("6011111111111117") {
+		t.Errorf("the Stripe route's response_cards do not take Visa, Mastercard and Amex only")
+	}
+}
