@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
@@ -74,7 +75,7 @@ func (rt *egressRoute) checkKey(r *http.Request) error {
 	if rt.EgressKey == "" {
 		return nil
 	}
-	if subtle.ConstantTimeCompare([]byte(rt.presentedKey(r)), []byte(rt.EgressKey)) == 1 {
+	if keyEqual(rt.presentedKey(r), rt.EgressKey) {
 		return nil
 	}
 	where := "in " + rt.keyHeaderName()
@@ -85,4 +86,12 @@ func (rt *egressRoute) checkKey(r *http.Request) error {
 		where = "as the user name of Basic Authorization"
 	}
 	return errorf(http.StatusUnauthorized, "invalid_egress_key", "send the route's egress key %s", where)
+}
+
+// keyEqual compares a presented egress key with the route's in constant
+// time, length included: the SHA-256 digests are compared, so a wrong
+// key's length does not show in the time either.
+func keyEqual(got, want string) bool {
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -67,7 +66,7 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 		// every request inside the tunnel instead.
 		if rt.EgressKey != "" && !rt.keyInAuthorization() {
 			needKey = true
-			keyOK = keyOK || subtle.ConstantTimeCompare([]byte(key), []byte(rt.EgressKey)) == 1
+			keyOK = keyEqual(key, rt.EgressKey) || keyOK
 		}
 	}
 	if needKey && !keyOK {
