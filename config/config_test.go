@@ -622,6 +622,17 @@ func TestEgressWarnings(t *testing.T) {
 	if len(ws) != 2 || !strings.Contains(ws[0], "egress[0] (s): no egress_key") || !strings.Contains(ws[1], "set error_format: stripe") {
 		t.Errorf("Warnings() = %q, want no egress_key and error_format for route s only", ws)
 	}
+	c, err = Parse([]byte("guard: {mode: \"off\"}\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: env:K\n    response_cards: {lengths: [16]}\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := c.Warnings(); len(ws) != 1 || !strings.Contains(ws[0], "egress[0] (p): guard.mode is off") {
+		t.Errorf("Warnings() with the guard off = %q, want response_cards without effect", ws)
+	}
+	c, err = Parse([]byte("egress:\n  - name: s\n    match: {host: stripe.egress.internal}\n    upstream: https://api.stripe.com\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := c.Egress[0]
 	if r.Match.Path != "/*" || r.Timeout != DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens {
 		t.Errorf("host route defaults = path %q timeout %s format %q unrevealed %q", r.Match.Path, r.Timeout, r.ErrorFormat, r.UnrevealedTokens)
