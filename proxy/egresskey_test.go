@@ -134,7 +134,8 @@ func TestStripeGoBearerKeyForwardProxy(t *testing.T) {
 	}
 }
 
-// TestEgressBasicKey: Adyen- and Braintree-style clients log in with
+// TestEgressBasicKey: Adyen- and Braintree-style clients (requests in
+// their documented shapes: their Go SDKs are not on the module proxy) log in with
 // Basic user:password; with authorization-basic the user name is the
 // egress key (the password is not read) and the provider gets the route's
 // own Authorization. A custom header (Adyen's X-API-Key) works the same
@@ -143,21 +144,40 @@ func TestEgressBasicKey(t *testing.T) {
 	basic := func(user, pass string) string {
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 	}
+	adyenBody := func(tok string) string {
+		return `{"amount":{"currency":"EUR","value":4999},"paymentMethod":{"type":"scheme","number":"` + tok + `"}}`
+	}
+	const adyenRefusal = `"errorCode":"invalid_egress_key"`
 	for _, tc := range []struct {
 		name, mode, format, provider string
 		good, bad                    []string // header name/value pairs
+		field                        RouteField
+		ct                           string
+		body                         func(tok string) string
+		refusal                      string
 	}{
 		{"adyen basic", EgressKeyBasic, ErrorFormatAdyen, basic("ws@Company.Shop", "real-password"),
 			[]string{"Authorization", basic(egressKey, "anything")},
-			[]string{"Authorization", basic("ws@Company.Shop", egressKey), "Authorization", "Bearer " + egressKey, "Authorization", "Basic !!!", EgressKeyHeader, egressKey, "", ""}},
+			[]string{"Authorization", basic("ws@Company.Shop", egressKey), "Authorization", "Bearer " + egressKey, "Authorization", "Basic !!!", EgressKeyHeader, egressKey, "", ""},
+			RouteField{JSON: "paymentMethod.number"}, "application/json", adyenBody, adyenRefusal},
 		{"adyen api key header", "X-API-Key", ErrorFormatAdyen, "",
 			[]string{"X-API-Key", egressKey},
-			[]string{"X-API-Key", "AQE-guess", EgressKeyHeader, egressKey, "", ""}},
+			[]string{"X-API-Key", "AQE-guess", EgressKeyHeader, egressKey, "", ""},
+			RouteField{JSON: "paymentMethod.number"}, "application/json", adyenBody, adyenRefusal},
+		// Braintree's SDK logs in with its public key as the Basic user
+		// name and sends XML.
+		{"braintree basic", EgressKeyBasic, ErrorFormatBraintree, basic("real_public_key", "real_private_key"),
+			[]string{"Authorization", basic(egressKey, "private_key_placeholder")},
+			[]string{"Authorization", basic("real_public_key", "real_private_key"), "", ""},
+			RouteField{XML: "/transaction/credit-card/number"}, "application/xml",
+			func(tok string) string {
+				return `<?xml version="1.0" encoding="UTF-8"?><transaction><type>sale</type><amount>10.00</amount><credit-card><number>` + tok + `</number></credit-card></transaction>`
+			}, "<code>invalid_egress_key</code>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEgressEnv(t, nil, func(r *EgressRoute) {
 				r.EgressKeyHeader, r.ErrorFormat = tc.mode, tc.format
-				r.Fields = []RouteField{{JSON: "paymentMethod.number"}}
+				r.Fields = []RouteField{tc.field}
 				if tc.provider != "" {
 					r.Headers = map[string]string{"Authorization": tc.provider}
 				} else {
@@ -165,8 +185,8 @@ func TestEgressBasicKey(t *testing.T) {
 				}
 			})
 			panTok, _ := e.checkout(t, panVisa, "737")
-			body := `{"amount":{"currency":"EUR","value":4999},"paymentMethod":{"type":"scheme","number":"` + panTok + `"}}`
-			r := e.pay(t, "/psp/v71/payments", "application/json", body, tc.good...)
+			body := tc.body(panTok)
+			r := e.pay(t, "/psp/v71/payments", tc.ct, body, tc.good...)
 			if r.StatusCode != 200 {
 				t.Fatalf("with the key: %d %s", r.StatusCode, r.body)
 			}
@@ -185,9 +205,9 @@ func TestEgressBasicKey(t *testing.T) {
 				if tc.bad[i] != "" {
 					hdr = tc.bad[i : i+2]
 				}
-				r := e.pay(t, "/psp/v71/payments", "application/json", body, hdr...)
-				if r.StatusCode != 401 || !strings.Contains(string(r.body), `"errorCode":"invalid_egress_key"`) {
-					t.Errorf("%s %q: %d %s, want Adyen's 401 invalid_egress_key", tc.bad[i], tc.bad[i+1], r.StatusCode, r.body)
+				r := e.pay(t, "/psp/v71/payments", tc.ct, body, hdr...)
+				if r.StatusCode != 401 || !strings.Contains(string(r.body), tc.refusal) {
+					t.Errorf("%s %q: %d %s, want 401 invalid_egress_key in %s's envelope", tc.bad[i], tc.bad[i+1], r.StatusCode, r.body, tc.format)
 				}
 			}
 			if n := len(e.psp.got()); n != 1 {
