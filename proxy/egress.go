@@ -625,9 +625,19 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 			reqs := make([]vault.Request, len(vals))
 			for i, v := range vals {
 				reqs[i] = vault.Request{Value: v.Text}
-				e.warnRewritten(rt, v.Path, "a card-like number outside response_ignore ("+cardReason(v.Text)+"): tokenized")
 			}
-			return e.s.tokenize(req, reqs, pathEgressResponse)
+			toks, err := e.s.tokenize(req, reqs, pathEgressResponse)
+			if err != nil {
+				return nil, err
+			}
+			where := "outside response_ignore"
+			if rt.ResponseCards != nil {
+				where += ", of the route's response_cards"
+			}
+			for _, v := range vals {
+				e.warnRewritten(rt, v.Path, "a card-like number "+where+" ("+cardReason(v.Text)+"): tokenized")
+			}
+			return toks, nil
 		})
 		if err != nil {
 			var re *rewrite.Error
