@@ -4,12 +4,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault/bolt"
 	"github.com/tokproxy/tok/vault/postgres"
 )
@@ -182,6 +184,21 @@ func TestREADMEEgressSDKRoutes(t *testing.T) {
 		if r.EgressKeyHeader != want[r.Name] {
 			t.Errorf("route %s: egress_key_header %q, want %q", r.Name, r.EgressKeyHeader, want[r.Name])
 		}
+	}
+	// The networks the README lists are the guard's own.
+	k := strings.Index(s, "the guard's own table: ")
+	if k < 0 {
+		t.Fatal("the README does not list the networks")
+	}
+	list := s[k+len("the guard's own table: "):]
+	list = strings.ReplaceAll(list[:strings.Index(list, ")")], "\n", " ")
+	var names []string
+	for _, n := range strings.Split(list, ",") {
+		names = append(names, strings.TrimSpace(n))
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, rewrite.Networks()) {
+		t.Errorf("the README lists networks %q, the guard knows %q", names, rewrite.Networks())
 	}
 	if len(routes) != 3 || routes[0].ResponseCards == nil || !routes[0].ResponseCards.Takes("378282246310005") || routes[0].ResponseCards.Takes("6011111111111117") {
 		t.Errorf("the Stripe route's response_cards do not take Visa, Mastercard and Amex only")
