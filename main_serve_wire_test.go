@@ -429,6 +429,21 @@ func wireRows() map[string]wireRow {
 		"egress[].response_ignore": {yaml: egress("", "response_ignore: [charge.network_transaction_id]"), check: func(t *testing.T, e wireEnv) {
 			expect(t, slices.Equal(eroute(e).ResponseIgnore, []string{"charge.network_transaction_id"}), "ResponseIgnore = %q", eroute(e).ResponseIgnore)
 		}},
+		"egress[].response_cards.networks": {yaml: egress("", "response_cards: {networks: [visa]}"), check: func(t *testing.T, e wireEnv) {
+			c := eroute(e).ResponseCards
+			expect(t, c != nil && c.Takes("4111111111111111") && !c.Takes("5555555555554444"), "ResponseCards take other than Visa")
+		}},
+		"egress[].response_cards.prefixes": {yaml: egress("", "response_cards: {prefixes: ['51-55']}"), check: func(t *testing.T, e wireEnv) {
+			c := eroute(e).ResponseCards
+			expect(t, c != nil && c.Takes("5555555555554444") && !c.Takes("4111111111111111"), "ResponseCards take other than 51-55")
+		}},
+		"egress[].response_cards.lengths": {yaml: egress("", "response_cards: {lengths: [15]}"), check: func(t *testing.T, e wireEnv) {
+			c := eroute(e).ResponseCards
+			expect(t, c != nil && c.Takes("378282246310005") && !c.Takes("4111111111111111"), "ResponseCards take other than 15 digits")
+		}},
+		"egress[].egress_key_header": {yaml: egress("", "egress_key: env:EGRESS_KEY\negress_key_header: authorization-bearer\nheaders: {Authorization: 'Bearer {env:PSP_KEY}'}"), check: func(t *testing.T, e wireEnv) {
+			expect(t, eroute(e).EgressKeyHeader == proxy.EgressKeyBearer, "EgressKeyHeader = %q", eroute(e).EgressKeyHeader)
+		}},
 		"egress[].unrevealed_tokens": {yaml: egress("", "unrevealed_tokens: refuse"), check: func(t *testing.T, e wireEnv) {
 			expect(t, eroute(e).RefuseUnrevealed, "RefuseUnrevealed = false, want true")
 		}},

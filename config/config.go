@@ -385,10 +385,29 @@ type EgressRoute struct {
 	// ids such as network_transaction_id that pass the Luhn check by
 	// chance and must reach the app unchanged.
 	ResponseIgnore []string `yaml:"response_ignore"`
+	// ResponseCards, if set, narrows what the response guard takes for a
+	// card number in the provider's answers to the networks, issuer
+	// prefixes and lengths it lists (each list empty: no narrowing by it).
+	// Nil: every network the guard knows.
+	ResponseCards *ResponseCards `yaml:"response_cards"`
+	// EgressKeyHeader says where the app presents EgressKey: one of
+	// proxy.EgressKeyBearer, proxy.EgressKeyBasic or a header name. Empty:
+	// proxy.EgressKeyHeader.
+	EgressKeyHeader string `yaml:"egress_key_header"`
 	// UnrevealedTokens is warn or refuse: what to do with a live token
 	// found in the body outside the route's fields. Empty:
 	// [DefaultUnrevealedTokens].
 	UnrevealedTokens Unrevealed `yaml:"unrevealed_tokens"`
+}
+
+// ResponseCards narrows the egress response guard for one provider: a
+// number in its answers is a card only if it is one to the guard and
+// matches every list that is set. Names come from the guard's own
+// network table (rewrite.Networks).
+type ResponseCards struct {
+	Networks []string `yaml:"networks"` // e.g. [visa, mastercard, amex]
+	Prefixes []string `yaml:"prefixes"` // "4", "51-55", "2221-2720": issuer prefixes or ranges
+	Lengths  []int    `yaml:"lengths"`  // 12 to 19, e.g. [15, 16]
 }
 
 // Field names one value in a body and how to tokenize it. Exactly one of
@@ -528,6 +547,7 @@ func (c *Config) fillDefaults() {
 		setDefault(&r.ErrorFormat, DefaultErrorFormat)
 		setDefault(&r.Timeout, proxy.DefaultEgressTimeout)
 		setDefault(&r.UnrevealedTokens, DefaultUnrevealedTokens)
+		setDefault(&r.EgressKeyHeader, proxy.EgressKeyHeader)
 		if r.Match.Host != "" && r.Match.Path == "" {
 			r.Match.Path = "/*"
 		}

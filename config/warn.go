@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -36,6 +37,9 @@ func (c *Config) Warnings() []string {
 			if f.Format != vault.FormatPAN || f.Keep != nil || f.Unique || f.Store == StoreMemory || f.TTL != 0 {
 				out = append(out, fmt.Sprintf("egress[%d].fields[%d] (%s, %s): format, keep, unique, store and ttl shape the tokens inbound routes make; an egress route reveals tokens and ignores them: remove them", i, j, r.Name, f.Selector()))
 			}
+		}
+		if c.Guard.Mode == rewrite.GuardOff && (len(r.ResponseIgnore) > 0 || r.ResponseCards != nil) {
+			out = append(out, fmt.Sprintf("egress[%d] (%s): guard.mode is off, which turns off the guard of providers' answers too: response_ignore and response_cards have no effect, and a card number in an answer reaches the app", i, r.Name))
 		}
 		if f := providerFormat(r.Upstream); f != "" && r.ErrorFormat != f {
 			out = append(out, fmt.Sprintf("egress[%d] (%s): error_format is %s for %s: the provider's SDK cannot read tok's refusals and may resend them; set error_format: %s", i, r.Name, r.ErrorFormat, r.Upstream, f))
