@@ -149,12 +149,14 @@ func TestEgressBasicKey(t *testing.T) {
 	}
 	const adyenRefusal = `"errorCode":"invalid_egress_key"`
 	for _, tc := range []struct {
-		name, mode, format, provider string
-		good, bad                    []string // header name/value pairs
-		field                        RouteField
-		ct                           string
-		body                         func(tok string) string
-		refusal                      string
+		name, mode string
+		format     ErrorFormat
+		provider   string
+		good, bad  []string // header name/value pairs
+		field      RouteField
+		ct         string
+		body       func(tok string) string
+		refusal    string
 	}{
 		{"adyen basic", EgressKeyBasic, ErrorFormatAdyen, basic("ws@Company.Shop", "real-password"),
 			[]string{"Authorization", basic(egressKey, "anything")},
