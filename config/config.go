@@ -191,6 +191,12 @@ const Off = "off"
 const (
 	EnvPostgresURL = "TOK_POSTGRES_URL" // selects postgres with this URL
 	EnvKeyring     = "TOK_KEYRING"      // the keyring file's contents
+	// EnvRedisURL, when set, puts the volatile store on Redis at this URL
+	// (vault.volatile).
+	EnvRedisURL = "TOK_REDIS_URL"
+	// EnvRedisPassword is the password tok authenticates to Redis with
+	// (AUTH): never in the file.
+	EnvRedisPassword = "TOK_REDIS_PASSWORD"
 )
 
 // Guard modes (guard.mode).
@@ -277,6 +283,13 @@ type Vault struct {
 	Bolt     string `yaml:"bolt"`     // bbolt file path
 	Postgres string `yaml:"postgres"` // PostgreSQL URL
 	Keyring  string `yaml:"keyring"`  // keyring file path (unless TOK_KEYRING is set)
+	// Volatile is where store: memory values live: empty for the process's
+	// own memory, or a redis:// (rediss:// for TLS) URL of a Redis server
+	// the replicas share. Its password comes from TOK_REDIS_PASSWORD.
+	Volatile string `yaml:"volatile"`
+	// VolatileCA, if set, is a PEM file of the CAs that sign the Redis
+	// server's certificate (rediss:// only); if empty, the system's.
+	VolatileCA string `yaml:"volatile_ca"`
 	// CommitTimeout bounds a request's wait for a commit or an audit line.
 	CommitTimeout time.Duration `yaml:"commit_timeout"`
 }

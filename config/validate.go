@@ -137,6 +137,23 @@ func (v *validator) vault(c Vault) {
 			v.fail("vault.postgres", "holds a password; move the URL to the environment variable TOK_POSTGRES_URL (or use a .pgpass file)")
 		}
 	}
+	if c.Volatile != "" {
+		u, err := url.Parse(c.Volatile)
+		switch {
+		case err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "":
+			// Never echo the URL: it may carry a password.
+			v.fail("vault.volatile", "not a redis:// URL; write redis://host:6379/0 (rediss:// for TLS), or leave it empty to keep values in tok's memory")
+		case u.User != nil:
+			if _, hasPass := u.User.Password(); hasPass {
+				v.fail("vault.volatile", "holds a password; put it in the environment variable %s and remove it from the URL", EnvRedisPassword)
+			}
+		}
+		if c.VolatileCA != "" && err == nil && u.Scheme != "rediss" {
+			v.fail("vault.volatile_ca", "a CA file needs a rediss:// (TLS) URL in vault.volatile")
+		}
+	} else if c.VolatileCA != "" {
+		v.fail("vault.volatile_ca", "set without vault.volatile; remove it or set vault.volatile to a rediss:// URL")
+	}
 	if strings.ContainsFunc(c.Bolt, isControl) {
 		v.fail("vault.bolt", "contains a control character")
 	}

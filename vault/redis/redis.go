@@ -74,10 +74,12 @@ var _ vault.Store = (*Store)(nil)
 
 // Options configures [Open].
 type Options struct {
-	// URL is redis://[user@]host:port/db or rediss://… for TLS. A password
-	// in it is refused: pass it in Password.
+	// URL is redis://[user[:password]@]host:port/db or rediss://… for
+	// TLS. It is never logged or put in an error (config keeps passwords
+	// out of the file: they come from the environment).
 	URL string
-	// Password, if set, authenticates (AUTH) the connections.
+	// Password, if set, authenticates (AUTH) the connections, in place of
+	// the URL's.
 	Password string
 	// CAFile, if set, is a PEM file of the CAs that sign the server's
 	// certificate (rediss:// only); if empty, the system's.
@@ -150,10 +152,9 @@ func clientOptions(opts Options) (*goredis.Options, error) {
 	if err != nil {
 		return nil, errors.New("redis: the URL does not parse; write redis://host:6379/0")
 	}
-	if o.Password != "" {
-		return nil, errors.New("redis: the URL holds a password; pass it in the environment instead")
+	if opts.Password != "" {
+		o.Password = opts.Password
 	}
-	o.Password = opts.Password
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialTimeout, ioTimeout, ioTimeout
 	o.ContextTimeoutEnabled = true
 	if opts.CAFile != "" {
