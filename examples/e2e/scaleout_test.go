@@ -221,6 +221,15 @@ func TestScaleOut(t *testing.T) {
 		t.Fatalf("the provider saw %d charges, %d with a wrong CVC; want %d, 0", c, w, n)
 	}
 
+	// Both replicas report the shared store's fill on /metrics.
+	for i, rep := range reps {
+		_, metrics := rep.getMetrics(t)
+		held, max := metricLine(metrics, "tok_volatile_records"), metricLine(metrics, "tok_volatile_records_max")
+		if held < n || max != 262144 {
+			t.Errorf("replica %d: tok_volatile_records = %v, tok_volatile_records_max = %v; want at least %d of 262144 (both replicas' CVCs)", i, held, max, n)
+		}
+	}
+
 	// A login on one replica, /@me on the other.
 	cookie := reps[0].login(t, "cih", secret)
 	_, cardTok, _, _ := checkout(0, testPAN, "123")
@@ -277,6 +286,13 @@ func TestScaleOut(t *testing.T) {
 	if got := shopHits.Load(); got != before {
 		t.Errorf("the shop saw %d requests while Redis was down, want none", got-before)
 	}
+	paid := charged.Load()
+	if code, body := pay(0, lostCard, lostCVC); code != http.StatusServiceUnavailable {
+		t.Errorf("payment with a CVC while Redis is down = %d %s; want 503", code, body)
+	}
+	if got := charged.Load(); got != paid {
+		t.Errorf("the provider saw %d charges while Redis was down, want none", got-paid)
+	}
 	if code := reps[0].get(t, "admin", "/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz with Redis down = %d, want 503", code)
 	}
@@ -298,4 +314,18 @@ func TestScaleOut(t *testing.T) {
 		t.Errorf("payment with a CVC the Redis restart lost = %d %s; want 422 unknown_token", code, body)
 	}
 	reps[0].stop(t)
+}
+
+// metricLine returns the value of the unlabelled series name in a
+// Prometheus text exposition, or -1.
+func metricLine(text, name string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

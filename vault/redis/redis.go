@@ -64,6 +64,9 @@ const (
 	ioTimeout   = 2 * time.Second
 )
 
+// minPoolSize is the fewest connections a store keeps to the server.
+const minPoolSize = 64
+
 // ErrFull is returned (wrapped) by [Store.Insert] when the new records would
 // take the store past its cap even after expired records are reclaimed. It
 // wraps [memory.ErrFull] (and so [vault.ErrUnavailable]): callers answer it
@@ -156,6 +159,10 @@ func clientOptions(opts Options) (*goredis.Options, error) {
 		o.Password = opts.Password
 	}
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialTimeout, ioTimeout, ioTimeout
+	// A checkout holds a connection for each of its one or two round
+	// trips; go-redis's default pool (10 per CPU) makes 64 concurrent
+	// checkouts on 2 CPUs queue for one.
+	o.PoolSize = max(o.PoolSize, minPoolSize)
 	o.ContextTimeoutEnabled = true
 	if opts.CAFile != "" {
 		if o.TLSConfig == nil {
