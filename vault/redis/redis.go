@@ -10,6 +10,9 @@
 // without persistence (save "", appendonly no). [Store.Persistence] reports
 // what the server does.
 //
+// The server is one Redis (a primary, not a Cluster: the scripts touch keys
+// they do not declare, all under one hash tag).
+//
 // Every write that must be atomic across replicas (insert-if-absent with
 // the cap, delete, the session purge) is one Lua script run by EVALSHA, so
 // concurrent replicas converge as goroutines of one process do on the
@@ -163,6 +166,10 @@ func clientOptions(opts Options) (*goredis.Options, error) {
 	// trips; go-redis's default pool (10 per CPU) makes 64 concurrent
 	// checkouts on 2 CPUs queue for one.
 	o.PoolSize = max(o.PoolSize, minPoolSize)
+	// One retry on a broken connection (a server restarted under an idle
+	// pool), not go-redis's three: a Redis that is gone answers 503 within
+	// a few seconds rather than holding the request through four dials.
+	o.MaxRetries = 1
 	o.ContextTimeoutEnabled = true
 	if opts.CAFile != "" {
 		if o.TLSConfig == nil {
