@@ -35,7 +35,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -111,7 +110,6 @@ type Store struct {
 	closed atomic.Bool
 	stop   chan struct{}
 	done   chan struct{}
-	once   sync.Once
 }
 
 // Open connects to the Redis server opts.URL names and checks that it
