@@ -71,7 +71,12 @@ func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) erro
 			return err
 		}
 		return formReading(b)
+	case media == MediaXML:
+		return textReadings(b)
 	case media == MediaForm || strings.TrimSpace(contentType) == "":
+		if err := r.xmlReading(b); err != nil {
+			return err
+		}
 		return jsonReading(b)
 	}
 	mt, params, _ := mime.ParseMediaType(contentType)
@@ -86,6 +91,9 @@ func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) erro
 		return newError(CodeUnsupportedMediaType, "", "text in a charset tok cannot read")
 	}
 	if err := textReadings(b); err != nil {
+		return err
+	}
+	if err := r.xmlReading(b); err != nil {
 		return err
 	}
 	if latin, ok := latinText(b, params["charset"]); ok && len(findCards(latin)) > 0 {
