@@ -133,14 +133,14 @@ type fieldSel struct {
 // Rewriter rewrites bodies for one route. Build it with [New]; it is
 // immutable and safe for concurrent use.
 type Rewriter struct {
-	json     []fieldSel
+	json      []fieldSel
 	form      []fieldSel
 	xml       []xmlSel
 	ignore    []selector
 	xmlIgnore []string
-	guard    GuardMode
-	maxDepth int
-	readAll  bool
+	guard     GuardMode
+	maxDepth  int
+	readAll   bool
 }
 
 // New checks cfg and builds a Rewriter. The error lists every bad selector.
