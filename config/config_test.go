@@ -340,9 +340,11 @@ func TestValidation(t *testing.T) {
 		{"egress new keys", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    error_format: paypal\n    timeout: 1h\n    unrevealed_tokens: drop\n    response_ignore: [\"\", \"a..b\"]\n    headers: {Authorization: \"Bearer {env:X\"}\n",
 			[]want{{5, "egress[0].error_format", "use plain, stripe, adyen, checkout, braintree"}, {6, "egress[0].timeout", "out of range"}, {7, "egress[0].unrevealed_tokens", "use warn or refuse"},
 				{8, "egress[0].response_ignore[0]", "empty"}, {8, "egress[0].response_ignore[1]", "empty segment"}, {9, "egress[0].headers.Authorization", "{env:NAME}"}}},
-		{"xml fields", up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{xml: /a/b}]\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - {xml: a.b}\n      - {xml: /a/b, json: a.b}\n      - {xml: /t/cc/number}\n      - {xml: /t/cc/cvv, bind: /t/cc/number}\n",
-			[]want{{5, "inbound[0].fields[0].xml", "egress routes only"}, {11, "egress[0].fields[0].xml", "absolute element path"}, {12, "egress[0].fields[1]", "exactly one of json, form and xml"}}},
+		{"xml fields", up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{xml: /a/b}, {xml: a/b}]\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - {xml: a.b}\n      - {xml: /a/b, json: a.b}\n      - {xml: /t/cc/number}\n      - {xml: /t/cc/cvv, bind: /t/cc/number}\n",
+			[]want{{5, "inbound[0].fields[1].xml", "absolute element path"}, {11, "egress[0].fields[0].xml", "absolute element path"}, {12, "egress[0].fields[1]", "exactly one of json, form and xml"}}},
 		{"json escapes", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - json: 'metadata.card\\.number'\n      - json: 'a\\[0\\].pan'\n      - json: 'a\\x'\n", []want{{8, "egress[0].fields[2].json", "backslash"}}},
+		{"xml ignore paths", up + "guard:\n  ignore: [/order/id, /order/@ref, /order/@, a.b]\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    response_ignore: [/transaction/network-transaction-id, /t/@x/y]\n",
+			[]want{{3, "guard.ignore[2]", "not an element name"}, {8, "egress[0].response_ignore[1]", "not an element name"}}},
 		{"egress field rules", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields: [{json: \"a..b\"}]\n", []want{{5, "egress[0].fields[0].json", "empty segment"}}},
 	}
 	for _, tc := range tests {
