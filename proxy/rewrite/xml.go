@@ -95,7 +95,7 @@ type xmlFrame struct {
 	ignored bool   // the element is exempt from the guard, with all below it
 	// joined is the element's own text pieces read together, and breaks
 	// where one piece ends and the next begins, for the split check.
-	joined strings.Builder
+	joined []byte
 	breaks []int
 	pieces int
 }
@@ -106,7 +106,7 @@ type xmlWalk struct {
 	c       *collector
 	body    []byte
 	lenient bool // a sniffed reading: fields off, every hit refuses, a parse error ends it
-	stack   []*xmlFrame
+	stack   []xmlFrame // by value: one allocation for the walk, not one per element
 	seen    map[string]bool
 	open    *openXML // the configured element being read, or nil
 }
@@ -123,7 +123,7 @@ type openXML struct {
 // configured elements' contents become values, card numbers elsewhere
 // guard hits.
 func (r *Rewriter) collectXML(c *collector, body []byte) error {
-	w := &xmlWalk{r: r, c: c, body: body, seen: map[string]bool{}}
+	w := &xmlWalk{r: r, c: c, body: body, seen: map[string]bool{}, stack: make([]xmlFrame, 0, 16)}
 	return w.run()
 }
 
@@ -218,17 +218,20 @@ func (w *xmlWalk) start(t xml.StartElement, before, after int) error {
 		}
 		return newError(CodeTooDeep, "", "XML nested deeper than %d elements", w.r.maxDepth)
 	}
-	parent := w.top()
-	if parent != nil {
-		parent.breaks = append(parent.breaks, parent.joined.Len())
-	}
-	f := &xmlFrame{path: "/" + t.Name.Local}
-	if parent != nil {
+	f := xmlFrame{path: "/" + t.Name.Local}
+	if parent := w.top(); parent != nil {
+		parent.breaks = append(parent.breaks, len(parent.joined))
 		f.path = parent.path + f.path
 		f.ignored = parent.ignored
 	}
 	f.ignored = f.ignored || w.ignoredPath(f.path)
 	w.stack = append(w.stack, f)
+	return w.startRest(t, w.top(), before, after)
+}
+
+// startRest matches the element f just opened against the fields and
+// reads its name and attributes.
+func (w *xmlWalk) startRest(t xml.StartElement, f *xmlFrame, before, after int) error {
 	if err := w.name(t.Name, f); err != nil {
 		return err
 	}
@@ -289,10 +292,10 @@ func (w *xmlWalk) name(n xml.Name, f *xmlFrame) error {
 }
 
 func (w *xmlWalk) end() error {
-	f := w.top()
-	if f == nil {
+	if len(w.stack) == 0 {
 		return nil
 	}
+	f := w.stack[len(w.stack)-1]
 	if o := w.open; o != nil {
 		if text := o.text.String(); text != "" {
 			w.c.addField(fieldSel{field: o.sel.field, spec: o.sel.spec}, showXMLPath(o.sel.path), text, KindXML, editXML, o.start, o.end)
@@ -301,12 +304,12 @@ func (w *xmlWalk) end() error {
 	}
 	w.stack = w.stack[:len(w.stack)-1]
 	if f.pieces > 1 && w.guardOn(f.ignored) {
-		if err := w.splitCheck(f); err != nil {
+		if err := w.splitCheck(&f); err != nil {
 			return err
 		}
 	}
 	if p := w.top(); p != nil {
-		p.breaks = append(p.breaks, p.joined.Len())
+		p.breaks = append(p.breaks, len(p.joined))
 	}
 	return nil
 }
@@ -314,8 +317,7 @@ func (w *xmlWalk) end() error {
 // splitCheck refuses a card number that shows only when f's text pieces
 // are read together: one piece alone holds part of it.
 func (w *xmlWalk) splitCheck(f *xmlFrame) error {
-	joined := f.joined.String()
-	for _, rn := range findCards(joined) {
+	for _, rn := range findCards(string(f.joined)) {
 		for _, b := range f.breaks {
 			if b > rn.start && b < rn.end {
 				if w.lenient {
@@ -356,10 +358,10 @@ func (w *xmlWalk) text(text string, before, after int) error {
 		return nil
 	}
 	if f.pieces > 0 {
-		f.breaks = append(f.breaks, f.joined.Len())
+		f.breaks = append(f.breaks, len(f.joined))
 	}
 	f.pieces++
-	f.joined.WriteString(text)
+	f.joined = append(f.joined, text...)
 	runs := findCards(text)
 	if len(runs) == 0 {
 		return nil
@@ -435,7 +437,7 @@ func (w *xmlWalk) top() *xmlFrame {
 	if len(w.stack) == 0 {
 		return nil
 	}
-	return w.stack[len(w.stack)-1]
+	return &w.stack[len(w.stack)-1]
 }
 
 // ignoredPath reports whether path (an element or "/@attr" path) is an
