@@ -105,7 +105,7 @@ type xmlWalk struct {
 	r       *Rewriter
 	c       *collector
 	body    []byte
-	lenient bool // a sniffed reading: fields off, every hit refuses, a parse error ends it
+	lenient bool       // a sniffed reading: fields off, every hit refuses, a parse error ends it
 	stack   []xmlFrame // by value: one allocation for the walk, not one per element
 	seen    map[string]bool
 	open    *openXML // the configured element being read, or nil
