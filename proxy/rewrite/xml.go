@@ -27,10 +27,12 @@ import (
 //
 // The guard reads what an XML parser hands an app: text (character
 // references decoded, CDATA included), attribute values, comments, element
-// and attribute names. An element's text pieces are also read joined, as
-// ElementTree's itertext and the DOM's textContent join them across
-// comments, CDATA sections and child elements: a card number split by
-// markup is refused, never tokenized (no one span holds it).
+// and attribute names. Text pieces are also read joined: an element's own
+// pieces across comments, CDATA sections and child elements, and, on
+// bodies read as apps might (inbound), every piece with the next, as
+// ElementTree's itertext() and the DOM's textContent join descendants. A
+// card number split by markup is refused, never tokenized (no one span
+// holds it).
 
 // xmlSel is one configured XML field.
 type xmlSel struct {
@@ -109,6 +111,11 @@ type xmlWalk struct {
 	stack   []xmlFrame // by value: one allocation for the walk, not one per element
 	seen    map[string]bool
 	open    *openXML // the configured element being read, or nil
+	// all is the document's text outside fields and exempt elements, in
+	// order (a NUL stands for those), and allBreaks where each text piece
+	// starts: what itertext() and textContent join (see crossCheck).
+	all       []byte
+	allBreaks []int
 }
 
 // openXML is the configured element being read: its field, the span of
@@ -168,7 +175,7 @@ func (w *xmlWalk) run() error {
 		}
 		if err != nil {
 			if w.lenient {
-				return nil
+				break // what parsed so far is what the app reads
 			}
 			return w.invalid("not well-formed XML: %s", xmlErrText(err))
 		}
@@ -199,7 +206,42 @@ func (w *xmlWalk) run() error {
 	if !w.lenient && (roots == 0 || len(w.stack) != 0) {
 		return w.invalid("no complete root element")
 	}
+	return w.crossCheck()
+}
+
+// crossCheck refuses, on bodies read as apps might read them (inbound,
+// and sniffed readings), a card number that shows only when text pieces
+// are joined across markup, as ElementTree's itertext() and the DOM's
+// textContent join an element's descendants: "<n>4111<b>1111</b>…</n>".
+// Two adjacent pieces always share an ancestor whose joined text holds
+// both, so the document's text read once covers every element. Provider
+// answers (no ReadAll) are read as documents: only an element's own
+// pieces are joined (splitCheck), so that neighbouring ids never make a
+// card.
+func (w *xmlWalk) crossCheck() error {
+	if !w.lenient && !w.r.readAll || len(w.allBreaks) < 2 {
+		return nil
+	}
+	for _, rn := range findCards(string(w.all)) {
+		for _, b := range w.allBreaks {
+			if b > rn.start && b < rn.end {
+				if w.lenient {
+					return readingHit("xml")
+				}
+				return newError(CodeCardNumberDetected, "", "card-like number split across XML elements or markup; send it as one text")
+			}
+		}
+	}
 	return nil
+}
+
+// addAll appends one text piece to the document's text.
+func (w *xmlWalk) addAll(text string) {
+	if !w.lenient && !w.r.readAll {
+		return
+	}
+	w.allBreaks = append(w.allBreaks, len(w.all))
+	w.all = append(w.all, text...)
 }
 
 func (w *xmlWalk) invalid(format string, args ...any) error {
@@ -297,6 +339,7 @@ func (w *xmlWalk) end() error {
 	}
 	f := w.stack[len(w.stack)-1]
 	if o := w.open; o != nil {
+		w.addAll("\x00") // a field's text becomes a token: it joins nothing
 		if text := o.text.String(); text != "" {
 			w.c.addField(fieldSel{field: o.sel.field, spec: o.sel.spec}, showXMLPath(o.sel.path), text, KindXML, editXML, o.start, o.end)
 		}
@@ -355,8 +398,10 @@ func (w *xmlWalk) text(text string, before, after int) error {
 		return nil
 	}
 	if !w.guardOn(f.ignored) {
+		w.addAll("\x00") // an exempt value joins nothing
 		return nil
 	}
+	w.addAll(text)
 	if f.pieces > 0 {
 		f.breaks = append(f.breaks, len(f.joined))
 	}

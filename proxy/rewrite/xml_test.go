@@ -93,7 +93,13 @@ func TestRewriteXML(t *testing.T) {
 		xmlCase("card in an element name", `<transaction><a-4000056655665556/></transaction>`, "", CodeCardNumberDetected, ""),
 		xmlCase("card after the field", `<transaction><credit-card><number>4111111111111111</number></credit-card><n>4000056655665556</n></transaction>`,
 			"", CodeCardNumberDetected, "/transaction/n"),
-		xmlCase("digits beside elements are not joined", "<t><amount>4000</amount><id>056655665556</id></t>", "<t><amount>4000</amount><id>056655665556</id></t>", "", ""),
+		{name: "answers: digits beside elements are not joined", ct: ctXML, fields: btFields, guard: GuardTokenize,
+			body: "<t><amount>4000</amount><id>056655665556</id></t>", want: "<t><amount>4000</amount><id>056655665556</id></t>"},
+		xmlCase("inbound: digits beside elements joined as itertext joins them", "<t><amount>4000</amount><id>056655665556</id></t>", "", CodeCardNumberDetected, ""),
+		xmlCase("card around a child element", "<t><n>4000<b>0566</b>55665556</n></t>", "", CodeCardNumberDetected, ""),
+		xmlCase("pretty-printed numbers stay apart", "<t>\n  <amount>4000</amount>\n  <id>056655665556</id>\n</t>", "<t>\n  <amount>4000</amount>\n  <id>056655665556</id>\n</t>", "", ""),
+		xmlCase("field text joins nothing", "<transaction><a>4000</a><credit-card><number>0566</number></credit-card><b>55665556</b></transaction>",
+			"<transaction><a>4000</a><credit-card><number>9999</number></credit-card><b>55665556</b></transaction>", "", ""),
 		xmlCase("text pieces around a comment without a card", "<t>1000<!-- a -->2000</t>", "<t>1000<!-- a -->2000</t>", "", ""),
 
 		// Tokenize mode splices guard hits in place; the rest stays.
@@ -200,13 +206,15 @@ func FuzzXMLInbound(f *testing.F) {
 
 // xmlTexts parses b as encoding/xml does for an app and returns every text
 // outside fields (each element's text joined), attribute value and
-// comment. It fails t if b does not parse.
+// comment, and the whole document's text outside fields (itertext). It
+// fails t if b does not parse.
 func xmlTexts(t *testing.T, b []byte, fields []Field) []string {
 	t.Helper()
 	d := xml.NewDecoder(bytes.NewReader(b))
 	var path []string
 	var joined []*strings.Builder
 	var texts []string
+	var all strings.Builder
 	inField := func() bool {
 		p := "/" + strings.Join(path, "/")
 		for _, f := range fields {
@@ -219,7 +227,7 @@ func xmlTexts(t *testing.T, b []byte, fields []Field) []string {
 	for {
 		tok, err := d.Token()
 		if err == io.EOF {
-			return texts
+			return append(texts, all.String())
 		}
 		if err != nil {
 			t.Fatalf("output %q does not parse: %v", b, err)
@@ -239,6 +247,11 @@ func xmlTexts(t *testing.T, b []byte, fields []Field) []string {
 		case xml.CharData:
 			if len(joined) > 0 {
 				joined[len(joined)-1].WriteString(string(v))
+				if inField() {
+					all.WriteByte(0)
+				} else {
+					all.WriteString(string(v))
+				}
 			}
 		case xml.Comment:
 			texts = append(texts, string(v))
