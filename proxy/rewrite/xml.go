@@ -93,7 +93,8 @@ func isXMLName(s string) bool {
 
 // xmlFrame is one open element of the walk.
 type xmlFrame struct {
-	path    string // "/a/b", local names as sent
+	path    string   // "/a/b", local names as sent
+	name    xml.Name // as written (prefix in Space), for the end tag's check
 	ignored bool   // the element is exempt from the guard, with all below it
 	// joined is the element's own text pieces read together, and breaks
 	// where one piece ends and the next begins, for the split check.
@@ -166,10 +167,17 @@ func (w *xmlWalk) run() error {
 	} else {
 		d.Strict = true // no Entity map, no AutoClose: only XML's own references
 	}
+	// RawToken: no namespace translation (selectors use local names), so
+	// the walk checks that end tags match itself. The lenient reading needs
+	// Token's AutoClose.
+	next := d.RawToken
+	if w.lenient {
+		next = d.Token
+	}
 	roots := 0
 	for {
 		before := int(d.InputOffset())
-		tok, err := d.Token()
+		tok, err := next()
 		if err == io.EOF {
 			break
 		}
@@ -189,7 +197,7 @@ func (w *xmlWalk) run() error {
 			}
 			err = w.start(t, before, after)
 		case xml.EndElement:
-			err = w.end()
+			err = w.end(t)
 		case xml.CharData:
 			err = w.text(string(t), before, after)
 		case xml.Comment:
@@ -260,7 +268,7 @@ func (w *xmlWalk) start(t xml.StartElement, before, after int) error {
 		}
 		return newError(CodeTooDeep, "", "XML nested deeper than %d elements", w.r.maxDepth)
 	}
-	f := xmlFrame{path: "/" + t.Name.Local}
+	f := xmlFrame{path: "/" + t.Name.Local, name: t.Name}
 	if parent := w.top(); parent != nil {
 		parent.breaks = append(parent.breaks, len(parent.joined))
 		f.path = parent.path + f.path
@@ -333,11 +341,17 @@ func (w *xmlWalk) name(n xml.Name, f *xmlFrame) error {
 	return newError(CodeCardNumberDetected, showXMLPath(f.path), "card-like number in an XML name")
 }
 
-func (w *xmlWalk) end() error {
+func (w *xmlWalk) end(t xml.EndElement) error {
 	if len(w.stack) == 0 {
-		return nil
+		if w.lenient {
+			return nil
+		}
+		return w.invalid("an end tag without its element")
 	}
 	f := w.stack[len(w.stack)-1]
+	if f.name != t.Name && !w.lenient {
+		return w.invalid("element <%s> closed by </%s>", safeSegment(f.name.Local), safeSegment(t.Name.Local))
+	}
 	if o := w.open; o != nil {
 		w.addAll("\x00") // a field's text becomes a token: it joins nothing
 		if text := o.text.String(); text != "" {
