@@ -95,7 +95,7 @@ func isXMLName(s string) bool {
 type xmlFrame struct {
 	path    string   // "/a/b", local names as sent
 	name    xml.Name // as written (prefix in Space), for the end tag's check
-	ignored bool   // the element is exempt from the guard, with all below it
+	ignored bool     // the element is exempt from the guard, with all below it
 	// joined is the element's own text pieces read together, and breaks
 	// where one piece ends and the next begins, for the split check.
 	joined []byte
