@@ -141,6 +141,8 @@ func TestXMLReadings(t *testing.T) {
 		{name: "html doctype passes", ct: "text/html", body: `<!DOCTYPE html><p>order 12&amp;3</p>`, all: true, fields: []Field{},
 			want: `<!DOCTYPE html><p>order 12&amp;3</p>`},
 		{name: "broken markup passes", ct: "text/plain", body: `<a <b>1</a>`, all: true, fields: []Field{}, want: `<a <b>1</a>`},
+		{name: "multipart file read as xml", ct: "multipart/form-data; boundary=b", all: true, fields: []Field{}, code: CodeCardNumberDetected,
+			body: "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"o.xml\"\r\nContent-Type: application/xml\r\n\r\n<o>&#52;000056655665556</o>\r\n--b--\r\n"},
 		{name: "xml body read as a form", ct: ctXML, body: `<t>%34000056655665556</t>`, all: true, fields: btFields, code: CodeCardNumberDetected},
 		{name: "xml body read as json", ct: ctXML, body: `<t>"\u0034000056655665556"</t>`, all: true, fields: btFields, code: CodeCardNumberDetected},
 	})
