@@ -21,9 +21,10 @@ import (
 // five and character references), UTF-8 only, one root element, no deeper
 // than MaxDepth, and at most one element at each configured path (parsers
 // disagree on which of two they read). A configured element holds text
-// only (character data, CDATA included); its whole content is replaced,
-// references and all, by the XML-escaped replacement, so nothing else in
-// the body changes.
+// only (character data, CDATA included); its value is that text without
+// surrounding white space, and its content between that white space is
+// replaced, references and all, by the XML-escaped replacement, so nothing
+// else in the body changes.
 //
 // The guard reads what an XML parser hands an app: text (character
 // references decoded, CDATA included), attribute values, comments, element
@@ -354,8 +355,17 @@ func (w *xmlWalk) end(t xml.EndElement) error {
 	}
 	if o := w.open; o != nil {
 		w.addAll("\x00") // a field's text becomes a token: it joins nothing
-		if text := o.text.String(); text != "" {
-			w.c.addField(fieldSel{field: o.sel.field, spec: o.sel.spec}, showXMLPath(o.sel.path), text, KindXML, editXML, o.start, o.end)
+		// White space around the value (a pretty-printed field) stays as
+		// sent: apps strip it, and the value is what lies between.
+		start, end := o.start, o.end
+		for start < end && isXMLSpace(w.body[start]) {
+			start++
+		}
+		for end > start && isXMLSpace(w.body[end-1]) {
+			end--
+		}
+		if text := strings.TrimSpace(o.text.String()); text != "" {
+			w.c.addField(fieldSel{field: o.sel.field, spec: o.sel.spec}, showXMLPath(o.sel.path), text, KindXML, editXML, start, end)
 		}
 		w.open = nil
 	}
