@@ -103,6 +103,9 @@ func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) erro
 		if runs := findCards(wide); len(runs) > 0 {
 			return readingHit("utf-16/32 text")
 		}
+		if err := r.xmlReading([]byte(wide)); err != nil {
+			return err
+		}
 		return jsonReading([]byte(wide))
 	}
 	return nil

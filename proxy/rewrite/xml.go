@@ -165,6 +165,10 @@ func (w *xmlWalk) run() error {
 		d.Strict = false
 		d.AutoClose = xml.HTMLAutoClose
 		d.Entity = xml.HTMLEntity
+		// A declared encoding (ISO-8859-1, windows-1252) stops Go's decoder
+		// but not Python's or PHP's: read the bytes as Latin-1, whose
+		// digits, '&', '#' and ';' are ASCII's.
+		d.CharsetReader = latin1Reader
 	} else {
 		d.Strict = true // no Entity map, no AutoClose: only XML's own references
 	}
@@ -598,4 +602,18 @@ func escapeXML(s string) []byte {
 	var b bytes.Buffer
 	xml.EscapeText(&b, []byte(s)) // writes to a buffer: no error
 	return b.Bytes()
+}
+
+// latin1Reader decodes input as ISO-8859-1, whatever label declares it.
+func latin1Reader(_ string, input io.Reader) (io.Reader, error) {
+	b, err := io.ReadAll(input)
+	if err != nil {
+		return nil, err
+	}
+	var sb strings.Builder
+	sb.Grow(len(b))
+	for _, c := range b {
+		sb.WriteRune(rune(c))
+	}
+	return strings.NewReader(sb.String()), nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 const ctXML = "application/xml"
@@ -147,6 +148,10 @@ func TestXMLReadings(t *testing.T) {
 		{name: "broken markup passes", ct: "text/plain", body: `<a <b>1</a>`, all: true, fields: []Field{}, want: `<a <b>1</a>`},
 		{name: "multipart file read as xml", ct: "multipart/form-data; boundary=b", all: true, fields: []Field{}, code: CodeCardNumberDetected,
 			body: "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"o.xml\"\r\nContent-Type: application/xml\r\n\r\n<o>&#52;000056655665556</o>\r\n--b--\r\n"},
+		{name: "sniffed, latin-1 declaration", ct: "text/plain", all: true, fields: []Field{}, code: CodeCardNumberDetected,
+			body: `<?xml version="1.0" encoding="ISO-8859-1"?><o>&#52;000056655665556</o>`},
+		{name: "sniffed, utf-16", ct: "application/octet-stream", all: true, fields: []Field{}, code: CodeCardNumberDetected,
+			body: utf16le("\ufeff<o>&#52;000056655665556</o>")},
 		{name: "xml body read as a form", ct: ctXML, body: `<t>%34000056655665556</t>`, all: true, fields: btFields, code: CodeCardNumberDetected},
 		{name: "xml body read as json", ct: ctXML, body: `<t>"\u0034000056655665556"</t>`, all: true, fields: btFields, code: CodeCardNumberDetected},
 	})
@@ -275,4 +280,13 @@ func TestXMLRewriteErrorsAreTyped(t *testing.T) {
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("Rewrite error = %v, want the callback's error wrapped", err)
 	}
+}
+
+// utf16le is s in UTF-16LE.
+func utf16le(s string) string {
+	var b []byte
+	for _, u := range utf16.Encode([]rune(s)) {
+		b = append(b, byte(u), byte(u>>8))
+	}
+	return string(b)
 }
