@@ -389,6 +389,9 @@ func (w *xmlWalk) end(t xml.EndElement) error {
 // are read together: one piece alone holds part of it.
 func (w *xmlWalk) splitCheck(f *xmlFrame) error {
 	for _, rn := range findCards(string(f.joined)) {
+		if w.c.cards != nil && !rn.ambiguous && !w.c.cards.Takes(rn.digits) {
+			continue // a number the route's response_cards leaves out
+		}
 		for _, b := range f.breaks {
 			if b > rn.start && b < rn.end {
 				if w.lenient {
