@@ -290,3 +290,25 @@ func utf16le(s string) string {
 	}
 	return string(b)
 }
+
+// TestXMLAnswerCardSet: on a provider's XML answer, a route's CardSet
+// narrows the split check as it narrows every other hit.
+func TestXMLAnswerCardSet(t *testing.T) {
+	visa, err := NewCardSet([]string{"visa"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Guard: GuardTokenize, Cards: visa})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := "<t><id>55555555<!-- -->55554444</id></t>"
+	if out, err := r.Rewrite([]byte(mc), ctXML, nines); err != nil || string(out) != mc {
+		t.Errorf("Rewrite(%q) = %q, %v; want it unchanged: the set leaves Mastercard out", mc, out, err)
+	}
+	v := "<t><id>41111111<!-- -->11111111</id></t>"
+	var re *Error
+	if _, err := r.Rewrite([]byte(v), ctXML, nines); !errors.As(err, &re) || re.Code != CodeCardNumberDetected {
+		t.Errorf("Rewrite(%q) error = %v, want %s", v, err, CodeCardNumberDetected)
+	}
+}
