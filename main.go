@@ -868,7 +868,7 @@ func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit i
 			if err != nil {
 				return proxy.Options{}, fmt.Errorf("inbound route %s, field %s: %w", r.Name, f.Selector(), err)
 			}
-			routes[i].Fields = append(routes[i].Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, Spec: spec, Bind: f.Bind})
+			routes[i].Fields = append(routes[i].Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, XML: f.XML, Spec: spec, Bind: f.Bind})
 		}
 	}
 	var upstream *url.URL

@@ -441,8 +441,9 @@ type EgressRoute struct {
 	// Timeout bounds the wait for the provider's answer. Zero:
 	// [DefaultEgressTimeout].
 	Timeout time.Duration `yaml:"timeout"`
-	// ResponseIgnore are JSON paths (json selector grammar) or form keys
-	// of the provider's answers that the response guard leaves alone:
+	// ResponseIgnore are JSON paths (json selector grammar), form keys or
+	// XML element paths ("/transaction/id", "/transaction/@id") of the
+	// provider's answers that the response guard leaves alone:
 	// ids such as network_transaction_id that pass the Luhn check by
 	// chance and must reach the app unchanged.
 	ResponseIgnore []string `yaml:"response_ignore"`
@@ -475,7 +476,7 @@ type ResponseCards struct {
 type Field struct {
 	JSON   string        `yaml:"json"`   // dotted path; "#" = every array element
 	Form   string        `yaml:"form"`   // form key
-	XML    string        `yaml:"xml"`    // egress only: element path, /transaction/credit-card/number
+	XML    string        `yaml:"xml"`    // element path, /transaction/credit-card/number
 	Format string        `yaml:"format"` // pan (default), digits, opaque
 	Keep   *Keep         `yaml:"keep"`   // pan only; nil: 6 and 4
 	Unique bool          `yaml:"unique"`

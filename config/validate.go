@@ -77,11 +77,6 @@ func (v *validator) config(c *Config) {
 		}
 		v.fields(p, r.Fields)
 		v.binds(p, r.Fields, true)
-		for j, f := range r.Fields {
-			if f.XML != "" {
-				v.fail(fmt.Sprintf("%s.fields[%d].xml", p, j), "xml fields are for egress routes only so far; inbound, use json or form")
-			}
-		}
 	}
 	v.guard(c.Guard)
 	if len(c.Egress) > 0 && c.Listen.Egress == "" {
@@ -541,10 +536,22 @@ func (v *validator) guard(g Guard) {
 		}
 	}
 	for i, s := range g.Ignore {
-		p := fmt.Sprintf("guard.ignore[%d]", i)
-		if s == "" {
-			v.fail(p, "empty; write a JSON field path such as order.id")
-		} else if msg := checkJSONSelector(s); msg != "" {
+		v.ignore(fmt.Sprintf("guard.ignore[%d]", i), s, "order.id")
+	}
+}
+
+// ignore checks one guard exemption: a JSON field path, or an XML element
+// path (starting with "/", optionally ending in "/@attribute").
+func (v *validator) ignore(p, s, example string) {
+	switch {
+	case s == "":
+		v.fail(p, "empty; write a JSON field path such as %s or an XML element path such as /transaction/id", example)
+	case rewrite.IsXMLSelector(s):
+		if err := rewrite.ValidateXMLIgnore(s); err != nil {
+			v.fail(p, "%v", err)
+		}
+	default:
+		if msg := checkJSONSelector(s); msg != "" {
 			v.fail(p, "%s", msg)
 		} else if err := rewrite.ValidateJSONSelector(s); err != nil {
 			v.fail(p, "%v", err)
@@ -569,14 +576,7 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 		v.fail(p+".unrevealed_tokens", "%q: use warn or refuse", r.UnrevealedTokens)
 	}
 	for i, s := range r.ResponseIgnore {
-		ip := fmt.Sprintf("%s.response_ignore[%d]", p, i)
-		if s == "" {
-			v.fail(ip, "empty; write a JSON field path of the provider's answer such as payment_method_details.card.network_transaction_id")
-		} else if msg := checkJSONSelector(s); msg != "" {
-			v.fail(ip, "%s", msg)
-		} else if err := rewrite.ValidateJSONSelector(s); err != nil {
-			v.fail(ip, "%v", err)
-		}
+		v.ignore(fmt.Sprintf("%s.response_ignore[%d]", p, i), s, "payment_method_details.card.network_transaction_id")
 	}
 	v.responseCards(p+".response_cards", r.ResponseCards)
 	v.egressKeyHeader(p, r)
