@@ -99,8 +99,11 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 		return err
 	}
 	defer closeWith(&err, "close store", store)
-	mem := volatileStore(cfg)
-	defer closeWith(&err, "close memory store", mem)
+	mem, err := openVolatile(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeWith(&err, "close volatile store", mem)
 	vopts := []vault.Option{vault.WithVolatile(mem)}
 	quota := vaultQuota(cfg, store)
 	if quota != nil {
@@ -166,7 +169,7 @@ func reload(path string, running *config.Config, store, mem vault.Store, audit i
 		return err
 	}
 	cfg.ApplyEnv(os.Getenv)
-	if cfg.Vault.Bolt != running.Vault.Bolt || cfg.Vault.Postgres != running.Vault.Postgres || cfg.Audit.Path != running.Audit.Path {
+	if cfg.Vault.Bolt != running.Vault.Bolt || cfg.Vault.Postgres != running.Vault.Postgres || cfg.Vault.Volatile != running.Vault.Volatile || cfg.Audit.Path != running.Audit.Path {
 		return errors.New("the vault store or audit path changed: restart tok to apply that")
 	}
 	kf, _, err := cfg.LoadKeyring(os.Getenv)

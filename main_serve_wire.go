@@ -13,7 +13,6 @@ import (
 	"github.com/tokproxy/tok/proxy"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
-	"github.com/tokproxy/tok/vault/memory"
 )
 
 // serverOptions is proxy.Options for cfg, with what serve opened: the
@@ -45,7 +44,7 @@ func proxyOptions(cfg *config.Config, getenv func(string) string) (proxy.Options
 			if err != nil {
 				return proxy.Options{}, fmt.Errorf("inbound route %s, field %s: %w", r.Name, f.Selector(), err)
 			}
-			routes[i].Fields = append(routes[i].Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, Spec: spec, Bind: f.Bind})
+			routes[i].Fields = append(routes[i].Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, XML: f.XML, Spec: spec, Bind: f.Bind})
 		}
 	}
 	var upstream *url.URL
@@ -97,12 +96,6 @@ func proxyOptions(cfg *config.Config, getenv func(string) string) (proxy.Options
 			HandleClient: cfg.Budgets.HandleClient, Inbound: cfg.Budgets.Inbound, Reveal: cfg.Budgets.Reveal,
 			TrustedProxies: cfg.Budgets.Sources()},
 	}, nil
-}
-
-// volatileStore is the in-memory store of store: memory fields, holding
-// at most limits.volatile_records.
-func volatileStore(cfg *config.Config) *memory.Store {
-	return memory.New(memory.WithMaxRecords(cfg.Limits.VolatileRecords))
 }
 
 // vaultQuota is limits.vault_bytes as a quota on store, or nil when the

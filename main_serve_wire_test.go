@@ -19,6 +19,7 @@ import (
 	"github.com/tokproxy/tok/proxy"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/memory"
 )
 
 // wireEnv is one row's parsed config, the proxy.Options the wiring made of
@@ -228,6 +229,22 @@ func wireRows() map[string]wireRow {
 			_, source, err := e.cfg.LoadKeyring(func(string) string { return "" })
 			expect(t, err == nil && strings.HasSuffix(source, "/keyring.yaml"), "LoadKeyring = %q, %v", source, err)
 		}},
+		"vault.volatile": {yaml: "vault: {volatile: 'redis://127.0.0.1:6379/15'}", check: func(t *testing.T, e wireEnv) {
+			s, err := openVolatile(context.Background(), e.cfg, discardLog())
+			if err != nil {
+				t.Skipf("no Redis at 127.0.0.1:6379: %v", err)
+			}
+			defer s.Close()
+			_, inMemory := s.(*memory.Store)
+			expect(t, !inMemory, "openVolatile = %T, want the Redis store vault.volatile names", s)
+		}},
+		"vault.volatile_ca": {yaml: "vault: {volatile: 'rediss://127.0.0.1:6379/15', volatile_ca: DIR/key.pem}", check: func(t *testing.T, e wireEnv) {
+			s, err := openVolatile(context.Background(), e.cfg, discardLog())
+			if err == nil {
+				s.Close()
+			}
+			expect(t, err != nil && strings.Contains(err.Error(), "key.pem"), "openVolatile = %v, want it to read the CA file vault.volatile_ca names", err)
+		}},
 		"vault.commit_timeout": {yaml: "vault: {commit_timeout: 2s}", check: func(t *testing.T, e wireEnv) {
 			expect(t, e.opts.CommitTimeout == 2*time.Second, "CommitTimeout = %s", e.opts.CommitTimeout)
 		}},
@@ -242,9 +259,13 @@ func wireRows() map[string]wireRow {
 		}},
 		"limits.memory": {yaml: "limits: {memory: 96MiB}", check: checkMemoryLimit},
 		"limits.volatile_records": {yaml: "limits: {volatile_records: 1000}", check: func(t *testing.T, e wireEnv) {
-			m := volatileStore(e.cfg)
-			defer m.Close()
-			expect(t, m.Stats().MaxRecords == 1000, "volatile store holds at most %d", m.Stats().MaxRecords)
+			s, err := openVolatile(context.Background(), e.cfg, discardLog())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			m, ok := s.(*memory.Store)
+			expect(t, ok && m.Stats().MaxRecords == 1000, "volatile store %T holds at most 1000: %v", s, ok && m.Stats().MaxRecords == 1000)
 		}},
 		"limits.vault_bytes": {yaml: "limits: {vault_bytes: 256MiB}", check: func(t *testing.T, e wireEnv) {
 			e.cfg.Vault.Bolt = filepath.Join(e.dir, "tok.db")
@@ -340,7 +361,9 @@ func wireRows() map[string]wireRow {
 		"inbound[].fields[].form": {yaml: field("{form: 'card[number]'}"), check: func(t *testing.T, e wireEnv) {
 			expect(t, e.opts.Routes[0].Fields[0].Form == "card[number]", "Fields = %+v", e.opts.Routes[0].Fields)
 		}},
-		"inbound[].fields[].xml": {yaml: field("{xml: /card/number}"), refused: "xml fields are for egress routes only"},
+		"inbound[].fields[].xml": {yaml: field("{xml: /card/number}"), check: func(t *testing.T, e wireEnv) {
+			expect(t, e.opts.Routes[0].Fields[0].XML == "/card/number", "Fields = %+v", e.opts.Routes[0].Fields)
+		}},
 		"inbound[].fields[].bind": {yaml: field("{json: card.number}, {json: card.cvc, bind: card.number, format: digits, store: memory, ttl: 10m}"), check: func(t *testing.T, e wireEnv) {
 			f := e.opts.Routes[0].Fields[1]
 			expect(t, f.Bind == "card.number" && f.Spec.Bound, "Fields[1] = %+v", f)

@@ -159,6 +159,12 @@ const Off = "off"
 const (
 	EnvPostgresURL = "TOK_POSTGRES_URL" // selects postgres with this URL
 	EnvKeyring     = "TOK_KEYRING"      // the keyring file's contents
+	// EnvRedisURL, when set, puts the volatile store on Redis at this URL
+	// (vault.volatile).
+	EnvRedisURL = "TOK_REDIS_URL"
+	// EnvRedisPassword is the password tok authenticates to Redis with
+	// (AUTH): never in the file.
+	EnvRedisPassword = "TOK_REDIS_PASSWORD"
 )
 
 // Store is where a field's tokens are kept (fields[].store).
@@ -244,6 +250,13 @@ type Vault struct {
 	Bolt     string `yaml:"bolt"`     // bbolt file path
 	Postgres string `yaml:"postgres"` // PostgreSQL URL
 	Keyring  string `yaml:"keyring"`  // keyring file path (unless TOK_KEYRING is set)
+	// Volatile is where store: memory values live: empty for the process's
+	// own memory, or a redis:// (rediss:// for TLS) URL of a Redis server
+	// the replicas share. Its password comes from TOK_REDIS_PASSWORD.
+	Volatile string `yaml:"volatile"`
+	// VolatileCA, if set, is a PEM file of the CAs that sign the Redis
+	// server's certificate (rediss:// only); if empty, the system's.
+	VolatileCA string `yaml:"volatile_ca"`
 	// CommitTimeout bounds a request's wait for a commit or an audit line.
 	CommitTimeout time.Duration `yaml:"commit_timeout"`
 }
@@ -380,8 +393,9 @@ type EgressRoute struct {
 	// Timeout bounds the wait for the provider's answer. Zero:
 	// proxy.DefaultEgressTimeout.
 	Timeout time.Duration `yaml:"timeout"`
-	// ResponseIgnore are JSON paths (json selector grammar) or form keys
-	// of the provider's answers that the response guard leaves alone:
+	// ResponseIgnore are JSON paths (json selector grammar), form keys or
+	// XML element paths ("/transaction/id", "/transaction/@id") of the
+	// provider's answers that the response guard leaves alone:
 	// ids such as network_transaction_id that pass the Luhn check by
 	// chance and must reach the app unchanged.
 	ResponseIgnore []string `yaml:"response_ignore"`
@@ -415,7 +429,7 @@ type ResponseCards struct {
 type Field struct {
 	JSON   string        `yaml:"json"`   // dotted path; "#" = every array element
 	Form   string        `yaml:"form"`   // form key
-	XML    string        `yaml:"xml"`    // egress only: element path, /transaction/credit-card/number
+	XML    string        `yaml:"xml"`    // element path, /transaction/credit-card/number
 	Format vault.Format  `yaml:"format"` // pan (default), digits, opaque
 	Keep   *Keep         `yaml:"keep"`   // pan only; nil: 6 and 4
 	Unique bool          `yaml:"unique"`

@@ -11,13 +11,17 @@ import (
 
 // ApplyEnv applies the environment overrides, which win over the file:
 // TOK_POSTGRES_URL, when set, selects postgres with that URL (and clears
-// Vault.Bolt). getenv is usually os.Getenv. It returns a description of
+// Vault.Bolt); TOK_REDIS_URL, when set, replaces Vault.Volatile. getenv is usually os.Getenv. It returns a description of
 // each override applied, for the startup log; never a value.
 func (c *Config) ApplyEnv(getenv func(string) string) []string {
 	var applied []string
 	if u := getenv(EnvPostgresURL); u != "" {
 		c.Vault.Postgres, c.Vault.Bolt = u, ""
 		applied = append(applied, EnvPostgresURL+" selects the postgres store")
+	}
+	if u := getenv(EnvRedisURL); u != "" {
+		c.Vault.Volatile = u
+		applied = append(applied, EnvRedisURL+" puts the volatile store on redis")
 	}
 	if getenv(EnvKeyring) != "" {
 		applied = append(applied, EnvKeyring+" holds the keyring; vault.keyring is not read")

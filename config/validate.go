@@ -78,11 +78,6 @@ func (v *validator) config(c *Config) {
 		}
 		v.fields(p, r.Fields)
 		v.binds(p, r.Fields, true)
-		for j, f := range r.Fields {
-			if f.XML != "" {
-				v.fail(fmt.Sprintf("%s.fields[%d].xml", p, j), "xml fields are for egress routes only so far; inbound, use json or form")
-			}
-		}
 	}
 	v.guard(c.Guard)
 	if len(c.Egress) > 0 && c.Listen.Egress == "" {
@@ -137,6 +132,23 @@ func (v *validator) vault(c Vault) {
 		} else if _, hasPass := u.User.Password(); hasPass {
 			v.fail("vault.postgres", "holds a password; move the URL to the environment variable TOK_POSTGRES_URL (or use a .pgpass file)")
 		}
+	}
+	if c.Volatile != "" {
+		u, err := url.Parse(c.Volatile)
+		switch {
+		case err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "":
+			// Never echo the URL: it may carry a password.
+			v.fail("vault.volatile", "not a redis:// URL; write redis://host:6379/0 (rediss:// for TLS), or leave it empty to keep values in tok's memory")
+		case u.User != nil:
+			if _, hasPass := u.User.Password(); hasPass {
+				v.fail("vault.volatile", "holds a password; put it in the environment variable %s and remove it from the URL", EnvRedisPassword)
+			}
+		}
+		if c.VolatileCA != "" && err == nil && u.Scheme != "rediss" {
+			v.fail("vault.volatile_ca", "a CA file needs a rediss:// (TLS) URL in vault.volatile")
+		}
+	} else if c.VolatileCA != "" {
+		v.fail("vault.volatile_ca", "set without vault.volatile; remove it or set vault.volatile to a rediss:// URL")
 	}
 	if strings.ContainsFunc(c.Bolt, isControl) {
 		v.fail("vault.bolt", "contains a control character")
@@ -512,10 +524,22 @@ func (v *validator) guard(g Guard) {
 		}
 	}
 	for i, s := range g.Ignore {
-		p := fmt.Sprintf("guard.ignore[%d]", i)
-		if s == "" {
-			v.fail(p, "empty; write a JSON field path such as order.id")
-		} else if msg := checkJSONSelector(s); msg != "" {
+		v.ignore(fmt.Sprintf("guard.ignore[%d]", i), s, "order.id")
+	}
+}
+
+// ignore checks one guard exemption: a JSON field path, or an XML element
+// path (starting with "/", optionally ending in "/@attribute").
+func (v *validator) ignore(p, s, example string) {
+	switch {
+	case s == "":
+		v.fail(p, "empty; write a JSON field path such as %s or an XML element path such as /transaction/id", example)
+	case rewrite.IsXMLSelector(s):
+		if err := rewrite.ValidateXMLIgnore(s); err != nil {
+			v.fail(p, "%v", err)
+		}
+	default:
+		if msg := checkJSONSelector(s); msg != "" {
 			v.fail(p, "%s", msg)
 		} else if err := rewrite.ValidateJSONSelector(s); err != nil {
 			v.fail(p, "%v", err)
@@ -532,14 +556,7 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 		v.fail(p+".timeout", "%s is out of range; use %s to %s (default %s, longer than the SDKs' own)", r.Timeout, MinEgressTimeout, MaxEgressTimeout, proxy.DefaultEgressTimeout)
 	}
 	for i, s := range r.ResponseIgnore {
-		ip := fmt.Sprintf("%s.response_ignore[%d]", p, i)
-		if s == "" {
-			v.fail(ip, "empty; write a JSON field path of the provider's answer such as payment_method_details.card.network_transaction_id")
-		} else if msg := checkJSONSelector(s); msg != "" {
-			v.fail(ip, "%s", msg)
-		} else if err := rewrite.ValidateJSONSelector(s); err != nil {
-			v.fail(ip, "%v", err)
-		}
+		v.ignore(fmt.Sprintf("%s.response_ignore[%d]", p, i), s, "payment_method_details.card.network_transaction_id")
 	}
 	v.responseCards(p+".response_cards", r.ResponseCards)
 	v.egressKeyHeader(p, r)

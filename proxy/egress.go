@@ -90,7 +90,6 @@ type egressRoute struct {
 	host     string // lower-cased Host, or ""
 	match    pathMatch
 	rw       *rewrite.Rewriter
-	xml      *rewrite.XMLRewriter // the route's xml fields; nil if none
 	rp       *httputil.ReverseProxy
 	response *rewrite.Rewriter // guard for the provider's answers; nil when off
 	bindTo   []int             // by field: the field it is bound to, or -1
@@ -121,25 +120,13 @@ func newEgress(s *Server) (*egress, error) {
 			continue
 		}
 		cfg := rewrite.Config{Guard: reqGuard, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth}
-		var xmlFields []rewrite.XMLField
 		for i, f := range r.Fields {
-			if f.XML != "" {
-				xmlFields = append(xmlFields, rewrite.XMLField{Path: f.XML, Spec: i})
-				continue
-			}
-			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, Spec: i})
+			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, XML: f.XML, Spec: i})
 		}
 		rw, err := rewrite.New(cfg)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
 			continue
-		}
-		var xrw *rewrite.XMLRewriter
-		if len(xmlFields) > 0 {
-			if xrw, err = rewrite.NewXML(xmlFields, reqGuard, o.MaxDepth); err != nil {
-				errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
-				continue
-			}
 		}
 		m, err := newPathMatch(r.Method, r.Path)
 		if err != nil {
@@ -151,7 +138,7 @@ func newEgress(s *Server) (*egress, error) {
 			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
 			continue
 		}
-		er := egressRoute{EgressRoute: r, host: strings.ToLower(r.Host), match: m, rw: rw, xml: xrw, bindTo: bindTo}
+		er := egressRoute{EgressRoute: r, host: strings.ToLower(r.Host), match: m, rw: rw, bindTo: bindTo}
 		if o.Guard.Mode != rewrite.GuardOff {
 			// A card number in a provider's answer is tokenized before the
 			// app, which must hold no cards, sees it. guard.ignore exempts
@@ -412,16 +399,10 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	if err != nil {
 		return err
 	}
-	if isXML, err := rewrite.IsXMLMediaType(ct); rt.xml != nil && (isXML || err != nil) {
-		if err != nil {
-			return err
-		}
-		return e.revealXML(w, r, rt)
-	}
 	if media == rewrite.MediaOther {
 		if rt.rw.HasFields() {
 			return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
-				"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
+				"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil}
 		}
 		return nil
 	}
@@ -438,27 +419,6 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 		return err
 	}
 	if err := e.checkUnrevealed(r, rt, body, media, sendFrom(r.Context()).paths); err != nil {
-		return err
-	}
-	r.Header.Del("Content-Encoding")
-	r.Header.Del("Content-Length")
-	r.TransferEncoding = nil
-	setBody(r, out)
-	return nil
-}
-
-// revealXML reveals the tokens at the route's XML fields.
-func (e *egress) revealXML(w http.ResponseWriter, r *http.Request, rt *egressRoute) error {
-	raw, err := readBody(w, r, e.s.opts.MaxBody)
-	if err != nil {
-		return err
-	}
-	body, err := rewrite.DecodeBody(raw, r.Header.Get("Content-Encoding"), e.s.opts.MaxBody)
-	if err != nil {
-		return err
-	}
-	out, err := rt.xml.Rewrite(body, e.revealer(r, rt))
-	if err != nil {
 		return err
 	}
 	r.Header.Del("Content-Encoding")
@@ -559,7 +519,7 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 }
 
 // guardResponse keeps card numbers in a provider's response from reaching
-// the app. Card numbers in a JSON or form body are tokenized. If the
+// the app. Card numbers in a JSON, form or XML body are tokenized. If the
 // request revealed card numbers, the response is also searched for them
 // whatever its type, headers included: each one found as written is
 // replaced by the token the app sent for it, and one found only with other
@@ -590,7 +550,7 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 		return fmt.Errorf("%w: %w", errResponseUninspectable, err)
 	}
 	if media == rewrite.MediaOther && len(revealed) == 0 {
-		// Not JSON or a form: the guard reads neither on requests. A short
+		// Not JSON, a form or XML: the guard reads none on requests. A short
 		// revealed value (a CVC) cannot be told from other digits here.
 		return nil
 	}

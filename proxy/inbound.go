@@ -47,7 +47,7 @@ type Route struct {
 type RouteField struct {
 	JSON string // selector, see rewrite.ValidateJSONSelector
 	Form string // form key, see rewrite.ValidateFormSelector
-	XML  string // egress only: element path, see rewrite.ValidateXMLSelector
+	XML  string // element path, see rewrite.ValidateXMLSelector
 	Spec vault.Spec
 	// Bind, if set, is the selector (of the same kind) of the route's card
 	// field this value is bound to; see bind.go. Inbound, Spec.Bound must
@@ -99,7 +99,7 @@ func newInbound(s *Server) (*inbound, error) {
 	for _, r := range o.Routes {
 		cfg := guard
 		for i, f := range r.Fields {
-			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, Spec: i})
+			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, XML: f.XML, Spec: i})
 		}
 		rw, err := rewrite.New(cfg)
 		if err != nil {
@@ -260,7 +260,7 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 		return err
 	case rw.HasFields() && media == rewrite.MediaOther:
 		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
-			"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
+			"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil}
 	}
 	raw, err := readBody(w, r, in.s.opts.MaxBody)
 	if err != nil {

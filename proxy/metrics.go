@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/memory"
+	vredis "github.com/tokproxy/tok/vault/redis"
 )
 
 // metrics are tok's Prometheus series. Labels are fixed route names, status
@@ -104,8 +107,23 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 
 // registerVolatile exports how full the volatile store is: past its cap,
 // requests that put values there get 503 volatile_store_full, so alert
-// well before tok_volatile_records reaches tok_volatile_records_max.
-func registerVolatile(reg *prometheus.Registry, m *memory.Store) {
+// well before tok_volatile_records reaches tok_volatile_records_max. A
+// store on Redis is counted by the server, for all replicas together.
+func registerVolatile(reg *prometheus.Registry, st vault.Store) {
+	switch m := st.(type) {
+	case *memory.Store:
+		if m != nil {
+			registerMemory(reg, m)
+		}
+	case *vredis.Store:
+		if m != nil {
+			registerRedis(reg, m)
+		}
+	}
+}
+
+// registerMemory exports the fill of the process's own volatile store.
+func registerMemory(reg *prometheus.Registry, m *memory.Store) {
 	gauge := func(name, help string, f func(memory.Stats) int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return float64(f(m.Stats())) })
@@ -117,6 +135,32 @@ func registerVolatile(reg *prometheus.Registry, m *memory.Store) {
 			func(s memory.Stats) int { return s.MaxRecords }),
 		gauge("tok_volatile_bytes", "Bytes of memory allocated to values held in memory.",
 			func(s memory.Stats) int { return s.SlabBytes }),
+	)
+}
+
+// volatileStatsTimeout bounds the Redis round trip behind a scrape.
+const volatileStatsTimeout = time.Second
+
+// registerRedis exports the fill of a volatile store on Redis, shared by
+// every replica: each replica reports the same count. A scrape while Redis
+// is down reports NaN.
+func registerRedis(reg *prometheus.Registry, m *vredis.Store) {
+	gauge := func(name, help string, f func(vredis.Stats) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), volatileStatsTimeout)
+			defer cancel()
+			st, err := m.Stats(ctx)
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(f(st))
+		})
+	}
+	reg.MustRegister(
+		gauge("tok_volatile_records", "Values held in the volatile store (store: memory, on Redis, all replicas), including expired ones not yet purged.",
+			func(s vredis.Stats) int { return s.Records }),
+		gauge("tok_volatile_records_max", "limits.volatile_records: the most values held in the volatile store (0: no cap).",
+			func(s vredis.Stats) int { return s.MaxRecords }),
 	)
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/memory"
+	vredis "github.com/tokproxy/tok/vault/redis"
 )
 
 // readyTimeout bounds the store ping behind /readyz.
@@ -65,6 +67,12 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	err := s.ready.ping(ctx, s.opts.Store)
+	if err == nil && sharedVolatile(s.opts.Volatile) {
+		if err = s.volReady.ping(ctx, s.opts.Volatile); err != nil {
+			return &apiError{http.StatusServiceUnavailable, "not_ready",
+				"the volatile store (Redis) does not answer: requests with a CVC are refused until it does", err}
+		}
+	}
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -74,4 +82,18 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) error {
 			"the vault store is stalled: a commit or ping has been in flight past its deadline (vault.commit_timeout)", err}
 	}
 	return &apiError{http.StatusServiceUnavailable, "not_ready", "the vault store does not answer", err}
+}
+
+// sharedVolatile reports whether st is a volatile store on a server (Redis)
+// rather than in this process, whose answer /readyz must hear.
+func sharedVolatile(st vault.Store) bool {
+	switch m := st.(type) {
+	case nil:
+		return false
+	case *memory.Store:
+		return false
+	case *vredis.Store:
+		return m != nil
+	}
+	return true
 }

@@ -15,7 +15,7 @@ import (
 // of the field it was revealed at ("cvc" for card[cvc] or source.card.cvc).
 type revealedShort struct{ value, token, key string }
 
-// scrubShort replaces, in a provider's JSON or form answer, every string or
+// scrubShort replaces, in a provider's JSON, form or XML answer, every string or
 // number that is exactly a short value revealed for the request and stands
 // under a key named as that value's request field (case-insensitively), by
 // the token the app sent: a provider that echoes the CVC hands the app its
@@ -28,6 +28,8 @@ func scrubShort(body []byte, media rewrite.Media, shorts []revealedShort) []byte
 		return scrubShortJSON(body, shorts)
 	case rewrite.MediaForm:
 		return []byte(scrubShortForm(string(body), shorts))
+	case rewrite.MediaXML:
+		return scrubShortXML(body, shorts)
 	}
 	return body
 }
@@ -73,6 +75,22 @@ func scrubShortJSON(body []byte, shorts []revealedShort) []byte {
 	return applySplices(body, edits)
 }
 
+// scrubShortXML replaces the text of an element that holds exactly a short
+// revealed value (as one run of text) and is named as that value's request
+// field: <cvv>123</cvv> after a reveal at /transaction/credit-card/cvv.
+func scrubShortXML(body []byte, shorts []revealedShort) []byte {
+	var edits []splice
+	walkXMLLeaves(body, func(path, value string, start, end int) bool {
+		if start >= 0 {
+			if tok := matchShort(shorts, lastKey(path), value); tok != "" {
+				edits = append(edits, splice{start, end, tok}) // digits: nothing to escape
+			}
+		}
+		return true
+	})
+	return applySplices(body, edits)
+}
+
 func scrubShortForm(body string, shorts []revealedShort) string {
 	var edits []splice
 	off := 0
@@ -108,10 +126,11 @@ func applySplices(b []byte, edits []splice) []byte {
 	return append(out, b[at:]...)
 }
 
-// lastKey is the last named segment of a JSON path or form key:
-// "cvc" for "source.card.cvc", "card[cvc]" and "items.0.cvc".
+// lastKey is the last named segment of a JSON path, form key or XML
+// element path: "cvc" for "source.card.cvc", "card[cvc]", "items.0.cvc"
+// and "/transaction/credit-card/cvc".
 func lastKey(path string) string {
-	segs := strings.FieldsFunc(path, func(r rune) bool { return r == '.' || r == '[' || r == ']' })
+	segs := strings.FieldsFunc(path, func(r rune) bool { return r == '.' || r == '[' || r == ']' || r == '/' })
 	for i := len(segs) - 1; i >= 0; i-- {
 		if strings.Trim(segs[i], "0123456789") != "" {
 			return segs[i]

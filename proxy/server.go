@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokproxy/tok/vault"
-	"github.com/tokproxy/tok/vault/memory"
 )
 
 // Defaults for [Options] fields left zero.
@@ -68,8 +67,10 @@ type Options struct {
 	Vault *vault.Vault
 	Store vault.Store // sessions, lockouts and readiness; usually the vault's durable store
 	// Volatile, if set, is the vault's store of volatile values (store:
-	// memory); /metrics shows how full it is.
-	Volatile *memory.Store
+	// memory): a [memory.Store] or a store shared by replicas on a server
+	// (vault/redis). /metrics shows how full it is; /readyz pings a shared
+	// one, since requests with a CVC fail while it is down.
+	Volatile vault.Store
 	// Quota, if set, is the vault's limits.vault_bytes, exported as
 	// tok_vault_bytes and tok_vault_bytes_max.
 	Quota   *vault.Quota
@@ -167,6 +168,9 @@ type Server struct {
 	keys    *keyState  // shared by every generation
 	budgets *budgets   // what callers have spent; shared by every generation
 	ready   *readiness // shared by every generation
+	// volReady pings a shared volatile store for /readyz; shared by
+	// every generation.
+	volReady *readiness
 	// loginSources limits logins per source address; shared by every
 	// generation.
 	loginSources *sourceLimiter
@@ -275,6 +279,7 @@ func build(opts Options, prev *Server) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
 		s.audit, s.metrics, s.live, s.keys, s.ready, s.budgets = prev.audit, prev.metrics, prev.live, prev.keys, prev.ready, prev.budgets
+		s.volReady = prev.volReady
 		s.loginSources = prev.loginSources
 		s.loginSources.setRate(opts.LoginSourceRate)
 		s.tunnels = prev.tunnels
@@ -286,7 +291,7 @@ func build(opts Options, prev *Server) (*Server, error) {
 		}
 		s.audit = newAuditLog(opts.Audit, opts.Now, tail, AuditKey(opts.Vault.Keyring()))
 		s.audit.timeout = opts.CommitTimeout
-		s.ready = &readiness{}
+		s.ready, s.volReady = &readiness{}, &readiness{}
 		s.loginSources = newSourceLimiter(opts.Now, opts.LoginSourceRate)
 		opts.Registry.MustRegister(s.audit.head)
 		if s.audit.torn.pending() {

@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"bytes"
+	"encoding/xml"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -46,6 +49,8 @@ func (e *egress) checkUnrevealed(r *http.Request, rt *egressRoute, body []byte, 
 	switch media {
 	case rewrite.MediaJSON:
 		walkJSONLeaves(gjson.ParseBytes(body), "", visit)
+	case rewrite.MediaXML:
+		walkXMLLeaves(body, func(path, value string, _, _ int) bool { return visit(path, strings.TrimSpace(value)) })
 	case rewrite.MediaForm:
 		for pair := range strings.SplitSeq(string(body), "&") {
 			k, v, _ := strings.Cut(pair, "=")
@@ -107,4 +112,63 @@ func walkJSONLeaves(v gjson.Result, path string, visit func(path, value string) 
 		return more
 	})
 	return more
+}
+
+// walkXMLLeaves calls visit with the element path ("/a/b", local names) and
+// text of every element that holds text and no element, with the span of
+// that text when it is one run of character data (start < 0 otherwise),
+// and with the path "/a/b/@name" and value of every attribute (start < 0),
+// in document order, until visit returns false. body has passed the
+// route's rewriter, so it is well-formed and not too deep.
+func walkXMLLeaves(body []byte, visit func(path, value string, start, end int) bool) {
+	d := xml.NewDecoder(bytes.NewReader(body))
+	type frame struct {
+		path       string
+		text       strings.Builder
+		pieces     int
+		start, end int
+		parent     bool // holds an element
+	}
+	var stack []*frame
+	for {
+		before := int(d.InputOffset())
+		tok, err := d.Token()
+		if err == io.EOF || err != nil {
+			return
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			f := &frame{path: "/" + t.Name.Local}
+			if n := len(stack); n > 0 {
+				f.path = stack[n-1].path + f.path
+				stack[n-1].parent = true
+			}
+			stack = append(stack, f)
+			for _, a := range t.Attr {
+				if !visit(f.path+"/@"+a.Name.Local, a.Value, -1, -1) {
+					return
+				}
+			}
+		case xml.CharData:
+			if n := len(stack); n > 0 {
+				f := stack[n-1]
+				f.text.Write(t)
+				f.pieces++
+				f.start, f.end = before, int(d.InputOffset())
+			}
+		case xml.EndElement:
+			f := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if f.parent || f.pieces == 0 {
+				continue
+			}
+			start, end := f.start, f.end
+			if f.pieces > 1 {
+				start, end = -1, -1
+			}
+			if !visit(f.path, f.text.String(), start, end) {
+				return
+			}
+		}
+	}
 }

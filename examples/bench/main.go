@@ -38,6 +38,8 @@
 // -cvc-format digits leaves it unbound: a 3-digit code then has only about
 // 900 tokens in all, and once they are live every checkout is refused with
 // 507 token_space_exhausted. -cvc-format opaque uses tok_ tokens.
+// -volatile-url redis://127.0.0.1:6379/0 puts tok's CVCs on that Redis (the
+// scale-out configuration) instead of in tok's memory.
 //
 // With -handle it measures tok's direct API instead: POST /handle with a
 // fresh card number per request from -conns clients, durable tokenizations
@@ -107,6 +109,7 @@ type options struct {
 	handle        bool
 	prefill       int
 	cvcFormat     string
+	volatileURL   string // tok's vault.volatile (TOK_REDIS_URL); "": in memory
 	egress        bool
 	egressTokens  int
 	keep          bool
@@ -161,6 +164,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.handle, "handle", false, "benchmark tok's POST /handle instead of the proxy")
 	fs.IntVar(&o.prefill, "prefill", 0, "with -handle: records to put in the vault first")
 	fs.StringVar(&o.cvcFormat, "cvc-format", cvcBound, "token `format` of card.cvc in tok's checkout route: bound (digits bound to card.number, the README's), digits (unbound) or opaque (see the package doc)")
+	fs.StringVar(&o.volatileURL, "volatile-url", "", "redis:// `url` of a Redis to put tok's volatile store (the CVCs) on, as replicas do (default: in tok's memory)")
 	fs.BoolVar(&o.egress, "egress", false, "benchmark tok's egress listener (revealing tokens) instead of the inbound proxy")
 	fs.IntVar(&o.egressTokens, "egress-tokens", 10_000, "with -egress: card tokens to mint first and reveal in turn")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, config, logs, vault)")
@@ -212,6 +216,7 @@ func (o *options) validate() error {
 	check(o.sweepDuration >= 100*time.Millisecond && o.sweepDuration <= time.Minute, "-sweep-duration %v: want 100ms to 1m", o.sweepDuration)
 	check(o.prefill >= 0 && o.prefill <= 20_000_000, "-prefill %d: want 0 to 20000000", o.prefill)
 	check(o.prefill == 0 || o.handle, "-prefill needs -handle")
+	check(o.volatileURL == "" || strings.HasPrefix(o.volatileURL, "redis://127.0.0.1:"), "-volatile-url %q: want redis://127.0.0.1:PORT/DB (loopback only)", o.volatileURL)
 	check(o.cvcFormat == cvcBound || o.cvcFormat == cvcDigits || o.cvcFormat == cvcOpaque, "-cvc-format %q: want bound, digits or opaque", o.cvcFormat)
 	check(o.chart == "" || !o.handle, "-chart is for the proxy benchmark, not -handle")
 	check(!o.egress || !o.handle, "-egress and -handle are different benchmarks: pick one")

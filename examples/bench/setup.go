@@ -140,7 +140,11 @@ func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
 	if err := runQuiet(ctx, dir, tokBin, "check", "-config", cfgPath); err != nil {
 		return e, err
 	}
-	if e.tok.p, err = e.procs.startEnv(dir, "tok", tokBin, tokEnv(""), "serve", "-config", cfgPath); err != nil {
+	env := tokEnv("")
+	if o.volatileURL != "" {
+		env = append(env, config.EnvRedisURL+"="+o.volatileURL)
+	}
+	if e.tok.p, err = e.procs.startEnv(dir, "tok", tokBin, env, "serve", "-config", cfgPath); err != nil {
 		return e, err
 	}
 	if err := e.tok.p.waitReady(ctx, httpReady("http://"+admin+"/readyz")); err != nil {
@@ -179,7 +183,7 @@ func orNone(s string) string {
 func tokEnv(pgURL string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, config.EnvPostgresURL+"=") || strings.HasPrefix(kv, config.EnvKeyring+"=") {
+		if strings.HasPrefix(kv, config.EnvPostgresURL+"=") || strings.HasPrefix(kv, config.EnvKeyring+"=") || strings.HasPrefix(kv, config.EnvRedisURL+"=") {
 			continue
 		}
 		env = append(env, kv)

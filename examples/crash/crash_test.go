@@ -11,7 +11,8 @@ import (
 )
 
 // TestCrash is the CI version of the harness: 3 SIGKILL cycles on bolt,
-// 2 on PostgreSQL when TOK_TEST_POSTGRES_URL is set, and one PostgreSQL
+// 2 on PostgreSQL when TOK_TEST_POSTGRES_URL is set, 2 on PostgreSQL with
+// the CVCs on Redis when TOK_TEST_REDIS_URL is set too, and one PostgreSQL
 // restart on a private cluster when initdb (and, as root, runuser) are
 // available. It builds tok once and takes about half a minute.
 func TestCrash(t *testing.T) {
@@ -48,6 +49,9 @@ func TestCrash(t *testing.T) {
 		if r.acked == 0 || r.upstream == 0 {
 			t.Errorf("%s: %d acked, %d upstream tokens: the load did not get through", scenario, r.acked, r.upstream)
 		}
+		if scenario == scenarioPGRedis && r.cvcChecked == 0 {
+			t.Errorf("%s: no CVC checked: the checkouts carried none to the app", scenario)
+		}
 		if scenario == "bolt" && r.boltCheck != "ok" {
 			t.Errorf("bolt check: %q", r.boltCheck)
 		}
@@ -64,6 +68,17 @@ func TestCrash(t *testing.T) {
 			t.Skip("TOK_TEST_POSTGRES_URL is unset: no PostgreSQL to test against")
 		}
 		run(t, "postgres", o)
+	})
+	t.Run(scenarioPGRedis, func(t *testing.T) {
+		o := base
+		o.cycles = 2
+		if o.pgURL = os.Getenv("TOK_TEST_POSTGRES_URL"); o.pgURL == "" {
+			t.Skip("TOK_TEST_POSTGRES_URL is unset: no PostgreSQL to test against")
+		}
+		if o.redisURL = os.Getenv("TOK_TEST_REDIS_URL"); o.redisURL == "" {
+			t.Skip("TOK_TEST_REDIS_URL is unset: no Redis to test against")
+		}
+		run(t, scenarioPGRedis, o)
 	})
 	t.Run("pg-restart", func(t *testing.T) {
 		if _, err := pgBinDir(); errors.Is(err, errNoPG) {

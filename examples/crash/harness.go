@@ -29,6 +29,7 @@ type options struct {
 	outages          int           // PostgreSQL restarts in the pg-restart scenario
 	outage           time.Duration // how long PostgreSQL stays down
 	pgURL            string        // the shared PostgreSQL for the postgres scenario
+	redisURL         string        // the Redis of the postgres-redis scenario
 	tokBin           string        // the built tok binary
 	keep             bool          // keep temporary directories
 	verifyParallel   int           // concurrent reveals when verifying
@@ -41,6 +42,9 @@ type result struct {
 	skipped  string // why it did not run, if it did not
 
 	cycles         int // SIGKILLs, or PostgreSQL outages
+	cvcChecked     int // postgres-redis: CVC tokens the upstream received, revealed offline
+	cvcLost        int // of which did not reveal their CVC (expired by ttl not counted)
+	cvcExpired     int // of which had outlived the ttl
 	acked          int // distinct tokens clients received with a 2xx
 	ackedCheckout  int // of which through the proxy
 	upstream       int // distinct tokens the upstream app received
@@ -125,7 +129,7 @@ inbound:
     match: {method: POST, path: /checkout}
     fields:
       - json: card.number
-`, h.boltPath(), keyringPath, filepath.Join(dir, "audit.log"), hash, h.up.url)
+%s`, h.boltPath(), keyringPath, filepath.Join(dir, "audit.log"), hash, h.up.url, cvcField(res.scenario))
 	return h, os.WriteFile(h.cfg, []byte(cfg), 0o600)
 }
 
@@ -246,7 +250,7 @@ func runKill(ctx context.Context, o options, store string) *result {
 	res := &result{scenario: store}
 	var env []string
 	var pgURL string
-	if store == "postgres" {
+	if store != "bolt" {
 		if o.pgURL == "" {
 			res.skipped = "no PostgreSQL URL (-postgres-url, TOK_POSTGRES_URL or TOK_TEST_POSTGRES_URL)"
 			return res
@@ -263,6 +267,13 @@ func runKill(ctx context.Context, o options, store string) *result {
 		}()
 		pgURL = url
 		env = []string{"TOK_POSTGRES_URL=" + url}
+	}
+	if store == scenarioPGRedis {
+		if o.redisURL == "" {
+			res.skipped = "no Redis URL (-redis-url or TOK_TEST_REDIS_URL)"
+			return res
+		}
+		env = append(env, "TOK_REDIS_URL="+o.redisURL)
 	}
 	h, err := newHarness(o, res, env, false)
 	if h != nil {
@@ -282,6 +293,7 @@ func runKill(ctx context.Context, o options, store string) *result {
 		h.cycle.Store(int64(c))
 		lctx, cancel := context.WithCancel(ctx)
 		ld := newLoad(h.led, &h.cur, &h.cycle, o.workers)
+		ld.cvc = store == scenarioPGRedis
 		ld.start(lctx, o.workers)
 		delay := randDuration(o.killMin, o.killMax)
 		sleep(ctx, delay)
@@ -339,6 +351,9 @@ func runKill(ctx context.Context, o options, store string) *result {
 	}
 	fmt.Fprintf(o.out, "%s: offline check of all %d acked tokens and %d upstream receipts: %d failed (%v)\n",
 		store, len(acks), len(rs), len(fails), time.Since(start).Round(time.Millisecond))
+	if store == scenarioPGRedis {
+		checkCVCs(ctx, h, pgURL, rs)
+	}
 	// And tok starts cleanly on the checked store, and stops cleanly.
 	d, err := h.start(ctx)
 	if err != nil {

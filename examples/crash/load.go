@@ -130,6 +130,7 @@ func (l *ledger) acksSince(i int) ([]ack, int) {
 // receipt is one request the upstream app received.
 type receipt struct {
 	order, token string
+	cvc          string // the CVC's token, when the route has a CVC field
 	at           time.Time
 	truncated    bool // the body was cut off (tok killed mid-request)
 }
@@ -160,6 +161,7 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		Order string `json:"order"`
 		Card  struct {
 			Number string `json:"number"`
+			CVC    string `json:"cvc"`
 		} `json:"card"`
 	}
 	b, err := io.ReadAll(r.Body)
@@ -182,7 +184,7 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	err = json.Unmarshal(b, &body)
 	// Recorded even if the body is unusable: the check then reports it.
 	u.mu.Lock()
-	u.got = append(u.got, receipt{order: body.Order, token: body.Card.Number, at: time.Now()})
+	u.got = append(u.got, receipt{order: body.Order, token: body.Card.Number, cvc: body.Card.CVC, at: time.Now()})
 	u.mu.Unlock()
 	if err != nil {
 		http.Error(w, "bad body", http.StatusBadRequest)
@@ -214,6 +216,7 @@ type load struct {
 	cycle  *atomic.Int64
 	client *http.Client
 	wg     sync.WaitGroup
+	cvc    bool // checkouts carry card.cvc too (cvcFor the PAN)
 }
 
 func newLoad(led *ledger, cur *atomic.Pointer[tokProc], cycle *atomic.Int64, workers int) *load {
@@ -252,7 +255,11 @@ func (ld *load) worker(ctx context.Context, checkout bool) {
 		var err error
 		if checkout {
 			order := ld.led.newOrder(pan)
-			o.status, token, err = ld.post(ctx, "http://"+p.addr("public")+"/checkout", map[string]any{"order": order, "card": map[string]string{"number": pan}})
+			card := map[string]string{"number": pan}
+			if ld.cvc {
+				card["cvc"] = cvcFor(pan)
+			}
+			o.status, token, err = ld.post(ctx, "http://"+p.addr("public")+"/checkout", map[string]any{"order": order, "card": card})
 		} else {
 			o.status, token, err = ld.post(ctx, "http://"+p.addr("public")+"/handle", map[string]string{"pan_number": pan})
 		}

@@ -18,7 +18,11 @@
 //	            -m immediate and started again under load; tok is not
 //	            restarted: requests meanwhile must get 503, /readyz must go
 //	            503 and then 200 again by itself
-//	all         the three in turn (postgres skipped without a URL)
+//	postgres-redis  SIGKILL cycles on PostgreSQL with the CVCs on Redis
+//	            (-redis-url, else TOK_TEST_REDIS_URL): checkouts carry a
+//	            bound CVC, and every CVC the app received must still
+//	            reveal, with its card token, after the last kill
+//	all         the four in turn (postgres skipped without a URL)
 //
 // Usage, from the repository root:
 //
@@ -53,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("crash", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	store := fs.String("store", "bolt", "scenario: bolt, postgres, pg-restart or all")
+	store := fs.String("store", "bolt", "scenario: bolt, postgres, postgres-redis, pg-restart or all")
 	fs.IntVar(&o.cycles, "cycles", 20, "SIGKILL cycles per kill scenario (1 to 1000)")
 	fs.IntVar(&o.workers, "workers", 16, "concurrent clients, half /handle and half /checkout (2 to 256)")
 	fs.DurationVar(&o.killMin, "kill-min", 200*time.Millisecond, "earliest SIGKILL after a cycle's load starts")
@@ -61,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.outages, "outages", 2, "PostgreSQL restarts in the pg-restart scenario (1 to 100)")
 	fs.DurationVar(&o.outage, "outage", 3*time.Second, "how long PostgreSQL stays down in pg-restart")
 	fs.StringVar(&o.pgURL, "postgres-url", firstEnv("TOK_POSTGRES_URL", "TOK_TEST_POSTGRES_URL"), "PostgreSQL URL for the postgres scenario (loopback only)")
+	fs.StringVar(&o.redisURL, "redis-url", os.Getenv("TOK_TEST_REDIS_URL"), "Redis URL for the postgres-redis scenario (loopback only)")
 	fs.StringVar(&o.tokBin, "tok", "", "a tok binary to use instead of building one")
 	fs.BoolVar(&o.keep, "keep", false, "keep temporary directories (vault, config, tok.log); failed runs keep theirs anyway")
 	if err := fs.Parse(args); err != nil {
@@ -68,12 +73,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	scenarios := []string{*store}
 	if *store == "all" {
-		scenarios = []string{"bolt", "postgres", "pg-restart"}
+		scenarios = []string{"bolt", "postgres", scenarioPGRedis, "pg-restart"}
 	}
 	var problems []string
 	for _, s := range scenarios {
-		if !slices.Contains([]string{"bolt", "postgres", "pg-restart"}, s) {
-			problems = append(problems, fmt.Sprintf("-store %q: want bolt, postgres, pg-restart or all", s))
+		if !slices.Contains([]string{"bolt", "postgres", scenarioPGRedis, "pg-restart"}, s) {
+			problems = append(problems, fmt.Sprintf("-store %q: want bolt, postgres, postgres-redis, pg-restart or all", s))
 		}
 	}
 	if o.cycles < 1 || o.cycles > 1000 {
@@ -197,6 +202,10 @@ func printSummary(w io.Writer, results []*result) {
 	for _, r := range results {
 		if r.skipped != "" {
 			fmt.Fprintf(w, "%s: skipped: %s\n", r.scenario, r.skipped)
+		}
+		if r.scenario == scenarioPGRedis && r.skipped == "" {
+			fmt.Fprintf(w, "%s: CVCs the app received, revealed with their card token after the last kill: %d checked, %d LOST, %d expired by ttl (%v); only a ttl or a Redis restart may lose one\n",
+				r.scenario, r.cvcChecked, r.cvcLost, r.cvcExpired, cvcTTL)
 		}
 		for i, o := range r.outages {
 			first := "none"

@@ -34,6 +34,7 @@ var testPANs = []string{"4111111111111111", "5555555555554444", "378282246310005
 //	{{PAN:dashes}}          the same groups, by dashes
 //	{{PAN:json}}            every digit as a JSON \u00XX escape
 //	{{PAN:percent}}         every digit as a %3X escape
+//	{{PAN:xmlref}}          every digit as an XML character reference (&#52;)
 //	{{PAN:exponent}}        a JSON number in exponent form: 4.111111111111111E+15
 //	{{PAN:fullwidth}}       fullwidth digits (U+FF10…)
 //	{{PAN:arabic}}          Arabic-Indic digits (U+0660…)
@@ -164,6 +165,13 @@ var panForms = map[string]func(string) string{
 		var b strings.Builder
 		for _, d := range p {
 			fmt.Fprintf(&b, "%%%X", d)
+		}
+		return b.String()
+	},
+	"xmlref": func(p string) string {
+		var b strings.Builder
+		for _, d := range p {
+			fmt.Fprintf(&b, "&#%d;", d)
 		}
 		return b.String()
 	},

@@ -22,6 +22,9 @@ const (
 	MediaJSON
 	// MediaForm is application/x-www-form-urlencoded.
 	MediaForm
+	// MediaXML is application/xml, text/xml and any type with a +xml
+	// suffix (see xml.go).
+	MediaXML
 )
 
 // jsonSynonyms are other media types that frameworks parse as JSON (Rails
@@ -32,7 +35,7 @@ var jsonSynonyms = map[string]bool{
 }
 
 // ParseMediaType classifies a Content-Type header value. A charset other
-// than utf-8 (or us-ascii, its subset) on a JSON or form type, or a header
+// than utf-8 (or us-ascii, its subset) on a JSON, form or XML type, or a header
 // that does not parse (duplicate parameters, for instance), is an
 // [*Error] with [CodeUnsupportedMediaType]: tok would read the bytes
 // differently from the app. An empty header is MediaOther.
@@ -51,6 +54,8 @@ func ParseMediaType(contentType string) (Media, error) {
 		media = MediaJSON
 	case mt == "application/x-www-form-urlencoded":
 		media = MediaForm
+	case mt == "application/xml" || mt == "text/xml" || strings.HasSuffix(mt, "+xml") && strings.Count(mt, "/") == 1:
+		media = MediaXML
 	default:
 		return MediaOther, nil
 	}

@@ -49,14 +49,15 @@ func (r *Rewriter) multipartReading(b []byte, boundary string) error {
 		if err != nil {
 			return newError(CodeInvalidMultipart, "", "malformed multipart body")
 		}
-		if err := partReading(p); err != nil {
+		if err := r.partReading(p); err != nil {
 			return err
 		}
 	}
 }
 
-// partReading guards one part's decoded name, filename and content.
-func partReading(p *multipart.Part) error {
+// partReading guards one part's decoded name, filename and content (an
+// uploaded file that starts with '<' is read as XML too).
+func (r *Rewriter) partReading(p *multipart.Part) error {
 	size := 0
 	for k, vs := range p.Header {
 		for _, v := range vs {
@@ -96,6 +97,9 @@ func partReading(p *multipart.Part) error {
 		return readingHit("a multipart part")
 	}
 	if err := textReadings(data); err != nil {
+		return err
+	}
+	if err := r.xmlReading(data); err != nil {
 		return err
 	}
 	_, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))

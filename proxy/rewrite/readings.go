@@ -71,7 +71,12 @@ func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) erro
 			return err
 		}
 		return formReading(b)
+	case media == MediaXML:
+		return textReadings(b)
 	case media == MediaForm || strings.TrimSpace(contentType) == "":
+		if err := r.xmlReading(b); err != nil {
+			return err
+		}
 		return jsonReading(b)
 	}
 	mt, params, _ := mime.ParseMediaType(contentType)
@@ -88,12 +93,18 @@ func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) erro
 	if err := textReadings(b); err != nil {
 		return err
 	}
+	if err := r.xmlReading(b); err != nil {
+		return err
+	}
 	if latin, ok := latinText(b, params["charset"]); ok && len(findCards(latin)) > 0 {
 		return readingHit("single-byte text")
 	}
 	if wide, ok := wideText(b, params["charset"]); ok {
 		if runs := findCards(wide); len(runs) > 0 {
 			return readingHit("utf-16/32 text")
+		}
+		if err := r.xmlReading([]byte(wide)); err != nil {
+			return err
 		}
 		return jsonReading([]byte(wide))
 	}

@@ -29,7 +29,7 @@ import (
 // DefaultMaxDepth is the nesting limit used when [Config.MaxDepth] is zero.
 const DefaultMaxDepth = 64
 
-// Field is one configured field. Exactly one of JSON and Form is set.
+// Field is one configured field. Exactly one of JSON, Form and XML is set.
 type Field struct {
 	// JSON is a selector in the grammar of [ValidateJSONSelector], e.g.
 	// "items.#.card.number".
@@ -37,6 +37,9 @@ type Field struct {
 	// Form is a key in the grammar of [ValidateFormSelector], e.g.
 	// "card[number]".
 	Form string
+	// XML is an element path in the grammar of [ValidateXMLSelector],
+	// e.g. "/transaction/credit-card/number".
+	XML string
 	// Spec is the caller's own index (for example of the tokenization
 	// spec); it is copied into every [Value] found at this field.
 	Spec int
@@ -51,7 +54,9 @@ type Config struct {
 	// Ignore lists JSON selectors whose values (and everything below them)
 	// the guard does not look at. Keys are compared exactly, not folded:
 	// an exemption never grows. They apply to form keys too, segment by
-	// segment ("order.id" exempts "order[id]").
+	// segment ("order.id" exempts "order[id]"). An entry starting with "/"
+	// is an XML element path (see [ValidateXMLIgnore]) and applies to XML
+	// bodies only.
 	Ignore []string
 	// MaxDepth is the deepest nesting of JSON arrays and objects accepted.
 	// If zero, DefaultMaxDepth.
@@ -133,13 +138,15 @@ type fieldSel struct {
 // Rewriter rewrites bodies for one route. Build it with [New]; it is
 // immutable and safe for concurrent use.
 type Rewriter struct {
-	json     []fieldSel
-	form     []fieldSel
-	ignore   []selector
-	guard    GuardMode
-	maxDepth int
-	readAll  bool
-	cards    *CardSet
+	json      []fieldSel
+	form      []fieldSel
+	xml       []xmlSel
+	ignore    []selector
+	xmlIgnore []string
+	guard     GuardMode
+	maxDepth  int
+	readAll   bool
+	cards     *CardSet
 }
 
 // New checks cfg and builds a Rewriter. The error lists every bad selector.
@@ -156,9 +163,22 @@ func New(cfg Config) (*Rewriter, error) {
 		errs = append(errs, fmt.Errorf("unknown guard mode %d", int(cfg.Guard)))
 	}
 	for i, f := range cfg.Fields {
+		set := 0
+		for _, s := range []string{f.JSON, f.Form, f.XML} {
+			if s != "" {
+				set++
+			}
+		}
 		switch {
-		case f.JSON != "" && f.Form != "":
-			errs = append(errs, fmt.Errorf("field %d: set json or form, not both", i))
+		case set > 1:
+			errs = append(errs, fmt.Errorf("field %d: set one of json, form and xml, not several", i))
+		case f.XML != "":
+			p, err := parseXMLSelector(f.XML, false)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("field %d: %w", i, err))
+				continue
+			}
+			r.xml = append(r.xml, xmlSel{i, f.Spec, p})
 		case f.JSON != "":
 			sel, err := parseJSONSelector(f.JSON)
 			if err != nil {
@@ -174,10 +194,19 @@ func New(cfg Config) (*Rewriter, error) {
 			}
 			r.form = append(r.form, fieldSel{i, f.Spec, sel})
 		default:
-			errs = append(errs, fmt.Errorf("field %d: set json or form", i))
+			errs = append(errs, fmt.Errorf("field %d: set json, form or xml", i))
 		}
 	}
 	for i, s := range cfg.Ignore {
+		if IsXMLSelector(s) {
+			p, err := parseXMLSelector(s, true)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("ignore %d: %w", i, err))
+				continue
+			}
+			r.xmlIgnore = append(r.xmlIgnore, p)
+			continue
+		}
 		sel, err := parseJSONSelector(s)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("ignore %d: %w", i, err))
@@ -194,7 +223,7 @@ func New(cfg Config) (*Rewriter, error) {
 // HasFields reports whether any field is configured. A route without
 // fields need not buffer bodies it cannot inspect: Rewrite passes them
 // through untouched.
-func (r *Rewriter) HasFields() bool { return len(r.json) > 0 || len(r.form) > 0 }
+func (r *Rewriter) HasFields() bool { return len(r.json) > 0 || len(r.form) > 0 || len(r.xml) > 0 }
 
 // Rewrite finds every value at the configured fields of body and, unless
 // the guard is off, every card-like number elsewhere; calls replace once
@@ -278,6 +307,13 @@ func (r *Rewriter) rewritePrimary(body []byte, media Media, replace ReplaceFunc)
 		if err := r.collectForm(&c, body, true); err != nil {
 			return nil, err
 		}
+	case MediaXML:
+		if len(r.xml) == 0 && r.guard == GuardOff {
+			return body, nil
+		}
+		if err := r.collectXML(&c, body); err != nil {
+			return nil, err
+		}
 	}
 	return c.apply(body, r.guard, replace)
 }
@@ -332,7 +368,8 @@ const (
 	editJSONRuns                   // JSON string with guard hits → re-quoted with runs replaced
 	editForm                       // raw form value → form-encoded replacement
 	editFormRuns                   // raw form key or value with guard hits → re-encoded with runs replaced
-	editXML                        // an XML element's content → XML-escaped replacement (xml.go splices it)
+	editXML                        // an XML element's content → XML-escaped replacement
+	editXMLRuns                    // XML text or attribute value with guard hits → re-escaped with runs replaced
 	editRaw                        // digits (and separators) of a raw text body → replacement as is
 )
 
@@ -452,9 +489,11 @@ func (e edit) encode(repl []string, path string) ([]byte, error) {
 		return []byte(repl[0]), nil
 	case editForm:
 		return []byte(formEscape(repl[0])), nil
+	case editXML:
+		return escapeXML(repl[0]), nil
 	case editRaw:
 		return []byte(repl[0]), nil
-	case editJSONRuns, editFormRuns:
+	case editJSONRuns, editFormRuns, editXMLRuns:
 		var sb strings.Builder
 		prev := 0
 		for i, rn := range e.runs {
@@ -463,8 +502,11 @@ func (e edit) encode(repl []string, path string) ([]byte, error) {
 			prev = rn.end
 		}
 		sb.WriteString(e.text[prev:])
-		if e.kind == editFormRuns {
+		switch e.kind {
+		case editFormRuns:
 			return []byte(formEscape(sb.String())), nil
+		case editXMLRuns:
+			return escapeXML(sb.String()), nil
 		}
 		b, ok := appendQuoted(nil, sb.String())
 		if !ok {

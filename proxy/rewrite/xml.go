@@ -6,67 +6,75 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"strings"
 )
 
-// XML bodies (issue 15: Braintree's Go SDK and Authorize.net's XML API send
-// card numbers in XML). An XML selector is an absolute element path,
-// "/transaction/credit-card/number": element local names from the root,
-// separated by "/". XML is read as strictly as JSON: no DTD (so no
-// entities beyond XML's five and character references), UTF-8 only, one
-// root element, no deeper than MaxDepth, and at most one element at each
-// configured path (parsers disagree on which of two they read). A
-// configured element holds text only (character data, CDATA included);
-// its whole content is replaced, references and all, so nothing else in
-// the body changes.
+// XML bodies (Braintree's Go SDK and Authorize.net's XML API send card
+// numbers in XML; apps take XML orders). An XML selector is an absolute
+// element path, "/transaction/credit-card/number": element local names from
+// the root, separated by "/", compared exactly (XML names are
+// case-sensitive; a namespace prefix is not part of the name). The same
+// syntax selects fields inbound and on egress routes; an ignore entry may
+// also end in "/@name", an attribute.
+//
+// XML is read as strictly as JSON: no DTD (so no entities beyond XML's
+// five and character references), UTF-8 only, one root element, no deeper
+// than MaxDepth, and at most one element at each configured path (parsers
+// disagree on which of two they read). A configured element holds text
+// only (character data, CDATA included); its value is that text without
+// surrounding white space, and its content between that white space is
+// replaced, references and all, by the XML-escaped replacement, so nothing
+// else in the body changes.
+//
+// The guard reads what an XML parser hands an app: text (character
+// references decoded, CDATA included), attribute values, comments, element
+// and attribute names. Text pieces are also read joined: an element's own
+// pieces across comments, CDATA sections and child elements, and, on
+// bodies read as apps might (inbound), every piece with the next, as
+// ElementTree's itertext() and the DOM's textContent join descendants. A
+// card number split by markup is refused, never tokenized (no one span
+// holds it).
 
-// XMLField is one configured element path of an [XMLRewriter].
-type XMLField struct {
-	Path string // "/root/child/leaf"
-	Spec int    // handed back in Value.Spec
-}
-
-// XMLRewriter rewrites XML bodies for one route. Build it with [NewXML]; it
-// is immutable and safe for concurrent use.
-type XMLRewriter struct {
-	fields   []XMLField
-	paths    []string // parsed, in the form of xmlWalk.path
-	guard    GuardMode
-	maxDepth int
-}
-
-// IsXMLMediaType reports whether contentType announces XML:
-// application/xml, text/xml or a +xml type. A charset other than utf-8 (or
-// us-ascii) is an [*Error] with [CodeUnsupportedMediaType].
-func IsXMLMediaType(contentType string) (bool, error) {
-	mt, params, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return false, nil
-	}
-	if mt != "application/xml" && mt != "text/xml" && !(strings.HasSuffix(mt, "+xml") && strings.Count(mt, "/") == 1) {
-		return false, nil
-	}
-	if cs, ok := params["charset"]; ok {
-		if cs = strings.ToLower(cs); cs != "utf-8" && cs != "utf8" && cs != "us-ascii" {
-			return true, newError(CodeUnsupportedMediaType, "", "charset other than utf-8")
-		}
-	}
-	return true, nil
+// xmlSel is one configured XML field.
+type xmlSel struct {
+	field, spec int
+	path        string
 }
 
 // ValidateXMLSelector reports whether s is a valid XML selector.
 func ValidateXMLSelector(s string) error {
-	_, err := parseXMLSelector(s)
+	_, err := parseXMLSelector(s, false)
 	return err
 }
 
-func parseXMLSelector(s string) (string, error) {
+// ValidateXMLIgnore reports whether s is a valid XML ignore entry: an
+// element path, optionally ending in "/@name" (an attribute of that
+// element).
+func ValidateXMLIgnore(s string) error {
+	_, err := parseXMLSelector(s, true)
+	return err
+}
+
+// IsXMLSelector reports whether s is written as an XML selector (it starts
+// with "/"), as opposed to a JSON one.
+func IsXMLSelector(s string) bool { return strings.HasPrefix(s, "/") }
+
+func parseXMLSelector(s string, attr bool) (string, error) {
+	if len(s) > MaxSelectorLen {
+		return "", fmt.Errorf("xml selector longer than %d bytes", MaxSelectorLen)
+	}
 	if len(s) < 2 || s[0] != '/' || strings.HasSuffix(s, "/") {
 		return "", fmt.Errorf("xml selector %q: write an absolute element path such as /transaction/credit-card/number", s)
 	}
-	for _, seg := range strings.Split(s[1:], "/") {
-		if seg == "" || !isXMLName(seg) {
+	segs := strings.Split(s[1:], "/")
+	if len(segs) > MaxSelectorSegments {
+		return "", fmt.Errorf("xml selector has more than %d segments", MaxSelectorSegments)
+	}
+	for i, seg := range segs {
+		if attr && i == len(segs)-1 && i > 0 && strings.HasPrefix(seg, "@") {
+			seg = seg[1:]
+		}
+		if !isXMLName(seg) {
 			return "", fmt.Errorf("xml selector %q: segment %q is not an element name (letters, digits, _ - .; no prefix)", s, seg)
 		}
 	}
@@ -84,187 +92,490 @@ func isXMLName(s string) bool {
 	return s != ""
 }
 
-// NewXML builds an XMLRewriter. Guard GuardTokenize acts as GuardReject:
-// tok does not splice guard hits into XML, so it refuses them.
-func NewXML(fields []XMLField, guard GuardMode, maxDepth int) (*XMLRewriter, error) {
-	r := &XMLRewriter{fields: fields, guard: guard, maxDepth: maxDepth}
-	if r.maxDepth == 0 {
-		r.maxDepth = DefaultMaxDepth
-	}
-	var errs []error
-	for _, f := range fields {
-		p, err := parseXMLSelector(f.Path)
-		errs = append(errs, err)
-		r.paths = append(r.paths, p)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return r, nil
+// xmlFrame is one open element of the walk.
+type xmlFrame struct {
+	path    string   // "/a/b", local names as sent
+	name    xml.Name // as written (prefix in Space), for the end tag's check
+	ignored bool     // the element is exempt from the guard, with all below it
+	// joined is the element's own text pieces read together, and breaks
+	// where one piece ends and the next begins, for the split check.
+	joined []byte
+	breaks []int
+	pieces int
 }
 
-// HasFields reports whether any XML field is configured.
-func (r *XMLRewriter) HasFields() bool { return len(r.fields) > 0 }
-
-// Rewrite finds the text of every configured element of body, refuses a
-// card-like number anywhere else (text or attribute) unless the guard is
-// off, calls replace once with the values, and returns body with exactly
-// the configured elements' contents replaced (XML-escaped).
-func (r *XMLRewriter) Rewrite(body []byte, replace ReplaceFunc) ([]byte, error) {
-	if len(body) == 0 {
-		return body, nil
-	}
-	var c collector
-	if err := r.collect(&c, body); err != nil {
-		return nil, err
-	}
-	mode := r.guard
-	if mode == GuardTokenize {
-		mode = GuardReject
-	}
-	if c.guardHits > 0 && mode == GuardReject {
-		return nil, newError(CodeCardNumberDetected, c.guardPath, "card-like number outside the configured fields")
-	}
-	if len(c.vals) == 0 {
-		return body, nil
-	}
-	repl, err := replace(c.vals)
-	if err != nil {
-		return nil, fmt.Errorf("replace values: %w", err)
-	}
-	if len(repl) != len(c.vals) {
-		return nil, newError(CodeInvalidReplacement, "", "replace returned %d values for %d", len(repl), len(c.vals))
-	}
-	var out bytes.Buffer
-	out.Grow(len(body))
-	at := 0
-	for _, e := range c.edits { // in document order, not overlapping; fields only
-		out.Write(body[at:e.start])
-		xml.EscapeText(&out, []byte(repl[e.first]))
-		at = e.end
-	}
-	out.Write(body[at:])
-	return out.Bytes(), nil
-}
-
-// collect walks body and records the configured elements' contents as
-// values with their byte spans, and guard hits.
-func (r *XMLRewriter) collect(c *collector, body []byte) error {
-	invalid := func(format string, args ...any) error {
-		return newError(CodeInvalidXML, "", format, args...)
-	}
-	d := xml.NewDecoder(bytes.NewReader(body))
-	d.Strict = true // no Entity map, no AutoClose: only XML's own references
-	var path []string
-	seen := map[string]bool{}
-	roots := 0
-	// open is the configured element being read: its field, where its
-	// content starts, and what it has held so far.
-	var open *openXML
-	for {
-		before := d.InputOffset()
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return invalid("not well-formed XML: %s", xmlErrText(err))
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if open != nil {
-				return newError(CodeFieldType, r.paths[open.field], "a configured element holds an element; it must hold text only")
-			}
-			if len(path) == 0 {
-				if roots++; roots > 1 {
-					return invalid("more than one root element")
-				}
-			}
-			if len(path) >= r.maxDepth {
-				return newError(CodeTooDeep, "", "XML nested deeper than %d elements", r.maxDepth)
-			}
-			path = append(path, t.Name.Local)
-			p := "/" + strings.Join(path, "/")
-			for i, fp := range r.paths {
-				if fp != p {
-					continue
-				}
-				if seen[p] {
-					return newError(CodeDuplicateKey, p, "element appears twice; send it once")
-				}
-				seen[p] = true
-				off := int(d.InputOffset())
-				open = &openXML{field: i, start: off, end: off}
-			}
-			for _, a := range t.Attr {
-				if err := checkXMLText(a.Value); err != nil {
-					return err
-				}
-				r.guardText(c, p+"/@"+a.Name.Local, a.Value)
-			}
-		case xml.EndElement:
-			if open != nil {
-				if open.text != "" {
-					f := r.fields[open.field]
-					c.addField(fieldSel{field: open.field, spec: f.Spec}, r.paths[open.field], open.text, KindXML, editXML, open.start, open.end)
-				}
-				open = nil
-			}
-			path = path[:len(path)-1]
-		case xml.CharData:
-			text := string(t)
-			if err := checkXMLText(text); err != nil {
-				return err
-			}
-			if len(path) == 0 {
-				if strings.TrimSpace(text) != "" {
-					return invalid("text outside the root element")
-				}
-				continue
-			}
-			if open != nil {
-				// Text and CDATA sections in a row are one span.
-				open.text += text
-				open.end = int(d.InputOffset())
-				continue
-			}
-			r.guardText(c, "/"+strings.Join(path, "/"), text)
-		case xml.Comment:
-			if open != nil {
-				return newError(CodeFieldType, r.paths[open.field], "a configured element holds a comment; it must hold text only")
-			}
-			r.guardText(c, "/"+strings.Join(path, "/"), string(t))
-		case xml.Directive:
-			return invalid("a DTD or other <!...> declaration; tok reads no DTDs")
-		case xml.ProcInst:
-			if t.Target != "xml" || before != 0 {
-				return invalid("a processing instruction other than the XML declaration at the start")
-			}
-		}
-	}
-	if roots == 0 || len(path) != 0 {
-		return invalid("no complete root element")
-	}
-	return nil
+// xmlWalk is one reading of an XML body.
+type xmlWalk struct {
+	r       *Rewriter
+	c       *collector
+	body    []byte
+	lenient bool       // a sniffed reading: fields off, every hit refuses, a parse error ends it
+	stack   []xmlFrame // by value: one allocation for the walk, not one per element
+	seen    map[string]bool
+	open    *openXML // the configured element being read, or nil
+	// all is the document's text outside fields and exempt elements, in
+	// order (a NUL stands for those), and allBreaks where each text piece
+	// starts: what itertext() and textContent join (see crossCheck).
+	all       []byte
+	allBreaks []int
 }
 
 // openXML is the configured element being read: its field, the span of
 // its content so far, and the content's text.
 type openXML struct {
-	field      int
+	sel        xmlSel
 	start, end int
-	text       string
+	text       strings.Builder
 }
 
-// guardText records card-like numbers in text as guard hits at path.
-func (r *XMLRewriter) guardText(c *collector, path, text string) {
-	if r.guard == GuardOff {
+// collectXML is the primary reading of a body declared as XML: the
+// configured elements' contents become values, card numbers elsewhere
+// guard hits.
+func (r *Rewriter) collectXML(c *collector, body []byte) error {
+	w := &xmlWalk{r: r, c: c, body: body, seen: map[string]bool{}, stack: make([]xmlFrame, 0, 16)}
+	return w.run()
+}
+
+// xmlReading reads a body of another type that an app would sniff as XML
+// (it starts with '<' after a byte-order mark and white space), leniently
+// (HTML's entities and unclosed tags are read as an HTML-tolerant parser
+// reads them) and only for the guard: a card number in it refuses the
+// body, and a part that does not parse ends the reading (the raw reading
+// has seen its bytes).
+func (r *Rewriter) xmlReading(body []byte) error {
+	if !sniffXML(body) {
+		return nil
+	}
+	w := &xmlWalk{r: r, c: &collector{}, body: body, lenient: true, seen: map[string]bool{}}
+	return w.run()
+}
+
+// sniffXML reports whether b starts with '<' after a UTF-8 byte-order mark
+// and white space.
+func sniffXML(b []byte) bool {
+	b = bytes.TrimLeft(bytes.TrimPrefix(b, utf8BOMBytes), " \t\r\n")
+	return len(b) > 0 && b[0] == '<'
+}
+
+var utf8BOMBytes = []byte("\ufeff")
+
+func (w *xmlWalk) run() error {
+	d := xml.NewDecoder(bytes.NewReader(w.body))
+	if w.lenient {
+		d.Strict = false
+		d.AutoClose = xml.HTMLAutoClose
+		d.Entity = xml.HTMLEntity
+		// A declared encoding (ISO-8859-1, windows-1252) stops Go's decoder
+		// but not Python's or PHP's: read the bytes as Latin-1, whose
+		// digits, '&', '#' and ';' are ASCII's.
+		d.CharsetReader = latin1Reader
+	} else {
+		d.Strict = true // no Entity map, no AutoClose: only XML's own references
+	}
+	// RawToken: no namespace translation (selectors use local names), so
+	// the walk checks that end tags match itself. The lenient reading needs
+	// Token's AutoClose.
+	next := d.RawToken
+	if w.lenient {
+		next = d.Token
+	}
+	roots := 0
+	for {
+		before := int(d.InputOffset())
+		tok, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if w.lenient {
+				break // what parsed so far is what the app reads
+			}
+			return w.invalid("not well-formed XML: %s", xmlErrText(err))
+		}
+		after := int(d.InputOffset())
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if len(w.stack) == 0 {
+				if roots++; roots > 1 && !w.lenient {
+					return w.invalid("more than one root element")
+				}
+			}
+			err = w.start(t, before, after)
+		case xml.EndElement:
+			err = w.end(t)
+		case xml.CharData:
+			err = w.text(string(t), before, after)
+		case xml.Comment:
+			err = w.comment(string(t), before)
+		case xml.Directive:
+			err = w.directive(t)
+		case xml.ProcInst:
+			err = w.procInst(t, before)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !w.lenient && (roots == 0 || len(w.stack) != 0) {
+		return w.invalid("no complete root element")
+	}
+	return w.crossCheck()
+}
+
+// crossCheck refuses, on bodies read as apps might read them (inbound,
+// and sniffed readings), a card number that shows only when text pieces
+// are joined across markup, as ElementTree's itertext() and the DOM's
+// textContent join an element's descendants: "<n>4111<b>1111</b>…</n>".
+// Two adjacent pieces always share an ancestor whose joined text holds
+// both, so the document's text read once covers every element. Provider
+// answers (no ReadAll) are read as documents: only an element's own
+// pieces are joined (splitCheck), so that neighbouring ids never make a
+// card.
+func (w *xmlWalk) crossCheck() error {
+	if !w.lenient && !w.r.readAll || len(w.allBreaks) < 2 {
+		return nil
+	}
+	for _, rn := range findCards(string(w.all)) {
+		for _, b := range w.allBreaks {
+			if b > rn.start && b < rn.end {
+				if w.lenient {
+					return readingHit("xml")
+				}
+				return newError(CodeCardNumberDetected, "", "card-like number split across XML elements or markup; send it as one text")
+			}
+		}
+	}
+	return nil
+}
+
+// addAll appends one text piece to the document's text.
+func (w *xmlWalk) addAll(text string) {
+	if !w.lenient && !w.r.readAll {
 		return
 	}
-	if runs := findCards(text); len(runs) > 0 {
-		c.addGuard(path, text, runs, KindXML, editXML, 0, 0)
-	}
+	w.allBreaks = append(w.allBreaks, len(w.all))
+	w.all = append(w.all, text...)
 }
+
+func (w *xmlWalk) invalid(format string, args ...any) error {
+	return newError(CodeInvalidXML, "", format, args...)
+}
+
+func (w *xmlWalk) guardOn(ignored bool) bool { return w.r.guard != GuardOff && !ignored }
+
+func (w *xmlWalk) start(t xml.StartElement, before, after int) error {
+	if w.open != nil {
+		return newError(CodeFieldType, showXMLPath(w.open.sel.path), "a configured element holds an element; it must hold text only")
+	}
+	if len(w.stack) >= w.r.maxDepth {
+		if w.lenient {
+			return readingHit("xml nested too deep to read")
+		}
+		return newError(CodeTooDeep, "", "XML nested deeper than %d elements", w.r.maxDepth)
+	}
+	f := xmlFrame{path: "/" + t.Name.Local, name: t.Name}
+	if parent := w.top(); parent != nil {
+		parent.breaks = append(parent.breaks, len(parent.joined))
+		f.path = parent.path + f.path
+		f.ignored = parent.ignored
+	}
+	f.ignored = f.ignored || w.ignoredPath(f.path)
+	w.stack = append(w.stack, f)
+	return w.startRest(t, w.top(), before, after)
+}
+
+// startRest matches the element f just opened against the fields and
+// reads its name and attributes.
+func (w *xmlWalk) startRest(t xml.StartElement, f *xmlFrame, before, after int) error {
+	if err := w.name(t.Name, f); err != nil {
+		return err
+	}
+	if !w.lenient {
+		for _, sel := range w.r.xml {
+			if sel.path != f.path {
+				continue
+			}
+			if w.seen[sel.path] {
+				return newError(CodeDuplicateKey, showXMLPath(sel.path), "element appears twice; send it once")
+			}
+			w.seen[sel.path] = true
+			w.open = &openXML{sel: sel, start: after, end: after}
+		}
+	}
+	var spans [][2]int // raw attribute value spans, found when first needed
+	for i, a := range t.Attr {
+		if err := checkXMLText(a.Value); err != nil && !w.lenient {
+			return err
+		}
+		apath := f.path + "/@" + a.Name.Local
+		if err := w.name(a.Name, f); err != nil {
+			return err
+		}
+		if !w.guardOn(f.ignored || w.ignoredPath(apath)) {
+			continue
+		}
+		runs := findCards(a.Value)
+		if len(runs) == 0 {
+			continue
+		}
+		if w.lenient {
+			return readingHit("xml")
+		}
+		if spans == nil {
+			spans = attrSpans(w.body[before:after])
+		}
+		if i >= len(spans) {
+			// Never expected: the decoder read the tag. Refuse rather than
+			// splice a span not found.
+			return newError(CodeCardNumberDetected, showXMLPath(apath), "card-like number in an attribute tok cannot locate")
+		}
+		w.c.addGuard(showXMLPath(apath), a.Value, runs, KindXML, editXMLRuns, before+spans[i][0], before+spans[i][1])
+	}
+	return nil
+}
+
+// name refuses a card number in an element or attribute name (and its
+// prefix): an app that walks names reads it, and tok cannot replace it.
+func (w *xmlWalk) name(n xml.Name, f *xmlFrame) error {
+	if !w.guardOn(false) || len(findCards(n.Local)) == 0 {
+		return nil
+	}
+	if w.lenient {
+		return readingHit("xml")
+	}
+	return newError(CodeCardNumberDetected, showXMLPath(f.path), "card-like number in an XML name")
+}
+
+func (w *xmlWalk) end(t xml.EndElement) error {
+	if len(w.stack) == 0 {
+		if w.lenient {
+			return nil
+		}
+		return w.invalid("an end tag without its element")
+	}
+	f := w.stack[len(w.stack)-1]
+	if f.name != t.Name && !w.lenient {
+		return w.invalid("element <%s> closed by </%s>", safeSegment(f.name.Local), safeSegment(t.Name.Local))
+	}
+	if o := w.open; o != nil {
+		w.addAll("\x00") // a field's text becomes a token: it joins nothing
+		// White space around the value (a pretty-printed field) stays as
+		// sent: apps strip it, and the value is what lies between.
+		start, end := o.start, o.end
+		for start < end && isXMLSpace(w.body[start]) {
+			start++
+		}
+		for end > start && isXMLSpace(w.body[end-1]) {
+			end--
+		}
+		if text := strings.TrimSpace(o.text.String()); text != "" {
+			w.c.addField(fieldSel{field: o.sel.field, spec: o.sel.spec}, showXMLPath(o.sel.path), text, KindXML, editXML, start, end)
+		}
+		w.open = nil
+	}
+	w.stack = w.stack[:len(w.stack)-1]
+	if f.pieces > 1 && w.guardOn(f.ignored) {
+		if err := w.splitCheck(&f); err != nil {
+			return err
+		}
+	}
+	if p := w.top(); p != nil {
+		p.breaks = append(p.breaks, len(p.joined))
+	}
+	return nil
+}
+
+// splitCheck refuses a card number that shows only when f's text pieces
+// are read together: one piece alone holds part of it.
+func (w *xmlWalk) splitCheck(f *xmlFrame) error {
+	for _, rn := range findCards(string(f.joined)) {
+		if w.c.cards != nil && !rn.ambiguous && !w.c.cards.Takes(rn.digits) {
+			continue // a number the route's response_cards leaves out
+		}
+		for _, b := range f.breaks {
+			if b > rn.start && b < rn.end {
+				if w.lenient {
+					return readingHit("xml")
+				}
+				return newError(CodeCardNumberDetected, showXMLPath(f.path), "card-like number split by XML markup; send it as one text")
+			}
+		}
+	}
+	return nil
+}
+
+func (w *xmlWalk) text(text string, before, after int) error {
+	if err := checkXMLText(text); err != nil && !w.lenient {
+		return err
+	}
+	f := w.top()
+	if f == nil {
+		outside := text
+		if before == 0 {
+			outside = strings.TrimPrefix(outside, "\ufeff") // a byte-order mark
+		}
+		if !w.lenient && strings.TrimSpace(outside) != "" {
+			return w.invalid("text outside the root element")
+		}
+		if w.guardOn(false) && len(findCards(text)) > 0 {
+			return readingHit("xml")
+		}
+		return nil
+	}
+	if o := w.open; o != nil {
+		// Text and CDATA sections in a row are one span.
+		o.text.WriteString(text)
+		o.end = after
+		return nil
+	}
+	if !w.guardOn(f.ignored) {
+		w.addAll("\x00") // an exempt value joins nothing
+		return nil
+	}
+	w.addAll(text)
+	if f.pieces > 0 {
+		f.breaks = append(f.breaks, len(f.joined))
+	}
+	f.pieces++
+	f.joined = append(f.joined, text...)
+	runs := findCards(text)
+	if len(runs) == 0 {
+		return nil
+	}
+	if w.lenient {
+		return readingHit("xml")
+	}
+	w.c.addGuard(showXMLPath(f.path), text, runs, KindXML, editXMLRuns, before, after)
+	return nil
+}
+
+func (w *xmlWalk) comment(text string, before int) error {
+	if w.open != nil && !w.lenient {
+		return newError(CodeFieldType, showXMLPath(w.open.sel.path), "a configured element holds a comment; it must hold text only")
+	}
+	f := w.top()
+	ignored := f != nil && f.ignored
+	if f != nil {
+		// A parser that drops comments joins the text around them.
+		f.pieces++
+	}
+	if !w.guardOn(ignored) {
+		return nil
+	}
+	runs := findCards(text)
+	if len(runs) == 0 {
+		return nil
+	}
+	if w.lenient {
+		return readingHit("xml")
+	}
+	path := "/"
+	if f != nil {
+		path = showXMLPath(f.path)
+	}
+	// A comment's text is its raw bytes after "<!--": its digits are
+	// replaced as they stand.
+	for _, rn := range runs {
+		w.c.addGuard(path, "", []cardRun{rn}, KindText, editRaw, before+4+rn.start, before+4+rn.end)
+	}
+	return nil
+}
+
+func (w *xmlWalk) directive(t xml.Directive) error {
+	if !w.lenient {
+		return w.invalid("a DTD or other <!...> declaration; tok reads no DTDs")
+	}
+	// Expat (Python) and libxml2 (PHP) expand entities a DTD declares:
+	// text tok would not see.
+	if bytes.Contains(t, []byte("ENTITY")) {
+		return newError(CodeInvalidXML, "", "a body read as XML declares entities; tok does not expand them")
+	}
+	if w.guardOn(false) && len(findCards(string(t))) > 0 {
+		return readingHit("xml")
+	}
+	return nil
+}
+
+func (w *xmlWalk) procInst(t xml.ProcInst, before int) error {
+	if w.lenient {
+		if w.guardOn(false) && len(findCards(string(t.Inst))) > 0 {
+			return readingHit("xml")
+		}
+		return nil
+	}
+	if t.Target != "xml" || before != 0 {
+		return w.invalid("a processing instruction other than the XML declaration at the start")
+	}
+	return nil
+}
+
+func (w *xmlWalk) top() *xmlFrame {
+	if len(w.stack) == 0 {
+		return nil
+	}
+	return &w.stack[len(w.stack)-1]
+}
+
+// ignoredPath reports whether path (an element or "/@attr" path) is an
+// XML ignore entry.
+func (w *xmlWalk) ignoredPath(path string) bool {
+	for _, p := range w.r.xmlIgnore {
+		if p == path {
+			return true
+		}
+	}
+	return false
+}
+
+// showXMLPath renders an element path for errors and logs: a segment that
+// could hold a card number shows as "*".
+func showXMLPath(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if s != "" {
+			segs[i] = safeSegment(s)
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// attrSpans returns the raw value spans (inside the quotes) of the
+// attributes of a well-formed start tag, in order.
+func attrSpans(tag []byte) [][2]int {
+	var spans [][2]int
+	i := 1
+	for i < len(tag) && !isXMLSpace(tag[i]) && tag[i] != '>' && tag[i] != '/' {
+		i++ // the element name
+	}
+	for i < len(tag) {
+		for i < len(tag) && isXMLSpace(tag[i]) {
+			i++
+		}
+		if i >= len(tag) || tag[i] == '>' || tag[i] == '/' {
+			break
+		}
+		for i < len(tag) && tag[i] != '=' {
+			i++
+		}
+		i++
+		for i < len(tag) && isXMLSpace(tag[i]) {
+			i++
+		}
+		if i >= len(tag) {
+			break
+		}
+		q := tag[i]
+		end := bytes.IndexByte(tag[i+1:], q)
+		if end < 0 {
+			break
+		}
+		spans = append(spans, [2]int{i + 1, i + 1 + end})
+		i += end + 2
+	}
+	return spans
+}
+
+func isXMLSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // checkXMLText refuses text the decoder let through that readers differ on.
 func checkXMLText(s string) error {
@@ -277,7 +588,35 @@ func checkXMLText(s string) error {
 func xmlErrText(err error) string {
 	var se *xml.SyntaxError
 	if errors.As(err, &se) {
-		return fmt.Sprintf("line %d: %s", se.Line, se.Msg)
+		// The decoder quotes what it could not read: its digits are masked.
+		msg := strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return '#'
+			}
+			return r
+		}, se.Msg)
+		return fmt.Sprintf("line %d: %s", se.Line, safeText(msg, 200))
 	}
 	return "unreadable"
+}
+
+// escapeXML is s escaped for XML text or an attribute value.
+func escapeXML(s string) []byte {
+	var b bytes.Buffer
+	xml.EscapeText(&b, []byte(s)) // writes to a buffer: no error
+	return b.Bytes()
+}
+
+// latin1Reader decodes input as ISO-8859-1, whatever label declares it.
+func latin1Reader(_ string, input io.Reader) (io.Reader, error) {
+	b, err := io.ReadAll(input)
+	if err != nil {
+		return nil, err
+	}
+	var sb strings.Builder
+	sb.Grow(len(b))
+	for _, c := range b {
+		sb.WriteRune(rune(c))
+	}
+	return strings.NewReader(sb.String()), nil
 }

@@ -4,13 +4,15 @@ Every request, whatever its method and path, is answered with JSON holding
 everything Flask and Werkzeug parsed from it: the body read as JSON whatever
 its Content-Type (get_json(force=True, silent=True), as many apps do), the
 form, multipart parts (text fields and file contents), the query, headers,
-cookies, path and method. The zoo test searches the answer for card numbers.
+cookies, path and method, and the body parsed as XML when it starts with
+'<' (ElementTree, as apps that sniff XML do). The zoo test searches the answer for card numbers.
 
     PORT=5001 python3 app.py      # listens on 127.0.0.1 only
 """
 
 import os
 import sys
+import xml.etree.ElementTree as ET
 
 from flask import Flask, jsonify, request
 
@@ -25,6 +27,23 @@ def mark(resp):
 
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def read_xml(body):
+    """Parses a body that starts with '<' (after a BOM and white space) as
+    an app that sniffs XML would, with ElementTree (expat: character
+    references decoded, a DTD's internal entities expanded, comments dropped
+    so the text around them joins), and reports every element's tag,
+    attributes, text, tail and itertext() joined. None if it does not parse."""
+    text = body.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    if not text.startswith("<"):
+        return None
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        return None
+    return [{"tag": e.tag, "attrib": e.attrib, "text": e.text, "tail": e.tail,
+             "itertext": "".join(e.itertext())} for e in root.iter()]
 
 
 def multi(md):
@@ -53,6 +72,7 @@ def record(path):
         full_path=request.full_path,
         query=multi(request.args),
         json=body_json,
+        xml=read_xml(request.get_data(cache=True)),
         form=multi(request.form),
         files=files,
         headers=dict(request.headers.items()),
