@@ -44,6 +44,7 @@ import (
 
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
+	auditlog "github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
@@ -548,7 +549,7 @@ func audit(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer f.Close()
-	rep, err := proxy.VerifyAudit(f, key, *allowUnkeyed)
+	rep, err := auditlog.Verify(f, key, *allowUnkeyed)
 	if err != nil {
 		fmt.Fprintf(stdout, "%s: %v (%d lines before it verify)\n", file, err, rep.Lines)
 		return exitFail
@@ -602,7 +603,7 @@ func auditKey(keyringPath, cfgPath string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return proxy.AuditKey(keys), nil
+	return auditlog.Key(keys), nil
 }
 
 // serve runs tok until the first SIGTERM or SIGINT, then drains; a second
@@ -840,13 +841,13 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 // openAudit opens the audit log for appending (mode 0600), locked against
 // a second tok (issue 13); "-" is stdout. It also returns the file's tail,
 // so the keyed chain continues and a write cut short is sealed.
-func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, proxy.AuditTail, error) {
+func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, auditlog.Tail, error) {
 	if path == "-" {
-		return stdout, nopCloser{}, proxy.AuditTail{}, nil
+		return stdout, nopCloser{}, auditlog.Tail{}, nil
 	}
-	f, err := proxy.OpenAuditFile(path)
+	f, err := auditlog.OpenFile(path)
 	if err != nil {
-		return nil, nil, proxy.AuditTail{}, err
+		return nil, nil, auditlog.Tail{}, err
 	}
 	return f, f, f.Tail, nil
 }

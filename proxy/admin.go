@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tokproxy/tok/proxy/audit"
 )
 
 // AdminHandler serves the admin listener: /healthz (the process answers),
@@ -75,13 +76,11 @@ func (s *Server) adminGuard(event, path string, audited bool, h handlerFunc) han
 		if err == nil && !audited {
 			return nil
 		}
-		ev := auditEvent{Event: event, Endpoint: safeMethod(r.Method) + " " + path, Outcome: "ok"}
+		ev := audit.Event{Event: event, Endpoint: safeMethod(r.Method) + " " + path, Outcome: "ok"}
 		if err != nil {
 			ev.Outcome = toAPIError(err).Code
 		}
-		if aerr := s.audit.write(r, ev); aerr != nil {
-			s.log.Error("audit log write failed", "event", event, "err", aerr)
-		}
+		s.tryRecord(r, ev)
 		return err
 	}
 }

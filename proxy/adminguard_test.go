@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/tokproxy/tok/proxy/audit"
 )
 
 // TestAdminCrossSite: a browser on the tok host cannot POST /rekey, start
@@ -98,11 +100,11 @@ func TestAdminAudit(t *testing.T) {
 			t.Errorf("audit log lacks %s:\n%s", want, log)
 		}
 	}
-	if rep, err := VerifyAudit(strings.NewReader(log), AuditKey(e.vault.Keyring()), false); err != nil || rep.Lines != 4 {
+	if rep, err := audit.Verify(strings.NewReader(log), audit.Key(e.vault.Keyring()), false); err != nil || rep.Lines != 4 {
 		t.Errorf("VerifyAudit = %+v, %v", rep, err)
 	}
 
-	e.srv.audit.w = brokenWriter{}
+	e.audit.breakWrites()
 	before := backups.Load()
 	wantError(t, do(t, nil, "GET", e.admin.URL+"/backup", "", ""), http.StatusServiceUnavailable, "audit_unavailable")
 	if backups.Load() != before {

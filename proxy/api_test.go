@@ -3,7 +3,6 @@ package proxy
 import (
 	"cmp"
 	"fmt"
-	"golang.org/x/crypto/bcrypt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokproxy/tok/vault"
 )
@@ -258,16 +259,11 @@ func TestAuditReveal(t *testing.T) {
 	}
 }
 
-// brokenWriter fails every write, like a full disk under the audit log.
-type brokenWriter struct{}
-
-func (brokenWriter) Write([]byte) (int, error) { return 0, fmt.Errorf("no space left on device") }
-
 func TestRevealRefusedWithoutAudit(t *testing.T) {
 	e := newTestEnv(t, nil)
 	tok := e.handle(seedPAN)
 	c := e.login("cih")
-	e.srv.audit.w = brokenWriter{}
+	e.audit.breakWrites()
 	r := do(t, c, "GET", e.auth.URL+"/@me?token="+tok, "", "")
 	wantError(t, r, 503, "audit_unavailable")
 	if strings.Contains(string(r.body), seedPAN) {

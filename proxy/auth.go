@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -144,9 +145,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		if first {
 			// One line per episode, not per refused attempt: a flood must
 			// not fill the audit disk. No secret was checked.
-			if aerr := s.audit.write(r, auditEvent{Event: "login", Outcome: "too_many_logins"}); aerr != nil {
-				s.log.Error("audit write failed", "event", "login", "outcome", "too_many_logins", "err", aerr)
-			}
+			s.tryRecord(r, audit.Event{Event: "login", Outcome: "too_many_logins"})
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
 		return errorf(http.StatusTooManyRequests, "too_many_logins", "too many login attempts from your address; retry later")
@@ -166,16 +165,15 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		auditClient = "" // an unknown name may be a mistyped secret: not logged
 	}
 	s.metrics.logins.WithLabelValues(outcome).Inc()
-	if aerr := s.audit.write(r, auditEvent{Event: "login", Client: auditClient, Session: sess.ID, Outcome: outcome}); aerr != nil {
-		// Every login attempt is audited (invariant 4), failed ones too:
-		// one that cannot be is refused whatever its outcome (issue 13),
-		// so a disk outage cannot hide a password guessing run. A failure
-		// was counted towards the lockout all the same.
-		s.log.Error("audit write failed", "event", "login", "outcome", outcome, "err", aerr)
+	if aerr := s.mustRecord(r, audit.Event{Event: "login", Client: auditClient, Session: sess.ID, Outcome: outcome}, "log in"); aerr != nil {
+		// Every login attempt is audited, failed ones too: one that cannot
+		// be is refused whatever its outcome, so a disk outage cannot hide
+		// a password guessing run. A failure was counted towards the
+		// lockout all the same.
 		if err == nil {
 			a.store.DeleteSession(context.WithoutCancel(r.Context()), sess.Key)
 		}
-		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to log in", aerr}
+		return aerr
 	}
 	if err != nil {
 		return err
@@ -351,7 +349,7 @@ func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if err := s.opts.Store.DeleteSession(r.Context(), sess.Key); err != nil {
 		return err
 	}
-	s.audit.write(r, auditEvent{Event: "logout", Client: client.Name, Session: sess.ID, Outcome: "ok"})
+	s.tryRecord(r, audit.Event{Event: "logout", Client: client.Name, Session: sess.ID, Outcome: "ok"})
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	writeJSON(w, http.StatusOK, map[string]string{"status": "logged_out"})

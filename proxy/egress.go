@@ -22,6 +22,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -493,13 +494,11 @@ func (e *egress) revealer(r *http.Request, rt *egressRoute) rewrite.ReplaceFunc 
 // reveal reveals the token at v; card, if set, is the card token v's value
 // is bound to.
 func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card string) (string, error) {
-	ev := auditEvent{Event: "egress_reveal", Route: rt.Name, Field: v.Path, Upstream: rt.Upstream.Host, BoundTo: card}
+	ev := audit.Event{Event: "egress_reveal", Route: rt.Name, Field: v.Path, Upstream: rt.Upstream.Host, BoundTo: card}
 	refuse := func(status int, code, msg string, err error) (string, error) {
 		ev.Outcome = code
 		e.s.metrics.revealed.WithLabelValues("egress", "error").Inc()
-		if aerr := e.s.audit.write(r, ev); aerr != nil {
-			e.s.log.Error("audit write failed", "err", aerr)
-		}
+		e.s.tryRecord(r, ev)
 		return "", &fieldError{&apiError{status, code, "field " + v.Path + ": " + msg, err}, v.Path}
 	}
 	if !vault.ValidToken(v.Text) {
@@ -534,9 +533,8 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 		return refuse(ae.Status, ae.Code, ae.Msg, err)
 	}
 	ev.Outcome = "ok"
-	// Invariant 4: no audit line, no reveal.
-	if aerr := e.s.audit.write(r, ev); aerr != nil {
-		return "", &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to reveal", aerr}
+	if aerr := e.s.mustRecord(r, ev, "reveal"); aerr != nil {
+		return "", aerr
 	}
 	e.s.metrics.revealed.WithLabelValues("egress", "ok").Inc()
 	st := sendFrom(r.Context())

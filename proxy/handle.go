@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -50,7 +51,7 @@ type handleResponse struct {
 // (anonymousSpec), spends the caller address's budget, and writes one
 // audit line.
 func (s *Server) serveHandle(w http.ResponseWriter, r *http.Request) error {
-	ev := auditEvent{Event: "handle", Client: AnonymousClient}
+	ev := audit.Event{Event: "handle", Client: AnonymousClient}
 	return s.audited(w, r, &ev, func() (*handleResponse, error) {
 		values, single, err := s.readHandle(w, r, &ev)
 		if err != nil {
@@ -69,7 +70,7 @@ func (s *Server) serveHandle(w http.ResponseWriter, r *http.Request) error {
 // the public /handle, but convergent (the same card gets the same token),
 // and so an oracle, bounded by the client's budget in values.
 func (s *Server) serveClientHandle(w http.ResponseWriter, r *http.Request) error {
-	ev := auditEvent{Event: "handle"}
+	ev := audit.Event{Event: "handle"}
 	return s.audited(w, r, &ev, func() (*handleResponse, error) {
 		if err := allowMethods(w, r, http.MethodPost); err != nil {
 			return nil, err
@@ -93,21 +94,16 @@ func (s *Server) serveClientHandle(w http.ResponseWriter, r *http.Request) error
 
 // audited runs a /handle call and writes its audit line: who, how many
 // values, the outcome. No audit line, no tokens: the answer is withheld
-// if the line cannot be written, as for a reveal (invariant 4).
-func (s *Server) audited(w http.ResponseWriter, r *http.Request, ev *auditEvent, call func() (*handleResponse, error)) error {
+// if the line cannot be written, as for a reveal.
+func (s *Server) audited(w http.ResponseWriter, r *http.Request, ev *audit.Event, call func() (*handleResponse, error)) error {
 	resp, err := call()
-	ev.Outcome = "ok"
 	if err != nil {
 		ev.Outcome = toAPIError(err).Code
+		s.tryRecord(r, *ev)
+		return err
 	}
-	if aerr := s.audit.write(r, *ev); aerr != nil {
-		if err != nil {
-			s.log.Error("audit write failed", "err", aerr)
-			return err
-		}
-		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to tokenize", aerr}
-	}
-	if err != nil {
+	ev.Outcome = "ok"
+	if err := s.mustRecord(r, *ev, "tokenize"); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -116,7 +112,7 @@ func (s *Server) audited(w http.ResponseWriter, r *http.Request, ev *auditEvent,
 
 // readHandle reads and checks a /handle body, and sets ev.Count to the
 // number of values it holds. single is true for pan_number.
-func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *auditEvent) (values []string, single bool, err error) {
+func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Event) (values []string, single bool, err error) {
 	if err := allowMethods(w, r, http.MethodPost); err != nil {
 		return nil, false, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -44,14 +45,26 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // syncBuffer is a goroutine-safe bytes.Buffer for audit and log output.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu     sync.Mutex
+	b      bytes.Buffer
+	broken bool
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.broken {
+		return 0, fmt.Errorf("no space left on device")
+	}
 	return s.b.Write(p)
+}
+
+// breakWrites makes every later Write fail, like a full disk under the
+// audit log.
+func (s *syncBuffer) breakWrites() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.broken = true
 }
 
 func (s *syncBuffer) String() string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -185,9 +186,7 @@ func (s *Server) serveRekey(w http.ResponseWriter, r *http.Request) error {
 	ks.started, ks.finished = time.Now(), make(chan struct{})
 	ks.mu.Unlock()
 	primary := s.opts.Vault.Keyring().Primary()
-	if err := s.audit.write(r, auditEvent{Event: "rekey", Endpoint: "POST /rekey", Token: after, Outcome: "started"}); err != nil {
-		s.log.Error("audit log write failed", "event", "rekey", "err", err)
-	}
+	s.tryRecord(r, audit.Event{Event: "rekey", Endpoint: "POST /rekey", Token: after, Outcome: "started"})
 	s.log.Info("rekey started", "primary", primary, "after", after)
 	go s.rekey(ctx, r, after)
 	writeJSON(w, http.StatusAccepted, ks.status())
@@ -230,9 +229,7 @@ func (s *Server) rekey(ctx context.Context, r *http.Request, after string) {
 	} else {
 		s.log.Info("rekey finished", "resealed", resealed, "duration", took.Round(time.Millisecond))
 	}
-	if aerr := s.audit.write(r, auditEvent{Event: "rekey", Endpoint: "POST /rekey", Token: cursor, Outcome: outcome}); aerr != nil {
-		s.log.Error("audit log write failed", "event", "rekey", "err", aerr)
-	}
+	s.tryRecord(r, audit.Event{Event: "rekey", Endpoint: "POST /rekey", Token: cursor, Outcome: outcome})
 	if err == nil {
 		if _, err := s.live.Load().countKeys(context.WithoutCancel(ctx)); err != nil {
 			s.log.Warn("counting records per key version after the rekey failed", "err", err)

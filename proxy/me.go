@@ -3,10 +3,10 @@ package proxy
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -48,9 +48,7 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		// A refused session is audited too (PCI DSS 10.2.1, issue 19):
 		// which token was asked for stays out (the caller is unknown), and
 		// so does the cookie.
-		if aerr := s.audit.write(r, auditEvent{Event: "session", Endpoint: safeMethod(r.Method) + " /@me", Outcome: toAPIError(err).Code}); aerr != nil {
-			s.log.Error("audit log write failed", "event", "session", "err", aerr)
-		}
+		s.tryRecord(r, audit.Event{Event: "session", Endpoint: safeMethod(r.Method) + " /@me", Outcome: toAPIError(err).Code})
 		return err
 	}
 	if r.Method == http.MethodDelete {
@@ -71,16 +69,14 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	if client.Reveal {
 		kind = "reveal"
 	}
-	ev := auditEvent{Event: kind, Client: client.Name, Session: sess.ID}
+	ev := audit.Event{Event: kind, Client: client.Name, Session: sess.ID}
 	// Every lookup spends the client's budget before the vault is asked,
 	// found or not: enumerating short tokens is mostly misses.
 	size := clientBudget(client.RevealBudget, s.opts.Budgets.Reveal)
 	if err := s.spend(w, s.budgets.reveal, budgetReveal, client.Name, 1, size); err != nil {
 		ev.Token, ev.Outcome = auditToken(token, false), toAPIError(err).Code
 		s.metrics.revealed.WithLabelValues(kind, "error").Inc()
-		if aerr := s.audit.write(r, ev); aerr != nil {
-			s.log.Error("audit write failed", "err", aerr)
-		}
+		s.tryRecord(r, ev)
 		return err
 	}
 	start := time.Now()
@@ -101,9 +97,8 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		ev.Outcome = toAPIError(err).Code
 	}
 	s.metrics.revealed.WithLabelValues(kind, outcome(err)).Inc()
-	// Invariant 4: no audit line, no answer.
-	if aerr := s.audit.write(r, ev); aerr != nil {
-		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to reveal", errors.Join(aerr, err)}
+	if aerr := s.mustRecord(r, ev, "reveal"); aerr != nil {
+		return aerr
 	}
 	if err != nil {
 		return err
@@ -160,15 +155,13 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	if token == "" {
 		return errorf(http.StatusBadRequest, "missing_field", "token is required")
 	}
-	ev := auditEvent{Event: "delete", Client: client.Name, Session: sess.ID, Token: auditToken(token, false)}
+	ev := audit.Event{Event: "delete", Client: client.Name, Session: sess.ID, Token: auditToken(token, false)}
 	if bound != "" {
 		ev.Token, ev.BoundTo = auditToken(bound, false), auditToken(token, false)
 	}
 	if !client.Delete {
 		ev.Outcome = "forbidden"
-		if aerr := s.audit.write(r, ev); aerr != nil {
-			s.log.Error("audit write failed", "err", aerr)
-		}
+		s.tryRecord(r, ev)
 		return errorf(http.StatusForbidden, "forbidden", "this client may not delete tokens")
 	}
 	var err error
@@ -179,9 +172,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	}
 	if err != nil {
 		ev.Outcome = toAPIError(err).Code
-		if aerr := s.audit.write(r, ev); aerr != nil {
-			s.log.Error("audit write failed", "err", aerr)
-		}
+		s.tryRecord(r, ev)
 		return err
 	}
 	// Two lines: the intent must be on record before the irreversible
@@ -191,8 +182,8 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	if bound != "" {
 		ev.Token, ev.BoundTo = bound, token
 	}
-	if aerr := s.audit.write(r, ev); aerr != nil {
-		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to delete", aerr}
+	if err := s.mustRecord(r, ev, "delete"); err != nil {
+		return err
 	}
 	if bound != "" {
 		err = s.opts.Vault.DeleteBound(r.Context(), token, bound)
@@ -203,9 +194,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	if err != nil {
 		ev.Outcome = toAPIError(err).Code
 	}
-	if aerr := s.audit.write(r, ev); aerr != nil {
-		s.log.Error("audit write failed after a token deletion", "err", aerr, "outcome", ev.Outcome)
-	}
+	s.tryRecord(r, ev)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func (rd *readiness) ping(ctx context.Context, store vault.Store) error {
 // 13: a stalled disk used to leave /readyz at 200 while writes hung);
 // otherwise 503 not_ready, with a message naming the reason.
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) error {
-	if d, stuck := s.audit.stalled(); stuck {
+	if d, stuck := s.auditLog.Stalled(); stuck {
 		return &apiError{http.StatusServiceUnavailable, "not_ready",
 			fmt.Sprintf("the audit log is stalled: a write has been in flight for %v, past vault.commit_timeout (%v)", d.Round(time.Second), s.opts.CommitTimeout), nil}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/memory"
 )
@@ -79,17 +80,17 @@ type Options struct {
 	MaxBody int64
 	// Audit receives one JSON line per login attempt, lookup and reveal,
 	// refused /@me session and admin action or refusal, each keyed with
-	// [AuditKey] of the Vault's keyring.
+	// [audit.Key] of the Vault's keyring.
 	// If nil, audit lines are discarded (tests only: production configs
 	// always set one).
 	Audit io.Writer
 	// AuditLast is the last line already in the audit log (see
-	// [LastAuditLine]), so the keyed chain continues across restarts. Nil
+	// [audit.LastLine]), so the keyed chain continues across restarts. Nil
 	// starts a new chain. AuditTail, when its Last or Torn is set, is
-	// used instead: the end of the log as [ReadAuditTail] found it, whose
-	// torn region the first line written seals (issue 13).
+	// used instead: the end of the log as [audit.ReadTail] found it, whose
+	// torn region the first line written seals.
 	AuditLast []byte
-	AuditTail AuditTail
+	AuditTail audit.Tail
 	// Logger receives operational logs. If nil, slog.Default().
 	Logger *slog.Logger
 	// Now replaces time.Now (tests). If nil, time.Now.
@@ -160,13 +161,15 @@ type Options struct {
 // Server serves tok's listeners. Build it with [New]; it is safe for
 // concurrent use.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	audit   *auditLog
-	metrics *metrics
-	keys    *keyState  // shared by every generation
-	budgets *budgets   // what callers have spent; shared by every generation
-	ready   *readiness // shared by every generation
+	opts Options
+	log  *slog.Logger
+	// auditLog is shared by every generation; write to it through
+	// mustRecord and tryRecord (auditpolicy.go).
+	auditLog *audit.Log
+	metrics  *metrics
+	keys     *keyState  // shared by every generation
+	budgets  *budgets   // what callers have spent; shared by every generation
+	ready    *readiness // shared by every generation
 	// loginSources limits logins per source address; shared by every
 	// generation.
 	loginSources *sourceLimiter
@@ -274,30 +277,15 @@ func build(opts Options, prev *Server) (*Server, error) {
 	opts.Budgets = opts.Budgets.withDefaults()
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
-		s.audit, s.metrics, s.live, s.keys, s.ready, s.budgets = prev.audit, prev.metrics, prev.live, prev.keys, prev.ready, prev.budgets
+		s.auditLog, s.metrics, s.live, s.keys, s.ready, s.budgets = prev.auditLog, prev.metrics, prev.live, prev.keys, prev.ready, prev.budgets
 		s.loginSources = prev.loginSources
 		s.loginSources.setRate(opts.LoginSourceRate)
 		s.tunnels = prev.tunnels
 	} else {
 		s.tunnels = &tunnelSet{}
-		tail := opts.AuditTail
-		if tail.Last == nil && tail.Torn == nil {
-			tail = AuditTail{Last: opts.AuditLast}
-		}
-		s.audit = newAuditLog(opts.Audit, opts.Now, tail, AuditKey(opts.Vault.Keyring()))
-		s.audit.timeout = opts.CommitTimeout
+		s.auditLog = openAuditLog(opts, s.log)
 		s.ready = &readiness{}
 		s.loginSources = newSourceLimiter(opts.Now, opts.LoginSourceRate)
-		opts.Registry.MustRegister(s.audit.head)
-		if s.audit.torn.pending() {
-			// A crash or a full disk cut the log's last write: seal it now
-			// (issue 13); if the disk is still full, the next write will.
-			s.log.Warn("audit log ends in a write cut short (a full disk or a crash): sealing it with a gap line",
-				"torn_bytes", s.audit.torn.n, "last_seq", s.audit.seq)
-			if err := s.audit.sealNow(opts.Now()); err != nil {
-				s.log.Error("audit log: sealing the cut write failed; the next write retries", "err", err)
-			}
-		}
 		s.metrics = newMetrics(opts.Registry)
 		s.budgets = newBudgets()
 		if opts.Volatile != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
 	"github.com/tokproxy/tok/vault/memory"
@@ -111,7 +112,7 @@ func TestStalledAudit(t *testing.T) {
 	w.mu.Unlock()
 	// The first login's line was written late; the second gave up
 	// waiting for its turn, and the gap line says one event was lost.
-	rep, err := VerifyAudit(strings.NewReader(log), AuditKey(e.vault.Keyring()), false)
+	rep, err := audit.Verify(strings.NewReader(log), audit.Key(e.vault.Keyring()), false)
 	if err != nil || len(rep.Gaps) != 1 || rep.Gaps[0].Lost != 1 || rep.Gaps[0].TornBytes != 0 || !strings.Contains(rep.Gaps[0].Cause, "stalled") {
 		t.Errorf("VerifyAudit after the stall = %+v, %v; want one gap of 1 lost event, cause stalled\n%s", rep, err, log)
 	}
