@@ -45,6 +45,7 @@ import (
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
 	auditlog "github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/memlimit"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
@@ -789,12 +790,12 @@ func reload(path string, running *config.Config, store, mem vault.Store, audit i
 	return nil
 }
 
-// memoryLimit is limits.memory of the config in force, for
-// proxy.MemoryLimiter.
+// memoryLimit is limits.memory of the config in force, for the
+// memlimit.Limiter.
 var memoryLimit atomic.Int64
 
 // setMemoryLimit makes limits.memory the Go runtime's soft memory limit
-// (see proxy.MemoryLimiter), unless GOMEMLIMIT in the environment has set
+// (see memlimit.Limiter), unless GOMEMLIMIT in the environment has set
 // one: the runtime read it, and it stays as given.
 func setMemoryLimit(ctx context.Context, limit config.Size, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
@@ -803,7 +804,9 @@ func setMemoryLimit(ctx context.Context, limit config.Size, log *slog.Logger) {
 	}
 	if memoryLimit.Swap(int64(limit)) == 0 {
 		debug.SetMemoryLimit(int64(limit))
-		go proxy.MemoryLimiter(ctx, memoryLimit.Load, log)
+		limiter := memlimit.New(memoryLimit.Load, log)
+		limiter.Start()
+		context.AfterFunc(ctx, limiter.Stop)
 	}
 	log.Info("memory soft limit", "limit", limit.String())
 }
