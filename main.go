@@ -673,15 +673,10 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 		}
 	}
 
-	// The store is opened before the server that owns the metrics, so its
-	// commit hook finds the server through a pointer set once it exists.
-	var srvRef atomic.Pointer[proxy.Server]
-	onCommit := func(d time.Duration, ops int) {
-		if s := srvRef.Load(); s != nil {
-			s.ObserveCommit(d, ops)
-		}
-	}
-	store, err := openStore(ctx, cfg, initVault, onCommit, log)
+	// The store is opened before the server: its commit hook feeds
+	// histograms the server registers (opts.Commits).
+	commits := proxy.NewCommitMetrics()
+	store, err := openStore(ctx, cfg, initVault, commits.Observe, log)
 	if err != nil {
 		return err
 	}
@@ -718,12 +713,12 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 	}
 	opts.AuditTail = auditTail
 	opts.Volatile = mem
+	opts.Commits = commits
 	opts.Quota = quota
 	srv, err := proxy.New(opts)
 	if err != nil {
 		return err
 	}
-	srvRef.Store(srv)
 
 	// SIGHUP reloads routes, clients and the keyring; the stores, the audit
 	// log and the listeners stay. A config that does not validate is logged
@@ -748,7 +743,7 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 
 // reload re-reads the config file and keyring and hands the result to the
 // running server. The store is fixed for the life of the process.
-func reload(path string, running *config.Config, store, mem vault.Store, audit io.Writer, srv *proxy.Server, log *slog.Logger) error {
+func reload(path string, running *config.Config, store vault.Durable, mem vault.Store, audit io.Writer, srv *proxy.Server, log *slog.Logger) error {
 	cfg, err := loadConfig(path, log)
 	if err != nil {
 		return err
@@ -856,7 +851,7 @@ func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, auditlog.Ta
 }
 
 // proxyOptions maps the config onto proxy.Options.
-func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit io.Writer, log *slog.Logger) (proxy.Options, error) {
+func proxyOptions(cfg *config.Config, v *vault.Vault, store vault.Durable, audit io.Writer, log *slog.Logger) (proxy.Options, error) {
 	clients := make([]proxy.Client, len(cfg.Clients))
 	for i, c := range cfg.Clients {
 		clients[i] = proxy.Client{Name: c.Name, SecretHash: c.SecretHash, Reveal: c.Reveal, Delete: c.Delete,
@@ -1165,7 +1160,7 @@ func closeWith(err *error, what string, c io.Closer) {
 // A bolt vault is created only in a directory no older vault left files in
 // (its log, its id marker, a non-empty audit log), or with initVault; what
 // Open found and replayed is logged (issue 13).
-func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit func(time.Duration, int), log *slog.Logger) (vault.Store, error) {
+func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit func(time.Duration, int), log *slog.Logger) (vault.Durable, error) {
 	c := cfg.Vault
 	var traces []string
 	if cfg.Audit.Path != "" && cfg.Audit.Path != "-" {
@@ -1197,7 +1192,7 @@ func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit
 
 // openPostgres opens the PostgreSQL store. The URL is never logged: it may
 // carry a password.
-func openPostgres(ctx context.Context, url string, opts postgres.Options, log *slog.Logger) (vault.Store, error) {
+func openPostgres(ctx context.Context, url string, opts postgres.Options, log *slog.Logger) (vault.Durable, error) {
 	s, err := postgres.Open(ctx, url, opts)
 	if err != nil {
 		return nil, err

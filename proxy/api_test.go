@@ -365,7 +365,7 @@ func TestHandleBadInput(t *testing.T) {
 func TestVaultUnavailable(t *testing.T) {
 	fs := &failingStore{}
 	e := newTestEnv(t, nil)
-	fs.Store = e.store
+	fs.Durable = e.store
 	e = newTestEnv(t, fs)
 	fs.fail = true
 	wantError(t, do(t, nil, "POST", e.public.URL+"/handle", "application/json", `{"pan_number":"`+seedPAN+`"}`), 503, "vault_unavailable")

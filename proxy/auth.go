@@ -42,7 +42,7 @@ const (
 // authenticator checks client secrets and keeps sessions and lockouts in
 // the store, so every replica on a shared store sees the same sessions.
 type authenticator struct {
-	store   vault.Store
+	store   SessionStore
 	clients map[string]Client
 	dummy   []byte // bcrypt hash compared when the client is unknown
 	slots   chan struct{}

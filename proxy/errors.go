@@ -10,7 +10,6 @@ import (
 
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
-	"github.com/tokproxy/tok/vault/memory"
 )
 
 // apiError is an error with what the client is told kept apart from what is
@@ -84,7 +83,7 @@ func toAPIError(err error) *apiError {
 			"the vault holds a record for this that cannot be opened (damaged); the operator is alerted", err}
 	case errors.Is(err, vault.ErrAmbiguous):
 		return &apiError{http.StatusConflict, "ambiguous_token", "this token stands for two values and is refused", err}
-	case errors.Is(err, memory.ErrFull):
+	case errors.Is(err, vault.ErrFull):
 		return &apiError{http.StatusServiceUnavailable, "volatile_store_full",
 			"tok holds limits.volatile_records values in memory already; retry once some expire", err}
 	case errors.Is(err, vault.ErrUnavailable), errors.Is(err, vault.ErrClosed),

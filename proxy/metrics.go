@@ -10,23 +10,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tokproxy/tok/vault"
-	"github.com/tokproxy/tok/vault/memory"
 )
 
 // metrics are tok's Prometheus series. Labels are fixed route names, status
 // codes and outcomes: never a token, a PAN or anything a client chose.
 type metrics struct {
-	requests      *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	tokenized     *prometheus.CounterVec
-	tokenizeDur   prometheus.Histogram
-	revealed      *prometheus.CounterVec
-	revealDur     prometheus.Histogram
-	logins        *prometheus.CounterVec
-	storeCommit   prometheus.Histogram
-	storeCommitOp prometheus.Histogram
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	tokenized   *prometheus.CounterVec
+	tokenizeDur prometheus.Histogram
+	revealed    *prometheus.CounterVec
+	revealDur   prometheus.Histogram
+	logins      *prometheus.CounterVec
 	// recordsCreated and budgetRefusals are what an operator alerts on to
-	// see someone searching the card space (issue 19; README, security).
+	// see someone searching the card space (README, security).
 	recordsCreated *prometheus.CounterVec
 	budgetRefusals *prometheus.CounterVec
 	// sessionsPurged counts expired sessions the janitor removed.
@@ -60,13 +57,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tok_logins_total", Help: "Login attempts by outcome.",
 		}, []string{"outcome"}),
-		storeCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "tok_store_commit_duration_seconds", Help: "Latency of one durable store commit (fsync included).", Buckets: latencyBuckets,
-		}),
-		storeCommitOp: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "tok_store_commit_ops", Help: "Operations group-committed per store commit.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
-		}),
 		recordsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tok_records_created_total",
 			Help: "New token records stored, by path (handle_anonymous, handle_client, inbound, egress_response); convergent values found again are not counted.",
@@ -89,7 +79,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		Name: "tok_records_unreadable_total", Help: "Requests that met a vault record which cannot be opened (damaged, or sealed under a key the keyring lacks), by route: run tok vault check.",
 	}, []string{"route"})
 	reg.MustRegister(m.requests, m.duration, m.tokenized, m.tokenizeDur, m.revealed, m.revealDur,
-		m.logins, m.storeCommit, m.storeCommitOp, m.recordsCreated, m.budgetRefusals, m.sessionsPurged, m.unreadable)
+		m.logins, m.recordsCreated, m.budgetRefusals, m.sessionsPurged, m.unreadable)
 	// A caller may hand in a registry that already has these.
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
@@ -100,24 +90,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}
 	}
 	return m
-}
-
-// registerVolatile exports how full the volatile store is: past its cap,
-// requests that put values there get 503 volatile_store_full, so alert
-// well before tok_volatile_records reaches tok_volatile_records_max.
-func registerVolatile(reg *prometheus.Registry, m *memory.Store) {
-	gauge := func(name, help string, f func(memory.Stats) int) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
-			func() float64 { return float64(f(m.Stats())) })
-	}
-	reg.MustRegister(
-		gauge("tok_volatile_records", "Values held in memory (store: memory), including expired ones not yet purged.",
-			func(s memory.Stats) int { return s.Records }),
-		gauge("tok_volatile_records_max", "limits.volatile_records: the most values held in memory (0: no cap).",
-			func(s memory.Stats) int { return s.MaxRecords }),
-		gauge("tok_volatile_bytes", "Bytes of memory allocated to values held in memory.",
-			func(s memory.Stats) int { return s.SlabBytes }),
-	)
 }
 
 // registerQuota exports limits.vault_bytes and the size last measured:
@@ -143,13 +115,6 @@ func outcome(err error) string {
 func (m *metrics) observeTokenize(n int, d time.Duration, err error) {
 	m.tokenized.WithLabelValues(outcome(err)).Add(float64(n))
 	m.tokenizeDur.Observe(d.Seconds())
-}
-
-// ObserveCommit records one durable store commit of ops operations. Wire it
-// to the store's commit hook (bolt.Options.OnCommit).
-func (s *Server) ObserveCommit(d time.Duration, ops int) {
-	s.metrics.storeCommit.Observe(d.Seconds())
-	s.metrics.storeCommitOp.Observe(float64(ops))
 }
 
 // handlerFunc is an HTTP handler that reports failure as an error, which

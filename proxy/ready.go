@@ -24,7 +24,7 @@ type readiness struct {
 }
 
 // ping returns the store's answer, or gives up when ctx ends.
-func (rd *readiness) ping(ctx context.Context, store vault.Store) error {
+func (rd *readiness) ping(ctx context.Context, store Store) error {
 	rd.mu.Lock()
 	if rd.pending == nil {
 		done := make(chan struct{})

@@ -21,7 +21,6 @@ import (
 
 	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
-	"github.com/tokproxy/tok/vault/memory"
 )
 
 // Defaults for [Options] fields left zero.
@@ -67,10 +66,10 @@ type Client struct {
 // Options configures a [Server]. Vault and Store are required.
 type Options struct {
 	Vault *vault.Vault
-	Store vault.Store // sessions, lockouts and readiness; usually the vault's durable store
+	Store Store // sessions, lockouts and readiness; usually the vault's durable store
 	// Volatile, if set, is the vault's store of volatile values (store:
 	// memory); /metrics shows how full it is.
-	Volatile *memory.Store
+	Volatile VolatileStore
 	// Quota, if set, is the vault's limits.vault_bytes, exported as
 	// tok_vault_bytes and tok_vault_bytes_max.
 	Quota   *vault.Quota
@@ -98,6 +97,9 @@ type Options struct {
 	// Registry receives tok's metrics and is served on /metrics. If nil, a
 	// new registry is created.
 	Registry *prometheus.Registry
+	// Commits, if set, are the durable store's commit histograms (see
+	// [NewCommitMetrics]); a reload keeps the first generation's.
+	Commits *CommitMetrics
 	// Session policy. Zero values take the defaults above.
 	SessionIdle      time.Duration
 	SessionMax       time.Duration
@@ -288,8 +290,12 @@ func build(opts Options, prev *Server) (*Server, error) {
 		s.loginSources = newSourceLimiter(opts.Now, opts.LoginSourceRate)
 		s.metrics = newMetrics(opts.Registry)
 		s.budgets = newBudgets()
+		if opts.Commits == nil {
+			opts.Commits = NewCommitMetrics()
+		}
+		opts.Registry.MustRegister(opts.Commits)
 		if opts.Volatile != nil {
-			registerVolatile(opts.Registry, opts.Volatile)
+			opts.Registry.MustRegister(newVolatileCollector(opts.Volatile))
 		}
 		if opts.Quota != nil {
 			registerQuota(opts.Registry, opts.Quota)

@@ -121,7 +121,7 @@ func TestStalledAudit(t *testing.T) {
 // hangingStore's Ping hangs until release is closed, as a store on a hung
 // disk or a silent server may.
 type hangingStore struct {
-	vault.Store
+	vault.Durable
 	release chan struct{}
 	pings   atomic.Int32
 }
@@ -129,7 +129,7 @@ type hangingStore struct {
 func (h *hangingStore) Ping(ctx context.Context) error {
 	h.pings.Add(1)
 	<-h.release
-	return h.Store.Ping(ctx)
+	return h.Durable.Ping(ctx)
 }
 
 // TestReadyzStoreHangs: a store ping that never returns still gets /readyz
@@ -138,7 +138,7 @@ func (h *hangingStore) Ping(ctx context.Context) error {
 func TestReadyzStoreHangs(t *testing.T) {
 	mem := memory.New()
 	t.Cleanup(func() { mem.Close() })
-	h := &hangingStore{Store: mem, release: make(chan struct{})}
+	h := &hangingStore{Durable: mem, release: make(chan struct{})}
 	e := newTestEnv(t, h)
 	for range 2 {
 		r := do(t, nil, "GET", e.admin.URL+"/readyz", "", "")

@@ -193,7 +193,10 @@ type Store struct {
 	report OpenReport // what Open found and did
 }
 
-var _ vault.Store = (*Store)(nil)
+var (
+	_ vault.Store        = (*Store)(nil)
+	_ vault.SessionStore = (*Store)(nil)
+)
 
 // Open opens the vault file at path, creating it only where no older vault
 // left anything: the file is missing or empty (or a bbolt file without

@@ -90,7 +90,10 @@ type Store struct {
 	created bool   // Open created the vault
 }
 
-var _ vault.Store = (*Store)(nil)
+var (
+	_ vault.Store        = (*Store)(nil)
+	_ vault.SessionStore = (*Store)(nil)
+)
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
 // key=value connection string, as pgx accepts), creates or migrates tok's

@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// What the server needs of the vault's stores, declared here where it is
+// used: vault/bolt and vault/postgres implement Store (and vault/memory
+// does, for tests), vault/memory implements VolatileStore.
+
+// SessionStore keeps login sessions and lockouts (see [vault.SessionStore]
+// for each method's contract), shared by every replica on one store.
+type SessionStore interface {
+	PutSession(ctx context.Context, s vault.Session) error
+	GetSession(ctx context.Context, key []byte) (vault.Session, error)
+	DeleteSession(ctx context.Context, key []byte) error
+	TouchSession(ctx context.Context, key []byte, lastSeen time.Time) error
+	PurgeSessions(ctx context.Context, seenBy, createdBy time.Time) (int, error)
+	UpdateLockout(ctx context.Context, client string, fn func(vault.Lockout) vault.Lockout) (vault.Lockout, error)
+}
+
+// Store is the durable store as the server uses it: sessions and lockouts,
+// and a Ping that /readyz reports.
+type Store interface {
+	SessionStore
+	Ping(ctx context.Context) error
+}
+
+// VolatileStore is what /metrics reads of the vault's store of volatile
+// values (store: memory).
+type VolatileStore interface {
+	Stats() vault.VolatileStats
+}
+
+// volatileCollector exports how full the volatile store is: past its cap,
+// requests that put values there get 503 volatile_store_full, so alert
+// well before tok_volatile_records reaches tok_volatile_records_max. One
+// scrape reads the store's stats once, so the three gauges agree.
+type volatileCollector struct {
+	store                 VolatileStore
+	records, max, bytesIn *prometheus.Desc
+}
+
+func newVolatileCollector(store VolatileStore) *volatileCollector {
+	return &volatileCollector{
+		store:   store,
+		records: prometheus.NewDesc("tok_volatile_records", "Values held in memory (store: memory), including expired ones not yet purged.", nil, nil),
+		max:     prometheus.NewDesc("tok_volatile_records_max", "limits.volatile_records: the most values held in memory (0: no cap).", nil, nil),
+		bytesIn: prometheus.NewDesc("tok_volatile_bytes", "Bytes of memory allocated to values held in memory.", nil, nil),
+	}
+}
+
+// Describe implements [prometheus.Collector].
+func (c *volatileCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.records
+	ch <- c.max
+	ch <- c.bytesIn
+}
+
+// Collect implements [prometheus.Collector].
+func (c *volatileCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.store.Stats()
+	ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(st.Records))
+	ch <- prometheus.MustNewConstMetric(c.max, prometheus.GaugeValue, float64(st.MaxRecords))
+	ch <- prometheus.MustNewConstMetric(c.bytesIn, prometheus.GaugeValue, float64(st.SlabBytes))
+}
+
+// CommitMetrics are the durable store's commit histograms. The store is
+// opened before the [Server]: build CommitMetrics first, wire
+// [CommitMetrics.Observe] to the store's commit hook (bolt.Options.OnCommit),
+// and pass it in [Options].Commits so /metrics serves it.
+type CommitMetrics struct {
+	duration prometheus.Histogram
+	ops      prometheus.Histogram
+}
+
+// NewCommitMetrics returns commit histograms, not yet registered.
+func NewCommitMetrics() *CommitMetrics {
+	return &CommitMetrics{
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tok_store_commit_duration_seconds", Help: "Latency of one durable store commit (fsync included).", Buckets: latencyBuckets,
+		}),
+		ops: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tok_store_commit_ops", Help: "Operations group-committed per store commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+	}
+}
+
+// Observe records one durable store commit of ops operations. It is safe
+// for concurrent use.
+func (c *CommitMetrics) Observe(d time.Duration, ops int) {
+	c.duration.Observe(d.Seconds())
+	c.ops.Observe(float64(ops))
+}
+
+// Describe implements [prometheus.Collector].
+func (c *CommitMetrics) Describe(ch chan<- *prometheus.Desc) {
+	c.duration.Describe(ch)
+	c.ops.Describe(ch)
+}
+
+// Collect implements [prometheus.Collector].
+func (c *CommitMetrics) Collect(ch chan<- prometheus.Metric) {
+	c.duration.Collect(ch)
+	c.ops.Collect(ch)
+}
