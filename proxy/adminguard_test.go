@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/auth"
 )
 
 // TestAdminCrossSite: a browser on the tok host cannot POST /rekey, start
@@ -119,7 +120,7 @@ func TestMeUnauthenticatedAudited(t *testing.T) {
 	tok := e.handle(seedPAN)
 	wantError(t, do(t, nil, "GET", e.auth.URL+"/@me?token="+tok, "", ""), http.StatusUnauthorized, "unauthenticated")
 	const bogus = "bogus-session-value-0123456789"
-	wantError(t, do(t, nil, "POST", e.auth.URL+"/@me", "application/json", `{"token":"`+tok+`"}`, "Cookie", sessionCookie+"="+bogus),
+	wantError(t, do(t, nil, "POST", e.auth.URL+"/@me", "application/json", `{"token":"`+tok+`"}`, "Cookie", auth.CookieName+"="+bogus),
 		http.StatusUnauthorized, "unauthenticated")
 	log := e.audit.String()
 	if n := strings.Count(log, `"event":"session"`); n != 2 {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/tokproxy/tok/proxy/auth"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -44,9 +45,12 @@ const codeRecordUnreadable = "record_unreadable"
 func toAPIError(err error) *apiError {
 	var ae *apiError
 	var re *rewrite.Error
+	var authErr *auth.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &authErr):
+		return &apiError{authErr.Status, authErr.Code, authErr.Msg, nil}
 	case errors.As(err, &re):
 		// A body the rewrite engine refused: its status and stable code, and
 		// a message naming the field, never the value.

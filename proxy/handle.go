@@ -75,7 +75,7 @@ func (s *Server) serveClientHandle(w http.ResponseWriter, r *http.Request) error
 		if err := allowMethods(w, r, http.MethodPost); err != nil {
 			return nil, err
 		}
-		sess, client, err := s.auth.session(r)
+		sess, client, err := s.auth.Session(r)
 		if err != nil {
 			return nil, err
 		}

@@ -43,7 +43,7 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	if err := allowMethods(w, r, http.MethodGet, http.MethodPost, http.MethodDelete); err != nil {
 		return err
 	}
-	sess, client, err := s.auth.session(r)
+	sess, client, err := s.auth.Session(r)
 	if err != nil {
 		// A refused session is audited too (PCI DSS 10.2.1, issue 19):
 		// which token was asked for stays out (the caller is unknown), and

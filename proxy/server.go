@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/auth"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -31,10 +32,13 @@ const (
 	DefaultLockoutThreshold = 10            // failed logins before a lock (PCI DSS 8.3.4)
 	DefaultLockoutDuration  = 30 * time.Minute
 	// DefaultLockoutClientThreshold: failures of one client from all
-	// source addresses that lock it from every address (issue 13).
+	// source addresses that lock it from every address.
 	DefaultLockoutClientThreshold = 100
-	DefaultShutdownTimeout        = 25 * time.Second // below Kubernetes' 30 s grace period
-	DefaultCommitTimeout          = 5 * time.Second  // vault.commit_timeout: well below writeTimeout
+	// DefaultLoginSourceRate is lockout.source_rate: login attempts per
+	// minute per source address.
+	DefaultLoginSourceRate = 30
+	DefaultShutdownTimeout = 25 * time.Second // below Kubernetes' 30 s grace period
+	DefaultCommitTimeout   = 5 * time.Second  // vault.commit_timeout: well below writeTimeout
 
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 30 * time.Second
@@ -51,17 +55,9 @@ type Listen struct {
 	Egress string // outbound routes to payment providers; served only with Egress routes
 }
 
-// Client is a configured API client that may log in on the auth listener.
-type Client struct {
-	Name       string // what POST /login calls bank_coordinates
-	SecretHash string // bcrypt hash of the client's secret
-	Reveal     bool   // may see the full PAN in /@me; otherwise masked only
-	Delete     bool   // may erase tokens with DELETE /@me (right to erasure)
-	// HandleBudget and RevealBudget, if positive, replace Budgets.HandleClient
-	// and Budgets.Reveal for this client.
-	HandleBudget int
-	RevealBudget int
-}
+// Client is a configured API client that may log in on the auth listener
+// (see [auth.Client]).
+type Client = auth.Client
 
 // Options configures a [Server]. Vault and Store are required.
 type Options struct {
@@ -103,7 +99,7 @@ type Options struct {
 	// Session policy. Zero values take the defaults above.
 	SessionIdle      time.Duration
 	SessionMax       time.Duration
-	LockoutThreshold int // failures per (client, source address) that lock; see authenticator.login
+	LockoutThreshold int // failures per (client, source address) that lock; see auth.Authenticator.Login
 	LockoutDuration  time.Duration
 	// LockoutClientThreshold: failures per client from all sources that
 	// lock it everywhere. If zero, DefaultLockoutClientThreshold (at
@@ -174,8 +170,8 @@ type Server struct {
 	ready    *readiness // shared by every generation
 	// loginSources limits logins per source address; shared by every
 	// generation.
-	loginSources *sourceLimiter
-	auth         *authenticator
+	loginSources *auth.SourceLimiter
+	auth         *auth.Authenticator
 	inbound      *inbound   // nil without an upstream
 	egress       *egress    // nil without egress routes
 	tunnels      *tunnelSet // egress CONNECT tunnels (forward.go); shared by every generation
@@ -281,13 +277,13 @@ func build(opts Options, prev *Server) (*Server, error) {
 	if prev != nil {
 		s.auditLog, s.metrics, s.live, s.keys, s.ready, s.budgets = prev.auditLog, prev.metrics, prev.live, prev.keys, prev.ready, prev.budgets
 		s.loginSources = prev.loginSources
-		s.loginSources.setRate(opts.LoginSourceRate)
+		s.loginSources.SetRate(opts.LoginSourceRate)
 		s.tunnels = prev.tunnels
 	} else {
 		s.tunnels = &tunnelSet{}
 		s.auditLog = openAuditLog(opts, s.log)
 		s.ready = &readiness{}
-		s.loginSources = newSourceLimiter(opts.Now, opts.LoginSourceRate)
+		s.loginSources = auth.NewSourceLimiter(opts.Now, opts.LoginSourceRate)
 		s.metrics = newMetrics(opts.Registry)
 		s.budgets = newBudgets()
 		if opts.Commits == nil {
@@ -468,4 +464,22 @@ func (s *Server) httpServer(name string, h http.Handler) *http.Server {
 // Their lines (TLS handshake errors, client resets) are noise at Info.
 func slogLogger(l *slog.Logger, component string) *log.Logger {
 	return slog.NewLogLogger(l.With("component", component).Handler(), slog.LevelDebug)
+}
+
+// newAuthenticator builds the auth listener's authenticator from opts
+// (defaults filled).
+func newAuthenticator(opts Options) (*auth.Authenticator, error) {
+	mode := auth.ModeSession
+	switch opts.TLS[ListenerAuth].ClientAuth {
+	case ClientAuthCertificate:
+		mode = auth.ModeCertificate
+	case ClientAuthBoth:
+		mode = auth.ModeBoth
+	}
+	return auth.New(auth.Config{
+		Store: opts.Store, Clients: opts.Clients, Now: opts.Now,
+		Idle: opts.SessionIdle, Max: opts.SessionMax,
+		LockoutThreshold: opts.LockoutThreshold, LockoutClientThreshold: opts.LockoutClientThreshold,
+		LockoutDuration: opts.LockoutDuration, Mode: mode,
+	})
 }

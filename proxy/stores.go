@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokproxy/tok/proxy/auth"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -13,21 +14,10 @@ import (
 // used: vault/bolt and vault/postgres implement Store (and vault/memory
 // does, for tests), vault/memory implements VolatileStore.
 
-// SessionStore keeps login sessions and lockouts (see [vault.SessionStore]
-// for each method's contract), shared by every replica on one store.
-type SessionStore interface {
-	PutSession(ctx context.Context, s vault.Session) error
-	GetSession(ctx context.Context, key []byte) (vault.Session, error)
-	DeleteSession(ctx context.Context, key []byte) error
-	TouchSession(ctx context.Context, key []byte, lastSeen time.Time) error
-	PurgeSessions(ctx context.Context, seenBy, createdBy time.Time) (int, error)
-	UpdateLockout(ctx context.Context, client string, fn func(vault.Lockout) vault.Lockout) (vault.Lockout, error)
-}
-
-// Store is the durable store as the server uses it: sessions and lockouts,
-// and a Ping that /readyz reports.
+// Store is the durable store as the server uses it: sessions and lockouts
+// ([auth.SessionStore]), and a Ping that /readyz reports.
 type Store interface {
-	SessionStore
+	auth.SessionStore
 	Ping(ctx context.Context) error
 }
 
