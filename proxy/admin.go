@@ -91,17 +91,17 @@ func checkAdminRequest(r *http.Request) error {
 		return err
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return errorf(http.StatusForbidden, "cross_site", "admin endpoints refuse cross-site requests (Sec-Fetch-Site: %s)", safeHeader(site))
+		return errorf(http.StatusForbidden, CodeCrossSite, "admin endpoints refuse cross-site requests (Sec-Fetch-Site: %s)", safeHeader(site))
 	}
 	if origin := r.Header.Get("Origin"); origin != "" && origin != adminOrigin(r) {
-		return errorf(http.StatusForbidden, "cross_site", "admin endpoints refuse requests from another origin")
+		return errorf(http.StatusForbidden, CodeCrossSite, "admin endpoints refuse requests from another origin")
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return nil
 	}
 	if r.Header.Get(AdminHeader) != "1" {
-		return errorf(http.StatusForbidden, "admin_header_missing", "state-changing admin requests must carry the header %s: 1", AdminHeader)
+		return errorf(http.StatusForbidden, CodeAdminHeaderMissing, "state-changing admin requests must carry the header %s: 1", AdminHeader)
 	}
 	return nil
 }
@@ -131,7 +131,7 @@ func safeHeader(v string) string {
 
 // serveNotFound answers paths tok does not serve.
 func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) error {
-	return errorf(http.StatusNotFound, "not_found", "no such endpoint")
+	return errorf(http.StatusNotFound, CodeNotFound, "no such endpoint")
 }
 
 // checkLoopback refuses peers not on the loopback interface, and requests
@@ -139,12 +139,12 @@ func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) error {
 func checkLoopback(r *http.Request) error {
 	ip := net.ParseIP(sourceAddr(r))
 	if ip == nil || !ip.IsLoopback() {
-		return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers loopback clients only")
+		return errorf(http.StatusForbidden, CodeForbidden, "this admin endpoint answers loopback clients only")
 	}
 	if !loopbackHost(r.Host) {
 		// A web page whose name was rebound to 127.0.0.1 reaches us from
 		// loopback, but its browser still sends its own name.
-		return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers requests for localhost or a loopback address only")
+		return errorf(http.StatusForbidden, CodeForbidden, "this admin endpoint answers requests for localhost or a loopback address only")
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ import (
 func (s *Server) mustRecord(r *http.Request, ev audit.Event, action string) error {
 	ev.Source = sourceAddr(r)
 	if err := s.auditLog.Write(ev); err != nil {
-		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to " + action, err}
+		return &apiError{http.StatusServiceUnavailable, CodeAuditUnavailable, "the audit log cannot be written; refusing to " + action, err}
 	}
 	return nil
 }

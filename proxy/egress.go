@@ -169,12 +169,12 @@ func newEgress(s *Server) (*egress, error) {
 		rt.rp = e.reverseProxy(rt)
 		rt.handler = s.instrument("egress:"+rt.Name, e.serveRoute(rt))
 		rt.noRoute = s.instrument("egress:"+rt.Name, func(w http.ResponseWriter, r *http.Request) error {
-			e.refuse(w, r, rt, errorf(http.StatusNotFound, "no_route", "no egress route for %s %s on this host", safeMethod(r.Method), safePath(r.URL.Path)), "")
+			e.refuse(w, r, rt, errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s on this host", safeMethod(r.Method), safePath(r.URL.Path)), "")
 			return nil
 		})
 	}
 	e.notFound = s.instrument("egress", func(w http.ResponseWriter, r *http.Request) error {
-		return errorf(http.StatusNotFound, "no_route", "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
+		return errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
 	})
 	return e, errors.Join(errs...)
 }
@@ -330,11 +330,11 @@ func (e *egress) serve(w http.ResponseWriter, r *http.Request, rt *egressRoute) 
 			got = t.key // presented on CONNECT (forward.go)
 		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte(rt.EgressKey)) != 1 {
-			return errorf(http.StatusUnauthorized, "invalid_egress_key", "send the route's egress key in %s", EgressKeyHeader)
+			return errorf(http.StatusUnauthorized, CodeInvalidEgressKey, "send the route's egress key in %s", EgressKeyHeader)
 		}
 	}
 	if r.Header.Get("Upgrade") != "" {
-		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are not allowed on egress routes")
+		return errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are not allowed on egress routes")
 	}
 	if err := e.guardRequest(r, rt); err != nil {
 		return err
@@ -412,7 +412,7 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	}
 	if media == rewrite.MediaOther {
 		if rt.rw.HasFields() {
-			return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+			return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
 				"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
 		}
 		return nil
@@ -503,9 +503,9 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 	}
 	if !vault.ValidToken(v.Text) {
 		if _, perr := vault.NormalizePAN(v.Text); perr == nil {
-			return refuse(http.StatusUnprocessableEntity, "not_a_token", "holds a card number, not a token; egress only reveals tokens", nil)
+			return refuse(http.StatusUnprocessableEntity, CodeNotAToken, "holds a card number, not a token; egress only reveals tokens", nil)
 		}
-		return refuse(http.StatusUnprocessableEntity, "invalid_token", "is not a token", nil)
+		return refuse(http.StatusUnprocessableEntity, CodeInvalidToken, "is not a token", nil)
 	}
 	start := time.Now()
 	var rv vault.Revealed
@@ -520,14 +520,14 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 	switch {
 	case errors.Is(err, vault.ErrNotFound):
 		if rewrite.IsCardNumber(v.Text) {
-			return refuse(http.StatusUnprocessableEntity, "not_a_token", "holds a card number, not a token; egress only reveals tokens", nil)
+			return refuse(http.StatusUnprocessableEntity, CodeNotAToken, "holds a card number, not a token; egress only reveals tokens", nil)
 		}
 		if card != "" {
-			return refuse(http.StatusUnprocessableEntity, "unknown_token", "no value under this token is bound to the card token sent with it, or it has expired", nil)
+			return refuse(http.StatusUnprocessableEntity, CodeUnknownToken, "no value under this token is bound to the card token sent with it, or it has expired", nil)
 		}
-		return refuse(http.StatusUnprocessableEntity, "unknown_token", "no such token, or it has expired", nil)
+		return refuse(http.StatusUnprocessableEntity, CodeUnknownToken, "no such token, or it has expired", nil)
 	case errors.Is(err, vault.ErrUnbound):
-		return refuse(http.StatusUnprocessableEntity, "unbound_token", "is a short token, which reveals only together with the card token it is bound to; bind this field to the route's card field (bind:)", nil)
+		return refuse(http.StatusUnprocessableEntity, CodeUnboundToken, "is a short token, which reveals only together with the card token it is bound to; bind this field to the route's card field (bind:)", nil)
 	case err != nil:
 		ae := toAPIError(err)
 		return refuse(ae.Status, ae.Code, ae.Msg, err)

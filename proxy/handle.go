@@ -126,13 +126,13 @@ func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Ev
 	}
 	switch {
 	case req.PAN != nil && req.PANs != nil:
-		return nil, false, errorf(http.StatusBadRequest, "invalid_request", "send pan_number or pan_numbers, not both")
+		return nil, false, errorf(http.StatusBadRequest, CodeInvalidRequest, "send pan_number or pan_numbers, not both")
 	case req.PAN == nil && req.PANs == nil:
-		return nil, false, errorf(http.StatusBadRequest, "missing_field", "pan_number is required")
+		return nil, false, errorf(http.StatusBadRequest, CodeMissingField, "pan_number is required")
 	case req.PANs != nil && len(req.PANs) == 0:
-		return nil, false, errorf(http.StatusBadRequest, "invalid_request", "pan_numbers is empty")
+		return nil, false, errorf(http.StatusBadRequest, CodeInvalidRequest, "pan_numbers is empty")
 	case len(req.PANs) > MaxBatch:
-		return nil, false, errorf(http.StatusRequestEntityTooLarge, "batch_too_large", "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
+		return nil, false, errorf(http.StatusRequestEntityTooLarge, CodeBatchTooLarge, "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
 	}
 	values = req.PANs
 	if req.PAN != nil {
@@ -144,7 +144,7 @@ func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Ev
 			if req.PAN == nil {
 				field = fmt.Sprintf("pan_numbers[%d]", i)
 			}
-			return nil, false, &apiError{http.StatusBadRequest, "invalid_pan", field + " must be 12 to 19 digits (spaces and dashes allowed)", nil}
+			return nil, false, &apiError{http.StatusBadRequest, CodeInvalidPAN, field + " must be 12 to 19 digits (spaces and dashes allowed)", nil}
 		}
 	}
 	return values, req.PAN != nil, nil

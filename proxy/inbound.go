@@ -203,7 +203,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	case in.slots <- struct{}{}:
 		defer func() { <-in.slots }()
 	default:
-		return errorf(http.StatusServiceUnavailable, "overloaded", "tok is at capacity; retry shortly")
+		return errorf(http.StatusServiceUnavailable, CodeOverloaded, "tok is at capacity; retry shortly")
 	}
 	rt := in.match(r)
 	rw := in.fallback
@@ -251,15 +251,15 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	case len(r.Header.Values("Content-Type")) > 1:
 		// tok would read the first; a server that keeps the last (gunicorn's
 		// WSGI environ does) would parse another type than tok inspected.
-		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
 			"more than one Content-Type header: send one", nil}
 	case len(r.Header.Values("Content-Encoding")) > 1:
-		return &apiError{http.StatusUnsupportedMediaType, "unsupported_encoding",
+		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedEncoding,
 			"more than one Content-Encoding header: send one", nil}
 	case err != nil:
 		return err
 	case rw.HasFields() && media == rewrite.MediaOther:
-		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
 			"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
 	}
 	raw, err := readBody(w, r, in.s.opts.MaxBody)
@@ -313,11 +313,11 @@ func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundR
 				spec = rt.Fields[v.Spec].Spec
 			}
 			if v.Kind == rewrite.KindNumber && spec.Format == vault.FormatOpaque {
-				return nil, &apiError{http.StatusUnprocessableEntity, "field_type",
+				return nil, &apiError{http.StatusUnprocessableEntity, rewrite.CodeFieldType,
 					"field " + v.Path + " is a JSON number; its route gives it an opaque (non-numeric) token format", nil}
 			}
 			if _, err := spec.Normalize(v.Text); err != nil {
-				return nil, &apiError{http.StatusUnprocessableEntity, "invalid_card_number",
+				return nil, &apiError{http.StatusUnprocessableEntity, CodeInvalidCardNumber,
 					"field " + v.Path + " does not hold a valid card number", nil}
 			}
 			reqs[i] = vault.Request{Value: v.Text, Spec: spec}
@@ -384,7 +384,7 @@ func stripH2C(r *http.Request, inspected bool) error {
 		return nil
 	}
 	if inspected {
-		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are allowed only on routes with inspect: false")
+		return errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are allowed only on routes with inspect: false")
 	}
 	return nil
 }

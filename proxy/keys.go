@@ -122,7 +122,7 @@ func (ks *keyState) checkKeyring(keys *vault.Keyring) error {
 func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use GET")
 	}
 	usage, err := s.countKeys(r.Context())
 	if err != nil {
@@ -173,13 +173,13 @@ func (s *Server) serveRekey(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodPost:
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use GET or POST")
+		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use GET or POST")
 	}
 	after := r.URL.Query().Get("after")
 	ks.mu.Lock()
 	if ks.running {
 		ks.mu.Unlock()
-		return errorf(http.StatusConflict, "rekey_running", "a rekey is already running; GET /rekey shows its progress")
+		return errorf(http.StatusConflict, CodeRekeyRunning, "a rekey is already running; GET /rekey shows its progress")
 	}
 	ctx, cancel := context.WithCancel(ks.base)
 	ks.running, ks.cancel, ks.resealed, ks.cursor, ks.done, ks.err = true, cancel, 0, after, false, ""
@@ -274,22 +274,22 @@ func (s *Server) Keyring() *vault.Keyring { return s.live.Load().opts.Vault.Keyr
 func (s *Server) serveRetire(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use POST")
 	}
 	v, err := strconv.ParseUint(r.URL.Query().Get("version"), 10, 32)
 	if err != nil || v == 0 {
-		return errorf(http.StatusBadRequest, "invalid_version", "version must be a data key version number")
+		return errorf(http.StatusBadRequest, CodeInvalidVersion, "version must be a data key version number")
 	}
 	ver := uint32(v)
 	if s.opts.Vault.Keyring().Primary() == ver {
-		return errorf(http.StatusConflict, "key_in_use", "version %d is the primary: rotate first, SIGHUP tok, then rekey", ver)
+		return errorf(http.StatusConflict, CodeKeyInUse, "version %d is the primary: rotate first, SIGHUP tok, then rekey", ver)
 	}
 	usage, err := s.countKeys(r.Context())
 	if err != nil {
 		return err
 	}
 	if n := usage[ver]; n > 0 {
-		return errorf(http.StatusConflict, "key_in_use", "%d records still use version %d: rekey them first", n, ver)
+		return errorf(http.StatusConflict, CodeKeyInUse, "%d records still use version %d: rekey them first", n, ver)
 	}
 	if err := s.opts.Vault.ForgetKeyVersion(r.Context(), ver); err != nil {
 		return err

@@ -30,18 +30,18 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case req.Client == "":
-		return errorf(http.StatusBadRequest, "missing_field", "bank_coordinates (the client name) is required")
+		return errorf(http.StatusBadRequest, CodeMissingField, "bank_coordinates (the client name) is required")
 	case req.Secret == "":
-		return errorf(http.StatusBadRequest, "missing_field", "secret is required")
+		return errorf(http.StatusBadRequest, CodeMissingField, "secret is required")
 	case len(req.Client) > auth.MaxNameLen || len(req.Secret) > auth.MaxSecretLen:
-		return errorf(http.StatusBadRequest, "invalid_request", "bank_coordinates or secret is too long")
+		return errorf(http.StatusBadRequest, CodeInvalidRequest, "bank_coordinates or secret is too long")
 	}
 	a := s.auth
 	switch {
 	case a.Mode() == auth.ModeCertificate:
-		return errorf(http.StatusNotFound, "not_found", "no login here: this listener authenticates clients by their certificate")
+		return errorf(http.StatusNotFound, CodeNotFound, "no login here: this listener authenticates clients by their certificate")
 	case a.Mode() == auth.ModeBoth && auth.CertClient(r) != req.Client:
-		return errorf(http.StatusUnauthorized, "certificate_mismatch", "log in as the client your certificate names")
+		return errorf(http.StatusUnauthorized, auth.CodeCertificateMismatch, "log in as the client your certificate names")
 	}
 	// Per source address first: one address (an IPv6 /64;
 	// behind budgets.trusted_proxies, the shopper's) holds at most one
@@ -51,7 +51,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	switch refusal {
 	case auth.SourceBusy:
 		s.metrics.logins.WithLabelValues("source_busy").Inc()
-		return errorf(http.StatusTooManyRequests, "too_many_logins", "a login from your address is in progress; retry when it is done")
+		return errorf(http.StatusTooManyRequests, CodeTooManyLogins, "a login from your address is in progress; retry when it is done")
 	case auth.SourceLimited:
 		s.metrics.logins.WithLabelValues("rate_limited").Inc()
 		if first {
@@ -60,13 +60,13 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 			s.tryRecord(r, audit.Event{Event: "login", Outcome: "too_many_logins"})
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
-		return errorf(http.StatusTooManyRequests, "too_many_logins", "too many login attempts from your address; retry later")
+		return errorf(http.StatusTooManyRequests, CodeTooManyLogins, "too many login attempts from your address; retry later")
 	}
 	defer release()
 	releaseSlot, ok := a.LoginSlot()
 	if !ok {
 		s.metrics.logins.WithLabelValues("busy").Inc()
-		return errorf(http.StatusTooManyRequests, "too_many_logins", "too many logins in progress; retry shortly")
+		return errorf(http.StatusTooManyRequests, CodeTooManyLogins, "too many logins in progress; retry shortly")
 	}
 	defer releaseSlot()
 	client, known := a.Client(req.Client)
@@ -103,7 +103,7 @@ func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if s.auth.Mode() == auth.ModeCertificate {
-		return errorf(http.StatusNotFound, "not_found", "no sessions here: this listener authenticates clients by their certificate")
+		return errorf(http.StatusNotFound, CodeNotFound, "no sessions here: this listener authenticates clients by their certificate")
 	}
 	sess, client, err := s.auth.Session(r)
 	if err != nil {

@@ -63,7 +63,7 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		token, bound = req.Token, req.Bound
 	}
 	if token == "" {
-		return errorf(http.StatusBadRequest, "missing_field", "token is required")
+		return errorf(http.StatusBadRequest, CodeMissingField, "token is required")
 	}
 	kind := "lookup"
 	if client.Reveal {
@@ -153,7 +153,7 @@ func auditToken(token string, found bool) string {
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.Session, client Client) error {
 	token, bound := r.URL.Query().Get("token"), r.URL.Query().Get("bound")
 	if token == "" {
-		return errorf(http.StatusBadRequest, "missing_field", "token is required")
+		return errorf(http.StatusBadRequest, CodeMissingField, "token is required")
 	}
 	ev := audit.Event{Event: "delete", Client: client.Name, Session: sess.ID, Token: auditToken(token, false)}
 	if bound != "" {
@@ -162,7 +162,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	if !client.Delete {
 		ev.Outcome = "forbidden"
 		s.tryRecord(r, ev)
-		return errorf(http.StatusForbidden, "forbidden", "this client may not delete tokens")
+		return errorf(http.StatusForbidden, CodeForbidden, "this client may not delete tokens")
 	}
 	var err error
 	if bound != "" {

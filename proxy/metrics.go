@@ -147,7 +147,7 @@ func (s *Server) instrument(route string, h handlerFunc) http.Handler {
 
 func (s *Server) logError(r *http.Request, route string, ae *apiError) {
 	attrs := []any{"route", route, "method", safeMethod(r.Method), "status", ae.Status, "code", ae.Code, "remote", r.RemoteAddr}
-	if ae.Code == codeRecordUnreadable {
+	if ae.Code == CodeRecordUnreadable {
 		s.metrics.unreadable.WithLabelValues(route).Inc()
 	}
 	if ae.Err != nil {

@@ -59,7 +59,7 @@ func (rd *readiness) ping(ctx context.Context, store Store) error {
 // otherwise 503 not_ready, with a message naming the reason.
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) error {
 	if d, stuck := s.auditLog.Stalled(); stuck {
-		return &apiError{http.StatusServiceUnavailable, "not_ready",
+		return &apiError{http.StatusServiceUnavailable, CodeNotReady,
 			fmt.Sprintf("the audit log is stalled: a write has been in flight for %v, past vault.commit_timeout (%v)", d.Round(time.Second), s.opts.CommitTimeout), nil}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
@@ -70,8 +70,8 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		return nil
 	case errors.Is(err, vault.ErrStalled):
-		return &apiError{http.StatusServiceUnavailable, "not_ready",
+		return &apiError{http.StatusServiceUnavailable, CodeNotReady,
 			"the vault store is stalled: a commit or ping has been in flight past its deadline (vault.commit_timeout)", err}
 	}
-	return &apiError{http.StatusServiceUnavailable, "not_ready", "the vault store does not answer", err}
+	return &apiError{http.StatusServiceUnavailable, CodeNotReady, "the vault store does not answer", err}
 }
