@@ -118,10 +118,10 @@ type Options struct {
 	// CommitTimeout is vault.commit_timeout: the deadline of the store's
 	// commits (set in the store itself), which also bounds the wait for an
 	// audit line and makes /readyz report an audit write or a commit in
-	// flight for longer (issue 13). If zero, DefaultCommitTimeout.
+	// flight for longer. If zero, DefaultCommitTimeout.
 	CommitTimeout time.Duration
 
-	// Inbound proxy (issue 3): when Upstream is set, every request to the
+	// Inbound proxy: when Upstream is set, every request to the
 	// public listener except /handle is forwarded to it, with the values
 	// at Routes' fields tokenized first.
 	Upstream *url.URL
@@ -137,7 +137,7 @@ type Options struct {
 	// DefaultMaxInFlight.
 	MaxInFlight int
 
-	// Egress routes (issue 4): requests from the app on the egress
+	// Egress routes: requests from the app on the egress
 	// listener, forwarded to payment providers with tokens revealed.
 	Egress []EgressRoute
 
@@ -329,29 +329,6 @@ func build(opts Options, prev *Server) (*Server, error) {
 	s.handlers = map[string]http.Handler{ListenerPublic: s.PublicHandler(), ListenerAuth: s.AuthHandler(),
 		ListenerAdmin: s.AdminHandler(), ListenerEgress: s.EgressHandler()}
 	return s, nil
-}
-
-// PublicHandler serves the public listener.
-func (s *Server) PublicHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/handle", s.instrument("handle", s.serveHandle))
-	if s.inbound != nil {
-		mux.Handle("/", s.instrument("proxy", s.inbound.serve))
-	} else {
-		mux.Handle("/", s.instrument("other", s.serveNotFound))
-	}
-	return mux
-}
-
-// AuthHandler serves the auth listener.
-func (s *Server) AuthHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/login", s.instrument("login", s.serveLogin))
-	mux.Handle("/logout", s.instrument("logout", s.serveLogout))
-	mux.Handle("/@me", s.instrument("me", s.serveMe))
-	mux.Handle("/handle", s.instrument("handle_client", s.serveClientHandle))
-	mux.Handle("/", s.instrument("other", s.serveNotFound))
-	return mux
 }
 
 // Listener names, as in the config's listen section.
