@@ -12,7 +12,7 @@ import (
 )
 
 // Budgets bound how many values a caller may send down the paths that
-// answer whether a card maps to a token, or that reveal one (issue 19).
+// answer whether a card maps to a token, or that reveal one.
 // Every budget is counted in values (card numbers, or /@me lookups), never
 // in requests: one request carrying 1,000 candidates spends 1,000. A budget
 // refills continuously at its size per Window and holds at most its size,

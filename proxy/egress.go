@@ -83,7 +83,7 @@ type egressRoute struct {
 	EgressRoute
 	host     string // lower-cased Host, or ""
 	match    pathMatch
-	rw       *rewrite.Rewriter
+	rewriter *rewrite.Rewriter
 	xml      *rewrite.XMLRewriter // the route's xml fields; nil if none
 	rp       *httputil.ReverseProxy
 	response *rewrite.Rewriter // guard for the provider's answers; nil when off
@@ -145,7 +145,7 @@ func newEgress(s *Server) (*egress, error) {
 			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
 			continue
 		}
-		er := egressRoute{EgressRoute: r, host: strings.ToLower(r.Host), match: m, rw: rw, xml: xrw, bindTo: bindTo}
+		er := egressRoute{EgressRoute: r, host: strings.ToLower(r.Host), match: m, rewriter: rw, xml: xrw, bindTo: bindTo}
 		if o.Guard.Mode != rewrite.GuardOff {
 			// A card number in a provider's answer is tokenized before the
 			// app, which must hold no cards, sees it. guard.ignore exempts
@@ -245,26 +245,6 @@ func (e *egress) reverseProxy(r *egressRoute) *httputil.ReverseProxy {
 	}
 }
 
-// EgressHandler serves the egress listener.
-func (s *Server) EgressHandler() http.Handler {
-	if s.egress == nil {
-		return s.instrument("egress", s.serveNotFound)
-	}
-	e := s.egress
-	connect := s.instrument("egress_connect", e.connect)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodConnect {
-			connect.ServeHTTP(w, r)
-			return
-		}
-		if rt := e.route(r); rt != nil {
-			rt.handler.ServeHTTP(w, r)
-			return
-		}
-		e.noRoute(r).ServeHTTP(w, r)
-	})
-}
-
 // noRoute answers a request no route matches: in the error format of a
 // route for its host if there is one (an SDK pointed at that host reads
 // the refusal and does not resend it), else plainly.
@@ -354,7 +334,7 @@ func (e *egress) guardRequest(r *http.Request, rt *egressRoute) error {
 	if e.s.opts.Guard.Mode == rewrite.GuardOff || r.URL.RawQuery == "" {
 		return nil
 	}
-	_, err := rt.rw.RewriteQuery(r.URL.RawQuery, func([]rewrite.Value) ([]string, error) {
+	_, err := rt.rewriter.RewriteQuery(r.URL.RawQuery, func([]rewrite.Value) ([]string, error) {
 		return nil, errors.New("unreachable: the request guard rejects")
 	})
 	return err
@@ -411,7 +391,7 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 		return e.revealXML(w, r, rt)
 	}
 	if media == rewrite.MediaOther {
-		if rt.rw.HasFields() {
+		if rt.rewriter.HasFields() {
 			return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
 				"this route carries card fields: send application/json or application/x-www-form-urlencoded", nil}
 		}
@@ -425,7 +405,7 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	if err != nil {
 		return err
 	}
-	out, err := rt.rw.Rewrite(body, ct, e.revealer(r, rt))
+	out, err := rt.rewriter.Rewrite(body, ct, e.revealer(r, rt))
 	if err != nil {
 		return err
 	}

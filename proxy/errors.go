@@ -76,7 +76,7 @@ func toAPIError(err error) *apiError {
 			"no free token of this field's format is left; bind short fields to their card field (bind:) or use a longer format", err}
 	case errors.Is(err, vault.ErrDecrypt), errors.Is(err, vault.ErrUnknownKey), errors.Is(err, vault.ErrMismatch):
 		// The record is there but cannot be opened: a damaged vault page,
-		// or an edited store (issue 13). Its token is never handed out
+		// or an edited store. Its token is never handed out
 		// (vault.checkFound); the metric tok_records_unreadable_total
 		// counts these, and tok vault check lists them.
 		return &apiError{http.StatusInternalServerError, CodeRecordUnreadable,

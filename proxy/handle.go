@@ -27,7 +27,7 @@ const AnonymousClient = "anonymous"
 // anonymousSpec is how the public /handle tokenizes: a fresh pan token on
 // every call, neither looked up nor stored under a fingerprint. Its answer
 // cannot tell anyone whether a card already has a token, so holding a token
-// and calling /handle with candidates recovers nothing (issue 19).
+// and calling /handle with candidates recovers nothing.
 var anonymousSpec = vault.Spec{Unique: true}
 
 // clientSpec is how the auth listener's /handle tokenizes for a logged-in

@@ -16,14 +16,14 @@ const transactionTimeLayout = "2006-01-02 15:04:05"
 type meRequest struct {
 	Token string `json:"token"`
 	// Bound, with Token a card token, asks for the value bound to that card
-	// under this token (a CVC); see issue 12.
+	// under this token (a CVC), which reveals only together with it.
 	Bound string `json:"bound"`
 }
 
 // meResponse is the prototype's /@me answer plus masked_pan. PAN,
 // EncryptedPAN and Hash are set only for clients allowed to reveal: a
-// masked-only client has no use for the ciphertext or the fingerprint
-// (issue 19), and the fingerprint is what convergence matches on.
+// masked-only client has no use for the ciphertext or the fingerprint,
+// and the fingerprint is what convergence matches on.
 type meResponse struct {
 	Token           string `json:"token"`
 	EncryptedPAN    string `json:"encrypted_pan,omitempty"`
@@ -45,7 +45,7 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	sess, client, err := s.auth.Session(r)
 	if err != nil {
-		// A refused session is audited too (PCI DSS 10.2.1, issue 19):
+		// A refused session is audited too (PCI DSS 10.2.1):
 		// which token was asked for stays out (the caller is unknown), and
 		// so does the cookie.
 		s.tryRecord(r, audit.Event{Event: "session", Endpoint: safeMethod(r.Method) + " /@me", Outcome: toAPIError(err).Code})

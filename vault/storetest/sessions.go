@@ -173,7 +173,7 @@ func testLockoutConcurrent(t *testing.T, s SessionStore) {
 
 // testPurgeSessions: PurgeSessions removes exactly the sessions idle
 // since seenBy or older than createdBy (both bounds inclusive), counts
-// them, and leaves the rest untouched (issue 13: the session janitor).
+// them, and leaves the rest untouched (the session janitor).
 func testPurgeSessions(t *testing.T, s SessionStore) {
 	ctx := context.Background()
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
