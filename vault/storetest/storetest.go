@@ -1,6 +1,7 @@
 // Package storetest is the conformance suite every [vault.Store] runs: bolt,
 // postgres and memory all pass the same [Run], so the vault can treat them
-// alike. It also holds [Bench], the store-neutral benchmarks.
+// alike; [RunSessions] is the suite of [vault.SessionStore] (sessions and
+// lockouts). It also holds [Bench], the store-neutral benchmarks.
 //
 // A store's test file calls it like this:
 //
