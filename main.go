@@ -1167,7 +1167,7 @@ func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit
 		traces = append(traces, cfg.Audit.Path)
 	}
 	if c.Postgres != "" {
-		return openPostgres(ctx, c.Postgres, postgres.Options{Init: initVault, Traces: traces, Timeout: c.CommitTimeout}, log)
+		return openPostgres(ctx, c.Postgres, postgres.Options{OnCommit: onCommit, Init: initVault, Traces: traces, Timeout: c.CommitTimeout}, log)
 	}
 	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit, Init: initVault, Traces: traces, CommitTimeout: c.CommitTimeout})
 	if err != nil {
