@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/config"
-	"github.com/tokproxy/tok/proxy"
+	auditlog "github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -46,7 +46,7 @@ func audit(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer f.Close()
-	rep, err := proxy.VerifyAudit(f, key, *allowUnkeyed)
+	rep, err := auditlog.Verify(f, key, *allowUnkeyed)
 	if err != nil {
 		fmt.Fprintf(stdout, "%s: %v (%d lines before it verify)\n", file, err, rep.Lines)
 		return exitFail
@@ -100,5 +100,5 @@ func auditKey(keyringPath, cfgPath string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return proxy.AuditKey(keys), nil
+	return auditlog.Key(keys), nil
 }

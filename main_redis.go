@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/config"
+	"github.com/tokproxy/tok/proxy"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/memory"
 	vredis "github.com/tokproxy/tok/vault/redis"
@@ -19,8 +20,15 @@ const redisOpenTimeout = 10 * time.Second
 // openVolatile opens the store of store: memory values: this process's
 // memory, or the Redis server vault.volatile names (shared by replicas),
 // capped at limits.volatile_records either way. The URL is never logged:
+// volatileStore is the vault's store of volatile values as serve wires it:
+// records for the vault, fill and pings for the proxy.
+type volatileStore interface {
+	vault.Store
+	proxy.VolatileStore
+}
+
 // it may carry a password.
-func openVolatile(ctx context.Context, cfg *config.Config, log *slog.Logger) (vault.Store, error) {
+func openVolatile(ctx context.Context, cfg *config.Config, log *slog.Logger) (volatileStore, error) {
 	if cfg.Vault.Volatile == "" {
 		return memory.New(memory.WithMaxRecords(cfg.Limits.VolatileRecords)), nil
 	}

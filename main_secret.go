@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/proxy/auth"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -36,15 +36,15 @@ func secret(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case s == "":
 		fmt.Fprintln(stderr, "tok secret hash: empty secret on stdin; refusing")
 		return exitFail
-	case len(s) > proxy.MaxSecretLen:
-		fmt.Fprintf(stderr, "tok secret hash: secret longer than %d bytes (bcrypt's limit)\n", proxy.MaxSecretLen)
+	case len(s) > auth.MaxSecretLen:
+		fmt.Fprintf(stderr, "tok secret hash: secret longer than %d bytes (bcrypt's limit)\n", auth.MaxSecretLen)
 		return exitFail
 	}
 	if rest, _ := r.Peek(1); len(rest) > 0 {
 		fmt.Fprintln(stderr, "tok secret hash: more than one line on stdin; give the secret alone")
 		return exitFail
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(s), proxy.BcryptCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(s), auth.BcryptCost)
 	if err != nil {
 		fmt.Fprintln(stderr, "tok secret hash:", err)
 		return exitFail

@@ -15,6 +15,8 @@ import (
 
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
+	auditlog "github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/memlimit"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
 	"github.com/tokproxy/tok/vault/postgres"
@@ -86,15 +88,10 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 		}
 	}
 
-	// The store is opened before the server that owns the metrics, so its
-	// commit hook finds the server through a pointer set once it exists.
-	var srvRef atomic.Pointer[proxy.Server]
-	onCommit := func(d time.Duration, ops int) {
-		if s := srvRef.Load(); s != nil {
-			s.ObserveCommit(d, ops)
-		}
-	}
-	store, err := openStore(ctx, cfg, initVault, onCommit, log)
+	// The store is opened before the server: its commit hook feeds
+	// histograms the server registers (opts.Commits).
+	commits := proxy.NewCommitMetrics()
+	store, err := openStore(ctx, cfg, initVault, commits.Observe, log)
 	if err != nil {
 		return err
 	}
@@ -133,12 +130,12 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 	}
 	opts.AuditTail = auditTail
 	opts.Volatile = mem
+	opts.Commits = commits
 	opts.Quota = quota
 	srv, err := proxy.New(opts)
 	if err != nil {
 		return err
 	}
-	srvRef.Store(srv)
 
 	// SIGHUP reloads routes, clients and the keyring; the stores, the audit
 	// log and the listeners stay. A config that does not validate is logged
@@ -163,7 +160,7 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 
 // reload re-reads the config file and keyring and hands the result to the
 // running server. The store is fixed for the life of the process.
-func reload(path string, running *config.Config, store, mem vault.Store, audit io.Writer, srv *proxy.Server, log *slog.Logger) error {
+func reload(path string, running *config.Config, store vault.Durable, mem vault.Store, audit io.Writer, srv *proxy.Server, log *slog.Logger) error {
 	cfg, err := loadConfig(path, log)
 	if err != nil {
 		return err
@@ -205,12 +202,12 @@ func reload(path string, running *config.Config, store, mem vault.Store, audit i
 	return nil
 }
 
-// memoryLimit is limits.memory of the config in force, for
-// proxy.MemoryLimiter.
+// memoryLimit is limits.memory of the config in force, for the
+// memlimit.Limiter.
 var memoryLimit atomic.Int64
 
 // setMemoryLimit makes limits.memory the Go runtime's soft memory limit
-// (see proxy.MemoryLimiter), unless GOMEMLIMIT in the environment has set
+// (see memlimit.Limiter), unless GOMEMLIMIT in the environment has set
 // one: the runtime read it, and it stays as given.
 func setMemoryLimit(ctx context.Context, limit config.Size, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
@@ -219,7 +216,9 @@ func setMemoryLimit(ctx context.Context, limit config.Size, log *slog.Logger) {
 	}
 	if memoryLimit.Swap(int64(limit)) == 0 {
 		debug.SetMemoryLimit(int64(limit))
-		go proxy.MemoryLimiter(ctx, memoryLimit.Load, log)
+		limiter := memlimit.New(memoryLimit.Load, log)
+		limiter.Start()
+		context.AfterFunc(ctx, limiter.Stop)
 	}
 	log.Info("memory soft limit", "limit", limit.String())
 }
@@ -257,13 +256,13 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 // openAudit opens the audit log for appending (mode 0600), locked against
 // a second tok (issue 13); "-" is stdout. It also returns the file's tail,
 // so the keyed chain continues and a write cut short is sealed.
-func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, proxy.AuditTail, error) {
+func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, auditlog.Tail, error) {
 	if path == "-" {
-		return stdout, nopCloser{}, proxy.AuditTail{}, nil
+		return stdout, nopCloser{}, auditlog.Tail{}, nil
 	}
-	f, err := proxy.OpenAuditFile(path)
+	f, err := auditlog.OpenFile(path)
 	if err != nil {
-		return nil, nil, proxy.AuditTail{}, err
+		return nil, nil, auditlog.Tail{}, err
 	}
 	return f, f, f.Tail, nil
 }
@@ -283,7 +282,7 @@ func closeWith(err *error, what string, c io.Closer) {
 // A bolt vault is created only in a directory no older vault left files in
 // (its log, its id marker, a non-empty audit log), or with initVault; what
 // Open found and replayed is logged (issue 13).
-func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit func(time.Duration, int), log *slog.Logger) (vault.Store, error) {
+func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit func(time.Duration, int), log *slog.Logger) (vault.Durable, error) {
 	c := cfg.Vault
 	var traces []string
 	if cfg.Audit.Path != "" && cfg.Audit.Path != "-" {
@@ -315,7 +314,7 @@ func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit
 
 // openPostgres opens the PostgreSQL store. The URL is never logged: it may
 // carry a password.
-func openPostgres(ctx context.Context, url string, opts postgres.Options, log *slog.Logger) (vault.Store, error) {
+func openPostgres(ctx context.Context, url string, opts postgres.Options, log *slog.Logger) (vault.Durable, error) {
 	s, err := postgres.Open(ctx, url, opts)
 	if err != nil {
 		return nil, err

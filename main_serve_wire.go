@@ -17,7 +17,7 @@ import (
 
 // serverOptions is proxy.Options for cfg, with what serve opened: the
 // vault, its durable store, the audit log and the logger.
-func serverOptions(cfg *config.Config, v *vault.Vault, store vault.Store, audit io.Writer, log *slog.Logger) (proxy.Options, error) {
+func serverOptions(cfg *config.Config, v *vault.Vault, store vault.Durable, audit io.Writer, log *slog.Logger) (proxy.Options, error) {
 	opts, err := proxyOptions(cfg, os.Getenv)
 	if err != nil {
 		return proxy.Options{}, err
@@ -100,7 +100,7 @@ func proxyOptions(cfg *config.Config, getenv func(string) string) (proxy.Options
 
 // vaultQuota is limits.vault_bytes as a quota on store, or nil when the
 // limit is 0 (off) or the store cannot tell its size.
-func vaultQuota(cfg *config.Config, store vault.Store) *vault.Quota {
+func vaultQuota(cfg *config.Config, store vault.Durable) *vault.Quota {
 	sizer, ok := store.(vault.Sizer)
 	if !ok || cfg.Limits.VaultBytes <= 0 {
 		return nil
@@ -110,7 +110,7 @@ func vaultQuota(cfg *config.Config, store vault.Store) *vault.Quota {
 
 // backupOf is the store's online snapshot for GET /backup, when it has one
 // (bbolt does; PostgreSQL has its own backup tools).
-func backupOf(store vault.Store) func(context.Context, io.Writer) (int64, error) {
+func backupOf(store vault.Durable) func(context.Context, io.Writer) (int64, error) {
 	if b, ok := store.(interface {
 		Backup(context.Context, io.Writer) (int64, error)
 	}); ok {

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/proxy/auth"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -66,7 +66,7 @@ func Bootstrap(dir string, getenv func(string) string) (*Config, Demo, error) {
 		return nil, d, err
 	}
 	d.SecretCreated = created
-	hash, err := bcrypt.GenerateFromPassword(secret, proxy.BcryptCost)
+	hash, err := bcrypt.GenerateFromPassword(secret, auth.BcryptCost)
 	if err != nil {
 		return nil, d, fmt.Errorf("hash demo secret: %w", err)
 	}

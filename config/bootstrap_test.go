@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/proxy/auth"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -57,8 +57,8 @@ func TestBootstrap(t *testing.T) {
 	if err := bcrypt.CompareHashAndPassword([]byte(c.Clients[0].SecretHash), secret); err != nil {
 		t.Errorf("demo client's hash does not match the secret file: %v", err)
 	}
-	if cost, _ := bcrypt.Cost([]byte(c.Clients[0].SecretHash)); cost != proxy.BcryptCost {
-		t.Errorf("bcrypt cost = %d, want %d", cost, proxy.BcryptCost)
+	if cost, _ := bcrypt.Cost([]byte(c.Clients[0].SecretHash)); cost != auth.BcryptCost {
+		t.Errorf("bcrypt cost = %d, want %d", cost, auth.BcryptCost)
 	}
 	keyring, _ := os.ReadFile(d.Keyring)
 

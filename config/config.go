@@ -141,7 +141,7 @@ const (
 	MaxKeepFirst = 8
 	MaxKeepLast  = 4
 	// MinBcryptCost is the weakest bcrypt cost accepted in secret_hash;
-	// `tok secret hash` uses proxy.BcryptCost.
+	// `tok secret hash` uses auth.BcryptCost.
 	MinBcryptCost = 10
 	// MinEgressTimeout and MaxEgressTimeout bound egress[].timeout.
 	MinEgressTimeout = time.Second

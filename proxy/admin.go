@@ -3,46 +3,10 @@ package proxy
 import (
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tokproxy/tok/proxy/audit"
 )
-
-// AdminHandler serves the admin listener: /healthz (the process answers),
-// /readyz (the store answers), /metrics (Prometheus), /backup, and the key
-// lifecycle: GET /keys, GET|POST /rekey (see keys.go).
-func (s *Server) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.Handle("/readyz", s.instrument("readyz", s.serveReady))
-	// Operations that hand out the vault (backup), change it (rekey) or
-	// expose the process (profiles) answer loopback peers only, even when
-	// the admin listener must be reachable for probes and scrapes (a
-	// Kubernetes pod IP): reach them with kubectl port-forward or ssh.
-	// They also refuse cross-site requests (see adminGuard) and write an
-	// audit line for every refusal and every action (issue 19).
-	mux.Handle("/backup", s.instrument("backup", s.adminGuard("backup", "/backup", false, s.serveBackup)))
-	mux.Handle("/keys", s.instrument("keys", s.adminGuard("keys", "/keys", true, s.serveKeys)))
-	mux.Handle("/keys/retire", s.instrument("keys", s.adminGuard("keys_retire", "/keys/retire", true, s.serveRetire)))
-	mux.Handle("/rekey", s.instrument("rekey", s.adminGuard("rekey", "/rekey", false, s.serveRekey)))
-	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
-	// Go's profiler, for operators chasing CPU or memory. Profiles hold no
-	// request data. Starting a CPU profile or a trace is audited.
-	pprofFunc := func(path string, audited bool, h http.HandlerFunc) http.Handler {
-		return s.instrument("pprof", s.adminGuard("pprof", path, audited, func(w http.ResponseWriter, r *http.Request) error {
-			h(w, r)
-			return nil
-		}))
-	}
-	mux.Handle("/debug/pprof/", pprofFunc("/debug/pprof/", false, pprof.Index))
-	mux.Handle("/debug/pprof/profile", pprofFunc("/debug/pprof/profile", true, pprof.Profile))
-	mux.Handle("/debug/pprof/symbol", pprofFunc("/debug/pprof/symbol", false, pprof.Symbol))
-	mux.Handle("/debug/pprof/trace", pprofFunc("/debug/pprof/trace", true, pprof.Trace))
-	return mux
-}
 
 // AdminHeader must be sent, with the value "1", on every state-changing
 // admin request (POST /rekey, POST /keys/retire). A browser sends a custom
@@ -52,7 +16,7 @@ func (s *Server) AdminHandler() http.Handler {
 const AdminHeader = "X-Tok-Admin"
 
 // adminGuard wraps an admin endpoint that hands out the vault, changes it
-// or costs the process (issue 19):
+// or costs the process:
 //   - loopback peers asking for a loopback host only (checkLoopback);
 //   - no cross-site browser request: Sec-Fetch-Site, if sent, must be
 //     same-origin or none (a user typing the URL), and Origin, if sent,
@@ -75,13 +39,11 @@ func (s *Server) adminGuard(event, path string, audited bool, h handlerFunc) han
 		if err == nil && !audited {
 			return nil
 		}
-		ev := auditEvent{Event: event, Endpoint: safeMethod(r.Method) + " " + path, Outcome: "ok"}
+		ev := audit.Event{Event: event, Endpoint: safeMethod(r.Method) + " " + path, Outcome: "ok"}
 		if err != nil {
 			ev.Outcome = toAPIError(err).Code
 		}
-		if aerr := s.audit.write(r, ev); aerr != nil {
-			s.log.Error("audit log write failed", "event", event, "err", aerr)
-		}
+		s.tryRecord(r, ev)
 		return err
 	}
 }
@@ -92,17 +54,17 @@ func checkAdminRequest(r *http.Request) error {
 		return err
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return errorf(http.StatusForbidden, "cross_site", "admin endpoints refuse cross-site requests (Sec-Fetch-Site: %s)", safeHeader(site))
+		return errorf(http.StatusForbidden, CodeCrossSite, "admin endpoints refuse cross-site requests (Sec-Fetch-Site: %s)", safeHeader(site))
 	}
 	if origin := r.Header.Get("Origin"); origin != "" && origin != adminOrigin(r) {
-		return errorf(http.StatusForbidden, "cross_site", "admin endpoints refuse requests from another origin")
+		return errorf(http.StatusForbidden, CodeCrossSite, "admin endpoints refuse requests from another origin")
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return nil
 	}
 	if r.Header.Get(AdminHeader) != "1" {
-		return errorf(http.StatusForbidden, "admin_header_missing", "state-changing admin requests must carry the header %s: 1", AdminHeader)
+		return errorf(http.StatusForbidden, CodeAdminHeaderMissing, "state-changing admin requests must carry the header %s: 1", AdminHeader)
 	}
 	return nil
 }
@@ -132,7 +94,7 @@ func safeHeader(v string) string {
 
 // serveNotFound answers paths tok does not serve.
 func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) error {
-	return errorf(http.StatusNotFound, "not_found", "no such endpoint")
+	return errorf(http.StatusNotFound, CodeNotFound, "no such endpoint")
 }
 
 // checkLoopback refuses peers not on the loopback interface, and requests
@@ -140,12 +102,12 @@ func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) error {
 func checkLoopback(r *http.Request) error {
 	ip := net.ParseIP(sourceAddr(r))
 	if ip == nil || !ip.IsLoopback() {
-		return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers loopback clients only")
+		return errorf(http.StatusForbidden, CodeForbidden, "this admin endpoint answers loopback clients only")
 	}
 	if !loopbackHost(r.Host) {
 		// A web page whose name was rebound to 127.0.0.1 reaches us from
 		// loopback, but its browser still sends its own name.
-		return errorf(http.StatusForbidden, "forbidden", "this admin endpoint answers requests for localhost or a loopback address only")
+		return errorf(http.StatusForbidden, CodeForbidden, "this admin endpoint answers requests for localhost or a loopback address only")
 	}
 	return nil
 }

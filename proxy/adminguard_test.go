@@ -7,6 +7,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/auth"
 )
 
 // TestAdminCrossSite: a browser on the tok host cannot POST /rekey, start
@@ -98,11 +101,11 @@ func TestAdminAudit(t *testing.T) {
 			t.Errorf("audit log lacks %s:\n%s", want, log)
 		}
 	}
-	if rep, err := VerifyAudit(strings.NewReader(log), AuditKey(e.vault.Keyring()), false); err != nil || rep.Lines != 4 {
+	if rep, err := audit.Verify(strings.NewReader(log), audit.Key(e.vault.Keyring()), false); err != nil || rep.Lines != 4 {
 		t.Errorf("VerifyAudit = %+v, %v", rep, err)
 	}
 
-	e.srv.audit.w = brokenWriter{}
+	e.audit.breakWrites()
 	before := backups.Load()
 	wantError(t, do(t, nil, "GET", e.admin.URL+"/backup", "", ""), http.StatusServiceUnavailable, "audit_unavailable")
 	if backups.Load() != before {
@@ -117,7 +120,7 @@ func TestMeUnauthenticatedAudited(t *testing.T) {
 	tok := e.handle(seedPAN)
 	wantError(t, do(t, nil, "GET", e.auth.URL+"/@me?token="+tok, "", ""), http.StatusUnauthorized, "unauthenticated")
 	const bogus = "bogus-session-value-0123456789"
-	wantError(t, do(t, nil, "POST", e.auth.URL+"/@me", "application/json", `{"token":"`+tok+`"}`, "Cookie", sessionCookie+"="+bogus),
+	wantError(t, do(t, nil, "POST", e.auth.URL+"/@me", "application/json", `{"token":"`+tok+`"}`, "Cookie", auth.CookieName+"="+bogus),
 		http.StatusUnauthorized, "unauthenticated")
 	log := e.audit.String()
 	if n := strings.Count(log, `"event":"session"`); n != 2 {

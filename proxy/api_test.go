@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -283,16 +281,11 @@ func TestAuditReveal(t *testing.T) {
 	}
 }
 
-// brokenWriter fails every write, like a full disk under the audit log.
-type brokenWriter struct{}
-
-func (brokenWriter) Write([]byte) (int, error) { return 0, fmt.Errorf("no space left on device") }
-
 func TestRevealRefusedWithoutAudit(t *testing.T) {
 	e := newTestEnv(t, nil)
 	tok := e.handle(seedPAN)
 	c := e.login("cih")
-	e.srv.audit.w = brokenWriter{}
+	e.audit.breakWrites()
 	r := do(t, c, "GET", e.auth.URL+"/@me?token="+tok, "", "")
 	wantError(t, r, 503, "audit_unavailable")
 	if strings.Contains(string(r.body), seedPAN) {
@@ -394,7 +387,7 @@ func TestHandleBadInput(t *testing.T) {
 func TestVaultUnavailable(t *testing.T) {
 	fs := &failingStore{}
 	e := newTestEnv(t, nil)
-	fs.Store = e.store
+	fs.Durable = e.store
 	e = newTestEnv(t, fs)
 	fs.fail = true
 	wantError(t, do(t, nil, "POST", e.public.URL+"/handle", "application/json", `{"pan_number":"`+seedPAN+`"}`), 503, "vault_unavailable")
@@ -472,24 +465,6 @@ func TestDeleteToken(t *testing.T) {
 		if !strings.Contains(audit, want) {
 			t.Errorf("audit log lacks %s", want)
 		}
-	}
-}
-
-// TestUnknownClientCost: an unknown client name is compared against a hash
-// of the configured clients' cost, so it takes as long as a wrong secret.
-func TestUnknownClientCost(t *testing.T) {
-	e := newTestEnv(t, nil)
-	c, err := bcrypt.Cost(e.srv.auth.dummy)
-	if err != nil || c != bcrypt.MinCost {
-		t.Errorf("dummy hash cost = %d, %v; want the clients' cost %d", c, err, bcrypt.MinCost)
-	}
-	h, _ := bcrypt.GenerateFromPassword([]byte("s"), 11)
-	e = newTestEnv(t, nil, func(o *Options) { o.Clients[1].SecretHash = string(h) })
-	if c, _ := bcrypt.Cost(e.srv.auth.dummy); c != 11 {
-		t.Errorf("dummy hash cost = %d, want the highest client cost 11", c)
-	}
-	if bcrypt.CompareHashAndPassword(e.srv.auth.dummy, []byte("")) == nil {
-		t.Error("the dummy hash matches the empty secret")
 	}
 }
 

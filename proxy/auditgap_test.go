@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/tokproxy/tok/proxy/audit"
 )
 
 // shortWriter is an audit file on a disk with room bytes left: a write
@@ -64,7 +66,7 @@ func (e *testEnv) loginStatus(client, secret string) response {
 func TestAuditFullDisk(t *testing.T) {
 	w := &shortWriter{room: -1}
 	e := newTestEnv(t, nil, func(o *Options) { o.Audit = w })
-	key := AuditKey(e.vault.Keyring())
+	key := audit.Key(e.vault.Keyring())
 	if r := e.loginStatus("cih", testSecrets["cih"]); r.StatusCode != 200 {
 		t.Fatalf("POST /login = %d %s", r.StatusCode, r.body)
 	}
@@ -77,7 +79,7 @@ func TestAuditFullDisk(t *testing.T) {
 	}
 	wantError(t, e.loginStatus("nobody", "x"), 503, "audit_unavailable")
 	torn := w.String()
-	if rep, err := VerifyAudit(strings.NewReader(torn), key, false); err != nil || rep.TornTail != cut || len(rep.Gaps) != 0 {
+	if rep, err := audit.Verify(strings.NewReader(torn), key, false); err != nil || rep.TornTail != cut || len(rep.Gaps) != 0 {
 		t.Errorf("VerifyAudit during the outage = %+v, %v; want a torn tail of %d bytes, no break", rep, err, cut)
 	}
 	// Room again: the next line seals the outage first.
@@ -86,7 +88,7 @@ func TestAuditFullDisk(t *testing.T) {
 		t.Fatalf("POST /login after the outage = %d %s", r.StatusCode, r.body)
 	}
 	log := w.String()
-	rep, err := VerifyAudit(strings.NewReader(log), key, false)
+	rep, err := audit.Verify(strings.NewReader(log), key, false)
 	if err != nil {
 		t.Fatalf("VerifyAudit after the outage = %v\n%s", err, log)
 	}
@@ -113,8 +115,8 @@ func TestAuditFullDisk(t *testing.T) {
 		"torn line added":  {append(append(append([]string{}, lines[:1]...), `{"seq":2,"ev`+"\n"), lines[1:]...), 2},
 		"gap removed":      {append(append([]string{}, lines[:3]...), lines[4:]...), 3},
 	} {
-		_, err := VerifyAudit(strings.NewReader(strings.Join(tc.lines, "")), key, false)
-		var br *AuditBreak
+		_, err := audit.Verify(strings.NewReader(strings.Join(tc.lines, "")), key, false)
+		var br *audit.Break
 		if !errors.As(err, &br) || br.Line != tc.line {
 			t.Errorf("%s: VerifyAudit = %v, want a break at line %d", name, err, tc.line)
 		}
@@ -132,7 +134,7 @@ func TestAuditLineCutBeforeNewline(t *testing.T) {
 	e.loginStatus("cih", "wrong")
 	w.setRoom(-1)
 	e.loginStatus("cih", "wrong")
-	rep, err := VerifyAudit(strings.NewReader(w.String()), AuditKey(e.vault.Keyring()), false)
+	rep, err := audit.Verify(strings.NewReader(w.String()), audit.Key(e.vault.Keyring()), false)
 	if err != nil || rep.Lines != 3 || len(rep.Gaps) != 0 {
 		t.Errorf("VerifyAudit = %+v, %v; want 3 lines, no gap\n%s", rep, err, w.String())
 	}
@@ -143,7 +145,7 @@ func TestAuditLineCutBeforeNewline(t *testing.T) {
 func TestAuditTornAtStart(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
-	f, err := OpenAuditFile(path)
+	f, err := audit.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func TestAuditTornAtStart(t *testing.T) {
 	// The crash cut the second line.
 	os.WriteFile(path, []byte(lines[0]+lines[1][:40]), 0o600)
 
-	f, err = OpenAuditFile(path)
+	f, err = audit.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +173,7 @@ func TestAuditTornAtStart(t *testing.T) {
 	}
 	e2.loginStatus("cih", "wrong")
 	b, _ = os.ReadFile(path)
-	rep, err := VerifyAudit(bytes.NewReader(b), AuditKey(keys), false)
+	rep, err := audit.Verify(bytes.NewReader(b), audit.Key(keys), false)
 	if err != nil || len(rep.Gaps) != 1 || rep.Gaps[0].TornBytes != 40 || rep.Gaps[0].Lost != 0 || rep.LastSeq != 3 {
 		t.Errorf("VerifyAudit after the restart = %+v, %v; want one gap of 40 torn bytes, last seq 3\n%s", rep, err, b)
 	}
@@ -181,16 +183,16 @@ func TestAuditTornAtStart(t *testing.T) {
 // chain; the second refuses.
 func TestAuditFileLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
-	f, err := OpenAuditFile(path)
+	f, err := audit.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = OpenAuditFile(path)
-	if !errors.Is(err, ErrAuditLocked) || !strings.Contains(err.Error(), "each tok needs an audit log of its own") {
-		t.Errorf("second OpenAuditFile = %v, want %v with advice", err, ErrAuditLocked)
+	_, err = audit.OpenFile(path)
+	if !errors.Is(err, audit.ErrLocked) || !strings.Contains(err.Error(), "each tok needs an audit log of its own") {
+		t.Errorf("second OpenAuditFile = %v, want %v with advice", err, audit.ErrLocked)
 	}
 	f.Close()
-	f, err = OpenAuditFile(path)
+	f, err = audit.OpenFile(path)
 	if err != nil {
 		t.Errorf("OpenAuditFile after the first closed = %v, want nil", err)
 	} else {
@@ -207,13 +209,13 @@ func TestAuditRealFullDisk(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("umount", dir).Run() })
 	path := filepath.Join(dir, "audit.log")
-	f, err := OpenAuditFile(path)
+	f, err := audit.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	e := newTestEnv(t, nil, func(o *Options) { o.Audit = f })
-	key := AuditKey(e.vault.Keyring())
+	key := audit.Key(e.vault.Keyring())
 	// Fill the disk but for a little room, then log in until it is full.
 	filler := filepath.Join(dir, "filler")
 	fill, _ := os.Create(filler)
@@ -236,7 +238,7 @@ func TestAuditRealFullDisk(t *testing.T) {
 		t.Fatal("the full tmpfs never refused an audit line")
 	}
 	b, _ := os.ReadFile(path)
-	rep, err := VerifyAudit(bytes.NewReader(b), key, false)
+	rep, err := audit.Verify(bytes.NewReader(b), key, false)
 	if err != nil {
 		t.Errorf("VerifyAudit on the full disk = %v, want no break (a torn tail at most)", err)
 	}
@@ -247,7 +249,7 @@ func TestAuditRealFullDisk(t *testing.T) {
 		t.Fatalf("POST /login once space is free = %d %s", r.StatusCode, r.body)
 	}
 	b, _ = os.ReadFile(path)
-	rep, err = VerifyAudit(bytes.NewReader(b), key, false)
+	rep, err = audit.Verify(bytes.NewReader(b), key, false)
 	if err != nil || len(rep.Gaps) != 1 || rep.Gaps[0].Lost != 3 || rep.Gaps[0].Cause != "no space left on device" {
 		t.Fatalf("VerifyAudit after the outage = %+v, %v; want one gap of 3 lost events (ENOSPC)", rep, err)
 	}

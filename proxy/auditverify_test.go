@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tokproxy/tok/proxy/audit"
 )
 
 // TestAuditChain: the audit log verifies, continues across a restart, and
@@ -21,9 +24,9 @@ func TestAuditChain(t *testing.T) {
 	for range 3 {
 		do(t, c, "GET", e.auth.URL+"/@me?token="+tok, "", "")
 	}
-	key := AuditKey(e.vault.Keyring())
+	key := audit.Key(e.vault.Keyring())
 	first := e.audit.String()
-	if rep, err := VerifyAudit(strings.NewReader(first), key, false); err != nil || rep.Lines != 5 || rep.LastSeq != 5 {
+	if rep, err := audit.Verify(strings.NewReader(first), key, false); err != nil || rep.Lines != 5 || rep.LastSeq != 5 {
 		t.Fatalf("VerifyAudit = %+v, %v; want 5 lines (handle, login, 3 reveals), nil", rep, err)
 	}
 
@@ -32,7 +35,7 @@ func TestAuditChain(t *testing.T) {
 	if err := os.WriteFile(path, []byte(first), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	last, err := LastAuditLine(path)
+	last, err := audit.LastLine(path)
 	if err != nil || len(last) == 0 {
 		t.Fatalf("LastAuditLine = %q, %v", last, err)
 	}
@@ -40,8 +43,8 @@ func TestAuditChain(t *testing.T) {
 	c2 := e2.login("cih")
 	do(t, c2, "GET", e2.auth.URL+"/@me?token=nope", "", "")
 	all := first + e2.audit.String()
-	if rep, err := VerifyAudit(strings.NewReader(all), key, false); err != nil || rep.Lines != 7 {
-		t.Fatalf("VerifyAudit(across restart) = %+v, %v; want 7, nil", rep, err)
+	if rep, err := audit.Verify(strings.NewReader(all), key, false); err != nil || rep.Lines != 7 {
+		t.Fatalf("audit.Verify(across restart) = %+v, %v; want 7, nil", rep, err)
 	}
 
 	lines := strings.SplitAfter(strings.TrimSuffix(all, "\n"), "\n")
@@ -53,8 +56,8 @@ func TestAuditChain(t *testing.T) {
 		"garbage":   replaceAt(lines, 3, "not json\n"),
 	}
 	for name, ls := range tampered {
-		_, err := VerifyAudit(strings.NewReader(strings.Join(ls, "")), key, false)
-		var br *AuditBreak
+		_, err := audit.Verify(strings.NewReader(strings.Join(ls, "")), key, false)
+		var br *audit.Break
 		if !errors.As(err, &br) {
 			t.Errorf("%s: VerifyAudit = %v, want an AuditBreak", name, err)
 			continue
@@ -76,7 +79,7 @@ func TestAuditChainKeyed(t *testing.T) {
 	for range 3 {
 		do(t, c, "GET", e.auth.URL+"/@me?token="+tok, "", "")
 	}
-	key := AuditKey(e.vault.Keyring())
+	key := audit.Key(e.vault.Keyring())
 	lines := strings.Split(strings.TrimSuffix(e.audit.String(), "\n"), "\n")
 	// Drop line 3 (a reveal) and rebuild the chain after it, as an
 	// attacker who can write the log but not read the keyring would.
@@ -85,31 +88,30 @@ func TestAuditChainKeyed(t *testing.T) {
 		out := append([]string{}, forged...)
 		prevLine := []byte(out[1])
 		for _, l := range lines[3:] {
-			var ev auditEvent
+			var ev audit.Event
 			if err := json.Unmarshal([]byte(l), &ev); err != nil {
 				t.Fatal(err)
 			}
 			ev.Seq--
-			link := chainLink(prevLine)
-			ev.Prev = hex.EncodeToString(link[:])
+			ev.Prev = hex.EncodeToString(chainLink(prevLine))
 			ev.Mac = ""
 			b, _ := json.Marshal(ev)
 			if mode == "wrong key" {
-				b = append(b[:len(b)-1], []byte(`,"mac":"`+hex.EncodeToString(lineMac([]byte("guess"), b))+`"}`)...)
+				b = append(b[:len(b)-1], []byte(`,"mac":"`+hex.EncodeToString(hmacSHA256([]byte("guess"), b))+`"}`)...)
 			}
 			out = append(out, string(b))
 			prevLine = b
 		}
 		log := strings.Join(out, "\n") + "\n"
 		for _, allow := range []bool{false, true} {
-			var br *AuditBreak
-			if _, err := VerifyAudit(strings.NewReader(log), key, allow); !errors.As(err, &br) || br.Line != 3 {
+			var br *audit.Break
+			if _, err := audit.Verify(strings.NewReader(log), key, allow); !errors.As(err, &br) || br.Line != 3 {
 				t.Errorf("%s forgery, allowUnkeyed %v: VerifyAudit = %v; want a break at line 3", mode, allow, err)
 			}
 		}
 	}
-	if _, err := VerifyAudit(strings.NewReader(e.audit.String()), nil, false); !errors.Is(err, ErrAuditKeyNeeded) {
-		t.Errorf("VerifyAudit(keyed log, no key) = %v, want ErrAuditKeyNeeded", err)
+	if _, err := audit.Verify(strings.NewReader(e.audit.String()), nil, false); !errors.Is(err, audit.ErrKeyNeeded) {
+		t.Errorf("audit.Verify(keyed log, no key) = %v, want audit.ErrKeyNeeded", err)
 	}
 	// An old, unkeyed log, continued by a keyed tok.
 	var old []string
@@ -123,16 +125,16 @@ func TestAuditChainKeyed(t *testing.T) {
 	e2 := newTestEnvKeys(t, nil, e.vault.Keyring(), func(o *Options) { o.AuditLast = []byte(old[1]) })
 	e2.login("cih")
 	mixed := strings.Join(old, "\n") + "\n" + e2.audit.String()
-	if _, err := VerifyAudit(strings.NewReader(mixed), key, false); err == nil {
-		t.Error("VerifyAudit(unkeyed start) passed without allowUnkeyed")
+	if _, err := audit.Verify(strings.NewReader(mixed), key, false); err == nil {
+		t.Error("audit.Verify(unkeyed start) passed without allowUnkeyed")
 	}
-	rep, err := VerifyAudit(strings.NewReader(mixed), key, true)
+	rep, err := audit.Verify(strings.NewReader(mixed), key, true)
 	if err != nil || rep.Unkeyed != 2 || rep.Lines != 3 || rep.LastSeq != 3 {
-		t.Errorf("VerifyAudit(unkeyed start, allowed) = %+v, %v; want 3 lines, 2 unkeyed", rep, err)
+		t.Errorf("audit.Verify(unkeyed start, allowed) = %+v, %v; want 3 lines, 2 unkeyed", rep, err)
 	}
 	// Unkeyed after keyed: a downgrade.
 	down := mixed + fmt.Sprintf(`{"event":"login","source":"x","outcome":"ok","seq":4,"prev":"%s"}`, rep.Head) + "\n"
-	if _, err := VerifyAudit(strings.NewReader(down), key, true); err == nil {
+	if _, err := audit.Verify(strings.NewReader(down), key, true); err == nil {
 		t.Error("VerifyAudit accepted an unkeyed line after keyed ones")
 	}
 }
@@ -143,52 +145,20 @@ func replaceAt(ls []string, i int, s string) []string {
 	return out
 }
 
-func TestLastAuditLine(t *testing.T) {
-	dir := t.TempDir()
-	if l, err := LastAuditLine(filepath.Join(dir, "missing")); l != nil || err != nil {
-		t.Errorf("missing file: %q, %v; want nil, nil", l, err)
+// chainLink is what a forger computes for the prev of the line after
+// line: its mac if it has one, else its SHA-256.
+func chainLink(line []byte) []byte {
+	var ev audit.Event
+	if json.Unmarshal(line, &ev) == nil && ev.Mac != "" {
+		mac, _ := hex.DecodeString(ev.Mac)
+		return mac
 	}
-	p := filepath.Join(dir, "a")
-	os.WriteFile(p, []byte(`{"seq":1}`+"\n"+`{"seq":2}`+"\n"), 0o600)
-	if l, _ := LastAuditLine(p); string(l) != `{"seq":2}` {
-		t.Errorf("LastAuditLine = %q, want the second line", l)
-	}
-	os.WriteFile(p, nil, 0o600)
-	if l, _ := LastAuditLine(p); l != nil {
-		t.Errorf("empty file: %q", l)
-	}
+	sum := sha256.Sum256(line)
+	return sum[:]
 }
 
-// TestReadAuditTail: the last audit line, and the torn region after it
-// that a cut write left (issue 13).
-func TestReadAuditTail(t *testing.T) {
-	const one, two = `{"seq":1}`, `{"seq":2}`
-	for _, tc := range []struct {
-		name, file   string
-		last, torn   string
-		unterminated bool
-	}{
-		{"empty", "", "", "", false},
-		{"whole", one + "\n" + two + "\n", two, "", false},
-		{"torn tail", one + "\n" + two + "\n" + `{"seq":3,"ev`, two, `{"seq":3,"ev`, false},
-		{"torn lines", one + "\n" + `{"se` + "\n" + `{"seq":3,"ev`, one, `{"se` + "\n" + `{"seq":3,"ev`, false},
-		{"torn, then a newline", one + "\n" + `{"se` + "\n", one, `{"se` + "\n", false},
-		{"no newline", one + "\n" + two, two, "", true},
-		{"all torn", `{"se`, "", `{"se`, false},
-		// An edited (but JSON) last line is Last, for verify to find.
-		{"edited last", one + "\n" + `{"seq":9,"edited":true}` + "\n", `{"seq":9,"edited":true}`, "", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "audit.log")
-			os.WriteFile(p, []byte(tc.file), 0o600)
-			tail, err := ReadAuditTail(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(tail.Last) != tc.last || string(tail.Torn) != tc.torn || tail.Unterminated != tc.unterminated {
-				t.Errorf("ReadAuditTail = last %q, torn %q, unterminated %v; want %q, %q, %v",
-					tail.Last, tail.Torn, tail.Unterminated, tc.last, tc.torn, tc.unterminated)
-			}
-		})
-	}
+func hmacSHA256(key, b []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return m.Sum(nil)
 }

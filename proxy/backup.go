@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/tokproxy/tok/proxy/audit"
 )
 
 // backupWriteTimeout is how long the backup download may go without
@@ -20,17 +22,17 @@ const backupWriteTimeout = time.Minute
 // file.
 func (s *Server) serveBackup(w http.ResponseWriter, r *http.Request) error {
 	if s.opts.Backup == nil {
-		return errorf(http.StatusNotFound, "not_found", "no such endpoint: this vault store is not backed up through tok")
+		return errorf(http.StatusNotFound, CodeNotFound, "no such endpoint: this vault store is not backed up through tok")
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use GET")
 	}
 	// The whole vault leaves the host: no audit line, no backup (PCI DSS
 	// 10.2.1; fail closed, as reveals are). A second line says how it ended.
-	ev := auditEvent{Event: "backup", Endpoint: "GET /backup", Outcome: "started"}
-	if aerr := s.audit.write(r, ev); aerr != nil {
-		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to send the vault", aerr}
+	ev := audit.Event{Event: "backup", Endpoint: "GET /backup", Outcome: "started"}
+	if err := s.mustRecord(r, ev, "send the vault"); err != nil {
+		return err
 	}
 	bw := &backupWriter{w: w, rc: http.NewResponseController(w), name: "tok-" + s.opts.Now().UTC().Format("20060102T150405Z") + ".db"}
 	start := time.Now()
@@ -42,15 +44,11 @@ func (s *Server) serveBackup(w http.ResponseWriter, r *http.Request) error {
 		s.log.Error("backup aborted midway: connection reset so the client cannot take a truncated file for a whole one",
 			"bytes", n, "err", err.Error(), "remote", r.RemoteAddr)
 		ev.Outcome = "aborted"
-		if aerr := s.audit.write(r, ev); aerr != nil {
-			s.log.Error("audit log write failed", "event", "backup", "err", aerr)
-		}
+		s.tryRecord(r, ev)
 		panic(http.ErrAbortHandler)
 	}
 	ev.Outcome = "ok"
-	if aerr := s.audit.write(r, ev); aerr != nil {
-		s.log.Error("audit log write failed", "event", "backup", "err", aerr)
-	}
+	s.tryRecord(r, ev)
 	s.log.Info("backup sent", "bytes", n, "duration", time.Since(start).Round(time.Millisecond), "remote", r.RemoteAddr)
 	return nil
 }

@@ -76,7 +76,7 @@ func benchServer(b *testing.B, kind string) *benchTarget {
 		b.Fatal(err)
 	}
 	t := &benchTarget{}
-	var store vault.Store
+	var store vault.Durable
 	var dir string
 	start := time.Now()
 	switch kind {

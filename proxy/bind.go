@@ -13,7 +13,7 @@ import (
 // its route, the card it was collected with: inbound, its token is unique
 // only among the values bound to that card's token (so a 3-digit field
 // never runs out of tokens); on egress it reveals only together with that
-// card token (so a 3-digit guess reveals nothing). See issue 12.
+// card token (so a 3-digit guess reveals nothing).
 
 // bindings returns, for each field of a route, the index of the field it
 // is bound to, or -1. A field binds to the field of the same route with
@@ -82,10 +82,10 @@ func pairBound(vals []rewrite.Value, bindTo []int) ([]int, error) {
 		case len(same) == 1:
 			pair[i] = same[0]
 		case len(all) == 0:
-			return nil, &apiError{http.StatusUnprocessableEntity, "unbound_value",
+			return nil, &apiError{http.StatusUnprocessableEntity, CodeUnboundValue,
 				"field " + v.Path + " is bound to a card field this request does not carry; send them together", nil}
 		default:
-			return nil, &apiError{http.StatusUnprocessableEntity, "unbound_value",
+			return nil, &apiError{http.StatusUnprocessableEntity, CodeUnboundValue,
 				"field " + v.Path + " is bound to a card field this request carries more than once, and none at its position", nil}
 		}
 	}

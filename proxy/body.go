@@ -8,6 +8,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/tokproxy/tok/proxy/rewrite"
 )
 
 // allowMethods refuses r with 405 unless its method is one of methods.
@@ -18,21 +20,21 @@ func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) err
 		}
 	}
 	w.Header().Set("Allow", strings.Join(methods, ", "))
-	return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use %s", strings.Join(methods, " or "))
+	return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use %s", strings.Join(methods, " or "))
 }
 
 // readBody reads the whole request body up to limit bytes.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is over %d bytes", limit)
+		return nil, errorf(http.StatusRequestEntityTooLarge, rewrite.CodeBodyTooLarge, "request body is over %d bytes", limit)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is over %d bytes", limit)
+		return nil, errorf(http.StatusRequestEntityTooLarge, rewrite.CodeBodyTooLarge, "request body is over %d bytes", limit)
 	case err != nil:
-		return nil, &apiError{http.StatusBadRequest, "bad_body", "could not read the request body", err}
+		return nil, &apiError{http.StatusBadRequest, CodeBadBody, "could not read the request body", err}
 	}
 	return b, nil
 }
@@ -48,7 +50,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		return err
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return errorf(http.StatusBadRequest, "empty_body", "request body is empty; send a JSON object")
+		return errorf(http.StatusBadRequest, CodeEmptyBody, "request body is empty; send a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -56,7 +58,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errorf(http.StatusBadRequest, "invalid_json", "request body must hold exactly one JSON object")
+		return errorf(http.StatusBadRequest, rewrite.CodeInvalidJSON, "request body must hold exactly one JSON object")
 	}
 	return nil
 }
@@ -65,13 +67,13 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 func requireJSON(r *http.Request) error {
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
+		return errorf(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType, "send Content-Type: application/json")
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "only UTF-8 JSON is accepted")
+		return errorf(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType, "only UTF-8 JSON is accepted")
 	}
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return errorf(http.StatusUnsupportedMediaType, "unsupported_encoding", "Content-Encoding is not accepted here")
+		return errorf(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedEncoding, "Content-Encoding is not accepted here")
 	}
 	return nil
 }
@@ -83,17 +85,17 @@ func jsonError(err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
-		return &apiError{http.StatusBadRequest, "wrong_type", "field " + quoteField(te.Field) + " must be a " + te.Type.Kind().String(), err}
+		return &apiError{http.StatusBadRequest, CodeWrongType, "field " + quoteField(te.Field) + " must be a " + te.Type.Kind().String(), err}
 	case errors.As(err, &se):
-		return &apiError{http.StatusBadRequest, "invalid_json", "request body is not valid JSON", err}
+		return &apiError{http.StatusBadRequest, rewrite.CodeInvalidJSON, "request body is not valid JSON", err}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		// The key is the client's own bytes and could itself be a card
 		// number: it is neither echoed nor logged.
-		return errorf(http.StatusBadRequest, "unknown_field", "request body has a field this endpoint does not accept")
+		return errorf(http.StatusBadRequest, CodeUnknownField, "request body has a field this endpoint does not accept")
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return &apiError{http.StatusBadRequest, "invalid_json", "request body is truncated JSON", err}
+		return &apiError{http.StatusBadRequest, rewrite.CodeInvalidJSON, "request body is truncated JSON", err}
 	default:
-		return &apiError{http.StatusBadRequest, "invalid_json", "request body is not valid JSON", err}
+		return &apiError{http.StatusBadRequest, rewrite.CodeInvalidJSON, "request body is not valid JSON", err}
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // Budgets bound how many values a caller may send down the paths that
-// answer whether a card maps to a token, or that reveal one (issue 19).
+// answer whether a card maps to a token, or that reveal one.
 // Every budget is counted in values (card numbers, or /@me lookups), never
 // in requests: one request carrying 1,000 candidates spends 1,000. A budget
 // refills continuously at its size per Window and holds at most its size,
@@ -202,12 +202,12 @@ func (s *Server) spend(w http.ResponseWriter, set *budgetSet, name, key string, 
 	}
 	s.metrics.budgetRefusals.WithLabelValues(name).Inc()
 	if wait == 0 {
-		return errorf(http.StatusRequestEntityTooLarge, "batch_too_large",
+		return errorf(http.StatusRequestEntityTooLarge, CodeBatchTooLarge,
 			"this request holds %d values; the %s budget allows at most %d per %s: split it", n, name, size, s.opts.Budgets.Window)
 	}
 	secs := int64(math.Ceil(wait.Seconds()))
 	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-	return errorf(http.StatusTooManyRequests, "budget_exceeded",
+	return errorf(http.StatusTooManyRequests, CodeBudgetExceeded,
 		"the %s budget of %d values per %s is spent; retry after %d s", name, size, s.opts.Budgets.Window, max(secs, 1))
 }
 

@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -89,7 +90,7 @@ type egressRoute struct {
 	EgressRoute
 	host     string // lower-cased Host, or ""
 	match    pathMatch
-	rw       *rewrite.Rewriter
+	rewriter *rewrite.Rewriter
 	rp       *httputil.ReverseProxy
 	response *rewrite.Rewriter // guard for the provider's answers; nil when off
 	bindTo   []int             // by field: the field it is bound to, or -1
@@ -138,7 +139,7 @@ func newEgress(s *Server) (*egress, error) {
 			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
 			continue
 		}
-		er := egressRoute{EgressRoute: r, host: strings.ToLower(r.Host), match: m, rw: rw, bindTo: bindTo}
+		er := egressRoute{EgressRoute: r, host: strings.ToLower(r.Host), match: m, rewriter: rw, bindTo: bindTo}
 		if o.Guard.Mode != rewrite.GuardOff {
 			// A card number in a provider's answer is tokenized before the
 			// app, which must hold no cards, sees it. guard.ignore exempts
@@ -162,12 +163,12 @@ func newEgress(s *Server) (*egress, error) {
 		rt.rp = e.reverseProxy(rt)
 		rt.handler = s.instrument("egress:"+rt.Name, e.serveRoute(rt))
 		rt.noRoute = s.instrument("egress:"+rt.Name, func(w http.ResponseWriter, r *http.Request) error {
-			e.refuse(w, r, rt, errorf(http.StatusNotFound, "no_route", "no egress route for %s %s on this host", safeMethod(r.Method), safePath(r.URL.Path)), "")
+			e.refuse(w, r, rt, errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s on this host", safeMethod(r.Method), safePath(r.URL.Path)), "")
 			return nil
 		})
 	}
 	e.notFound = s.instrument("egress", func(w http.ResponseWriter, r *http.Request) error {
-		return errorf(http.StatusNotFound, "no_route", "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
+		return errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
 	})
 	return e, errors.Join(errs...)
 }
@@ -246,26 +247,6 @@ func (e *egress) reverseProxy(r *egressRoute) *httputil.ReverseProxy {
 	}
 }
 
-// EgressHandler serves the egress listener.
-func (s *Server) EgressHandler() http.Handler {
-	if s.egress == nil {
-		return s.instrument("egress", s.serveNotFound)
-	}
-	e := s.egress
-	connect := s.instrument("egress_connect", e.connect)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodConnect {
-			connect.ServeHTTP(w, r)
-			return
-		}
-		if rt := e.route(r); rt != nil {
-			rt.handler.ServeHTTP(w, r)
-			return
-		}
-		e.noRoute(r).ServeHTTP(w, r)
-	})
-}
-
 // noRoute answers a request no route matches: in the error format of a
 // route for its host if there is one (an SDK pointed at that host reads
 // the refusal and does not resend it), else plainly.
@@ -329,7 +310,7 @@ func (e *egress) serve(w http.ResponseWriter, r *http.Request, rt *egressRoute) 
 		return err
 	}
 	if r.Header.Get("Upgrade") != "" {
-		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are not allowed on egress routes")
+		return errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are not allowed on egress routes")
 	}
 	if err := e.guardRequest(r, rt); err != nil {
 		return err
@@ -349,7 +330,7 @@ func (e *egress) guardRequest(r *http.Request, rt *egressRoute) error {
 	if e.s.opts.Guard.Mode == rewrite.GuardOff || r.URL.RawQuery == "" {
 		return nil
 	}
-	_, err := rt.rw.RewriteQuery(r.URL.RawQuery, func([]rewrite.Value) ([]string, error) {
+	_, err := rt.rewriter.RewriteQuery(r.URL.RawQuery, func([]rewrite.Value) ([]string, error) {
 		return nil, errors.New("unreachable: the request guard rejects")
 	})
 	return err
@@ -400,8 +381,8 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 		return err
 	}
 	if media == rewrite.MediaOther {
-		if rt.rw.HasFields() {
-			return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+		if rt.rewriter.HasFields() {
+			return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
 				"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil}
 		}
 		return nil
@@ -414,7 +395,7 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	if err != nil {
 		return err
 	}
-	out, err := rt.rw.Rewrite(body, ct, e.revealer(r, rt))
+	out, err := rt.rewriter.Rewrite(body, ct, e.revealer(r, rt))
 	if err != nil {
 		return err
 	}
@@ -462,20 +443,18 @@ func (e *egress) revealer(r *http.Request, rt *egressRoute) rewrite.ReplaceFunc 
 // reveal reveals the token at v; card, if set, is the card token v's value
 // is bound to.
 func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card string) (string, error) {
-	ev := auditEvent{Event: "egress_reveal", Route: rt.Name, Field: v.Path, Upstream: rt.Upstream.Host, BoundTo: card}
+	ev := audit.Event{Event: "egress_reveal", Route: rt.Name, Field: v.Path, Upstream: rt.Upstream.Host, BoundTo: card}
 	refuse := func(status int, code, msg string, err error) (string, error) {
 		ev.Outcome = code
 		e.s.metrics.revealed.WithLabelValues("egress", "error").Inc()
-		if aerr := e.s.audit.write(r, ev); aerr != nil {
-			e.s.log.Error("audit write failed", "err", aerr)
-		}
+		e.s.tryRecord(r, ev)
 		return "", &fieldError{&apiError{status, code, "field " + v.Path + ": " + msg, err}, v.Path}
 	}
 	if !vault.ValidToken(v.Text) {
 		if _, perr := vault.NormalizePAN(v.Text); perr == nil {
-			return refuse(http.StatusUnprocessableEntity, "not_a_token", "holds a card number, not a token; egress only reveals tokens", nil)
+			return refuse(http.StatusUnprocessableEntity, CodeNotAToken, "holds a card number, not a token; egress only reveals tokens", nil)
 		}
-		return refuse(http.StatusUnprocessableEntity, "invalid_token", "is not a token", nil)
+		return refuse(http.StatusUnprocessableEntity, CodeInvalidToken, "is not a token", nil)
 	}
 	start := time.Now()
 	var rv vault.Revealed
@@ -490,22 +469,21 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 	switch {
 	case errors.Is(err, vault.ErrNotFound):
 		if rewrite.IsCardNumber(v.Text) {
-			return refuse(http.StatusUnprocessableEntity, "not_a_token", "holds a card number, not a token; egress only reveals tokens", nil)
+			return refuse(http.StatusUnprocessableEntity, CodeNotAToken, "holds a card number, not a token; egress only reveals tokens", nil)
 		}
 		if card != "" {
-			return refuse(http.StatusUnprocessableEntity, "unknown_token", "no value under this token is bound to the card token sent with it, or it has expired", nil)
+			return refuse(http.StatusUnprocessableEntity, CodeUnknownToken, "no value under this token is bound to the card token sent with it, or it has expired", nil)
 		}
-		return refuse(http.StatusUnprocessableEntity, "unknown_token", "no such token, or it has expired", nil)
+		return refuse(http.StatusUnprocessableEntity, CodeUnknownToken, "no such token, or it has expired", nil)
 	case errors.Is(err, vault.ErrUnbound):
-		return refuse(http.StatusUnprocessableEntity, "unbound_token", "is a short token, which reveals only together with the card token it is bound to; bind this field to the route's card field (bind:)", nil)
+		return refuse(http.StatusUnprocessableEntity, CodeUnboundToken, "is a short token, which reveals only together with the card token it is bound to; bind this field to the route's card field (bind:)", nil)
 	case err != nil:
 		ae := toAPIError(err)
 		return refuse(ae.Status, ae.Code, ae.Msg, err)
 	}
 	ev.Outcome = "ok"
-	// Invariant 4: no audit line, no reveal.
-	if aerr := e.s.audit.write(r, ev); aerr != nil {
-		return "", &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to reveal", aerr}
+	if aerr := e.s.mustRecord(r, ev, "reveal"); aerr != nil {
+		return "", aerr
 	}
 	e.s.metrics.revealed.WithLabelValues("egress", "ok").Inc()
 	st := sendFrom(r.Context())

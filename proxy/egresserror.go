@@ -114,17 +114,17 @@ func (e *egress) upstreamError(w http.ResponseWriter, r *http.Request, rt *egres
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		ae = &apiError{499, "client_closed", "client closed the request", err}
+		ae = &apiError{499, CodeClientClosed, "client closed the request", err}
 	case errors.Is(err, errResponseTooLarge):
-		ae = &apiError{http.StatusBadGateway, "response_too_large", "the provider's response is too large to inspect for card numbers", err}
+		ae = &apiError{http.StatusBadGateway, CodeResponseTooLarge, "the provider's response is too large to inspect for card numbers", err}
 	case errors.Is(err, errResponseUninspectable):
-		ae = &apiError{http.StatusBadGateway, "response_uninspectable", "the provider's response could not be inspected for card numbers", err}
+		ae = &apiError{http.StatusBadGateway, CodeResponseUninspectable, "the provider's response could not be inspected for card numbers", err}
 	case errors.As(err, &ce):
-		ae = &apiError{http.StatusBadGateway, "upstream_tls", "the provider's TLS certificate did not verify", err}
+		ae = &apiError{http.StatusBadGateway, CodeUpstreamTLS, "the provider's TLS certificate did not verify", err}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		ae = &apiError{http.StatusGatewayTimeout, "upstream_timeout", "the provider did not answer in time", err}
+		ae = &apiError{http.StatusGatewayTimeout, CodeUpstreamTimeout, "the provider did not answer in time", err}
 	default:
-		ae = &apiError{http.StatusBadGateway, "upstream_unavailable", "the provider cannot be reached", err}
+		ae = &apiError{http.StatusBadGateway, CodeUpstreamUnavailable, "the provider cannot be reached", err}
 	}
 	var pa *providerAnswered
 	switch {
@@ -132,7 +132,7 @@ func (e *egress) upstreamError(w http.ResponseWriter, r *http.Request, rt *egres
 		ae.Msg = "the provider received this request and answered " + strconv.Itoa(pa.status) +
 			", so it may have acted on it (charged the card), but tok withheld its answer: " + ae.Msg +
 			". Look the result up at the provider before resending; " + keyAdvice(r)
-	case ae.Code == "upstream_timeout" && sendFrom(r.Context()).wrote.Load():
+	case ae.Code == CodeUpstreamTimeout && sendFrom(r.Context()).wrote.Load():
 		ae.Msg += "; the request was sent, so the provider may have acted on it. " + keyAdvice(r)
 	}
 	e.refuse(w, r, rt, ae, "")
@@ -160,7 +160,7 @@ func (e *egress) refuse(w http.ResponseWriter, r *http.Request, rt *egressRoute,
 	}
 	st := sendFrom(r.Context())
 	ref := refusal{apiError: ae, param: param, idempotencyKey: idempotencyKey(r)}
-	ref.acted = st.status != 0 || st.wrote.Load() && ae.Code == "upstream_timeout"
+	ref.acted = st.status != 0 || st.wrote.Load() && ae.Code == CodeUpstreamTimeout
 	writeRefusal(w, rt.ErrorFormat, ref)
 }
 
@@ -179,7 +179,7 @@ func (r refusal) retryable() bool {
 		return false
 	}
 	switch r.Code {
-	case "vault_unavailable", "audit_unavailable", "volatile_store_full":
+	case CodeVaultUnavailable, CodeAuditUnavailable, CodeVolatileStoreFull:
 		return true
 	}
 	return false

@@ -85,7 +85,7 @@ func (rt *egressRoute) checkKey(r *http.Request) error {
 	case EgressKeyBasic:
 		where = "as the user name of Basic Authorization"
 	}
-	return errorf(http.StatusUnauthorized, "invalid_egress_key", "send the route's egress key %s", where)
+	return errorf(http.StatusUnauthorized, CodeInvalidEgressKey, "send the route's egress key %s", where)
 }
 
 // keyEqual compares a presented egress key with the route's in constant

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"sync/atomic"
+
+	"github.com/tokproxy/tok/proxy/audit"
 )
 
 // sendState is what happened to one egress request: the values revealed
@@ -41,7 +43,7 @@ func (e *egress) auditSend(r *http.Request, rt *egressRoute, st *sendState) {
 	if st.count == 0 {
 		return
 	}
-	ev := auditEvent{Event: "egress_send", Route: rt.Name, Upstream: rt.Upstream.Host, Count: st.count}
+	ev := audit.Event{Event: "egress_send", Route: rt.Name, Upstream: rt.Upstream.Host, Count: st.count}
 	if len(st.revealed.cards) > 0 {
 		ev.Token = st.revealed.cards[0][1]
 	}
@@ -55,7 +57,5 @@ func (e *egress) auditSend(r *http.Request, rt *egressRoute, st *sendState) {
 	default:
 		ev.Outcome = "not_sent"
 	}
-	if aerr := e.s.audit.write(r, ev); aerr != nil {
-		e.s.log.Error("audit write failed", "err", aerr)
-	}
+	e.s.tryRecord(r, ev)
 }

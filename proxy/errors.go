@@ -8,9 +8,9 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/tokproxy/tok/proxy/auth"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
-	"github.com/tokproxy/tok/vault/memory"
 )
 
 // apiError is an error with what the client is told kept apart from what is
@@ -36,18 +36,17 @@ func errorf(status int, code, format string, args ...any) *apiError {
 	return &apiError{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
-// codeRecordUnreadable answers a request that met a record the keyring
-// cannot open (see toAPIError); logError counts it.
-const codeRecordUnreadable = "record_unreadable"
-
 // toAPIError maps any error to what the client sees. It is the one place
 // where sentinel errors become HTTP statuses.
 func toAPIError(err error) *apiError {
 	var ae *apiError
 	var re *rewrite.Error
+	var authErr *auth.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &authErr):
+		return &apiError{authErr.Status, authErr.Code, authErr.Msg, nil}
 	case errors.As(err, &re):
 		// A body the rewrite engine refused: its status and stable code, and
 		// a message naming the field, never the value.
@@ -57,43 +56,43 @@ func toAPIError(err error) *apiError {
 		}
 		return &apiError{re.Status, re.Code, msg, err}
 	case errors.Is(err, vault.ErrInvalidValue):
-		return &apiError{http.StatusBadRequest, "invalid_pan", "card number must be 12 to 19 digits (spaces and dashes allowed)", err}
+		return &apiError{http.StatusBadRequest, CodeInvalidPAN, "card number must be 12 to 19 digits (spaces and dashes allowed)", err}
 	case errors.Is(err, vault.ErrInvalidToken):
-		return &apiError{http.StatusBadRequest, "invalid_token", "not a token", err}
+		return &apiError{http.StatusBadRequest, CodeInvalidToken, "not a token", err}
 	case errors.Is(err, vault.ErrNotFound):
-		return &apiError{http.StatusNotFound, "token_not_found", "no such token", err}
+		return &apiError{http.StatusNotFound, CodeTokenNotFound, "no such token", err}
 	case errors.Is(err, vault.ErrUnbound):
-		return &apiError{http.StatusUnprocessableEntity, "unbound_token",
+		return &apiError{http.StatusUnprocessableEntity, CodeUnboundToken,
 			"a short token reveals only together with the card token it is bound to", err}
 	case errors.Is(err, vault.ErrVaultFull):
-		return &apiError{http.StatusInsufficientStorage, "vault_full",
+		return &apiError{http.StatusInsufficientStorage, CodeVaultFull,
 			"the vault has reached limits.vault_bytes: cards without a token are refused until it is raised (known cards keep theirs)", err}
 	case errors.Is(err, vault.ErrCollision):
 		// Not an outage: the format has no free token for this value
 		// (a short unbound digits field, or one card with hundreds of
 		// live bound values). 507: the server cannot store what the
 		// request needs.
-		return &apiError{http.StatusInsufficientStorage, "token_space_exhausted",
+		return &apiError{http.StatusInsufficientStorage, CodeTokenSpaceExhausted,
 			"no free token of this field's format is left; bind short fields to their card field (bind:) or use a longer format", err}
 	case errors.Is(err, vault.ErrDecrypt), errors.Is(err, vault.ErrUnknownKey), errors.Is(err, vault.ErrMismatch):
 		// The record is there but cannot be opened: a damaged vault page,
-		// or an edited store (issue 13). Its token is never handed out
+		// or an edited store. Its token is never handed out
 		// (vault.checkFound); the metric tok_records_unreadable_total
 		// counts these, and tok vault check lists them.
-		return &apiError{http.StatusInternalServerError, codeRecordUnreadable,
+		return &apiError{http.StatusInternalServerError, CodeRecordUnreadable,
 			"the vault holds a record for this that cannot be opened (damaged); the operator is alerted", err}
 	case errors.Is(err, vault.ErrAmbiguous):
-		return &apiError{http.StatusConflict, "ambiguous_token", "this token stands for two values and is refused", err}
-	case errors.Is(err, memory.ErrFull):
-		return &apiError{http.StatusServiceUnavailable, "volatile_store_full",
+		return &apiError{http.StatusConflict, CodeAmbiguousToken, "this token stands for two values and is refused", err}
+	case errors.Is(err, vault.ErrFull):
+		return &apiError{http.StatusServiceUnavailable, CodeVolatileStoreFull,
 			"tok holds limits.volatile_records values in memory already; retry once some expire", err}
 	case errors.Is(err, vault.ErrUnavailable), errors.Is(err, vault.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded):
-		return &apiError{http.StatusServiceUnavailable, "vault_unavailable", "the vault cannot serve this request now; retry later", err}
+		return &apiError{http.StatusServiceUnavailable, CodeVaultUnavailable, "the vault cannot serve this request now; retry later", err}
 	case errors.Is(err, context.Canceled):
-		return &apiError{499, "client_closed", "client closed the request", err}
+		return &apiError{499, CodeClientClosed, "client closed the request", err}
 	default:
-		return &apiError{http.StatusInternalServerError, "internal", "internal error", err}
+		return &apiError{http.StatusInternalServerError, CodeInternal, "internal error", err}
 	}
 }
 
@@ -129,11 +128,11 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		ae = &apiError{499, "client_closed", "client closed the request", err}
+		ae = &apiError{499, CodeClientClosed, "client closed the request", err}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		ae = &apiError{http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time", err}
+		ae = &apiError{http.StatusGatewayTimeout, CodeUpstreamTimeout, "the upstream did not answer in time", err}
 	default:
-		ae = &apiError{http.StatusBadGateway, "upstream_unavailable", "the upstream cannot be reached", err}
+		ae = &apiError{http.StatusBadGateway, CodeUpstreamUnavailable, "the upstream cannot be reached", err}
 	}
 	s.logError(r, route, ae)
 	if sw, ok := w.(*statusWriter); ok && ae.Status == 499 {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -26,7 +27,7 @@ const AnonymousClient = "anonymous"
 // anonymousSpec is how the public /handle tokenizes: a fresh pan token on
 // every call, neither looked up nor stored under a fingerprint. Its answer
 // cannot tell anyone whether a card already has a token, so holding a token
-// and calling /handle with candidates recovers nothing (issue 19).
+// and calling /handle with candidates recovers nothing.
 var anonymousSpec = vault.Spec{Unique: true}
 
 // clientSpec is how the auth listener's /handle tokenizes for a logged-in
@@ -50,7 +51,7 @@ type handleResponse struct {
 // (anonymousSpec), spends the caller address's budget, and writes one
 // audit line.
 func (s *Server) serveHandle(w http.ResponseWriter, r *http.Request) error {
-	ev := auditEvent{Event: "handle", Client: AnonymousClient}
+	ev := audit.Event{Event: "handle", Client: AnonymousClient}
 	return s.audited(w, r, &ev, func() (*handleResponse, error) {
 		values, single, err := s.readHandle(w, r, &ev)
 		if err != nil {
@@ -69,12 +70,12 @@ func (s *Server) serveHandle(w http.ResponseWriter, r *http.Request) error {
 // the public /handle, but convergent (the same card gets the same token),
 // and so an oracle, bounded by the client's budget in values.
 func (s *Server) serveClientHandle(w http.ResponseWriter, r *http.Request) error {
-	ev := auditEvent{Event: "handle"}
+	ev := audit.Event{Event: "handle"}
 	return s.audited(w, r, &ev, func() (*handleResponse, error) {
 		if err := allowMethods(w, r, http.MethodPost); err != nil {
 			return nil, err
 		}
-		sess, client, err := s.auth.session(r)
+		sess, client, err := s.auth.Session(r)
 		if err != nil {
 			return nil, err
 		}
@@ -93,21 +94,16 @@ func (s *Server) serveClientHandle(w http.ResponseWriter, r *http.Request) error
 
 // audited runs a /handle call and writes its audit line: who, how many
 // values, the outcome. No audit line, no tokens: the answer is withheld
-// if the line cannot be written, as for a reveal (invariant 4).
-func (s *Server) audited(w http.ResponseWriter, r *http.Request, ev *auditEvent, call func() (*handleResponse, error)) error {
+// if the line cannot be written, as for a reveal.
+func (s *Server) audited(w http.ResponseWriter, r *http.Request, ev *audit.Event, call func() (*handleResponse, error)) error {
 	resp, err := call()
-	ev.Outcome = "ok"
 	if err != nil {
 		ev.Outcome = toAPIError(err).Code
+		s.tryRecord(r, *ev)
+		return err
 	}
-	if aerr := s.audit.write(r, *ev); aerr != nil {
-		if err != nil {
-			s.log.Error("audit write failed", "err", aerr)
-			return err
-		}
-		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to tokenize", aerr}
-	}
-	if err != nil {
+	ev.Outcome = "ok"
+	if err := s.mustRecord(r, *ev, "tokenize"); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -116,7 +112,7 @@ func (s *Server) audited(w http.ResponseWriter, r *http.Request, ev *auditEvent,
 
 // readHandle reads and checks a /handle body, and sets ev.Count to the
 // number of values it holds. single is true for pan_number.
-func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *auditEvent) (values []string, single bool, err error) {
+func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Event) (values []string, single bool, err error) {
 	if err := allowMethods(w, r, http.MethodPost); err != nil {
 		return nil, false, err
 	}
@@ -130,13 +126,13 @@ func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *auditEve
 	}
 	switch {
 	case req.PAN != nil && req.PANs != nil:
-		return nil, false, errorf(http.StatusBadRequest, "invalid_request", "send pan_number or pan_numbers, not both")
+		return nil, false, errorf(http.StatusBadRequest, CodeInvalidRequest, "send pan_number or pan_numbers, not both")
 	case req.PAN == nil && req.PANs == nil:
-		return nil, false, errorf(http.StatusBadRequest, "missing_field", "pan_number is required")
+		return nil, false, errorf(http.StatusBadRequest, CodeMissingField, "pan_number is required")
 	case req.PANs != nil && len(req.PANs) == 0:
-		return nil, false, errorf(http.StatusBadRequest, "invalid_request", "pan_numbers is empty")
+		return nil, false, errorf(http.StatusBadRequest, CodeInvalidRequest, "pan_numbers is empty")
 	case len(req.PANs) > MaxBatch:
-		return nil, false, errorf(http.StatusRequestEntityTooLarge, "batch_too_large", "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
+		return nil, false, errorf(http.StatusRequestEntityTooLarge, CodeBatchTooLarge, "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
 	}
 	values = req.PANs
 	if req.PAN != nil {
@@ -148,7 +144,7 @@ func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *auditEve
 			if req.PAN == nil {
 				field = fmt.Sprintf("pan_numbers[%d]", i)
 			}
-			return nil, false, &apiError{http.StatusBadRequest, "invalid_pan", field + " must be 12 to 19 digits (spaces and dashes allowed)", nil}
+			return nil, false, &apiError{http.StatusBadRequest, CodeInvalidPAN, field + " must be 12 to 19 digits (spaces and dashes allowed)", nil}
 		}
 	}
 	return values, req.PAN != nil, nil

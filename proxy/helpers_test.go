@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -44,14 +45,26 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // syncBuffer is a goroutine-safe bytes.Buffer for audit and log output.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu     sync.Mutex
+	b      bytes.Buffer
+	broken bool
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.broken {
+		return 0, fmt.Errorf("no space left on device")
+	}
 	return s.b.Write(p)
+}
+
+// breakWrites makes every later Write fail, like a full disk under the
+// audit log.
+func (s *syncBuffer) breakWrites() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.broken = true
 }
 
 func (s *syncBuffer) String() string {
@@ -67,7 +80,7 @@ var testSecrets = map[string]string{"cih": "cih-secret-1", "viewer": "viewer-sec
 type testEnv struct {
 	t                   *testing.T
 	srv                 *Server
-	store               vault.Store
+	store               vault.Durable
 	vault               *vault.Vault
 	clock               *fakeClock
 	audit, log          *syncBuffer
@@ -77,14 +90,14 @@ type testEnv struct {
 // newTestEnv builds a Server on store (a fresh memory store if nil) with
 // two clients: cih (may reveal) and viewer (masked only). Bcrypt runs at its
 // minimum cost to keep tests fast; production hashes come from `tok secret hash`.
-func newTestEnv(t *testing.T, store vault.Store, mutate ...func(*Options)) *testEnv {
+func newTestEnv(t *testing.T, store vault.Durable, mutate ...func(*Options)) *testEnv {
 	t.Helper()
 	return newTestEnvKeys(t, store, nil, mutate...)
 }
 
 // newTestEnvKeys is newTestEnv with a given keyring (nil: a fresh one), for
 // tests that reopen a vault.
-func newTestEnvKeys(t *testing.T, store vault.Store, keys *vault.Keyring, mutate ...func(*Options)) *testEnv {
+func newTestEnvKeys(t *testing.T, store vault.Durable, keys *vault.Keyring, mutate ...func(*Options)) *testEnv {
 	t.Helper()
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	if store == nil {
@@ -233,7 +246,7 @@ func wantError(t *testing.T, r response, status int, code string) {
 // failingStore is a Store whose writes and reads fail as an unavailable
 // store's do: a fault injector, not a stand-in for a real store.
 type failingStore struct {
-	vault.Store
+	vault.Durable
 	fail bool
 }
 
@@ -248,21 +261,21 @@ func (f *failingStore) Insert(ctx context.Context, r []vault.Record) ([]vault.Ou
 	if err := f.err(); err != nil {
 		return nil, err
 	}
-	return f.Store.Insert(ctx, r)
+	return f.Durable.Insert(ctx, r)
 }
 
 func (f *failingStore) Find(ctx context.Context, fp []byte) (vault.Record, error) {
 	if err := f.err(); err != nil {
 		return vault.Record{}, err
 	}
-	return f.Store.Find(ctx, fp)
+	return f.Durable.Find(ctx, fp)
 }
 
 func (f *failingStore) Ping(ctx context.Context) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	return f.Store.Ping(ctx)
+	return f.Durable.Ping(ctx)
 }
 
 // revealShort reveals the short token tok bound to one of cards (the

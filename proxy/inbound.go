@@ -65,9 +65,9 @@ type GuardOptions struct {
 
 type inboundRoute struct {
 	Route
-	match  pathMatch
-	rw     *rewrite.Rewriter
-	bindTo []int // by field: the field it is bound to, or -1
+	match    pathMatch
+	rewriter *rewrite.Rewriter
+	bindTo   []int // by field: the field it is bound to, or -1
 }
 
 // inbound is the tokenizing reverse proxy on the public listener.
@@ -101,7 +101,7 @@ func newInbound(s *Server) (*inbound, error) {
 		for i, f := range r.Fields {
 			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, XML: f.XML, Spec: i})
 		}
-		rw, err := rewrite.New(cfg)
+		rewriter, err := rewrite.New(cfg)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
 			continue
@@ -122,7 +122,7 @@ func newInbound(s *Server) (*inbound, error) {
 				errs = append(errs, fmt.Errorf("route %q: field %s: a bound field needs both bind and a bound spec", r.Name, f.selector()))
 			}
 		}
-		in.routes = append(in.routes, inboundRoute{Route: r, match: m, rw: rw, bindTo: bindTo})
+		in.routes = append(in.routes, inboundRoute{Route: r, match: m, rewriter: rewriter, bindTo: bindTo})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -203,31 +203,31 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	case in.slots <- struct{}{}:
 		defer func() { <-in.slots }()
 	default:
-		return errorf(http.StatusServiceUnavailable, "overloaded", "tok is at capacity; retry shortly")
+		return errorf(http.StatusServiceUnavailable, CodeOverloaded, "tok is at capacity; retry shortly")
 	}
 	rt := in.match(r)
-	rw := in.fallback
+	rewriter := in.fallback
 	if rt != nil {
-		rw = rt.rw
+		rewriter = rt.rewriter
 	}
 	dropConnectionHeaders(r)
 	// Past an upgrade (WebSocket) the connection is a tunnel tok cannot
-	// read: refused wherever the guard reads bodies (issue 14).
-	inspected := rt != nil && rt.rw.HasFields() || in.s.opts.Guard.Mode != rewrite.GuardOff && (rt == nil || !rt.Uninspected)
+	// read: refused wherever the guard reads bodies.
+	inspected := rt != nil && rt.rewriter.HasFields() || in.s.opts.Guard.Mode != rewrite.GuardOff && (rt == nil || !rt.Uninspected)
 	if err := stripH2C(r, inspected); err != nil {
 		return err
 	}
-	if err := rw.GuardRequest(r.URL.Path, r.Host, r.Header, in.ignoreH); err != nil {
+	if err := rewriter.GuardRequest(r.URL.Path, r.Host, r.Header, in.ignoreH); err != nil {
 		return err
 	}
 	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
-		q, err := rw.RewriteQuery(r.URL.RawQuery, in.replacer(w, r, rt))
+		q, err := rewriter.RewriteQuery(r.URL.RawQuery, in.replacer(w, r, rt))
 		if err != nil {
 			return err
 		}
 		r.URL.RawQuery = q
 	}
-	if err := in.rewriteBody(w, r, rt, rw); err != nil {
+	if err := in.rewriteBody(w, r, rt, rewriter); err != nil {
 		return err
 	}
 	in.rp.ServeHTTP(w, r)
@@ -237,29 +237,29 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 // rewriteBody buffers, decodes and rewrites r's body when it must be read:
 // always, unless the guard is off and the route has no fields, or the
 // route opts out of inspection. Those stream through untouched.
-func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rw *rewrite.Rewriter) error {
+func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rewriter *rewrite.Rewriter) error {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
 	ct := r.Header.Get("Content-Type")
 	media, err := rewrite.ParseMediaType(ct)
 	switch {
-	case !rw.HasFields() && in.s.opts.Guard.Mode == rewrite.GuardOff:
+	case !rewriter.HasFields() && in.s.opts.Guard.Mode == rewrite.GuardOff:
 		return nil // nothing to tokenize or guard, whatever the type says
 	case rt != nil && rt.Uninspected:
 		return nil // the operator opted the route out (tok check warns)
 	case len(r.Header.Values("Content-Type")) > 1:
 		// tok would read the first; a server that keeps the last (gunicorn's
 		// WSGI environ does) would parse another type than tok inspected.
-		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
 			"more than one Content-Type header: send one", nil}
 	case len(r.Header.Values("Content-Encoding")) > 1:
-		return &apiError{http.StatusUnsupportedMediaType, "unsupported_encoding",
+		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedEncoding,
 			"more than one Content-Encoding header: send one", nil}
 	case err != nil:
 		return err
-	case rw.HasFields() && media == rewrite.MediaOther:
-		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
+	case rewriter.HasFields() && media == rewrite.MediaOther:
+		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
 			"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil}
 	}
 	raw, err := readBody(w, r, in.s.opts.MaxBody)
@@ -273,7 +273,7 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	// Rewrite reads the body as its type says and every other way an app
 	// might (rewrite.Config.ReadAll); a body without a Content-Type is a
 	// form to Rack (Rails, Sinatra), whatever the method.
-	out, err := rw.Rewrite(body, ct, in.replacer(w, r, rt))
+	out, err := rewriter.Rewrite(body, ct, in.replacer(w, r, rt))
 	if err != nil {
 		return err
 	}
@@ -313,11 +313,11 @@ func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundR
 				spec = rt.Fields[v.Spec].Spec
 			}
 			if v.Kind == rewrite.KindNumber && spec.Format == vault.FormatOpaque {
-				return nil, &apiError{http.StatusUnprocessableEntity, "field_type",
+				return nil, &apiError{http.StatusUnprocessableEntity, rewrite.CodeFieldType,
 					"field " + v.Path + " is a JSON number; its route gives it an opaque (non-numeric) token format", nil}
 			}
 			if _, err := spec.Normalize(v.Text); err != nil {
-				return nil, &apiError{http.StatusUnprocessableEntity, "invalid_card_number",
+				return nil, &apiError{http.StatusUnprocessableEntity, CodeInvalidCardNumber,
 					"field " + v.Path + " does not hold a valid card number", nil}
 			}
 			reqs[i] = vault.Request{Value: v.Text, Spec: spec}
@@ -342,10 +342,6 @@ func convergent(spec vault.Spec) bool {
 	return !spec.Unique && !spec.Volatile && spec.TTL <= 0
 }
 
-// stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later
-// requests on the connection would tunnel past inspection. Other upgrades
-// (WebSocket) are refused where tok reads bodies: everywhere the guard is
-// on, except routes with inspect: false.
 // dropConnectionHeaders removes the headers r's Connection header names
 // (other than the connection options close, keep-alive and upgrade) before
 // tok looks at the request. The reverse proxy removes them on the way out
@@ -365,6 +361,10 @@ func dropConnectionHeaders(r *http.Request) {
 	}
 }
 
+// stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later
+// requests on the connection would tunnel past inspection. Other upgrades
+// (WebSocket) are refused where tok reads bodies: everywhere the guard is
+// on, except routes with inspect: false.
 func stripH2C(r *http.Request, inspected bool) error {
 	h2c := r.Header.Get("HTTP2-Settings") != ""
 	r.Header.Del("HTTP2-Settings")
@@ -384,7 +384,7 @@ func stripH2C(r *http.Request, inspected bool) error {
 		return nil
 	}
 	if inspected {
-		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are allowed only on routes with inspect: false")
+		return errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are allowed only on routes with inspect: false")
 	}
 	return nil
 }

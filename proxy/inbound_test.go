@@ -134,7 +134,7 @@ type inboundEnv struct {
 
 // inboundConfig varies an inboundEnv.
 type inboundConfig struct {
-	store   vault.Store      // durable store; a fresh memory store if nil
+	store   vault.Durable    // durable store; a fresh memory store if nil
 	respond http.HandlerFunc // the upstream's answer after recording
 	opts    func(*Options)   // last word on the Options
 	// volatileMax caps the volatile store's records (its default if 0).
@@ -548,7 +548,7 @@ func TestInboundFailClosed(t *testing.T) {
 		t.Parallel()
 		m := memory.New()
 		t.Cleanup(func() { m.Close() })
-		fs := &failingStore{Store: m, fail: true}
+		fs := &failingStore{Durable: m, fail: true}
 		e := newInboundEnv(t, inboundConfig{store: fs, opts: func(o *Options) { o.Guard.Mode = rewrite.GuardTokenize }})
 		for _, tc := range []struct{ name, path, ct, body string }{
 			{"json field", "/checkout", "application/json", `{"card":{"number":"` + panVisa + `","cvc":"123"}}`},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -136,7 +137,7 @@ type KeyVersion struct {
 func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use GET")
 	}
 	usage, err := s.countKeys(r.Context())
 	if err != nil {
@@ -178,22 +179,20 @@ func (s *Server) serveRekey(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodPost:
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use GET or POST")
+		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use GET or POST")
 	}
 	after := r.URL.Query().Get("after")
 	ks.mu.Lock()
 	if ks.running {
 		ks.mu.Unlock()
-		return errorf(http.StatusConflict, "rekey_running", "a rekey is already running; GET /rekey shows its progress")
+		return errorf(http.StatusConflict, CodeRekeyRunning, "a rekey is already running; GET /rekey shows its progress")
 	}
 	ctx, cancel := context.WithCancel(ks.base)
 	ks.running, ks.cancel, ks.resealed, ks.cursor, ks.done, ks.err = true, cancel, 0, after, false, ""
 	ks.started, ks.finished = time.Now(), make(chan struct{})
 	ks.mu.Unlock()
 	primary := s.opts.Vault.Keyring().Primary()
-	if err := s.audit.write(r, auditEvent{Event: "rekey", Endpoint: "POST /rekey", Token: after, Outcome: "started"}); err != nil {
-		s.log.Error("audit log write failed", "event", "rekey", "err", err)
-	}
+	s.tryRecord(r, audit.Event{Event: "rekey", Endpoint: "POST /rekey", Token: after, Outcome: "started"})
 	s.log.Info("rekey started", "primary", primary, "after", after)
 	go s.rekey(ctx, r, after)
 	writeJSON(w, http.StatusAccepted, ks.status())
@@ -236,9 +235,7 @@ func (s *Server) rekey(ctx context.Context, r *http.Request, after string) {
 	} else {
 		s.log.Info("rekey finished", "resealed", resealed, "duration", took.Round(time.Millisecond))
 	}
-	if aerr := s.audit.write(r, auditEvent{Event: "rekey", Endpoint: "POST /rekey", Token: cursor, Outcome: outcome}); aerr != nil {
-		s.log.Error("audit log write failed", "event", "rekey", "err", aerr)
-	}
+	s.tryRecord(r, audit.Event{Event: "rekey", Endpoint: "POST /rekey", Token: cursor, Outcome: outcome})
 	if err == nil {
 		if _, err := s.live.Load().countKeys(context.WithoutCancel(ctx)); err != nil {
 			s.log.Warn("counting records per key version after the rekey failed", "err", err)
@@ -283,22 +280,22 @@ func (s *Server) Keyring() *vault.Keyring { return s.live.Load().opts.Vault.Keyr
 func (s *Server) serveRetire(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use POST")
 	}
 	v, err := strconv.ParseUint(r.URL.Query().Get("version"), 10, 32)
 	if err != nil || v == 0 {
-		return errorf(http.StatusBadRequest, "invalid_version", "version must be a data key version number")
+		return errorf(http.StatusBadRequest, CodeInvalidVersion, "version must be a data key version number")
 	}
 	ver := uint32(v)
 	if s.opts.Vault.Keyring().Primary() == ver {
-		return errorf(http.StatusConflict, "key_in_use", "version %d is the primary: rotate first, SIGHUP tok, then rekey", ver)
+		return errorf(http.StatusConflict, CodeKeyInUse, "version %d is the primary: rotate first, SIGHUP tok, then rekey", ver)
 	}
 	usage, err := s.countKeys(r.Context())
 	if err != nil {
 		return err
 	}
 	if n := usage[ver]; n > 0 {
-		return errorf(http.StatusConflict, "key_in_use", "%d records still use version %d: rekey them first", n, ver)
+		return errorf(http.StatusConflict, CodeKeyInUse, "%d records still use version %d: rekey them first", n, ver)
 	}
 	if err := s.opts.Vault.ForgetKeyVersion(r.Context(), ver); err != nil {
 		return err

@@ -14,7 +14,7 @@ import (
 
 // gateStore holds every Reseal until gate is closed.
 type gateStore struct {
-	vault.Store
+	vault.Durable
 	gate chan struct{}
 }
 
@@ -24,7 +24,7 @@ func (g *gateStore) Reseal(ctx context.Context, rec vault.Record, from uint32) (
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
-	return g.Store.Reseal(ctx, rec, from)
+	return g.Durable.Reseal(ctx, rec, from)
 }
 
 func TestKeysAndRekey(t *testing.T) {
@@ -34,7 +34,7 @@ func TestKeysAndRekey(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newTestEnvKeys(t, nil, k1)
-	gs := &gateStore{Store: e.store, gate: make(chan struct{})}
+	gs := &gateStore{Durable: e.store, gate: make(chan struct{})}
 	// The admin handler of whichever generation is live, as Serve does.
 	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.srv.live.Load().handlers[ListenerAdmin].ServeHTTP(w, r)

@@ -3,10 +3,10 @@ package proxy
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -16,14 +16,14 @@ const transactionTimeLayout = "2006-01-02 15:04:05"
 type meRequest struct {
 	Token string `json:"token"`
 	// Bound, with Token a card token, asks for the value bound to that card
-	// under this token (a CVC); see issue 12.
+	// under this token (a CVC), which reveals only together with it.
 	Bound string `json:"bound"`
 }
 
 // meResponse is the prototype's /@me answer plus masked_pan. PAN,
 // EncryptedPAN and Hash are set only for clients allowed to reveal: a
-// masked-only client has no use for the ciphertext or the fingerprint
-// (issue 19), and the fingerprint is what convergence matches on.
+// masked-only client has no use for the ciphertext or the fingerprint,
+// and the fingerprint is what convergence matches on.
 type meResponse struct {
 	Token           string `json:"token"`
 	EncryptedPAN    string `json:"encrypted_pan,omitempty"`
@@ -43,14 +43,12 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	if err := allowMethods(w, r, http.MethodGet, http.MethodPost, http.MethodDelete); err != nil {
 		return err
 	}
-	sess, client, err := s.auth.session(r)
+	sess, client, err := s.auth.Session(r)
 	if err != nil {
-		// A refused session is audited too (PCI DSS 10.2.1, issue 19):
+		// A refused session is audited too (PCI DSS 10.2.1):
 		// which token was asked for stays out (the caller is unknown), and
 		// so does the cookie.
-		if aerr := s.audit.write(r, auditEvent{Event: "session", Endpoint: safeMethod(r.Method) + " /@me", Outcome: toAPIError(err).Code}); aerr != nil {
-			s.log.Error("audit log write failed", "event", "session", "err", aerr)
-		}
+		s.tryRecord(r, audit.Event{Event: "session", Endpoint: safeMethod(r.Method) + " /@me", Outcome: toAPIError(err).Code})
 		return err
 	}
 	if r.Method == http.MethodDelete {
@@ -65,22 +63,20 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		token, bound = req.Token, req.Bound
 	}
 	if token == "" {
-		return errorf(http.StatusBadRequest, "missing_field", "token is required")
+		return errorf(http.StatusBadRequest, CodeMissingField, "token is required")
 	}
 	kind := "lookup"
 	if client.Reveal {
 		kind = "reveal"
 	}
-	ev := auditEvent{Event: kind, Client: client.Name, Session: sess.ID}
+	ev := audit.Event{Event: kind, Client: client.Name, Session: sess.ID}
 	// Every lookup spends the client's budget before the vault is asked,
 	// found or not: enumerating short tokens is mostly misses.
 	size := clientBudget(client.RevealBudget, s.opts.Budgets.Reveal)
 	if err := s.spend(w, s.budgets.reveal, budgetReveal, client.Name, 1, size); err != nil {
 		ev.Token, ev.Outcome = auditToken(token, false), toAPIError(err).Code
 		s.metrics.revealed.WithLabelValues(kind, "error").Inc()
-		if aerr := s.audit.write(r, ev); aerr != nil {
-			s.log.Error("audit write failed", "err", aerr)
-		}
+		s.tryRecord(r, ev)
 		return err
 	}
 	start := time.Now()
@@ -101,9 +97,8 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		ev.Outcome = toAPIError(err).Code
 	}
 	s.metrics.revealed.WithLabelValues(kind, outcome(err)).Inc()
-	// Invariant 4: no audit line, no answer.
-	if aerr := s.audit.write(r, ev); aerr != nil {
-		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to reveal", errors.Join(aerr, err)}
+	if aerr := s.mustRecord(r, ev, "reveal"); aerr != nil {
+		return aerr
 	}
 	if err != nil {
 		return err
@@ -158,18 +153,16 @@ func auditToken(token string, found bool) string {
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.Session, client Client) error {
 	token, bound := r.URL.Query().Get("token"), r.URL.Query().Get("bound")
 	if token == "" {
-		return errorf(http.StatusBadRequest, "missing_field", "token is required")
+		return errorf(http.StatusBadRequest, CodeMissingField, "token is required")
 	}
-	ev := auditEvent{Event: "delete", Client: client.Name, Session: sess.ID, Token: auditToken(token, false)}
+	ev := audit.Event{Event: "delete", Client: client.Name, Session: sess.ID, Token: auditToken(token, false)}
 	if bound != "" {
 		ev.Token, ev.BoundTo = auditToken(bound, false), auditToken(token, false)
 	}
 	if !client.Delete {
 		ev.Outcome = "forbidden"
-		if aerr := s.audit.write(r, ev); aerr != nil {
-			s.log.Error("audit write failed", "err", aerr)
-		}
-		return errorf(http.StatusForbidden, "forbidden", "this client may not delete tokens")
+		s.tryRecord(r, ev)
+		return errorf(http.StatusForbidden, CodeForbidden, "this client may not delete tokens")
 	}
 	var err error
 	if bound != "" {
@@ -179,9 +172,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	}
 	if err != nil {
 		ev.Outcome = toAPIError(err).Code
-		if aerr := s.audit.write(r, ev); aerr != nil {
-			s.log.Error("audit write failed", "err", aerr)
-		}
+		s.tryRecord(r, ev)
 		return err
 	}
 	// Two lines: the intent must be on record before the irreversible
@@ -191,8 +182,8 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	if bound != "" {
 		ev.Token, ev.BoundTo = bound, token
 	}
-	if aerr := s.audit.write(r, ev); aerr != nil {
-		return &apiError{http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written; refusing to delete", aerr}
+	if err := s.mustRecord(r, ev, "delete"); err != nil {
+		return err
 	}
 	if bound != "" {
 		err = s.opts.Vault.DeleteBound(r.Context(), token, bound)
@@ -203,9 +194,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	if err != nil {
 		ev.Outcome = toAPIError(err).Code
 	}
-	if aerr := s.audit.write(r, ev); aerr != nil {
-		s.log.Error("audit write failed after a token deletion", "err", aerr, "outcome", ev.Outcome)
-	}
+	s.tryRecord(r, ev)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -133,9 +134,9 @@ func TestHandleAuditLines(t *testing.T) {
 	do(t, cih, "POST", e.auth.URL+"/handle", "application/json", `{"pan_numbers":["`+panVisa+`","`+panMC+`"]}`)
 	do(t, cih, "POST", e.auth.URL+"/handle", "application/json", `{"pan_number":"`+panAmex+`"}`)
 
-	var lines []auditEvent
+	var lines []audit.Event
 	for _, l := range strings.Split(strings.TrimSpace(e.audit.String()), "\n") {
-		var ev auditEvent
+		var ev audit.Event
 		if err := json.Unmarshal([]byte(l), &ev); err != nil {
 			t.Fatalf("audit line %q: %v", l, err)
 		}
@@ -175,7 +176,7 @@ func TestHandleAuditLines(t *testing.T) {
 	// Fail closed: an audit log that cannot be written withholds the tokens.
 	e.clock.Advance(time.Hour) // refills cih's budget of 2
 	cih = e.login("cih")
-	e.srv.audit.w = brokenWriter{}
+	e.audit.breakWrites()
 	for _, url := range []string{e.public.URL, e.auth.URL} {
 		r := do(t, cih, "POST", url+"/handle", "application/json", `{"pan_number":"`+panDiscover+`"}`)
 		wantError(t, r, 503, "audit_unavailable")

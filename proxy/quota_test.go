@@ -21,7 +21,7 @@ func TestVaultFull(t *testing.T) {
 	e := newInboundEnv(t, inboundConfig{opts: func(o *Options) {
 		m := memory.New()
 		t.Cleanup(func() { m.Close() })
-		v, err := vault.New(m, o.Vault.Keyring(), vault.WithVolatile(o.Volatile), vault.WithQuota(q))
+		v, err := vault.New(m, o.Vault.Keyring(), vault.WithVolatile(o.Volatile.(*memory.Store)), vault.WithQuota(q))
 		if err != nil {
 			t.Fatal(err)
 		}

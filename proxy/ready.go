@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/vault"
-	"github.com/tokproxy/tok/vault/memory"
-	vredis "github.com/tokproxy/tok/vault/redis"
 )
 
 // readyTimeout bounds the store ping behind /readyz.
@@ -25,8 +23,13 @@ type readiness struct {
 	err     error         // the result of the last ping that ended
 }
 
+// pinger is a store /readyz asks whether it answers.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // ping returns the store's answer, or gives up when ctx ends.
-func (rd *readiness) ping(ctx context.Context, store vault.Store) error {
+func (rd *readiness) ping(ctx context.Context, store pinger) error {
 	rd.mu.Lock()
 	if rd.pending == nil {
 		done := make(chan struct{})
@@ -60,17 +63,17 @@ func (rd *readiness) ping(ctx context.Context, store vault.Store) error {
 // 13: a stalled disk used to leave /readyz at 200 while writes hung);
 // otherwise 503 not_ready, with a message naming the reason.
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) error {
-	if d, stuck := s.audit.stalled(); stuck {
-		return &apiError{http.StatusServiceUnavailable, "not_ready",
+	if d, stuck := s.auditLog.Stalled(); stuck {
+		return &apiError{http.StatusServiceUnavailable, CodeNotReady,
 			fmt.Sprintf("the audit log is stalled: a write has been in flight for %v, past vault.commit_timeout (%v)", d.Round(time.Second), s.opts.CommitTimeout), nil}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	err := s.ready.ping(ctx, s.opts.Store)
-	if err == nil && sharedVolatile(s.opts.Volatile) {
+	if err == nil && s.opts.Volatile != nil {
 		if err = s.volReady.ping(ctx, s.opts.Volatile); err != nil {
-			return &apiError{http.StatusServiceUnavailable, "not_ready",
-				"the volatile store (Redis) does not answer: requests with a CVC are refused until it does", err}
+			return &apiError{http.StatusServiceUnavailable, CodeNotReady,
+				"the volatile store does not answer: requests with a CVC are refused until it does", err}
 		}
 	}
 	switch {
@@ -78,22 +81,8 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		return nil
 	case errors.Is(err, vault.ErrStalled):
-		return &apiError{http.StatusServiceUnavailable, "not_ready",
+		return &apiError{http.StatusServiceUnavailable, CodeNotReady,
 			"the vault store is stalled: a commit or ping has been in flight past its deadline (vault.commit_timeout)", err}
 	}
-	return &apiError{http.StatusServiceUnavailable, "not_ready", "the vault store does not answer", err}
-}
-
-// sharedVolatile reports whether st is a volatile store on a server (Redis)
-// rather than in this process, whose answer /readyz must hear.
-func sharedVolatile(st vault.Store) bool {
-	switch m := st.(type) {
-	case nil:
-		return false
-	case *memory.Store:
-		return false
-	case *vredis.Store:
-		return m != nil
-	}
-	return true
+	return &apiError{http.StatusServiceUnavailable, CodeNotReady, "the vault store does not answer", err}
 }

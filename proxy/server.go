@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/auth"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -30,10 +32,13 @@ const (
 	DefaultLockoutThreshold = 10            // failed logins before a lock (PCI DSS 8.3.4)
 	DefaultLockoutDuration  = 30 * time.Minute
 	// DefaultLockoutClientThreshold: failures of one client from all
-	// source addresses that lock it from every address (issue 13).
+	// source addresses that lock it from every address.
 	DefaultLockoutClientThreshold = 100
-	DefaultShutdownTimeout        = 25 * time.Second // below Kubernetes' 30 s grace period
-	DefaultCommitTimeout          = 5 * time.Second  // vault.commit_timeout: well below writeTimeout
+	// DefaultLoginSourceRate is lockout.source_rate: login attempts per
+	// minute per source address.
+	DefaultLoginSourceRate = 30
+	DefaultShutdownTimeout = 25 * time.Second // below Kubernetes' 30 s grace period
+	DefaultCommitTimeout   = 5 * time.Second  // vault.commit_timeout: well below writeTimeout
 
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 30 * time.Second
@@ -50,27 +55,19 @@ type Listen struct {
 	Egress string // outbound routes to payment providers; served only with Egress routes
 }
 
-// Client is a configured API client that may log in on the auth listener.
-type Client struct {
-	Name       string // what POST /login calls bank_coordinates
-	SecretHash string // bcrypt hash of the client's secret
-	Reveal     bool   // may see the full PAN in /@me; otherwise masked only
-	Delete     bool   // may erase tokens with DELETE /@me (right to erasure)
-	// HandleBudget and RevealBudget, if positive, replace Budgets.HandleClient
-	// and Budgets.Reveal for this client.
-	HandleBudget int
-	RevealBudget int
-}
+// Client is a configured API client that may log in on the auth listener
+// (see [auth.Client]).
+type Client = auth.Client
 
 // Options configures a [Server]. Vault and Store are required.
 type Options struct {
 	Vault *vault.Vault
-	Store vault.Store // sessions, lockouts and readiness; usually the vault's durable store
+	Store Store // sessions, lockouts and readiness; usually the vault's durable store
 	// Volatile, if set, is the vault's store of volatile values (store:
-	// memory): a [memory.Store] or a store shared by replicas on a server
-	// (vault/redis). /metrics shows how full it is; /readyz pings a shared
-	// one, since requests with a CVC fail while it is down.
-	Volatile vault.Store
+	// memory): vault/memory in this process, or a store shared by replicas
+	// on a server (vault/redis). /metrics shows how full it is; /readyz
+	// pings it, since requests with a CVC fail while it is down.
+	Volatile VolatileStore
 	// Quota, if set, is the vault's limits.vault_bytes, exported as
 	// tok_vault_bytes and tok_vault_bytes_max.
 	Quota   *vault.Quota
@@ -80,17 +77,17 @@ type Options struct {
 	MaxBody int64
 	// Audit receives one JSON line per login attempt, lookup and reveal,
 	// refused /@me session and admin action or refusal, each keyed with
-	// [AuditKey] of the Vault's keyring.
+	// [audit.Key] of the Vault's keyring.
 	// If nil, audit lines are discarded (tests only: production configs
 	// always set one).
 	Audit io.Writer
 	// AuditLast is the last line already in the audit log (see
-	// [LastAuditLine]), so the keyed chain continues across restarts. Nil
+	// [audit.LastLine]), so the keyed chain continues across restarts. Nil
 	// starts a new chain. AuditTail, when its Last or Torn is set, is
-	// used instead: the end of the log as [ReadAuditTail] found it, whose
-	// torn region the first line written seals (issue 13).
+	// used instead: the end of the log as [audit.ReadTail] found it, whose
+	// torn region the first line written seals.
 	AuditLast []byte
-	AuditTail AuditTail
+	AuditTail audit.Tail
 	// Logger receives operational logs. If nil, slog.Default().
 	Logger *slog.Logger
 	// Now replaces time.Now (tests). If nil, time.Now.
@@ -98,10 +95,13 @@ type Options struct {
 	// Registry receives tok's metrics and is served on /metrics. If nil, a
 	// new registry is created.
 	Registry *prometheus.Registry
+	// Commits, if set, are the durable store's commit histograms (see
+	// [NewCommitMetrics]); a reload keeps the first generation's.
+	Commits *CommitMetrics
 	// Session policy. Zero values take the defaults above.
 	SessionIdle      time.Duration
 	SessionMax       time.Duration
-	LockoutThreshold int // failures per (client, source address) that lock; see authenticator.login
+	LockoutThreshold int // failures per (client, source address) that lock; see auth.Authenticator.Login
 	LockoutDuration  time.Duration
 	// LockoutClientThreshold: failures per client from all sources that
 	// lock it everywhere. If zero, DefaultLockoutClientThreshold (at
@@ -120,10 +120,10 @@ type Options struct {
 	// CommitTimeout is vault.commit_timeout: the deadline of the store's
 	// commits (set in the store itself), which also bounds the wait for an
 	// audit line and makes /readyz report an audit write or a commit in
-	// flight for longer (issue 13). If zero, DefaultCommitTimeout.
+	// flight for longer. If zero, DefaultCommitTimeout.
 	CommitTimeout time.Duration
 
-	// Inbound proxy (issue 3): when Upstream is set, every request to the
+	// Inbound proxy: when Upstream is set, every request to the
 	// public listener except /handle is forwarded to it, with the values
 	// at Routes' fields tokenized first.
 	Upstream *url.URL
@@ -139,7 +139,7 @@ type Options struct {
 	// DefaultMaxInFlight.
 	MaxInFlight int
 
-	// Egress routes (issue 4): requests from the app on the egress
+	// Egress routes: requests from the app on the egress
 	// listener, forwarded to payment providers with tokens revealed.
 	Egress []EgressRoute
 
@@ -161,20 +161,22 @@ type Options struct {
 // Server serves tok's listeners. Build it with [New]; it is safe for
 // concurrent use.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	audit   *auditLog
-	metrics *metrics
-	keys    *keyState  // shared by every generation
-	budgets *budgets   // what callers have spent; shared by every generation
-	ready   *readiness // shared by every generation
-	// volReady pings a shared volatile store for /readyz; shared by
-	// every generation.
+	opts Options
+	log  *slog.Logger
+	// auditLog is shared by every generation; write to it through
+	// mustRecord and tryRecord (auditpolicy.go).
+	auditLog *audit.Log
+	metrics  *metrics
+	keys     *keyState  // shared by every generation
+	budgets  *budgets   // what callers have spent; shared by every generation
+	ready    *readiness // shared by every generation
+	// volReady pings the volatile store for /readyz; shared by every
+	// generation.
 	volReady *readiness
 	// loginSources limits logins per source address; shared by every
 	// generation.
-	loginSources *sourceLimiter
-	auth         *authenticator
+	loginSources *auth.SourceLimiter
+	auth         *auth.Authenticator
 	inbound      *inbound   // nil without an upstream
 	egress       *egress    // nil without egress routes
 	tunnels      *tunnelSet // egress CONNECT tunnels (forward.go); shared by every generation
@@ -278,35 +280,24 @@ func build(opts Options, prev *Server) (*Server, error) {
 	opts.Budgets = opts.Budgets.withDefaults()
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
-		s.audit, s.metrics, s.live, s.keys, s.ready, s.budgets = prev.audit, prev.metrics, prev.live, prev.keys, prev.ready, prev.budgets
+		s.auditLog, s.metrics, s.live, s.keys, s.ready, s.budgets = prev.auditLog, prev.metrics, prev.live, prev.keys, prev.ready, prev.budgets
 		s.volReady = prev.volReady
 		s.loginSources = prev.loginSources
-		s.loginSources.setRate(opts.LoginSourceRate)
+		s.loginSources.SetRate(opts.LoginSourceRate)
 		s.tunnels = prev.tunnels
 	} else {
 		s.tunnels = &tunnelSet{}
-		tail := opts.AuditTail
-		if tail.Last == nil && tail.Torn == nil {
-			tail = AuditTail{Last: opts.AuditLast}
-		}
-		s.audit = newAuditLog(opts.Audit, opts.Now, tail, AuditKey(opts.Vault.Keyring()))
-		s.audit.timeout = opts.CommitTimeout
+		s.auditLog = openAuditLog(opts, s.log)
 		s.ready, s.volReady = &readiness{}, &readiness{}
-		s.loginSources = newSourceLimiter(opts.Now, opts.LoginSourceRate)
-		opts.Registry.MustRegister(s.audit.head)
-		if s.audit.torn.pending() {
-			// A crash or a full disk cut the log's last write: seal it now
-			// (issue 13); if the disk is still full, the next write will.
-			s.log.Warn("audit log ends in a write cut short (a full disk or a crash): sealing it with a gap line",
-				"torn_bytes", s.audit.torn.n, "last_seq", s.audit.seq)
-			if err := s.audit.sealNow(opts.Now()); err != nil {
-				s.log.Error("audit log: sealing the cut write failed; the next write retries", "err", err)
-			}
-		}
+		s.loginSources = auth.NewSourceLimiter(opts.Now, opts.LoginSourceRate)
 		s.metrics = newMetrics(opts.Registry)
 		s.budgets = newBudgets()
+		if opts.Commits == nil {
+			opts.Commits = NewCommitMetrics()
+		}
+		opts.Registry.MustRegister(opts.Commits)
 		if opts.Volatile != nil {
-			registerVolatile(opts.Registry, opts.Volatile)
+			opts.Registry.MustRegister(newVolatileCollector(opts.Volatile))
 		}
 		if opts.Quota != nil {
 			registerQuota(opts.Registry, opts.Quota)
@@ -344,29 +335,6 @@ func build(opts Options, prev *Server) (*Server, error) {
 	s.handlers = map[string]http.Handler{ListenerPublic: s.PublicHandler(), ListenerAuth: s.AuthHandler(),
 		ListenerAdmin: s.AdminHandler(), ListenerEgress: s.EgressHandler()}
 	return s, nil
-}
-
-// PublicHandler serves the public listener.
-func (s *Server) PublicHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/handle", s.instrument("handle", s.serveHandle))
-	if s.inbound != nil {
-		mux.Handle("/", s.instrument("proxy", s.inbound.serve))
-	} else {
-		mux.Handle("/", s.instrument("other", s.serveNotFound))
-	}
-	return mux
-}
-
-// AuthHandler serves the auth listener.
-func (s *Server) AuthHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/login", s.instrument("login", s.serveLogin))
-	mux.Handle("/logout", s.instrument("logout", s.serveLogout))
-	mux.Handle("/@me", s.instrument("me", s.serveMe))
-	mux.Handle("/handle", s.instrument("handle_client", s.serveClientHandle))
-	mux.Handle("/", s.instrument("other", s.serveNotFound))
-	return mux
 }
 
 // Listener names, as in the config's listen section.
@@ -479,4 +447,22 @@ func (s *Server) httpServer(name string, h http.Handler) *http.Server {
 // Their lines (TLS handshake errors, client resets) are noise at Info.
 func slogLogger(l *slog.Logger, component string) *log.Logger {
 	return slog.NewLogLogger(l.With("component", component).Handler(), slog.LevelDebug)
+}
+
+// newAuthenticator builds the auth listener's authenticator from opts
+// (defaults filled).
+func newAuthenticator(opts Options) (*auth.Authenticator, error) {
+	mode := auth.ModeSession
+	switch opts.TLS[ListenerAuth].ClientAuth {
+	case ClientAuthCertificate:
+		mode = auth.ModeCertificate
+	case ClientAuthBoth:
+		mode = auth.ModeBoth
+	}
+	return auth.New(auth.Config{
+		Store: opts.Store, Clients: opts.Clients, Now: opts.Now,
+		Idle: opts.SessionIdle, Max: opts.SessionMax,
+		LockoutThreshold: opts.LockoutThreshold, LockoutClientThreshold: opts.LockoutClientThreshold,
+		LockoutDuration: opts.LockoutDuration, Mode: mode,
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
 	"github.com/tokproxy/tok/vault/memory"
@@ -111,7 +112,7 @@ func TestStalledAudit(t *testing.T) {
 	w.mu.Unlock()
 	// The first login's line was written late; the second gave up
 	// waiting for its turn, and the gap line says one event was lost.
-	rep, err := VerifyAudit(strings.NewReader(log), AuditKey(e.vault.Keyring()), false)
+	rep, err := audit.Verify(strings.NewReader(log), audit.Key(e.vault.Keyring()), false)
 	if err != nil || len(rep.Gaps) != 1 || rep.Gaps[0].Lost != 1 || rep.Gaps[0].TornBytes != 0 || !strings.Contains(rep.Gaps[0].Cause, "stalled") {
 		t.Errorf("VerifyAudit after the stall = %+v, %v; want one gap of 1 lost event, cause stalled\n%s", rep, err, log)
 	}
@@ -120,7 +121,7 @@ func TestStalledAudit(t *testing.T) {
 // hangingStore's Ping hangs until release is closed, as a store on a hung
 // disk or a silent server may.
 type hangingStore struct {
-	vault.Store
+	vault.Durable
 	release chan struct{}
 	pings   atomic.Int32
 }
@@ -128,7 +129,7 @@ type hangingStore struct {
 func (h *hangingStore) Ping(ctx context.Context) error {
 	h.pings.Add(1)
 	<-h.release
-	return h.Store.Ping(ctx)
+	return h.Durable.Ping(ctx)
 }
 
 // TestReadyzStoreHangs: a store ping that never returns still gets /readyz
@@ -137,7 +138,7 @@ func (h *hangingStore) Ping(ctx context.Context) error {
 func TestReadyzStoreHangs(t *testing.T) {
 	mem := memory.New()
 	t.Cleanup(func() { mem.Close() })
-	h := &hangingStore{Store: mem, release: make(chan struct{})}
+	h := &hangingStore{Durable: mem, release: make(chan struct{})}
 	e := newTestEnv(t, h)
 	for range 2 {
 		r := do(t, nil, "GET", e.admin.URL+"/readyz", "", "")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 )
 
@@ -93,12 +92,4 @@ func (s *Server) tlsListener(name string, nl net.Listener) net.Listener {
 			return nil, fmt.Errorf("tls for listener %s is no longer configured", name)
 		},
 	})
-}
-
-// certClient returns the CN of r's verified client certificate, or "".
-func certClient(r *http.Request) string {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return ""
-	}
-	return r.TLS.VerifiedChains[0][0].Subject.CommonName
 }

@@ -16,7 +16,7 @@ import (
 // damagingStore returns records whose ciphertext is damaged once on is
 // set, as a flipped byte in a bbolt data page would (issue 13).
 type damagingStore struct {
-	vault.Store
+	vault.Durable
 	on atomic.Bool
 }
 
@@ -29,11 +29,11 @@ func (d *damagingStore) damage(r vault.Record, err error) (vault.Record, error) 
 }
 
 func (d *damagingStore) Get(ctx context.Context, token string) (vault.Record, error) {
-	return d.damage(d.Store.Get(ctx, token))
+	return d.damage(d.Durable.Get(ctx, token))
 }
 
 func (d *damagingStore) Find(ctx context.Context, fp []byte) (vault.Record, error) {
-	return d.damage(d.Store.Find(ctx, fp))
+	return d.damage(d.Durable.Find(ctx, fp))
 }
 
 // TestRecordUnreadable: a record that no longer decrypts answers /@me
@@ -44,7 +44,7 @@ func (d *damagingStore) Find(ctx context.Context, fp []byte) (vault.Record, erro
 func TestRecordUnreadable(t *testing.T) {
 	m := memory.New()
 	t.Cleanup(func() { m.Close() })
-	store := &damagingStore{Store: m}
+	store := &damagingStore{Durable: m}
 	e := newTestEnv(t, store)
 	c := e.login("cih")
 	r := do(t, c, "POST", e.auth.URL+"/handle", "application/json", `{"pan_number": "`+seedPAN+`"}`)

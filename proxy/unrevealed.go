@@ -65,7 +65,7 @@ func (e *egress) checkUnrevealed(r *http.Request, rt *egressRoute, body []byte, 
 		return nil
 	}
 	if rt.RefuseUnrevealed {
-		return &fieldError{&apiError{http.StatusUnprocessableEntity, "unrevealed_token",
+		return &fieldError{&apiError{http.StatusUnprocessableEntity, CodeUnrevealedToken,
 			"field " + found[0] + " holds a token this route does not reveal, so the provider would get the token, not the card; add the field to the route's fields", nil}, found[0]}
 	}
 	e.s.log.Warn("egress request carries a token at a field the route does not reveal; the provider gets the token, not the card: add the field to the route",

@@ -1,6 +1,9 @@
 package vault
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors returned by the vault and by every [Store]. Callers test
 // them with errors.Is; proxy maps them to HTTP statuses in one place.
@@ -28,6 +31,12 @@ var (
 	// stalled disk, a hung server); always wrapped with ErrUnavailable.
 	// Whether such a write took effect is unknown: it may still commit.
 	ErrStalled = errors.New("store stalled")
+	// ErrFull: a store with a cap on its records (the volatile store,
+	// limits.volatile_records) holds as many as it may, even after expired
+	// ones are reclaimed: nothing was written. It wraps ErrUnavailable, so
+	// callers that map that to 503 do so; test for it with errors.Is to
+	// name the cause.
+	ErrFull = fmt.Errorf("volatile store full: %w", ErrUnavailable)
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
 	// ErrUnknownKey: a record names a key version the keyring does not hold.
@@ -42,8 +51,8 @@ var (
 	// than answered with either.
 	ErrAmbiguous = errors.New("token held by two stores")
 	// ErrMismatch: a record found by its fingerprint does not hold the
-	// value that fingerprint was computed from: the store was edited
-	// (issue 19), so its token is not handed out.
+	// value that fingerprint was computed from: the store was edited, so
+	// its token is not handed out.
 	ErrMismatch = errors.New("record found by fingerprint does not hold the value")
 	// ErrKeyCheck: the keyring does not hold the keys the vault's key
 	// check values were recorded for (see [VerifyKeyring]).

@@ -31,7 +31,7 @@ type KeyCheckStore interface {
 }
 
 // VerifyKeyring proves that keys is the keyring the vault in store was
-// sealed with (issue 19, issue 13; security invariant 6), and records the
+// sealed with, and records the
 // check values of keys the vault has not seen yet (a new vault, a rotated
 // version). It returns an error wrapping [ErrKeyCheck], naming every
 // problem and what to do, when

@@ -316,7 +316,7 @@ func (k *Keyring) Open(version uint32, token string, ct []byte) (string, error) 
 	return string(pt), nil
 }
 
-// Key check values (issue 19, issue 13): a vault records, per data key
+// Key check values: a vault records, per data key
 // version and for the fingerprint key, HMAC-SHA256(key, checkLabel), and
 // refuses a keyring whose keys give other values. The value proves which
 // key was used without revealing it (HMAC is a PRF).

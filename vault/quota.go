@@ -20,7 +20,7 @@ type Sizer interface {
 const quotaRefresh = time.Second
 
 // Quota refuses new durable records once the store takes max bytes
-// (issue 13: one client must not fill the disk the vault and the audit log
+// (one client must not fill the disk the vault and the audit log
 // live on). Values already tokenized keep their tokens, and reveals go on.
 // It is safe for concurrent use.
 type Quota struct {

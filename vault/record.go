@@ -17,7 +17,7 @@ type Record struct {
 	Created     time.Time // transaction_time
 	Expires     time.Time // zero: never
 	Format      Format
-	// Version says what the ciphertext's associated data binds (issue 19):
+	// Version says what the ciphertext's associated data binds:
 	// RecordV1 (or 0, the same) the token only; RecordV2 the token, key
 	// id, format, expiry and fingerprint, so an edit of any of them in the
 	// store makes the record fail to open. New records are RecordV2; a

@@ -37,7 +37,7 @@ const rekeyWorkers = 8
 
 // Rekey re-encrypts one page of records under the primary key version:
 // each record sealed under another version, or at a record version older
-// than [RecordVersion] (issue 19: its format, expiry and fingerprint were
+// than [RecordVersion] (its format, expiry and fingerprint were
 // not bound), is decrypted with its own key and resealed with
 // [Keyring.SealRecord], then
 // swapped in with [Store.Reseal], which refuses if the record changed in

@@ -5,12 +5,11 @@ import (
 	"time"
 )
 
-// Store keeps token records, sessions and login lockouts. Implementations
-// live in vault/bolt (embedded, the default), vault/postgres (shared by
-// replicas) and vault/memory (volatile); all pass the suite in
-// vault/storetest. Methods are safe for concurrent use. A write returns only
-// once it is durable for that store (fsync'd commit for bolt, committed
-// transaction for postgres).
+// Store keeps token records. Implementations live in vault/bolt (embedded,
+// the default), vault/postgres (shared by replicas) and vault/memory
+// (volatile); all pass the suite in vault/storetest. Methods are safe for
+// concurrent use. A write returns only once it is durable for that store
+// (fsync'd commit for bolt, committed transaction for postgres).
 type Store interface {
 	// Insert stores recs in one atomic commit and reports, in order, what
 	// happened to each:
@@ -47,6 +46,18 @@ type Store interface {
 	// resealed since it was read.
 	Reseal(ctx context.Context, rec Record, fromKeyID uint32) (bool, error)
 
+	// Ping reports whether the store can serve requests.
+	Ping(ctx context.Context) error
+	// Close releases the store. Later calls return ErrClosed.
+	Close() error
+}
+
+// SessionStore keeps login sessions and lockouts: the durable stores (bolt,
+// postgres) implement it beside [Store], and so does vault/memory for
+// tests that run without a disk; all pass storetest.RunSessions. Methods
+// are safe for concurrent use, and a write returns only once it is durable
+// for that store.
+type SessionStore interface {
 	// PutSession writes s under s.Key, replacing any session there.
 	PutSession(ctx context.Context, s Session) error
 	// GetSession returns the session under key or ErrNotFound.
@@ -60,7 +71,7 @@ type Store interface {
 	TouchSession(ctx context.Context, key []byte, lastSeen time.Time) error
 	// PurgeSessions removes every session last seen at or before seenBy,
 	// or created at or before createdBy, and returns how many it removed
-	// (issue 13: the session janitor). A session touched after it was
+	// (the session janitor calls it). A session touched after it was
 	// found expired, by a request racing the purge, is kept only if its
 	// new LastSeen is after seenBy. It may remove them in several
 	// commits; an error may come after some were removed.
@@ -69,11 +80,24 @@ type Store interface {
 	// fn(current) (the zero Lockout if none) and returns the new state. fn
 	// must be pure: it may run more than once.
 	UpdateLockout(ctx context.Context, client string, fn func(Lockout) Lockout) (Lockout, error)
+}
 
-	// Ping reports whether the store can serve requests.
-	Ping(ctx context.Context) error
-	// Close releases the store. Later calls return ErrClosed.
-	Close() error
+// Durable is a store that keeps records, sessions and lockouts on disk:
+// vault/bolt and vault/postgres.
+type Durable interface {
+	Store
+	SessionStore
+}
+
+// VolatileStats is how full a store with a cap on its records (the
+// volatile store, vault/memory) is.
+type VolatileStats struct {
+	Records    int // records held, including expired ones not yet reclaimed
+	MaxRecords int // the cap; 0: none
+	SlabBytes  int // bytes of memory allocated, live and dead records and free space
+	// Shared is true for a store on a server shared by replicas (Redis):
+	// Records counts every replica's, and SlabBytes is not known.
+	Shared bool
 }
 
 // Converger is a Store whose Find costs as much as an Insert (both a round

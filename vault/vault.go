@@ -111,7 +111,7 @@ func (v *Vault) Tokenize(ctx context.Context, reqs []Request) ([]string, error) 
 // TokenizeCount is [Vault.Tokenize] that also reports how many new records
 // it stored; the other tokens were found by fingerprint. A rate of new
 // records far above the usual is how an operator sees someone searching
-// the card space (issue 19).
+// the card space.
 func (v *Vault) TokenizeCount(ctx context.Context, reqs []Request) (tokens []string, created int, err error) {
 	tokens = make([]string, len(reqs))
 	var durable, volatile, bound []int
@@ -432,7 +432,7 @@ func (v *Vault) newRecord(spec Spec, value string, fp []byte, now time.Time) Rec
 }
 
 // checkFound proves that rec, found under fingerprint fp, holds value
-// before its token is handed out (issue 19): an edit of the store that
+// before its token is handed out: an edit of the store that
 // swapped two records' fingerprints would otherwise answer one card's
 // tokenization with another card's token. The record must open with fp in
 // its associated data (RecordV2; for RecordV1 the token alone is bound)

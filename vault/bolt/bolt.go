@@ -37,8 +37,8 @@ const (
 	// DefaultMaxBatchRecords caps the records written by one commit (one
 	// caller's Insert is never split, so a commit may exceed it once).
 	DefaultMaxBatchRecords = 8192
-	// DefaultCommitTimeout bounds how long a write waits for its commit
-	// (issue 13): a stalled disk gets callers an error, not a hang.
+	// DefaultCommitTimeout bounds how long a write waits for its commit:
+	// a stalled disk gets callers an error, not a hang.
 	DefaultCommitTimeout = 5 * time.Second
 )
 
@@ -63,7 +63,7 @@ var (
 	// ErrNotVault: the file is not a bbolt database, or not one tok wrote.
 	ErrNotVault = errors.New("not a tok vault file")
 	// ErrVaultMissing: the vault file is missing, empty or new, but an
-	// older vault left files beside it (issue 13): creating a vault there
+	// older vault left files beside it: creating a vault there
 	// takes Options.Init.
 	ErrVaultMissing = errors.New("vault missing")
 	// ErrForeignVault: the vault file, its id marker and its WAL segments
@@ -178,7 +178,7 @@ type Store struct {
 	// for the checkpointer: with no commits to disturb, it need not pace.
 	lastCommit atomic.Int64
 	// committing is when the commit in progress began (UnixNano), 0 if
-	// none: Ping reports a commit stuck past CommitTimeout (issue 13).
+	// none: Ping reports a commit stuck past CommitTimeout.
 	committing atomic.Int64
 
 	// barriers carries Backup's checkpoint requests to the committer
@@ -193,7 +193,10 @@ type Store struct {
 	report OpenReport // what Open found and did
 }
 
-var _ vault.Store = (*Store)(nil)
+var (
+	_ vault.Store        = (*Store)(nil)
+	_ vault.SessionStore = (*Store)(nil)
+)
 
 // Open opens the vault file at path, creating it only where no older vault
 // left anything: the file is missing or empty (or a bbolt file without
@@ -334,7 +337,7 @@ func open(db *bbolt.DB, path string, opts Options, fresh bool, rep *OpenReport) 
 	}
 	start := int64(segHeaderSize)
 	if legacy {
-		start = 0 // segments from before issue 13: no header
+		start = 0 // segments from before headers existed: none
 	}
 	if !rep.Created && !legacy {
 		if err := rep.checkLog(path, opts, id, walOpen); err != nil {

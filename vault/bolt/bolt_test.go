@@ -40,6 +40,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) vault.Store { return openTemp(t, Options{}) })
 }
 
+func TestSessionsConformance(t *testing.T) {
+	storetest.RunSessions(t, func(t *testing.T) storetest.SessionStore { return openTemp(t, Options{}) })
+}
+
 func TestOpenCreatesPrivateFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	path := filepath.Join(dir, "tok.db")

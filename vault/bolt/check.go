@@ -9,7 +9,7 @@ import (
 	"os"
 )
 
-// The integrity check at Open (issue 13).
+// The integrity check at Open.
 //
 // bbolt trusts its file: with NoFreelistSync it walks every page at open to
 // rebuild the freelist, and a damaged page header makes that walk panic in

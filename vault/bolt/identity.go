@@ -15,7 +15,7 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// Vault identity (issue 13; security invariant 6: tok never starts on a
+// Vault identity (tok never starts on a
 // vault it cannot prove is the one it had).
 //
 // A vault gets a random 16-byte id when it is created, kept in its meta
@@ -162,7 +162,7 @@ func missingError(path, state string, found []string) error {
 }
 
 // identify reads the vault id and the WAL state from the meta bucket of
-// an existing vault, giving a vault from before issue 13 its id.
+// an existing vault, giving a vault from before vault ids existed its id.
 func identify(tx *bbolt.Tx) (id [16]byte, legacy, walOpen bool, err error) {
 	meta := tx.Bucket(bucketMeta)
 	v := meta.Get(keyVaultID)

@@ -17,7 +17,7 @@ import (
 	"github.com/tokproxy/tok/vault"
 )
 
-// Recovery (issue 13): what `tok vault recover` runs. Diagnose reads a
+// Recovery: what `tok vault recover` runs. Diagnose reads a
 // vault and its log without changing anything and says exactly what can
 // be recovered and what cannot; Salvage (`tok vault recover -salvage`)
 // writes into the vault file every valid frame of the log above what it

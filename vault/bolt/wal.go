@@ -68,12 +68,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var errFrameTooLarge = errors.New("commit too large for a wal segment")
 
 // Segment header. Every segment begins with segHeaderSize bytes naming the
-// vault it belongs to and the first epoch of the ring since its last reset
-// (issue 13): a segment of another vault is never replayed, and a vault
+// vault it belongs to and the first epoch of the ring since its last reset:
+// a segment of another vault is never replayed, and a vault
 // file older than its log (a damaged meta page made bbolt fall back to an
 // older transaction, or an old copy of tok.db was put back without removing
 // the log) is refused instead of silently missing the history in between.
-// Frames start after it. Segments written before issue 13 have no header
+// Frames start after it. Segments written before segments had headers have none
 // (frames from offset 0): a vault without a vault id is read that way once,
 // and its segments are rewritten with headers by the reset that follows.
 //

@@ -44,15 +44,16 @@ func (s *Store) crash() {
 // entries, one entry per checkpoint transaction, and small segments, so
 // data crosses active → frozen → bbolt while the suite reads it.
 func TestConformanceCheckpoints(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) vault.Store {
-		return openTemp(t, Options{checkpointEntries: 2, checkpointChunk: 1, segmentSize: 1 << 20})
-	})
+	opts := Options{checkpointEntries: 2, checkpointChunk: 1, segmentSize: 1 << 20}
+	storetest.Run(t, func(t *testing.T) vault.Store { return openTemp(t, opts) })
+	storetest.RunSessions(t, func(t *testing.T) storetest.SessionStore { return openTemp(t, opts) })
 }
 
 // TestConformanceWALOnly runs the suite with everything served from the
 // active memtable.
 func TestConformanceWALOnly(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) vault.Store { return openTemp(t, walOnly) })
+	storetest.RunSessions(t, func(t *testing.T) storetest.SessionStore { return openTemp(t, walOnly) })
 }
 
 func mustOpen(t *testing.T, path string, opts Options) *Store {

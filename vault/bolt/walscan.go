@@ -11,7 +11,7 @@ import (
 	"slices"
 )
 
-// Reading the log back (issue 13: replay that tells).
+// Reading the log back (replay that tells).
 //
 // A segment is read from its first frame on, as a run of valid frames of
 // one epoch. The run ends at a zero frame header (the log's normal end:

@@ -43,11 +43,13 @@ const maxFingerprint = 255
 
 // ErrFull is returned (wrapped) by [Store.Insert] when the new records would
 // take the store past its cap even after expired records are reclaimed. It
-// wraps [vault.ErrUnavailable], so callers that map that to 503 do so; test
-// for it with errors.Is to name the cause.
-var ErrFull = fmt.Errorf("memory store full: %w", vault.ErrUnavailable)
+// is [vault.ErrFull], which wraps [vault.ErrUnavailable].
+var ErrFull = vault.ErrFull
 
-var _ vault.Store = (*Store)(nil)
+var (
+	_ vault.Store        = (*Store)(nil)
+	_ vault.SessionStore = (*Store)(nil)
+)
 
 // Store keeps records in slabs and sessions and lockouts in maps. Expired
 // records (whose Expires is at or before the clock's now) are invisible to
@@ -150,17 +152,19 @@ func (s *Store) Len() int {
 }
 
 // Stats is a snapshot of what a [Store] holds, for metrics.
-type Stats struct {
-	Records    int // records held, including expired ones not yet reclaimed
-	MaxRecords int // the cap; 0: none
-	SlabBytes  int // bytes of slabs allocated, live and dead records and free space
-}
+type Stats = vault.VolatileStats
 
 // Stats returns what the store holds now.
 func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return Stats{Records: s.count, MaxRecords: s.max, SlabBytes: s.slabBytes}
+}
+
+// VolatileStats is [Store.Stats] for a reader that also serves stores on
+// a server, whose stats take a round trip and can fail.
+func (s *Store) VolatileStats(context.Context) (vault.VolatileStats, error) {
+	return s.Stats(), nil
 }
 
 // begin checks ctx and that the store is open.

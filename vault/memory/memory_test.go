@@ -16,14 +16,16 @@ func TestConformance(t *testing.T) { runConformance(t) }
 // runConformance runs the suite on stores made with opts, checking each
 // store's consistency when its test ends.
 func runConformance(t *testing.T, opts ...Option) {
-	storetest.Run(t, func(t *testing.T) vault.Store {
+	open := func(t *testing.T) *Store {
 		s := New(opts...)
 		t.Cleanup(func() {
 			check(t, s)
 			s.Close()
 		})
 		return s
-	})
+	}
+	storetest.Run(t, func(t *testing.T) vault.Store { return open(t) })
+	storetest.RunSessions(t, func(t *testing.T) storetest.SessionStore { return open(t) })
 }
 
 func BenchmarkStore(b *testing.B) {

@@ -1,5 +1,5 @@
 // Package postgres is a [vault.Store] on PostgreSQL, for several tok
-// replicas sharing one vault (issue 5). Every replica opens the same
+// replicas sharing one vault. Every replica opens the same
 // database; the schema is created and migrated by [Open] itself, and the
 // unique index on the fingerprint makes tokenization convergent across
 // processes: however many replicas race on the same card number, exactly one
@@ -86,7 +86,7 @@ type Options struct {
 }
 
 // ErrVaultMissing: the schema holds no vault, but files of an older vault
-// (Options.Traces) exist (issue 13).
+// (Options.Traces) exist.
 var ErrVaultMissing = errors.New("vault missing")
 
 // Store is a [vault.Store] on PostgreSQL. It is safe for concurrent use by
@@ -113,7 +113,10 @@ type Store struct {
 	records         atomic.Uint64
 }
 
-var _ vault.Store = (*Store)(nil)
+var (
+	_ vault.Store        = (*Store)(nil)
+	_ vault.SessionStore = (*Store)(nil)
+)
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
 // key=value connection string, as pgx accepts), creates or migrates tok's

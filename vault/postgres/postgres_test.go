@@ -74,6 +74,11 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) vault.Store { return openFresh(t) })
 }
 
+func TestSessionsConformance(t *testing.T) {
+	testURL(t)
+	storetest.RunSessions(t, func(t *testing.T) storetest.SessionStore { return openFresh(t) })
+}
+
 func TestOpenBadURL(t *testing.T) {
 	const secret = "hunter2-secret"
 	_, err := Open(context.Background(), "postgres://tok:"+secret+"@127.0.0.1:5432/x?sslmode=bogus", Options{})

@@ -47,7 +47,7 @@ var migrations = []string{
 		locked_until timestamptz(3),
 		CONSTRAINT lockouts_pkey PRIMARY KEY (client)
 	);`,
-	// 2 (issue 19): tokens.version is the record version (what the
+	// 2: tokens.version is the record version (what the
 	// ciphertext's associated data binds; existing rows are version 1), and
 	// key_checks holds the key check values that pin a keyring to the vault.
 	`ALTER TABLE {schema}.tokens ADD COLUMN version smallint NOT NULL DEFAULT 1;
@@ -56,7 +56,7 @@ var migrations = []string{
 		value bytea NOT NULL,
 		CONSTRAINT key_checks_pkey PRIMARY KEY (name)
 	);`,
-	// 3 (issue 13): vault_meta holds the vault's id ("vault_id", 16
+	// 3: vault_meta holds the vault's id ("vault_id", 16
 	// random bytes, written by Open right after the migrations), which
 	// tok logs at start so an operator can tell two vaults apart.
 	`CREATE TABLE {schema}.vault_meta (
@@ -71,7 +71,7 @@ var errSchemaNewer = errors.New("schema is newer than this tok")
 
 // migrate brings the schema up to date in one transaction, and gives the
 // vault its id if it has none. If the schema holds no vault yet, it calls
-// allowCreate first and creates nothing if that fails (issue 13: a vault
+// allowCreate first and creates nothing if that fails (a vault
 // is created only where no older one left traces). It returns the vault's
 // id and whether it created the vault. The transaction
 // first takes an advisory lock named after the schema, so replicas starting

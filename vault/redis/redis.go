@@ -243,9 +243,11 @@ func (s *Store) Close() error {
 }
 
 // Stats is a snapshot of what the store holds, for metrics.
-type Stats struct {
-	Records    int // records held by all replicas, including expired ones not yet reclaimed
-	MaxRecords int // the cap; 0: none
+type Stats = vault.VolatileStats
+
+// VolatileStats is [Store.Stats], for the proxy's /metrics.
+func (s *Store) VolatileStats(ctx context.Context) (vault.VolatileStats, error) {
+	return s.Stats(ctx)
 }
 
 // Stats returns what the store holds now: one round trip.
@@ -257,7 +259,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, s.fail(ctx, "stats", err)
 	}
-	return Stats{Records: int(n), MaxRecords: s.max}, nil
+	return Stats{Records: int(n), MaxRecords: s.max, Shared: true}, nil
 }
 
 // Persistence is what the server said of its persistence to disk.

@@ -11,7 +11,7 @@ import (
 )
 
 // testResealUpgrade: Reseal moves a version 1 record to version 2 under
-// the same key id (the rekey's upgrade, issue 19), once: a second upgrade
+// the same key id (the rekey's upgrade), once: a second upgrade
 // from the same key id, or one of a record already at version 2, does
 // nothing.
 func testResealUpgrade(t *testing.T, s vault.Store) {

@@ -289,21 +289,6 @@ func testContext(t *testing.T, s vault.Store) {
 		t.Errorf("Delete(canceled ctx) = %v, want %v", err, context.Canceled)
 	}
 	wantGet(t, s, live)
-	sess := vault.Session{Key: []byte("k"), ID: "s1", Client: "c", Created: time.Now(), LastSeen: time.Now()}
-	if err := s.PutSession(ctx, sess); !errors.Is(err, context.Canceled) {
-		t.Errorf("PutSession(canceled ctx) = %v, want %v", err, context.Canceled)
-	}
-	if _, err := s.GetSession(context.Background(), sess.Key); !errors.Is(err, vault.ErrNotFound) {
-		t.Errorf("GetSession after canceled PutSession = %v, want %v", err, vault.ErrNotFound)
-	}
-	inc := func(l vault.Lockout) vault.Lockout { l.Failures++; return l }
-	if _, err := s.UpdateLockout(ctx, "c", inc); !errors.Is(err, context.Canceled) {
-		t.Errorf("UpdateLockout(canceled ctx) = %v, want %v", err, context.Canceled)
-	}
-	l, err := s.UpdateLockout(context.Background(), "c", inc)
-	if err != nil || l.Failures != 1 {
-		t.Errorf("UpdateLockout after canceled one = %+v, %v; want 1 failure", l, err)
-	}
 	for name, err := range map[string]error{
 		"Get":  func() error { _, err := s.Get(ctx, live.Token); return err }(),
 		"Find": func() error { _, err := s.Find(ctx, live.Fingerprint); return err }(),
@@ -329,23 +314,15 @@ func testClose(t *testing.T, s vault.Store) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close() = %v, want nil", err)
 	}
-	sess := vault.Session{Key: []byte("k"), ID: "s1", Client: "c"}
 	calls := map[string]func() error{
 		"Insert": func() error {
 			_, err := s.Insert(ctx, []vault.Record{newRecord(keys, newPAN(), false)})
 			return err
 		},
-		"Get":           func() error { _, err := s.Get(ctx, rec.Token); return err },
-		"Find":          func() error { _, err := s.Find(ctx, rec.Fingerprint); return err },
-		"Delete":        func() error { return s.Delete(ctx, rec.Token) },
-		"PutSession":    func() error { return s.PutSession(ctx, sess) },
-		"GetSession":    func() error { _, err := s.GetSession(ctx, sess.Key); return err },
-		"DeleteSession": func() error { return s.DeleteSession(ctx, sess.Key) },
-		"UpdateLockout": func() error {
-			_, err := s.UpdateLockout(ctx, "c", func(l vault.Lockout) vault.Lockout { return l })
-			return err
-		},
-		"Ping": func() error { return s.Ping(ctx) },
+		"Get":    func() error { _, err := s.Get(ctx, rec.Token); return err },
+		"Find":   func() error { _, err := s.Find(ctx, rec.Fingerprint); return err },
+		"Delete": func() error { return s.Delete(ctx, rec.Token) },
+		"Ping":   func() error { return s.Ping(ctx) },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, vault.ErrClosed) {

@@ -35,7 +35,7 @@ func diffSession(got, want vault.Session) string {
 	return ""
 }
 
-func testSessions(t *testing.T, s vault.Store) {
+func testSessions(t *testing.T, s SessionStore) {
 	ctx := context.Background()
 	now := time.Date(2030, 1, 2, 3, 4, 5, 678901234, time.Local)
 	a := vault.Session{Key: []byte("key-a-sha256......................"), ID: "sess_a", Client: "shop", Created: now, LastSeen: now.Add(time.Second)}
@@ -107,7 +107,7 @@ func testSessions(t *testing.T, s vault.Store) {
 	}
 }
 
-func testLockout(t *testing.T, s vault.Store) {
+func testLockout(t *testing.T, s SessionStore) {
 	ctx := context.Background()
 	until := time.Date(2030, 1, 2, 3, 4, 5, 678901234, time.Local)
 	var seen []vault.Lockout
@@ -145,7 +145,7 @@ func testLockout(t *testing.T, s vault.Store) {
 
 // testLockoutConcurrent checks that UpdateLockout is atomic: concurrent
 // increments are never lost.
-func testLockoutConcurrent(t *testing.T, s vault.Store) {
+func testLockoutConcurrent(t *testing.T, s SessionStore) {
 	const n = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -173,8 +173,8 @@ func testLockoutConcurrent(t *testing.T, s vault.Store) {
 
 // testPurgeSessions: PurgeSessions removes exactly the sessions idle
 // since seenBy or older than createdBy (both bounds inclusive), counts
-// them, and leaves the rest untouched (issue 13: the session janitor).
-func testPurgeSessions(t *testing.T, s vault.Store) {
+// them, and leaves the rest untouched (the session janitor).
+func testPurgeSessions(t *testing.T, s SessionStore) {
 	ctx := context.Background()
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	seenBy, createdBy := now.Add(-15*time.Minute), now.Add(-8*time.Hour)
@@ -225,5 +225,51 @@ func testPurgeSessions(t *testing.T, s vault.Store) {
 	}
 	if n, err := s.PurgeSessions(ctx, seenBy, createdBy); err != nil || n != 0 {
 		t.Errorf("second PurgeSessions = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// testSessionsContext checks that session and lockout writes with a
+// context already done fail with its error and write nothing.
+func testSessionsContext(t *testing.T, s SessionStore) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sess := vault.Session{Key: []byte("k"), ID: "s1", Client: "c", Created: time.Now(), LastSeen: time.Now()}
+	if err := s.PutSession(ctx, sess); !errors.Is(err, context.Canceled) {
+		t.Errorf("PutSession(canceled ctx) = %v, want %v", err, context.Canceled)
+	}
+	if _, err := s.GetSession(context.Background(), sess.Key); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("GetSession after canceled PutSession = %v, want %v", err, vault.ErrNotFound)
+	}
+	inc := func(l vault.Lockout) vault.Lockout { l.Failures++; return l }
+	if _, err := s.UpdateLockout(ctx, "c", inc); !errors.Is(err, context.Canceled) {
+		t.Errorf("UpdateLockout(canceled ctx) = %v, want %v", err, context.Canceled)
+	}
+	l, err := s.UpdateLockout(context.Background(), "c", inc)
+	if err != nil || l.Failures != 1 {
+		t.Errorf("UpdateLockout after canceled one = %+v, %v; want 1 failure", l, err)
+	}
+}
+
+// testSessionsClose checks that every session and lockout method of a
+// closed store returns ErrClosed.
+func testSessionsClose(t *testing.T, s SessionStore) {
+	ctx := context.Background()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v, want nil", err)
+	}
+	sess := vault.Session{Key: []byte("k"), ID: "s1", Client: "c"}
+	calls := map[string]func() error{
+		"PutSession":    func() error { return s.PutSession(ctx, sess) },
+		"GetSession":    func() error { _, err := s.GetSession(ctx, sess.Key); return err },
+		"DeleteSession": func() error { return s.DeleteSession(ctx, sess.Key) },
+		"UpdateLockout": func() error {
+			_, err := s.UpdateLockout(ctx, "c", func(l vault.Lockout) vault.Lockout { return l })
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, vault.ErrClosed) {
+			t.Errorf("%s after Close = %v, want %v", name, err, vault.ErrClosed)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package storetest is the conformance suite every [vault.Store] runs: bolt,
 // postgres and memory all pass the same [Run], so the vault can treat them
-// alike. It also holds [Bench], the store-neutral benchmarks.
+// alike; [RunSessions] is the suite of [vault.SessionStore] (sessions and
+// lockouts). It also holds [Bench], the store-neutral benchmarks.
 //
 // A store's test file calls it like this:
 //
@@ -60,14 +61,38 @@ func Run(t *testing.T, open func(t *testing.T) vault.Store) {
 		{"Reseal", testReseal},
 		{"Reseal/UpgradeVersion", testResealUpgrade},
 		{"KeyChecks", testKeyChecks},
-		{"Sessions", testSessions},
-		{"Sessions/Purge", testPurgeSessions},
-		{"Lockout", testLockout},
-		{"Lockout/Concurrent", testLockoutConcurrent},
 		{"Context", testContext},
 		{"Ping", testPing},
 		{"Close", testClose},
 		{"Vault", testVault},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, open(t))
+		})
+	}
+}
+
+// SessionStore is a [vault.SessionStore] the suite can close.
+type SessionStore interface {
+	vault.SessionStore
+	Close() error
+}
+
+// RunSessions runs the sessions and lockouts suite against the store open
+// returns, under the same rules as [Run]: bolt and postgres keep sessions
+// beside their records, and vault/memory keeps them for tests.
+func RunSessions(t *testing.T, open func(t *testing.T) SessionStore) {
+	t.Helper()
+	for _, tc := range []struct {
+		name string
+		fn   func(t *testing.T, s SessionStore)
+	}{
+		{"Sessions", testSessions},
+		{"Sessions/Purge", testPurgeSessions},
+		{"Lockout", testLockout},
+		{"Lockout/Concurrent", testLockoutConcurrent},
+		{"Context", testSessionsContext},
+		{"Close", testSessionsClose},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))

@@ -1,11 +1,12 @@
-package proxy
+package memlimit
 
 import (
-	"context"
+	"bytes"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -36,13 +37,9 @@ func TestMemoryLimiter(t *testing.T) {
 	old := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	var log syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		MemoryLimiter(ctx, func() int64 { return configured }, slog.New(slog.NewJSONHandler(&log, nil)))
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	l := New(func() int64 { return configured }, slog.New(slog.NewJSONHandler(&log, nil)))
+	l.Start()
+	t.Cleanup(l.Stop)
 
 	waitLimit := func(what string, ok func(int64) bool) {
 		t.Helper()
@@ -79,4 +76,44 @@ func TestMemoryLimiter(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", msg, log.String())
 		}
 	}
+}
+
+// TestLimiterStop: Stop ends the goroutine (it returns only once it has),
+// and Start after Stop starts nothing.
+func TestLimiterStop(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	before := runtime.NumGoroutine()
+	l := New(func() int64 { return 1 << 40 }, slog.New(slog.DiscardHandler))
+	l.Stop() // before Start: nothing to stop
+	l = New(func() int64 { return 1 << 40 }, slog.New(slog.DiscardHandler))
+	l.Start()
+	l.Start()
+	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
+		t.Errorf("soft limit after Start = %d, want %d", got, int64(1<<40))
+	}
+	l.Stop()
+	l.Stop()
+	l.Start()
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after Stop and a Start after it, want at most %d as before", n, before)
+	}
+}
+
+// syncBuffer is a goroutine-safe bytes.Buffer for the limiter's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,4 +1,4 @@
-package proxy
+package audit
 
 import (
 	"crypto/sha256"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// auditGap is what a "gap" line of the audit log records (issue 13): an
+// Gap is what a "gap" line of the audit log records: an
 // outage of the log's disk (a full disk, a crash in the middle of a
 // write) lost Lost events from Since on, and left TornBytes bytes of
 // partly written lines, whose SHA-256 is TornSHA256, between the line
@@ -23,7 +23,7 @@ import (
 // process failed to write; a gap sealed at start, over a tail a crashed
 // tok left, counts none (they were never known) and gives as Since the
 // log file's last modification time.
-type auditGap struct {
+type Gap struct {
 	Since      time.Time `json:"since"`
 	Lost       int       `json:"lost"`
 	TornBytes  int64     `json:"torn_bytes"`
@@ -90,8 +90,8 @@ func (g *tornRegion) fail(at time.Time, err error) {
 }
 
 // gap is the record that seals g.
-func (g *tornRegion) gap() auditGap {
-	out := auditGap{Since: g.since.UTC(), Lost: g.lost, TornBytes: g.n, Cause: g.cause}
+func (g *tornRegion) gap() Gap {
+	out := Gap{Since: g.since.UTC(), Lost: g.lost, TornBytes: g.n, Cause: g.cause}
 	if g.has() {
 		if g.h == nil {
 			g.h = sha256.New()
@@ -101,7 +101,7 @@ func (g *tornRegion) gap() auditGap {
 	return out
 }
 
-// junkLines accumulates, in VerifyAudit, lines that do not follow the
+// junkLines accumulates, in Verify, lines that do not follow the
 // chain, until a gap line accounts for them.
 type junkLines struct {
 	first  int    // line number of the first, 0 if none
@@ -122,17 +122,17 @@ func (j *junkLines) add(line []byte, n int, reason string) {
 }
 
 // sealedBy reports whether gap accounts for exactly these lines.
-func (j *junkLines) sealedBy(g *auditGap) bool {
+func (j *junkLines) sealedBy(g *Gap) bool {
 	if j.first == 0 {
 		return g.TornBytes == 0
 	}
 	return g.TornBytes == j.n && g.TornSHA256 == hex.EncodeToString(j.h.Sum(nil))
 }
 
-// isAuditLine reports whether line is a JSON audit line (whatever its
+// isLine reports whether line is a JSON audit line (whatever its
 // chain says): a write cut short never is, since it lacks at least the
 // closing brace.
-func isAuditLine(line []byte) bool {
-	var e auditEvent
+func isLine(line []byte) bool {
+	var e Event
 	return json.Unmarshal(line, &e) == nil
 }

@@ -1,4 +1,4 @@
-package proxy
+package audit
 
 import (
 	"bytes"
@@ -9,29 +9,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokproxy/tok/vault"
 )
 
-// AuditKeyPurpose is what the audit chain's key is derived for from the
+// KeyPurpose is what the audit chain's key is derived for from the
 // keyring ([vault.Keyring.DeriveKey]).
-const AuditKeyPurpose = "audit chain v1"
+const KeyPurpose = "audit chain v1"
 
-// AuditKey returns the key of the audit log's chain for keys: derived
+// Key returns the key of the audit log's chain for keys: derived
 // from the fingerprint key, so it is stable across rotations and unknown
 // to whoever can write the log but not read the keyring.
-func AuditKey(keys *vault.Keyring) []byte { return keys.DeriveKey(AuditKeyPurpose) }
+func Key(keys *vault.Keyring) []byte { return keys.DeriveKey(KeyPurpose) }
 
-// auditEvent is one line of the audit log (ARCHITECTURE invariant 4): who,
-// what token, when, from where, and the outcome. It never holds a PAN, a
+// Event is one line of the audit log: every detokenization, login attempt
+// and admin action is recorded with who, what token, when, from where, and
+// the outcome. It never holds a PAN, a
 // secret or a session cookie; Session is the session's public id.
-type auditEvent struct {
+type Event struct {
 	Time    time.Time `json:"time"`
 	Event   string    `json:"event"` // login, lookup, reveal, logout, delete, handle, rekey (Token: its cursor), backup, keys, keys_retire, pprof, gap
 	Client  string    `json:"client,omitempty"`
@@ -46,18 +43,20 @@ type auditEvent struct {
 	Upstream string `json:"upstream,omitempty"`
 	// BoundTo is the card token a bound value (a CVC) was revealed with.
 	BoundTo string `json:"bound_to,omitempty"`
-	// Endpoint is "METHOD /path" of an admin call (issue 19).
+	// Endpoint is "METHOD /path" of an admin call.
 	Endpoint string `json:"endpoint,omitempty"`
 	// Gap, on a "gap" line, accounts for what an outage of the log's
-	// disk left: see auditGap.
-	Gap     *auditGap `json:"gap,omitempty"`
-	Source  string    `json:"source"`
-	Outcome string    `json:"outcome"` // ok, or the refusal's error code
+	// disk left: see Gap.
+	Gap *Gap `json:"gap,omitempty"`
+	// Source is the caller's address (the peer's IP, never a header the
+	// client wrote); the caller of [Log.Write] sets it.
+	Source  string `json:"source"`
+	Outcome string `json:"outcome"` // ok, or the refusal's error code
 	// Seq numbers the lines of the chain; Prev links to the line before:
 	// its Mac if it has one, else the SHA-256 of it as written (the
-	// unkeyed chain of issue 6). Mac, always the last field, is
-	// HMAC-SHA256 under the audit key ([AuditKey]) of the line as it reads
-	// without the Mac field (issue 19): whoever can edit the log but not
+	// unkeyed chain older logs start with). Mac, always the last field, is
+	// HMAC-SHA256 under the audit key ([Key]) of the line as it reads
+	// without the Mac field: whoever can edit the log but not
 	// read the keyring cannot recompute it, so editing, inserting,
 	// reordering or deleting a line breaks the chain for good.
 	Seq  uint64 `json:"seq"`
@@ -106,15 +105,15 @@ func chainLink(line []byte) [sha256.Size]byte {
 	return sha256.Sum256(line)
 }
 
-// auditLog serializes audit lines onto one writer, each chained to the
+// Log serializes audit lines onto one writer, each chained to the
 // one before and keyed with the audit key. A nil writer discards.
 //
 // A write that fails (a full disk) leaves the chain where it was, and may
 // leave part of its line in the file: that torn region, and the count of
 // events lost, are sealed by a chained "gap" line before the next line is
-// written (see auditGap), so a disk outage reads as an outage in
-// `tok audit verify`, never as a broken chain (issue 13).
-type auditLog struct {
+// written (see Gap), so a disk outage reads as an outage in
+// `tok audit verify`, never as a broken chain.
+type Log struct {
 	// slot is held (filled) while a line is written; it serializes
 	// writers like a mutex, but a writer can give up waiting for it.
 	slot chan struct{}
@@ -136,29 +135,37 @@ type auditLog struct {
 	seq    uint64
 	endsNL bool       // the file ends with a newline (or is empty)
 	torn   tornRegion // what failed writes left behind since the last line
-	// head exports the chain's last seq (tok_audit_seq), so a monitoring
-	// system that keeps history notices a log cut short.
-	head prometheus.Gauge
+	// head is the chain's last seq, readable without the slot (see
+	// [Log.Seq]).
+	head atomic.Uint64
 }
 
-// errAuditStalled: the audit log did not take a line within the timeout.
-var errAuditStalled = errors.New("audit log write stalled (a frozen or hung disk?)")
+// Options tunes a [Log]. The zero value is usable.
+type Options struct {
+	// Now replaces time.Now for the events' times. If nil, time.Now.
+	Now func() time.Time
+	// Timeout bounds how long [Log.Write] waits for the file (a stalled
+	// disk blocks write(2)). If zero, Write waits as long as it takes.
+	Timeout time.Duration
+}
 
-// newAuditLog continues the chain after tail (the end of the log already
-// written; the zero AuditTail for a new log), keying new lines with key.
+// ErrStalled: the audit log did not take a line within the timeout.
+var ErrStalled = errors.New("audit log write stalled (a frozen or hung disk?)")
+
+// New continues the chain after tail (the end of the log already
+// written; the zero Tail for a new log), keying new lines with key.
 // A torn region in tail is sealed by the first line written.
-func newAuditLog(w io.Writer, now func() time.Time, tail AuditTail, key []byte) *auditLog {
+func New(w io.Writer, tail Tail, key []byte, opts Options) *Log {
 	if w == nil {
 		w = io.Discard
 	}
-	a := &auditLog{slot: make(chan struct{}, 1), w: w, now: now, key: key, endsNL: !tail.Unterminated,
-		head: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tok_audit_seq",
-			Help: "Seq of the last line written to the audit log's chain. A log whose last seq is below a value this metric once had was cut short.",
-		})}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &Log{slot: make(chan struct{}, 1), w: w, now: opts.Now, key: key, timeout: opts.Timeout, endsNL: !tail.Unterminated}
 	if last := tail.Last; len(last) > 0 {
 		a.prev = chainLink(last)
-		var e auditEvent
+		var e Event
 		if json.Unmarshal(last, &e) == nil {
 			a.seq = e.Seq
 		}
@@ -167,11 +174,24 @@ func newAuditLog(w io.Writer, now func() time.Time, tail AuditTail, key []byte) 
 		a.torn.add(tail.Torn, tail.Since)
 		a.endsNL = tail.Torn[len(tail.Torn)-1] == '\n'
 	}
-	a.head.Set(float64(a.seq))
+	a.head.Store(a.seq)
 	return a
 }
 
-// write appends e as one JSON line (after sealing what earlier failed
+// Seq is the seq of the last line written to the chain (0: none yet). A
+// monitoring system that keeps its history notices a log cut short: its
+// last seq falls below a value Seq once had.
+func (a *Log) Seq() uint64 { return a.head.Load() }
+
+// Torn reports the bytes of the torn region a gap line has yet to seal
+// (what a crash or a full disk left), and whether one is due at all.
+func (a *Log) Torn() (bytes int64, pending bool) {
+	a.slot <- struct{}{}
+	defer func() { <-a.slot }()
+	return a.torn.n, a.torn.pending()
+}
+
+// Write appends e as one JSON line (after sealing what earlier failed
 // writes left, if anything). Each line goes out in a single Write, so
 // concurrent tok goroutines never interleave. An error means the event
 // was not recorded; callers revealing data or logging in must then refuse.
@@ -180,9 +200,8 @@ func newAuditLog(w io.Writer, now func() time.Time, tail AuditTail, key []byte) 
 // while the line it handed over is still written if the disk comes back:
 // the log may then hold an event whose request was refused, never the
 // reverse.
-func (a *auditLog) write(r *http.Request, e auditEvent) error {
+func (a *Log) Write(e Event) error {
 	e.Time = a.now().UTC()
-	e.Source = sourceAddr(r)
 	if a.timeout <= 0 {
 		a.slot <- struct{}{}
 		defer func() { <-a.slot }()
@@ -194,7 +213,7 @@ func (a *auditLog) write(r *http.Request, e auditEvent) error {
 	case a.slot <- struct{}{}:
 	case <-timer.C:
 		a.dropped.Add(1)
-		return fmt.Errorf("audit: %w: no turn within %v", errAuditStalled, a.timeout)
+		return fmt.Errorf("audit: %w: no turn within %v", ErrStalled, a.timeout)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -205,13 +224,13 @@ func (a *auditLog) write(r *http.Request, e auditEvent) error {
 	case err := <-done:
 		return err
 	case <-timer.C:
-		return fmt.Errorf("audit: %w: not written within %v", errAuditStalled, a.timeout)
+		return fmt.Errorf("audit: %w: not written within %v", ErrStalled, a.timeout)
 	}
 }
 
-// stalled reports how long the write in progress has taken, if longer
+// Stalled reports how long the write in progress has taken, if longer
 // than the timeout.
-func (a *auditLog) stalled() (time.Duration, bool) {
+func (a *Log) Stalled() (time.Duration, bool) {
 	start := a.writing.Load()
 	if start == 0 || a.timeout <= 0 {
 		return 0, false
@@ -221,10 +240,10 @@ func (a *auditLog) stalled() (time.Duration, bool) {
 }
 
 // append writes e, sealing a torn region first. The caller holds slot.
-func (a *auditLog) append(e auditEvent) error {
+func (a *Log) append(e Event) error {
 	if n := a.dropped.Swap(0); n > 0 {
 		a.torn.lost += int(n)
-		a.torn.fail(e.Time, errAuditStalled)
+		a.torn.fail(e.Time, ErrStalled)
 	}
 	if a.torn.pending() {
 		if err := a.seal(e.Time); err != nil {
@@ -240,8 +259,9 @@ func (a *auditLog) append(e auditEvent) error {
 	return nil
 }
 
-// sealNow seals the torn region, if any, at start.
-func (a *auditLog) sealNow(now time.Time) error {
+// SealNow seals the torn region, if any, at now: at start, so a cut write
+// a crash left is accounted for before the next event.
+func (a *Log) SealNow(now time.Time) error {
 	a.slot <- struct{}{}
 	defer func() { <-a.slot }()
 	if !a.torn.pending() {
@@ -252,9 +272,9 @@ func (a *auditLog) sealNow(now time.Time) error {
 
 // seal writes the gap line that accounts for the torn region and the
 // events lost since the last line.
-func (a *auditLog) seal(now time.Time) error {
+func (a *Log) seal(now time.Time) error {
 	g := a.torn.gap()
-	e := auditEvent{Time: now, Event: "gap", Outcome: "sealed", Gap: &g}
+	e := Event{Time: now, Event: "gap", Outcome: "sealed", Gap: &g}
 	if err := a.emit(&e); err != nil {
 		a.torn.fail(now, err)
 		return err
@@ -266,7 +286,7 @@ func (a *auditLog) seal(now time.Time) error {
 // emit chains e after the last line, keys it and writes it; on success the
 // chain advances. A write that leaves all of the line but its newline in
 // the file counts as written (the next line starts with the newline).
-func (a *auditLog) emit(e *auditEvent) error {
+func (a *Log) emit(e *Event) error {
 	e.Seq = a.seq + 1
 	e.Prev = hex.EncodeToString(a.prev[:])
 	e.Mac = ""
@@ -290,7 +310,7 @@ func (a *auditLog) emit(e *auditEvent) error {
 	if err == nil || n >= len(buf)-1 {
 		copy(a.prev[:], mac)
 		a.seq = e.Seq
-		a.head.Set(float64(a.seq))
+		a.head.Store(a.seq)
 		a.endsNL = n == len(buf)
 		return nil
 	}
@@ -305,14 +325,4 @@ func (a *auditLog) emit(e *auditEvent) error {
 		a.endsNL = buf[n-1] == '\n'
 	}
 	return fmt.Errorf("audit: %w", err)
-}
-
-// sourceAddr is the peer's IP. X-Forwarded-For is not trusted: any client
-// can write it.
-func sourceAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

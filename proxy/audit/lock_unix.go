@@ -1,6 +1,6 @@
 //go:build unix
 
-package proxy
+package audit
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 func lockFile(f *os.File) error {
 	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return ErrAuditLocked
+		return ErrLocked
 	}
 	return err
 }

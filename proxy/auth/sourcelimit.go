@@ -1,13 +1,13 @@
-package proxy
+package auth
 
 import (
 	"sync"
 	"time"
 )
 
-// Login limits per source address (issue 13): a flood of unknown login
-// names from one address blocked 15 of 15 legitimate logins, since the
-// four bcrypt slots were shared by all. Now each source address may have
+// Login limits per source address: without them a flood of unknown login
+// names from one address blocked every legitimate login, since the bcrypt
+// slots are shared by all. Each source address may have
 // maxLoginsPerSource logins in progress and make lockout.source_rate
 // attempts per minute; the excess is refused (429 too_many_logins) before
 // any secret is checked or anything is written, so one address can hold
@@ -19,20 +19,18 @@ const (
 	// maxLoginSources bounds the addresses tracked; past it, idle
 	// addresses are forgotten (their budgets start full again).
 	maxLoginSources = 1 << 16
-	// DefaultLoginSourceRate is lockout.source_rate: attempts per minute.
-	DefaultLoginSourceRate = 30
 )
 
-// Source limiter refusals.
+// SourceLimiter refusals.
 const (
-	sourceBusy    = "busy"         // a login from this address is in progress
-	sourceLimited = "rate_limited" // this address used its attempts for now
+	SourceBusy    = "busy"         // a login from this address is in progress
+	SourceLimited = "rate_limited" // this address used its attempts for now
 )
 
-// sourceLimiter is a token bucket and an in-progress count per source
+// SourceLimiter is a token bucket and an in-progress count per source
 // address, shared by every configuration generation. It is safe for
 // concurrent use.
-type sourceLimiter struct {
+type SourceLimiter struct {
 	mu      sync.Mutex
 	now     func() time.Time
 	rate    int // attempts per minute, and the bucket's size
@@ -46,23 +44,24 @@ type loginSource struct {
 	limited  bool // refused as rate limited since its last allowed attempt
 }
 
-func newSourceLimiter(now func() time.Time, rate int) *sourceLimiter {
-	return &sourceLimiter{now: now, rate: rate, sources: map[string]*loginSource{}}
+// NewSourceLimiter allows rate attempts per minute per source address.
+func NewSourceLimiter(now func() time.Time, rate int) *SourceLimiter {
+	return &SourceLimiter{now: now, rate: rate, sources: map[string]*loginSource{}}
 }
 
-// setRate changes the rate (a reload).
-func (l *sourceLimiter) setRate(rate int) {
+// SetRate changes the rate (a reload).
+func (l *SourceLimiter) SetRate(rate int) {
 	l.mu.Lock()
 	l.rate = rate
 	l.mu.Unlock()
 }
 
-// acquire takes one attempt for src. It returns a release func to call
-// when the attempt is over, or the refusal (sourceBusy, sourceLimited) and,
-// for sourceLimited, whether it is the first since src was last allowed
+// Acquire takes one attempt for src. It returns a release func to call
+// when the attempt is over, or the refusal (SourceBusy, SourceLimited) and,
+// for SourceLimited, whether it is the first since src was last allowed
 // (the one refusal of an episode the audit log records) and how long until
 // an attempt is allowed again.
-func (l *sourceLimiter) acquire(src string) (release func(), refusal string, first bool, retry time.Duration) {
+func (l *SourceLimiter) Acquire(src string) (release func(), refusal string, first bool, retry time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -76,13 +75,13 @@ func (l *sourceLimiter) acquire(src string) (release func(), refusal string, fir
 	}
 	l.refill(s, now)
 	if s.inFlight >= maxLoginsPerSource {
-		return nil, sourceBusy, false, 0
+		return nil, SourceBusy, false, 0
 	}
 	if s.tokens < 1 {
 		first = !s.limited
 		s.limited = true
 		retry = time.Duration((1 - s.tokens) * float64(time.Minute) / float64(l.rate))
-		return nil, sourceLimited, first, retry
+		return nil, SourceLimited, first, retry
 	}
 	s.tokens--
 	s.limited = false
@@ -95,7 +94,7 @@ func (l *sourceLimiter) acquire(src string) (release func(), refusal string, fir
 }
 
 // refill adds the tokens earned since s.last.
-func (l *sourceLimiter) refill(s *loginSource, now time.Time) {
+func (l *SourceLimiter) refill(s *loginSource, now time.Time) {
 	if d := now.Sub(s.last); d > 0 {
 		s.tokens = min(float64(l.rate), s.tokens+d.Minutes()*float64(l.rate))
 		s.last = now
@@ -105,7 +104,7 @@ func (l *sourceLimiter) refill(s *loginSource, now time.Time) {
 // prune forgets idle sources whose budget has refilled; if that is not
 // enough (a flood from very many addresses), idle ones at random, down to
 // half the cap. l.mu is held.
-func (l *sourceLimiter) prune(now time.Time) {
+func (l *SourceLimiter) prune(now time.Time) {
 	for k, s := range l.sources {
 		l.refill(s, now)
 		if s.inFlight == 0 && s.tokens >= float64(l.rate) {
