@@ -41,6 +41,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 func main() {
@@ -125,7 +127,7 @@ func runAll(ctx context.Context, o options, scenarios []string) ([]*result, erro
 		}
 		defer os.RemoveAll(dir)
 		fmt.Fprintln(o.out, "building tok ...")
-		if o.tokBin, err = buildTok(ctx, dir); err != nil {
+		if o.tokBin, err = tokbin.Build(ctx, dir); err != nil {
 			return nil, err
 		}
 	}

@@ -35,9 +35,13 @@ type Cmd struct {
 	// Log, if set, is a file that receives every line the process writes
 	// (stdout and stderr), appended.
 	Log string
+	// Stdout, if set, receives the process's standard output instead of
+	// the log (tok writes its audit log there with audit.path "-").
+	Stdout io.Writer
 	// OnLine, if set, is called with each line in order, from one
 	// goroutine; the slice is only valid during the call. A slow OnLine
-	// slows the process down once the pipe is full.
+	// slows the process down once the pipe is full, and one that blocks
+	// for good blocks [Proc.Stop] and [Proc.Kill] too.
 	OnLine func(line []byte)
 }
 
@@ -77,6 +81,9 @@ func Start(c Cmd) (*Proc, error) {
 	setProcAttr(cmd)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
+	if c.Stdout != nil {
+		cmd.Stdout = c.Stdout
+	}
 	p := &Proc{name: c.Name, cmd: cmd, exited: make(chan struct{}), addrs: map[string]string{}, added: make(chan struct{})}
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
@@ -285,6 +292,9 @@ func TCPReady(addr string) func() error {
 		return c.Close()
 	}
 }
+
+// Signal sends sig to the process (SIGHUP makes tok reload, say).
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
 // Kill sends SIGKILL and waits for the process to be gone.
 func (p *Proc) Kill() {
