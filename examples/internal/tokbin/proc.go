@@ -78,7 +78,7 @@ func Start(c Cmd) (*Proc, error) {
 	if cmd.Env == nil {
 		cmd.Env = Env()
 	}
-	setProcAttr(cmd)
+	SetProcAttr(cmd)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if c.Stdout != nil {
@@ -135,6 +135,9 @@ func (p *Proc) scan(r io.Reader, logf io.Writer, onLine func([]byte)) {
 	}
 	io.Copy(io.Discard, r)
 }
+
+// Name is the process's name in messages ([Cmd.Name]).
+func (p *Proc) Name() string { return p.name }
 
 // Pid is the process id.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }

@@ -7,8 +7,8 @@ import (
 	"syscall"
 )
 
-// setProcAttr puts cmd in its own process group; only Linux can also tie
+// SetProcAttr puts cmd in its own process group; only Linux can also tie
 // a child's life to its parent's.
-func setProcAttr(cmd *exec.Cmd) {
+func SetProcAttr(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
