@@ -39,10 +39,7 @@ import (
 // server in front of a recording upstream, checked on exactly what the
 // upstream received.
 
-var (
-	updateGolden = flag.Bool("update", false, "rewrite the inbound golden files under testdata/inbound")
-	knownBugs    = flag.Bool("inbound.knownbugs", false, "also run the inbound cases that fail because of known, reported bugs")
-)
+var updateGolden = flag.Bool("update", false, "rewrite the inbound golden files under testdata/inbound")
 
 // Card numbers used by these tests. All but seedPAN pass the Luhn check.
 const (
@@ -601,10 +598,6 @@ type attack struct {
 	status       int    // 200: forwarded with tokens (and no card number)
 	code         string // the error code when refused
 	tokens       int    // for 200: the number of tokens the upstream must see
-	// bugGuardOff names a known, reported bug that lets the number through
-	// when the guard is off; the case is then skipped unless
-	// -inbound.knownbugs.
-	bugGuardOff string
 }
 
 // anyBlock as an attack's status accepts any refusal (nothing forwarded) or
@@ -730,9 +723,6 @@ func deflated(s string) []byte {
 // nothing forwarded, or a forwarded body with tokens and no card number.
 func (e *inboundEnv) runAttack(t *testing.T, mode rewrite.GuardMode, a attack) {
 	t.Helper()
-	if a.bugGuardOff != "" && mode == rewrite.GuardOff && !*knownBugs {
-		t.Skipf("known bug (run with -inbound.knownbugs): %s", a.bugGuardOff)
-	}
 	method, path := a.method, a.path
 	if method == "" {
 		method = "POST"
