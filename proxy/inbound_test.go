@@ -64,8 +64,9 @@ type upReq struct {
 	Body                     []byte
 }
 
-// recordingUpstream is the merchant app: it records every request, whole,
-// then answers with respond (200 "ok" if nil).
+// recordingUpstream is the merchant app (or, over TLS, the payment
+// provider): it records every request, whole, then answers with respond
+// (200 "ok" if nil).
 type recordingUpstream struct {
 	*httptest.Server
 	mu      sync.Mutex
@@ -77,10 +78,18 @@ type recordingUpstream struct {
 	intercept func(http.ResponseWriter, *http.Request) bool
 }
 
+// newRecordingUpstream starts a recording upstream over plain HTTP.
 func newRecordingUpstream(t *testing.T, respond http.HandlerFunc) *recordingUpstream {
 	t.Helper()
+	return startRecordingUpstream(t, respond, false)
+}
+
+// startRecordingUpstream starts a recording upstream, over TLS (with
+// httptest's certificate) if tls is set.
+func startRecordingUpstream(t *testing.T, respond http.HandlerFunc, tls bool) *recordingUpstream {
+	t.Helper()
 	u := &recordingUpstream{respond: respond}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u.intercept != nil && u.intercept(w, r) {
 			return
 		}
@@ -100,6 +109,11 @@ func newRecordingUpstream(t *testing.T, respond http.HandlerFunc) *recordingUpst
 		}
 		io.WriteString(w, "ok")
 	}))
+	if tls {
+		u.StartTLS()
+	} else {
+		u.Start()
+	}
 	t.Cleanup(u.Close)
 	return u
 }
@@ -115,6 +129,9 @@ func (u *recordingUpstream) since(n int) []upReq {
 	defer u.mu.Unlock()
 	return slices.Clone(u.reqs[n:])
 }
+
+// got returns every request recorded so far.
+func (u *recordingUpstream) got() []upReq { return u.since(0) }
 
 // inboundEnv is tok with an upstream and a vault that has a volatile store.
 type inboundEnv struct {
