@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -133,19 +132,6 @@ func (u *recordingUpstream) since(n int) []upReq {
 // got returns every request recorded so far.
 func (u *recordingUpstream) got() []upReq { return u.since(0) }
 
-// inboundEnv is tok with an upstream and a vault that has a volatile store.
-type inboundEnv struct {
-	t      *testing.T
-	srv    *Server
-	vault  *vault.Vault
-	log    *syncBuffer
-	audit  *syncBuffer
-	public *httptest.Server
-	up     *recordingUpstream
-	done   chan struct{} // one value each time the public handler returns
-	client *http.Client  // follows no redirects
-}
-
 // inboundConfig varies an inboundEnv.
 type inboundConfig struct {
 	store   vault.Store      // durable store; a fresh memory store if nil
@@ -176,13 +162,12 @@ func checkoutRoutes() []Route {
 // that no card number reached tok's log or audit log.
 func newInboundEnv(t *testing.T, cfg inboundConfig) *inboundEnv {
 	t.Helper()
-	e := &inboundEnv{t: t, log: &syncBuffer{}, audit: &syncBuffer{}, done: make(chan struct{}, 1024)}
+	e := &inboundEnv{t: t, store: cfg.store}
 	t.Cleanup(func() { e.checkLogs(t) }) // runs last: after the servers are closed
-	store := cfg.store
-	if store == nil {
+	if e.store == nil {
 		m := memory.New()
 		t.Cleanup(func() { m.Close() })
-		store = m
+		e.store = m
 	}
 	var vopts []memory.Option
 	if cfg.volatileMax > 0 {
@@ -190,44 +175,18 @@ func newInboundEnv(t *testing.T, cfg inboundConfig) *inboundEnv {
 	}
 	volatile := memory.New(vopts...)
 	t.Cleanup(func() { volatile.Close() })
-	keys, err := vault.NewKeyring(vault.NewKeyringFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.vault, err = vault.New(store, keys, vault.WithVolatile(volatile)); err != nil {
-		t.Fatal(err)
-	}
 	e.up = newRecordingUpstream(t, cfg.respond)
 	u, err := url.Parse(e.up.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{
-		Vault: e.vault, Store: store, Volatile: volatile, Audit: e.audit, Upstream: u, Routes: checkoutRoutes(),
+	e.start(nil, []vault.Option{vault.WithVolatile(volatile)}, Options{
+		Volatile: volatile, Upstream: u, Routes: checkoutRoutes(),
 		// One client at bcrypt's minimum cost keeps the unknown-client dummy
 		// hash cheap to build.
 		Clients: []Client{{Name: "app", SecretHash: cheapHash()}},
 		Guard:   GuardOptions{Mode: rewrite.GuardReject, Ignore: []string{"order.id"}},
-		Logger:  slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-	if cfg.opts != nil {
-		cfg.opts(&opts)
-	}
-	if e.srv, err = New(opts); err != nil {
-		t.Fatal(err)
-	}
-	h := e.srv.PublicHandler()
-	e.public = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			select {
-			case e.done <- struct{}{}:
-			default:
-			}
-		}()
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.public.Close)
-	e.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}, cfg.opts)
 	return e
 }
 
