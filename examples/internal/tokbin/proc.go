@@ -350,4 +350,3 @@ func (p *Proc) StopAtEnd(t TB) {
 		}
 	})
 }
-
