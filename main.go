@@ -966,7 +966,12 @@ func egressRoutes(routes []config.EgressRoute, getenv func(string) string) ([]pr
 		er := proxy.EgressRoute{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Host: r.Match.Host, Upstream: u,
 			StripPrefix: r.StripPrefix, Headers: map[string]string{},
 			ErrorFormat: r.ErrorFormat, Timeout: r.Timeout, ResponseIgnore: r.ResponseIgnore,
-			RefuseUnrevealed: r.UnrevealedTokens == config.UnrevealedRefuse}
+			RefuseUnrevealed: r.UnrevealedTokens == config.UnrevealedRefuse, EgressKeyHeader: r.EgressKeyHeader}
+		if rc := r.ResponseCards; rc != nil {
+			if er.ResponseCards, err = rewrite.NewCardSet(rc.Networks, rc.Prefixes, rc.Lengths); err != nil {
+				return nil, fmt.Errorf("egress route %s: %w", r.Name, err)
+			}
+		}
 		for _, f := range r.Fields {
 			er.Fields = append(er.Fields, proxy.RouteField{JSON: f.JSON, Form: f.Form, XML: f.XML, Bind: f.Bind})
 		}
@@ -1168,7 +1173,7 @@ func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit
 		traces = append(traces, cfg.Audit.Path)
 	}
 	if c.Postgres != "" {
-		return openPostgres(ctx, c.Postgres, postgres.Options{Init: initVault, Traces: traces, Timeout: c.CommitTimeout}, log)
+		return openPostgres(ctx, c.Postgres, postgres.Options{OnCommit: onCommit, Init: initVault, Traces: traces, Timeout: c.CommitTimeout}, log)
 	}
 	s, err := bolt.Open(c.Bolt, bolt.Options{OnCommit: onCommit, Init: initVault, Traces: traces, CommitTimeout: c.CommitTimeout})
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokproxy/tok/config"
 	"github.com/tokproxy/tok/proxy"
+	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault/bolt"
 	"github.com/tokproxy/tok/vault/postgres"
 )
@@ -132,18 +134,73 @@ func TestEgressRoutesMapping(t *testing.T) {
     timeout: 75s
     unrevealed_tokens: refuse
     response_ignore: [latest_charge.payment_method_details.card.network_transaction_id]
+    response_cards: {networks: [visa], lengths: [16]}
+    egress_key: env:K
+    egress_key_header: authorization-bearer
+    headers: {Authorization: "Bearer {env:S}"}
     fields: [{xml: /transaction/credit-card/number}]
 `), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	routes, err := egressRoutes(cfg.Egress, func(string) string { return "" })
+	routes, err := egressRoutes(cfg.Egress, func(string) string { return "set" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := routes[0]
 	if r.Host != "stripe.egress.internal" || r.Path != "/*" || r.ErrorFormat != proxy.ErrorFormatStripe || r.Timeout != 75*time.Second ||
-		!r.RefuseUnrevealed || len(r.ResponseIgnore) != 1 || r.Fields[0].XML != "/transaction/credit-card/number" {
+		!r.RefuseUnrevealed || len(r.ResponseIgnore) != 1 || r.Fields[0].XML != "/transaction/credit-card/number" ||
+		r.EgressKeyHeader != proxy.EgressKeyBearer || r.ResponseCards == nil ||
+		!r.ResponseCards.Takes("4111111111111111") || r.ResponseCards.Takes("5555555555554444") {
 		t.Errorf("egressRoutes = %+v, want every key mapped", r)
+	}
+}
+
+// TestREADMEEgressSDKRoutes: the README's Stripe, Adyen and Braintree
+// routes validate and map onto the proxy as the text says.
+func TestREADMEEgressSDKRoutes(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(readme)
+	i := strings.Index(s, "Stripe, Adyen and Braintree side by side")
+	j := strings.Index(s[max(i, 0):], "```yaml\n")
+	if i < 0 || j < 0 {
+		t.Fatal("the README lacks the side-by-side egress routes")
+	}
+	block := s[i+j+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	cfg, err := config.Parse([]byte(block), "README.md")
+	if err != nil {
+		t.Fatalf("the README's egress routes do not validate: %v", err)
+	}
+	routes, err := egressRoutes(cfg.Egress, func(string) string { return "set" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"stripe": proxy.EgressKeyBearer, "adyen": "X-API-Key", "braintree": proxy.EgressKeyBasic}
+	for _, r := range routes {
+		if r.EgressKeyHeader != want[r.Name] {
+			t.Errorf("route %s: egress_key_header %q, want %q", r.Name, r.EgressKeyHeader, want[r.Name])
+		}
+	}
+	// The networks the README lists are the guard's own.
+	k := strings.Index(s, "the guard's own table: ")
+	if k < 0 {
+		t.Fatal("the README does not list the networks")
+	}
+	list := s[k+len("the guard's own table: "):]
+	list = strings.ReplaceAll(list[:strings.Index(list, ")")], "\n", " ")
+	var names []string
+	for _, n := range strings.Split(list, ",") {
+		names = append(names, strings.TrimSpace(n))
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, rewrite.Networks()) {
+		t.Errorf("the README lists networks %q, the guard knows %q", names, rewrite.Networks())
+	}
+	if len(routes) != 3 || routes[0].ResponseCards == nil || !routes[0].ResponseCards.Takes("378282246310005") || routes[0].ResponseCards.Takes("6011111111111117") {
+		t.Errorf("the Stripe route's response_cards do not take Visa, Mastercard and Amex only")
 	}
 }

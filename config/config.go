@@ -107,6 +107,21 @@ const (
 	ErrorFormatBraintree = "braintree" // XML <api-error-response> with <message> and an <error>
 )
 
+// Where the app presents an egress route's key (egress[].egress_key_header),
+// besides a header name of its own choosing.
+const (
+	// EgressKeyBearer: the key is the bearer token of Authorization, as
+	// the app's SDK sends its API key (stripe-go: "Bearer sk_..."); tok
+	// replaces Authorization with the route's headers.Authorization.
+	EgressKeyBearer = "authorization-bearer"
+	// EgressKeyBasic: the key is the user name of Basic Authorization (the
+	// password is not read), as SDKs that log in with a user name and
+	// password send it; tok replaces Authorization as for bearer.
+	EgressKeyBasic = "authorization-basic"
+	// DefaultEgressKeyHeader is egress[].egress_key_header.
+	DefaultEgressKeyHeader = "X-Tok-Egress-Key"
+)
+
 // ErrorFormats lists the error formats, in the order the docs give them.
 var ErrorFormats = []string{ErrorFormatPlain, ErrorFormatStripe, ErrorFormatAdyen, ErrorFormatCheckout, ErrorFormatBraintree}
 
@@ -418,10 +433,28 @@ type EgressRoute struct {
 	// ids such as network_transaction_id that pass the Luhn check by
 	// chance and must reach the app unchanged.
 	ResponseIgnore []string `yaml:"response_ignore"`
+	// ResponseCards, if set, narrows what the response guard takes for a
+	// card number in the provider's answers to the networks, issuer
+	// prefixes and lengths it lists (each list empty: no narrowing by it).
+	// Nil: every network the guard knows.
+	ResponseCards *ResponseCards `yaml:"response_cards"`
+	// EgressKeyHeader says where the app presents EgressKey: one of
+	// [EgressKeyHeaders] or a header name. Empty: [DefaultEgressKeyHeader].
+	EgressKeyHeader string `yaml:"egress_key_header"`
 	// UnrevealedTokens is warn or refuse: what to do with a live token
 	// found in the body outside the route's fields. Empty:
 	// [DefaultUnrevealedTokens].
 	UnrevealedTokens string `yaml:"unrevealed_tokens"`
+}
+
+// ResponseCards narrows the egress response guard for one provider: a
+// number in its answers is a card only if it is one to the guard and
+// matches every list that is set. Names come from the guard's own
+// network table (rewrite.Networks).
+type ResponseCards struct {
+	Networks []string `yaml:"networks"` // e.g. [visa, mastercard, amex]
+	Prefixes []string `yaml:"prefixes"` // "4", "51-55", "2221-2720": issuer prefixes or ranges
+	Lengths  []int    `yaml:"lengths"`  // 12 to 19, e.g. [15, 16]
 }
 
 // Field names one value in a body and how to tokenize it. Exactly one of
@@ -562,6 +595,7 @@ func (c *Config) fillDefaults() {
 		setDefault(&r.ErrorFormat, DefaultErrorFormat)
 		setDefault(&r.Timeout, DefaultEgressTimeout)
 		setDefault(&r.UnrevealedTokens, DefaultUnrevealedTokens)
+		setDefault(&r.EgressKeyHeader, DefaultEgressKeyHeader)
 		if r.Match.Host != "" && r.Match.Path == "" {
 			r.Match.Path = "/*"
 		}

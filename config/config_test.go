@@ -343,6 +343,18 @@ func TestValidation(t *testing.T) {
 		{"xml fields", up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields: [{xml: /a/b}]\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - {xml: a.b}\n      - {xml: /a/b, json: a.b}\n      - {xml: /t/cc/number}\n      - {xml: /t/cc/cvv, bind: /t/cc/number}\n",
 			[]want{{5, "inbound[0].fields[0].xml", "egress routes only"}, {11, "egress[0].fields[0].xml", "absolute element path"}, {12, "egress[0].fields[1]", "exactly one of json, form and xml"}}},
 		{"json escapes", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - json: 'metadata.card\\.number'\n      - json: 'a\\[0\\].pan'\n      - json: 'a\\x'\n", []want{{8, "egress[0].fields[2].json", "backslash"}}},
+		{"response cards", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    response_cards:\n      networks: [visa, vissa]\n      prefixes: [\"4\", \"55-51\", \"2221-2720\", x]\n      lengths: [15, 16, 11, 20]\n",
+			[]want{{6, "egress[0].response_cards.networks[1]", `unknown network "vissa"`}, {7, "egress[0].response_cards.prefixes[1]", "range is empty"},
+				{7, "egress[0].response_cards.prefixes[3]", "write digits"}, {8, "egress[0].response_cards.lengths[2]", "12 to 19"}, {8, "egress[0].response_cards.lengths[3]", "12 to 19"}}},
+		{"response cards ok", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    response_cards: {networks: [visa, mastercard, amex], prefixes: [\"4\", \"51-55\", \"2221-2720\", \"34\", \"37\"], lengths: [15, 16]}\n", nil},
+		{"egress key header", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: env:K\n    egress_key_header: authorization-bearer\n" +
+			"  - name: q\n    match: {path: /q/*}\n    upstream: https://h\n    egress_key_header: authorization-digest\n    egress_key: env:K\n" +
+			"  - name: r\n    match: {path: /r/*}\n    upstream: https://h\n    egress_key_header: \"a b\"\n    egress_key: env:K\n" +
+			"  - name: s\n    match: {path: /s/*}\n    upstream: https://h\n    egress_key_header: X-API-Key\n",
+			[]want{{6, "egress[0].egress_key_header", "set headers.Authorization"}, {10, "egress[1].egress_key_header", "use authorization-bearer"},
+				{15, "egress[2].egress_key_header", "not a header name"}, {20, "egress[3].egress_key_header", "no egress_key"}}},
+		{"egress key header ok", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: env:K\n    egress_key_header: authorization-basic\n    headers: {authorization: \"Basic {env:ADYEN_BASIC}\"}\n" +
+			"  - name: q\n    match: {path: /q/*}\n    upstream: https://h\n    egress_key: env:K\n    egress_key_header: x-tok-egress-key\n", nil},
 		{"egress field rules", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields: [{json: \"a..b\"}]\n", []want{{5, "egress[0].fields[0].json", "empty segment"}}},
 	}
 	for _, tc := range tests {
@@ -609,6 +621,17 @@ func TestEgressWarnings(t *testing.T) {
 	ws := c.Warnings()
 	if len(ws) != 2 || !strings.Contains(ws[0], "egress[0] (s): no egress_key") || !strings.Contains(ws[1], "set error_format: stripe") {
 		t.Errorf("Warnings() = %q, want no egress_key and error_format for route s only", ws)
+	}
+	c, err = Parse([]byte("guard: {mode: \"off\"}\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: env:K\n    response_cards: {lengths: [16]}\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := c.Warnings(); len(ws) != 1 || !strings.Contains(ws[0], "egress[0] (p): guard.mode is off") {
+		t.Errorf("Warnings() with the guard off = %q, want response_cards without effect", ws)
+	}
+	c, err = Parse([]byte("egress:\n  - name: s\n    match: {host: stripe.egress.internal}\n    upstream: https://api.stripe.com\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
 	r := c.Egress[0]
 	if r.Match.Path != "/*" || r.Timeout != DefaultEgressTimeout || r.ErrorFormat != DefaultErrorFormat || r.UnrevealedTokens != DefaultUnrevealedTokens {

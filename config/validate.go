@@ -561,6 +561,8 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 			v.fail(ip, "%v", err)
 		}
 	}
+	v.responseCards(p+".response_cards", r.ResponseCards)
+	v.egressKeyHeader(p, r)
 	if r.Upstream == "" {
 		v.fail(p+".upstream", "missing; write the payment provider's base URL, e.g. https://api.psp.example")
 	} else {
@@ -605,6 +607,56 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 		if !ok || !envNameRE.MatchString(ref) {
 			v.fail(p+".egress_key", "write env:NAME (the key is read from the environment, never from this file)")
 		}
+	}
+}
+
+// responseCards checks egress[].response_cards against the guard's own
+// network table: every bad item is reported at its line.
+func (v *validator) responseCards(p string, rc *ResponseCards) {
+	if rc == nil {
+		return
+	}
+	for i, n := range rc.Networks {
+		if err := rewrite.CheckNetwork(n); err != nil {
+			v.fail(fmt.Sprintf("%s.networks[%d]", p, i), "%v", err)
+		}
+	}
+	for i, s := range rc.Prefixes {
+		if _, _, err := rewrite.ParsePrefixRange(s); err != nil {
+			v.fail(fmt.Sprintf("%s.prefixes[%d]", p, i), "%v", err)
+		}
+	}
+	for i, l := range rc.Lengths {
+		if err := rewrite.CheckCardLength(l); err != nil {
+			v.fail(fmt.Sprintf("%s.lengths[%d]", p, i), "%v", err)
+		}
+	}
+}
+
+// egressKeyHeader checks egress[].egress_key_header: a keyword or a header
+// name tok may remove, on a route that has a key; the Authorization
+// keywords need the provider's own Authorization in headers, which takes
+// the app's place.
+func (v *validator) egressKeyHeader(p string, r EgressRoute) {
+	h := r.EgressKeyHeader
+	if strings.EqualFold(h, DefaultEgressKeyHeader) {
+		return
+	}
+	hp := p + ".egress_key_header"
+	switch {
+	case h == EgressKeyBearer || h == EgressKeyBasic:
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(r.Headers)), func(k string) bool { return strings.EqualFold(k, "Authorization") }) {
+			v.fail(hp, "%s replaces the app's Authorization: set headers.Authorization to the provider's secret, e.g. \"Bearer {env:STRIPE_SECRET}\"", h)
+		}
+	case strings.HasPrefix(strings.ToLower(h), "authorization-"):
+		v.fail(hp, "%q: use %s, %s or a header name", h, EgressKeyBearer, EgressKeyBasic)
+	case !tokenRE.MatchString(h):
+		v.fail(hp, "%q is not a header name; use %s, %s or a header name", h, EgressKeyBearer, EgressKeyBasic)
+	case isHopOrFraming(h) || strings.EqualFold(h, "Proxy-Authorization"):
+		v.fail(hp, "tok cannot take the key from %s; choose another header", http.CanonicalHeaderKey(h))
+	}
+	if r.EgressKey == "" {
+		v.fail(hp, "the route has no egress_key to check there; set egress_key: env:NAME")
 	}
 }
 

@@ -31,6 +31,9 @@ func (c *Config) Warnings() []string {
 		if r.EgressKey == "" {
 			out = append(out, fmt.Sprintf("egress[%d] (%s): no egress_key: any process on this host can have its tokens revealed to the provider; set egress_key: env:NAME and send it in X-Tok-Egress-Key", i, r.Name))
 		}
+		if c.Guard.Mode == GuardOff && (len(r.ResponseIgnore) > 0 || r.ResponseCards != nil) {
+			out = append(out, fmt.Sprintf("egress[%d] (%s): guard.mode is off, which turns off the guard of providers' answers too: response_ignore and response_cards have no effect, and a card number in an answer reaches the app", i, r.Name))
+		}
 		if f := providerFormat(r.Upstream); f != "" && r.ErrorFormat != f {
 			out = append(out, fmt.Sprintf("egress[%d] (%s): error_format is %s for %s: the provider's SDK cannot read tok's refusals and may resend them; set error_format: %s", i, r.Name, r.ErrorFormat, r.Upstream, f))
 		}

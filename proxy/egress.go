@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -51,9 +50,13 @@ type EgressRoute struct {
 	// Headers are set on every forwarded request, replacing the app's own
 	// (for example the provider's Authorization, kept out of the app).
 	Headers map[string]string
-	// EgressKey, if set, must arrive in X-Tok-Egress-Key (compared in
-	// constant time).
+	// EgressKey, if set, must arrive where EgressKeyHeader says (compared
+	// in constant time).
 	EgressKey string
+	// EgressKeyHeader is where the app presents EgressKey: a header name,
+	// [EgressKeyBearer] or [EgressKeyBasic]. If empty, [EgressKeyHeader].
+	// tok removes it before forwarding; Headers then set the provider's.
+	EgressKeyHeader string
 	// ErrorFormat is the envelope of tok's refusals on this route: one of
 	// the ErrorFormat constants. If empty, ErrorFormatPlain.
 	ErrorFormat string
@@ -63,6 +66,10 @@ type EgressRoute struct {
 	// ResponseIgnore are JSON selectors of the provider's answers the
 	// response guard does not rewrite (ids that pass the Luhn check).
 	ResponseIgnore []string
+	// ResponseCards, if set, narrows what the response guard takes for a
+	// card number in the provider's answers. If nil, every number the
+	// guard knows as a card.
+	ResponseCards *rewrite.CardSet
 	// RefuseUnrevealed refuses a request carrying a live token outside the
 	// route's fields; if false, such a request is logged and forwarded.
 	RefuseUnrevealed bool
@@ -150,7 +157,7 @@ func newEgress(s *Server) (*egress, error) {
 			// app, which must hold no cards, sees it. guard.ignore exempts
 			// fields of the shop's own requests, not of a provider's
 			// answers: those have their own list, response_ignore.
-			er.response, err = rewrite.New(rewrite.Config{Guard: rewrite.GuardTokenize, Ignore: r.ResponseIgnore, MaxDepth: o.MaxDepth})
+			er.response, err = responseGuard(r, o.MaxDepth)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("egress route %q: response_ignore: %w", r.Name, err))
 				continue
@@ -176,6 +183,13 @@ func newEgress(s *Server) (*egress, error) {
 		return errorf(http.StatusNotFound, "no_route", "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
 	})
 	return e, errors.Join(errs...)
+}
+
+// responseGuard builds the guard of r's provider answers: it tokenizes
+// every card-like number outside r's ResponseIgnore that r's ResponseCards
+// takes.
+func responseGuard(r EgressRoute, maxDepth int) (*rewrite.Rewriter, error) {
+	return rewrite.New(rewrite.Config{Guard: rewrite.GuardTokenize, Ignore: r.ResponseIgnore, MaxDepth: maxDepth, Cards: r.ResponseCards})
 }
 
 // cmpBool orders false before true.
@@ -215,6 +229,7 @@ func (e *egress) reverseProxy(r *egressRoute) *httputil.ReverseProxy {
 			pr.Out.URL = &out
 			pr.Out.Host = "" // the provider's own host name, for TLS and routing
 			pr.Out.Header.Del(EgressKeyHeader)
+			pr.Out.Header.Del(r.keyHeaderName())
 			// Ask for an identity response so the response guard can read it.
 			pr.Out.Header.Del("Accept-Encoding")
 			for k, v := range r.Headers {
@@ -323,14 +338,8 @@ func (e *egress) serveRoute(rt *egressRoute) handlerFunc {
 // to the route's provider. Anything wrong refuses the request before a
 // byte reaches the provider.
 func (e *egress) serve(w http.ResponseWriter, r *http.Request, rt *egressRoute) error {
-	if rt.EgressKey != "" {
-		got := r.Header.Get(EgressKeyHeader)
-		if t := tunnelFrom(r.Context()); got == "" && t != nil {
-			got = t.key // presented on CONNECT (forward.go)
-		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(rt.EgressKey)) != 1 {
-			return errorf(http.StatusUnauthorized, "invalid_egress_key", "send the route's egress key in %s", EgressKeyHeader)
-		}
+	if err := rt.checkKey(r); err != nil {
+		return err
 	}
 	if r.Header.Get("Upgrade") != "" {
 		return errorf(http.StatusBadRequest, "upgrade_not_allowed", "protocol upgrades are not allowed on egress routes")
@@ -565,11 +574,14 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 	revealed := rs.cards
 	for name, vals := range resp.Header {
 		for i, v := range vals {
-			v, err := scrubRevealed(v, revealed)
+			nv, err := scrubRevealed(v, revealed)
 			if err != nil {
 				return fmt.Errorf("%w: header %s: %w", errResponseUninspectable, safeHeaderName(name), err)
 			}
-			vals[i] = v
+			if nv != v {
+				e.warnRewritten(rt, "header "+safeHeaderName(name), "the provider echoed a card number revealed to it: replaced by the app's token")
+			}
+			vals[i] = nv
 		}
 	}
 	ct := resp.Header.Get("Content-Type")
@@ -614,7 +626,18 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 			for i, v := range vals {
 				reqs[i] = vault.Request{Value: v.Text}
 			}
-			return e.s.tokenize(req, reqs, pathEgressResponse)
+			toks, err := e.s.tokenize(req, reqs, pathEgressResponse)
+			if err != nil {
+				return nil, err
+			}
+			where := "outside response_ignore"
+			if rt.ResponseCards != nil {
+				where += ", of the route's response_cards"
+			}
+			for _, v := range vals {
+				e.warnRewritten(rt, v.Path, "a card-like number "+where+" ("+cardReason(v.Text)+"): tokenized")
+			}
+			return toks, nil
 		})
 		if err != nil {
 			var re *rewrite.Error
@@ -634,10 +657,17 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 		if media == rewrite.MediaJSON && scrubbed != string(out) && !json.Valid([]byte(scrubbed)) {
 			return fmt.Errorf("%w: a revealed card number sits where its token does not fit", errResponseUninspectable)
 		}
+		if scrubbed != string(out) {
+			e.warnRewritten(rt, "(body)", "the provider echoed a card number revealed to it: replaced by the app's token")
+		}
 		out = []byte(scrubbed)
 	}
 	if len(rs.shorts) > 0 {
-		out = scrubShort(out, media, rs.shorts)
+		scrubbed := scrubShort(out, media, rs.shorts)
+		if !bytes.Equal(scrubbed, out) {
+			e.warnRewritten(rt, "(body)", "the provider echoed a short value revealed to it (a CVC) at its own key: replaced by the app's token")
+		}
+		out = scrubbed
 	}
 	if bom {
 		out = append(bytes.Clone(utf8BOM), out...)
@@ -650,6 +680,24 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 }
 
 var utf8BOM = []byte("\ufeff")
+
+// warnRewritten logs that the response guard changed a value of a
+// provider's answer before the app saw it: the route, where, and why,
+// never the value. A provider id that trips it belongs in the route's
+// response_ignore or outside its response_cards.
+func (e *egress) warnRewritten(rt *egressRoute, path, reason string) {
+	e.s.log.Warn("egress response guard changed a value of the provider's answer", "route", rt.Name, "path", path, "reason", reason)
+}
+
+// cardReason says why the guard took digits for a card number, in words
+// safe to log: the networks and the length, never a digit.
+func cardReason(digits string) string {
+	nets := rewrite.NetworkOf(digits)
+	if nets == "" {
+		nets = "a card network"
+	}
+	return fmt.Sprintf("Luhn-valid, %d digits, in a %s range", len(digits), strings.ReplaceAll(nets, " ", "/"))
+}
 
 // scrubRevealed replaces each revealed card number written out in s by its
 // token, and fails if one is still there with other characters between

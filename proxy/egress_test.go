@@ -303,6 +303,14 @@ func TestEgressResponseRepeatsRevealed(t *testing.T) {
 			if strings.Contains(digitsOf(string(r.body)), seedPAN) || strings.Contains(r.Header.Get("X-Card"), seedPAN) {
 				t.Error("the revealed card number reached the app")
 			}
+			// Each rewrite is logged: where, and why (never the value).
+			if !tc.spaced {
+				for _, where := range []string{`"path":"header X-Card"`, `"path":"(body)"`} {
+					if !strings.Contains(e.log.String(), where+`,"reason":"the provider echoed a card number revealed to it`) {
+						t.Errorf("no WARN with %s for the echoed card:\n%s", where, e.log.String())
+					}
+				}
+			}
 		})
 	}
 }

@@ -202,6 +202,53 @@ func TestGuardFalsePositiveRate(t *testing.T) {
 	if rate < 0.008 || rate > 0.016 {
 		t.Errorf("false-positive rate %.2f%%, want about 1.2%% (the README says so)", 100*rate)
 	}
+
+	// Whole answers, by provider and response-guard setting: the share of
+	// answers the guard changes (every change is a false positive: the
+	// answers hold no card number). The README's table is this output.
+	const answers = 4000
+	t.Logf("%-10s %-16s %s", "provider", "setting", "answers changed")
+	for _, s := range answerShapes {
+		for _, g := range guardSettings {
+			route, err := g.route(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rw, err := responseGuard(route, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(15, uint64(len(s.provider))))
+			changed := 0
+			for range answers {
+				c, err := guardChanges(rw, s.gen(r))
+				if err != nil {
+					t.Fatalf("%s: the generated answer does not parse: %v", s.provider, err)
+				}
+				if c {
+					changed++
+				}
+			}
+			t.Logf("%-10s %-16s %5.2f%% (%d of %d)", s.provider, g.name, 100*float64(changed)/answers, changed, answers)
+			switch {
+			case g.recommended && changed != 0:
+				t.Errorf("%s with the recommended setting: %d of %d answers changed, want none", s.provider, changed, answers)
+			case g.name == "default" && changed == 0:
+				t.Errorf("%s by default: no answer changed; the generator makes no Luhn-valid ids", s.provider)
+			}
+			// The recommended setting still catches a card number where
+			// the provider's answer should hold none.
+			if g.recommended {
+				planted, err := plantCard(s.gen(r), s.cardPath, panVisa)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c, err := guardChanges(rw, planted); err != nil || !c {
+					t.Errorf("%s with the recommended setting: a card at %s passes (%v)", s.provider, s.cardPath, err)
+				}
+			}
+		}
+	}
 }
 
 // TestEgressXMLBraintree: a Braintree-shaped XML transaction (Braintree's
@@ -265,5 +312,68 @@ func TestEgressXMLBraintree(t *testing.T) {
 		if len(e.psp.got()) != n {
 			t.Errorf("%s: the provider got the request", tc.name)
 		}
+	}
+}
+
+// TestGuardFalsePositiveThroughEgress checks the measurement above against
+// the real path: Adyen-shaped answers through tok's egress listener are
+// changed exactly when the in-process guard changes them, each change is
+// logged as a WARN naming route, path and reason (never the value), and
+// with the recommended setting none is changed.
+func TestGuardFalsePositiveThroughEgress(t *testing.T) {
+	s := answerShapes[1]
+	if s.provider != "adyen" {
+		t.Fatalf("answerShapes[1] is %s", s.provider)
+	}
+	for _, g := range []guardSetting{guardSettings[0], guardSettings[3]} {
+		t.Run(g.name, func(t *testing.T) {
+			var answer atomic.Value
+			route, err := g.route(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, answer.Load().(string))
+			}, func(r *EgressRoute) {
+				r.Name, r.ErrorFormat, r.Fields = "adyen", ErrorFormatAdyen, []RouteField{{JSON: "paymentMethod.number"}}
+				r.ResponseIgnore, r.ResponseCards = route.ResponseIgnore, route.ResponseCards
+			})
+			rw, err := responseGuard(route, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(15, 1))
+			changed, want := 0, 0
+			for range 300 {
+				a := s.gen(rng)
+				answer.Store(a)
+				if c, _ := guardChanges(rw, a); c {
+					want++
+				}
+				r := e.pay(t, "/psp/v71/payments", "application/json", `{"amount":{"currency":"EUR","value":100}}`, EgressKeyHeader, egressKey)
+				if r.StatusCode != 200 {
+					t.Fatalf("payment = %d %s", r.StatusCode, r.body)
+				}
+				if string(r.body) != a {
+					changed++
+				}
+			}
+			t.Logf("%s: %d of 300 answers changed through egress", g.name, changed)
+			if changed != want {
+				t.Errorf("%d answers changed through egress, %d in process: the measurement does not match the real path", changed, want)
+			}
+			if g.recommended && changed != 0 {
+				t.Errorf("recommended setting: %d answers changed, want none", changed)
+			}
+			if g.name == "default" && changed == 0 {
+				t.Error("default setting: no answer changed; the sample is too small to show anything")
+			}
+			if warns := strings.Count(e.log.String(), "egress response guard changed a value"); warns < changed ||
+				changed > 0 && (!strings.Contains(e.log.String(), `"route":"adyen","path":"`) ||
+					!strings.Contains(e.log.String(), `"reason":"a card-like number outside response_ignore (Luhn-valid,`)) {
+				t.Errorf("%d WARN lines for %d changed answers, or none naming the path and reason:\n%.2000s", warns, changed, e.log.String())
+			}
+		})
 	}
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -23,7 +22,9 @@ import (
 // request for that host: revealed, then forwarded to the route's upstream
 // with full certificate verification. The egress key travels as the
 // password of the proxy URL (http://tok:KEY@127.0.0.1:8081), which HTTP
-// clients send in Proxy-Authorization on CONNECT.
+// clients send in Proxy-Authorization on CONNECT; for a route that takes
+// its key from Authorization (egress_key_header), the SDK's own API key on
+// each request inside the tunnel is checked instead.
 
 // tunnel is the CONNECT tunnel an egress request came through.
 type tunnel struct {
@@ -61,9 +62,11 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	key := proxyPassword(r.Header.Get("Proxy-Authorization"))
 	needKey, keyOK := false, false
 	for _, rt := range routes {
-		if rt.EgressKey != "" {
+		// A route whose key the SDK sends in Authorization checks it on
+		// every request inside the tunnel instead.
+		if rt.EgressKey != "" && !rt.keyInAuthorization() {
 			needKey = true
-			keyOK = keyOK || subtle.ConstantTimeCompare([]byte(key), []byte(rt.EgressKey)) == 1
+			keyOK = keyEqual(key, rt.EgressKey) || keyOK
 		}
 	}
 	if needKey && !keyOK {

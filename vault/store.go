@@ -76,6 +76,20 @@ type Store interface {
 	Close() error
 }
 
+// Converger is a Store whose Find costs as much as an Insert (both a round
+// trip to a server that commits whatever it is sent), and whose Insert
+// answers a known fingerprint with its record at no extra cost (the
+// Existing outcome every Store reports). [Vault] then tokenizes a
+// convergent value with Insert alone, not a Find followed by an Insert:
+// one round trip per new value instead of two. A Find still comes first
+// when the vault is past its quota, so known values keep their tokens.
+type Converger interface {
+	Store
+	// ConvergesOnInsert reports whether the Find before Insert should be
+	// skipped.
+	ConvergesOnInsert() bool
+}
+
 // Status is what Insert did with one record.
 type Status uint8
 

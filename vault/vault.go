@@ -280,32 +280,25 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 	}
 	now := v.now().UTC()
 	fps := make(map[int][]byte)
-	// Convergent values seen before are a read, not a write.
-	pending := idx[:0:0]
-	for _, i := range idx {
-		spec := reqs[i].Spec
-		if spec.Unique || spec.Volatile || spec.TTL > 0 { // an expiring record must not be handed out again
-			pending = append(pending, i)
-			continue
-		}
-		fp := v.keys.Fingerprint(spec.Domain(), values[i])
-		fps[i] = fp
-		rec, err := s.Find(ctx, fp)
-		if err == nil {
-			err = v.checkFound(rec, fp, values[i])
-		}
-		switch {
-		case err == nil && !rec.Expired(now):
-			tokens[i] = rec.Token
-		case err == nil || errors.Is(err, ErrNotFound):
-			pending = append(pending, i)
-		default:
-			return fmt.Errorf("find fingerprint: %w", err)
-		}
+	c, ok := s.(Converger)
+	skipFind := ok && c.ConvergesOnInsert()
+	pending, err := v.findKnown(ctx, s, reqs, values, idx, tokens, fps, skipFind)
+	if err != nil {
+		return err
 	}
 	if len(pending) > 0 && s == v.durable && v.quota != nil {
-		if err := v.quota.check(ctx); err != nil {
-			return err
+		if quotaErr := v.quota.check(ctx); quotaErr != nil {
+			if !skipFind {
+				return quotaErr
+			}
+			// Past the quota only known values get tokens: look
+			// them up after all.
+			if pending, err = v.findKnown(ctx, s, reqs, values, pending, tokens, fps, false); err != nil {
+				return err
+			}
+			if len(pending) > 0 {
+				return quotaErr
+			}
 		}
 	}
 	for attempt := 0; len(pending) > 0; attempt++ {
@@ -356,6 +349,44 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 		pending = retry
 	}
 	return nil
+}
+
+// findKnown fills tokens[i] for the requests i of idx whose convergent
+// values have a live record in s, and returns the others (recording the
+// fingerprints it computes in fps). With skip, it looks nothing up (s
+// converges on Insert) and returns idx, fingerprints computed.
+func (v *Vault) findKnown(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string, fps map[int][]byte, skip bool) ([]int, error) {
+	now := v.now()
+	pending := idx[:0:0]
+	for _, i := range idx {
+		spec := reqs[i].Spec
+		if spec.Unique || spec.Volatile || spec.TTL > 0 { // an expiring record must not be handed out again
+			pending = append(pending, i)
+			continue
+		}
+		fp := fps[i]
+		if fp == nil {
+			fp = v.keys.Fingerprint(spec.Domain(), values[i])
+			fps[i] = fp
+		}
+		if skip {
+			pending = append(pending, i)
+			continue
+		}
+		rec, err := s.Find(ctx, fp)
+		if err == nil {
+			err = v.checkFound(rec, fp, values[i])
+		}
+		switch {
+		case err == nil && !rec.Expired(now):
+			tokens[i] = rec.Token
+		case err == nil || errors.Is(err, ErrNotFound):
+			pending = append(pending, i)
+		default:
+			return nil, fmt.Errorf("find fingerprint: %w", err)
+		}
+	}
+	return pending, nil
 }
 
 // held reports whether token is taken where a new record of spec in s

@@ -71,6 +71,7 @@ type brand struct {
 	lo, hi   string // inclusive prefix range, of equal length
 	min, max int    // card lengths
 	only     int    // if set, the one length besides min (Visa: 13, 16, 19)
+	networks string // the networks issuing in the range, space-separated (see Networks)
 }
 
 // brands lists the ranges the guard knows (issue 14). Overlaps are
@@ -78,39 +79,39 @@ type brand struct {
 // its issued ranges, not the "50, 56–69" block, which would make a 19-digit
 // number starting with 5 or 6 a card.
 var brands = []brand{
-	{"4", "4", 13, 19, 16},          // Visa: 13, 16, 19
-	{"51", "55", 16, 16, 0},         // Mastercard
-	{"2221", "2720", 16, 16, 0},     // Mastercard 2-series
-	{"2200", "2204", 16, 19, 0},     // Mir
-	{"34", "34", 15, 15, 0},         // American Express
-	{"37", "37", 15, 15, 0},         // American Express
-	{"6011", "6011", 16, 19, 0},     // Discover
-	{"644", "649", 16, 19, 0},       // Discover
-	{"65", "65", 16, 19, 0},         // Discover, RuPay, Elo 650/6516/6550
-	{"3528", "3589", 16, 19, 0},     // JCB
-	{"36", "36", 14, 19, 0},         // Diners Club International
-	{"300", "305", 14, 19, 0},       // Diners Club Carte Blanche
-	{"3095", "3095", 14, 19, 0},     // Diners Club
-	{"38", "39", 14, 19, 0},         // Diners Club, Hipercard 38
-	{"62", "62", 16, 19, 0},         // UnionPay (and Discover co-branded 622126–622925)
-	{"81", "82", 16, 16, 0},         // RuPay
-	{"60", "60", 16, 16, 0},         // RuPay, Hipercard 606282
-	{"508", "508", 16, 16, 0},       // RuPay
-	{"5018", "5018", 13, 19, 0},     // Maestro
-	{"5020", "5020", 13, 19, 0},     // Maestro
-	{"5038", "5038", 13, 19, 0},     // Maestro
-	{"5893", "5893", 13, 19, 0},     // Maestro
-	{"6304", "6304", 13, 19, 0},     // Maestro
-	{"6759", "6759", 13, 19, 0},     // Maestro (UK)
-	{"6761", "6763", 13, 19, 0},     // Maestro
-	{"5019", "5019", 16, 16, 0},     // Dankort
-	{"506099", "506198", 16, 19, 0}, // Verve
-	{"5041", "5041", 16, 16, 0},     // Elo
-	{"5066", "5067", 16, 16, 0},     // Elo
-	{"509", "509", 16, 16, 0},       // Elo
-	{"6277", "6277", 16, 16, 0},     // Elo
-	{"636", "639", 16, 19, 0},       // InterPayment, InstaPayment, Elo 6362/6363
-	{"9792", "9792", 16, 16, 0},     // Troy
+	{"4", "4", 13, 19, 16, "visa"},                             // Visa: 13, 16, 19
+	{"51", "55", 16, 16, 0, "mastercard"},                      // Mastercard
+	{"2221", "2720", 16, 16, 0, "mastercard"},                  // Mastercard 2-series
+	{"2200", "2204", 16, 19, 0, "mir"},                         // Mir
+	{"34", "34", 15, 15, 0, "amex"},                            // American Express
+	{"37", "37", 15, 15, 0, "amex"},                            // American Express
+	{"6011", "6011", 16, 19, 0, "discover"},                    // Discover
+	{"644", "649", 16, 19, 0, "discover"},                      // Discover
+	{"65", "65", 16, 19, 0, "discover rupay elo"},              // Discover, RuPay, Elo 650/6516/6550
+	{"3528", "3589", 16, 19, 0, "jcb"},                         // JCB
+	{"36", "36", 14, 19, 0, "diners"},                          // Diners Club International
+	{"300", "305", 14, 19, 0, "diners"},                        // Diners Club Carte Blanche
+	{"3095", "3095", 14, 19, 0, "diners"},                      // Diners Club
+	{"38", "39", 14, 19, 0, "diners hipercard"},                // Diners Club, Hipercard 38
+	{"62", "62", 16, 19, 0, "unionpay discover"},               // UnionPay (and Discover co-branded 622126–622925)
+	{"81", "82", 16, 16, 0, "rupay"},                           // RuPay
+	{"60", "60", 16, 16, 0, "rupay hipercard"},                 // RuPay, Hipercard 606282
+	{"508", "508", 16, 16, 0, "rupay"},                         // RuPay
+	{"5018", "5018", 13, 19, 0, "maestro"},                     // Maestro
+	{"5020", "5020", 13, 19, 0, "maestro"},                     // Maestro
+	{"5038", "5038", 13, 19, 0, "maestro"},                     // Maestro
+	{"5893", "5893", 13, 19, 0, "maestro"},                     // Maestro
+	{"6304", "6304", 13, 19, 0, "maestro"},                     // Maestro
+	{"6759", "6759", 13, 19, 0, "maestro"},                     // Maestro (UK)
+	{"6761", "6763", 13, 19, 0, "maestro"},                     // Maestro
+	{"5019", "5019", 16, 16, 0, "dankort"},                     // Dankort
+	{"506099", "506198", 16, 19, 0, "verve"},                   // Verve
+	{"5041", "5041", 16, 16, 0, "elo"},                         // Elo
+	{"5066", "5067", 16, 16, 0, "elo"},                         // Elo
+	{"509", "509", 16, 16, 0, "elo"},                           // Elo
+	{"6277", "6277", 16, 16, 0, "elo"},                         // Elo
+	{"636", "639", 16, 19, 0, "interpayment instapayment elo"}, // InterPayment, InstaPayment, Elo 6362/6363
+	{"9792", "9792", 16, 16, 0, "troy"},                        // Troy
 }
 
 // takes reports whether b issues cards of n digits.

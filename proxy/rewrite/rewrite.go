@@ -61,6 +61,11 @@ type Config struct {
 	// the inbound proxy sets it. Without it (egress), bodies other than
 	// JSON and forms pass through and each is read only as its type says.
 	ReadAll bool
+	// Cards, if set, narrows what the guard takes for a card number in
+	// JSON and form bodies (the egress response guard's response_cards):
+	// a number it does not take is left as it is. Nil: every number
+	// [IsCardNumber] takes.
+	Cards *CardSet
 }
 
 // Kind says how a [Value] was written, and so what its replacement may be.
@@ -134,11 +139,12 @@ type Rewriter struct {
 	guard    GuardMode
 	maxDepth int
 	readAll  bool
+	cards    *CardSet
 }
 
 // New checks cfg and builds a Rewriter. The error lists every bad selector.
 func New(cfg Config) (*Rewriter, error) {
-	r := &Rewriter{guard: cfg.Guard, maxDepth: cfg.MaxDepth, readAll: cfg.ReadAll && cfg.Guard != GuardOff}
+	r := &Rewriter{guard: cfg.Guard, maxDepth: cfg.MaxDepth, readAll: cfg.ReadAll && cfg.Guard != GuardOff, cards: cfg.Cards}
 	var errs []error
 	if r.maxDepth == 0 {
 		r.maxDepth = DefaultMaxDepth
@@ -256,7 +262,7 @@ func (r *Rewriter) Rewrite(body []byte, contentType string, replace ReplaceFunc)
 
 // rewritePrimary reads a JSON or form body as its type says.
 func (r *Rewriter) rewritePrimary(body []byte, media Media, replace ReplaceFunc) ([]byte, error) {
-	var c collector
+	c := collector{cards: r.cards}
 	switch media {
 	case MediaJSON:
 		if len(r.json) == 0 && r.guard == GuardOff {
@@ -347,6 +353,7 @@ type collector struct {
 	guardHits int
 	ambiguous string // path of the first ambiguous guard hit, if any
 	anyAmbig  bool
+	cards     *CardSet // if set, the guard hits it does not take are dropped
 }
 
 func (c *collector) addField(fs fieldSel, path string, text string, kind Kind, ek editKind, start, end int) {
@@ -355,6 +362,15 @@ func (c *collector) addField(fs fieldSel, path string, text string, kind Kind, e
 }
 
 func (c *collector) addGuard(path string, text string, runs []cardRun, kind Kind, ek editKind, start, end int) {
+	if c.cards != nil {
+		// Narrowed: a number the set does not take stays as written (its
+		// span is simply not edited). Ambiguous runs are kept: they have
+		// no one number to judge, and are refused.
+		runs = slices.DeleteFunc(slices.Clone(runs), func(rn cardRun) bool { return !rn.ambiguous && !c.cards.Takes(rn.digits) })
+		if len(runs) == 0 {
+			return
+		}
+	}
 	if c.guardHits == 0 {
 		c.guardPath = path
 	}

@@ -18,6 +18,7 @@ import (
 	"hash/fnv"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,6 +73,16 @@ type Options struct {
 	// database or schema, and a new empty vault would answer every known
 	// card with a new token.
 	Traces []string
+	// MaxBatches caps the group-commit transactions in flight at once
+	// (see committer.go). If zero, DefaultMaxBatches.
+	MaxBatches int
+	// MaxBatchRecords caps the records of one group commit; a single
+	// Insert of more still commits alone. If zero, DefaultMaxBatchRecords.
+	MaxBatchRecords int
+	// OnCommit, if set, is called after each group commit with its
+	// duration and the number of Insert calls it answered (for the
+	// tok_store_commit_* metrics). It must not block.
+	OnCommit func(d time.Duration, ops int)
 }
 
 // ErrVaultMissing: the schema holds no vault, but files of an older vault
@@ -88,6 +99,18 @@ type Store struct {
 	closed  atomic.Bool
 	id      string // the vault id, hex
 	created bool   // Open created the vault
+
+	// Group commit (committer.go): Inserts queue on queue, which Close
+	// closes under mu once no submit holds mu's read lock; workers are
+	// the committer goroutines.
+	queue           chan *request
+	mu              sync.RWMutex
+	workers         sync.WaitGroup
+	maxBatchRecords int
+	onCommit        func(time.Duration, int)
+	commits         atomic.Uint64
+	ops             atomic.Uint64
+	records         atomic.Uint64
 }
 
 var _ vault.Store = (*Store)(nil)
@@ -131,7 +154,26 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, classify("open postgres", err)
 	}
 	s.id, s.created = hex.EncodeToString(id), created
+	s.start(opts)
 	return s, nil
+}
+
+// start starts the committer goroutines.
+func (s *Store) start(opts Options) {
+	batches := opts.MaxBatches
+	if batches <= 0 {
+		batches = DefaultMaxBatches
+	}
+	s.maxBatchRecords = opts.MaxBatchRecords
+	if s.maxBatchRecords <= 0 {
+		s.maxBatchRecords = DefaultMaxBatchRecords
+	}
+	s.onCommit = opts.OnCommit
+	s.queue = make(chan *request, 4*s.maxBatchRecords)
+	for range batches {
+		s.workers.Add(1)
+		go s.commitLoop()
+	}
 }
 
 // allowCreate refuses to create a vault where Traces exist, unless Init.
@@ -185,12 +227,18 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the pool, waiting for connections in use to be returned.
-// Calls after Close return [vault.ErrClosed], and so does a second Close.
+// Close commits the Inserts already queued, then closes the pool, waiting
+// for connections in use to be returned. Calls after Close return
+// [vault.ErrClosed], and so does a second Close.
 func (s *Store) Close() error {
+	s.mu.Lock()
 	if !s.closed.CompareAndSwap(false, true) {
+		s.mu.Unlock()
 		return vault.ErrClosed
 	}
+	close(s.queue)
+	s.mu.Unlock()
+	s.workers.Wait()
 	s.pool.Close()
 	return nil
 }
@@ -322,7 +370,8 @@ func lockKey(schema string) int64 {
 // queries are the SQL statements of a Store, with table names qualified by
 // its schema.
 type queries struct {
-	insertToken, findFingerprint, getToken, deleteToken string
+	insertTokens, findWinners                           string
+	findFingerprint, getToken, deleteToken              string
 	scanTokens, resealToken                             string
 	keyChecks, addKeyCheck, deleteKeyCheck              string
 	putSession, getSession, deleteSession, touchSession string
@@ -348,8 +397,21 @@ func newQueries(schema string) queries {
 	return queries{
 		// No conflict target: both unique indexes (token and fingerprint)
 		// are arbiters, and a conflict on either writes nothing.
-		insertToken: q(`INSERT INTO {schema}.tokens (` + recordColumns + `)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`),
+		// Rows are inserted in the arrays' order.
+		insertTokens: q(`INSERT INTO {schema}.tokens (` + recordColumns + `)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[],
+				$5::timestamptz[], $6::timestamptz[], $7::smallint[], $8::smallint[])
+			ON CONFLICT DO NOTHING RETURNING token`),
+		// The records that beat a batch's rows to their fingerprints: the
+		// rows with them that this transaction did not write (a row's
+		// xmin is the transaction that inserted it; comparing it is one
+		// step per row, where token <> ALL(batch) would be one per row
+		// and batch record). _if_assigned: a transaction that wrote
+		// nothing (every card known) has no id, and must not be given
+		// one, which would make its commit wait on a WAL flush.
+		findWinners: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens
+			WHERE fingerprint = ANY($1::bytea[])
+				AND xmin IS DISTINCT FROM pg_current_xact_id_if_assigned()::xid`),
 		findFingerprint: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE fingerprint = $1`),
 		getToken:        q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE token = $1`),
 		deleteToken:     q(`DELETE FROM {schema}.tokens WHERE token = $1`),

@@ -274,7 +274,8 @@ func TestInsertWaitsForRacingTransaction(t *testing.T) {
 			if err != nil {
 				t.Fatalf("begin: %v", err)
 			}
-			_, err = tx.Exec(ctx, newQueries(schema).insertToken, theirs.Token, int64(theirs.KeyID), theirs.Ciphertext,
+			_, err = tx.Exec(ctx, qualify(schema, `INSERT INTO {schema}.tokens (`+recordColumns+`)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), theirs.Token, int64(theirs.KeyID), theirs.Ciphertext,
 				theirs.Fingerprint, ms(theirs.Created), nil, int16(theirs.Format), int16(vault.RecordV1))
 			if err != nil {
 				t.Fatalf("insert in racing transaction: %v", err)

@@ -15,28 +15,16 @@ import (
 )
 
 // Insert stores recs in one transaction and reports what happened to each,
-// in order, as [vault.Store] describes.
-//
-// The whole call is one pipelined batch: one round trip, run by the server
-// as one implicit transaction that commits at its end, or rolls back
-// entirely if any statement fails. For each record it holds
-//
-//	INSERT ... ON CONFLICT DO NOTHING        -- Stored if it wrote a row
-//	SELECT ... WHERE fingerprint = $1        -- else Existing if this finds one
-//
-// and a record that wrote nothing and found no fingerprint lost on its token:
-// Collision. The SELECT is a statement of its own on purpose. Under READ
-// COMMITTED each statement takes a fresh snapshot, so when the INSERT had to
-// wait for another transaction inserting the same fingerprint (the unique
-// index makes it wait) and then did nothing, the SELECT sees the row that
-// transaction committed. Within one call, a later record sees the rows of
-// earlier ones, so a repeated fingerprint is Existing with the first record.
+// in order, as [vault.Store] describes. The transaction is shared with the
+// Insert calls of other goroutines made at the same time (group commit; see
+// committer.go), and Insert returns once it has committed.
 func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcome, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
+	if s.closed.Load() {
+		return nil, vault.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	defer cancel()
 	if len(recs) == 0 {
 		return []vault.Outcome{}, nil
 	}
@@ -47,59 +35,53 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 		}
 		rows[i] = normalize(r)
 	}
-	order := lockOrder(rows)
-	var outs []vault.Outcome
-	err = retry(ctx, func() error {
-		var err error
-		outs, err = s.insert(ctx, rows, order)
-		return err
-	})
-	if err != nil {
-		return nil, s.fail(ctx, "insert", err)
-	}
-	return outs, nil
+	return s.submit(ctx, &request{ctx: ctx, rows: rows, done: make(chan struct{})})
 }
 
-// insert runs one attempt of Insert, sending rows in the given order.
-func (s *Store) insert(ctx context.Context, rows []vault.Record, order []int) ([]vault.Outcome, error) {
-	b := &pgx.Batch{}
-	for _, i := range order {
-		r := rows[i]
-		b.Queue(s.q.insertToken, r.Token, int64(r.KeyID), r.Ciphertext, r.Fingerprint,
-			r.Created, nullTime(r.Expires), int16(r.Format), int16(r.Version))
-		if r.Fingerprint != nil {
-			b.Queue(s.q.findFingerprint, r.Fingerprint)
+// insertRows runs one attempt at storing rows, as one pipelined batch: one
+// round trip, run by the server as one implicit transaction that commits at
+// its end, or rolls back entirely if any statement fails. It holds two
+// statements, whatever the number of rows:
+//
+//	INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING token
+//	SELECT ... WHERE fingerprint = ANY(...) AND not written by this transaction
+//
+// A row whose token comes back was Stored. Else, if the SELECT finds its
+// fingerprint under another token, it is Existing with that record; else it
+// lost on its token: Collision. The SELECT is a statement of its own on
+// purpose. Under READ COMMITTED each statement takes a fresh snapshot, so
+// when the INSERT had to wait for another transaction inserting the same
+// fingerprint (the unique index makes it wait) and then did nothing, the
+// SELECT sees the row that transaction committed.
+//
+// A row whose fingerprint an earlier row of rows has is not sent: it is
+// Existing with whatever the earlier one ended as (or a Collision if that
+// one collided, and the caller retries it with a fresh token).
+func (s *Store) insertRows(ctx context.Context, rows []vault.Record) ([]vault.Outcome, error) {
+	order := lockOrder(rows)
+	sent, follows := dedupe(rows, order)
+	c := newColumns(len(sent))
+	var fps [][]byte
+	for _, i := range sent {
+		c.add(rows[i])
+		if rows[i].Fingerprint != nil {
+			fps = append(fps, rows[i].Fingerprint)
 		}
 	}
+	b := &pgx.Batch{}
+	b.Queue(s.q.insertTokens, c.tokens, c.keyIDs, c.ciphertexts, c.fingerprints, c.created, c.expires, c.formats, c.versions)
+	if len(fps) > 0 {
+		b.Queue(s.q.findWinners, fps)
+	}
 	br := s.pool.SendBatch(ctx, b)
-	outs := make([]vault.Outcome, len(rows))
-	for _, i := range order {
-		r := rows[i]
-		tag, err := br.Exec()
-		if err != nil {
-			br.Close()
-			return nil, err
-		}
-		stored := tag.RowsAffected() == 1
-		if stored {
-			outs[i] = vault.Outcome{Status: vault.Stored, Record: r}
-		} else {
-			outs[i] = vault.Outcome{Status: vault.Collision}
-		}
-		if r.Fingerprint == nil {
-			continue
-		}
-		existing, err := scanRecord(br.QueryRow())
-		switch {
-		case stored:
-			// The SELECT found the row just written; nothing to learn.
-		case err == nil:
-			outs[i] = vault.Outcome{Status: vault.Existing, Record: existing}
-		case errors.Is(err, pgx.ErrNoRows):
-			// The token was taken. (Or the fingerprint's row was deleted
-			// since the INSERT looked: a Collision then only costs the
-			// caller a retry with a fresh token, which will be Stored.)
-		default:
+	stored, err := readTokens(br)
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	winners := map[string]vault.Record{}
+	if len(fps) > 0 {
+		if winners, err = readWinners(br); err != nil {
 			br.Close()
 			return nil, err
 		}
@@ -109,7 +91,122 @@ func (s *Store) insert(ctx context.Context, rows []vault.Record, order []int) ([
 	if err := br.Close(); err != nil {
 		return nil, err
 	}
+	outs := make([]vault.Outcome, len(rows))
+	for _, i := range sent {
+		r := rows[i]
+		switch w, found := winners[string(r.Fingerprint)]; {
+		case stored[r.Token]:
+			outs[i] = vault.Outcome{Status: vault.Stored, Record: r}
+			delete(stored, r.Token) // a later row with the same token lost it
+		case r.Fingerprint != nil && found:
+			outs[i] = vault.Outcome{Status: vault.Existing, Record: w}
+		default:
+			outs[i] = vault.Outcome{Status: vault.Collision}
+		}
+	}
+	for i, lead := range follows {
+		if o := outs[lead]; o.Status != vault.Collision {
+			outs[i] = vault.Outcome{Status: vault.Existing, Record: o.Record}
+		} else {
+			outs[i] = vault.Outcome{Status: vault.Collision}
+		}
+	}
 	return outs, nil
+}
+
+// dedupe splits order into the rows to send and the rows that repeat the
+// fingerprint of an earlier row in the call (mapped to that row). Rows with
+// one fingerprint are adjacent in order (lockOrder sorts by it) unless the
+// call repeats a token, and then the map catches them.
+func dedupe(rows []vault.Record, order []int) (sent []int, follows map[int]int) {
+	sent = make([]int, 0, len(order))
+	var first map[string]int
+	for _, i := range order {
+		fp := rows[i].Fingerprint
+		if fp == nil {
+			sent = append(sent, i)
+			continue
+		}
+		if first == nil {
+			first = make(map[string]int, len(order))
+		}
+		if lead, ok := first[string(fp)]; ok {
+			if follows == nil {
+				follows = map[int]int{}
+			}
+			follows[i] = lead
+			continue
+		}
+		first[string(fp)] = i
+		sent = append(sent, i)
+	}
+	return sent, follows
+}
+
+// columns are rows as the arrays insertTokens unnests.
+type columns struct {
+	tokens                    []string
+	keyIDs                    []int64
+	ciphertexts, fingerprints [][]byte
+	created                   []time.Time
+	expires                   []*time.Time
+	formats, versions         []int16
+}
+
+func newColumns(n int) *columns {
+	return &columns{
+		tokens: make([]string, 0, n), keyIDs: make([]int64, 0, n),
+		ciphertexts: make([][]byte, 0, n), fingerprints: make([][]byte, 0, n),
+		created: make([]time.Time, 0, n), expires: make([]*time.Time, 0, n),
+		formats: make([]int16, 0, n), versions: make([]int16, 0, n),
+	}
+}
+
+func (c *columns) add(r vault.Record) {
+	c.tokens = append(c.tokens, r.Token)
+	c.keyIDs = append(c.keyIDs, int64(r.KeyID))
+	c.ciphertexts = append(c.ciphertexts, r.Ciphertext)
+	c.fingerprints = append(c.fingerprints, r.Fingerprint)
+	c.created = append(c.created, r.Created)
+	c.expires = append(c.expires, nullTime(r.Expires))
+	c.formats = append(c.formats, int16(r.Format))
+	c.versions = append(c.versions, int16(r.Version))
+}
+
+// readTokens reads the tokens insertTokens stored.
+func readTokens(br pgx.BatchResults) (map[string]bool, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	stored := map[string]bool{}
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		stored[t] = true
+	}
+	return stored, rows.Err()
+}
+
+// readWinners reads the records findWinners found, by fingerprint.
+func readWinners(br pgx.BatchResults) (map[string]vault.Record, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	winners := map[string]vault.Record{}
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, err
+		}
+		winners[string(r.Fingerprint)] = r
+	}
+	return winners, rows.Err()
 }
 
 // validate rejects records the table cannot hold.
