@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"strings"
 	"time"
 
@@ -13,9 +14,10 @@ import (
 const stopGrace = 30 * time.Second
 
 // startTok starts bin serve -config cfg in dir, with an environment from
-// which every TOK_ variable was removed.
+// which every TOK_ variable was removed; its standard output is dropped, as
+// the log that tells why it refused is on standard error.
 func startTok(bin, dir, cfg string) (*tokbin.Proc, error) {
-	return tokbin.Start(tokbin.Cmd{Name: "tok", Bin: bin, Args: []string{"serve", "-config", cfg}, Dir: dir})
+	return tokbin.Start(tokbin.Cmd{Name: "tok", Bin: bin, Args: []string{"serve", "-config", cfg}, Dir: dir, Stdout: io.Discard})
 }
 
 // outcome is how a start ended.
