@@ -14,11 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tokproxy/tok/examples/internal/freeport"
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // TestDemoLoop runs the demo as the README tells it, with real processes:
@@ -152,15 +152,8 @@ type demo struct {
 	dir                                  string
 	public, egress, merchant, psp, admin string // base URLs
 	egressKey                            string
-	procs                                []*demoProc
+	procs                                []*tokbin.Proc
 	client                               *http.Client
-}
-
-type demoProc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
 }
 
 // startDemo builds the three programs, writes the config and keyring, and
@@ -169,12 +162,11 @@ func startDemo(ctx context.Context, t *testing.T) *demo {
 	t.Helper()
 	dir := t.TempDir()
 	d := &demo{dir: dir, client: &http.Client{Timeout: 10 * time.Second}}
-	build := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), ".", "./examples/merchant", "./examples/psp")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bins, err := tokbin.BuildPackages(ctx, "..", dir, ".", "./examples/merchant", "./examples/psp")
+	if err != nil {
+		t.Fatal(err)
 	}
-	tokBin, merchantBin, pspBin := filepath.Join(dir, "tok"), filepath.Join(dir, "merchant"), filepath.Join(dir, "psp")
+	tokBin, merchantBin, pspBin := bins[0], bins[1], bins[2]
 
 	var addr [5]string
 	for i := range addr {
@@ -206,101 +198,50 @@ func startDemo(ctx context.Context, t *testing.T) *demo {
 	if err := os.WriteFile(cfg, []byte(strings.NewReplacer(subst...).Replace(string(src))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run := func(args ...string) {
-		cmd := exec.CommandContext(ctx, tokBin, args...)
-		cmd.Dir = dir
-		cmd.Env = cleanEnv()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("tok %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
+	if _, err := tokbin.NewKeyring(ctx, tokBin, dir); err != nil {
+		t.Fatal(err)
 	}
-	run("keys", "new", "-o", filepath.Join(dir, "keyring.yaml"))
-	run("check", "-config", cfg)
+	if _, err := tokbin.Run(ctx, tokBin, dir, "check", "-config", cfg); err != nil {
+		t.Fatal(err)
+	}
 
 	d.egressKey = randomHex(t)
 	const pspKey = "Bearer sk_test_demo_loop" // tok sends it whole; the provider takes it with or without "Bearer "
 	d.start(t, "psp", []string{"PSP_API_KEY=" + pspKey}, pspBin, "-addr", psp)
 	d.start(t, "merchant", []string{"TOK_EGRESS_KEY=" + d.egressKey}, merchantBin, "-addr", merchant, "-egress", d.egress+"/psp")
 	d.start(t, "tok", []string{"PSP_API_KEY=" + pspKey, "TOK_EGRESS_KEY=" + d.egressKey}, tokBin, "serve", "-config", cfg)
-	for _, ready := range []string{d.psp + "/charges", d.merchant + "/orders", d.admin + "/readyz"} {
-		d.waitReady(ctx, t, ready)
+	for i, ready := range []string{d.psp + "/charges", d.merchant + "/orders", d.admin + "/readyz"} {
+		if err := d.procs[i].Poll(ctx, tokbin.HTTPReady(ready)); err != nil {
+			t.Fatalf("%v\n%s", err, d.logs())
+		}
 	}
 	return d
 }
 
-// cleanEnv is this process's environment without the variables that would
-// change what tok, the shop or the provider do (TOK_KEYRING and
-// TOK_POSTGRES_URL win over the config file).
-func cleanEnv() []string {
+// env is the environment of the demo's processes: this process's without
+// the variables that would change what tok, the shop or the provider do
+// (TOK_KEYRING and TOK_POSTGRES_URL win over the config file), then extra.
+func env(extra []string) []string {
 	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TOK_") && !strings.HasPrefix(kv, "PSP_") {
+	for _, kv := range tokbin.Env() {
+		if !strings.HasPrefix(kv, "PSP_") {
 			env = append(env, kv)
 		}
 	}
-	return env
+	return append(env, extra...)
 }
 
 // start runs bin in d.dir with extra environment variables, its output
 // going to name.log; it is stopped when t ends.
-func (d *demo) start(t *testing.T, name string, env []string, bin string, args ...string) {
+func (d *demo) start(t *testing.T, name string, extra []string, bin string, args ...string) {
 	t.Helper()
-	logPath := filepath.Join(d.dir, name+".log")
-	logf, err := os.Create(logPath)
+	p, err := tokbin.Start(tokbin.Cmd{Name: name, Bin: bin, Args: args, Dir: d.dir, Env: env(extra),
+		Log: filepath.Join(d.dir, name+".log")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = d.dir
-	cmd.Env = append(cleanEnv(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &demoProc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
 	d.procs = append(d.procs, p)
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-}
-
-// waitReady polls url until it answers 200, a process exits or 15 s pass.
-func (d *demo) waitReady(ctx context.Context, t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := d.client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		for _, p := range d.procs {
-			select {
-			case <-p.done:
-				t.Fatalf("%s exited during startup\n%s", p.name, d.logs())
-			default:
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("%s not ready: %v\n%s", url, err, d.logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
 }
 
 // do sends a request and returns the status and body.
@@ -354,8 +295,7 @@ func (d *demo) pspCharges(t *testing.T) []pspCharge {
 func (d *demo) logs() string {
 	var b strings.Builder
 	for _, p := range d.procs {
-		out, _ := os.ReadFile(p.log)
-		fmt.Fprintf(&b, "--- %s:\n%s", p.name, out)
+		fmt.Fprintf(&b, "--- %s:\n%s\n", p.Name(), p.Log())
 	}
 	return b.String()
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // readmePorts are the fixed ports the README's proxy and whole-loop sections
@@ -58,8 +60,8 @@ func TestREADMESectionsRunAsScript(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script)
 	cmd.Dir = dir
-	cmd.Env = cleanEnv()
-	setProcAttr(cmd)
+	cmd.Env = env(nil)
+	tokbin.SetProcAttr(cmd)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the README's sections as a script: %v\n%s", err, out)

@@ -10,50 +10,29 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tokproxy/tok/vault"
 )
 
-// psp is a payment-provider stand-in over TLS that records what it got.
-type psp struct {
-	*httptest.Server
-	mu      sync.Mutex
-	reqs    []upReq
-	respond http.HandlerFunc
-}
-
-func newPSP(t *testing.T, respond http.HandlerFunc) *psp {
-	p := &psp{respond: respond}
-	p.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		p.mu.Lock()
-		p.reqs = append(p.reqs, upReq{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
-			Header: r.Header.Clone(), ContentLength: r.ContentLength, Body: b})
-		p.mu.Unlock()
-		if p.respond != nil {
-			p.respond(w, r)
-			return
+// newPSP is a payment-provider stand-in: the recording upstream over TLS,
+// answering as a provider does unless respond is set.
+func newPSP(t *testing.T, respond http.HandlerFunc) *recordingUpstream {
+	t.Helper()
+	if respond == nil {
+		respond = func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"id":"pm_1","status":"succeeded"}`)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"id":"pm_1","status":"succeeded"}`)
-	}))
-	t.Cleanup(p.Close)
-	return p
-}
-
-func (p *psp) got() []upReq {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]upReq(nil), p.reqs...)
+	}
+	return startRecordingUpstream(t, respond, true)
 }
 
 // egressEnv is an inbound env (shop in front, volatile store for CVCs)
 // plus the egress listener in front of a TLS payment provider.
 type egressEnv struct {
 	*inboundEnv
-	psp    *psp
+	psp    *recordingUpstream
 	egress *httptest.Server
 }
 

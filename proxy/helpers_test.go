@@ -76,15 +76,67 @@ func (s *syncBuffer) String() string {
 // testSecrets are the plain secrets of the test clients.
 var testSecrets = map[string]string{"cih": "cih-secret-1", "viewer": "viewer-secret-2"}
 
-// testEnv is a tok Server behind real loopback HTTP servers.
+// testEnv is a tok Server behind real loopback HTTP servers: the one
+// in-process environment of these tests. newTestEnv sets it up for the
+// direct API (two login clients, a fake clock); newInboundEnv for the
+// proxy (a recording upstream, the checkout routes, a volatile store).
 type testEnv struct {
 	t                   *testing.T
 	srv                 *Server
 	store               vault.Durable
 	vault               *vault.Vault
-	clock               *fakeClock
+	clock               *fakeClock // nil: real time
 	audit, log          *syncBuffer
 	public, auth, admin *httptest.Server
+	up                  *recordingUpstream // the upstream app, if any
+	done                chan struct{}      // one value each time the public handler returns
+	client              *http.Client       // follows no redirects
+}
+
+// inboundEnv is the environment as newInboundEnv sets it up.
+type inboundEnv = testEnv
+
+// start opens a vault on e.store with keys (a fresh keyring if nil) and
+// vopts, completes opts with it and e's log and audit buffers, lets mutate
+// have the last word, builds the Server and serves its listeners.
+func (e *testEnv) start(keys *vault.Keyring, vopts []vault.Option, opts Options, mutate ...func(*Options)) {
+	t := e.t
+	t.Helper()
+	e.audit, e.log = &syncBuffer{}, &syncBuffer{}
+	e.done = make(chan struct{}, 1024)
+	var err error
+	if keys == nil {
+		if keys, err = vault.NewKeyring(vault.NewKeyringFile()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.vault, err = vault.New(e.store, keys, vopts...); err != nil {
+		t.Fatal(err)
+	}
+	opts.Vault, opts.Store, opts.Audit = e.vault, e.store, e.audit
+	opts.Logger = slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, m := range mutate {
+		if m != nil {
+			m(&opts)
+		}
+	}
+	if e.srv, err = New(opts); err != nil {
+		t.Fatal(err)
+	}
+	h := e.srv.PublicHandler()
+	e.public = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			select {
+			case e.done <- struct{}{}:
+			default:
+			}
+		}()
+		h.ServeHTTP(w, r)
+	}))
+	e.auth = httptest.NewServer(e.srv.AuthHandler())
+	e.admin = httptest.NewServer(e.srv.AdminHandler())
+	t.Cleanup(func() { e.public.Close(); e.auth.Close(); e.admin.Close() })
+	e.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // newTestEnv builds a Server on store (a fresh memory store if nil) with
@@ -105,16 +157,6 @@ func newTestEnvKeys(t *testing.T, store vault.Durable, keys *vault.Keyring, muta
 		t.Cleanup(func() { m.Close() })
 		store = m
 	}
-	var err error
-	if keys == nil {
-		if keys, err = vault.NewKeyring(vault.NewKeyringFile()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	v, err := vault.New(store, keys, vault.WithClock(clock.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var clients []Client
 	for _, name := range []string{"cih", "viewer"} {
 		h, err := bcrypt.GenerateFromPassword([]byte(testSecrets[name]), bcrypt.MinCost)
@@ -123,22 +165,8 @@ func newTestEnvKeys(t *testing.T, store vault.Durable, keys *vault.Keyring, muta
 		}
 		clients = append(clients, Client{Name: name, SecretHash: string(h), Reveal: name == "cih"})
 	}
-	e := &testEnv{t: t, store: store, vault: v, clock: clock, audit: &syncBuffer{}, log: &syncBuffer{}}
-	opts := Options{
-		Vault: v, Store: store, Clients: clients, Audit: e.audit, Now: clock.Now,
-		Logger: slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-	for _, m := range mutate {
-		m(&opts)
-	}
-	e.srv, err = New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.public = httptest.NewServer(e.srv.PublicHandler())
-	e.auth = httptest.NewServer(e.srv.AuthHandler())
-	e.admin = httptest.NewServer(e.srv.AdminHandler())
-	t.Cleanup(func() { e.public.Close(); e.auth.Close(); e.admin.Close() })
+	e := &testEnv{t: t, store: store, clock: clock}
+	e.start(keys, []vault.Option{vault.WithClock(clock.Now)}, Options{Clients: clients, Now: clock.Now}, mutate...)
 	return e
 }
 

@@ -376,7 +376,7 @@ func TestEgressHostRouting(t *testing.T) {
 	t.Cleanup(srv.Close)
 	for _, tc := range []struct {
 		host string
-		want *psp
+		want *recordingUpstream
 	}{{stripeHost, stripePSP}, {"STRIPE.egress.internal.:8081", stripePSP}, {"other.egress.internal", other}, {"127.0.0.1", other}} {
 		n := len(tc.want.got())
 		req, _ := http.NewRequest("POST", srv.URL+"/v1/charges", strings.NewReader("amount=1"))

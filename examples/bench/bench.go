@@ -12,6 +12,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // Targets from the issues, checked and printed with the figures.
@@ -80,20 +82,20 @@ type memSample struct {
 // measure runs load against t and records t's CPU time and memory, sampled
 // every sampleEvery.
 func measure(t *target, sampleEvery time.Duration, load func() result) (measured, error) {
-	return measureProcs([]*proc{t.p}, sampleEvery, load)
+	return measureProcs([]*tokbin.Proc{t.p}, sampleEvery, load)
 }
 
 // measureProcs runs load and records the CPU time of the processes ps
 // (summed) and their memory (each sample the sum over ps), sampled every
 // sampleEvery.
-func measureProcs(ps []*proc, sampleEvery time.Duration, load func() result) (measured, error) {
+func measureProcs(ps []*tokbin.Proc, sampleEvery time.Duration, load func() result) (measured, error) {
 	cpuOf := func() (time.Duration, error) {
 		var sum time.Duration
 		for _, p := range ps {
-			if err := p.running(); err != nil {
+			if err := p.Running(); err != nil {
 				return 0, err
 			}
-			c, err := cpuTime(p.pid())
+			c, err := cpuTime(p.Pid())
 			if err != nil {
 				return 0, err
 			}
@@ -116,7 +118,7 @@ func measureProcs(ps []*proc, sampleEvery time.Duration, load func() result) (me
 			var sum memUsage
 			n := 0
 			for _, p := range ps {
-				if u, err := memoryUsage(p.pid()); err == nil {
+				if u, err := memoryUsage(p.Pid()); err == nil {
 					sum.RSS += u.RSS
 					sum.RSSAnon += u.RSSAnon
 					n++
@@ -149,7 +151,7 @@ func measureProcs(ps []*proc, sampleEvery time.Duration, load func() result) (me
 // 2xx answer; on tok's checkout route it also wants tok's metrics to show
 // the two fields tokenized.
 func preflight(e *env, pans *panSource, out io.Writer) error {
-	const tokenized = `tok_tokenize_values_total{outcome="ok"}`
+	const tokenized = "tok_tokenize_values_total"
 	for _, s := range scenarios {
 		for _, t := range []*target{e.plain, e.tok} {
 			before, _ := scrape(e.metricsURL)
@@ -171,8 +173,8 @@ func preflight(e *env, pans *panSource, out io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("preflight: tok metrics: %w", err)
 			}
-			b, _ := metricValue(before, tokenized)
-			a, _ := metricValue(after, tokenized)
+			b, _ := metricValue(before, tokenized, "outcome", "ok")
+			a, _ := metricValue(after, tokenized, "outcome", "ok")
 			if a-b < 2 {
 				return fmt.Errorf("preflight: tok answered POST %s but its metrics show %v values tokenized, want 2 (card.number and card.cvc)", s.path, a-b)
 			}
@@ -442,7 +444,7 @@ func overloadReport(ctx context.Context, e *env, o options, pans *panSource, cap
 }
 
 func readyState(e *env) string {
-	if err := httpReady(strings.TrimSuffix(e.metricsURL, "/metrics") + "/readyz")(); err != nil {
+	if err := tokbin.HTTPReady(strings.TrimSuffix(e.metricsURL, "/metrics") + "/readyz")(); err != nil {
 		return "NO (" + err.Error() + ")"
 	}
 	return "yes"
@@ -527,11 +529,4 @@ func printVolatile(out io.Writer, after []byte) {
 		fmt.Fprintf(out, "   tok volatile store (CVCs, ttl %s): %.0f held of %.0f at the end, %s of slabs\n",
 			cvcTTL, held, limit, fmtBytes(int64(bytes)))
 	}
-}
-
-// delta is a metric's increase between two expositions.
-func delta(before, after []byte, series string) float64 {
-	a, _ := metricValue(after, series)
-	b, _ := metricValue(before, series)
-	return a - b
 }

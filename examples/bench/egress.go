@@ -24,7 +24,7 @@ const egressPath = egressPrefix + "/v1/charges"
 const egressBody = "amount=4999&currency=eur&card%5Bnumber%5D=" + panPlaceholder + "&metadata%5Border_id%5D=ord_7QKX2M"
 
 // egressRevealed is tok's count of tokens revealed on the egress listener.
-const egressRevealed = `tok_reveal_total{kind="egress",outcome="ok"}`
+const egressRevealed = "tok_reveal_total"
 
 // mintBatch is the most card numbers per POST /handle (proxy.MaxBatch).
 const mintBatch = 1000
@@ -60,7 +60,7 @@ func benchEgress(ctx context.Context, e *env, o options, out io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("preflight: tok metrics: %w", err)
 			}
-			if n := delta(before, after, egressRevealed); n != 1 {
+			if n := delta(before, after, egressRevealed, "kind", "egress", "outcome", "ok"); n != 1 {
 				return fmt.Errorf("preflight: tok answered POST %s but its metrics show %v tokens revealed, want 1", egressPath, n)
 			}
 		}
@@ -81,7 +81,7 @@ func benchEgress(ctx context.Context, e *env, o options, out io.Writer) error {
 	}
 	after, _ := scrape(e.metricsURL)
 	ratio := printClosed(out, targets, runs)
-	revealed := delta(before, after, egressRevealed)
+	revealed := delta(before, after, egressRevealed, "kind", "egress", "outcome", "ok")
 	if n := delta(before, after, "tok_reveal_duration_seconds_count"); n > 0 {
 		mean := time.Duration(delta(before, after, "tok_reveal_duration_seconds_sum") / n * float64(time.Second))
 		fmt.Fprintf(out, "   tok revealed %.0f tokens (one audit line each); vault reveal %s on average\n", revealed, fmtDur(mean))

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // The stores -handle compares (-stores).
@@ -87,8 +89,8 @@ type tokNode struct {
 	metricsURL string
 }
 
-func (t *handleTarget) procs() []*proc {
-	ps := make([]*proc, len(t.nodes))
+func (t *handleTarget) procs() []*tokbin.Proc {
+	ps := make([]*tokbin.Proc, len(t.nodes))
 	for i, n := range t.nodes {
 		ps[i] = n.p
 	}
@@ -217,7 +219,7 @@ func startTok(ctx context.Context, e *env, tokBin, name, boltPath, keyring, pgUR
 	if err != nil {
 		return nil, err
 	}
-	if err := p.waitReady(ctx, httpReady("http://"+admin+"/readyz")); err != nil {
+	if err := p.Poll(ctx, tokbin.HTTPReady("http://"+admin+"/readyz")); err != nil {
 		return nil, err
 	}
 	return &tokNode{target: target{name: name, addr: addr, p: p}, metricsURL: "http://" + admin + "/metrics"}, nil
@@ -314,15 +316,11 @@ func findPGServer(ctx context.Context, u string) *pgServer {
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
 		return nil
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", backend))
+	st, err := sysProc.stat(backend)
 	if err != nil {
 		return nil
 	}
-	ppid, err := parseStatPPID(b)
-	if err != nil {
-		return nil
-	}
-	s := &pgServer{postmaster: ppid}
+	s := &pgServer{postmaster: st.PPID}
 	if _, err := s.cpu(); err != nil {
 		return nil
 	}
@@ -333,32 +331,7 @@ func findPGServer(ctx context.Context, u string) *pgServer {
 // A process that exits between two readings takes its time with it, but
 // the pool's connections (and so their backends) live through a run.
 func (s *pgServer) cpu() (time.Duration, error) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	var sum time.Duration
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + ent.Name() + "/stat")
-		if err != nil {
-			continue // exited meanwhile
-		}
-		if pid != s.postmaster {
-			if ppid, err := parseStatPPID(b); err != nil || ppid != s.postmaster {
-				continue
-			}
-		}
-		c, err := parseStatCPU(b)
-		if err != nil {
-			return 0, err
-		}
-		sum += c
-	}
-	return sum, nil
+	return sysProc.treeCPU(s.postmaster)
 }
 
 // commitStats are tok's durable-store commit metrics over some runs.

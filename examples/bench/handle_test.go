@@ -211,25 +211,6 @@ func TestTokPostgresConfig(t *testing.T) {
 	}
 }
 
-func TestParseStatPPID(t *testing.T) {
-	got, err := parseStatPPID([]byte("4242 (tok (x) y) S 17 4242 4242 0 -1\n"))
-	if err != nil || got != 17 {
-		t.Errorf("ppid %d, %v; want 17", got, err)
-	}
-	for _, bad := range []string{"", "4242 (tok) S", "4242 (tok) S x"} {
-		if _, err := parseStatPPID([]byte(bad)); err == nil {
-			t.Errorf("parseStatPPID(%q) = nil error", bad)
-		}
-	}
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		t.Skip("no /proc")
-	}
-	if got, err := parseStatPPID(b); err != nil || got != os.Getppid() {
-		t.Errorf("own ppid %d, %v; want %d", got, err, os.Getppid())
-	}
-}
-
 // TestSmokeHandle runs the -handle benchmark for a moment on bolt and, when
 // TOK_TEST_POSTGRES_URL is set, on PostgreSQL with one and two toks. Skipped
 // with -short.

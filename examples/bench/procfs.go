@@ -1,54 +1,53 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat. It
-// is 100 on every Linux architecture Go supports (the kernel fixes it for
-// user space whatever its internal HZ).
-const clockTicks = 100
+// proc reads a process's statistics from /proc; tests point it at a
+// directory of fixtures.
+type proc struct{ fs procfs.FS }
 
-// cpuTime returns the user plus system CPU time the process has used, from
-// /proc/PID/stat.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// sysProc reads the system's /proc.
+var sysProc = proc{must(procfs.NewDefaultFS())}
+
+func must(fs procfs.FS, err error) procfs.FS {
 	if err != nil {
-		return 0, fmt.Errorf("read cpu time: %w", err)
+		// Only where /proc is missing (not Linux): every read then fails
+		// with a clear error from procfs.
+		return procfs.FS{}
 	}
-	return parseStatCPU(b)
+	return fs
 }
 
-// parseStatCPU reads utime and stime (fields 14 and 15) from the contents
-// of /proc/PID/stat. The command name (field 2) is in parentheses and may
-// itself hold spaces and parentheses, so fields are counted from the last
-// ")".
-func parseStatCPU(b []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("parse /proc stat: no command name")
+// stat reads /proc/PID/stat.
+func (r proc) stat(pid int) (procfs.ProcStat, error) {
+	p, err := r.fs.Proc(pid)
+	if err != nil {
+		return procfs.ProcStat{}, fmt.Errorf("read /proc stat: %w", err)
 	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state), so field n is f[n-3].
-	if len(f) < 13 {
-		return 0, fmt.Errorf("parse /proc stat: %d fields after the command name, want at least 13", len(f))
+	st, err := p.Stat()
+	if err != nil {
+		return procfs.ProcStat{}, fmt.Errorf("read /proc stat: %w", err)
 	}
-	var ticks uint64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse /proc stat: %w", err)
-		}
-		ticks += n
+	return st, nil
+}
+
+// cpuTime returns the user plus system CPU time the process has used.
+func (r proc) cpuTime(pid int) (time.Duration, error) {
+	st, err := r.stat(pid)
+	if err != nil {
+		return 0, err
 	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return cpuOf(st), nil
+}
+
+// cpuOf is the user plus system CPU time in st.
+func cpuOf(st procfs.ProcStat) time.Duration {
+	return time.Duration(st.CPUTime() * float64(time.Second)).Round(time.Millisecond)
 }
 
 // memUsage is a process's resident memory from /proc/PID/status.
@@ -58,62 +57,42 @@ type memUsage struct {
 }
 
 // memoryUsage reads the process's resident memory.
-func memoryUsage(pid int) (memUsage, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+func (r proc) memoryUsage(pid int) (memUsage, error) {
+	p, err := r.fs.Proc(pid)
 	if err != nil {
 		return memUsage{}, fmt.Errorf("read memory usage: %w", err)
 	}
-	return parseStatus(b)
-}
-
-// parseStatus reads VmRSS and RssAnon (in kB) from the contents of
-// /proc/PID/status.
-func parseStatus(b []byte) (memUsage, error) {
-	var m memUsage
-	var seen int
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		var dst *int64
-		switch key {
-		case "VmRSS":
-			dst = &m.RSS
-		case "RssAnon":
-			dst = &m.RSSAnon
-		default:
-			continue
-		}
-		num, unit, _ := strings.Cut(strings.TrimSpace(val), " ")
-		n, err := strconv.ParseInt(num, 10, 64)
-		if err != nil || unit != "kB" {
-			return memUsage{}, fmt.Errorf("parse /proc status: bad %s %q", key, strings.TrimSpace(val))
-		}
-		*dst = n << 10
-		seen++
-	}
-	if seen < 2 {
-		return memUsage{}, errors.New("parse /proc status: VmRSS or RssAnon missing")
-	}
-	return m, nil
-}
-
-// parseStatPPID reads the parent process id (field 4) from the contents of
-// /proc/PID/stat.
-func parseStatPPID(b []byte) (int, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("parse /proc stat: no command name")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, errors.New("parse /proc stat: no parent pid")
-	}
-	n, err := strconv.Atoi(f[1])
+	s, err := p.NewStatus()
 	if err != nil {
-		return 0, fmt.Errorf("parse /proc stat: %w", err)
+		return memUsage{}, fmt.Errorf("read memory usage: %w", err)
 	}
-	return n, nil
+	if s.VmRSS == 0 {
+		return memUsage{}, fmt.Errorf("read memory usage of %d: no VmRSS", pid)
+	}
+	return memUsage{RSS: int64(s.VmRSS), RSSAnon: int64(s.RssAnon)}, nil
+}
+
+// cpuTime and memoryUsage read the system's /proc.
+func cpuTime(pid int) (time.Duration, error) { return sysProc.cpuTime(pid) }
+func memoryUsage(pid int) (memUsage, error)  { return sysProc.memoryUsage(pid) }
+
+// treeCPU is the user plus system CPU time of the process root and of its
+// children. A child that exits between two readings takes its time with
+// it.
+func (r proc) treeCPU(root int) (time.Duration, error) {
+	procs, err := r.fs.AllProcs()
+	if err != nil {
+		return 0, fmt.Errorf("list /proc: %w", err)
+	}
+	var sum time.Duration
+	for _, p := range procs {
+		st, err := p.Stat()
+		if err != nil {
+			continue // exited meanwhile
+		}
+		if p.PID == root || st.PPID == root {
+			sum += cpuOf(st)
+		}
+	}
+	return sum, nil
 }

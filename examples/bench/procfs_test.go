@@ -1,49 +1,97 @@
 package main
 
 import (
-	"fmt"
-	"math"
 	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
-func TestParseStatCPU(t *testing.T) {
-	// A command name with spaces and parentheses: fields are counted from
-	// the last ")".
-	stat := "4242 (tok (x) y) S 1 4242 4242 0 -1 4194560 2500 0 0 0 150 25 0 0 20 0 9 0 123 1000000 2000 18446744073709551615\n"
-	got, err := parseStatCPU([]byte(stat))
+// fixtureProc returns a proc reading a /proc made of files: pid → name →
+// contents.
+func fixtureProc(t *testing.T, files map[int]map[string]string) proc {
+	t.Helper()
+	root := t.TempDir()
+	for pid, fs := range files {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range fs {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fs, err := procfs.NewFS(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 175 * time.Second / clockTicks; got != want {
-		t.Errorf("cpu = %v, want %v", got, want)
+	return proc{fs}
+}
+
+// stat is a /proc/PID/stat line with the given parent and CPU ticks, and
+// a command name with spaces and parentheses.
+func stat(pid, ppid, utime, stime int) string {
+	return strconv.Itoa(pid) + " (tok (x) y) S " + strconv.Itoa(ppid) + " 4242 4242 0 -1 4194560 2500 0 0 0 " +
+		strconv.Itoa(utime) + " " + strconv.Itoa(stime) + " 0 0 20 0 9 0 123 1000000 2000 18446744073709551615" +
+		" 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+}
+
+func TestCPUTime(t *testing.T) {
+	r := fixtureProc(t, map[int]map[string]string{
+		4242: {"stat": stat(4242, 1, 150, 25)},
+		4243: {"stat": "4243 tok S 1"},
+	})
+	got, err := r.cpuTime(4242)
+	if want := 1750 * time.Millisecond; err != nil || got != want {
+		t.Errorf("cpuTime = %v, %v; want %v", got, err, want)
 	}
-	for _, bad := range []string{"", "4242 tok S 1", "4242 (tok) S 1 2 3", "4242 (tok) S 1 4242 4242 0 -1 4194560 2500 0 0 0 x 25 0"} {
-		if _, err := parseStatCPU([]byte(bad)); err == nil {
-			t.Errorf("parseStatCPU(%q) = nil error", bad)
+	if st, err := r.stat(4242); err != nil || st.PPID != 1 {
+		t.Errorf("stat(4242).PPID = %d, %v; want 1", st.PPID, err)
+	}
+	for _, pid := range []int{4243, 4244} {
+		if _, err := r.cpuTime(pid); err == nil {
+			t.Errorf("cpuTime(%d) of a bad or missing stat = nil error", pid)
 		}
 	}
 }
 
-func TestParseStatus(t *testing.T) {
-	status := "Name:\ttok\nVmPeak:\t 1000 kB\nVmRSS:\t   20480 kB\nRssAnon:\t   12288 kB\nRssFile:\t    8192 kB\nThreads:\t9\n"
-	got, err := parseStatus([]byte(status))
+func TestMemoryUsage(t *testing.T) {
+	r := fixtureProc(t, map[int]map[string]string{
+		1: {"status": "Name:\ttok\nVmPeak:\t 1000 kB\nVmRSS:\t   20480 kB\nRssAnon:\t   12288 kB\nRssFile:\t    8192 kB\nThreads:\t9\n"},
+		2: {"status": "Name:\ttok\n"},
+	})
+	got, err := r.memoryUsage(1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.RSS != 20480<<10 || got.RSSAnon != 12288<<10 {
 		t.Errorf("got %+v, want RSS 20 MiB and RssAnon 12 MiB", got)
 	}
-	for _, bad := range []string{"Name:\ttok\n", "VmRSS:\t1 kB\n", "VmRSS:\tx kB\nRssAnon:\t1 kB\n", "VmRSS:\t1 MB\nRssAnon:\t1 kB\n"} {
-		if _, err := parseStatus([]byte(bad)); err == nil {
-			t.Errorf("parseStatus(%q) = nil error", bad)
+	for _, pid := range []int{2, 3} {
+		if _, err := r.memoryUsage(pid); err == nil {
+			t.Errorf("memoryUsage(%d) without VmRSS = nil error", pid)
 		}
 	}
 }
 
-// TestProcSelf reads this process's own figures: the parsers agree with
-// the running kernel's format.
+func TestTreeCPU(t *testing.T) {
+	r := fixtureProc(t, map[int]map[string]string{
+		10: {"stat": stat(10, 1, 100, 0)},  // the postmaster
+		11: {"stat": stat(11, 10, 20, 30)}, // a backend
+		12: {"stat": stat(12, 1, 500, 0)},  // someone else
+	})
+	if got, err := r.treeCPU(10); err != nil || got != 1500*time.Millisecond {
+		t.Errorf("treeCPU(10) = %v, %v; want 1.5s", got, err)
+	}
+}
+
+// TestProcSelf reads this process's own figures: procfs agrees with the
+// running kernel's format.
 func TestProcSelf(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Skip("no /proc")
@@ -51,45 +99,14 @@ func TestProcSelf(t *testing.T) {
 	if _, err := cpuTime(os.Getpid()); err != nil {
 		t.Error(err)
 	}
+	if st, err := sysProc.stat(os.Getpid()); err != nil || st.PPID != os.Getppid() {
+		t.Errorf("own ppid %d, %v; want %d", st.PPID, err, os.Getppid())
+	}
 	m, err := memoryUsage(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.RSS <= 0 || m.RSSAnon <= 0 || m.RSSAnon > m.RSS {
 		t.Errorf("memory usage %+v is implausible", m)
-	}
-}
-
-func TestBucketQuantile(t *testing.T) {
-	const h = "tok_store_commit_duration_seconds"
-	expo := func(counts ...int) []byte {
-		bounds := []string{"0.0005", "0.001", "0.0025", "+Inf"}
-		var b []byte
-		b = append(b, "# TYPE "+h+" histogram\n"...)
-		for i, c := range counts {
-			b = fmt.Appendf(b, "%s_bucket{le=%q} %d\n", h, bounds[i], c)
-		}
-		return fmt.Appendf(b, "%s_count %d\n", h, counts[len(counts)-1])
-	}
-	// Before: 10 commits, all under 0.5 ms. After: 100 more, of which 90
-	// under 0.5 ms, 8 more under 1 ms, 1 more under 2.5 ms, 1 beyond.
-	before, after := expo(10, 10, 10, 10), expo(100, 108, 109, 110)
-	for _, tc := range []struct {
-		q    float64
-		want float64
-	}{{0.5, 0.0005}, {0.9, 0.0005}, {0.95, 0.001}, {0.99, 0.0025}, {1, math.Inf(1)}} {
-		got, ok := bucketQuantile(before, after, h, tc.q)
-		if !ok || got != tc.want {
-			t.Errorf("q %v = %v, %v; want %v, true", tc.q, got, ok, tc.want)
-		}
-	}
-	if _, ok := bucketQuantile(after, after, h, 0.99); ok {
-		t.Error("no observations in between: ok = true")
-	}
-	if _, ok := bucketQuantile(nil, []byte(h+"_bucket{le=\"1\"} \n"), h, 0.99); ok {
-		t.Error("a bucket line without a count was read")
-	}
-	if _, ok := bucketQuantile(nil, []byte("other_bucket{le=\"1\"} 5\n"), h, 0.99); ok {
-		t.Error("another histogram's buckets were read")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/config"
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 	"github.com/tokproxy/tok/proxy"
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/bolt"
@@ -19,7 +20,7 @@ import (
 type target struct {
 	name string // "plain" or "tok"
 	addr string // host:port clients send to
-	p    *proc
+	p    *tokbin.Proc
 }
 
 // env is the running set of processes and where they keep their files.
@@ -63,7 +64,7 @@ func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
 		if err != nil {
 			return nil, err
 		}
-		if root, err = moduleRoot(wd); err != nil {
+		if root, err = tokbin.ModuleRoot(wd); err != nil {
 			return nil, err
 		}
 	}
@@ -100,7 +101,7 @@ func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
 		if err != nil {
 			return e, err
 		}
-		if err := up.waitReady(ctx, tcpReady(e.upstream)); err != nil {
+		if err := up.Poll(ctx, tokbin.TCPReady(e.upstream)); err != nil {
 			return e, err
 		}
 		upstreamURL = "http://" + e.upstream
@@ -113,7 +114,7 @@ func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
 		if e.plain.p, err = e.procs.start(dir, "plainproxy", plainBin, "-addr", e.plain.addr, "-upstream", upstreamURL, "-idle", idle); err != nil {
 			return e, err
 		}
-		if err := e.plain.p.waitReady(ctx, tcpReady(e.plain.addr)); err != nil {
+		if err := e.plain.p.Poll(ctx, tokbin.TCPReady(e.plain.addr)); err != nil {
 			return e, err
 		}
 	}
@@ -147,13 +148,13 @@ func setup(ctx context.Context, o options, out io.Writer) (*env, error) {
 	if e.tok.p, err = e.procs.startEnv(dir, "tok", tokBin, env, "serve", "-config", cfgPath); err != nil {
 		return e, err
 	}
-	if err := e.tok.p.waitReady(ctx, httpReady("http://"+admin+"/readyz")); err != nil {
+	if err := e.tok.p.Poll(ctx, tokbin.HTTPReady("http://"+admin+"/readyz")); err != nil {
 		return e, err
 	}
 	e.metricsURL = "http://" + admin + "/metrics"
 	if o.egress {
 		e.tokEgress = &target{name: "tok", addr: egressAddr, p: e.tok.p}
-		if err := e.tok.p.waitReady(ctx, tcpReady(egressAddr)); err != nil {
+		if err := e.tok.p.Poll(ctx, tokbin.TCPReady(egressAddr)); err != nil {
 			return e, err
 		}
 	}
@@ -311,4 +312,28 @@ func prefill(boltPath, keyringPath string, n int, out io.Writer) error {
 	fmt.Fprintf(out, "prefilled the vault with %d records in %v (%s on disk, %d bytes/record)\n",
 		n, time.Since(start).Round(time.Millisecond), fmtBytes(st.Size()), st.Size()/int64(n))
 	return nil
+}
+
+// build compiles tok (unless tokBin is given), the upstream and the plain
+// proxy into dir and returns the paths of the three binaries.
+func build(ctx context.Context, root, dir, tokBin string, out io.Writer) (tok, upstream, plain string, err error) {
+	pkgs := []string{"./examples/bench/upstream", "./examples/bench/plainproxy"}
+	if tokBin == "" {
+		pkgs = append([]string{"."}, pkgs...)
+	}
+	fmt.Fprintf(out, "building %s in %s ...\n", strings.Join(pkgs, " "), root)
+	bins, err := tokbin.BuildPackages(ctx, root, dir, pkgs...)
+	if err != nil {
+		return "", "", "", err
+	}
+	if tokBin == "" {
+		tokBin, bins = bins[0], bins[1:]
+	}
+	return tokBin, bins[0], bins[1], nil
+}
+
+// runQuiet runs a short tok command; its output comes with an error only.
+func runQuiet(ctx context.Context, dir, bin string, args ...string) error {
+	_, err := tokbin.Run(ctx, bin, dir, args...)
+	return err
 }

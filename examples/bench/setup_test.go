@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"image/png"
 	"io"
 	"os"
@@ -59,52 +58,6 @@ func TestTokEgressConfigIsValid(t *testing.T) {
 	y = tokConfig("127.0.0.1:8081", "127.0.0.1:9091", "127.0.0.1:8082", "/tmp/x/tok.db", "/tmp/x/keyring.yaml", "/tmp/x/audit.log", "", "opaque")
 	if cfg, err = config.Parse([]byte(y), "bench.yaml"); err != nil || len(cfg.Egress) != 0 {
 		t.Errorf("a /handle-only config: %v, egress %+v; want no egress routes", err, cfg.Egress)
-	}
-}
-
-func TestMetricValue(t *testing.T) {
-	expo := []byte(`# HELP tok_tokenize_values_total Values tokenized.
-# TYPE tok_tokenize_values_total counter
-tok_tokenize_values_total{outcome="error"} 3
-tok_tokenize_values_total{outcome="ok"} 1.2345e+06
-tok_store_commit_ops_sum 640
-tok_store_commit_ops_count 10
-`)
-	tests := []struct {
-		series string
-		want   float64
-		ok     bool
-	}{
-		{`tok_tokenize_values_total{outcome="ok"}`, 1234500, true},
-		{`tok_tokenize_values_total{outcome="error"}`, 3, true},
-		{"tok_store_commit_ops_count", 10, true},
-		{"tok_store_commit_ops", 0, false}, // a prefix of other series
-		{"nope", 0, false},
-	}
-	for _, tt := range tests {
-		got, ok := metricValue(expo, tt.series)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("metricValue(%s) = %v, %v; want %v, %v", tt.series, got, ok, tt.want, tt.ok)
-		}
-	}
-	if got := delta(expo, bytes.Replace(expo, []byte("_count 10"), []byte("_count 25"), 1), "tok_store_commit_ops_count"); got != 15 {
-		t.Errorf("delta = %v, want 15", got)
-	}
-}
-
-func TestModuleRoot(t *testing.T) {
-	root, err := moduleRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "examples", "bench", "main.go")); err != nil {
-		t.Errorf("module root %s does not hold examples/bench", root)
-	}
-	if _, err := moduleRoot(t.TempDir()); err == nil {
-		t.Error("a directory outside the module has a tok root")
-	}
-	if got := modulePath([]byte("// x\nmodule \"github.com/tokproxy/tok\"\n\ngo 1.26\n")); got != "github.com/tokproxy/tok" {
-		t.Errorf("modulePath = %q", got)
 	}
 }
 

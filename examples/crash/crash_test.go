@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // TestCrash is the CI version of the harness: 3 SIGKILL cycles on bolt,
@@ -21,7 +23,7 @@ func TestCrash(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, err := buildTok(ctx, t.TempDir())
+	bin, err := tokbin.Build(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -82,7 +83,7 @@ type harness struct {
 	secret  string
 	led     *ledger
 	up      *upstream
-	cur     atomic.Pointer[tokProc]
+	cur     atomic.Pointer[tokbin.Proc]
 	cycle   atomic.Int64
 	failed  map[string]failure // every token that failed a check, once
 }
@@ -140,7 +141,7 @@ func (h *harness) boltPath() string { return filepath.Join(h.dir, "tok.db") }
 // an interruption).
 func (h *harness) close() {
 	if p := h.cur.Swap(nil); p != nil {
-		p.kill()
+		p.Kill()
 	}
 	if h.up != nil {
 		h.up.close()
@@ -154,13 +155,14 @@ func (h *harness) close() {
 
 // start starts tok and waits until /readyz answers 200.
 func (h *harness) start(ctx context.Context) (time.Duration, error) {
-	p, err := startTok(h.o.tokBin, h.dir, h.cfg, h.logPath, h.env)
+	p, err := tokbin.Start(tokbin.Cmd{Name: "tok", Bin: h.o.tokBin, Args: []string{"serve", "-config", h.cfg},
+		Dir: h.dir, Env: tokbin.Env(h.env...), Log: h.logPath})
 	if err != nil {
 		return 0, err
 	}
-	d, err := p.waitReady(ctx, h.logPath)
+	d, err := p.WaitReady(ctx)
 	if err != nil {
-		p.kill()
+		p.Kill()
 		return 0, err
 	}
 	h.cur.Store(p)
@@ -186,7 +188,7 @@ func (h *harness) check(ctx context.Context, acks []ack, rs []receipt, reveal re
 // checkOnline verifies through the running tok's /@me.
 func (h *harness) checkOnline(ctx context.Context, acks []ack, rs []receipt) (n, failed int, err error) {
 	p := h.cur.Load()
-	reveal, err := httpRevealer(ctx, p.addr("auth"), "crash", h.secret)
+	reveal, err := httpRevealer(ctx, p.Addr("auth"), "crash", h.secret)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -297,7 +299,7 @@ func runKill(ctx context.Context, o options, store string) *result {
 		ld.start(lctx, o.workers)
 		delay := randDuration(o.killMin, o.killMax)
 		sleep(ctx, delay)
-		h.cur.Swap(nil).kill()
+		h.cur.Swap(nil).Kill()
 		cancel()
 		ld.wait()
 		res.cycles++
@@ -364,7 +366,7 @@ func runKill(ctx context.Context, o options, store string) *result {
 		if _, failed, err := h.checkOnline(ctx, last, nil); err != nil || failed > 0 {
 			res.problem("final start: online check of %d tokens: %d failed, %v", len(last), failed, err)
 		}
-		if err := h.cur.Swap(nil).stop(); err != nil {
+		if err := h.cur.Swap(nil).Stop(stopGrace); err != nil {
 			res.problem("final SIGTERM: %v", err)
 		}
 		if store == "bolt" {
@@ -451,4 +453,22 @@ func pollStatus(ctx context.Context, url string, want int, limit time.Duration) 
 		sleep(ctx, 10*time.Millisecond)
 	}
 	return time.Since(start), fmt.Errorf("GET %s: not %d within %v (last: %s)", url, want, limit, last)
+}
+
+// stopGrace is how long tok may take to drain after SIGTERM.
+const stopGrace = 10 * time.Second
+
+// get returns the status code of GET url.
+func get(ctx context.Context, client *http.Client, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }

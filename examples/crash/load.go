@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // ack is a token a client received with a 2xx, and the PAN it sent.
@@ -212,14 +214,14 @@ func (u *upstream) close() { u.srv.Close() }
 // load runs workers against whichever tok is current until ctx ends.
 type load struct {
 	led    *ledger
-	cur    *atomic.Pointer[tokProc]
+	cur    *atomic.Pointer[tokbin.Proc]
 	cycle  *atomic.Int64
 	client *http.Client
 	wg     sync.WaitGroup
 	cvc    bool // checkouts carry card.cvc too (cvcFor the PAN)
 }
 
-func newLoad(led *ledger, cur *atomic.Pointer[tokProc], cycle *atomic.Int64, workers int) *load {
+func newLoad(led *ledger, cur *atomic.Pointer[tokbin.Proc], cycle *atomic.Int64, workers int) *load {
 	tr := &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: 0, IdleConnTimeout: 30 * time.Second}
 	return &load{led: led, cur: cur, cycle: cycle, client: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
 }
@@ -259,9 +261,9 @@ func (ld *load) worker(ctx context.Context, checkout bool) {
 			if ld.cvc {
 				card["cvc"] = cvcFor(pan)
 			}
-			o.status, token, err = ld.post(ctx, "http://"+p.addr("public")+"/checkout", map[string]any{"order": order, "card": card})
+			o.status, token, err = ld.post(ctx, "http://"+p.Addr("public")+"/checkout", map[string]any{"order": order, "card": card})
 		} else {
-			o.status, token, err = ld.post(ctx, "http://"+p.addr("public")+"/handle", map[string]string{"pan_number": pan})
+			o.status, token, err = ld.post(ctx, "http://"+p.Addr("public")+"/handle", map[string]string{"pan_number": pan})
 		}
 		o.done = time.Now()
 		if ctx.Err() != nil && err != nil {

@@ -45,6 +45,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 func main() {
@@ -130,7 +132,7 @@ func runAll(ctx context.Context, o options, scenarios []string) ([]*result, erro
 		}
 		defer os.RemoveAll(dir)
 		fmt.Fprintln(o.out, "building tok ...")
-		if o.tokBin, err = buildTok(ctx, dir); err != nil {
+		if o.tokBin, err = tokbin.Build(ctx, dir); err != nil {
 			return nil, err
 		}
 	}

@@ -187,7 +187,7 @@ func runPGRestart(ctx context.Context, o options) *result {
 		return res
 	}
 	p := h.cur.Load()
-	readyz := "http://" + p.addr("admin") + "/readyz"
+	readyz := "http://" + p.Addr("admin") + "/readyz"
 	lctx, cancel := context.WithCancel(ctx)
 	ld := newLoad(h.led, &h.cur, &h.cycle, o.workers)
 	ld.start(lctx, o.workers)
@@ -272,14 +272,14 @@ func runPGRestart(ctx context.Context, o options) *result {
 	}
 	stopLoad()
 	select {
-	case <-p.exited:
-		res.problem("tok exited during the outages: %v", p.waitErr)
+	case <-p.Exited():
+		res.problem("tok exited during the outages: %v", p.Err())
 	default:
 		if h.cur.Load() != p {
 			res.problem("tok was restarted")
 		}
 	}
-	if err := h.cur.Swap(nil).stop(); err != nil {
+	if err := h.cur.Swap(nil).Stop(stopGrace); err != nil {
 		res.problem("SIGTERM: %v", err)
 	}
 	acks, _ := h.led.acksSince(0)

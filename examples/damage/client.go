@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // card is a PAN and the token tok acknowledged for it.
@@ -34,11 +36,11 @@ var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // login opens a session for client on p's auth listener and returns an
 // HTTP client carrying it.
-func login(ctx context.Context, p *tokProc, client, secret string) (*http.Client, error) {
+func login(ctx context.Context, p *tokbin.Proc, client, secret string) (*http.Client, error) {
 	jar, _ := cookiejar.New(nil)
 	hc := &http.Client{Timeout: 30 * time.Second, Jar: jar}
 	body, _ := json.Marshal(map[string]string{"bank_coordinates": client, "secret": secret})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.addr("auth")+"/login", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.Addr("auth")+"/login", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +62,7 @@ func login(ctx context.Context, p *tokProc, client, secret string) (*http.Client
 // could not tell a known card from a new one) in batches of batch, from
 // workers goroutines, and returns the acknowledged cards (a 200 with a
 // token for every PAN of its batch).
-func tokenize(ctx context.Context, p *tokProc, client, secret string, pans []string, batch, workers int) ([]card, error) {
+func tokenize(ctx context.Context, p *tokbin.Proc, client, secret string, pans []string, batch, workers int) ([]card, error) {
 	hc, err := login(ctx, p, client, secret)
 	if err != nil {
 		return nil, err
@@ -75,7 +77,7 @@ func tokenize(ctx context.Context, p *tokProc, client, secret string, pans []str
 		go func() {
 			defer wg.Done()
 			for b := range next {
-				toks, err := handle(ctx, hc, p.addr("auth"), b)
+				toks, err := handle(ctx, hc, p.Addr("auth"), b)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -144,7 +146,7 @@ type check struct {
 
 // verify reveals every acknowledged token through /@me and tokenizes every
 // PAN again through the client's convergent /handle.
-func verify(ctx context.Context, p *tokProc, client, secret string, cards []card) (check, error) {
+func verify(ctx context.Context, p *tokbin.Proc, client, secret string, cards []card) (check, error) {
 	var c check
 	hc, err := login(ctx, p, client, secret)
 	if err != nil {
@@ -153,7 +155,7 @@ func verify(ctx context.Context, p *tokProc, client, secret string, cards []card
 	var mu sync.Mutex
 	note := func(f func()) { mu.Lock(); f(); mu.Unlock() }
 	parallel(cards, 8, func(cd card) {
-		status, code, pan, err := reveal(ctx, hc, p.addr("auth"), cd.token)
+		status, code, pan, err := reveal(ctx, hc, p.Addr("auth"), cd.token)
 		gone := err == nil && (status == http.StatusNotFound || (status == http.StatusOK && pan != cd.pan))
 		switch {
 		case err != nil:
@@ -167,7 +169,7 @@ func verify(ctx context.Context, p *tokProc, client, secret string, cards []card
 		default:
 			note(func() { c.otherErr++; c.sample("reveal " + cd.token + ": " + strconv.Itoa(status) + " " + code) })
 		}
-		toks, err := handle(ctx, hc, p.addr("auth"), []string{cd.pan})
+		toks, err := handle(ctx, hc, p.Addr("auth"), []string{cd.pan})
 		switch {
 		case err != nil:
 			note(func() { c.refused++ })

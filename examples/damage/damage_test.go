@@ -5,6 +5,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // TestDamage is the CI version of the harness: every case with 40 cards
@@ -15,7 +17,7 @@ import (
 func TestDamage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	bin, err := buildTok(ctx, t.TempDir())
+	bin, err := tokbin.Build(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // result is what one case found.
@@ -72,7 +74,7 @@ func runCase(ctx context.Context, o options, c dcase) *result {
 		r.problem("%v", err)
 		return r
 	}
-	out := p.wait(ctx)
+	out := wait(ctx, p)
 	switch {
 	case out.panicked:
 		r.outcome, r.panicked, r.message = "panic", true, out.refusal
@@ -91,7 +93,7 @@ func runCase(ctx context.Context, o options, c dcase) *result {
 		}
 		r.unreadable, r.newTokens, r.reissued = chk.unreadable, chk.newToken, chk.reissued
 		if chk.lost > 0 {
-			if strings.Contains(p.log(), "torn last frame dropped") {
+			if strings.Contains(p.Log(), "torn last frame dropped") {
 				r.reported = chk.lost
 			} else {
 				r.silent = chk.lost
@@ -103,7 +105,7 @@ func runCase(ctx context.Context, o options, c dcase) *result {
 		if chk.unreadable > 0 && chk.refused < chk.unreadable {
 			r.problem("%d unreadable records, but /handle refused only %d of their cards", chk.unreadable, chk.refused)
 		}
-		if err := p.stop(); err != nil {
+		if err := p.Stop(stopGrace); err != nil {
 			r.problem("SIGTERM: %v", err)
 		}
 		return r
@@ -116,26 +118,26 @@ func runCase(ctx context.Context, o options, c dcase) *result {
 // backup, tokenizes the other half and stops tok as the case says.
 func populate(ctx context.Context, o options, e *env, c dcase) ([]card, error) {
 	if c.rotate {
-		if out, err := tokCmd(ctx, o.tokBin, e.dir, "keys", "rotate", "-keyring", e.keyring); err != nil {
-			return nil, fmt.Errorf("tok keys rotate: %v: %s", err, out)
+		if _, err := tokbin.Run(ctx, o.tokBin, e.dir, "keys", "rotate", "-keyring", e.keyring); err != nil {
+			return nil, err
 		}
 	}
 	p, err := startTok(o.tokBin, e.dir, e.cfg)
 	if err != nil {
 		return nil, err
 	}
-	if out := p.wait(ctx); !out.ready {
+	if out := wait(ctx, p); !out.ready {
 		return nil, fmt.Errorf("first start: %s", out.refusal)
 	}
 	if e.keyringBefore, err = os.ReadFile(e.keyring); err != nil {
-		p.kill()
+		p.Kill()
 		return nil, err
 	}
 	pans := newPANs(o.tokens)
 	half := len(pans) / 2
 	first, err := tokenize(ctx, p, client, e.secret, pans[:half], 20, 4)
 	if err == nil {
-		err = backup(ctx, p.addr("admin"), e.backup)
+		err = backup(ctx, p.Addr("admin"), e.backup)
 	}
 	var second []card
 	if err == nil {
@@ -143,14 +145,14 @@ func populate(ctx context.Context, o options, e *env, c dcase) ([]card, error) {
 	}
 	cards := append(first, second...)
 	if err != nil {
-		p.kill()
+		p.Kill()
 		return cards, err
 	}
 	if c.kill {
-		p.kill()
+		p.Kill()
 		return cards, nil
 	}
-	return cards, p.stop()
+	return cards, p.Stop(stopGrace)
 }
 
 // recoverCase runs the case's recovery commands after a refusal, starts
@@ -173,12 +175,12 @@ func recoverCase(ctx context.Context, o options, e *env, c dcase, cards []card, 
 				break
 			}
 		}
-		out, err := tokCmd(ctx, o.tokBin, e.dir, full...)
+		out, err := tokbin.Run(ctx, o.tokBin, e.dir, full...)
 		said.WriteString(out)
 		// "vault recover" without -salvage exits 1 when it found damage:
 		// that is its report, not a failure.
 		if err != nil && !(len(args) == 2 && args[1] == "recover") {
-			r.recovery = fmt.Sprintf("tok %s: %v: %s", strings.Join(full, " "), err, out)
+			r.recovery = err.Error()
 			return
 		}
 	}
@@ -187,13 +189,13 @@ func recoverCase(ctx context.Context, o options, e *env, c dcase, cards []card, 
 		r.recovery = err.Error()
 		return
 	}
-	out := p.wait(ctx)
+	out := wait(ctx, p)
 	if !out.ready {
 		r.recovery = "tok still refuses: " + out.refusal
 		r.panicked = r.panicked || out.panicked
 		return
 	}
-	defer p.stop()
+	defer p.Stop(stopGrace)
 	chk, err := verify(ctx, p, client, e.secret, cards)
 	if err != nil {
 		r.recovery = "verify: " + err.Error()

@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 func main() {
@@ -72,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer os.RemoveAll(dir)
 		fmt.Fprintln(stdout, "building tok ...")
-		if o.tokBin, err = buildTok(ctx, dir); err != nil {
+		if o.tokBin, err = tokbin.Build(ctx, dir); err != nil {
 			fmt.Fprintln(stderr, "damage:", err)
 			return 1
 		}

@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -26,21 +27,14 @@ import (
 var tokBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tok-main-test")
-	if err != nil {
+	var err error
+	if tokBin, err = tokbin.Cached(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	tokBin = filepath.Join(dir, "tok")
-	build := exec.Command("go", "build", "-o", tokBin, ".")
-	build.Dir = "../.." // the module root: package main
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
+		tokbin.RemoveCached()
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	tokbin.RemoveCached()
 	os.Exit(code)
 }
 
@@ -61,7 +55,7 @@ func tok(t *testing.T, dir, stdin string, args ...string) (code int, stdout, std
 	cmd := exec.Command(tokBin, args...)
 	cmd.Dir = dir
 	cmd.Stdin = strings.NewReader(stdin)
-	cmd.Env = append(os.Environ(), "TOK_KEYRING=", "TOK_POSTGRES_URL=")
+	cmd.Env = tokbin.Env()
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -240,9 +234,12 @@ func TestVersionAndUsage(t *testing.T) {
 
 // server is a tok serve process started by startTok.
 type server struct {
-	cmd   *exec.Cmd
+	p     *tokbin.Proc
 	addrs map[string]string // listener name → address
-	logs  chan map[string]any
+	// logs receives tok's log lines, decoded, until it exits; a test that
+	// waits for one reads it.
+	logs chan map[string]any
+	quit chan struct{} // closed at the end of the test: stop feeding logs
 	// lastRetryAfter is the Retry-After of the last answer to s.do.
 	lastRetryAfter string
 }
@@ -251,29 +248,15 @@ type server struct {
 // waits until the public, auth and admin listeners report their addresses.
 func startTok(t *testing.T, dir, cfg string, env ...string) *server {
 	t.Helper()
-	cmd := exec.Command(tokBin, "serve", "-config", cfg)
-	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "TOK_KEYRING=", "TOK_POSTGRES_URL="), env...)
-	stderr, err := cmd.StderrPipe()
+	s := &server{addrs: map[string]string{}, logs: make(chan map[string]any, 100), quit: make(chan struct{})}
+	p, err := tokbin.Start(tokbin.Cmd{Name: "tok", Bin: tokBin, Args: []string{"serve", "-config", cfg}, Dir: dir,
+		Env: tokbin.Env(env...), Stdout: io.Discard, OnLine: s.feed})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	s := &server{cmd: cmd, addrs: map[string]string{}, logs: make(chan map[string]any, 100)}
-	go func() {
-		defer close(s.logs)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				m = map[string]any{"msg": "NOT JSON: " + sc.Text()}
-			}
-			s.logs <- m
-		}
-	}()
+	s.p = p
+	t.Cleanup(func() { close(s.quit); p.Kill() })
+	go func() { <-p.Exited(); close(s.logs) }()
 	timeout := time.After(20 * time.Second)
 	// Wait for these three by name: with an egress listener too, the first
 	// three to log need not include them all.
@@ -299,10 +282,22 @@ func startTok(t *testing.T, dir, cfg string, env ...string) *server {
 	return s
 }
 
+// feed decodes one log line of tok's onto s.logs.
+func (s *server) feed(line []byte) {
+	var m map[string]any
+	if json.Unmarshal(line, &m) != nil {
+		m = map[string]any{"msg": "NOT JSON: " + string(line)}
+	}
+	select {
+	case s.logs <- m:
+	case <-s.quit:
+	}
+}
+
 // stop sends SIGTERM and checks that tok drains and exits 0.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := s.p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	var sawStop bool
@@ -311,7 +306,7 @@ func (s *server) stop(t *testing.T) {
 			sawStop = true
 		}
 	}
-	if err := s.cmd.Wait(); err != nil {
+	if err := s.p.Err(); err != nil {
 		t.Errorf("tok after SIGTERM: %v, want exit 0", err)
 	}
 	if !sawStop {

@@ -118,7 +118,7 @@ func TestKeyCheckValues(t *testing.T) {
 	if code, _, errOut := tok(t, dir, "", "keys", "rotate", "-keyring", keyring); code != 0 {
 		t.Fatalf("keys rotate: %s", errOut)
 	}
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.p.Signal(syscall.SIGHUP)
 	s.waitFor(t, "keyring reloaded")
 	token := s.handle(t, testPAN) // sealed under the real version 2
 	cookie := s.login(t, "cih", secret)
@@ -131,7 +131,7 @@ func TestKeyCheckValues(t *testing.T) {
 	good := filepath.Join(dir, "good.yaml")
 	copyFile(t, keyring, good)
 	copyFile(t, stale, keyring)
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.p.Signal(syscall.SIGHUP)
 	m := s.waitFor(t, "reload refused; the running configuration stays")
 	if e, _ := m["err"].(string); !strings.Contains(e, "data key version 2") {
 		t.Errorf("reload refusal = %q, want it to name data key version 2", e)
@@ -445,10 +445,10 @@ inbound:
 		}
 	}
 	// Stop without the startTok error check: the refusals logged errors.
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.p.Signal(syscall.SIGTERM)
 	for range s.logs {
 	}
-	s.cmd.Wait()
+	s.p.Err()
 }
 
 // TestRekeyUpgradesOldRecordsBinary (issue 19 item 6): a vault written

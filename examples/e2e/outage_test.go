@@ -132,8 +132,8 @@ func TestAuditFullDiskBinary(t *testing.T) {
 		t.Errorf("audit verify after the outage = %d %q, want 0 and the outage (3 events lost, ENOSPC)", code, out)
 	}
 	t.Logf("audit verify: %s", out)
-	s.cmd.Process.Kill()
-	s.cmd.Wait()
+	s.p.Kill()
+	s.p.Err()
 
 	// A crash in the middle of a line: the next start seals it.
 	b, _ := os.ReadFile(auditPath)

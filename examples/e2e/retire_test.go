@@ -42,7 +42,7 @@ func TestKeysRetire(t *testing.T) {
 	if code, _, errOut := tok(t, dir, "", "keys", "rotate", "-keyring", keyring); code != 0 {
 		t.Fatalf("keys rotate: %s", errOut)
 	}
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.p.Signal(syscall.SIGHUP)
 	waitLog("keyring reloaded")
 
 	if code, errOut := retire("2"); code != 1 || !strings.Contains(errOut, "primary") {
@@ -97,7 +97,7 @@ func TestKeysRetire(t *testing.T) {
 	if _, ok := f.DataKeys[1]; ok || f.Primary != 2 || len(f.DataKeys) != 1 {
 		t.Errorf("keyring after retire: primary %d, versions %v; want only 2", f.Primary, f.DataKeys)
 	}
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.p.Signal(syscall.SIGHUP)
 	waitLog("keyring reloaded")
 	s.handle(t, "4111110000009999")
 	s.stop(t)

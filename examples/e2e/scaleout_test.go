@@ -252,7 +252,7 @@ func TestScaleOut(t *testing.T) {
 			defer wg.Done()
 			for i := w; i < load; i += 8 {
 				if sent.Add(1) == load/4 {
-					killOnce.Do(func() { reps[1].cmd.Process.Kill() })
+					killOnce.Do(func() { reps[1].p.Kill() })
 				}
 				card := luhnComplete(fmt.Sprintf("4%014d", 270000+i))
 				code, tok, _, err := checkout(i%2, card, "321")

@@ -248,7 +248,7 @@ inbound:
 		t.Fatalf("keys rotate: %s", errOut)
 	}
 	writeFile(t, dir, "tok.yaml", conf("payment.pan"))
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.p.Signal(syscall.SIGHUP)
 	waitLog("keyring reloaded")
 	b := post(`{"payment":{"pan":"` + reloadPAN + `"}}`)
 	if strings.Contains(b, reloadPAN) {
@@ -280,7 +280,7 @@ inbound:
 
 	// A broken config is refused; the running one stays.
 	writeFile(t, dir, "tok.yaml", conf("payment..pan"))
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.p.Signal(syscall.SIGHUP)
 	waitLog("reload refused; the running configuration stays")
 	if b := post(`{"payment":{"pan":"` + reloadPAN + `"}}`); strings.Contains(b, reloadPAN) {
 		t.Error("after a refused reload the running route no longer tokenizes")

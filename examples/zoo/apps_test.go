@@ -1,7 +1,7 @@
 package zoo
 
 import (
-	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tokproxy/tok/examples/internal/freeport"
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // An app is one recording app of the zoo and how to start it.
@@ -130,35 +130,17 @@ func startApp(t *testing.T, a app, zoo string) (addr string) {
 	if err != nil {
 		t.Skipf("%s skipped: %v", a.name, err)
 	}
-	cmd.Env = append(os.Environ(), "PORT="+port)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	p, err := tokbin.Start(tokbin.Cmd{Name: a.name, Bin: cmd.Path, Args: cmd.Args[1:], Dir: cmd.Dir,
+		Env: append(os.Environ(), "PORT="+port)})
+	if err != nil {
 		t.Skipf("%s skipped: %v", a.name, err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
+	p.StopAtEnd(t)
 	addr = "127.0.0.1:" + port
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		select {
-		case <-exited:
-			t.Fatalf("%s exited before listening:\n%s", a.name, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not listen on %s within 20s:\n%s", a.name, addr, out.String())
-		}
+	if err := p.Poll(context.Background(), tokbin.TCPReady(addr)); err != nil {
+		t.Fatal(err)
 	}
+	return addr
 }
 
 // freePort returns a loopback port that was free a moment ago.

@@ -2,14 +2,13 @@ package zoo
 
 import (
 	"bufio"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // binDir holds tok and the Go app, built once per run.
@@ -37,11 +38,8 @@ func TestMain(m *testing.M) {
 	// TOK_ZOO_TOK runs the zoo against another build of tok (another
 	// branch's, say) instead of this tree's.
 	if tokBin = os.Getenv("TOK_ZOO_TOK"); tokBin == "" {
-		tokBin = filepath.Join(dir, "tok")
-		build := exec.Command("go", "build", "-o", tokBin, ".")
-		build.Dir = "../.." // the module root: package main
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		if tokBin, err = tokbin.Build(context.Background(), dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.RemoveAll(dir)
 			os.Exit(1)
 		}
@@ -185,9 +183,9 @@ func startTok(t *testing.T, zoo, upstream string) string {
 	if err := yaml.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	keyring := filepath.Join(dir, "keyring.yaml")
-	if out, err := exec.Command(tokBin, "keys", "new", "-o", keyring).CombinedOutput(); err != nil {
-		t.Fatalf("tok keys new: %v\n%s", err, out)
+	keyring, err := tokbin.NewKeyring(context.Background(), tokBin, dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	cfg["listen"] = map[string]string{"public": "127.0.0.1:0", "auth": "127.0.0.1:0", "admin": "127.0.0.1:0"}
 	cfg["vault"] = map[string]string{"bolt": filepath.Join(dir, "tok.db"), "keyring": keyring}
@@ -200,40 +198,15 @@ func startTok(t *testing.T, zoo, upstream string) string {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(tokBin, "serve", "-config", path)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "TOK_KEYRING=", "TOK_POSTGRES_URL=")
-	stderr, err := cmd.StderrPipe()
+	p, err := tokbin.Start(tokbin.Cmd{Name: "tok", Bin: tokBin, Args: []string{"serve", "-config", path}, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	p.StopAtEnd(t)
+	if err := p.WaitListening(context.Background(), "public"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	public := make(chan string, 1)
-	go func() {
-		// Read every line, so tok never blocks on a full pipe.
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "listening" && m["listener"] == "public" {
-				public <- m["addr"].(string)
-			}
-		}
-		close(public)
-	}()
-	select {
-	case addr, ok := <-public:
-		if !ok {
-			t.Fatal("tok exited before listening")
-		}
-		return addr
-	case <-time.After(20 * time.Second):
-		t.Fatal("tok did not listen within 20s")
-	}
-	return ""
+	return p.Addr("public")
 }
 
 // runCorpus sends every variant of every case to tok at addr.
