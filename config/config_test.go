@@ -621,7 +621,8 @@ func TestWarnings(t *testing.T) {
 }
 
 // TestEgressWarnings: a route without egress_key, and a well-known
-// provider with tok's plain refusals, are warned about (tok check prints
+// provider with tok's plain refusals or without response_ignore, are
+// warned about (tok check prints
 // what tok serve logs; issue 15).
 func TestEgressWarnings(t *testing.T) {
 	c, err := Parse([]byte("egress:\n  - name: s\n    match: {host: stripe.egress.internal}\n    upstream: https://api.stripe.com\n"+
@@ -630,8 +631,17 @@ func TestEgressWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws := c.Warnings()
-	if len(ws) != 2 || !strings.Contains(ws[0], "egress[0] (s): no egress_key") || !strings.Contains(ws[1], "set error_format: stripe") {
-		t.Errorf("Warnings() = %q, want no egress_key and error_format for route s only", ws)
+	if len(ws) != 3 || !strings.Contains(ws[0], "egress[0] (s): no egress_key") || !strings.Contains(ws[1], "set error_format: stripe") ||
+		!strings.Contains(ws[2], "egress[0] (s): no response_ignore") {
+		t.Errorf("Warnings() = %q, want no egress_key, error_format and response_ignore for route s only", ws)
+	}
+	c, err = Parse([]byte("egress:\n  - name: s\n    match: {host: stripe.egress.internal}\n    upstream: https://api.stripe.com\n    egress_key: env:K\n"+
+		"    error_format: stripe\n    response_ignore: [latest_charge.payment_method_details.card.network_transaction_id]\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := c.Warnings(); len(ws) != 0 {
+		t.Errorf("Warnings() for a Stripe route set up as the README says = %q, want none", ws)
 	}
 	c, err = Parse([]byte("guard: {mode: \"off\"}\negress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: env:K\n    response_cards: {lengths: [16]}\n"), "t.yaml")
 	if err != nil {

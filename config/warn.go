@@ -41,8 +41,13 @@ func (c *Config) Warnings() []string {
 		if c.Guard.Mode == rewrite.GuardOff && (len(r.ResponseIgnore) > 0 || r.ResponseCards != nil) {
 			out = append(out, fmt.Sprintf("egress[%d] (%s): guard.mode is off, which turns off the guard of providers' answers too: response_ignore and response_cards have no effect, and a card number in an answer reaches the app", i, r.Name))
 		}
-		if f := providerFormat(r.Upstream); f != "" && r.ErrorFormat != f {
+		f := providerFormat(r.Upstream)
+		if f != "" && r.ErrorFormat != f {
 			out = append(out, fmt.Sprintf("egress[%d] (%s): error_format is %s for %s: the provider's SDK cannot read tok's refusals and may resend them; set error_format: %s", i, r.Name, r.ErrorFormat, r.Upstream, f))
+		}
+		if f != "" && c.Guard.Mode != rewrite.GuardOff && len(r.ResponseIgnore) == 0 {
+			out = append(out, fmt.Sprintf("egress[%d] (%s): no response_ignore for %s: its answers carry numeric ids (network transaction ids, references) of which 1 to 5 in 100 pass the card check and reach the app as tokens; "+
+				"list their paths in response_ignore (README: Response guard precision)", i, r.Name, r.Upstream))
 		}
 	}
 	return out
