@@ -30,7 +30,7 @@ type toolVault struct {
 // cmd ("import", "export"). auditPath, if set, replaces the config's audit
 // log. On an embedded (bbolt) vault tok serve must be stopped: bbolt lets
 // one process hold the file.
-func openToolVault(ctx context.Context, cmd, cfgPath, auditPath string, stdout, stderr io.Writer) (tv *toolVault, err error) {
+func openToolVault(ctx context.Context, cmd, cfgPath, auditPath string, stdout, stderr io.Writer) (_ *toolVault, err error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg, err := loadConfig(cfgPath, log)
 	if err != nil {
@@ -48,7 +48,7 @@ func openToolVault(ctx context.Context, cmd, cfgPath, auditPath string, stdout, 
 	if err != nil {
 		return nil, err
 	}
-	tv = &toolVault{cfg: cfg, keys: keys}
+	tv := &toolVault{cfg: cfg, keys: keys}
 	defer func() {
 		if err != nil {
 			tv.Close()
