@@ -53,12 +53,12 @@ type importRun struct {
 // openImportRun opens the input and the output files: fresh ones (the
 // mapping must not exist yet), or, if a checkpoint says an import into
 // opts.out was cut short, those files cut back to the checkpoint.
-func openImportRun(opts importOptions) (run *importRun, err error) {
+func openImportRun(opts importOptions) (_ *importRun, err error) {
 	abs, err := filepath.Abs(opts.in)
 	if err != nil {
 		return nil, err
 	}
-	run = &importRun{cpPath: opts.out + ".checkpoint", errorsPath: opts.errorsPath, inName: opts.in}
+	run := &importRun{cpPath: opts.out + ".checkpoint", errorsPath: opts.errorsPath, inName: opts.in}
 	defer func() {
 		if err != nil {
 			run.close()
