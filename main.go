@@ -11,6 +11,8 @@
 //	tok secret hash                read a client secret on stdin, print its bcrypt hash
 //	tok audit verify [-keyring FILE] FILE  check the audit log's keyed chain
 //	tok vault check|recover|restore [-config FILE]  the embedded vault's files: see README, Operations
+//	tok import -in FILE -out FILE [-config FILE]  card numbers into the vault, id → token mapping out
+//	tok export -recipient FILE -out FILE [-config FILE]  records sealed to another party's key
 //	tok version                    print the version
 package main
 
@@ -67,6 +69,14 @@ const usage = `usage:
   tok vault restore [-config FILE] [-discard-log] BACKUP
                                  put a GET /backup snapshot in place (tok stopped); the
                                  write-ahead log is replayed onto it unless -discard-log
+  tok import -in FILE -out FILE [-config FILE] [-format pan|opaque | -field ROUTE:SELECTOR]
+                                 tokenize the card numbers of a JSON Lines or CSV file
+                                 (tok stopped on a bbolt vault) and write the id → token
+                                 mapping; resumes after a kill; see README, Moving cards
+  tok export -recipient FILE.pub -out FILE [-config FILE]
+                                 write every record, its card number sealed to the
+                                 recipient's X25519 key (HPKE), for another vault
+  tok export keygen -o NAME      write a recipient key pair NAME.key (0600), NAME.pub
   tok version                    print the version
 `
 
@@ -95,6 +105,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return audit(args, stdout, stderr)
 	case "vault":
 		return vaultCmd(args, stdout, stderr)
+	case "import":
+		return importCmd(args, stdout, stderr)
+	case "export":
+		return exportCmd(args, stdout, stderr)
 	case "version":
 		if code, ok := parseFlags(newFlags("version", stderr), args, stderr); !ok {
 			return code

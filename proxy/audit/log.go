@@ -30,7 +30,7 @@ func Key(keys *vault.Keyring) []byte { return keys.DeriveKey(KeyPurpose) }
 // secret or a session cookie; Session is the session's public id.
 type Event struct {
 	Time    time.Time `json:"time"`
-	Event   string    `json:"event"` // login, lookup, reveal, logout, delete, handle, rekey (Token: its cursor), backup, keys, keys_retire, pprof, gap
+	Event   string    `json:"event"` // login, lookup, reveal, logout, delete, handle, rekey (Token: its cursor), backup, keys, keys_retire, pprof, gap, import, export
 	Client  string    `json:"client,omitempty"`
 	Session string    `json:"session,omitempty"`
 	Token   string    `json:"token,omitempty"`
@@ -45,6 +45,10 @@ type Event struct {
 	BoundTo string `json:"bound_to,omitempty"`
 	// Endpoint is "METHOD /path" of an admin call.
 	Endpoint string `json:"endpoint,omitempty"`
+	// File is the file a tok import read or a tok export wrote, and
+	// Recipient the SHA-256 of the public key an export was sealed to.
+	File      string `json:"file,omitempty"`
+	Recipient string `json:"recipient,omitempty"`
 	// Gap, on a "gap" line, accounts for what an outage of the log's
 	// disk left: see Gap.
 	Gap *Gap `json:"gap,omitempty"`
