@@ -1,7 +1,7 @@
 package rewrite
 
 import (
-	"net/url"
+	"bytes"
 	"strings"
 	"unicode/utf8"
 )
@@ -114,135 +114,52 @@ func hex2(s []byte, i int) (byte, bool) {
 	return v, true
 }
 
-// formEscape encodes a replacement for a form body: everything but the
-// unreserved characters is escaped, space as '+'.
-func formEscape(s string) string { return url.QueryEscape(s) }
-
-// safeFormPath renders a decoded form key for an error or a Value.Path.
-func safeFormPath(key string) string { return safeText(key, MaxSelectorLen) }
-
-// collectForm walks a form body (strict) or query string.
-func (r *Rewriter) collectForm(c *collector, b []byte, strict bool) error {
-	pairs, err := parseForm(b, strict)
-	if err != nil {
-		return err
-	}
-	fields := r.form
-	if !strict {
-		fields = nil // configured fields are body fields
-	}
-	for _, p := range pairs {
-		// PHP drops leading spaces of a key (" card[number]" is
-		// card[number] to it): match as the most lenient parser reads.
-		parts, ok := splitFormKey(strings.TrimLeft(p.key, " "))
-		if !ok {
-			if len(fields) > 0 {
-				return newError(CodeInvalidForm, safeFormPath(p.key), "malformed brackets in a key")
-			}
-			parts = []string{p.key}
-		}
-		path := safeFormPath(p.key)
-		// PHP reads the key its own way ("card.cvc" is $_POST['card_cvc']):
-		// a field matches if either reading matches it, an ignore entry
-		// exempts the key only if both readings match it.
-		// The readings differ only where the key holds a dot or a space
-		// (an unclosed bracket is refused above when fields are set).
-		var php []string // nil: PHP reads the key as parts
-		if strings.ContainsAny(p.key, ". ") && (len(fields) > 0 || len(r.ignore) > 0) {
-			php = phpFormKey(strings.TrimLeft(p.key, " "))
-		}
-		fs, ok := matchForm(fields, parts)
-		if !ok && php != nil {
-			fs, ok = matchForm(fields, php)
-		}
-		if ok {
-			if p.val != "" {
-				c.addField(fs, path, p.val, KindForm, editForm, p.valStart, p.valEnd)
-			}
+// hasPercentU reports whether q holds a %uXXXX escape (four hex digits).
+func hasPercentU(q string) bool {
+	for i := 0; i+6 <= len(q); i++ {
+		if q[i] != '%' || q[i+1] != 'u' && q[i+1] != 'U' {
 			continue
 		}
-		if r.guard == GuardOff || r.formIgnored(parts) && (php == nil || r.formIgnored(php)) {
-			continue
-		}
-		if runs := findCards(p.key); len(runs) > 0 {
-			c.addGuard(path, p.key, runs, KindForm, editFormRuns, p.keyStart, p.keyEnd)
-		}
-		if runs := findCards(p.val); len(runs) > 0 {
-			c.addGuard(path, p.val, runs, KindForm, editFormRuns, p.valStart, p.valEnd)
-		}
-	}
-	return nil
-}
-
-// phpFormKey splits key as PHP's parse_str and $_POST do: in the name
-// before the first '[', spaces and dots become '_' (and so does a '[' that
-// is never closed, with the rest of the key kept as written); inside
-// brackets nothing is mangled or split. Leading spaces are already gone.
-func phpFormKey(key string) []string {
-	mangle := func(s string) string {
-		return strings.Map(func(r rune) rune {
-			if r == ' ' || r == '.' || r == '[' {
-				return '_'
+		if _, ok := hex2([]byte(q), i+2); ok {
+			if _, ok := hex2([]byte(q), i+4); ok {
+				return true
 			}
-			return r
-		}, s)
-	}
-	i := strings.IndexByte(key, '[')
-	if i < 0 {
-		return []string{mangle(key)}
-	}
-	parts := []string{mangle(key[:i])}
-	for rest := key[i:]; rest != ""; {
-		j := strings.IndexByte(rest, ']')
-		if rest[0] != '[' || j < 0 {
-			if len(parts) == 1 { // an unclosed first bracket: one flat name
-				return []string{mangle(key[:i]) + "_" + key[i+1:]}
-			}
-			break // PHP ignores what follows the last closed bracket
-		}
-		parts = append(parts, rest[1:j])
-		rest = rest[j+1:]
-	}
-	return parts
-}
-
-// matchForm returns the first field whose selector is a prefix of parts.
-func matchForm(fields []fieldSel, parts []string) (fieldSel, bool) {
-	for _, fs := range fields {
-		if len(parts) < len(fs.sel) {
-			continue
-		}
-		ok := true
-		for i, g := range fs.sel {
-			if !g.matchFormPart(parts[i], true) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return fs, true
-		}
-	}
-	return fieldSel{}, false
-}
-
-// formIgnored reports whether an ignore selector is a prefix of parts
-// (exact keys; "#" matches a numeric or empty segment).
-func (r *Rewriter) formIgnored(parts []string) bool {
-	for _, sel := range r.ignore {
-		if len(parts) < len(sel) {
-			continue
-		}
-		ok := true
-		for i, g := range sel {
-			if !g.matchFormPart(parts[i], false) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return true
 		}
 	}
 	return false
+}
+
+func digitPlusDigit(s []byte) bool {
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(s[i:], '+')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i > 0 && i+1 < len(s) && isASCIIDigit(s[i-1]) && isASCIIDigit(s[i+1]) {
+			return true
+		}
+	}
+}
+
+// formDecodeReading decodes %XX (a bad escape is kept) and a '+' between
+// digits.
+func formDecodeReading(s string) string {
+	var sb strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '%':
+			if h, ok := hex2([]byte(s), i+1); ok {
+				sb.WriteByte(h)
+				i += 2
+				continue
+			}
+			sb.WriteByte(c)
+		case c == '+' && i > 0 && i+1 < len(s) && isASCIIDigit(s[i-1]) && isASCIIDigit(s[i+1]):
+			sb.WriteByte(' ')
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String()
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
 	"strings"
@@ -21,19 +20,12 @@ const (
 	maxPartHeaderBytes = 16 << 10
 )
 
-// multipartReading reads b as multipart/form-data parts with boundary, as
-// PHP, Rack, werkzeug, busboy and Go do, and refuses a card in what they
-// decode beyond the raw bytes (the primary reading): a part's name and
-// filename (RFC 2231 filename*=UTF-8”%34%31… included), and its content
-// under a base64 or quoted-printable Content-Transfer-Encoding, read as
-// text, JSON and form. Binary file parts (images, PDFs) are read as raw
-// bytes like any other content: a card written in them as ASCII or UTF-16
-// digits is found; one inside compressed data (a zip, a PDF stream) is not,
-// as no framework decompresses an upload (see the README).
-//
-// A body that does not parse as multipart with its boundary is refused:
-// the app's parser might read parts tok did not.
-func (r *Rewriter) multipartReading(b []byte, boundary string) error {
+// eachPart reads b as multipart parts with boundary, as PHP, Rack,
+// werkzeug, busboy and Go do, and calls fn with each. A body that does not
+// parse with its boundary, has more than [MaxParts] parts or a part header
+// larger than maxPartHeaderBytes is refused: the app's parser might read
+// parts tok did not.
+func eachPart(b []byte, boundary string, fn func(*multipart.Part) error) error {
 	if boundary == "" {
 		return newError(CodeInvalidMultipart, "", "multipart body without a boundary")
 	}
@@ -49,67 +41,40 @@ func (r *Rewriter) multipartReading(b []byte, boundary string) error {
 		if err != nil {
 			return newError(CodeInvalidMultipart, "", "malformed multipart body")
 		}
-		if err := r.partReading(p); err != nil {
+		size := 0
+		for k, vs := range p.Header {
+			for _, v := range vs {
+				size += len(k) + len(v)
+			}
+		}
+		if size > maxPartHeaderBytes {
+			return newError(CodeInvalidMultipart, "", "part header larger than %d bytes", maxPartHeaderBytes)
+		}
+		if err := fn(p); err != nil {
 			return err
 		}
 	}
 }
 
-// partReading guards one part's decoded name, filename and content (an
-// uploaded file that starts with '<' is read as XML too).
-func (r *Rewriter) partReading(p *multipart.Part) error {
-	size := 0
-	for k, vs := range p.Header {
-		for _, v := range vs {
-			size += len(k) + len(v)
-		}
-	}
-	if size > maxPartHeaderBytes {
-		return newError(CodeInvalidMultipart, "", "part header larger than %d bytes", maxPartHeaderBytes)
-	}
-	if cd := p.Header.Get("Content-Disposition"); cd != "" {
-		if _, params, err := mime.ParseMediaType(cd); err == nil {
-			for _, k := range []string{"name", "filename"} {
-				if len(findCards(params[k])) > 0 {
-					return readingHit("a multipart part's " + k)
-				}
-			}
-		}
-	}
+// partContent returns the content of p decoded from its
+// Content-Transfer-Encoding: none (7bit, 8bit, binary), quoted-printable or
+// base64. Any other is refused: tok cannot read what the app would.
+func partContent(p *multipart.Part) ([]byte, error) {
 	var content io.Reader = p
 	switch cte := strings.ToLower(strings.TrimSpace(p.Header.Get("Content-Transfer-Encoding"))); cte {
 	case "", "7bit", "8bit", "binary":
-		// The raw reading of the whole body has seen these bytes; read
-		// them again only for the escapes and number forms of JSON and
-		// forms.
 	case "quoted-printable":
 		content = quotedprintable.NewReader(p)
 	case "base64":
 		content = base64.NewDecoder(base64.StdEncoding, &skipSpace{r: p})
 	default:
-		return newError(CodeUnsupportedMediaType, "", "multipart part with a content transfer encoding tok cannot read")
+		return nil, newError(CodeUnsupportedMediaType, "", "multipart part with a content transfer encoding tok cannot read")
 	}
 	data, err := io.ReadAll(content)
 	if err != nil {
-		return newError(CodeInvalidMultipart, "", "multipart part content does not decode")
+		return nil, newError(CodeInvalidMultipart, "", "multipart part content does not decode")
 	}
-	if len(findCards(string(data))) > 0 {
-		return readingHit("a multipart part")
-	}
-	if err := textReadings(data); err != nil {
-		return err
-	}
-	if err := r.xmlReading(data); err != nil {
-		return err
-	}
-	_, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-	if !readableCharset(params["charset"]) {
-		return newError(CodeUnsupportedMediaType, "", "multipart part in a charset tok cannot read")
-	}
-	if wide, ok := wideText(data, params["charset"]); ok && len(findCards(wide)) > 0 {
-		return readingHit("a utf-16/32 multipart part")
-	}
-	return nil
+	return data, nil
 }
 
 // skipSpace drops the line breaks and blanks that base64 in MIME carries.

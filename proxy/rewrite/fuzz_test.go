@@ -64,7 +64,10 @@ func FuzzRewriteJSON(f *testing.F) {
 		collectCards(inv, in)
 		checkNoCard(t, v, in)
 		var c collector
-		if err := r.collectJSON(&c, body); err != nil {
+		if err := decodeJSON(body, r.maxDepth); err != nil {
+			t.Fatalf("second decode: %v", err)
+		}
+		if err := r.locateJSON(&c, body); err != nil {
 			t.Fatalf("second walk: %v", err)
 		}
 		checkUnchangedOutside(t, body, out, c.edits, func(b []byte, i int) int {
@@ -126,7 +129,11 @@ func FuzzRewriteForm(f *testing.F) {
 			}
 		}
 		var c collector
-		if err := r.collectForm(&c, []byte(body), true); err != nil {
+		pairs2, perr := parseForm([]byte(body), true)
+		if perr != nil {
+			t.Fatalf("second parse: %v", perr)
+		}
+		if err := r.locateForm(&c, pairs2, true); err != nil {
 			t.Fatalf("second walk: %v", err)
 		}
 		checkUnchangedOutside(t, []byte(body), out, c.edits, func(b []byte, i int) int {

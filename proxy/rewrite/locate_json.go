@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/tidwall/gjson"
 )
@@ -26,14 +27,8 @@ type pathElem struct {
 	idx int
 }
 
-// collectJSON validates body strictly, then walks every value of it.
-func (r *Rewriter) collectJSON(c *collector, body []byte) error {
-	if err := validateJSON(body, r.maxDepth); err != nil {
-		return err
-	}
-	if !gjson.ValidBytes(body) {
-		return newError(CodeInvalidJSON, "", "rejected by the json reader")
-	}
+// locateJSON walks every value of body, which decodeJSON has accepted.
+func (r *Rewriter) locateJSON(c *collector, body []byte) error {
 	w := &jsonWalk{r: r, c: c, body: body}
 	var active, ignore []cursor
 	for i := range r.json {
@@ -121,22 +116,6 @@ func (w *jsonWalk) guardString(raw []byte, off int) {
 	if runs := findCards(text); len(runs) > 0 {
 		w.c.addGuard(w.pathString(), text, runs, KindString, editJSONRuns, off, off+len(raw))
 	}
-}
-
-// mayHoldCard is a cheap pre-check: fewer than 13 ASCII digits, no escape
-// and no non-ASCII byte (which could be another script's digit) means no
-// card number.
-func mayHoldCard(raw []byte) bool {
-	digits := 0
-	for _, c := range raw {
-		switch {
-		case c >= '0' && c <= '9':
-			digits++
-		case c == '\\' || c >= 0x80:
-			return true
-		}
-	}
-	return digits >= minCardDigits
 }
 
 func (w *jsonWalk) object(v gjson.Result, active, ignore []cursor, ignored, guard bool) error {
@@ -257,4 +236,22 @@ func typeName(v gjson.Result) string {
 		return "a boolean"
 	}
 	return "an unexpected value"
+}
+
+// matchKey reports whether an object key matches segment g. fold selects
+// encoding/json's case-insensitive comparison (configured fields) over an
+// exact one (ignore entries: an exemption must never widen).
+func (g segment) matchKey(key string, fold bool) bool {
+	if g.any {
+		return false
+	}
+	if fold {
+		return strings.EqualFold(g.key, key)
+	}
+	return g.key == key
+}
+
+// matchIndex reports whether array element i matches segment g.
+func (g segment) matchIndex(i int) bool {
+	return g.any || g.index == i
 }
