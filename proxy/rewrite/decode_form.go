@@ -20,7 +20,7 @@ type formPair struct {
 // server would.
 func parseForm(b []byte, strict bool) ([]formPair, *Error) {
 	if strict {
-		if i := skipWS(b, 0); i < len(b) && (b[i] == '{' || b[i] == '[') {
+		if t := bytes.TrimLeft(b, " \t\n\r"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
 			return nil, newError(CodeInvalidForm, "", "form body looks like json")
 		}
 	}
@@ -59,7 +59,7 @@ func parseForm(b []byte, strict bool) ([]formPair, *Error) {
 // formUnescape decodes '+' and %XX. strict refuses a bad escape and
 // invalid UTF-8; otherwise a bad escape stays as written.
 func formUnescape(s []byte, strict bool) (string, bool) {
-	if !containsByte(s, '%') && !containsByte(s, '+') {
+	if bytes.IndexByte(s, '%') < 0 && bytes.IndexByte(s, '+') < 0 {
 		if strict && !utf8.Valid(s) {
 			return "", false
 		}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"bytes"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -270,7 +271,7 @@ func skipDigits(b []byte, i int) int {
 // scanString; raw includes the quotes.
 func decodeString(raw []byte) string {
 	raw = raw[1 : len(raw)-1]
-	if !containsByte(raw, '\\') {
+	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw)
 	}
 	var sb strings.Builder
@@ -309,15 +310,6 @@ func decodeString(raw []byte) string {
 		i += 2
 	}
 	return sb.String()
-}
-
-func containsByte(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }
 
 // lenientStringEnd returns the offset of the quote closing the string that

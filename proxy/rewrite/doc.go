@@ -20,27 +20,31 @@
 //
 // # Reading order
 //
-// A body goes through four stages, each in its own files; [Rewriter.Rewrite]
-// in rewrite.go calls them in this order:
+// A body goes through four stages, each in its own files, in this order
+// ([Rewriter.Rewrite] and rewritePrimary in rewrite.go call them):
 //
 //  1. Decode (decode*.go): the media type and charset (decode.go, which
 //     also undoes a Content-Encoding), then the strict syntax of the
 //     declared format: JSON (decode_json.go), form (decode_form.go), XML
 //     (decode_xml.go), multipart parts (decode_multipart.go).
 //  2. Locate (locate*.go): walk the decoded body, match the configured
-//     selectors (their grammar is in select.go) and record each value found
-//     and each piece of text the guard reads, with its byte span and a path
-//     safe to log (locate.go holds the collector the walks fill; one walk per
-//     format in locate_json.go, locate_form.go, locate_xml.go).
-//  3. Guard (guard*.go): find card-like numbers in the recorded text
-//     (guard_scan.go, guard_number.go; the issuer table and [CardSet] in
-//     guard_cards.go; IBANs are skipped by guard_iban.go), then the verdict
-//     on the body by the guard mode (guard.go). After the splice, the body is
-//     read again the other ways an app might read it (guard_readings.go).
-//     The request line and headers are guarded by guard_request.go.
+//     selectors (their grammar is in select.go) and record, in document
+//     order, each value at a field and each text outside the fields that
+//     could hold a card number, with its byte span and a path safe to log
+//     (locate.go holds the collector the walks fill; one walk per format
+//     in locate_json.go, locate_form.go and locate_xml.go).
+//  3. Guard (guard*.go): find the card numbers in the recorded text and
+//     judge the body by the guard mode (guard.go); the scan itself is in
+//     guard_scan.go and guard_number.go, the issuer table and [CardSet] in
+//     guard_cards.go, and IBANs, which are not cards, in guard_iban.go.
 //  4. Splice (splice.go): call the replace callback once, encode each
-//     replacement for its format and splice them all in one pass from the
-//     end of the body backwards.
+//     replacement for its format and splice them all in one pass.
 //
-// errors.go lists the error codes and the one mapping to HTTP statuses.
+// Then, for inbound bodies, the guard reads the spliced body again the
+// other ways an app might read it (guard_readings.go). XML is the one
+// format decoded, located and guarded in a single streaming walk
+// (locate_xml.go): a card number split by markup shows only while the
+// walk joins the text around it. The request line and headers are guarded
+// apart from the body (guard_request.go). errors.go lists the error codes
+// and maps them to HTTP statuses in one place.
 package rewrite

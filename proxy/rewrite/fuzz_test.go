@@ -70,6 +70,7 @@ func FuzzRewriteJSON(f *testing.F) {
 		if err := r.locateJSON(&c, body); err != nil {
 			t.Fatalf("second walk: %v", err)
 		}
+		c.scan()
 		checkUnchangedOutside(t, body, out, c.edits, func(b []byte, i int) int {
 			if b[i] == '"' {
 				end, _, err := scanString(b, i)
@@ -136,6 +137,7 @@ func FuzzRewriteForm(f *testing.F) {
 		if err := r.locateForm(&c, pairs2, true); err != nil {
 			t.Fatalf("second walk: %v", err)
 		}
+		c.scan()
 		checkUnchangedOutside(t, []byte(body), out, c.edits, func(b []byte, i int) int {
 			for i < len(b) && b[i] != '&' && b[i] != '=' {
 				i++

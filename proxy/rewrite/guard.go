@@ -62,7 +62,42 @@ func (m *GuardMode) UnmarshalText(text []byte) error {
 // MarshalText returns the config spelling of m.
 func (m GuardMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 
-func (c *collector) addGuard(path string, text string, runs []cardRun, kind Kind, ek editKind, start, end int) {
+// scan is the guard stage over what a walk recorded: it finds the card
+// numbers in each text outside the fields, keeps those the route's CardSet
+// takes, and lays out the values for the replace callback and the edits of
+// the splice, in document order.
+func (c *collector) scan() {
+	for _, f := range c.found {
+		if !f.guard {
+			c.edits = append(c.edits, edit{start: f.start, end: f.end, kind: f.ek, first: len(c.vals), n: 1})
+			c.vals = append(c.vals, Value{Field: f.field, Spec: f.spec, Path: f.path, Text: f.text, Kind: f.kind})
+			continue
+		}
+		runs := f.runs
+		if !f.scanned {
+			runs = textCards(f.text, f.kind)
+		}
+		if len(runs) > 0 {
+			c.hit(f.path, f.text, runs, f.kind, f.ek, f.start, f.end)
+		}
+	}
+	c.found = nil
+}
+
+// textCards returns the card numbers in text: a JSON number's value (as
+// numberCard reads it), or the card-like runs of any other text.
+func textCards(text string, kind Kind) []cardRun {
+	if kind != KindNumber {
+		return findCards(text)
+	}
+	if d := numberCard(text); d != "" {
+		return []cardRun{{digits: d}}
+	}
+	return nil
+}
+
+// hit records the card numbers runs found in one span as guard hits.
+func (c *collector) hit(path string, text string, runs []cardRun, kind Kind, ek editKind, start, end int) {
 	if c.cards != nil {
 		// Narrowed: a number the set does not take stays as written (its
 		// span is simply not edited). Ambiguous runs are kept: they have

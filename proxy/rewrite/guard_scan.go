@@ -8,22 +8,6 @@ import (
 	"unicode/utf8"
 )
 
-// mayHoldCard is a cheap pre-check: fewer than 13 ASCII digits, no escape
-// and no non-ASCII byte (which could be another script's digit) means no
-// card number.
-func mayHoldCard(raw []byte) bool {
-	digits := 0
-	for _, c := range raw {
-		switch {
-		case c >= '0' && c <= '9':
-			digits++
-		case c == '\\' || c >= 0x80:
-			return true
-		}
-	}
-	return digits >= minCardDigits
-}
-
 // Card-number lengths the guard recognises.
 const (
 	minCardDigits = 13

@@ -41,12 +41,8 @@ func (r *Rewriter) locateForm(c *collector, pairs []formPair, strict bool) error
 		if r.guard == GuardOff || r.formIgnored(parts) && (php == nil || r.formIgnored(php)) {
 			continue
 		}
-		if runs := findCards(p.key); len(runs) > 0 {
-			c.addGuard(path, p.key, runs, KindForm, editFormRuns, p.keyStart, p.keyEnd)
-		}
-		if runs := findCards(p.val); len(runs) > 0 {
-			c.addGuard(path, p.val, runs, KindForm, editFormRuns, p.valStart, p.valEnd)
-		}
+		c.addText(path, p.key, KindForm, editFormRuns, p.keyStart, p.keyEnd)
+		c.addText(path, p.val, KindForm, editFormRuns, p.valStart, p.valEnd)
 	}
 	return nil
 }

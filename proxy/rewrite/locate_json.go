@@ -99,23 +99,20 @@ func (w *jsonWalk) walk(v gjson.Result, active, ignore []cursor, ignored bool) e
 		if err != nil {
 			return err
 		}
-		if d := numberCard(string(raw)); d != "" {
-			w.c.addGuard(w.pathString(), "", []cardRun{{digits: d}}, KindNumber, editJSONNumber, v.Index, v.Index+len(raw))
+		if mayBeCardNumber(raw) {
+			w.c.addText(w.pathString(), string(raw), KindNumber, editJSONNumber, v.Index, v.Index+len(raw))
 		}
 	}
 	return nil
 }
 
-// guardString records the card-like numbers inside a JSON string (a value
-// or a key) whose raw bytes start at off.
+// guardString records for the guard a JSON string (a value or a key) whose
+// raw bytes start at off, unless it cannot hold a card number.
 func (w *jsonWalk) guardString(raw []byte, off int) {
 	if !mayHoldCard(raw) {
 		return
 	}
-	text := decodeString(raw)
-	if runs := findCards(text); len(runs) > 0 {
-		w.c.addGuard(w.pathString(), text, runs, KindString, editJSONRuns, off, off+len(raw))
-	}
+	w.c.addText(w.pathString(), decodeString(raw), KindString, editJSONRuns, off, off+len(raw))
 }
 
 func (w *jsonWalk) object(v gjson.Result, active, ignore []cursor, ignored, guard bool) error {

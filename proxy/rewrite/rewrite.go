@@ -271,7 +271,7 @@ func (r *Rewriter) Rewrite(body []byte, contentType string, replace ReplaceFunc)
 
 // rewritePrimary reads a JSON, form or XML body as its type says: decode
 // its strict syntax, locate the fields and the text the guard reads, then
-// guard and splice (apply).
+// guard and splice (finish).
 func (r *Rewriter) rewritePrimary(body []byte, media Media, replace ReplaceFunc) ([]byte, error) {
 	c := collector{cards: r.cards}
 	switch media {
@@ -306,7 +306,17 @@ func (r *Rewriter) rewritePrimary(body []byte, media Media, replace ReplaceFunc)
 			return nil, err
 		}
 	}
-	return c.apply(body, r.guard, replace)
+	return r.finish(&c, body, replace)
+}
+
+// finish runs the last stages on what a walk located: the guard reads the
+// recorded text and judges the body, then the splice.
+func (r *Rewriter) finish(c *collector, body []byte, replace ReplaceFunc) ([]byte, error) {
+	c.scan()
+	if err := c.verdict(r.guard); err != nil {
+		return nil, err
+	}
+	return c.splice(body, replace)
 }
 
 // rewriteOther is the primary reading of a body whose type is neither JSON
@@ -332,7 +342,7 @@ func (r *Rewriter) rewriteOther(body []byte, contentType string, replace Replace
 			c.addGuard("", "", []cardRun{rn}, KindText, editRaw, rn.start, rn.end)
 		}
 	}
-	return c.apply(body, r.guard, replace)
+	return r.finish(&c, body, replace)
 }
 
 // RewriteQuery applies the guard to a raw URL query string: it returns it
@@ -358,7 +368,7 @@ func (r *Rewriter) RewriteQuery(rawQuery string, replace ReplaceFunc) (string, e
 	if err := r.locateForm(&c, pairs, false); err != nil {
 		return "", err
 	}
-	out, err := c.apply([]byte(rawQuery), r.guard, replace)
+	out, err := r.finish(&c, []byte(rawQuery), replace)
 	if err != nil {
 		return "", err
 	}

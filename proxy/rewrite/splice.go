@@ -33,12 +33,9 @@ type edit struct {
 	runs       []cardRun // spans within text
 }
 
-// apply enforces the guard mode (verdict), calls replace once with every
-// value and splices the replacements.
-func (c *collector) apply(body []byte, mode GuardMode, replace ReplaceFunc) ([]byte, error) {
-	if err := c.verdict(mode); err != nil {
-		return nil, err
-	}
+// splice calls replace once with every value the guard stage laid out and
+// splices the replacements into their spans in one pass.
+func (c *collector) splice(body []byte, replace ReplaceFunc) ([]byte, error) {
 	if len(c.vals) == 0 {
 		return body, nil
 	}
