@@ -93,6 +93,7 @@ func formUnescape(s []byte, strict bool) (string, bool) {
 	return out, true
 }
 
+// hex2 reads the two hex digits of a %XX escape at s[i:].
 func hex2(s []byte, i int) (byte, bool) {
 	if len(s)-i < 2 {
 		return 0, false

@@ -205,25 +205,14 @@ func scanString(b []byte, i int) (end int, esc bool, err *Error) {
 	return 0, false, newError(CodeInvalidJSON, "", "unterminated string at offset %d", start)
 }
 
+// hex4 reads the four hex digits of a \u escape at b[i:].
 func hex4(b []byte, i int) (rune, bool) {
-	if len(b)-i < 4 {
+	hi, ok1 := hex2(b, i)
+	lo, ok2 := hex2(b, i+2)
+	if !ok1 || !ok2 {
 		return 0, false
 	}
-	var r rune
-	for _, c := range b[i : i+4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
+	return rune(hi)<<8 | rune(lo), true
 }
 
 // scanNumber checks -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at b[i:].

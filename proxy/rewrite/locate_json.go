@@ -82,24 +82,14 @@ func (w *jsonWalk) walk(v gjson.Result, active, ignore []cursor, ignored bool) e
 		return w.object(v, active, ignore, ignored, guard)
 	case v.IsArray():
 		return w.array(v, active, ignore, ignored)
-	case v.Type == gjson.String:
-		if !guard {
-			return nil
-		}
+	case guard && (v.Type == gjson.String || v.Type == gjson.Number):
 		raw, err := w.raw(v)
 		if err != nil {
 			return err
 		}
-		w.guardString(raw, v.Index)
-	case v.Type == gjson.Number:
-		if !guard {
-			return nil
-		}
-		raw, err := w.raw(v)
-		if err != nil {
-			return err
-		}
-		if mayBeCardNumber(raw) {
+		if v.Type == gjson.String {
+			w.guardString(raw, v.Index)
+		} else if mayBeCardNumber(raw) {
 			w.c.addText(w.pathString(), string(raw), KindNumber, editJSONNumber, v.Index, v.Index+len(raw))
 		}
 	}
