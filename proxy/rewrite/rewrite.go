@@ -117,6 +117,9 @@ type Value struct {
 	// and their separators).
 	Text string
 	Kind Kind
+	// Offset is where the bytes the value replaces start in the body (or
+	// query string) read.
+	Offset int
 }
 
 // IsGuardHit reports whether v was found by the guard rather than at a
@@ -387,15 +390,17 @@ type collector struct {
 	vals      []Value
 	edits     []edit
 	guardPath string // path of the first guard hit
+	guardAt   int    // its byte offset
 	guardHits int
 	ambiguous string // path of the first ambiguous guard hit, if any
+	ambigAt   int    // its byte offset
 	anyAmbig  bool
 	cards     *CardSet // if set, the guard hits it does not take are dropped
 }
 
 func (c *collector) addField(fs fieldSel, path string, text string, kind Kind, ek editKind, start, end int) {
 	c.edits = append(c.edits, edit{start: start, end: end, kind: ek, first: len(c.vals), n: 1})
-	c.vals = append(c.vals, Value{Field: fs.field, Spec: fs.spec, Path: path, Text: text, Kind: kind})
+	c.vals = append(c.vals, Value{Field: fs.field, Spec: fs.spec, Path: path, Text: text, Kind: kind, Offset: start})
 }
 
 func (c *collector) addGuard(path string, text string, runs []cardRun, kind Kind, ek editKind, start, end int) {
@@ -409,30 +414,34 @@ func (c *collector) addGuard(path string, text string, runs []cardRun, kind Kind
 		}
 	}
 	if c.guardHits == 0 {
-		c.guardPath = path
+		c.guardPath, c.guardAt = path, start
 	}
 	c.guardHits += len(runs)
 	for _, rn := range runs {
 		if rn.ambiguous && !c.anyAmbig {
-			c.ambiguous, c.anyAmbig = path, true
+			c.ambiguous, c.ambigAt, c.anyAmbig = path, start, true
 		}
 	}
 	c.edits = append(c.edits, edit{start: start, end: end, kind: ek, first: len(c.vals), n: len(runs), text: text, runs: runs})
 	for _, rn := range runs {
-		c.vals = append(c.vals, Value{Field: -1, Spec: -1, Path: path, Text: rn.digits, Kind: kind})
+		c.vals = append(c.vals, Value{Field: -1, Spec: -1, Path: path, Text: rn.digits, Kind: kind, Offset: start})
 	}
 }
 
 // apply enforces the guard mode, calls replace and splices.
 func (c *collector) apply(body []byte, mode GuardMode, replace ReplaceFunc) ([]byte, error) {
 	if c.guardHits > 0 && mode == GuardReject {
-		return nil, newError(CodeCardNumberDetected, c.guardPath, "card-like number outside the configured fields")
+		e := newError(CodeCardNumberDetected, c.guardPath, "card-like number outside the configured fields")
+		e.Offset = c.guardAt
+		return nil, e
 	}
 	if c.anyAmbig {
 		// No one number to tokenize: ASCII-only and Unicode-aware readers
 		// would see different card numbers in the same digits.
-		return nil, newError(CodeCardNumberDetected, c.ambiguous,
+		e := newError(CodeCardNumberDetected, c.ambiguous,
 			"card-like digits that read as different numbers with and without non-ASCII digits; send ASCII digits")
+		e.Offset = c.ambigAt
+		return nil, e
 	}
 	if len(c.vals) == 0 {
 		return body, nil
