@@ -11,6 +11,8 @@
 //	tok secret hash                read a client secret on stdin, print its bcrypt hash
 //	tok audit verify [-keyring FILE] FILE  check the audit log's keyed chain
 //	tok vault check|recover|restore [-config FILE]  the embedded vault's files: see README, Operations
+//	tok explain [-config FILE] [-egress] [-json] FILE  dry run of a request file
+//	tok test [-config FILE] PATH...  run request cases with expectations (CI)
 //	tok version                    print the version
 package main
 
@@ -67,6 +69,13 @@ const usage = `usage:
   tok vault restore [-config FILE] [-discard-log] BACKUP
                                  put a GET /backup snapshot in place (tok stopped); the
                                  write-ahead log is replayed onto it unless -discard-log
+  tok explain [-config FILE] [-egress] [-entry N] [-json] FILE
+                                 dry run of a request file (raw HTTP or HAR) through
+                                 the real engine, in memory: the route, each field,
+                                 the guard's verdict and the bytes forwarded (masked)
+  tok test [-config FILE] [-v] PATH...
+                                 run case files (YAML; a folder runs every one):
+                                 exit 0 all pass, 1 any fail, 2 usage or config error
   tok version                    print the version
 `
 
@@ -95,6 +104,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return audit(args, stdout, stderr)
 	case "vault":
 		return vaultCmd(args, stdout, stderr)
+	case "explain":
+		return explain(args, stdout, stderr)
+	case "test":
+		return testCmd(args, stdout, stderr)
 	case "version":
 		if code, ok := parseFlags(newFlags("version", stderr), args, stderr); !ok {
 			return code
