@@ -28,10 +28,10 @@ type testCase struct {
 	// Request is a raw HTTP request; RequestFile, instead, names a request
 	// file (raw HTTP or HAR), relative to the case file. Entry picks one
 	// entry of a HAR file (1 is the first; the default).
-	Request     string   `yaml:"request"`
-	RequestFile string   `yaml:"request_file"`
-	Entry       int      `yaml:"entry"`
-	Expect      []string `yaml:"expect"`
+	Request     string       `yaml:"request"`
+	RequestFile string       `yaml:"request_file"`
+	Entry       int          `yaml:"entry"`
+	Expect      []expectLine `yaml:"expect"`
 
 	file string
 }
@@ -156,7 +156,7 @@ func readCase(file string) (testCase, error) {
 		problems = append(problems, "expect: list at least one expectation")
 	}
 	for _, e := range c.Expect {
-		if _, err := parseExpectation(e); err != nil {
+		if _, err := parseExpectation(string(e)); err != nil {
 			problems = append(problems, err.Error())
 		}
 	}
@@ -195,12 +195,30 @@ func runCase(cfgPath string, c testCase) (*explanation, []string, error) {
 	}
 	var problems []string
 	for _, e := range c.Expect {
-		x, _ := parseExpectation(e) // readCase has checked it
+		x, _ := parseExpectation(string(e)) // readCase has checked it
 		if got, ok := x.check(ex); !ok {
 			problems = append(problems, "expected "+string(proxy.MaskCards([]byte(e), nil))+", got "+got)
 		}
 	}
 	return ex, problems, nil
+}
+
+// expectLine is one entry of a case's expect list, as written: a string,
+// or a one-key map ("- refused: card_number_detected" reads as YAML's
+// {refused: card_number_detected}), which means "key: value".
+type expectLine string
+
+// UnmarshalYAML implements [yaml.Unmarshaler].
+func (e *expectLine) UnmarshalYAML(n *yaml.Node) error {
+	switch {
+	case n.Kind == yaml.ScalarNode:
+		*e = expectLine(n.Value)
+		return nil
+	case n.Kind == yaml.MappingNode && len(n.Content) == 2 && n.Content[0].Kind == yaml.ScalarNode && n.Content[1].Kind == yaml.ScalarNode:
+		*e = expectLine(n.Content[0].Value + ": " + n.Content[1].Value)
+		return nil
+	}
+	return fmt.Errorf("line %d: an expectation is one line of text, such as \"field card.number tokenized\"", n.Line)
 }
 
 // expectation is one line of a case's expect list.
