@@ -233,9 +233,12 @@ func (ex *explanation) print(w io.Writer) {
 			fmt.Fprintf(w, "             %s\n", why)
 		}
 	}
-	if len(ex.Fields) == 0 {
+	switch {
+	case len(ex.Fields) == 0 && !ex.Verdict.Forwarded:
+		fmt.Fprintln(w, "fields     none tokenized or revealed: the request was refused first")
+	case len(ex.Fields) == 0:
 		fmt.Fprintln(w, "fields     none found")
-	} else {
+	default:
 		fmt.Fprintln(w, "fields")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  PATH\tSELECTOR\tFORMAT\tSTORE\tBYTE\tVALUE\tBECAME\tOUTCOME")
