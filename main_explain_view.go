@@ -270,7 +270,7 @@ func (ex *explanation) print(w io.Writer) {
 	if ex.Forwarded != "" {
 		fmt.Fprintln(w, "forwarded  (card digits masked)")
 		for l := range strings.SplitSeq(strings.TrimRight(ex.Forwarded, "\r\n"), "\n") {
-			fmt.Fprintf(w, "  | %s\n", strings.TrimRight(l, "\r"))
+			fmt.Fprintln(w, strings.TrimRight("  | "+strings.TrimRight(l, "\r"), " "))
 		}
 	}
 }
