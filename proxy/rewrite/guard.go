@@ -70,7 +70,7 @@ func (c *collector) scan() {
 	for _, f := range c.found {
 		if !f.guard {
 			c.edits = append(c.edits, edit{start: f.start, end: f.end, kind: f.ek, first: len(c.vals), n: 1})
-			c.vals = append(c.vals, Value{Field: f.field, Spec: f.spec, Path: f.path, Text: f.text, Kind: f.kind})
+			c.vals = append(c.vals, Value{Field: f.field, Spec: f.spec, Path: f.path, Text: f.text, Kind: f.kind, Offset: f.start})
 			continue
 		}
 		runs := f.runs
@@ -108,17 +108,17 @@ func (c *collector) hit(path string, text string, runs []cardRun, kind Kind, ek 
 		}
 	}
 	if c.guardHits == 0 {
-		c.guardPath = path
+		c.guardPath, c.guardAt = path, start
 	}
 	c.guardHits += len(runs)
 	for _, rn := range runs {
 		if rn.ambiguous && !c.anyAmbig {
-			c.ambiguous, c.anyAmbig = path, true
+			c.ambiguous, c.ambigAt, c.anyAmbig = path, start, true
 		}
 	}
 	c.edits = append(c.edits, edit{start: start, end: end, kind: ek, first: len(c.vals), n: len(runs), text: text, runs: runs})
 	for _, rn := range runs {
-		c.vals = append(c.vals, Value{Field: -1, Spec: -1, Path: path, Text: rn.digits, Kind: kind})
+		c.vals = append(c.vals, Value{Field: -1, Spec: -1, Path: path, Text: rn.digits, Kind: kind, Offset: start})
 	}
 }
 
@@ -126,13 +126,17 @@ func (c *collector) hit(path string, text string, runs []cardRun, kind Kind, ek 
 // in every mode a hit that is ambiguous.
 func (c *collector) verdict(mode GuardMode) error {
 	if c.guardHits > 0 && mode == GuardReject {
-		return newError(CodeCardNumberDetected, c.guardPath, "card-like number outside the configured fields")
+		e := newError(CodeCardNumberDetected, c.guardPath, "card-like number outside the configured fields")
+		e.Offset = c.guardAt
+		return e
 	}
 	if c.anyAmbig {
 		// No one number to tokenize: ASCII-only and Unicode-aware readers
 		// would see different card numbers in the same digits.
-		return newError(CodeCardNumberDetected, c.ambiguous,
+		e := newError(CodeCardNumberDetected, c.ambiguous,
 			"card-like digits that read as different numbers with and without non-ASCII digits; send ASCII digits")
+		e.Offset = c.ambigAt
+		return e
 	}
 	return nil
 }

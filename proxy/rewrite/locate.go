@@ -18,8 +18,10 @@ type collector struct {
 	vals      []Value
 	edits     []edit
 	guardPath string // path of the first guard hit
+	guardAt   int    // its byte offset
 	guardHits int
 	ambiguous string // path of the first ambiguous guard hit, if any
+	ambigAt   int    // its byte offset
 	anyAmbig  bool
 }
 

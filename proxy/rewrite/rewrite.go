@@ -97,6 +97,9 @@ type Value struct {
 	// and their separators).
 	Text string
 	Kind Kind
+	// Offset is where the bytes the value replaces start in the body (or
+	// query string) read.
+	Offset int
 }
 
 // IsGuardHit reports whether v was found by the guard rather than at a
