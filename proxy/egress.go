@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
@@ -88,12 +87,10 @@ const egressWriteMargin = 30 * time.Second
 
 type egressRoute struct {
 	EgressRoute
+	compiledRoute
 	host     string // lower-cased Host, or ""
-	match    pathMatch
-	rewriter *rewrite.Rewriter
 	rp       *httputil.ReverseProxy
 	response *rewrite.Rewriter // guard for the provider's answers; nil when off
-	bindTo   []int             // by field: the field it is bound to, or -1
 	handler  http.Handler      // serve, instrumented with the route's label
 	noRoute  http.Handler      // 404 for its host's unrouted requests, in its error format
 }
@@ -120,26 +117,13 @@ func newEgress(s *Server) (*egress, error) {
 			errs = append(errs, fmt.Errorf("egress route %q: no upstream", r.Name))
 			continue
 		}
-		cfg := rewrite.Config{Guard: reqGuard, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth}
-		for i, f := range r.Fields {
-			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, XML: f.XML, Spec: i})
-		}
-		rw, err := rewrite.New(cfg)
+		base := rewrite.Config{Guard: reqGuard, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth}
+		c, err := compileRoute(fmt.Sprintf("egress route %q", r.Name), base, r.Method, r.Path, r.Fields)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
+			errs = append(errs, err)
 			continue
 		}
-		m, err := newPathMatch(r.Method, r.Path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
-			continue
-		}
-		bindTo, err := bindings(r.Fields)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
-			continue
-		}
-		er := egressRoute{EgressRoute: r, host: strings.ToLower(r.Host), match: m, rewriter: rw, bindTo: bindTo}
+		er := egressRoute{EgressRoute: r, compiledRoute: c, host: strings.ToLower(r.Host)}
 		if o.Guard.Mode != rewrite.GuardOff {
 			// A card number in a provider's answer is tokenized before the
 			// app, which must hold no cards, sees it. guard.ignore exempts
@@ -274,16 +258,6 @@ func (e *egress) route(r *http.Request) *egressRoute {
 	return nil
 }
 
-// requestHost is r's Host without its port, lower-cased and without a
-// final dot.
-func requestHost(r *http.Request) string {
-	h := r.Host
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
-	}
-	return strings.TrimSuffix(strings.ToLower(h), ".")
-}
-
 // serveRoute serves rt: tok's refusals are written in the route's error
 // format, and what happened to the request is audited.
 func (e *egress) serveRoute(rt *egressRoute) handlerFunc {
@@ -372,7 +346,7 @@ func (s *revealedSet) add(value, token, field string) {
 func revealedFrom(ctx context.Context) *revealedSet { return &sendFrom(ctx).revealed }
 
 func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRoute) error {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	if !hasBody(r) {
 		return nil
 	}
 	ct := r.Header.Get("Content-Type")
@@ -382,16 +356,11 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	}
 	if media == rewrite.MediaOther {
 		if rt.rewriter.HasFields() {
-			return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
-				"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil}
+			return errFieldsNeedMedia()
 		}
 		return nil
 	}
-	raw, err := readBody(w, r, e.s.opts.MaxBody)
-	if err != nil {
-		return err
-	}
-	body, err := rewrite.DecodeBody(raw, r.Header.Get("Content-Encoding"), e.s.opts.MaxBody)
+	body, err := readRouteBody(w, r, e.s.opts.MaxBody)
 	if err != nil {
 		return err
 	}
@@ -402,10 +371,7 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	if err := e.checkUnrevealed(r, rt, body, media, sendFrom(r.Context()).paths); err != nil {
 		return err
 	}
-	r.Header.Del("Content-Encoding")
-	r.Header.Del("Content-Length")
-	r.TransferEncoding = nil
-	setBody(r, out)
+	replaceBody(r, out)
 	return nil
 }
 

@@ -1,14 +1,11 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httputil"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tokproxy/tok/proxy/rewrite"
@@ -43,18 +40,6 @@ type Route struct {
 	Uninspected bool
 }
 
-// RouteField is one configured field of a route.
-type RouteField struct {
-	JSON string // selector, see rewrite.ValidateJSONSelector
-	Form string // form key, see rewrite.ValidateFormSelector
-	XML  string // element path, see rewrite.ValidateXMLSelector
-	Spec vault.Spec
-	// Bind, if set, is the selector (of the same kind) of the route's card
-	// field this value is bound to; see bind.go. Inbound, Spec.Bound must
-	// be set with it.
-	Bind string
-}
-
 // GuardOptions configures the card-number guard on every proxied request.
 type GuardOptions struct {
 	Mode   rewrite.GuardMode
@@ -65,9 +50,7 @@ type GuardOptions struct {
 
 type inboundRoute struct {
 	Route
-	match    pathMatch
-	rewriter *rewrite.Rewriter
-	bindTo   []int // by field: the field it is bound to, or -1
+	compiledRoute
 }
 
 // inbound is the tokenizing reverse proxy on the public listener.
@@ -97,32 +80,22 @@ func newInbound(s *Server) (*inbound, error) {
 	}
 	in.fallback = fb
 	for _, r := range o.Routes {
-		cfg := guard
-		for i, f := range r.Fields {
-			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, XML: f.XML, Spec: i})
-		}
-		rewriter, err := rewrite.New(cfg)
+		c, err := compileRoute(fmt.Sprintf("route %q", r.Name), guard, r.Method, r.Path, r.Fields)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
-			continue
-		}
-		m, err := newPathMatch(r.Method, r.Path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
-		}
-		bindTo, err := bindings(r.Fields)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
+			errs = append(errs, err)
+			if c.rewriter == nil {
+				continue
+			}
 		}
 		if r.Uninspected && len(r.Fields) > 0 {
 			errs = append(errs, fmt.Errorf("route %q: a route with card fields is always inspected", r.Name))
 		}
 		for i, f := range r.Fields {
-			if f.Spec.Bound != (bindTo != nil && bindTo[i] >= 0) {
+			if f.Spec.Bound != (c.bindTo != nil && c.bindTo[i] >= 0) {
 				errs = append(errs, fmt.Errorf("route %q: field %s: a bound field needs both bind and a bound spec", r.Name, f.selector()))
 			}
 		}
-		in.routes = append(in.routes, inboundRoute{Route: r, match: m, rewriter: rewriter, bindTo: bindTo})
+		in.routes = append(in.routes, inboundRoute{Route: r, compiledRoute: c})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -150,18 +123,6 @@ func newInbound(s *Server) (*inbound, error) {
 		ErrorLog:     slogLogger(s.log, "inbound"),
 	}
 	return in, nil
-}
-
-// newTransport is http.DefaultTransport cloned and sized for a sidecar: the
-// default keeps 2 idle connections per host, which under load means a new
-// TCP connection for most requests.
-func newTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 1024
-	t.MaxIdleConnsPerHost = 1024
-	t.IdleConnTimeout = 90 * time.Second
-	t.ResponseHeaderTimeout = DefaultUpstreamTimeout
-	return t
 }
 
 // match returns the route for r, or nil. A route applies to the method
@@ -238,7 +199,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 // always, unless the guard is off and the route has no fields, or the
 // route opts out of inspection. Those stream through untouched.
 func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rewriter *rewrite.Rewriter) error {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	if !hasBody(r) {
 		return nil
 	}
 	ct := r.Header.Get("Content-Type")
@@ -259,14 +220,9 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	case err != nil:
 		return err
 	case rewriter.HasFields() && media == rewrite.MediaOther:
-		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
-			"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil}
+		return errFieldsNeedMedia()
 	}
-	raw, err := readBody(w, r, in.s.opts.MaxBody)
-	if err != nil {
-		return err
-	}
-	body, err := rewrite.DecodeBody(raw, r.Header.Get("Content-Encoding"), in.s.opts.MaxBody)
+	body, err := readRouteBody(w, r, in.s.opts.MaxBody)
 	if err != nil {
 		return err
 	}
@@ -277,18 +233,8 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	if err != nil {
 		return err
 	}
-	r.Header.Del("Content-Encoding") // forwarded decoded
-	r.Header.Del("Content-Length")
-	r.TransferEncoding = nil
-	setBody(r, out)
+	replaceBody(r, out)
 	return nil
-}
-
-// setBody makes b r's body; see inMemoryBody.
-func setBody(r *http.Request, b []byte) {
-	r.ContentLength = int64(len(b))
-	r.Body = io.NopCloser(bytes.NewReader(b))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 }
 
 // replacer tokenizes every value found, in one batched durable commit.
@@ -392,29 +338,4 @@ func stripH2C(r *http.Request, inspected bool) error {
 // upstreamError answers when the app cannot be reached.
 func (in *inbound) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	in.s.upstreamError(w, r, err, "proxy")
-}
-
-// bufferPool lends 32 KiB copy buffers to the reverse proxy.
-type bufferPool struct{ p sync.Pool }
-
-func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
-}
-
-func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
-func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
-
-// inMemoryBody hands the transport the body setBody buffered as the
-// in-memory reader it is. ReverseProxy wraps the outgoing body in a reader
-// of its own (so a failed dial cannot close the incoming body), which
-// net/http does not know never blocks, so the transport flushes the headers
-// and writes the body separately: two write calls and two TCP segments per
-// request where one does. Bodies tok did not buffer stream as before.
-func inMemoryBody(pr *httputil.ProxyRequest) {
-	if pr.In.GetBody == nil || pr.Out.ContentLength <= 0 {
-		return
-	}
-	if b, err := pr.In.GetBody(); err == nil {
-		pr.Out.Body = b
-	}
 }
