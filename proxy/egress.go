@@ -18,9 +18,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -38,7 +38,7 @@ type EgressRoute struct {
 	Path   string // exact, or a prefix ending in "/*"
 	// Host, if set, is the only host name (the request's Host without its
 	// port, compared case-insensitively) the route matches: one name per
-	// provider lets an SDK keep its own paths (issue 15). Routes with a
+	// provider lets an SDK keep its own paths. Routes with a
 	// Host are tried before those without.
 	Host        string
 	Upstream    *url.URL // the only host this route ever reaches
@@ -78,7 +78,7 @@ type EgressRoute struct {
 // DefaultEgressTimeout is how long an egress route waits for a provider's
 // answer when its Timeout is zero: longer than the SDKs' own (stripe-go
 // 80 s, Adyen 60 s), so that the SDK, which knows whether it may retry,
-// gives up first (issue 15).
+// gives up first.
 const DefaultEgressTimeout = 90 * time.Second
 
 // egressWriteMargin is the time an egress answer has to reach the app
@@ -147,12 +147,12 @@ func newEgress(s *Server) (*egress, error) {
 		rt.rp = e.reverseProxy(rt)
 		rt.handler = s.instrument("egress:"+rt.Name, e.serveRoute(rt))
 		rt.noRoute = s.instrument("egress:"+rt.Name, func(w http.ResponseWriter, r *http.Request) error {
-			e.refuse(w, r, rt, errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s on this host", safeMethod(r.Method), safePath(r.URL.Path)), "")
+			e.refuse(w, r, rt, httpx.Errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s on this host", httpx.SafeMethod(r.Method), httpx.SafePath(r.URL.Path)), "")
 			return nil
 		})
 	}
 	e.notFound = s.instrument("egress", func(w http.ResponseWriter, r *http.Request) error {
-		return errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
+		return httpx.Errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s", httpx.SafeMethod(r.Method), httpx.SafePath(r.URL.Path))
 	})
 	return e, errors.Join(errs...)
 }
@@ -260,7 +260,7 @@ func (e *egress) route(r *http.Request) *egressRoute {
 
 // serveRoute serves rt: tok's refusals are written in the route's error
 // format, and what happened to the request is audited.
-func (e *egress) serveRoute(rt *egressRoute) handlerFunc {
+func (e *egress) serveRoute(rt *egressRoute) httpx.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		// The listener's WriteTimeout (60 s) would cut off an answer the
 		// route's timeout still waits for: the deadline is the route's.
@@ -284,7 +284,7 @@ func (e *egress) serve(w http.ResponseWriter, r *http.Request, rt *egressRoute) 
 		return err
 	}
 	if r.Header.Get("Upgrade") != "" {
-		return errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are not allowed on egress routes")
+		return httpx.Errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are not allowed on egress routes")
 	}
 	if err := e.guardRequest(r, rt); err != nil {
 		return err
@@ -308,15 +308,6 @@ func (e *egress) guardRequest(r *http.Request, rt *egressRoute) error {
 		return nil, errors.New("unreachable: the request guard rejects")
 	})
 	return err
-}
-
-// safeHeaderName renders a header name for an error: names are tokens a
-// client chooses, so one holding digits is not echoed.
-func safeHeaderName(name string) string {
-	if strings.ContainsAny(name, "0123456789") || len(name) > 64 {
-		return "(a header)"
-	}
-	return name
 }
 
 // revealedSet holds what was revealed for one egress request, with the
@@ -414,7 +405,7 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 		ev.Outcome = code
 		e.s.metrics.revealed.WithLabelValues("egress", "error").Inc()
 		e.s.tryRecord(r, ev)
-		return "", &fieldError{&apiError{status, code, "field " + v.Path + ": " + msg, err}, v.Path}
+		return "", &fieldError{httpx.NewError(status, code, "field "+v.Path+": "+msg, err), v.Path}
 	}
 	if !vault.ValidToken(v.Text) {
 		if _, perr := vault.NormalizePAN(v.Text); perr == nil {
@@ -480,10 +471,10 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 		for i, v := range vals {
 			nv, err := scrubRevealed(v, revealed)
 			if err != nil {
-				return fmt.Errorf("%w: header %s: %w", errResponseUninspectable, safeHeaderName(name), err)
+				return fmt.Errorf("%w: header %s: %w", errResponseUninspectable, httpx.SafeHeaderName(name), err)
 			}
 			if nv != v {
-				e.warnRewritten(rt, "header "+safeHeaderName(name), "the provider echoed a card number revealed to it: replaced by the app's token")
+				e.warnRewritten(rt, "header "+httpx.SafeHeaderName(name), "the provider echoed a card number revealed to it: replaced by the app's token")
 			}
 			vals[i] = nv
 		}
@@ -518,7 +509,7 @@ func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
 	// A byte-order mark before a JSON answer (Authorization.net sends one)
 	// is not strict JSON, but every client library skips it: the guard
 	// reads what follows and the app gets the mark back as it came
-	// (issue 15; before, the answer was refused after the charge).
+	// (refusing it would withhold the answer to a charge already made).
 	bom := media == rewrite.MediaJSON && bytes.HasPrefix(body, utf8BOM)
 	if bom {
 		body = body[len(utf8BOM):]
@@ -638,42 +629,3 @@ var (
 	errResponseTooLarge      = errors.New("provider response too large to inspect")
 	errResponseUninspectable = errors.New("provider response cannot be inspected")
 )
-
-// safePath renders a request path for an error message: cut at 128 bytes,
-// and with every digit shown as '#' if the path holds 12 or more digits in
-// all (of any script, however separated), so no card number is echoed.
-func safePath(p string) string {
-	digits := 0
-	for _, c := range p {
-		if unicode.IsDigit(c) {
-			digits++
-		}
-	}
-	var b strings.Builder
-	for _, c := range p {
-		if digits >= 12 && unicode.IsDigit(c) {
-			c = '#'
-		}
-		b.WriteRune(c)
-		if b.Len() > 128 {
-			b.WriteString("…")
-			break
-		}
-	}
-	return b.String()
-}
-
-// safeMethod renders a request method for an error or a log line: as sent
-// if it is a word of at most 20 ASCII letters, else "other" (a method is
-// any token a client chooses, a card number included).
-func safeMethod(m string) string {
-	if m == "" || len(m) > 20 {
-		return "other"
-	}
-	for i := 0; i < len(m); i++ {
-		if c := m[i] | 0x20; c < 'a' || c > 'z' {
-			return "other"
-		}
-	}
-	return m
-}

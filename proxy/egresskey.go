@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"net/http"
 	"strings"
+
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
 // Where an egress route's key may arrive besides a header of its own
@@ -85,7 +87,7 @@ func (rt *egressRoute) checkKey(r *http.Request) error {
 	case EgressKeyBasic:
 		where = "as the user name of Basic Authorization"
 	}
-	return errorf(http.StatusUnauthorized, CodeInvalidEgressKey, "send the route's egress key %s", where)
+	return httpx.Errorf(http.StatusUnauthorized, CodeInvalidEgressKey, "send the route's egress key %s", where)
 }
 
 // keyEqual compares a presented egress key with the route's in constant

@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
-// Forward-proxy mode (issue 15): the app sets HTTPS_PROXY to tok's egress
+// Forward-proxy mode: the app sets HTTPS_PROXY to tok's egress
 // listener and calls its provider's real host, e.g. https://api.stripe.com,
 // with its SDK as it ships. tok answers CONNECT for the hosts its routes
 // name (match.host) on port 443 and for nothing else (deny by default),
@@ -54,10 +56,10 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(routes) == 0 {
 		// Deny by default: only the providers the routes name.
-		return errorf(http.StatusForbidden, CodeDestinationNotAllowed, "no egress route names this host on port 443; tok tunnels only to its routes' hosts")
+		return httpx.Errorf(http.StatusForbidden, CodeDestinationNotAllowed, "no egress route names this host on port 443; tok tunnels only to its routes' hosts")
 	}
 	if e.s.opts.ForwardCA == nil {
-		return errorf(http.StatusNotImplemented, CodeForwardProxyOff, "forward-proxy mode needs tok's CA (tls.egress_ca; create one with tok ca new)")
+		return httpx.Errorf(http.StatusNotImplemented, CodeForwardProxyOff, "forward-proxy mode needs tok's CA (tls.egress_ca; create one with tok ca new)")
 	}
 	key := proxyPassword(r.Header.Get("Proxy-Authorization"))
 	needKey, keyOK := false, false
@@ -71,12 +73,12 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	}
 	if needKey && !keyOK {
 		w.Header().Set("Proxy-Authenticate", `Basic realm="tok egress"`)
-		return errorf(http.StatusProxyAuthRequired, CodeInvalidEgressKey, "send the route's egress key as the proxy password: http://tok:KEY@host:port")
+		return httpx.Errorf(http.StatusProxyAuthRequired, CodeInvalidEgressKey, "send the route's egress key as the proxy password: http://tok:KEY@host:port")
 	}
 	t := &tunnel{host: host, key: key}
 	srv := e.s.httpServer("egress-tunnel", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if requestHost(r) != t.host {
-			writeJSON(w, http.StatusMisdirectedRequest, errorBody{Error: CodeMisdirectedRequest, Message: "this tunnel serves only the host it was opened to"})
+			httpx.WriteJSON(w, http.StatusMisdirectedRequest, httpx.ErrorBody{Error: CodeMisdirectedRequest, Message: "this tunnel serves only the host it was opened to"})
 			return
 		}
 		if rt := e.route(r); rt != nil && rt.host == t.host {
@@ -89,12 +91,12 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 		return context.WithValue(ctx, tunnelKey{}, t)
 	}
 	if !e.s.tunnels.add(srv) {
-		return errorf(http.StatusServiceUnavailable, CodeShuttingDown, "tok is shutting down")
+		return httpx.Errorf(http.StatusServiceUnavailable, CodeShuttingDown, "tok is shutting down")
 	}
 	defer e.s.tunnels.remove(srv)
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return errorf(http.StatusInternalServerError, CodeInternal, "cannot open the tunnel")
+		return httpx.Errorf(http.StatusInternalServerError, CodeInternal, "cannot open the tunnel")
 	}
 	defer conn.Close()
 	// The listener's deadlines for the CONNECT request stay on a hijacked

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -68,7 +69,8 @@ func newInbound(s *Server) (*inbound, error) {
 	in := &inbound{s: s, slots: make(chan struct{}, o.MaxInFlight)}
 	var errs []error
 	// ReadAll: apps read bodies as JSON, forms and text whatever their
-	// declared type; the guard reads them every way too (issue 14).
+	// declared type, so the guard reads them every way too: a card number
+	// is tokenized or refused whatever type the request declares.
 	guard := rewrite.Config{Guard: o.Guard.Mode, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth, ReadAll: true}
 	in.ignoreH = make(map[string]bool, len(o.Guard.IgnoreHeaders))
 	for _, h := range o.Guard.IgnoreHeaders {
@@ -164,7 +166,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	case in.slots <- struct{}{}:
 		defer func() { <-in.slots }()
 	default:
-		return errorf(http.StatusServiceUnavailable, CodeOverloaded, "tok is at capacity; retry shortly")
+		return httpx.Errorf(http.StatusServiceUnavailable, CodeOverloaded, "tok is at capacity; retry shortly")
 	}
 	rt := in.match(r)
 	rewriter := in.fallback
@@ -212,11 +214,13 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	case len(r.Header.Values("Content-Type")) > 1:
 		// tok would read the first; a server that keeps the last (gunicorn's
 		// WSGI environ does) would parse another type than tok inspected.
-		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
-			"more than one Content-Type header: send one", nil}
+		return httpx.NewError(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
+			"more than one Content-Type header: send one", nil)
+
 	case len(r.Header.Values("Content-Encoding")) > 1:
-		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedEncoding,
-			"more than one Content-Encoding header: send one", nil}
+		return httpx.NewError(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedEncoding,
+			"more than one Content-Encoding header: send one", nil)
+
 	case err != nil:
 		return err
 	case rewriter.HasFields() && media == rewrite.MediaOther:
@@ -241,7 +245,7 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 // Guard hits (guard mode tokenize) get the default pan spec; rt is nil on
 // paths without a route. Convergent values spend the source address's
 // inbound budget first: an app that echoes tokens makes its routes an
-// oracle too (issue 19).
+// oracle too, and every convergent path has a budget.
 func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundRoute) rewrite.ReplaceFunc {
 	return func(vals []rewrite.Value) ([]string, error) {
 		var pair []int
@@ -259,12 +263,14 @@ func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundR
 				spec = rt.Fields[v.Spec].Spec
 			}
 			if v.Kind == rewrite.KindNumber && spec.Format == vault.FormatOpaque {
-				return nil, &apiError{http.StatusUnprocessableEntity, rewrite.CodeFieldType,
-					"field " + v.Path + " is a JSON number; its route gives it an opaque (non-numeric) token format", nil}
+				return nil, httpx.NewError(http.StatusUnprocessableEntity, rewrite.CodeFieldType,
+					"field "+v.Path+" is a JSON number; its route gives it an opaque (non-numeric) token format", nil)
+
 			}
 			if _, err := spec.Normalize(v.Text); err != nil {
-				return nil, &apiError{http.StatusUnprocessableEntity, CodeInvalidCardNumber,
-					"field " + v.Path + " does not hold a valid card number", nil}
+				return nil, httpx.NewError(http.StatusUnprocessableEntity, CodeInvalidCardNumber,
+					"field "+v.Path+" does not hold a valid card number", nil)
+
 			}
 			reqs[i] = vault.Request{Value: v.Text, Spec: spec}
 			if spec.Bound {
@@ -330,7 +336,7 @@ func stripH2C(r *http.Request, inspected bool) error {
 		return nil
 	}
 	if inspected {
-		return errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are allowed only on routes with inspect: false")
+		return httpx.Errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are allowed only on routes with inspect: false")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
 // Every listener's routes, in one place. Each handler is wrapped by
@@ -39,7 +40,7 @@ func (s *Server) AuthHandler() http.Handler {
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("/readyz", s.instrument("readyz", s.serveReady))
 	// Operations that hand out the vault (backup), change it (rekey) or

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -134,14 +135,15 @@ func hasBody(r *http.Request) bool {
 // errFieldsNeedMedia refuses a body the rewriter cannot read on a route
 // that carries card fields.
 func errFieldsNeedMedia() error {
-	return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
-		"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil}
+	return httpx.NewError(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
+		"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil)
+
 }
 
 // readRouteBody reads r's whole body, at most limit bytes, and decodes its
 // Content-Encoding (the decoded body is held to limit too).
 func readRouteBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	raw, err := readBody(w, r, limit)
+	raw, err := httpx.ReadBody(w, r, limit)
 	if err != nil {
 		return nil, err
 	}
