@@ -91,21 +91,11 @@ const (
 
 // withDefaults fills zero fields.
 func (b Budgets) withDefaults() Budgets {
-	if b.Window <= 0 {
-		b.Window = DefaultBudgetWindow
-	}
-	if b.HandleAnonymous <= 0 {
-		b.HandleAnonymous = DefaultHandleAnonymousBudget
-	}
-	if b.HandleClient <= 0 {
-		b.HandleClient = DefaultHandleClientBudget
-	}
-	if b.Inbound <= 0 {
-		b.Inbound = DefaultInboundBudget
-	}
-	if b.Reveal <= 0 {
-		b.Reveal = DefaultRevealBudget
-	}
+	b.Window = positiveOr(b.Window, DefaultBudgetWindow)
+	b.HandleAnonymous = positiveOr(b.HandleAnonymous, DefaultHandleAnonymousBudget)
+	b.HandleClient = positiveOr(b.HandleClient, DefaultHandleClientBudget)
+	b.Inbound = positiveOr(b.Inbound, DefaultInboundBudget)
+	b.Reveal = positiveOr(b.Reveal, DefaultRevealBudget)
 	return b
 }
 

@@ -3,7 +3,6 @@ package proxy
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"net/http"
 	"strings"
 
@@ -48,21 +47,9 @@ func (rt *egressRoute) presentedKey(r *http.Request) string {
 	h := r.Header.Get(rt.keyHeaderName())
 	switch rt.EgressKeyHeader {
 	case EgressKeyBearer:
-		scheme, cred, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return ""
-		}
-		return strings.TrimSpace(cred)
+		return httpx.BearerToken(h)
 	case EgressKeyBasic:
-		scheme, cred, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Basic") {
-			return ""
-		}
-		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-		if err != nil {
-			return ""
-		}
-		user, _, _ := strings.Cut(string(b), ":")
+		user, _, _ := httpx.BasicCredentials(h)
 		return user
 	}
 	if t := tunnelFrom(r.Context()); h == "" && t != nil && !rt.keyInAuthorization() {

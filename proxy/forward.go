@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -61,7 +60,7 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	if e.s.opts.ForwardCA == nil {
 		return httpx.Errorf(http.StatusNotImplemented, CodeForwardProxyOff, "forward-proxy mode needs tok's CA (tls.egress_ca; create one with tok ca new)")
 	}
-	key := proxyPassword(r.Header.Get("Proxy-Authorization"))
+	_, key, _ := httpx.BasicCredentials(r.Header.Get("Proxy-Authorization"))
 	needKey, keyOK := false, false
 	for _, rt := range routes {
 		// A route whose key the SDK sends in Authorization checks it on
@@ -174,21 +173,6 @@ func (t *tunnelSet) shutdown(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// proxyPassword returns the password of a Basic Proxy-Authorization
-// value, or "".
-func proxyPassword(h string) string {
-	scheme, cred, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Basic") {
-		return ""
-	}
-	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-	if err != nil {
-		return ""
-	}
-	_, pass, _ := strings.Cut(string(b), ":")
-	return pass
 }
 
 // prefixedConn reads what the CONNECT's reader had buffered first.
