@@ -204,34 +204,19 @@ func writeRefusal(w http.ResponseWriter, format ErrorFormat, ref refusal) {
 	status := ref.status(format)
 	switch format {
 	case ErrorFormatStripe:
-		typ := "invalid_request_error"
-		if status >= 500 {
-			typ = "api_error"
-		}
+		typ := errorType(status, "invalid_request_error", "invalid_request_error", "api_error")
 		h.Set("Stripe-Should-Retry", strconv.FormatBool(ref.retryable()))
 		h.Set("Request-Id", "tok_"+randomID())
 		httpx.WriteJSON(w, status, map[string]any{"error": withActed(map[string]any{
 			"type": typ, "code": ref.Code, "message": ref.Msg, "param": ref.param,
 		}, ref)})
 	case ErrorFormatAdyen:
-		typ := "validation"
-		switch {
-		case status == http.StatusUnauthorized:
-			typ = "security"
-		case status >= 500:
-			typ = "internal"
-		}
+		typ := errorType(status, "validation", "security", "internal")
 		httpx.WriteJSON(w, status, withActed(map[string]any{
 			"status": status, "errorCode": ref.Code, "message": ref.Msg, "errorType": typ,
 		}, ref))
 	case ErrorFormatCheckout:
-		typ := "request_invalid"
-		switch {
-		case status == http.StatusUnauthorized:
-			typ = "unauthorized"
-		case status >= 500:
-			typ = "processing_error"
-		}
+		typ := errorType(status, "request_invalid", "unauthorized", "processing_error")
 		httpx.WriteJSON(w, status, withActed(map[string]any{
 			"request_id": "tok_" + randomID(), "error_type": typ, "error_codes": []string{ref.Code}, "message": ref.Msg,
 		}, ref))
@@ -241,6 +226,18 @@ func writeRefusal(w http.ResponseWriter, format ErrorFormat, ref refusal) {
 		body := map[string]any{"error": ref.Code, "message": ref.Msg}
 		httpx.WriteJSON(w, status, withActed(body, ref))
 	}
+}
+
+// errorType is a provider's error type for status: server for a 5xx,
+// unauthorized for a 401 (a missing or wrong egress key), else refused.
+func errorType(status int, refused, unauthorized, server string) string {
+	switch {
+	case status >= 500:
+		return server
+	case status == http.StatusUnauthorized:
+		return unauthorized
+	}
+	return refused
 }
 
 // braintreeError is Braintree's error answer as its SDKs read it.
