@@ -223,7 +223,7 @@ func (e *egress) reverseProxy(r *egressRoute) *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) { e.upstreamError(w, req, r, err) },
-		ErrorLog:     slogLogger(e.s.log, "egress"),
+		ErrorLog:     httpx.ErrorLog(e.s.log, "egress"),
 	}
 }
 

@@ -106,7 +106,7 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	}
 	var raw net.Conn = conn
 	if brw.Reader.Buffered() > 0 { // a client that sent its ClientHello early
-		raw = &prefixedConn{Conn: conn, r: io.MultiReader(brw.Reader, conn)}
+		raw = httpx.PrefixedConn(conn, brw.Reader)
 	}
 	ca := e.s.opts.ForwardCA
 	tc := tls.Server(raw, &tls.Config{
@@ -120,9 +120,9 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	// closed, or at once on shutdown while a request may still be in
 	// flight on it: the hijacked connection is closed (deferred above)
 	// only once the tunnel's server is done with it.
-	l := newOneConnListener(tc)
+	l := httpx.NewOneConnListener(tc)
 	srv.Serve(l)
-	l.wait()
+	l.Wait()
 	return nil
 }
 
@@ -173,75 +173,4 @@ func (t *tunnelSet) shutdown(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// prefixedConn reads what the CONNECT's reader had buffered first.
-type prefixedConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *prefixedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// oneConnListener hands out one connection, then blocks until it or the
-// listener is closed.
-type oneConnListener struct {
-	conn     net.Conn
-	once     sync.Once
-	closed   chan struct{} // the listener or the connection is closed
-	connOnce sync.Once
-	connDone chan struct{} // the connection is closed
-	taken    bool
-	mu       sync.Mutex
-}
-
-func newOneConnListener(c net.Conn) *oneConnListener {
-	l := &oneConnListener{closed: make(chan struct{}), connDone: make(chan struct{})}
-	l.conn = &notifyConn{Conn: c, done: func() {
-		l.connOnce.Do(func() { close(l.connDone) })
-		l.once.Do(func() { close(l.closed) })
-	}}
-	return l
-}
-
-// wait returns once the server that was handed the connection has closed
-// it; at once if it never took it.
-func (l *oneConnListener) wait() {
-	l.mu.Lock()
-	taken := l.taken
-	l.mu.Unlock()
-	if taken {
-		<-l.connDone
-	}
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	if !l.taken {
-		l.taken = true
-		l.mu.Unlock()
-		return l.conn, nil
-	}
-	l.mu.Unlock()
-	<-l.closed
-	return nil, net.ErrClosed
-}
-
-func (l *oneConnListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
-
-// notifyConn calls done when it is closed.
-type notifyConn struct {
-	net.Conn
-	done func()
-}
-
-func (c *notifyConn) Close() error {
-	err := c.Conn.Close()
-	c.done()
-	return err
 }

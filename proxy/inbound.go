@@ -122,7 +122,7 @@ func newInbound(s *Server) (*inbound, error) {
 		Transport:    transport,
 		BufferPool:   newBufferPool(),
 		ErrorHandler: in.upstreamError,
-		ErrorLog:     slogLogger(s.log, "inbound"),
+		ErrorLog:     httpx.ErrorLog(s.log, "inbound"),
 	}
 	return in, nil
 }

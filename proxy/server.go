@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/proxy/auth"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -428,14 +428,8 @@ func (s *Server) httpServer(name string, h http.Handler) *http.Server {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slogLogger(s.log, name),
+		ErrorLog:          httpx.ErrorLog(s.log, name),
 	}
-}
-
-// slogLogger adapts the structured logger for net/http's ErrorLog fields.
-// Their lines (TLS handshake errors, client resets) are noise at Info.
-func slogLogger(l *slog.Logger, component string) *log.Logger {
-	return slog.NewLogLogger(l.With("component", component).Handler(), slog.LevelDebug)
 }
 
 // newAuthenticator builds the auth listener's authenticator from opts

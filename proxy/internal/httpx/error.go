@@ -3,9 +3,10 @@
 // client is told apart from what is logged; [WriteError] renders it as
 // tok's JSON refusal), capped body reading ([ReadBody], [DecodeJSON]), the
 // loopback gate of admin endpoints ([CheckLoopback]), the pieces handlers
-// are built from ([HandlerFunc], [StatusWriter], [AllowMethods]) and the
-// rendering of client-chosen strings in errors and logs ([SafePath],
-// [SafeMethod], [SafeHeader]).
+// are built from ([HandlerFunc], [StatusWriter], [AllowMethods],
+// [BasicCredentials]), the rendering of client-chosen strings in errors and
+// logs ([SafePath], [SafeMethod], [SafeHeader]), and serving one hijacked
+// connection ([OneConnListener], [PrefixedConn], [ErrorLog]).
 package httpx
 
 import (
