@@ -197,6 +197,53 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// dropConnectionHeaders removes the headers r's Connection header names
+// (other than the connection options close, keep-alive and upgrade) before
+// tok looks at the request. The reverse proxy removes them on the way out
+// as hop-by-hop (RFC 9110 §7.6.1), so "Connection: Content-Type" would
+// have tok inspect a body as one type and the app receive it with none.
+// Now both see the same headers.
+func dropConnectionHeaders(r *http.Request) {
+	for _, v := range r.Header.Values("Connection") {
+		for name := range strings.SplitSeq(v, ",") {
+			name = strings.TrimSpace(name)
+			switch {
+			case name == "", strings.EqualFold(name, "close"), strings.EqualFold(name, "keep-alive"), strings.EqualFold(name, "upgrade"):
+			default:
+				r.Header.Del(name)
+			}
+		}
+	}
+}
+
+// stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later
+// requests on the connection would tunnel past inspection. Other upgrades
+// (WebSocket) are refused where tok reads bodies: everywhere the guard is
+// on, except routes with inspect: false.
+func stripH2C(r *http.Request, inspected bool) error {
+	h2c := r.Header.Get("HTTP2-Settings") != ""
+	r.Header.Del("HTTP2-Settings")
+	ups := r.Header.Values("Upgrade")
+	if len(ups) == 0 {
+		return nil
+	}
+	// Upgrade is a list (RFC 9110 §7.8): "websocket, h2c" lets the app pick h2c.
+	for _, v := range ups {
+		for p := range strings.SplitSeq(v, ",") {
+			h2c = h2c || strings.EqualFold(strings.TrimSpace(p), "h2c")
+		}
+	}
+	if h2c {
+		r.Header.Del("Upgrade")
+		r.Header.Del("Connection")
+		return nil
+	}
+	if inspected {
+		return httpx.Errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are allowed only on routes with inspect: false")
+	}
+	return nil
+}
+
 // rewriteBody buffers, decodes and rewrites r's body when it must be read:
 // always, unless the guard is off and the route has no fields, or the
 // route opts out of inspection. Those stream through untouched.
@@ -292,53 +339,6 @@ func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundR
 // fingerprint (see vault.Tokenize): only those answer "seen before".
 func convergent(spec vault.Spec) bool {
 	return !spec.Unique && !spec.Volatile && spec.TTL <= 0
-}
-
-// dropConnectionHeaders removes the headers r's Connection header names
-// (other than the connection options close, keep-alive and upgrade) before
-// tok looks at the request. The reverse proxy removes them on the way out
-// as hop-by-hop (RFC 9110 §7.6.1), so "Connection: Content-Type" would
-// have tok inspect a body as one type and the app receive it with none.
-// Now both see the same headers.
-func dropConnectionHeaders(r *http.Request) {
-	for _, v := range r.Header.Values("Connection") {
-		for name := range strings.SplitSeq(v, ",") {
-			name = strings.TrimSpace(name)
-			switch {
-			case name == "", strings.EqualFold(name, "close"), strings.EqualFold(name, "keep-alive"), strings.EqualFold(name, "upgrade"):
-			default:
-				r.Header.Del(name)
-			}
-		}
-	}
-}
-
-// stripH2C removes an h2c upgrade (RFC 7540 §3.2): once switched, later
-// requests on the connection would tunnel past inspection. Other upgrades
-// (WebSocket) are refused where tok reads bodies: everywhere the guard is
-// on, except routes with inspect: false.
-func stripH2C(r *http.Request, inspected bool) error {
-	h2c := r.Header.Get("HTTP2-Settings") != ""
-	r.Header.Del("HTTP2-Settings")
-	ups := r.Header.Values("Upgrade")
-	if len(ups) == 0 {
-		return nil
-	}
-	// Upgrade is a list (RFC 9110 §7.8): "websocket, h2c" lets the app pick h2c.
-	for _, v := range ups {
-		for p := range strings.SplitSeq(v, ",") {
-			h2c = h2c || strings.EqualFold(strings.TrimSpace(p), "h2c")
-		}
-	}
-	if h2c {
-		r.Header.Del("Upgrade")
-		r.Header.Del("Connection")
-		return nil
-	}
-	if inspected {
-		return httpx.Errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are allowed only on routes with inspect: false")
-	}
-	return nil
 }
 
 // upstreamError answers when the app cannot be reached.

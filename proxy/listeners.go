@@ -8,8 +8,9 @@ import (
 	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
-// Every listener's routes, in one place. Each handler is wrapped by
-// [Server.instrument] (middleware.go): error rendering, logging, metrics.
+// Every listener's endpoints, in one place (the proxies' route tables are
+// in route.go). Each handler is wrapped by [Server.instrument]
+// (middleware.go): error rendering, logging, metrics.
 
 // PublicHandler serves the public listener.
 func (s *Server) PublicHandler() http.Handler {
