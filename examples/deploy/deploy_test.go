@@ -200,11 +200,13 @@ func (c container) envFromSecret(name string) (ref *secretKeyRef, set bool) {
 
 // source is a configMap or secret volume, or one source of a projected one.
 type source struct {
-	Name       string `yaml:"name"`
-	SecretName string `yaml:"secretName"`
-	Items      []struct {
+	Name        string `yaml:"name"`
+	SecretName  string `yaml:"secretName"`
+	DefaultMode *int   `yaml:"defaultMode"`
+	Items       []struct {
 		Key  string `yaml:"key"`
 		Path string `yaml:"path"`
+		Mode *int   `yaml:"mode"`
 	} `yaml:"items"`
 }
 
@@ -213,7 +215,8 @@ type volume struct {
 	ConfigMap *source `yaml:"configMap"`
 	Secret    *source `yaml:"secret"`
 	Projected *struct {
-		Sources []struct {
+		DefaultMode *int `yaml:"defaultMode"`
+		Sources     []struct {
 			ConfigMap *source `yaml:"configMap"`
 			Secret    *source `yaml:"secret"`
 		} `yaml:"sources"`
@@ -221,33 +224,48 @@ type volume struct {
 	PersistentVolumeClaim *struct{} `yaml:"persistentVolumeClaim"`
 }
 
-// file is what a volume puts at a path: a ConfigMap's or a Secret's key.
-type file struct{ kind, object, key string }
+// file is what a volume puts at a path: a ConfigMap's or a Secret's key,
+// with its file mode.
+type file struct {
+	kind, object, key string
+	mode              int
+}
 
 // files lists the files a volume provides, by path in its mount.
 func (v volume) files() map[string]file {
 	out := map[string]file{}
-	add := func(kind string, s *source) {
+	add := func(kind string, s *source, mode *int) {
 		name := s.Name
 		if s.SecretName != "" {
 			name = s.SecretName
 		}
+		if s.DefaultMode != nil {
+			mode = s.DefaultMode
+		}
 		for _, it := range s.Items {
-			out[it.Path] = file{kind, name, it.Key}
+			m := 0o644 // Kubernetes' default
+			for _, set := range []*int{mode, it.Mode} {
+				if set != nil {
+					m = *set
+				}
+			}
+			out[it.Path] = file{kind, name, it.Key, m}
 		}
 	}
+	var projectedMode *int
 	sources := []struct{ ConfigMap, Secret *source }{{v.ConfigMap, v.Secret}}
 	if v.Projected != nil {
+		projectedMode = v.Projected.DefaultMode
 		for _, s := range v.Projected.Sources {
 			sources = append(sources, struct{ ConfigMap, Secret *source }{s.ConfigMap, s.Secret})
 		}
 	}
 	for _, s := range sources {
 		if s.ConfigMap != nil {
-			add("configMap", s.ConfigMap)
+			add("configMap", s.ConfigMap, projectedMode)
 		}
 		if s.Secret != nil {
-			add("secret", s.Secret)
+			add("secret", s.Secret, projectedMode)
 		}
 	}
 	return out
@@ -723,6 +741,8 @@ func TestKubernetesMatchesConfig(t *testing.T) {
 			}
 		} else if f, _, ok := s.pod.fileAt(s.tok, s.cfg.Vault.Keyring); !ok || f.kind != "secret" {
 			t.Errorf("vault.keyring %s is not a Secret's file in the tok container, and %s is not set", s.cfg.Vault.Keyring, config.EnvKeyring)
+		} else if f.mode&0o077 != 0 {
+			t.Errorf("vault.keyring %s has mode %#o: want 0400 (owner only; fsGroup adds the group's read)", s.cfg.Vault.Keyring, f.mode)
 		}
 		if ref, set := s.tok.envFromSecret(config.EnvPostgresURL); set {
 			if ref == nil || ref.Optional != nil && *ref.Optional {
