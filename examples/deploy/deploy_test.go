@@ -565,22 +565,19 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 // listener is on the pod's or container's IP for the probes, and on
 // loopback under systemd.
 func TestConfigsLoad(t *testing.T) {
-	ex := []struct {
+	type shipped struct {
 		name         string
 		data         string
 		adminExposed bool
-	}{
+	}
+	ex := []shipped{
 		{dockerConfig, mustRead(t, dockerConfig), true},
 		{systemdConfig, mustRead(t, systemdConfig), false},
 	}
 	for name, data := range configMapData(t, manifests(t)) {
 		for key, v := range data {
 			if strings.HasSuffix(key, ".yaml") {
-				ex = append(ex, struct {
-					name         string
-					data         string
-					adminExposed bool
-				}{"ConfigMap " + name + " " + key, v, true})
+				ex = append(ex, shipped{"ConfigMap " + name + " " + key, v, true})
 			}
 		}
 	}
