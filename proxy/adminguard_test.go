@@ -55,6 +55,11 @@ func TestAdminCrossSite(t *testing.T) {
 			t.Errorf("%s: refusal not audited; audit log:\n%s", tt.name, e.audit.String())
 		}
 	}
+	// The refusal quotes the header back, but never a card number in it.
+	if r := do(t, nil, "GET", admin+"/keys", "", "", "Sec-Fetch-Site", "4111111111111111"); r.StatusCode != http.StatusForbidden ||
+		strings.Contains(string(r.body), "4111111111111111") || strings.Contains(e.audit.String(), "4111111111111111") {
+		t.Errorf("a card number in Sec-Fetch-Site: %d %s; audit:\n%s", r.StatusCode, r.body, e.audit.String())
+	}
 	if st := do(t, nil, "GET", admin+"/rekey", "", "").json(t); st["running"] != false || st["resealed"] != float64(0) {
 		t.Errorf("a refused POST /rekey started a rekey: %v", st)
 	}

@@ -69,6 +69,24 @@ func TestSafePath(t *testing.T) {
 	}
 }
 
+// A header value quoted back in an error never carries a card number,
+// even one the 32-byte cut would split.
+func TestSafeHeaderMasksCardNumbers(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"cross-site", "cross-site"},
+		{"4111111111111111", "################"},
+		{"x 4111 1111 1111 1111", "x #### #### #### ####"},
+		{strings.Repeat("a", 24) + "4111111111111111", strings.Repeat("a", 24) + "########"},
+		{"order 12345", "order 12345"},
+		{"a\x00b", "a?b"},
+		{"a\tb", "a?b"},
+	} {
+		if got := SafeHeader(tc.in); got != tc.want {
+			t.Errorf("SafeHeader(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestSafeMethod(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"PATCH", "PATCH"},

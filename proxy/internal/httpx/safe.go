@@ -13,17 +13,9 @@ import (
 // shown as '#' if the path holds 12 or more digits in all (of any script,
 // however separated).
 func SafePath(p string) string {
-	digits := 0
-	for _, c := range p {
-		if unicode.IsDigit(c) {
-			digits++
-		}
-	}
+	p = maskDigits(p)
 	var b strings.Builder
 	for _, c := range p {
-		if digits >= 12 && unicode.IsDigit(c) {
-			c = '#'
-		}
 		b.WriteRune(c)
 		if b.Len() > 128 {
 			b.WriteString("…")
@@ -31,6 +23,27 @@ func SafePath(p string) string {
 		}
 	}
 	return b.String()
+}
+
+// maskDigits shows every digit of s as '#' if s holds 12 or more digits in
+// all (of any script, however separated): enough for no card number to
+// survive, while a short id still reads.
+func maskDigits(s string) string {
+	digits := 0
+	for _, c := range s {
+		if unicode.IsDigit(c) {
+			digits++
+		}
+	}
+	if digits < 12 {
+		return s
+	}
+	return strings.Map(func(c rune) rune {
+		if unicode.IsDigit(c) {
+			return '#'
+		}
+		return c
+	}, s)
 }
 
 // SafeMethod renders a request method: as sent if it is a word of at most
@@ -58,8 +71,10 @@ func SafeHeaderName(name string) string {
 }
 
 // SafeHeader renders a header value quoted back in an error: at most 32
-// bytes, printable ASCII.
+// bytes, printable ASCII, its digits masked as SafePath masks them (the
+// whole value is counted, so a card number cut by the limit is masked too).
 func SafeHeader(v string) string {
+	v = maskDigits(v)
 	if len(v) > 32 {
 		v = v[:32]
 	}
