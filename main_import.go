@@ -196,6 +196,9 @@ func runImport(ctx context.Context, tv *toolVault, opts importOptions, stdout, s
 	}
 	took := time.Since(start)
 	if runErr != nil {
+		if ctx.Err() != nil {
+			runErr = errors.New("interrupted")
+		}
 		fmt.Fprintf(stderr, "tok import: stopped after line %d: %v\n", run.cp.Line, runErr)
 		fmt.Fprintf(stderr, "tok import: %d cards are imported and mapped in %s; run the same command again to resume after line %d\n",
 			stats.imported, opts.out, run.cp.Line)
