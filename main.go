@@ -13,6 +13,8 @@
 //	tok vault check|recover|restore [-config FILE]  the embedded vault's files: see README, Operations
 //	tok import -in FILE -out FILE [-config FILE]  card numbers into the vault, id → token mapping out
 //	tok export -recipient FILE -out FILE [-config FILE]  records sealed to another party's key
+//	tok explain [-config FILE] [-egress] [-json] FILE  dry run of a request file
+//	tok test [-config FILE] PATH...  run request cases with expectations (CI)
 //	tok version                    print the version
 package main
 
@@ -77,6 +79,13 @@ const usage = `usage:
                                  write every record, its card number sealed to the
                                  recipient's X25519 key (HPKE), for another vault
   tok export keygen -o NAME      write a recipient key pair NAME.key (0600), NAME.pub
+  tok explain [-config FILE] [-egress] [-entry N] [-json] FILE
+                                 dry run of a request file (raw HTTP or HAR) through
+                                 the real engine, in memory: the route, each field,
+                                 the guard's verdict and the bytes forwarded (masked)
+  tok test [-config FILE] [-v] PATH...
+                                 run case files (YAML; a folder runs every one):
+                                 exit 0 all pass, 1 any fail, 2 usage or config error
   tok version                    print the version
 `
 
@@ -109,6 +118,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return importCmd(args, stdout, stderr)
 	case "export":
 		return exportCmd(args, stdout, stderr)
+	case "explain":
+		return explain(args, stdout, stderr)
+	case "test":
+		return testCmd(args, stdout, stderr)
 	case "version":
 		if code, ok := parseFlags(newFlags("version", stderr), args, stderr); !ok {
 			return code

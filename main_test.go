@@ -89,7 +89,8 @@ func TestCANew(t *testing.T) {
 	}
 }
 
-// TestEgressRoutesMapping: every issue 15 key reaches the proxy's route.
+// TestEgressRoutesMapping: every key of an egress route reaches the proxy's
+// route.
 func TestEgressRoutesMapping(t *testing.T) {
 	cfg, err := config.Parse([]byte(`egress:
   - name: s

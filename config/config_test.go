@@ -584,7 +584,7 @@ func TestResolve(t *testing.T) {
 }
 
 // TestWarnings: an unbound short digits field is warned about with its
-// token space and the rate at which it runs out (issue 12); a bound one
+// token space and the rate at which it runs out; a bound one
 // and the shipped example are not.
 func TestWarnings(t *testing.T) {
 	base := "upstream: http://127.0.0.1:3000\ninbound:\n  - name: r\n    match: {path: /x}\n    fields:\n      - json: card.number\n"
@@ -622,8 +622,7 @@ func TestWarnings(t *testing.T) {
 
 // TestEgressWarnings: a route without egress_key, and a well-known
 // provider with tok's plain refusals or without response_ignore, are
-// warned about (tok check prints
-// what tok serve logs; issue 15).
+// warned about (tok check prints what tok serve logs).
 func TestEgressWarnings(t *testing.T) {
 	c, err := Parse([]byte("egress:\n  - name: s\n    match: {host: stripe.egress.internal}\n    upstream: https://api.stripe.com\n"+
 		"  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    egress_key: env:K\n"), "t.yaml")
@@ -716,7 +715,7 @@ func TestDefaultEgressExample(t *testing.T) {
 }
 
 // TestInspect: a route may opt its bodies out of the guard only without
-// fields, and tok check warns about it (issue 14).
+// fields, and tok check warns about it.
 func TestInspect(t *testing.T) {
 	const head = "upstream: http://127.0.0.1:3000\nguard: {ignore_headers: [X-Datadog-Trace-Id]}\ninbound:\n  - name: uploads\n    match: {path: /uploads/*}\n"
 	c, err := Parse([]byte(head+"    inspect: false\n"), "t.yaml")

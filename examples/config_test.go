@@ -43,7 +43,7 @@ func TestTokYAMLIsValid(t *testing.T) {
 	if f, ok := fields["form:card[cvc]"]; !ok || f.Bind != "card[number]" {
 		t.Errorf("form:card[cvc] = %+v, want it bound to card[number]", f)
 	}
-	// The README's example must not walk into a warning (issue 12: the
+	// The README's example must not walk into a warning (an
 	// unbound CVC ran out of tokens after ~900 checkouts).
 	if ws := cfg.Warnings(); len(ws) != 0 {
 		t.Errorf("examples/tok.yaml warns: %q", ws)

@@ -20,7 +20,7 @@ import (
 var readmePorts = []string{"8080", "8081", "9090", "5000", "3000", "4000"}
 
 // TestREADMESectionsRunAsScript runs the README's "The proxy" and "The
-// whole loop" sections as a script, as written (issue 12: they must run
+// whole loop" sections as a script, as written (they must run
 // from a script too, not only in an interactive shell), in a copy of the
 // module: every command succeeds, the outputs the README promises appear,
 // and once the script has stopped what it started, nothing listens on the

@@ -295,6 +295,7 @@ func (e *egress) serveRoute(rt *egressRoute) handlerFunc {
 		r = r.WithContext(context.WithValue(r.Context(), sendKey{}, st))
 		err := e.serve(w, r, rt)
 		if err != nil {
+			traceRefusal(r, err)
 			e.refuse(w, r, rt, toAPIError(err), paramOf(err))
 		}
 		e.auditSend(r, rt, st)
@@ -333,7 +334,7 @@ func (e *egress) guardRequest(r *http.Request, rt *egressRoute) error {
 	_, err := rt.rewriter.RewriteQuery(r.URL.RawQuery, func([]rewrite.Value) ([]string, error) {
 		return nil, errors.New("unreachable: the request guard rejects")
 	})
-	return err
+	return inQuery(err)
 }
 
 // safeHeaderName renders a header name for an error: names are tokens a
@@ -430,6 +431,7 @@ func (e *egress) revealer(r *http.Request, rt *egressRoute) rewrite.ReplaceFunc 
 					card = vals[pair[i]].Text
 				}
 				val, err := e.reveal(r, rt, v, card)
+				traceReveal(r, v, val, err)
 				if err != nil {
 					return nil, err
 				}

@@ -223,7 +223,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
 		q, err := rewriter.RewriteQuery(r.URL.RawQuery, in.replacer(w, r, rt))
 		if err != nil {
-			return err
+			return inQuery(err)
 		}
 		r.URL.RawQuery = q
 	}
@@ -332,7 +332,9 @@ func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundR
 		if err := s.spend(w, s.budgets.inbound, budgetInbound, sourceKey(r, s.opts.Budgets.TrustedProxies), n, s.opts.Budgets.Inbound); err != nil {
 			return nil, err
 		}
-		return s.tokenize(r, reqs, pathInbound)
+		toks, err := s.tokenize(r, reqs, pathInbound)
+		traceTokens(r, vals, toks, err)
+		return toks, err
 	}
 }
 

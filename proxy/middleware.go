@@ -18,6 +18,7 @@ func (s *Server) instrument(route string, h handlerFunc) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		if err := h(sw, r); err != nil {
 			ae := toAPIError(err)
+			traceRefusal(r, err)
 			s.logError(r, route, ae)
 			if !sw.wrote {
 				writeError(sw, ae)

@@ -8,7 +8,7 @@ package vault
 import "testing"
 
 // TestCryptoBuiltOnce checks that Seal, Open and Fingerprint reuse the
-// keyring's AEADs and HMAC state (issue 2: crypto objects are built once,
+// keyring's AEADs and HMAC state (crypto objects are built once,
 // not per request). Building AES-GCM or an HMAC per call costs several more
 // allocations than these bounds allow.
 func TestCryptoBuiltOnce(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 )
 
 // swapFingerprints rewrites the records of tokens a and b with each
-// other's fingerprints, as someone editing the store would (issue 19).
+// other's fingerprints, as someone editing the store would.
 func swapFingerprints(t *testing.T, s vault.Store, a, b string) {
 	t.Helper()
 	ctx := context.Background()
@@ -66,7 +66,8 @@ func TestFindRefusesSwappedFingerprint(t *testing.T) {
 }
 
 // insertV1 stores a version 1 record (token-only associated data), as tok
-// wrote before issue 19, and returns its token.
+// wrote before records were bound to their fingerprint, and returns its
+// token.
 func insertV1(t *testing.T, s vault.Store, keys *vault.Keyring, pan, token string) string {
 	t.Helper()
 	kid, ct := keys.Seal(token, pan)

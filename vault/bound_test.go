@@ -13,7 +13,7 @@ import (
 )
 
 // cvcSpec is the README's CVC field: a 3-digit digits value held in memory
-// for 15 minutes, bound to the card number (issue 12).
+// for 15 minutes, bound to the card number.
 var cvcSpec = vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: 15 * time.Minute, Bound: true}
 
 // checkout tokenizes a card and its CVC as the inbound proxy does, and

@@ -105,7 +105,7 @@ func typicalRecord(t testing.TB) Record {
 	return Record{Token: tok, KeyID: kid, Ciphertext: ct, Fingerprint: k.Fingerprint("pan:6:4", pan), Created: time.Now()}
 }
 
-// TestRecordSize guards the storage budget (issue 2: ≤ 450 bytes per token
+// TestRecordSize guards the storage budget (≤ 450 bytes per token
 // including the fingerprint index); the record value itself stays well
 // under it.
 func TestRecordSize(t *testing.T) {
@@ -198,8 +198,8 @@ func FuzzUnmarshalRecord(f *testing.F) {
 }
 
 // TestRecordV2Binds: a RecordV2 ciphertext opens only with the format, key
-// id, expiry, fingerprint and token it was sealed with (issue 19: an edit
-// of the store swapped two records' fingerprints and nothing noticed).
+// id, expiry, fingerprint and token it was sealed with (without that, an
+// edit of the store could swap two records' fingerprints unnoticed).
 func TestRecordV2Binds(t *testing.T) {
 	k := mustKeyring(t, NewKeyringFile())
 	created := time.UnixMilli(1_764_224_000_000).UTC()

@@ -485,7 +485,7 @@ func TestLookupErrors(t *testing.T) {
 			t.Errorf("Reveal(unknown %q): %v, want ErrNotFound", tok, err)
 		}
 	}
-	// A short-value token never reveals alone, known or not (issue 12).
+	// A short-value token never reveals alone, known or not.
 	if _, err := f.v.Reveal(context.Background(), "123"); !errors.Is(err, vault.ErrUnbound) {
 		t.Errorf("Reveal(short %q): %v, want ErrUnbound", "123", err)
 	}

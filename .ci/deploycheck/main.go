@@ -6,6 +6,10 @@
 //     the wrong type, a duplicate key or a kind it has no type for is an
 //     error naming the file and document (what kubeconform checks;
 //     kubeconform is not packaged for Debian);
+//   - every pod a manifest runs is evaluated against the restricted Pod
+//     Security Standard by the API server's own admission checks
+//     (k8s.io/pod-security-admission), as a namespace labelled
+//     pod-security.kubernetes.io/enforce=restricted would;
 //   - every Dockerfile goes through BuildKit's linter, the rules of
 //     `docker build --check` (this machine's docker has no buildx, and
 //     hadolint is not packaged for Debian).
@@ -163,7 +167,7 @@ func checkDoc(path string, tm metav1.TypeMeta, doc []byte) error {
 	if m, ok := obj.(metav1.Object); ok && m.GetName() == "" {
 		return errors.New("metadata.name is empty")
 	}
-	return nil
+	return checkPodSecurity(obj)
 }
 
 // kustomization is the part of a Kustomization deploycheck checks.

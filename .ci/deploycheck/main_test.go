@@ -28,6 +28,8 @@ func TestRefuses(t *testing.T) {
 		{"unknown kind", "apiVersion: v1\nkind: Nonsense\nmetadata: {name: x}\n", "no type for"},
 		{"no name", "apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n", "metadata.name"},
 		{"second document", svc + "---\n" + svc + "spec: {bogus: 1}\n", "document 2"},
+		{"pod security", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: x}]}\n", "restricted Pod Security Standard"},
+		{"privileged sidecar", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}\n      containers:\n        - {name: c, image: x, securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}}\n      initContainers:\n        - {name: s, image: x, restartPolicy: Always, securityContext: {privileged: true}}\n", "privileged"},
 		{"missing resource", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [gone.yaml]\n", "gone.yaml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,5 +73,25 @@ func TestDockerfileLint(t *testing.T) {
 	}
 	if isDockerfile("Dockerfile.dockerignore") || !isDockerfile("Dockerfile") || !isDockerfile("app.Dockerfile") {
 		t.Error("isDockerfile misnames files")
+	}
+}
+
+func TestPodSecurityPasses(t *testing.T) {
+	const pod = `apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  containers:
+    - name: c
+      image: x
+      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+`
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pod.yaml"), []byte(pod), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkDirs([]string{dir}); err != nil {
+		t.Errorf("a restricted pod: %v", err)
 	}
 }

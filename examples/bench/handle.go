@@ -353,7 +353,8 @@ func scrapeAll(ns []*tokNode) [][]byte {
 
 // preflightHandle wants each tok to tokenize a card number. (It no
 // longer compares the tokens toks sharing a vault give one number: the
-// anonymous /handle mints a fresh token on every call, issue 19.)
+// anonymous /handle mints a fresh token on every call, so that it
+// tells no caller whether a card already has one.)
 func preflightHandle(targets []*handleTarget, pans *panSource, out io.Writer) error {
 	for _, t := range targets {
 		pan := make([]byte, len(panPlaceholder))

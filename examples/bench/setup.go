@@ -247,7 +247,7 @@ func tokConfig(public, admin, egress, boltPath, keyring, audit, upstream, cvcFor
 	}
 	fmt.Fprintf(&b, "audit: {path: %q}\n", audit)
 	// The load comes from one address and measures throughput: the
-	// per-address budgets (issue 19) would refuse it within seconds.
+	// per-address budgets would refuse it within seconds.
 	fmt.Fprintf(&b, "budgets: {handle_anonymous: %d, inbound: %d}\n", proxy.MaxBudget, proxy.MaxBudget)
 	if upstream == "" {
 		return b.String()

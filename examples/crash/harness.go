@@ -120,7 +120,7 @@ func newHarness(o options, res *result, env []string, keepOutcomes bool) (*harne
 vault: {bolt: %q, keyring: %q}
 audit: {path: %q}
 # The load comes from one address and every token is revealed to verify
-# it: the budgets (issue 19) are out of the way.
+# it: the budgets are out of the way.
 budgets: {handle_anonymous: 1000000000, inbound: 1000000000, reveal: 1000000000}
 clients:
   - {name: crash, secret_hash: %q, reveal: true}

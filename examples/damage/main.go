@@ -1,5 +1,5 @@
 // Command damage proves that tok never loses or forks its vault silently
-// when its files at rest are damaged, lost or mismatched (issue 13): it
+// when its files at rest are damaged, lost or mismatched: it
 // builds the real tok binary, tokenizes a set of cards (half of them
 // before a GET /backup, half after), stops tok (SIGKILL, so the second
 // half is only in the write-ahead log, or SIGTERM), damages its files one

@@ -390,7 +390,7 @@ inbound:
 	}
 	tok1 := checkout()
 	if anon == tok1 {
-		t.Errorf("anonymous /handle gave the route's convergent token %s: it must mint its own (issue 19)", tok1)
+		t.Errorf("anonymous /handle gave the route's convergent token %s: it must mint its own", tok1)
 	}
 	s.stop(t)
 	if st, err := os.Stat(filepath.Join(dir, "audit.log")); err != nil || st.Mode().Perm() != 0o600 {
@@ -411,8 +411,8 @@ func TestServePostgres(t *testing.T) {
 	if pg == "" {
 		t.Skip("TOK_TEST_POSTGRES_URL is unset: no PostgreSQL to test against")
 	}
-	// A schema of its own: the vault records its keyring's check values
-	// (issue 19), so a fresh keyring on a shared schema is refused.
+	// A schema of its own: the vault records its keyring's check values,
+	// so a fresh keyring on a shared schema is refused.
 	pg = pgSchema(t, pg, "tok_serve_")
 	dir := t.TempDir()
 	keyring, err := vault.NewKeyringFile().Marshal()

@@ -20,7 +20,7 @@ import (
 	"github.com/tokproxy/tok/vault"
 )
 
-// TestBoundCVCAtScale is issue 12's acceptance test, through the binary
+// TestBoundCVCAtScale proves CVCs bound to their card, through the binary
 // with the README's example config (examples/tok.yaml, only its addresses
 // changed): 100,000 checkouts of distinct cards with random CVCs inside one
 // ttl are all accepted (an unbound 3-digit CVC ran out after ~900), each
@@ -87,7 +87,7 @@ func TestBoundCVCAtScale(t *testing.T) {
 		"upstream: http://127.0.0.1:4000", "upstream: "+psp.URL,
 	).Replace(string(example))
 	// All 100,000 checkouts come from one address, which the per-source
-	// inbound budget (issue 19: an app that echoes tokens is an oracle)
+	// inbound budget (an app that echoes tokens is an oracle)
 	// exists to stop; this test is about the CVC token space, so it lifts
 	// that budget as a load test behind trusted_proxies-less loopback must.
 	cfg += "\nbudgets: {inbound: 1000000}\n"
@@ -228,7 +228,7 @@ func luhnComplete(d string) string {
 	panic("unreachable")
 }
 
-// TestEgressCVCEchoBinary is issue 19's item 5 through the binary: a
+// TestEgressCVCEchoBinary, through the binary: a
 // provider that echoes the CVC it was sent (JSON, and a form) hands the app
 // the CVC token back, never the code; the same digits as an amount stay.
 func TestEgressCVCEchoBinary(t *testing.T) {

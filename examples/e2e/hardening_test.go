@@ -26,8 +26,8 @@ import (
 	"github.com/tokproxy/tok/vault/bolt"
 )
 
-// Tests of issue 19's medium and low findings, each replaying the attack
-// against the binary.
+// Tests of the security review's medium and low findings, each replaying
+// the attack against the binary.
 
 // waitFor reads s's log lines until one has msg, and returns it.
 func (s *server) waitFor(t *testing.T, msg string) map[string]any {
@@ -102,7 +102,7 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
-// TestKeyCheckValues (issue 19 item 1, issue 13): rotating a stale copy of
+// TestKeyCheckValues: rotating a stale copy of
 // the keyring made a different key v2; SIGHUP used to say "keyring
 // reloaded" and every record sealed under the real v2 answered 500. Now
 // the reload is refused and the running keyring kept; a start on that
@@ -178,8 +178,8 @@ func TestKeyCheckValues(t *testing.T) {
 }
 
 // TestKeysRotateLocked: rotations of one keyring run at once never both
-// write the same next version (issue 19: "keys rotate" holds a lock from
-// its read to its write).
+// write the same next version ("keys rotate" holds a lock from its read
+// to its write).
 func TestKeysRotateLocked(t *testing.T) {
 	dir := t.TempDir()
 	keyring := newKeyring(t, dir)
@@ -210,7 +210,7 @@ func TestKeysRotateLocked(t *testing.T) {
 	}
 }
 
-// TestAuditChainKeyedBinary (issue 19 item 2): deleting a reveal line from
+// TestAuditChainKeyedBinary: deleting a reveal line from
 // the audit log and recomputing seq and prev for the lines after it used
 // to pass "tok audit verify". Now the chain is keyed: the forgery is found
 // at the deleted line, and verifying needs the keyring.
@@ -262,7 +262,7 @@ func TestAuditChainKeyedBinary(t *testing.T) {
 	}
 }
 
-// TestAdminCrossSiteBinary (issue 19 item 3): a browser on the tok host
+// TestAdminCrossSiteBinary: a browser on the tok host
 // used to be able to POST /rekey (202) or start a CPU profile from any web
 // page. Now cross-site requests and POSTs without X-Tok-Admin are refused,
 // and each refusal is in the audit log.
@@ -315,7 +315,7 @@ func TestAdminCrossSiteBinary(t *testing.T) {
 	}
 }
 
-// TestAuditGapsBinary (issue 19 item 4, PCI DSS 10.2.1): /@me with no or a
+// TestAuditGapsBinary (PCI DSS 10.2.1): /@me with no or a
 // bogus session, GET /backup and GET /keys used to write no audit line.
 func TestAuditGapsBinary(t *testing.T) {
 	dir := t.TempDir()
@@ -365,7 +365,7 @@ func TestAuditGapsBinary(t *testing.T) {
 	}
 }
 
-// TestFingerprintSwapBinary (issue 19 item 6): an edit of the vault file
+// TestFingerprintSwapBinary: an edit of the vault file
 // that swapped two records' fingerprints used to make the convergent path
 // hand out a token with another card's BIN. Now the found record must
 // open with the fingerprint bound, so the request is refused and nothing
@@ -451,7 +451,7 @@ inbound:
 	s.p.Err()
 }
 
-// TestRekeyUpgradesOldRecordsBinary (issue 19 item 6): a vault written
+// TestRekeyUpgradesOldRecordsBinary: a vault written
 // before record version 2 (token-only associated data, no key check
 // values) starts, its check values are recorded, its old records reveal,
 // and POST /rekey upgrades them to version 2 under the same key.

@@ -18,7 +18,7 @@ import (
 	"github.com/tokproxy/tok/vault"
 )
 
-// Issue 19 through the binary: the /handle oracle that recovered a card
+// Through the binary: the /handle oracle that recovered a card
 // from its pan token in under a second, run again against tok on its
 // default budgets.
 

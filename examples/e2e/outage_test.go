@@ -16,7 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// Tests of issue 13 items 4 and 5 against the binary: the audit log on a
+// Outages against the binary: the audit log on a
 // full disk and shared by two toks, a stalled vault disk, and a login
 // flood.
 
@@ -76,7 +76,7 @@ func (s *server) drainLogs(msg string) *atomic.Int64 {
 	return &n
 }
 
-// TestAuditFullDiskBinary (issue 13 item 4): the audit log on a real full
+// TestAuditFullDiskBinary: the audit log on a real full
 // filesystem. Logins the log cannot take get 503 audit_unavailable (failed
 // ones used to get 401, unaudited); once space is freed tok seals the torn
 // line with a gap line by itself, and `tok audit verify` reports the
@@ -155,7 +155,7 @@ func TestAuditFullDiskBinary(t *testing.T) {
 	}
 }
 
-// TestAuditSharedBinary (issue 13 item 4): two toks on one audit log would
+// TestAuditSharedBinary: two toks on one audit log would
 // fork its chain; the second refuses to start and says why.
 func TestAuditSharedBinary(t *testing.T) {
 	dir := t.TempDir()
@@ -181,7 +181,7 @@ func loopbackClient(ip string) *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
 }
 
-// TestLoginFloodBinary (issue 13 item 5): a flood of unknown login names
+// TestLoginFloodBinary: a flood of unknown login names
 // from one address used to refuse 15 of 15 legitimate logins from
 // another. Now the flood holds one bcrypt slot at most, and every
 // legitimate login gets in.
@@ -271,7 +271,7 @@ func freezableDir(t *testing.T) (dir string, freeze, thaw func()) {
 	return dir, freeze, thaw
 }
 
-// TestStalledDiskBinary (issue 13 item 5): the vault's filesystem frozen
+// TestStalledDiskBinary: the vault's filesystem frozen
 // (fsfreeze) used to leave /readyz at 200 while /handle hung until the
 // connection dropped, with no status and no log line. Now /handle gets 503
 // vault_unavailable past vault.commit_timeout, logged, /readyz 503 names

@@ -53,7 +53,7 @@ func TestKeysRetire(t *testing.T) {
 	}
 
 	req, _ := http.NewRequest("POST", admin+"/rekey", nil)
-	req.Header.Set("X-Tok-Admin", "1") // issue 19: admin POSTs carry it
+	req.Header.Set("X-Tok-Admin", "1") // admin POSTs must carry it (a cross-site form cannot)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -110,7 +110,7 @@ egress:
 `, egress, redisURL, shop, hash, psp))
 }
 
-// TestScaleOut is the scale-out shape of issue 17 through the binary: two
+// TestScaleOut is the scale-out shape through the binary: two
 // tok processes on one PostgreSQL vault and one Redis volatile store, with
 // a round-robin in the test. A checkout with a bound CVC on one replica is
 // paid through the other's egress and the provider sees the right CVC; a

@@ -24,8 +24,8 @@ import (
 	"github.com/tokproxy/tok/vault/bolt"
 )
 
-// TestTwoReplicasPostgres runs two tok processes on one PostgreSQL vault
-// (issue 5): a token minted by one is revealed by the other, the same PAN
+// TestTwoReplicasPostgres runs two tok processes on one PostgreSQL vault:
+// a token minted by one is revealed by the other, the same PAN
 // converges to one token on both, and a session opened through one works
 // on the other.
 func TestTwoReplicasPostgres(t *testing.T) {
@@ -74,7 +74,7 @@ clients:
 	b := startTok(t, dir, cfg, env...)
 
 	// Log in through A; use the session on B. Convergence is the
-	// logged-in client's /handle (issue 19): the same card gets one token
+	// logged-in client's /handle: the same card gets one token
 	// from either replica.
 	cookie := login(t, a, "cih", secret)
 	tokA := a.clientHandle(t, cookie, testPAN)
@@ -159,7 +159,7 @@ egress:
 }
 
 // TestAuditVerify runs "tok audit verify" on an intact and a tampered log
-// of the old, unkeyed chain (tok before issue 19): they verify only with
+// of the old, unkeyed chain (tok before the chain was keyed): they verify only with
 // -allow-unkeyed, and the verifier still needs the keyring.
 func TestAuditVerify(t *testing.T) {
 	dir := t.TempDir()

@@ -5,8 +5,8 @@ import (
 	"strings"
 )
 
-// classes are the generated attack classes, by directory name. Issue 14's
-// three new classes come first (declared-type, method, subpath; header,
+// classes are the generated attack classes, by directory name. The
+// three classes that read past the configured fields come first (declared-type, method, subpath; header,
 // cookie, referer, path), then every class tok already defended.
 var classes = map[string]func() []genCase{
 	"declared-type": declaredType,

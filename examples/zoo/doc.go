@@ -1,4 +1,4 @@
-// Package zoo proves tok against the parsers of real frameworks (issue 14).
+// Package zoo proves tok against the parsers of real frameworks.
 //
 // Recording apps in Flask, Express, PHP (php -S with a router script, and
 // a file-routed docroot), Sinatra on Puma, and Go net/http (method patterns,

@@ -78,7 +78,8 @@ type appReport struct {
 
 // TestZoo sends every corpus case through tok to every app whose runtime
 // is installed and fails if an app's parsed view of any request holds a
-// card number of the corpus: issue 14's proof of security invariant 3.
+// card number of the corpus: the proof that no request trick smuggles a
+// card number past tok.
 // Cases listed in known_gaps.txt are reported and do not fail the test,
 // unless TOK_ZOO_STRICT=1.
 func TestZoo(t *testing.T) {

@@ -35,6 +35,9 @@ type Error struct {
 	Status int
 	Path   string
 	Msg    string
+	// Offset is the byte offset, in the body or query string read, of the
+	// value the error is about (a guard hit's), or -1 when none is known.
+	Offset int
 }
 
 // Error implements error.
@@ -71,5 +74,5 @@ func statusOf(code string) int {
 }
 
 func newError(code, path, format string, args ...any) *Error {
-	return &Error{Code: code, Status: statusOf(code), Path: path, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Code: code, Status: statusOf(code), Path: path, Msg: fmt.Sprintf(format, args...), Offset: -1}
 }

@@ -64,9 +64,13 @@ func FuzzRewriteJSON(f *testing.F) {
 		collectCards(inv, in)
 		checkNoCard(t, v, in)
 		var c collector
-		if err := r.collectJSON(&c, body); err != nil {
+		if err := decodeJSON(body, r.maxDepth); err != nil {
+			t.Fatalf("second decode: %v", err)
+		}
+		if err := r.locateJSON(&c, body); err != nil {
 			t.Fatalf("second walk: %v", err)
 		}
+		c.scan()
 		checkUnchangedOutside(t, body, out, c.edits, func(b []byte, i int) int {
 			if b[i] == '"' {
 				end, _, err := scanString(b, i)
@@ -126,9 +130,14 @@ func FuzzRewriteForm(f *testing.F) {
 			}
 		}
 		var c collector
-		if err := r.collectForm(&c, []byte(body), true); err != nil {
+		pairs2, perr := parseForm([]byte(body), true)
+		if perr != nil {
+			t.Fatalf("second parse: %v", perr)
+		}
+		if err := r.locateForm(&c, pairs2, true); err != nil {
 			t.Fatalf("second walk: %v", err)
 		}
+		c.scan()
 		checkUnchangedOutside(t, []byte(body), out, c.edits, func(b []byte, i int) int {
 			for i < len(b) && b[i] != '&' && b[i] != '=' {
 				i++

@@ -1,28 +1,8 @@
-// Package rewrite finds the values at configured fields of a JSON or
-// form-encoded body, hands them to a callback in one batch, and splices the
-// callback's replacements into exactly their byte spans, leaving every other
-// byte as it was. The inbound proxy uses it to swap card numbers for tokens,
-// the egress proxy to swap tokens back for card numbers (issues 3 and 4).
-//
-// It also holds the guard: outside the configured fields it looks for
-// card-like numbers and refuses the body or hands them to the callback too.
-//
-// The package is pure: no I/O besides decoding a body held in memory, no
-// logging, no HTTP. Everything it returns about a refused body is an
-// [*Error] that never contains a value from the body.
-//
-// Whatever a merchant app's JSON parser would read at a configured field is
-// either handed to the callback or refused: the body is validated strictly
-// (see [Rewriter.Rewrite]), walked as a whole rather than looked up by path
-// (gjson's Get returns the first of duplicate keys, most parsers the last),
-// keys are compared after unescaping and with encoding/json's case folding,
-// and duplicate keys on a configured path are refused.
 package rewrite
 
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -62,7 +42,7 @@ type Config struct {
 	// If zero, DefaultMaxDepth.
 	MaxDepth int
 	// ReadAll, with the guard on, has Rewrite read every body, whatever
-	// its type, under every reading an app might apply (see readings.go):
+	// its type, under every reading an app might apply (see guard_readings.go):
 	// the inbound proxy sets it. Without it (egress), bodies other than
 	// JSON and forms pass through and each is read only as its type says.
 	ReadAll bool
@@ -90,7 +70,7 @@ const (
 	// query string: Text is its decoded value. The replacement is
 	// form-encoded.
 	KindForm
-	// KindXML is the text content of an XML element (xml.go): Text is
+	// KindXML is the text content of an XML element (locate_xml.go): Text is
 	// its decoded value; the replacement is XML-escaped.
 	KindXML
 	// KindText is a guard hit in a body read as raw text (text/plain,
@@ -117,6 +97,9 @@ type Value struct {
 	// and their separators).
 	Text string
 	Kind Kind
+	// Offset is where the bytes the value replaces start in the body (or
+	// query string) read.
+	Offset int
 }
 
 // IsGuardHit reports whether v was found by the guard rather than at a
@@ -289,7 +272,9 @@ func (r *Rewriter) Rewrite(body []byte, contentType string, replace ReplaceFunc)
 	return out, nil
 }
 
-// rewritePrimary reads a JSON or form body as its type says.
+// rewritePrimary reads a JSON, form or XML body as its type says: decode
+// its strict syntax, locate the fields and the text the guard reads, then
+// guard and splice (finish).
 func (r *Rewriter) rewritePrimary(body []byte, media Media, replace ReplaceFunc) ([]byte, error) {
 	c := collector{cards: r.cards}
 	switch media {
@@ -297,25 +282,70 @@ func (r *Rewriter) rewritePrimary(body []byte, media Media, replace ReplaceFunc)
 		if len(r.json) == 0 && r.guard == GuardOff {
 			return body, nil
 		}
-		if err := r.collectJSON(&c, body); err != nil {
+		if err := decodeJSON(body, r.maxDepth); err != nil {
+			return nil, err
+		}
+		if err := r.locateJSON(&c, body); err != nil {
 			return nil, err
 		}
 	case MediaForm:
 		if len(r.form) == 0 && r.guard == GuardOff {
 			return body, nil
 		}
-		if err := r.collectForm(&c, body, true); err != nil {
+		pairs, err := parseForm(body, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.locateForm(&c, pairs, true); err != nil {
 			return nil, err
 		}
 	case MediaXML:
 		if len(r.xml) == 0 && r.guard == GuardOff {
 			return body, nil
 		}
-		if err := r.collectXML(&c, body); err != nil {
+		// One streaming walk decodes XML and locates its fields: see
+		// locate_xml.go.
+		if err := r.locateXML(&c, body); err != nil {
 			return nil, err
 		}
 	}
-	return c.apply(body, r.guard, replace)
+	return r.finish(&c, body, replace)
+}
+
+// finish runs the last stages on what a walk located: the guard reads the
+// recorded text and judges the body, then the splice.
+func (r *Rewriter) finish(c *collector, body []byte, replace ReplaceFunc) ([]byte, error) {
+	c.scan()
+	if err := c.verdict(r.guard); err != nil {
+		return nil, err
+	}
+	return c.splice(body, replace)
+}
+
+// rewriteOther is the primary reading of a body whose type is neither JSON
+// nor a form: a body without a Content-Type is a form to Rack (and PHP
+// reads a typeless POST's php://input as the app likes), anything else is
+// raw text.
+func (r *Rewriter) rewriteOther(body []byte, contentType string, replace ReplaceFunc) ([]byte, error) {
+	var c collector
+	if strings.TrimSpace(contentType) == "" {
+		if hasPercentU(string(body)) { // see RewriteQuery
+			return nil, newError(CodeInvalidForm, "", "non-standard %%uXXXX escape in a body without a content type")
+		}
+		pairs, err := parseForm(body, false)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.locateForm(&c, pairs, false); err != nil {
+			return nil, err
+		}
+	} else {
+		s := string(body)
+		for _, rn := range findCards(s) {
+			c.addGuard("", "", []cardRun{rn}, KindText, editRaw, rn.start, rn.end)
+		}
+	}
+	return r.finish(&c, body, replace)
 }
 
 // RewriteQuery applies the guard to a raw URL query string: it returns it
@@ -333,198 +363,17 @@ func (r *Rewriter) RewriteQuery(rawQuery string, replace ReplaceFunc) (string, e
 		// both ways at once, and nothing current sends it.
 		return "", newError(CodeInvalidForm, "", "non-standard %%uXXXX escape in the query string")
 	}
+	pairs, perr := parseForm([]byte(rawQuery), false)
+	if perr != nil {
+		return "", perr
+	}
 	var c collector
-	if err := r.collectForm(&c, []byte(rawQuery), false); err != nil {
+	if err := r.locateForm(&c, pairs, false); err != nil {
 		return "", err
 	}
-	out, err := c.apply([]byte(rawQuery), r.guard, replace)
+	out, err := r.finish(&c, []byte(rawQuery), replace)
 	if err != nil {
 		return "", err
 	}
 	return string(out), nil
-}
-
-// hasPercentU reports whether q holds a %uXXXX escape (four hex digits).
-func hasPercentU(q string) bool {
-	for i := 0; i+6 <= len(q); i++ {
-		if q[i] != '%' || q[i+1] != 'u' && q[i+1] != 'U' {
-			continue
-		}
-		if _, ok := hex2([]byte(q), i+2); ok {
-			if _, ok := hex2([]byte(q), i+4); ok {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// editKind says how an edit's replacement is encoded.
-type editKind int
-
-const (
-	editJSONString editKind = iota // whole JSON string (quotes included) → quoted replacement
-	editJSONNumber                 // whole JSON number → integer replacement
-	editJSONRuns                   // JSON string with guard hits → re-quoted with runs replaced
-	editForm                       // raw form value → form-encoded replacement
-	editFormRuns                   // raw form key or value with guard hits → re-encoded with runs replaced
-	editXML                        // an XML element's content → XML-escaped replacement
-	editXMLRuns                    // XML text or attribute value with guard hits → re-escaped with runs replaced
-	editRaw                        // digits (and separators) of a raw text body → replacement as is
-)
-
-// edit is one byte span of the body to replace, covering vals[first:first+n].
-type edit struct {
-	start, end int
-	kind       editKind
-	first, n   int
-	text       string    // decoded text, for the runs kinds
-	runs       []cardRun // spans within text
-}
-
-// collector gathers values and edits while a body is walked.
-type collector struct {
-	vals      []Value
-	edits     []edit
-	guardPath string // path of the first guard hit
-	guardHits int
-	ambiguous string // path of the first ambiguous guard hit, if any
-	anyAmbig  bool
-	cards     *CardSet // if set, the guard hits it does not take are dropped
-}
-
-func (c *collector) addField(fs fieldSel, path string, text string, kind Kind, ek editKind, start, end int) {
-	c.edits = append(c.edits, edit{start: start, end: end, kind: ek, first: len(c.vals), n: 1})
-	c.vals = append(c.vals, Value{Field: fs.field, Spec: fs.spec, Path: path, Text: text, Kind: kind})
-}
-
-func (c *collector) addGuard(path string, text string, runs []cardRun, kind Kind, ek editKind, start, end int) {
-	if c.cards != nil {
-		// Narrowed: a number the set does not take stays as written (its
-		// span is simply not edited). Ambiguous runs are kept: they have
-		// no one number to judge, and are refused.
-		runs = slices.DeleteFunc(slices.Clone(runs), func(rn cardRun) bool { return !rn.ambiguous && !c.cards.Takes(rn.digits) })
-		if len(runs) == 0 {
-			return
-		}
-	}
-	if c.guardHits == 0 {
-		c.guardPath = path
-	}
-	c.guardHits += len(runs)
-	for _, rn := range runs {
-		if rn.ambiguous && !c.anyAmbig {
-			c.ambiguous, c.anyAmbig = path, true
-		}
-	}
-	c.edits = append(c.edits, edit{start: start, end: end, kind: ek, first: len(c.vals), n: len(runs), text: text, runs: runs})
-	for _, rn := range runs {
-		c.vals = append(c.vals, Value{Field: -1, Spec: -1, Path: path, Text: rn.digits, Kind: kind})
-	}
-}
-
-// apply enforces the guard mode, calls replace and splices.
-func (c *collector) apply(body []byte, mode GuardMode, replace ReplaceFunc) ([]byte, error) {
-	if c.guardHits > 0 && mode == GuardReject {
-		return nil, newError(CodeCardNumberDetected, c.guardPath, "card-like number outside the configured fields")
-	}
-	if c.anyAmbig {
-		// No one number to tokenize: ASCII-only and Unicode-aware readers
-		// would see different card numbers in the same digits.
-		return nil, newError(CodeCardNumberDetected, c.ambiguous,
-			"card-like digits that read as different numbers with and without non-ASCII digits; send ASCII digits")
-	}
-	if len(c.vals) == 0 {
-		return body, nil
-	}
-	repl, err := replace(c.vals)
-	if err != nil {
-		return nil, fmt.Errorf("replace values: %w", err)
-	}
-	if len(repl) != len(c.vals) {
-		return nil, newError(CodeInvalidReplacement, "", "replace returned %d values for %d", len(repl), len(c.vals))
-	}
-	slices.SortFunc(c.edits, func(a, b edit) int { return a.start - b.start })
-	parts := make([][]byte, len(c.edits))
-	grow := 0
-	for i, e := range c.edits {
-		if i > 0 && e.start < c.edits[i-1].end {
-			return nil, newError(CodeInvalidReplacement, "", "overlapping edits") // a bug, never expected
-		}
-		p, err := e.encode(repl[e.first:e.first+e.n], c.vals[e.first].Path)
-		if err != nil {
-			return nil, err
-		}
-		parts[i] = p
-		grow += len(p) - (e.end - e.start)
-	}
-	out := make([]byte, len(body)+grow)
-	// Splice from the end backwards: earlier spans keep their offsets.
-	tail := len(out)
-	prev := len(body)
-	for i := len(c.edits) - 1; i >= 0; i-- {
-		e := c.edits[i]
-		n := copy(out[tail-(prev-e.end):tail], body[e.end:prev])
-		tail -= n
-		tail -= copy(out[tail-len(parts[i]):tail], parts[i])
-		prev = e.start
-	}
-	copy(out[:tail], body[:prev])
-	return out, nil
-}
-
-// encode renders the replacement bytes of one edit.
-func (e edit) encode(repl []string, path string) ([]byte, error) {
-	switch e.kind {
-	case editJSONString:
-		b, ok := appendQuoted(nil, repl[0])
-		if !ok {
-			return nil, newError(CodeInvalidReplacement, path, "replacement is not valid utf-8")
-		}
-		return b, nil
-	case editJSONNumber:
-		if !isJSONInteger(repl[0]) {
-			return nil, newError(CodeInvalidReplacement, path, "replacement for a json number is not an integer")
-		}
-		return []byte(repl[0]), nil
-	case editForm:
-		return []byte(formEscape(repl[0])), nil
-	case editXML:
-		return escapeXML(repl[0]), nil
-	case editRaw:
-		return []byte(repl[0]), nil
-	case editJSONRuns, editFormRuns, editXMLRuns:
-		var sb strings.Builder
-		prev := 0
-		for i, rn := range e.runs {
-			sb.WriteString(e.text[prev:rn.start])
-			sb.WriteString(repl[i])
-			prev = rn.end
-		}
-		sb.WriteString(e.text[prev:])
-		switch e.kind {
-		case editFormRuns:
-			return []byte(formEscape(sb.String())), nil
-		case editXMLRuns:
-			return escapeXML(sb.String()), nil
-		}
-		b, ok := appendQuoted(nil, sb.String())
-		if !ok {
-			return nil, newError(CodeInvalidReplacement, path, "replacement is not valid utf-8")
-		}
-		return b, nil
-	}
-	return nil, newError(CodeInvalidReplacement, path, "unknown edit")
-}
-
-// isJSONInteger reports whether s is 0|[1-9][0-9]*.
-func isJSONInteger(s string) bool {
-	if s == "" || len(s) > 1 && s[0] == '0' {
-		return false
-	}
-	return isDigits(s)
-}
-
-func joinPath(path []string) string {
-	return strings.Join(path, ".")
 }

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"bytes"
 	"errors"
 	"regexp"
 	"strings"
@@ -319,9 +320,9 @@ func TestReplaceCallback(t *testing.T) {
 		t.Errorf("replace called %d times, want 1", calls)
 	}
 	want := []Value{
-		{Field: 2, Spec: 0, Path: "items.0.card.number", Text: "4111111111111111", Kind: KindString},
-		{Field: 0, Spec: 0, Path: "card.number", Text: "5555555555554444", Kind: KindNumber},
-		{Field: 1, Spec: 1, Path: "card.cvc", Text: "123", Kind: KindString},
+		{Field: 2, Spec: 0, Path: "items.0.card.number", Text: "4111111111111111", Kind: KindString, Offset: bytes.Index(body, []byte(`"4111111111111111"`))},
+		{Field: 0, Spec: 0, Path: "card.number", Text: "5555555555554444", Kind: KindNumber, Offset: bytes.Index(body, []byte(`5555555555554444`))},
+		{Field: 1, Spec: 1, Path: "card.cvc", Text: "123", Kind: KindString, Offset: bytes.Index(body, []byte(`"123"`))},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("values = %+v, want %+v", got, want)

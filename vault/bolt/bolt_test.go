@@ -385,7 +385,7 @@ func TestCloseCommitsQueued(t *testing.T) {
 }
 
 // TestSize: the vault's size on disk is its file and its two write-ahead
-// log segments (limits.vault_bytes, issue 13).
+// log segments (limits.vault_bytes).
 func TestSize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tok.db")
 	s, err := Open(path, Options{})

@@ -17,8 +17,8 @@ var (
 )
 
 // BenchmarkOpenCheck measures, on a vault prefilled with -open-prefill
-// records (1M by default), what start-up and `tok vault check` cost
-// (issue 13): the integrity check Open runs before bbolt reads the file
+// records (1M by default), what start-up and `tok vault check` cost:
+// the integrity check Open runs before bbolt reads the file
 // (checkFile), a whole Open and Close (that check, bbolt's freelist
 // rebuild, the WAL scan), bbolt's own tx.Check, and the full check that
 // also decrypts every record. The file is in the page cache after the

@@ -11,7 +11,7 @@ import (
 	"github.com/tokproxy/tok/vault/storetest"
 )
 
-// TestCommitDeadline (issue 13 item 5): with the WAL's fdatasync stalled
+// TestCommitDeadline: with the WAL's fdatasync stalled
 // (a frozen filesystem), writes used to hang for good and Ping to answer
 // ready. Now a write returns ErrUnavailable and ErrStalled once the commit
 // deadline passes, whether its commit was stuck or it was queued behind

@@ -91,7 +91,7 @@ func TestOpenBadURL(t *testing.T) {
 }
 
 // TestSize: the tokens table's size with its indexes, for
-// limits.vault_bytes (issue 13), grows as records are written.
+// limits.vault_bytes, grows as records are written.
 func TestSize(t *testing.T) {
 	s := openFresh(t)
 	ctx := context.Background()

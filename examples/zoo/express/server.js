@@ -1,4 +1,4 @@
-// A recording Express app for tok's framework zoo (issue 14).
+// A recording Express app for tok's framework zoo.
 //
 // Every request, whatever its method and path, is answered with JSON holding
 // everything Express and its usual middleware parsed: body-parser's JSON

@@ -1,4 +1,4 @@
-"""A recording Flask app for tok's framework zoo (issue 14).
+"""A recording Flask app for tok's framework zoo.
 
 Every request, whatever its method and path, is answered with JSON holding
 everything Flask and Werkzeug parsed from it: the body read as JSON whatever

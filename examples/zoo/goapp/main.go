@@ -1,4 +1,4 @@
-// Command goapp is the Go net/http app of tok's framework zoo (issue 14): it
+// Command goapp is the Go net/http app of tok's framework zoo: it
 // answers every request it routes with JSON holding everything net/http and
 // encoding/json parsed from it — the body unmarshalled as JSON whatever its
 // Content-Type (into an any, and into a checkout struct, whose fields

@@ -1,5 +1,5 @@
 <?php
-// The recording handler of tok's framework zoo (issue 14), shared by the
+// The recording handler of tok's framework zoo, shared by the
 // router script (router.php) and the file-routed docroot (docroot/): it
 // answers with JSON holding everything PHP parsed from the request — the
 // body read as JSON whatever its Content-Type (json_decode of php://input,

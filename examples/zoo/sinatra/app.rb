@@ -1,4 +1,4 @@
-# A recording Sinatra (Rack) app for tok's framework zoo (issue 14).
+# A recording Sinatra (Rack) app for tok's framework zoo.
 #
 # Every request, whatever its method and path, is answered with JSON holding
 # everything Rack and Sinatra parsed: params (query, form and multipart

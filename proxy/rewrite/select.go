@@ -99,7 +99,7 @@ func parseJSONSelector(s string) (selector, error) {
 type jsonPart struct{ raw, key string }
 
 // splitJSONSelector splits s at each "." not escaped by a backslash
-// (issue 15: keys holding "." or "[" are spelled "order\.id", "a\[0\]").
+// (keys holding "." or "[" are spelled "order\.id", "a\[0\]").
 // A backslash escapes one of . [ ] # \ and nothing else.
 func splitJSONSelector(s string) ([]jsonPart, error) {
 	var parts []jsonPart
@@ -226,42 +226,6 @@ func splitDots(parts []string, s string) []string {
 	return append(parts, sub...)
 }
 
-// matchKey reports whether an object key matches segment g. fold selects
-// encoding/json's case-insensitive comparison (configured fields) over an
-// exact one (ignore entries: an exemption must never widen).
-func (g segment) matchKey(key string, fold bool) bool {
-	if g.any {
-		return false
-	}
-	if fold {
-		return strings.EqualFold(g.key, key)
-	}
-	return g.key == key
-}
-
-// matchIndex reports whether array element i matches segment g.
-func (g segment) matchIndex(i int) bool {
-	return g.any || g.index == i
-}
-
-// matchFormPart reports whether one segment of a form key matches g. For a
-// configured field (field) it matches as the most lenient framework reads:
-// "#" any segment (PHP's foreach and Rails iterate items[x] as readily as
-// items[0]) and keys case-insensitively (Echo's binder falls back to
-// strings.EqualFold). For an ignore entry it matches narrowly: an exemption
-// must never widen.
-func (g segment) matchFormPart(p string, field bool) bool {
-	switch {
-	case field && g.any:
-		return true
-	case field:
-		return strings.EqualFold(g.key, p)
-	case g.any:
-		return arrayIndex(p) >= 0 || p == "" || isDigits(p)
-	}
-	return g.key == p
-}
-
 func isDigits(s string) bool {
 	if s == "" {
 		return false
@@ -274,29 +238,85 @@ func isDigits(s string) bool {
 	return true
 }
 
-// safeSegment renders a JSON key for a path that may reach logs and
-// clients. A key that could hold a card number (12 or more digits), a key
-// longer than 64 bytes or one with control characters is shown as "*".
-func safeSegment(key string) string { return safeText(key, 64) }
+// phpFormKey splits key as PHP's parse_str and $_POST do: in the name
+// before the first '[', spaces and dots become '_' (and so does a '[' that
+// is never closed, with the rest of the key kept as written); inside
+// brackets nothing is mangled or split. Leading spaces are already gone.
+func phpFormKey(key string) []string {
+	mangle := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r == ' ' || r == '.' || r == '[' {
+				return '_'
+			}
+			return r
+		}, s)
+	}
+	i := strings.IndexByte(key, '[')
+	if i < 0 {
+		return []string{mangle(key)}
+	}
+	parts := []string{mangle(key[:i])}
+	for rest := key[i:]; rest != ""; {
+		j := strings.IndexByte(rest, ']')
+		if rest[0] != '[' || j < 0 {
+			if len(parts) == 1 { // an unclosed first bracket: one flat name
+				return []string{mangle(key[:i]) + "_" + key[i+1:]}
+			}
+			break // PHP ignores what follows the last closed bracket
+		}
+		parts = append(parts, rest[1:j])
+		rest = rest[j+1:]
+	}
+	return parts
+}
 
-func safeText(key string, maxLen int) string {
-	if key == "" {
-		return `""`
+// ValidateXMLSelector reports whether s is a valid XML selector.
+func ValidateXMLSelector(s string) error {
+	_, err := parseXMLSelector(s, false)
+	return err
+}
+
+// ValidateXMLIgnore reports whether s is a valid XML ignore entry: an
+// element path, optionally ending in "/@name" (an attribute of that
+// element).
+func ValidateXMLIgnore(s string) error {
+	_, err := parseXMLSelector(s, true)
+	return err
+}
+
+// IsXMLSelector reports whether s is written as an XML selector (it starts
+// with "/"), as opposed to a JSON one.
+func IsXMLSelector(s string) bool { return strings.HasPrefix(s, "/") }
+
+func parseXMLSelector(s string, attr bool) (string, error) {
+	if len(s) > MaxSelectorLen {
+		return "", fmt.Errorf("xml selector longer than %d bytes", MaxSelectorLen)
 	}
-	if len(key) > maxLen {
-		return "*"
+	if len(s) < 2 || s[0] != '/' || strings.HasSuffix(s, "/") {
+		return "", fmt.Errorf("xml selector %q: write an absolute element path such as /transaction/credit-card/number", s)
 	}
-	digits := 0
-	for _, r := range key {
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			return "*"
+	segs := strings.Split(s[1:], "/")
+	if len(segs) > MaxSelectorSegments {
+		return "", fmt.Errorf("xml selector has more than %d segments", MaxSelectorSegments)
+	}
+	for i, seg := range segs {
+		if attr && i == len(segs)-1 && i > 0 && strings.HasPrefix(seg, "@") {
+			seg = seg[1:]
 		}
-		if unicode.IsDigit(r) {
-			digits++
+		if !isXMLName(seg) {
+			return "", fmt.Errorf("xml selector %q: segment %q is not an element name (letters, digits, _ - .; no prefix)", s, seg)
 		}
 	}
-	if digits >= 12 {
-		return "*"
+	return s, nil
+}
+
+func isXMLName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.')
+		if !ok {
+			return false
+		}
 	}
-	return key
+	return s != ""
 }

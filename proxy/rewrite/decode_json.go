@@ -1,10 +1,25 @@
 package rewrite
 
 import (
+	"bytes"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
+
+// decodeJSON accepts body only if it is strict JSON (validateJSON) that
+// gjson, which the locate stage walks it with, also accepts.
+func decodeJSON(body []byte, maxDepth int) error {
+	if err := validateJSON(body, maxDepth); err != nil {
+		return err
+	}
+	if !gjson.ValidBytes(body) {
+		return newError(CodeInvalidJSON, "", "rejected by the json reader")
+	}
+	return nil
+}
 
 // validateJSON checks that b is exactly one strict RFC 8259 JSON value: no
 // byte order mark, no comments, no NaN or Infinity, no trailing data, only
@@ -190,25 +205,14 @@ func scanString(b []byte, i int) (end int, esc bool, err *Error) {
 	return 0, false, newError(CodeInvalidJSON, "", "unterminated string at offset %d", start)
 }
 
+// hex4 reads the four hex digits of a \u escape at b[i:].
 func hex4(b []byte, i int) (rune, bool) {
-	if len(b)-i < 4 {
+	hi, ok1 := hex2(b, i)
+	lo, ok2 := hex2(b, i+2)
+	if !ok1 || !ok2 {
 		return 0, false
 	}
-	var r rune
-	for _, c := range b[i : i+4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
+	return rune(hi)<<8 | rune(lo), true
 }
 
 // scanNumber checks -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at b[i:].
@@ -256,7 +260,7 @@ func skipDigits(b []byte, i int) int {
 // scanString; raw includes the quotes.
 func decodeString(raw []byte) string {
 	raw = raw[1 : len(raw)-1]
-	if !containsByte(raw, '\\') {
+	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw)
 	}
 	var sb strings.Builder
@@ -297,41 +301,53 @@ func decodeString(raw []byte) string {
 	return sb.String()
 }
 
-func containsByte(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
+// lenientStringEnd returns the offset of the quote closing the string that
+// opens at b[i] (len(b) if none), and whether it holds a backslash.
+func lenientStringEnd(b []byte, i int) (int, bool) {
+	esc := false
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			esc = true
+			j++
+		case '"':
+			return j, esc
 		}
 	}
-	return false
+	return len(b), esc
 }
 
-// appendQuoted appends s as a JSON string. It escapes only what JSON
-// requires (quote, backslash, control characters), so re-encoding the
-// value of a string that had no escapes reproduces its bytes exactly.
-// ok is false when s is not valid UTF-8.
-func appendQuoted(dst []byte, s string) ([]byte, bool) {
-	if !utf8.ValidString(s) {
-		return dst, false
-	}
-	const hexDigits = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c == '\n':
-			dst = append(dst, '\\', 'n')
-		case c == '\r':
-			dst = append(dst, '\\', 'r')
-		case c == '\t':
-			dst = append(dst, '\\', 't')
-		case c < 0x20:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+// lenientDecode decodes JSON string escapes, keeping a bad one as written.
+func lenientDecode(raw []byte) string {
+	var sb strings.Builder
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' || i+1 >= len(raw) {
+			sb.WriteByte(c)
+			continue
+		}
+		switch raw[i+1] {
+		case 'u':
+			r, ok := hex4(raw, i+2)
+			if !ok {
+				sb.WriteByte(c)
+				continue
+			}
+			i += 5
+			if utf16.IsSurrogate(r) && i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
+				if r2, ok := hex4(raw, i+3); ok {
+					r = utf16.DecodeRune(r, r2)
+					i += 6
+				}
+			}
+			sb.WriteRune(r)
+		case 'n', 't', 'r', 'b', 'f':
+			sb.WriteByte(' ') // ends a number as the control character would
+			i++
 		default:
-			dst = append(dst, c)
+			sb.WriteByte(raw[i+1])
+			i++
 		}
 	}
-	return append(dst, '"'), true
+	return sb.String()
 }

@@ -5,7 +5,92 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tokproxy/tok/vault"
 )
+
+// brand is one card network's issuer identification number range and the
+// lengths its cards have: the guard refuses a number only where a network
+// issues cards of that length, so that ids, trace ids and references that
+// merely pass the Luhn check (one in ten of any digits) stay quiet.
+type brand struct {
+	lo, hi   string // inclusive prefix range, of equal length
+	min, max int    // card lengths
+	only     int    // if set, the one length besides min (Visa: 13, 16, 19)
+	networks string // the networks issuing in the range, space-separated (see Networks)
+}
+
+// brands lists the issuer ranges the guard knows. Overlaps are
+// harmless: a number is a card if any entry takes it. Maestro is listed by
+// its issued ranges, not the "50, 56–69" block, which would make a 19-digit
+// number starting with 5 or 6 a card.
+var brands = []brand{
+	{"4", "4", 13, 19, 16, "visa"},                             // Visa: 13, 16, 19
+	{"51", "55", 16, 16, 0, "mastercard"},                      // Mastercard
+	{"2221", "2720", 16, 16, 0, "mastercard"},                  // Mastercard 2-series
+	{"2200", "2204", 16, 19, 0, "mir"},                         // Mir
+	{"34", "34", 15, 15, 0, "amex"},                            // American Express
+	{"37", "37", 15, 15, 0, "amex"},                            // American Express
+	{"6011", "6011", 16, 19, 0, "discover"},                    // Discover
+	{"644", "649", 16, 19, 0, "discover"},                      // Discover
+	{"65", "65", 16, 19, 0, "discover rupay elo"},              // Discover, RuPay, Elo 650/6516/6550
+	{"3528", "3589", 16, 19, 0, "jcb"},                         // JCB
+	{"36", "36", 14, 19, 0, "diners"},                          // Diners Club International
+	{"300", "305", 14, 19, 0, "diners"},                        // Diners Club Carte Blanche
+	{"3095", "3095", 14, 19, 0, "diners"},                      // Diners Club
+	{"38", "39", 14, 19, 0, "diners hipercard"},                // Diners Club, Hipercard 38
+	{"62", "62", 16, 19, 0, "unionpay discover"},               // UnionPay (and Discover co-branded 622126–622925)
+	{"81", "82", 16, 16, 0, "rupay"},                           // RuPay
+	{"60", "60", 16, 16, 0, "rupay hipercard"},                 // RuPay, Hipercard 606282
+	{"508", "508", 16, 16, 0, "rupay"},                         // RuPay
+	{"5018", "5018", 13, 19, 0, "maestro"},                     // Maestro
+	{"5020", "5020", 13, 19, 0, "maestro"},                     // Maestro
+	{"5038", "5038", 13, 19, 0, "maestro"},                     // Maestro
+	{"5893", "5893", 13, 19, 0, "maestro"},                     // Maestro
+	{"6304", "6304", 13, 19, 0, "maestro"},                     // Maestro
+	{"6759", "6759", 13, 19, 0, "maestro"},                     // Maestro (UK)
+	{"6761", "6763", 13, 19, 0, "maestro"},                     // Maestro
+	{"5019", "5019", 16, 16, 0, "dankort"},                     // Dankort
+	{"506099", "506198", 16, 19, 0, "verve"},                   // Verve
+	{"5041", "5041", 16, 16, 0, "elo"},                         // Elo
+	{"5066", "5067", 16, 16, 0, "elo"},                         // Elo
+	{"509", "509", 16, 16, 0, "elo"},                           // Elo
+	{"6277", "6277", 16, 16, 0, "elo"},                         // Elo
+	{"636", "639", 16, 19, 0, "interpayment instapayment elo"}, // InterPayment, InstaPayment, Elo 6362/6363
+	{"9792", "9792", 16, 16, 0, "troy"},                        // Troy
+}
+
+// takes reports whether b issues cards of n digits.
+func (b brand) takes(n int) bool {
+	if b.only != 0 {
+		return n == b.min || n == b.only || n == b.max
+	}
+	return n >= b.min && n <= b.max
+}
+
+// IsCardNumber reports whether d looks like a payment card number to the
+// guard: 13 to 19 ASCII digits, Luhn-valid, starting with a known network
+// prefix and of a length that network issues (Visa 4: 13, 16, 19;
+// Mastercard 51–55, 2221–2720: 16; Amex 34, 37: 15; Discover 6011,
+// 644–649, 65: 16–19; JCB 3528–3589: 16–19; Diners 300–305, 3095, 36,
+// 38–39: 14–19; UnionPay 62: 16–19; Maestro 5018, 5020, 5038, 5893, 6304,
+// 6759, 6761–6763: 13–19; Mir 2200–2204: 16–19; RuPay 60, 508, 81–82: 16;
+// Troy 9792: 16; Dankort, Verve, Elo, InterPayment; see brands).
+// UATP (prefix 1) is left out on purpose: 13-digit millisecond timestamps
+// start with 1 and a tenth of them pass the Luhn check.
+// Tokens in the pan format never pass it: they fail the Luhn check.
+func IsCardNumber(d string) bool {
+	if len(d) < minCardDigits || len(d) > maxCardDigits || !vault.Luhn(d) {
+		return false
+	}
+	for _, b := range brands {
+		n := len(b.lo)
+		if d[:n] >= b.lo && d[:n] <= b.hi && b.takes(len(d)) {
+			return true
+		}
+	}
+	return false
+}
 
 // Networks returns the names of the card networks the guard knows, sorted:
 // the names a [CardSet] accepts. They come from the guard's own table of

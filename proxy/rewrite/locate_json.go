@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/tidwall/gjson"
 )
@@ -26,14 +27,8 @@ type pathElem struct {
 	idx int
 }
 
-// collectJSON validates body strictly, then walks every value of it.
-func (r *Rewriter) collectJSON(c *collector, body []byte) error {
-	if err := validateJSON(body, r.maxDepth); err != nil {
-		return err
-	}
-	if !gjson.ValidBytes(body) {
-		return newError(CodeInvalidJSON, "", "rejected by the json reader")
-	}
+// locateJSON walks every value of body, which decodeJSON has accepted.
+func (r *Rewriter) locateJSON(c *collector, body []byte) error {
 	w := &jsonWalk{r: r, c: c, body: body}
 	var active, ignore []cursor
 	for i := range r.json {
@@ -87,56 +82,27 @@ func (w *jsonWalk) walk(v gjson.Result, active, ignore []cursor, ignored bool) e
 		return w.object(v, active, ignore, ignored, guard)
 	case v.IsArray():
 		return w.array(v, active, ignore, ignored)
-	case v.Type == gjson.String:
-		if !guard {
-			return nil
-		}
+	case guard && (v.Type == gjson.String || v.Type == gjson.Number):
 		raw, err := w.raw(v)
 		if err != nil {
 			return err
 		}
-		w.guardString(raw, v.Index)
-	case v.Type == gjson.Number:
-		if !guard {
-			return nil
-		}
-		raw, err := w.raw(v)
-		if err != nil {
-			return err
-		}
-		if d := numberCard(string(raw)); d != "" {
-			w.c.addGuard(w.pathString(), "", []cardRun{{digits: d}}, KindNumber, editJSONNumber, v.Index, v.Index+len(raw))
+		if v.Type == gjson.String {
+			w.guardString(raw, v.Index)
+		} else if mayBeCardNumber(raw) {
+			w.c.addText(w.pathString(), string(raw), KindNumber, editJSONNumber, v.Index, v.Index+len(raw))
 		}
 	}
 	return nil
 }
 
-// guardString records the card-like numbers inside a JSON string (a value
-// or a key) whose raw bytes start at off.
+// guardString records for the guard a JSON string (a value or a key) whose
+// raw bytes start at off, unless it cannot hold a card number.
 func (w *jsonWalk) guardString(raw []byte, off int) {
 	if !mayHoldCard(raw) {
 		return
 	}
-	text := decodeString(raw)
-	if runs := findCards(text); len(runs) > 0 {
-		w.c.addGuard(w.pathString(), text, runs, KindString, editJSONRuns, off, off+len(raw))
-	}
-}
-
-// mayHoldCard is a cheap pre-check: fewer than 13 ASCII digits, no escape
-// and no non-ASCII byte (which could be another script's digit) means no
-// card number.
-func mayHoldCard(raw []byte) bool {
-	digits := 0
-	for _, c := range raw {
-		switch {
-		case c >= '0' && c <= '9':
-			digits++
-		case c == '\\' || c >= 0x80:
-			return true
-		}
-	}
-	return digits >= minCardDigits
+	w.c.addText(w.pathString(), decodeString(raw), KindString, editJSONRuns, off, off+len(raw))
 }
 
 func (w *jsonWalk) object(v gjson.Result, active, ignore []cursor, ignored, guard bool) error {
@@ -257,4 +223,22 @@ func typeName(v gjson.Result) string {
 		return "a boolean"
 	}
 	return "an unexpected value"
+}
+
+// matchKey reports whether an object key matches segment g. fold selects
+// encoding/json's case-insensitive comparison (configured fields) over an
+// exact one (ignore entries: an exemption must never widen).
+func (g segment) matchKey(key string, fold bool) bool {
+	if g.any {
+		return false
+	}
+	if fold {
+		return strings.EqualFold(g.key, key)
+	}
+	return g.key == key
+}
+
+// matchIndex reports whether array element i matches segment g.
+func (g segment) matchIndex(i int) bool {
+	return g.any || g.index == i
 }

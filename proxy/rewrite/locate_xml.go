@@ -3,8 +3,6 @@ package rewrite
 import (
 	"bytes"
 	"encoding/xml"
-	"errors"
-	"fmt"
 	"io"
 	"strings"
 )
@@ -39,57 +37,6 @@ import (
 type xmlSel struct {
 	field, spec int
 	path        string
-}
-
-// ValidateXMLSelector reports whether s is a valid XML selector.
-func ValidateXMLSelector(s string) error {
-	_, err := parseXMLSelector(s, false)
-	return err
-}
-
-// ValidateXMLIgnore reports whether s is a valid XML ignore entry: an
-// element path, optionally ending in "/@name" (an attribute of that
-// element).
-func ValidateXMLIgnore(s string) error {
-	_, err := parseXMLSelector(s, true)
-	return err
-}
-
-// IsXMLSelector reports whether s is written as an XML selector (it starts
-// with "/"), as opposed to a JSON one.
-func IsXMLSelector(s string) bool { return strings.HasPrefix(s, "/") }
-
-func parseXMLSelector(s string, attr bool) (string, error) {
-	if len(s) > MaxSelectorLen {
-		return "", fmt.Errorf("xml selector longer than %d bytes", MaxSelectorLen)
-	}
-	if len(s) < 2 || s[0] != '/' || strings.HasSuffix(s, "/") {
-		return "", fmt.Errorf("xml selector %q: write an absolute element path such as /transaction/credit-card/number", s)
-	}
-	segs := strings.Split(s[1:], "/")
-	if len(segs) > MaxSelectorSegments {
-		return "", fmt.Errorf("xml selector has more than %d segments", MaxSelectorSegments)
-	}
-	for i, seg := range segs {
-		if attr && i == len(segs)-1 && i > 0 && strings.HasPrefix(seg, "@") {
-			seg = seg[1:]
-		}
-		if !isXMLName(seg) {
-			return "", fmt.Errorf("xml selector %q: segment %q is not an element name (letters, digits, _ - .; no prefix)", s, seg)
-		}
-	}
-	return s, nil
-}
-
-func isXMLName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.')
-		if !ok {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // xmlFrame is one open element of the walk.
@@ -128,57 +75,16 @@ type openXML struct {
 	text       strings.Builder
 }
 
-// collectXML is the primary reading of a body declared as XML: the
+// locateXML is the primary reading of a body declared as XML: the
 // configured elements' contents become values, card numbers elsewhere
 // guard hits.
-func (r *Rewriter) collectXML(c *collector, body []byte) error {
+func (r *Rewriter) locateXML(c *collector, body []byte) error {
 	w := &xmlWalk{r: r, c: c, body: body, seen: map[string]bool{}, stack: make([]xmlFrame, 0, 16)}
 	return w.run()
 }
 
-// xmlReading reads a body of another type that an app would sniff as XML
-// (it starts with '<' after a byte-order mark and white space), leniently
-// (HTML's entities and unclosed tags are read as an HTML-tolerant parser
-// reads them) and only for the guard: a card number in it refuses the
-// body, and a part that does not parse ends the reading (the raw reading
-// has seen its bytes).
-func (r *Rewriter) xmlReading(body []byte) error {
-	if !sniffXML(body) {
-		return nil
-	}
-	w := &xmlWalk{r: r, c: &collector{}, body: body, lenient: true, seen: map[string]bool{}}
-	return w.run()
-}
-
-// sniffXML reports whether b starts with '<' after a UTF-8 byte-order mark
-// and white space.
-func sniffXML(b []byte) bool {
-	b = bytes.TrimLeft(bytes.TrimPrefix(b, utf8BOMBytes), " \t\r\n")
-	return len(b) > 0 && b[0] == '<'
-}
-
-var utf8BOMBytes = []byte("\ufeff")
-
 func (w *xmlWalk) run() error {
-	d := xml.NewDecoder(bytes.NewReader(w.body))
-	if w.lenient {
-		d.Strict = false
-		d.AutoClose = xml.HTMLAutoClose
-		d.Entity = xml.HTMLEntity
-		// A declared encoding (ISO-8859-1, windows-1252) stops Go's decoder
-		// but not Python's or PHP's: read the bytes as Latin-1, whose
-		// digits, '&', '#' and ';' are ASCII's.
-		d.CharsetReader = latin1Reader
-	} else {
-		d.Strict = true // no Entity map, no AutoClose: only XML's own references
-	}
-	// RawToken: no namespace translation (selectors use local names), so
-	// the walk checks that end tags match itself. The lenient reading needs
-	// Token's AutoClose.
-	next := d.RawToken
-	if w.lenient {
-		next = d.Token
-	}
+	d, next := newXMLDecoder(w.body, w.lenient)
 	roots := 0
 	for {
 		before := int(d.InputOffset())
@@ -525,98 +431,4 @@ func (w *xmlWalk) ignoredPath(path string) bool {
 		}
 	}
 	return false
-}
-
-// showXMLPath renders an element path for errors and logs: a segment that
-// could hold a card number shows as "*".
-func showXMLPath(p string) string {
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		if s != "" {
-			segs[i] = safeSegment(s)
-		}
-	}
-	return strings.Join(segs, "/")
-}
-
-// attrSpans returns the raw value spans (inside the quotes) of the
-// attributes of a well-formed start tag, in order.
-func attrSpans(tag []byte) [][2]int {
-	var spans [][2]int
-	i := 1
-	for i < len(tag) && !isXMLSpace(tag[i]) && tag[i] != '>' && tag[i] != '/' {
-		i++ // the element name
-	}
-	for i < len(tag) {
-		for i < len(tag) && isXMLSpace(tag[i]) {
-			i++
-		}
-		if i >= len(tag) || tag[i] == '>' || tag[i] == '/' {
-			break
-		}
-		for i < len(tag) && tag[i] != '=' {
-			i++
-		}
-		i++
-		for i < len(tag) && isXMLSpace(tag[i]) {
-			i++
-		}
-		if i >= len(tag) {
-			break
-		}
-		q := tag[i]
-		end := bytes.IndexByte(tag[i+1:], q)
-		if end < 0 {
-			break
-		}
-		spans = append(spans, [2]int{i + 1, i + 1 + end})
-		i += end + 2
-	}
-	return spans
-}
-
-func isXMLSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
-
-// checkXMLText refuses text the decoder let through that readers differ on.
-func checkXMLText(s string) error {
-	if strings.ContainsRune(s, '\uFFFD') {
-		return newError(CodeInvalidXML, "", "invalid UTF-8 or a replacement character")
-	}
-	return nil
-}
-
-func xmlErrText(err error) string {
-	var se *xml.SyntaxError
-	if errors.As(err, &se) {
-		// The decoder quotes what it could not read: its digits are masked.
-		msg := strings.Map(func(r rune) rune {
-			if r >= '0' && r <= '9' {
-				return '#'
-			}
-			return r
-		}, se.Msg)
-		return fmt.Sprintf("line %d: %s", se.Line, safeText(msg, 200))
-	}
-	return "unreadable"
-}
-
-// escapeXML is s escaped for XML text or an attribute value.
-func escapeXML(s string) []byte {
-	var b bytes.Buffer
-	xml.EscapeText(&b, []byte(s)) // writes to a buffer: no error
-	return b.Bytes()
-}
-
-// latin1Reader decodes input as ISO-8859-1, whatever label declares it.
-func latin1Reader(_ string, input io.Reader) (io.Reader, error) {
-	b, err := io.ReadAll(input)
-	if err != nil {
-		return nil, err
-	}
-	var sb strings.Builder
-	sb.Grow(len(b))
-	for _, c := range b {
-		sb.WriteRune(rune(c))
-	}
-	return strings.NewReader(sb.String()), nil
 }

@@ -3,12 +3,11 @@ package rewrite
 import (
 	"bytes"
 	"mime"
+	"mime/multipart"
 	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
 )
 
-// Readings: the guard reads a body the ways apps read it (issue 14).
+// Readings: the guard reads a body the ways apps read it.
 //
 // An app does not always read a body as its Content-Type says: Flask's
 // get_json(force=True), PHP's json_decode(file_get_contents('php://input')),
@@ -38,28 +37,6 @@ import (
 // readingHit is the refusal for a card found by a secondary reading.
 func readingHit(reading string) *Error {
 	return newError(CodeCardNumberDetected, "", "card-like number in the body read as %s", reading)
-}
-
-// rewriteOther is the primary reading of a body whose type is neither JSON
-// nor a form: a body without a Content-Type is a form to Rack (and PHP
-// reads a typeless POST's php://input as the app likes), anything else is
-// raw text.
-func (r *Rewriter) rewriteOther(body []byte, contentType string, replace ReplaceFunc) ([]byte, error) {
-	var c collector
-	if strings.TrimSpace(contentType) == "" {
-		if hasPercentU(string(body)) { // see RewriteQuery
-			return nil, newError(CodeInvalidForm, "", "non-standard %%uXXXX escape in a body without a content type")
-		}
-		if err := r.collectForm(&c, body, false); err != nil {
-			return nil, err
-		}
-	} else {
-		s := string(body)
-		for _, rn := range findCards(s) {
-			c.addGuard("", "", []cardRun{rn}, KindText, editRaw, rn.start, rn.end)
-		}
-	}
-	return c.apply(body, r.guard, replace)
 }
 
 // otherReadings refuses b if a card shows under a reading other than the
@@ -109,23 +86,6 @@ func (r *Rewriter) otherReadings(b []byte, media Media, contentType string) erro
 		return jsonReading([]byte(wide))
 	}
 	return nil
-}
-
-// readableCharset reports whether the guard reads text in charset cs as
-// the app decodes it: UTF-8, and the charsets whose only digits are the
-// ASCII ones at the ASCII bytes (ISO 8859, Windows 125x), and UTF-16/32,
-// which wideText decodes. Shift_JIS, EUC, GBK and Big5 hold fullwidth
-// digits that Python's int() reads; UTF-7 spells "4" as "+ADQ-"; EBCDIC
-// moves the digits: such text is refused rather than misread.
-func readableCharset(cs string) bool {
-	cs = strings.ToLower(strings.TrimSpace(cs))
-	switch {
-	case cs == "", cs == "utf-8", cs == "utf8", cs == "us-ascii", cs == "ascii", cs == "latin1",
-		strings.HasPrefix(cs, "iso-8859-"), strings.HasPrefix(cs, "windows-125"), strings.HasPrefix(cs, "cp125"),
-		strings.HasPrefix(cs, "utf-16"), strings.HasPrefix(cs, "utf-32"):
-		return true
-	}
-	return false
 }
 
 // textReadings are the lenient JSON and form readings of a text body
@@ -185,57 +145,6 @@ func jsonReading(b []byte) error {
 	return nil
 }
 
-// lenientStringEnd returns the offset of the quote closing the string that
-// opens at b[i] (len(b) if none), and whether it holds a backslash.
-func lenientStringEnd(b []byte, i int) (int, bool) {
-	esc := false
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			esc = true
-			j++
-		case '"':
-			return j, esc
-		}
-	}
-	return len(b), esc
-}
-
-// lenientDecode decodes JSON string escapes, keeping a bad one as written.
-func lenientDecode(raw []byte) string {
-	var sb strings.Builder
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if c != '\\' || i+1 >= len(raw) {
-			sb.WriteByte(c)
-			continue
-		}
-		switch raw[i+1] {
-		case 'u':
-			r, ok := hex4(raw, i+2)
-			if !ok {
-				sb.WriteByte(c)
-				continue
-			}
-			i += 5
-			if utf16.IsSurrogate(r) && i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
-				if r2, ok := hex4(raw, i+3); ok {
-					r = utf16.DecodeRune(r, r2)
-					i += 6
-				}
-			}
-			sb.WriteRune(r)
-		case 'n', 't', 'r', 'b', 'f':
-			sb.WriteByte(' ') // ends a number as the control character would
-			i++
-		default:
-			sb.WriteByte(raw[i+1])
-			i++
-		}
-	}
-	return sb.String()
-}
-
 // fractionReading refuses a JSON number whose fraction digits, written
 // before an exponent, are a card ("0.378282246310005e16"): the JSON reading
 // reads the number's value, but parse_str (PHP, on a body read as a form)
@@ -290,111 +199,70 @@ func formReading(b []byte) error {
 	return nil
 }
 
-func digitPlusDigit(s []byte) bool {
-	for i := 0; ; i++ {
-		j := bytes.IndexByte(s[i:], '+')
-		if j < 0 {
-			return false
-		}
-		i += j
-		if i > 0 && i+1 < len(s) && isASCIIDigit(s[i-1]) && isASCIIDigit(s[i+1]) {
-			return true
-		}
+// xmlReading reads a body of another type that an app would sniff as XML
+// (it starts with '<' after a byte-order mark and white space), leniently
+// (HTML's entities and unclosed tags are read as an HTML-tolerant parser
+// reads them) and only for the guard: a card number in it refuses the
+// body, and a part that does not parse ends the reading (the raw reading
+// has seen its bytes).
+func (r *Rewriter) xmlReading(body []byte) error {
+	if !sniffXML(body) {
+		return nil
 	}
+	w := &xmlWalk{r: r, c: &collector{}, body: body, lenient: true, seen: map[string]bool{}}
+	return w.run()
 }
 
-// formDecodeReading decodes %XX (a bad escape is kept) and a '+' between
-// digits.
-func formDecodeReading(s string) string {
-	var sb strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '%':
-			if h, ok := hex2([]byte(s), i+1); ok {
-				sb.WriteByte(h)
-				i += 2
-				continue
-			}
-			sb.WriteByte(c)
-		case c == '+' && i > 0 && i+1 < len(s) && isASCIIDigit(s[i-1]) && isASCIIDigit(s[i+1]):
-			sb.WriteByte(' ')
-		default:
-			sb.WriteByte(c)
-		}
-	}
-	return sb.String()
+// multipartReading reads b as multipart/form-data parts with boundary, as
+// PHP, Rack, werkzeug, busboy and Go do, and refuses a card in what they
+// decode beyond the raw bytes (the primary reading): a part's name and
+// filename (RFC 2231 filename*=UTF-8”%34%31… included), and its content
+// under a base64 or quoted-printable Content-Transfer-Encoding, read as
+// text, JSON and form. Binary file parts (images, PDFs) are read as raw
+// bytes like any other content: a card written in them as ASCII or UTF-16
+// digits is found; one inside compressed data (a zip, a PDF stream) is not,
+// as no framework decompresses an upload (see the README).
+//
+// A body that does not parse as multipart with its boundary is refused:
+// the app's parser might read parts tok did not.
+func (r *Rewriter) multipartReading(b []byte, boundary string) error {
+	return eachPart(b, boundary, r.partReading)
 }
 
-// latinText returns b decoded from a single-byte charset (ISO 8859,
-// Windows 125x) when it declares one and is not valid UTF-8 already: there
-// 0xA0 is a no-break space, 0xAD a soft hyphen and, in Windows-1252, 0x96
-// and 0x97 dashes, which join digit groups for the app that decodes it.
-// Every ISO 8859 part and Windows code page keeps those four where Latin-1
-// and Windows-1252 have them, or has no digit-joining character there.
-func latinText(b []byte, charset string) (string, bool) {
-	cs := strings.ToLower(strings.TrimSpace(charset))
-	if cs == "" || cs == "utf-8" || cs == "utf8" || cs == "us-ascii" || cs == "ascii" || strings.HasPrefix(cs, "utf-") || utf8.Valid(b) {
-		return "", false
-	}
-	var sb strings.Builder
-	sb.Grow(len(b))
-	for _, c := range b {
-		switch {
-		case c == 0x96:
-			sb.WriteRune('\u2013')
-		case c == 0x97:
-			sb.WriteRune('\u2014')
-		default:
-			sb.WriteRune(rune(c))
-		}
-	}
-	return sb.String(), true
-}
-
-// wideText returns b as UTF-8 if it is UTF-16 or UTF-32 text, detected as
-// Python's json.loads detects it on bytes (a byte order mark, or the
-// pattern of zero bytes in the first four), or declared by charset.
-func wideText(b []byte, charset string) (string, bool) {
-	cs := strings.ToLower(charset)
-	switch {
-	case len(b) >= 4 && (b[0] == 0 && b[1] == 0 && b[2] == 0xFE && b[3] == 0xFF || b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] != 0):
-		return decodeWide(b, 4, true), true
-	case len(b) >= 4 && (b[0] == 0xFF && b[1] == 0xFE && b[2] == 0 && b[3] == 0 || b[0] != 0 && b[1] == 0 && b[2] == 0 && b[3] == 0):
-		return decodeWide(b, 4, false), true
-	case len(b) >= 2 && (b[0] == 0xFE && b[1] == 0xFF || b[0] == 0 && b[1] != 0) || cs == "utf-16be":
-		return decodeWide(b, 2, true), true
-	case len(b) >= 2 && (b[0] == 0xFF && b[1] == 0xFE || b[0] != 0 && b[1] == 0) || strings.HasPrefix(cs, "utf-16"):
-		return decodeWide(b, 2, false), true
-	}
-	return "", false
-}
-
-// decodeWide decodes UTF-16 (size 2) or UTF-32 (size 4) leniently.
-func decodeWide(b []byte, size int, bigEndian bool) string {
-	var units []uint16
-	var sb strings.Builder
-	for i := 0; i+size <= len(b); i += size {
-		var v uint32
-		for k := range size {
-			byteAt := b[i+k]
-			if bigEndian {
-				v = v<<8 | uint32(byteAt)
-			} else {
-				v |= uint32(byteAt) << (8 * k)
+// partReading guards one part's decoded name, filename and content (an
+// uploaded file that starts with '<' is read as XML too).
+func (r *Rewriter) partReading(p *multipart.Part) error {
+	if cd := p.Header.Get("Content-Disposition"); cd != "" {
+		if _, params, err := mime.ParseMediaType(cd); err == nil {
+			for _, k := range []string{"name", "filename"} {
+				if len(findCards(params[k])) > 0 {
+					return readingHit("a multipart part's " + k)
+				}
 			}
 		}
-		if size == 2 {
-			units = append(units, uint16(v))
-			continue
-		}
-		if r := rune(v); utf8.ValidRune(r) {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteRune(utf8.RuneError)
-		}
 	}
-	if size == 2 {
-		return string(utf16.Decode(units))
+	// A part in 7bit, 8bit or binary: the raw reading of the whole body
+	// has seen these bytes; they are read again only for the escapes and
+	// number forms of JSON and forms.
+	data, err := partContent(p)
+	if err != nil {
+		return err
 	}
-	return sb.String()
+	if len(findCards(string(data))) > 0 {
+		return readingHit("a multipart part")
+	}
+	if err := textReadings(data); err != nil {
+		return err
+	}
+	if err := r.xmlReading(data); err != nil {
+		return err
+	}
+	_, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+	if !readableCharset(params["charset"]) {
+		return newError(CodeUnsupportedMediaType, "", "multipart part in a charset tok cannot read")
+	}
+	if wide, ok := wideText(data, params["charset"]); ok && len(findCards(wide)) > 0 {
+		return readingHit("a utf-16/32 multipart part")
+	}
+	return nil
 }

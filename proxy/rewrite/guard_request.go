@@ -1,11 +1,9 @@
 package rewrite
 
-import (
-	"strings"
-)
+import "strings"
 
 // GuardRequest applies the guard to the parts of a request outside its
-// body and query string (issue 14): the decoded path (segments and
+// body and query string: the decoded path (segments and
 // ";params"), the host, and every header value — a cookie, the Referer's
 // path and query, a card in X-Card-Number — each read as written and, where
 // it holds a percent escape or a '+' between digits, decoded as a form or
