@@ -54,7 +54,7 @@ func audit(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: ok, %d lines, keyed chain intact; last seq %d, head %s\n", file, rep.Lines, rep.LastSeq, rep.Head)
 	for _, g := range rep.Gaps {
 		// An outage of the log's disk, sealed by tok: not tampering, but
-		// events may be missing (issue 13).
+		// events may be missing.
 		fmt.Fprintf(stdout, "%s: outage sealed at line %d: since %s, %d events not written, %d torn line(s) (%d bytes) sealed; cause: %s\n",
 			file, g.Line, g.Since.Format(time.RFC3339), g.Lost, g.TornLines, g.TornBytes, cmp.Or(g.Cause, "unknown (found at start)"))
 	}

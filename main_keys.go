@@ -69,7 +69,7 @@ func keys(args []string, stdout, stderr io.Writer) int {
 // rotate adds a data key version to the keyring file at path and returns it.
 // It holds the keyring's lock throughout, so two rotations (or a rotation
 // and a retire) cannot both read the same file and each write its own
-// version N+1 (issue 19).
+// version N+1.
 func rotate(path string) (uint32, error) {
 	unlock, err := vault.LockKeyringFile(path, keyringLockWait)
 	if err != nil {

@@ -110,8 +110,8 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	// Never start on a keyring that does not open this vault (issue 19,
-	// issue 13; invariant 6): a key check value per key is recorded in the
+	// Never start on a vault tok cannot prove is the one it had, so never
+	// on a keyring that does not open this vault: a key check value per key is recorded in the
 	// vault, and a mismatch or a missing version refuses to start.
 	if err := v.VerifyKeyring(ctx); err != nil {
 		return fmt.Errorf("keyring %s does not match the vault; tok refuses to start (see README, Operations: key check values): %w", source, err)
@@ -184,7 +184,7 @@ func reload(path string, running *config.Config, store vault.Durable, mem vault.
 	}
 	// A keyring whose key for a recorded version differs (a rotation of a
 	// stale copy), or that lacks a recorded version, would make records
-	// fail to open: refuse it, keep the running one (issue 19).
+	// fail to open: refuse it, keep the running one.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := v.VerifyKeyring(ctx); err != nil {
@@ -246,7 +246,7 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 		return nil, fmt.Errorf("demo setup: %w", err)
 	}
 	// One line says where the demo secret is; the secret itself is only in
-	// that file (security invariant 1).
+	// that file: no secret ever reaches a log line.
 	log.Warn("NO CONFIG FILE: running on DEMO KEYS with a demo client; not for production (write tok.yaml, see \"tok check\")",
 		"demo_client", config.DemoClient, "secret_file", demo.SecretFile, "keyring", demo.Keyring,
 		"keyring_created", demo.KeyringCreated, "secret_created", demo.SecretCreated)
@@ -254,7 +254,7 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 }
 
 // openAudit opens the audit log for appending (mode 0600), locked against
-// a second tok (issue 13); "-" is stdout. It also returns the file's tail,
+// a second tok (two writers would break the keyed chain); "-" is stdout. It also returns the file's tail,
 // so the keyed chain continues and a write cut short is sealed.
 func openAudit(path string, stdout io.Writer) (io.Writer, io.Closer, auditlog.Tail, error) {
 	if path == "-" {
@@ -281,7 +281,7 @@ func closeWith(err *error, what string, c io.Closer) {
 // openStore opens the durable store named by the config: bolt or postgres.
 // A bolt vault is created only in a directory no older vault left files in
 // (its log, its id marker, a non-empty audit log), or with initVault; what
-// Open found and replayed is logged (issue 13).
+// Open found and replayed is logged: tok never recovers silently.
 func openStore(ctx context.Context, cfg *config.Config, initVault bool, onCommit func(time.Duration, int), log *slog.Logger) (vault.Durable, error) {
 	c := cfg.Vault
 	var traces []string

@@ -99,7 +99,7 @@ func vaultCheck(cfg *config.Config, path string, stdout, stderr io.Writer) int {
 			_, err = keys.OpenRecord(rec)
 		}
 		if err != nil {
-			// Masked like every token in tok's logs (invariant 1).
+			// Masked like every token in tok's logs: no log line holds one whole.
 			unreadable = append(unreadable, vault.Mask(rec.Token)+" ("+err.Error()+")")
 		}
 		return nil

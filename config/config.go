@@ -286,7 +286,8 @@ type Client struct {
 }
 
 // Budgets bound the paths that answer whether a card has a token, or that
-// reveal one (issue 19), in values per window.
+// reveal one (each is an oracle for whether a card is known), in values
+// per window.
 type Budgets struct {
 	Window          time.Duration `yaml:"window"`
 	HandleAnonymous int           `yaml:"handle_anonymous"`

@@ -72,8 +72,8 @@ func KeyringModeProblem(path string) string {
 // empty); anything else is returned as is.
 //
 // A value may also be a template holding "{env:NAME}" anywhere, e.g.
-// "Bearer {env:STRIPE_SECRET}": each is replaced by the variable's value
-// (issue 15), so a provider's prefix need not live in the environment.
+// "Bearer {env:STRIPE_SECRET}": each is replaced by the variable's value,
+// so a provider's prefix need not live in the environment.
 func Resolve(s string, getenv func(string) string) (string, error) {
 	name, ok := strings.CutPrefix(s, "env:")
 	if !ok {

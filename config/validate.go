@@ -467,7 +467,7 @@ func (v *validator) binds(route string, fs []Field, inbound bool) {
 // grammar: segments separated by ".", each "#" (every element of an array)
 // or one or more of A-Z a-z 0-9 _ $ @ - and escaped characters: a key
 // holding ". [ ] #" or a backslash spells it with a backslash before it
-// (order\.id names the key "order.id"; issue 15). A numeric segment is an
+// (order\.id names the key "order.id"). A numeric segment is an
 // array index or an object key, as gjson reads it.
 func checkJSONSelector(s string) string {
 	if len(s) > rewrite.MaxSelectorLen {

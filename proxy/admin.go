@@ -1,11 +1,10 @@
 package proxy
 
 import (
-	"net"
 	"net/http"
-	"strings"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
 // AdminHeader must be sent, with the value "1", on every state-changing
@@ -17,7 +16,7 @@ const AdminHeader = "X-Tok-Admin"
 
 // adminGuard wraps an admin endpoint that hands out the vault, changes it
 // or costs the process:
-//   - loopback peers asking for a loopback host only (checkLoopback);
+//   - loopback peers asking for a loopback host only ([httpx.CheckLoopback]);
 //   - no cross-site browser request: Sec-Fetch-Site, if sent, must be
 //     same-origin or none (a user typing the URL), and Origin, if sent,
 //     must be the admin listener's own;
@@ -30,7 +29,7 @@ const AdminHeader = "X-Tok-Admin"
 //
 // The audit line names the endpoint by path, the one it was registered
 // under (never the request's path, which a caller chooses).
-func (s *Server) adminGuard(event, path string, audited bool, h handlerFunc) handlerFunc {
+func (s *Server) adminGuard(event, path string, audited bool, h httpx.HandlerFunc) httpx.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		err := checkAdminRequest(r)
 		if err == nil {
@@ -39,7 +38,7 @@ func (s *Server) adminGuard(event, path string, audited bool, h handlerFunc) han
 		if err == nil && !audited {
 			return nil
 		}
-		ev := audit.Event{Event: event, Endpoint: safeMethod(r.Method) + " " + path, Outcome: "ok"}
+		ev := audit.Event{Event: event, Endpoint: httpx.SafeMethod(r.Method) + " " + path, Outcome: "ok"}
 		if err != nil {
 			ev.Outcome = toAPIError(err).Code
 		}
@@ -50,21 +49,21 @@ func (s *Server) adminGuard(event, path string, audited bool, h handlerFunc) han
 
 // checkAdminRequest is adminGuard's refusal logic.
 func checkAdminRequest(r *http.Request) error {
-	if err := checkLoopback(r); err != nil {
+	if err := httpx.CheckLoopback(r); err != nil {
 		return err
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return errorf(http.StatusForbidden, CodeCrossSite, "admin endpoints refuse cross-site requests (Sec-Fetch-Site: %s)", safeHeader(site))
+		return httpx.Errorf(http.StatusForbidden, CodeCrossSite, "admin endpoints refuse cross-site requests (Sec-Fetch-Site: %s)", httpx.SafeHeader(site))
 	}
 	if origin := r.Header.Get("Origin"); origin != "" && origin != adminOrigin(r) {
-		return errorf(http.StatusForbidden, CodeCrossSite, "admin endpoints refuse requests from another origin")
+		return httpx.Errorf(http.StatusForbidden, CodeCrossSite, "admin endpoints refuse requests from another origin")
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return nil
 	}
 	if r.Header.Get(AdminHeader) != "1" {
-		return errorf(http.StatusForbidden, CodeAdminHeaderMissing, "state-changing admin requests must carry the header %s: 1", AdminHeader)
+		return httpx.Errorf(http.StatusForbidden, CodeAdminHeaderMissing, "state-changing admin requests must carry the header %s: 1", AdminHeader)
 	}
 	return nil
 }
@@ -79,50 +78,7 @@ func adminOrigin(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// safeHeader bounds a header value quoted back in an error.
-func safeHeader(v string) string {
-	if len(v) > 32 {
-		v = v[:32]
-	}
-	return strings.Map(func(c rune) rune {
-		if c < 0x20 || c > 0x7e {
-			return '?'
-		}
-		return c
-	}, v)
-}
-
 // serveNotFound answers paths tok does not serve.
 func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) error {
-	return errorf(http.StatusNotFound, CodeNotFound, "no such endpoint")
-}
-
-// checkLoopback refuses peers not on the loopback interface, and requests
-// naming another host.
-func checkLoopback(r *http.Request) error {
-	ip := net.ParseIP(sourceAddr(r))
-	if ip == nil || !ip.IsLoopback() {
-		return errorf(http.StatusForbidden, CodeForbidden, "this admin endpoint answers loopback clients only")
-	}
-	if !loopbackHost(r.Host) {
-		// A web page whose name was rebound to 127.0.0.1 reaches us from
-		// loopback, but its browser still sends its own name.
-		return errorf(http.StatusForbidden, CodeForbidden, "this admin endpoint answers requests for localhost or a loopback address only")
-	}
-	return nil
-}
-
-// loopbackHost reports whether a Host header names this machine's loopback:
-// localhost or a loopback IP literal, with or without a port. An empty Host
-// (HTTP/1.0) is accepted: no browser sends one.
-func loopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host == "" || strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return httpx.Errorf(http.StatusNotFound, CodeNotFound, "no such endpoint")
 }

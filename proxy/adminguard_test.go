@@ -13,7 +13,7 @@ import (
 )
 
 // TestAdminCrossSite: a browser on the tok host cannot POST /rekey, start
-// a CPU profile or fetch a backup from a page of another site (issue 19):
+// a CPU profile or fetch a backup from a page of another site:
 // Sec-Fetch-Site other than same-origin/none, a foreign Origin, or a POST
 // without X-Tok-Admin is refused with 403 before the endpoint runs, and
 // every refusal is audited.

@@ -27,7 +27,7 @@ func TestSeedWalkthrough(t *testing.T) {
 	if tok == seedPAN || vault.Luhn(tok) {
 		t.Errorf("token %q equals the PAN or passes Luhn", tok)
 	}
-	// Anonymous /handle never converges (issue 19): whether a card has a
+	// Anonymous /handle never converges: whether a card has a
 	// token already is not for an unauthenticated caller to learn.
 	if again := e.handle(seedPAN); again == tok {
 		t.Errorf("second POST /handle = %q, the same token again; want a fresh one", again)

@@ -57,7 +57,7 @@ func (e *testEnv) loginStatus(client, secret string) response {
 		`{"bank_coordinates": "`+client+`", "secret": "`+secret+`"}`)
 }
 
-// TestAuditFullDisk (issue 13 item 4): a write cut short by a full disk
+// TestAuditFullDisk: a write cut short by a full disk
 // used to leave a torn line that `tok audit verify` reported as a break
 // forever, and failed logins during the outage got 401 unaudited. Now
 // every login the log cannot take is refused with 503, the torn bytes are
@@ -179,7 +179,7 @@ func TestAuditTornAtStart(t *testing.T) {
 	}
 }
 
-// TestAuditFileLocked (issue 13): two toks on one audit log would fork its
+// TestAuditFileLocked: two toks on one audit log would fork its
 // chain; the second refuses.
 func TestAuditFileLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")

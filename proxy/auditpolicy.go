@@ -2,12 +2,12 @@ package proxy
 
 import (
 	"log/slog"
-	"net"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
 // The audit policy: every detokenization, login attempt and admin action
@@ -27,9 +27,9 @@ import (
 // returns the refusal the caller must answer with instead of doing what
 // ev records (action names it: "reveal", "log in", ...).
 func (s *Server) mustRecord(r *http.Request, ev audit.Event, action string) error {
-	ev.Source = sourceAddr(r)
+	ev.Source = httpx.PeerAddr(r)
 	if err := s.auditLog.Write(ev); err != nil {
-		return &apiError{http.StatusServiceUnavailable, CodeAuditUnavailable, "the audit log cannot be written; refusing to " + action, err}
+		return httpx.NewError(http.StatusServiceUnavailable, CodeAuditUnavailable, "the audit log cannot be written; refusing to "+action, err)
 	}
 	return nil
 }
@@ -37,20 +37,10 @@ func (s *Server) mustRecord(r *http.Request, ev audit.Event, action string) erro
 // tryRecord writes ev, from r's peer, to the audit log; a failure is
 // logged and otherwise ignored.
 func (s *Server) tryRecord(r *http.Request, ev audit.Event) {
-	ev.Source = sourceAddr(r)
+	ev.Source = httpx.PeerAddr(r)
 	if err := s.auditLog.Write(ev); err != nil {
 		s.log.Error("audit log write failed", "event", ev.Event, "outcome", ev.Outcome, "err", err)
 	}
-}
-
-// sourceAddr is the peer's IP. X-Forwarded-For is not trusted: any client
-// can write it.
-func sourceAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // openAuditLog continues the audit chain opts.Audit ends with, exports its

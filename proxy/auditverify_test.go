@@ -70,7 +70,7 @@ func TestAuditChain(t *testing.T) {
 
 // TestAuditChainKeyed: deleting a reveal line and recomputing seq and prev
 // for every line after it (with the keyless SHA-256 chain, or with a mac
-// under a guessed key) no longer verifies (issue 19); old unkeyed logs
+// under a guessed key) no longer verifies; old unkeyed logs
 // verify only with allowUnkeyed, and a keyed log needs the key.
 func TestAuditChainKeyed(t *testing.T) {
 	e := newTestEnv(t, nil)

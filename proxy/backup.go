@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
 // backupWriteTimeout is how long the backup download may go without
@@ -22,11 +23,11 @@ const backupWriteTimeout = time.Minute
 // file.
 func (s *Server) serveBackup(w http.ResponseWriter, r *http.Request) error {
 	if s.opts.Backup == nil {
-		return errorf(http.StatusNotFound, CodeNotFound, "no such endpoint: this vault store is not backed up through tok")
+		return httpx.Errorf(http.StatusNotFound, CodeNotFound, "no such endpoint: this vault store is not backed up through tok")
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use GET")
+		return httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeMethodNotAllowed, "use GET")
 	}
 	// The whole vault leaves the host: no audit line, no backup (PCI DSS
 	// 10.2.1; fail closed, as reveals are). A second line says how it ended.

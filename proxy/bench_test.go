@@ -29,7 +29,7 @@ import (
 	"github.com/tokproxy/tok/vault/memory"
 )
 
-// Benchmarks for issue 2: POST /handle over loopback with 64 concurrent
+// Benchmarks of POST /handle over loopback with 64 concurrent
 // clients against a vault already holding -bench.records records, on the
 // durable bbolt store and on the memory store. Run:
 //
@@ -109,7 +109,7 @@ func benchServer(b *testing.B, kind string) *benchTarget {
 	if t.vault, err = vault.New(store, keys); err != nil {
 		b.Fatal(err)
 	}
-	// All load comes from one address: the anonymous budget (issue 19)
+	// All load comes from one address: the anonymous budget
 	// would refuse a long run.
 	srv, err := New(Options{Vault: t.vault, Store: store, Logger: slog.New(slog.DiscardHandler),
 		Budgets: Budgets{HandleAnonymous: MaxBudget}})

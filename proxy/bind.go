@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/proxy/rewrite"
 )
 
@@ -82,11 +83,13 @@ func pairBound(vals []rewrite.Value, bindTo []int) ([]int, error) {
 		case len(same) == 1:
 			pair[i] = same[0]
 		case len(all) == 0:
-			return nil, &apiError{http.StatusUnprocessableEntity, CodeUnboundValue,
-				"field " + v.Path + " is bound to a card field this request does not carry; send them together", nil}
+			return nil, httpx.NewError(http.StatusUnprocessableEntity, CodeUnboundValue,
+				"field "+v.Path+" is bound to a card field this request does not carry; send them together", nil)
+
 		default:
-			return nil, &apiError{http.StatusUnprocessableEntity, CodeUnboundValue,
-				"field " + v.Path + " is bound to a card field this request carries more than once, and none at its position", nil}
+			return nil, httpx.NewError(http.StatusUnprocessableEntity, CodeUnboundValue,
+				"field "+v.Path+" is bound to a card field this request carries more than once, and none at its position", nil)
+
 		}
 	}
 	return pair, nil

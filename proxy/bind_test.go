@@ -14,7 +14,7 @@ import (
 	"github.com/tokproxy/tok/vault/memory"
 )
 
-// TestBoundCVCEgress is issue 12's egress side: a bound CVC token reveals
+// TestBoundCVCEgress is the egress side of bound fields: a bound CVC token reveals
 // only with the card token it was bound to. A CVC token sent with another
 // card's token, or alone, reaches the provider never.
 func TestBoundCVCEgress(t *testing.T) {
@@ -235,7 +235,7 @@ func TestMeBound(t *testing.T) {
 
 // TestEgressScrubsEchoedCVC: a provider that echoes the CVC it was sent
 // hands the app the CVC token back, never the code, at the field's key;
-// an amount with the same digits elsewhere is left alone (issue 19, item 5).
+// an amount with the same digits elsewhere is left alone.
 func TestEgressScrubsEchoedCVC(t *testing.T) {
 	var echo string
 	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
 // Budgets bound how many values a caller may send down the paths that
@@ -89,21 +91,11 @@ const (
 
 // withDefaults fills zero fields.
 func (b Budgets) withDefaults() Budgets {
-	if b.Window <= 0 {
-		b.Window = DefaultBudgetWindow
-	}
-	if b.HandleAnonymous <= 0 {
-		b.HandleAnonymous = DefaultHandleAnonymousBudget
-	}
-	if b.HandleClient <= 0 {
-		b.HandleClient = DefaultHandleClientBudget
-	}
-	if b.Inbound <= 0 {
-		b.Inbound = DefaultInboundBudget
-	}
-	if b.Reveal <= 0 {
-		b.Reveal = DefaultRevealBudget
-	}
+	b.Window = positiveOr(b.Window, DefaultBudgetWindow)
+	b.HandleAnonymous = positiveOr(b.HandleAnonymous, DefaultHandleAnonymousBudget)
+	b.HandleClient = positiveOr(b.HandleClient, DefaultHandleClientBudget)
+	b.Inbound = positiveOr(b.Inbound, DefaultInboundBudget)
+	b.Reveal = positiveOr(b.Reveal, DefaultRevealBudget)
 	return b
 }
 
@@ -202,12 +194,12 @@ func (s *Server) spend(w http.ResponseWriter, set *budgetSet, name, key string, 
 	}
 	s.metrics.budgetRefusals.WithLabelValues(name).Inc()
 	if wait == 0 {
-		return errorf(http.StatusRequestEntityTooLarge, CodeBatchTooLarge,
+		return httpx.Errorf(http.StatusRequestEntityTooLarge, CodeBatchTooLarge,
 			"this request holds %d values; the %s budget allows at most %d per %s: split it", n, name, size, s.opts.Budgets.Window)
 	}
 	secs := int64(math.Ceil(wait.Seconds()))
 	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-	return errorf(http.StatusTooManyRequests, CodeBudgetExceeded,
+	return httpx.Errorf(http.StatusTooManyRequests, CodeBudgetExceeded,
 		"the %s budget of %d values per %s is spent; retry after %d s", name, size, s.opts.Budgets.Window, max(secs, 1))
 }
 

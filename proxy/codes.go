@@ -3,20 +3,18 @@ package proxy
 // Error codes: the stable, machine-readable "error" of every JSON refusal
 // tok answers with, each with its status. The README's error-code table
 // lists exactly these, rewrite's (rewrite.Code*: bodies the rewrite engine
-// refuses) and auth's (auth.Code*: logins and sessions); TestREADMECodes
-// checks it.
+// refuses), auth's (auth.Code*: logins and sessions) and httpx's
+// (httpx.Code*: unreadable bodies, methods, the loopback gate);
+// TestREADMECodes checks it.
 const (
 	CodeAdminHeaderMissing    = "admin_header_missing"    // 403: an admin endpoint called from a web page, or a POST without X-Tok-Admin: 1
 	CodeAmbiguousToken        = "ambiguous_token"         // 409: both stores hold the token, so it stands for two values
 	CodeAuditUnavailable      = "audit_unavailable"       // 503: the audit log cannot take the line an effect needs (mustRecord)
-	CodeBadBody               = "bad_body"                // 400: the request body could not be read
 	CodeBatchTooLarge         = "batch_too_large"         // 413: more values than one call (or a whole budget) takes
 	CodeBudgetExceeded        = "budget_exceeded"         // 429: a convergent path's or /@me's budget is spent (with Retry-After)
 	CodeClientClosed          = "client_closed"           // 499: the client went away; counted in metrics, never sent
 	CodeCrossSite             = "cross_site"              // 403: a browser request from another site
 	CodeDestinationNotAllowed = "destination_not_allowed" // 403: egress CONNECT to a host no route names
-	CodeEmptyBody             = "empty_body"              // 400: a body was required
-	CodeForbidden             = "forbidden"               // 403: a client without the permission; admin endpoints from off the host
 	CodeForwardProxyOff       = "forward_proxy_off"       // 501: egress CONNECT without tls.egress_ca
 	CodeInternal              = "internal"                // 500: a bug; nothing is forwarded
 	CodeInvalidCardNumber     = "invalid_card_number"     // 422: a value at a card field that is not a card number
@@ -26,7 +24,6 @@ const (
 	CodeInvalidToken          = "invalid_token"           // 400 or 422: not a token
 	CodeInvalidVersion        = "invalid_version"         // 400: an admin call naming a key version that is not one
 	CodeKeyInUse              = "key_in_use"              // 409: retiring the primary or a version records still use
-	CodeMethodNotAllowed      = "method_not_allowed"      // 405: with Allow
 	CodeMisdirectedRequest    = "misdirected_request"     // 421: a request in an egress tunnel for another host
 	CodeMissingField          = "missing_field"           // 400: a required field is absent
 	CodeNoRoute               = "no_route"                // 404: no egress route matches
@@ -44,7 +41,6 @@ const (
 	CodeTooManyLogins         = "too_many_logins"         // 429: login limits per source address, or all bcrypt slots busy
 	CodeUnboundToken          = "unbound_token"           // 422: a short token asked to reveal alone
 	CodeUnboundValue          = "unbound_value"           // 422: a bound value (a CVC) without its card
-	CodeUnknownField          = "unknown_field"           // 400: a field the endpoint does not take
 	CodeUnknownToken          = "unknown_token"           // 422: egress: no such token, or it has expired
 	CodeUnrevealedToken       = "unrevealed_token"        // 422: egress with unrevealed_tokens: refuse
 	CodeUpgradeNotAllowed     = "upgrade_not_allowed"     // 400: a protocol upgrade (h2c, WebSocket) tok cannot inspect
@@ -54,5 +50,4 @@ const (
 	CodeVaultFull             = "vault_full"              // 507: the vault has reached limits.vault_bytes
 	CodeVaultUnavailable      = "vault_unavailable"       // 503: the store cannot serve or commit now
 	CodeVolatileStoreFull     = "volatile_store_full"     // 503: limits.volatile_records values are held already
-	CodeWrongType             = "wrong_type"              // 400: a field of the wrong JSON type
 )

@@ -13,12 +13,12 @@ import (
 )
 
 // TestREADMECodes: the README's error-code table lists exactly the codes
-// declared as constants (proxy's, rewrite's and auth's), so a code added
+// declared as constants (proxy's, rewrite's, auth's and httpx's), so a code added
 // in the code and not in the table, or left in the table after its code
 // went, fails here.
 func TestREADMECodes(t *testing.T) {
 	declared := map[string]string{} // code → constant
-	for _, file := range []string{"codes.go", "rewrite/errors.go", "auth/codes.go"} {
+	for _, file := range []string{"codes.go", "rewrite/errors.go", "auth/codes.go", "internal/httpx/codes.go"} {
 		for name, code := range codeConstants(t, file) {
 			declared[code] = name
 		}

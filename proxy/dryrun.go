@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
 // DryRunRemoteAddr is the client address a dry run's requests come from
@@ -168,7 +170,7 @@ func (d *DryRun) route(listener string, r *http.Request) (string, []string) {
 		for _, rt := range d.s.egress.routes {
 			switch {
 			case rt.host != "" && rt.host != host:
-				why = append(why, fmt.Sprintf("egress route %s: host %s is not %s", rt.Name, safePath(host), rt.host))
+				why = append(why, fmt.Sprintf("egress route %s: host %s is not %s", rt.Name, httpx.SafePath(host), rt.host))
 			default:
 				why = append(why, mismatch("egress route "+rt.Name, rt.match, rt.Method, rt.Path, r.Method, p))
 			}
@@ -190,9 +192,9 @@ func (d *DryRun) route(listener string, r *http.Request) (string, []string) {
 // mismatch says why a request with method and match path p is not on m.
 func mismatch(name string, m pathMatch, method, path, rMethod, p string) string {
 	if m.matches(m.method, p) {
-		return fmt.Sprintf("%s: method %s is not %s", name, safeMethod(rMethod), method)
+		return fmt.Sprintf("%s: method %s is not %s", name, httpx.SafeMethod(rMethod), method)
 	}
-	return fmt.Sprintf("%s: path %s is not %s", name, safePath(p), path)
+	return fmt.Sprintf("%s: path %s is not %s", name, httpx.SafePath(p), path)
 }
 
 // fields describes each traced value with the configuration of the field

@@ -1,27 +1,22 @@
 package proxy
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -39,7 +34,7 @@ type EgressRoute struct {
 	Path   string // exact, or a prefix ending in "/*"
 	// Host, if set, is the only host name (the request's Host without its
 	// port, compared case-insensitively) the route matches: one name per
-	// provider lets an SDK keep its own paths (issue 15). Routes with a
+	// provider lets an SDK keep its own paths. Routes with a
 	// Host are tried before those without.
 	Host        string
 	Upstream    *url.URL // the only host this route ever reaches
@@ -79,7 +74,7 @@ type EgressRoute struct {
 // DefaultEgressTimeout is how long an egress route waits for a provider's
 // answer when its Timeout is zero: longer than the SDKs' own (stripe-go
 // 80 s, Adyen 60 s), so that the SDK, which knows whether it may retry,
-// gives up first (issue 15).
+// gives up first.
 const DefaultEgressTimeout = 90 * time.Second
 
 // egressWriteMargin is the time an egress answer has to reach the app
@@ -88,12 +83,10 @@ const egressWriteMargin = 30 * time.Second
 
 type egressRoute struct {
 	EgressRoute
+	compiledRoute
 	host     string // lower-cased Host, or ""
-	match    pathMatch
-	rewriter *rewrite.Rewriter
 	rp       *httputil.ReverseProxy
 	response *rewrite.Rewriter // guard for the provider's answers; nil when off
-	bindTo   []int             // by field: the field it is bound to, or -1
 	handler  http.Handler      // serve, instrumented with the route's label
 	noRoute  http.Handler      // 404 for its host's unrouted requests, in its error format
 }
@@ -120,26 +113,13 @@ func newEgress(s *Server) (*egress, error) {
 			errs = append(errs, fmt.Errorf("egress route %q: no upstream", r.Name))
 			continue
 		}
-		cfg := rewrite.Config{Guard: reqGuard, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth}
-		for i, f := range r.Fields {
-			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, XML: f.XML, Spec: i})
-		}
-		rw, err := rewrite.New(cfg)
+		base := rewrite.Config{Guard: reqGuard, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth}
+		c, err := compileRoute(fmt.Sprintf("egress route %q", r.Name), base, r.Method, r.Path, r.Fields)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
+			errs = append(errs, err)
 			continue
 		}
-		m, err := newPathMatch(r.Method, r.Path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
-			continue
-		}
-		bindTo, err := bindings(r.Fields)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("egress route %q: %w", r.Name, err))
-			continue
-		}
-		er := egressRoute{EgressRoute: r, host: strings.ToLower(r.Host), match: m, rewriter: rw, bindTo: bindTo}
+		er := egressRoute{EgressRoute: r, compiledRoute: c, host: strings.ToLower(r.Host)}
 		if o.Guard.Mode != rewrite.GuardOff {
 			// A card number in a provider's answer is tokenized before the
 			// app, which must hold no cards, sees it. guard.ignore exempts
@@ -163,12 +143,12 @@ func newEgress(s *Server) (*egress, error) {
 		rt.rp = e.reverseProxy(rt)
 		rt.handler = s.instrument("egress:"+rt.Name, e.serveRoute(rt))
 		rt.noRoute = s.instrument("egress:"+rt.Name, func(w http.ResponseWriter, r *http.Request) error {
-			e.refuse(w, r, rt, errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s on this host", safeMethod(r.Method), safePath(r.URL.Path)), "")
+			e.refuse(w, r, rt, httpx.Errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s on this host", httpx.SafeMethod(r.Method), httpx.SafePath(r.URL.Path)), "")
 			return nil
 		})
 	}
 	e.notFound = s.instrument("egress", func(w http.ResponseWriter, r *http.Request) error {
-		return errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s", safeMethod(r.Method), safePath(r.URL.Path))
+		return httpx.Errorf(http.StatusNotFound, CodeNoRoute, "no egress route for %s %s", httpx.SafeMethod(r.Method), httpx.SafePath(r.URL.Path))
 	})
 	return e, errors.Join(errs...)
 }
@@ -243,7 +223,7 @@ func (e *egress) reverseProxy(r *egressRoute) *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) { e.upstreamError(w, req, r, err) },
-		ErrorLog:     slogLogger(e.s.log, "egress"),
+		ErrorLog:     httpx.ErrorLog(e.s.log, "egress"),
 	}
 }
 
@@ -274,19 +254,9 @@ func (e *egress) route(r *http.Request) *egressRoute {
 	return nil
 }
 
-// requestHost is r's Host without its port, lower-cased and without a
-// final dot.
-func requestHost(r *http.Request) string {
-	h := r.Host
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
-	}
-	return strings.TrimSuffix(strings.ToLower(h), ".")
-}
-
 // serveRoute serves rt: tok's refusals are written in the route's error
 // format, and what happened to the request is audited.
-func (e *egress) serveRoute(rt *egressRoute) handlerFunc {
+func (e *egress) serveRoute(rt *egressRoute) httpx.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		// The listener's WriteTimeout (60 s) would cut off an answer the
 		// route's timeout still waits for: the deadline is the route's.
@@ -311,7 +281,7 @@ func (e *egress) serve(w http.ResponseWriter, r *http.Request, rt *egressRoute) 
 		return err
 	}
 	if r.Header.Get("Upgrade") != "" {
-		return errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are not allowed on egress routes")
+		return httpx.Errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are not allowed on egress routes")
 	}
 	if err := e.guardRequest(r, rt); err != nil {
 		return err
@@ -337,43 +307,8 @@ func (e *egress) guardRequest(r *http.Request, rt *egressRoute) error {
 	return inQuery(err)
 }
 
-// safeHeaderName renders a header name for an error: names are tokens a
-// client chooses, so one holding digits is not echoed.
-func safeHeaderName(name string) string {
-	if strings.ContainsAny(name, "0123456789") || len(name) > 64 {
-		return "(a header)"
-	}
-	return name
-}
-
-// revealedSet holds what was revealed for one egress request, with the
-// token the app sent for each value, so that the provider's answer never
-// hands it back. Card numbers (12 digits or more, as digits) are searched
-// for whatever the answer's type. A shorter value (a CVC) would be found in
-// every amount and id, so it is scrubbed only where it stands as the whole
-// value of a key named as its request field (see scrubShort). Reveals run
-// before the request is sent and the search after the answer, in the
-// handler's goroutine: no lock.
-type revealedSet struct {
-	cards  [][2]string // digits, token
-	shorts []revealedShort
-}
-
-func (s *revealedSet) add(value, token, field string) {
-	if d := digitsOf(value); len(d) >= 12 {
-		s.cards = append(s.cards, [2]string{d, token})
-		return
-	}
-	if key := lastKey(field); key != "" && value != "" {
-		s.shorts = append(s.shorts, revealedShort{value: value, token: token, key: key})
-	}
-}
-
-// revealedFrom returns what was revealed for the request of ctx.
-func revealedFrom(ctx context.Context) *revealedSet { return &sendFrom(ctx).revealed }
-
 func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRoute) error {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	if !hasBody(r) {
 		return nil
 	}
 	ct := r.Header.Get("Content-Type")
@@ -383,16 +318,11 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	}
 	if media == rewrite.MediaOther {
 		if rt.rewriter.HasFields() {
-			return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
-				"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil}
+			return errFieldsNeedMedia()
 		}
 		return nil
 	}
-	raw, err := readBody(w, r, e.s.opts.MaxBody)
-	if err != nil {
-		return err
-	}
-	body, err := rewrite.DecodeBody(raw, r.Header.Get("Content-Encoding"), e.s.opts.MaxBody)
+	body, err := readRouteBody(w, r, e.s.opts.MaxBody)
 	if err != nil {
 		return err
 	}
@@ -403,10 +333,7 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	if err := e.checkUnrevealed(r, rt, body, media, sendFrom(r.Context()).paths); err != nil {
 		return err
 	}
-	r.Header.Del("Content-Encoding")
-	r.Header.Del("Content-Length")
-	r.TransferEncoding = nil
-	setBody(r, out)
+	replaceBody(r, out)
 	return nil
 }
 
@@ -450,7 +377,7 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 		ev.Outcome = code
 		e.s.metrics.revealed.WithLabelValues("egress", "error").Inc()
 		e.s.tryRecord(r, ev)
-		return "", &fieldError{&apiError{status, code, "field " + v.Path + ": " + msg, err}, v.Path}
+		return "", &fieldError{httpx.NewError(status, code, "field "+v.Path+": "+msg, err), v.Path}
 	}
 	if !vault.ValidToken(v.Text) {
 		if _, perr := vault.NormalizePAN(v.Text); perr == nil {
@@ -496,220 +423,4 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 	}
 	st.paths[v.Path] = true
 	return rv.Value, nil
-}
-
-// guardResponse keeps card numbers in a provider's response from reaching
-// the app. Card numbers in a JSON, form or XML body are tokenized. If the
-// request revealed card numbers, the response is also searched for them
-// whatever its type, headers included: each one found as written is
-// replaced by the token the app sent for it, and one found only with other
-// characters between its digits refuses the response with 502. A response
-// it cannot read safely (too large, an unknown encoding) is refused with
-// 502.
-func (e *egress) guardResponse(resp *http.Response, rt *egressRoute) error {
-	if rt.response == nil || resp.Body == nil || resp.StatusCode == http.StatusSwitchingProtocols {
-		return nil
-	}
-	rs := revealedFrom(resp.Request.Context())
-	revealed := rs.cards
-	for name, vals := range resp.Header {
-		for i, v := range vals {
-			nv, err := scrubRevealed(v, revealed)
-			if err != nil {
-				return fmt.Errorf("%w: header %s: %w", errResponseUninspectable, safeHeaderName(name), err)
-			}
-			if nv != v {
-				e.warnRewritten(rt, "header "+safeHeaderName(name), "the provider echoed a card number revealed to it: replaced by the app's token")
-			}
-			vals[i] = nv
-		}
-	}
-	ct := resp.Header.Get("Content-Type")
-	media, err := rewrite.ParseMediaType(ct)
-	if err != nil { // JSON or a form in a charset the guard cannot read
-		return fmt.Errorf("%w: %w", errResponseUninspectable, err)
-	}
-	if media == rewrite.MediaOther && len(revealed) == 0 {
-		// Not JSON, a form or XML: the guard reads none on requests. A short
-		// revealed value (a CVC) cannot be told from other digits here.
-		return nil
-	}
-	if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified || resp.Request.Method == http.MethodHead {
-		return nil // no body (and no Content-Length to set)
-	}
-	limit := e.s.opts.MaxBody
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	resp.Body.Close()
-	if err != nil {
-		return fmt.Errorf("read provider response: %w", err)
-	}
-	if int64(len(raw)) > limit {
-		return errResponseTooLarge
-	}
-	body, err := rewrite.DecodeBody(raw, resp.Header.Get("Content-Encoding"), limit)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errResponseUninspectable, err)
-	}
-	out := body
-	// A byte-order mark before a JSON answer (Authorization.net sends one)
-	// is not strict JSON, but every client library skips it: the guard
-	// reads what follows and the app gets the mark back as it came
-	// (issue 15; before, the answer was refused after the charge).
-	bom := media == rewrite.MediaJSON && bytes.HasPrefix(body, utf8BOM)
-	if bom {
-		body = body[len(utf8BOM):]
-	}
-	if media != rewrite.MediaOther {
-		req := resp.Request
-		out, err = rt.response.Rewrite(body, ct, func(vals []rewrite.Value) ([]string, error) {
-			reqs := make([]vault.Request, len(vals))
-			for i, v := range vals {
-				reqs[i] = vault.Request{Value: v.Text}
-			}
-			toks, err := e.s.tokenize(req, reqs, pathEgressResponse)
-			if err != nil {
-				return nil, err
-			}
-			where := "outside response_ignore"
-			if rt.ResponseCards != nil {
-				where += ", of the route's response_cards"
-			}
-			for _, v := range vals {
-				e.warnRewritten(rt, v.Path, "a card-like number "+where+" ("+cardReason(v.Text)+"): tokenized")
-			}
-			return toks, nil
-		})
-		if err != nil {
-			var re *rewrite.Error
-			if errors.As(err, &re) {
-				// Fail closed: a lenient parser in the app might still read a
-				// card number out of a body the guard could not inspect.
-				return fmt.Errorf("%w: %w", errResponseUninspectable, err)
-			}
-			return fmt.Errorf("tokenize provider response: %w", err)
-		}
-	}
-	if len(revealed) > 0 {
-		scrubbed, err := scrubRevealed(string(out), revealed)
-		if err != nil {
-			return fmt.Errorf("%w: %w", errResponseUninspectable, err)
-		}
-		if media == rewrite.MediaJSON && scrubbed != string(out) && !json.Valid([]byte(scrubbed)) {
-			return fmt.Errorf("%w: a revealed card number sits where its token does not fit", errResponseUninspectable)
-		}
-		if scrubbed != string(out) {
-			e.warnRewritten(rt, "(body)", "the provider echoed a card number revealed to it: replaced by the app's token")
-		}
-		out = []byte(scrubbed)
-	}
-	if len(rs.shorts) > 0 {
-		scrubbed := scrubShort(out, media, rs.shorts)
-		if !bytes.Equal(scrubbed, out) {
-			e.warnRewritten(rt, "(body)", "the provider echoed a short value revealed to it (a CVC) at its own key: replaced by the app's token")
-		}
-		out = scrubbed
-	}
-	if bom {
-		out = append(bytes.Clone(utf8BOM), out...)
-	}
-	resp.Header.Del("Content-Encoding")
-	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
-	resp.ContentLength = int64(len(out))
-	resp.Body = io.NopCloser(bytes.NewReader(out))
-	return nil
-}
-
-var utf8BOM = []byte("\ufeff")
-
-// warnRewritten logs that the response guard changed a value of a
-// provider's answer before the app saw it: the route, where, and why,
-// never the value. A provider id that trips it belongs in the route's
-// response_ignore or outside its response_cards.
-func (e *egress) warnRewritten(rt *egressRoute, path, reason string) {
-	e.s.log.Warn("egress response guard changed a value of the provider's answer", "route", rt.Name, "path", path, "reason", reason)
-}
-
-// cardReason says why the guard took digits for a card number, in words
-// safe to log: the networks and the length, never a digit.
-func cardReason(digits string) string {
-	nets := rewrite.NetworkOf(digits)
-	if nets == "" {
-		nets = "a card network"
-	}
-	return fmt.Sprintf("Luhn-valid, %d digits, in a %s range", len(digits), strings.ReplaceAll(nets, " ", "/"))
-}
-
-// scrubRevealed replaces each revealed card number written out in s by its
-// token, and fails if one is still there with other characters between
-// its digits.
-func scrubRevealed(s string, revealed [][2]string) (string, error) {
-	if len(revealed) == 0 {
-		return s, nil
-	}
-	for _, p := range revealed {
-		s = strings.ReplaceAll(s, p[0], p[1])
-	}
-	digits := digitsOf(s)
-	for _, p := range revealed {
-		if strings.Contains(digits, p[0]) {
-			return "", errors.New("the provider's response repeats a revealed card number in a form tok cannot replace")
-		}
-	}
-	return s, nil
-}
-
-// digitsOf returns the ASCII digits of s, in order.
-func digitsOf(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= '0' && c <= '9' {
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-// Provider responses the guard cannot inspect are refused, never passed on.
-var (
-	errResponseTooLarge      = errors.New("provider response too large to inspect")
-	errResponseUninspectable = errors.New("provider response cannot be inspected")
-)
-
-// safePath renders a request path for an error message: cut at 128 bytes,
-// and with every digit shown as '#' if the path holds 12 or more digits in
-// all (of any script, however separated), so no card number is echoed.
-func safePath(p string) string {
-	digits := 0
-	for _, c := range p {
-		if unicode.IsDigit(c) {
-			digits++
-		}
-	}
-	var b strings.Builder
-	for _, c := range p {
-		if digits >= 12 && unicode.IsDigit(c) {
-			c = '#'
-		}
-		b.WriteRune(c)
-		if b.Len() > 128 {
-			b.WriteString("…")
-			break
-		}
-	}
-	return b.String()
-}
-
-// safeMethod renders a request method for an error or a log line: as sent
-// if it is a word of at most 20 ASCII letters, else "other" (a method is
-// any token a client chooses, a card number included).
-func safeMethod(m string) string {
-	if m == "" || len(m) > 20 {
-		return "other"
-	}
-	for i := 0; i < len(m); i++ {
-		if c := m[i] | 0x20; c < 'a' || c > 'z' {
-			return "other"
-		}
-	}
-	return m
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -225,7 +226,7 @@ func TestEgressResponseUninspectable(t *testing.T) {
 // TestEgressResponseBOM: a JSON answer led by a byte-order mark (as
 // Authorize.net sends them) is read, not refused after the charge: its
 // card numbers are tokenized, and the mark and the rest reach the app as
-// they came (issue 15).
+// they came.
 func TestEgressResponseBOM(t *testing.T) {
 	e := newEgressEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -243,7 +244,7 @@ func TestEgressResponseBOM(t *testing.T) {
 }
 
 // A card number in the path or the method of a request is not echoed in
-// the error or logged (invariant 1): the method is a token the client
+// the error or logged (no card number reaches an error or a log): the method is a token the client
 // chooses, and the path's digits may be separated.
 func TestEgressErrorsEchoNoCard(t *testing.T) {
 	e := newEgressEnv(t, nil, nil) // its cleanup scans the log for card numbers
@@ -259,8 +260,8 @@ func TestEgressErrorsEchoNoCard(t *testing.T) {
 	if strings.Contains(string(r.body), panVisa) {
 		t.Errorf("the error echoes the method: %s", r.body)
 	}
-	if got := safeMethod("PATCH"); got != "PATCH" {
-		t.Errorf("safeMethod(PATCH) = %q", got)
+	if got := httpx.SafeMethod("PATCH"); got != "PATCH" {
+		t.Errorf("SafeMethod(PATCH) = %q", got)
 	}
 }
 

@@ -160,9 +160,9 @@ func (g guardSetting) route(s answerShape) (EgressRoute, error) {
 	return r, nil
 }
 
-// guardChanges reports whether the response guard rw changes answer.
-func guardChanges(rw *rewrite.Rewriter, answer string) (bool, error) {
-	out, err := rw.Rewrite([]byte(answer), "application/json", func(vals []rewrite.Value) ([]string, error) {
+// guardChanges reports whether the response guard changes answer.
+func guardChanges(guard *rewrite.Rewriter, answer string) (bool, error) {
+	out, err := guard.Rewrite([]byte(answer), "application/json", func(vals []rewrite.Value) ([]string, error) {
 		repl := make([]string, len(vals))
 		for i := range vals {
 			repl[i] = "tok_guarded"

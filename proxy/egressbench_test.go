@@ -19,8 +19,8 @@ import (
 	"github.com/tokproxy/tok/vault/memory"
 )
 
-// BenchmarkEgressStripe measures what tok's egress adds to a payment call
-// (issue 15): the same stripe-go client creates a payment method against a
+// BenchmarkEgressStripe measures what tok's egress adds to a payment call:
+// the same stripe-go client creates a payment method against a
 // TLS stand-in, directly with the card number, and through tok's Host
 // route with a card token (one reveal, its audit line, the answer
 // searched), both through a Host route and in forward-proxy mode

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/proxy/rewrite"
 )
 
@@ -25,7 +26,7 @@ type ErrorFormat string
 // Error formats of an egress route (EgressRoute.ErrorFormat). tok's own
 // refusals on egress are written in the envelope the route's provider
 // uses, so that the provider's SDK decodes them as a final error and does
-// not retry a refusal that will not change (issue 15). Every one carries
+// not retry a refusal that will not change. Every one carries
 // the header X-Tok-Error with tok's code, so an app can tell tok's refusal
 // from the provider's.
 const (
@@ -45,7 +46,7 @@ const (
 	ErrorFormatCheckout ErrorFormat = "checkout"
 	// ErrorFormatBraintree is Braintree's XML <api-error-response> with
 	// its <message> and one <error> whose <code> is tok's code and whose
-	// <attribute> is the field (issue 15: Braintree's API speaks XML).
+	// <attribute> is the field: Braintree's API speaks XML.
 	ErrorFormatBraintree ErrorFormat = "braintree"
 )
 
@@ -86,11 +87,12 @@ func (e *providerAnswered) Unwrap() error { return e.err }
 // fieldError is a refusal about one field of the request: the field is
 // what Stripe's envelope calls param.
 type fieldError struct {
-	*apiError
+	err   *httpx.Error
 	field string
 }
 
-func (e *fieldError) Unwrap() error { return e.apiError }
+func (e *fieldError) Error() string { return e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
 
 // paramOf returns the request field a refusal is about, or "".
 func paramOf(err error) string {
@@ -109,22 +111,22 @@ func paramOf(err error) string {
 // could not be reached, did not answer in time, or answered with something
 // tok will not hand the app.
 func (e *egress) upstreamError(w http.ResponseWriter, r *http.Request, rt *egressRoute, err error) {
-	var ae *apiError
+	var ae *httpx.Error
 	var ce *tls.CertificateVerificationError
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		ae = &apiError{499, CodeClientClosed, "client closed the request", err}
+		ae = httpx.NewError(httpx.StatusClientClosed, CodeClientClosed, "client closed the request", err)
 	case errors.Is(err, errResponseTooLarge):
-		ae = &apiError{http.StatusBadGateway, CodeResponseTooLarge, "the provider's response is too large to inspect for card numbers", err}
+		ae = httpx.NewError(http.StatusBadGateway, CodeResponseTooLarge, "the provider's response is too large to inspect for card numbers", err)
 	case errors.Is(err, errResponseUninspectable):
-		ae = &apiError{http.StatusBadGateway, CodeResponseUninspectable, "the provider's response could not be inspected for card numbers", err}
+		ae = httpx.NewError(http.StatusBadGateway, CodeResponseUninspectable, "the provider's response could not be inspected for card numbers", err)
 	case errors.As(err, &ce):
-		ae = &apiError{http.StatusBadGateway, CodeUpstreamTLS, "the provider's TLS certificate did not verify", err}
+		ae = httpx.NewError(http.StatusBadGateway, CodeUpstreamTLS, "the provider's TLS certificate did not verify", err)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		ae = &apiError{http.StatusGatewayTimeout, CodeUpstreamTimeout, "the provider did not answer in time", err}
+		ae = httpx.NewError(http.StatusGatewayTimeout, CodeUpstreamTimeout, "the provider did not answer in time", err)
 	default:
-		ae = &apiError{http.StatusBadGateway, CodeUpstreamUnavailable, "the provider cannot be reached", err}
+		ae = httpx.NewError(http.StatusBadGateway, CodeUpstreamUnavailable, "the provider cannot be reached", err)
 	}
 	var pa *providerAnswered
 	switch {
@@ -147,26 +149,26 @@ func keyAdvice(r *http.Request) string {
 }
 
 // refuse logs ae and writes it in rt's error format.
-func (e *egress) refuse(w http.ResponseWriter, r *http.Request, rt *egressRoute, ae *apiError, param string) {
+func (e *egress) refuse(w http.ResponseWriter, r *http.Request, rt *egressRoute, ae *httpx.Error, param string) {
 	e.s.logError(r, "egress:"+rt.Name, ae)
-	if ae.Status == 499 {
-		if sw, ok := w.(*statusWriter); ok {
-			sw.status = 499
+	if ae.Status == httpx.StatusClientClosed {
+		if sw, ok := w.(*httpx.StatusWriter); ok {
+			sw.Status = httpx.StatusClientClosed
 		}
 		return
 	}
-	if sw, ok := w.(*statusWriter); ok && sw.wrote {
+	if sw, ok := w.(*httpx.StatusWriter); ok && sw.Wrote {
 		return
 	}
 	st := sendFrom(r.Context())
-	ref := refusal{apiError: ae, param: param, idempotencyKey: idempotencyKey(r)}
+	ref := refusal{Error: ae, param: param, idempotencyKey: idempotencyKey(r)}
 	ref.acted = st.status != 0 || st.wrote.Load() && ae.Code == CodeUpstreamTimeout
 	writeRefusal(w, rt.ErrorFormat, ref)
 }
 
 // refusal is one refusal as the app is told it.
 type refusal struct {
-	*apiError
+	*httpx.Error
 	param          string
 	acted          bool   // the provider got the request and may have acted on it
 	idempotencyKey string // as the app sent it, made safe to echo
@@ -202,43 +204,40 @@ func writeRefusal(w http.ResponseWriter, format ErrorFormat, ref refusal) {
 	status := ref.status(format)
 	switch format {
 	case ErrorFormatStripe:
-		typ := "invalid_request_error"
-		if status >= 500 {
-			typ = "api_error"
-		}
+		typ := errorType(status, "invalid_request_error", "invalid_request_error", "api_error")
 		h.Set("Stripe-Should-Retry", strconv.FormatBool(ref.retryable()))
 		h.Set("Request-Id", "tok_"+randomID())
-		writeJSON(w, status, map[string]any{"error": withActed(map[string]any{
+		httpx.WriteJSON(w, status, map[string]any{"error": withActed(map[string]any{
 			"type": typ, "code": ref.Code, "message": ref.Msg, "param": ref.param,
 		}, ref)})
 	case ErrorFormatAdyen:
-		typ := "validation"
-		switch {
-		case status == http.StatusUnauthorized:
-			typ = "security"
-		case status >= 500:
-			typ = "internal"
-		}
-		writeJSON(w, status, withActed(map[string]any{
+		typ := errorType(status, "validation", "security", "internal")
+		httpx.WriteJSON(w, status, withActed(map[string]any{
 			"status": status, "errorCode": ref.Code, "message": ref.Msg, "errorType": typ,
 		}, ref))
 	case ErrorFormatCheckout:
-		typ := "request_invalid"
-		switch {
-		case status == http.StatusUnauthorized:
-			typ = "unauthorized"
-		case status >= 500:
-			typ = "processing_error"
-		}
-		writeJSON(w, status, withActed(map[string]any{
+		typ := errorType(status, "request_invalid", "unauthorized", "processing_error")
+		httpx.WriteJSON(w, status, withActed(map[string]any{
 			"request_id": "tok_" + randomID(), "error_type": typ, "error_codes": []string{ref.Code}, "message": ref.Msg,
 		}, ref))
 	case ErrorFormatBraintree:
 		writeBraintreeError(w, status, ref)
 	default:
 		body := map[string]any{"error": ref.Code, "message": ref.Msg}
-		writeJSON(w, status, withActed(body, ref))
+		httpx.WriteJSON(w, status, withActed(body, ref))
 	}
+}
+
+// errorType is a provider's error type for status: server for a 5xx,
+// unauthorized for a 401 (a missing or wrong egress key), else refused.
+func errorType(status int, refused, unauthorized, server string) string {
+	switch {
+	case status >= 500:
+		return server
+	case status == http.StatusUnauthorized:
+		return unauthorized
+	}
+	return refused
 }
 
 // braintreeError is Braintree's error answer as its SDKs read it.

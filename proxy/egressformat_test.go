@@ -178,9 +178,9 @@ func TestProviderShapes(t *testing.T) {
 }
 
 // TestGuardFalsePositiveRate measures how often a random provider id is
-// taken for a card number by the response guard (issue 15): uniformly
+// taken for a card number by the response guard: uniformly
 // random 13–19 digit ids pass the Luhn check a tenth of the time, and the
-// network prefixes and lengths the guard knows (issue 14) keep about 1.2%
+// network prefixes and lengths the guard knows keep about 1.2%
 // of them. Those are what
 // response_ignore is for. The seed is fixed: the figure is reproducible.
 func TestGuardFalsePositiveRate(t *testing.T) {
@@ -214,14 +214,14 @@ func TestGuardFalsePositiveRate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rw, err := responseGuard(route, 0)
+			guard, err := responseGuard(route, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			r := rand.New(rand.NewPCG(15, uint64(len(s.provider))))
 			changed := 0
 			for range answers {
-				c, err := guardChanges(rw, s.gen(r))
+				c, err := guardChanges(guard, s.gen(r))
 				if err != nil {
 					t.Fatalf("%s: the generated answer does not parse: %v", s.provider, err)
 				}
@@ -243,7 +243,7 @@ func TestGuardFalsePositiveRate(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if c, err := guardChanges(rw, planted); err != nil || !c {
+				if c, err := guardChanges(guard, planted); err != nil || !c {
 					t.Errorf("%s with the recommended setting: a card at %s passes (%v)", s.provider, s.cardPath, err)
 				}
 			}
@@ -339,7 +339,7 @@ func TestGuardFalsePositiveThroughEgress(t *testing.T) {
 				r.Name, r.ErrorFormat, r.Fields = "adyen", ErrorFormatAdyen, []RouteField{{JSON: "paymentMethod.number"}}
 				r.ResponseIgnore, r.ResponseCards = route.ResponseIgnore, route.ResponseCards
 			})
-			rw, err := responseGuard(route, 0)
+			guard, err := responseGuard(route, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -348,7 +348,7 @@ func TestGuardFalsePositiveThroughEgress(t *testing.T) {
 			for range 300 {
 				a := s.gen(rng)
 				answer.Store(a)
-				if c, _ := guardChanges(rw, a); c {
+				if c, _ := guardChanges(guard, a); c {
 					want++
 				}
 				r := e.pay(t, "/psp/v71/payments", "application/json", `{"amount":{"currency":"EUR","value":100}}`, EgressKeyHeader, egressKey)

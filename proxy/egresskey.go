@@ -3,9 +3,10 @@ package proxy
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"net/http"
 	"strings"
+
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
 // Where an egress route's key may arrive besides a header of its own
@@ -46,21 +47,9 @@ func (rt *egressRoute) presentedKey(r *http.Request) string {
 	h := r.Header.Get(rt.keyHeaderName())
 	switch rt.EgressKeyHeader {
 	case EgressKeyBearer:
-		scheme, cred, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return ""
-		}
-		return strings.TrimSpace(cred)
+		return httpx.BearerToken(h)
 	case EgressKeyBasic:
-		scheme, cred, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Basic") {
-			return ""
-		}
-		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-		if err != nil {
-			return ""
-		}
-		user, _, _ := strings.Cut(string(b), ":")
+		user, _, _ := httpx.BasicCredentials(h)
 		return user
 	}
 	if t := tunnelFrom(r.Context()); h == "" && t != nil && !rt.keyInAuthorization() {
@@ -85,7 +74,7 @@ func (rt *egressRoute) checkKey(r *http.Request) error {
 	case EgressKeyBasic:
 		where = "as the user name of Basic Authorization"
 	}
-	return errorf(http.StatusUnauthorized, CodeInvalidEgressKey, "send the route's egress key %s", where)
+	return httpx.Errorf(http.StatusUnauthorized, CodeInvalidEgressKey, "send the route's egress key %s", where)
 }
 
 // keyEqual compares a presented egress key with the route's in constant

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -11,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
-// Forward-proxy mode (issue 15): the app sets HTTPS_PROXY to tok's egress
+// Forward-proxy mode: the app sets HTTPS_PROXY to tok's egress
 // listener and calls its provider's real host, e.g. https://api.stripe.com,
 // with its SDK as it ships. tok answers CONNECT for the hosts its routes
 // name (match.host) on port 443 and for nothing else (deny by default),
@@ -54,12 +55,12 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(routes) == 0 {
 		// Deny by default: only the providers the routes name.
-		return errorf(http.StatusForbidden, CodeDestinationNotAllowed, "no egress route names this host on port 443; tok tunnels only to its routes' hosts")
+		return httpx.Errorf(http.StatusForbidden, CodeDestinationNotAllowed, "no egress route names this host on port 443; tok tunnels only to its routes' hosts")
 	}
 	if e.s.opts.ForwardCA == nil {
-		return errorf(http.StatusNotImplemented, CodeForwardProxyOff, "forward-proxy mode needs tok's CA (tls.egress_ca; create one with tok ca new)")
+		return httpx.Errorf(http.StatusNotImplemented, CodeForwardProxyOff, "forward-proxy mode needs tok's CA (tls.egress_ca; create one with tok ca new)")
 	}
-	key := proxyPassword(r.Header.Get("Proxy-Authorization"))
+	_, key, _ := httpx.BasicCredentials(r.Header.Get("Proxy-Authorization"))
 	needKey, keyOK := false, false
 	for _, rt := range routes {
 		// A route whose key the SDK sends in Authorization checks it on
@@ -71,12 +72,12 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	}
 	if needKey && !keyOK {
 		w.Header().Set("Proxy-Authenticate", `Basic realm="tok egress"`)
-		return errorf(http.StatusProxyAuthRequired, CodeInvalidEgressKey, "send the route's egress key as the proxy password: http://tok:KEY@host:port")
+		return httpx.Errorf(http.StatusProxyAuthRequired, CodeInvalidEgressKey, "send the route's egress key as the proxy password: http://tok:KEY@host:port")
 	}
 	t := &tunnel{host: host, key: key}
 	srv := e.s.httpServer("egress-tunnel", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if requestHost(r) != t.host {
-			writeJSON(w, http.StatusMisdirectedRequest, errorBody{Error: CodeMisdirectedRequest, Message: "this tunnel serves only the host it was opened to"})
+			httpx.WriteJSON(w, http.StatusMisdirectedRequest, httpx.ErrorBody{Error: CodeMisdirectedRequest, Message: "this tunnel serves only the host it was opened to"})
 			return
 		}
 		if rt := e.route(r); rt != nil && rt.host == t.host {
@@ -89,12 +90,12 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 		return context.WithValue(ctx, tunnelKey{}, t)
 	}
 	if !e.s.tunnels.add(srv) {
-		return errorf(http.StatusServiceUnavailable, CodeShuttingDown, "tok is shutting down")
+		return httpx.Errorf(http.StatusServiceUnavailable, CodeShuttingDown, "tok is shutting down")
 	}
 	defer e.s.tunnels.remove(srv)
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return errorf(http.StatusInternalServerError, CodeInternal, "cannot open the tunnel")
+		return httpx.Errorf(http.StatusInternalServerError, CodeInternal, "cannot open the tunnel")
 	}
 	defer conn.Close()
 	// The listener's deadlines for the CONNECT request stay on a hijacked
@@ -105,7 +106,7 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	}
 	var raw net.Conn = conn
 	if brw.Reader.Buffered() > 0 { // a client that sent its ClientHello early
-		raw = &prefixedConn{Conn: conn, r: io.MultiReader(brw.Reader, conn)}
+		raw = httpx.PrefixedConn(conn, brw.Reader)
 	}
 	ca := e.s.opts.ForwardCA
 	tc := tls.Server(raw, &tls.Config{
@@ -119,9 +120,9 @@ func (e *egress) connect(w http.ResponseWriter, r *http.Request) error {
 	// closed, or at once on shutdown while a request may still be in
 	// flight on it: the hijacked connection is closed (deferred above)
 	// only once the tunnel's server is done with it.
-	l := newOneConnListener(tc)
+	l := httpx.NewOneConnListener(tc)
 	srv.Serve(l)
-	l.wait()
+	l.Wait()
 	return nil
 }
 
@@ -172,90 +173,4 @@ func (t *tunnelSet) shutdown(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// proxyPassword returns the password of a Basic Proxy-Authorization
-// value, or "".
-func proxyPassword(h string) string {
-	scheme, cred, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Basic") {
-		return ""
-	}
-	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-	if err != nil {
-		return ""
-	}
-	_, pass, _ := strings.Cut(string(b), ":")
-	return pass
-}
-
-// prefixedConn reads what the CONNECT's reader had buffered first.
-type prefixedConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *prefixedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// oneConnListener hands out one connection, then blocks until it or the
-// listener is closed.
-type oneConnListener struct {
-	conn     net.Conn
-	once     sync.Once
-	closed   chan struct{} // the listener or the connection is closed
-	connOnce sync.Once
-	connDone chan struct{} // the connection is closed
-	taken    bool
-	mu       sync.Mutex
-}
-
-func newOneConnListener(c net.Conn) *oneConnListener {
-	l := &oneConnListener{closed: make(chan struct{}), connDone: make(chan struct{})}
-	l.conn = &notifyConn{Conn: c, done: func() {
-		l.connOnce.Do(func() { close(l.connDone) })
-		l.once.Do(func() { close(l.closed) })
-	}}
-	return l
-}
-
-// wait returns once the server that was handed the connection has closed
-// it; at once if it never took it.
-func (l *oneConnListener) wait() {
-	l.mu.Lock()
-	taken := l.taken
-	l.mu.Unlock()
-	if taken {
-		<-l.connDone
-	}
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	if !l.taken {
-		l.taken = true
-		l.mu.Unlock()
-		return l.conn, nil
-	}
-	l.mu.Unlock()
-	<-l.closed
-	return nil, net.ErrClosed
-}
-
-func (l *oneConnListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
-
-// notifyConn calls done when it is closed.
-type notifyConn struct {
-	net.Conn
-	done func()
-}
-
-func (c *notifyConn) Close() error {
-	err := c.Conn.Close()
-	c.done()
-	return err
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // ForwardCA is tok's own certificate authority for the egress listener's
-// forward-proxy mode (issue 15): an app whose HTTPS_PROXY is tok opens a
+// forward-proxy mode: an app whose HTTPS_PROXY is tok opens a
 // CONNECT tunnel to its provider's real host, and tok answers the TLS
 // handshake with a certificate for that host signed by this CA, which the
 // operator installs in the app's trust store (`tok ca new`). It is safe

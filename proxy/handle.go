@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -72,7 +73,7 @@ func (s *Server) serveHandle(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) serveClientHandle(w http.ResponseWriter, r *http.Request) error {
 	ev := audit.Event{Event: "handle"}
 	return s.audited(w, r, &ev, func() (*handleResponse, error) {
-		if err := allowMethods(w, r, http.MethodPost); err != nil {
+		if err := httpx.AllowMethods(w, r, http.MethodPost); err != nil {
 			return nil, err
 		}
 		sess, client, err := s.auth.Session(r)
@@ -106,18 +107,18 @@ func (s *Server) audited(w http.ResponseWriter, r *http.Request, ev *audit.Event
 	if err := s.mustRecord(r, *ev, "tokenize"); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpx.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 
 // readHandle reads and checks a /handle body, and sets ev.Count to the
 // number of values it holds. single is true for pan_number.
 func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Event) (values []string, single bool, err error) {
-	if err := allowMethods(w, r, http.MethodPost); err != nil {
+	if err := httpx.AllowMethods(w, r, http.MethodPost); err != nil {
 		return nil, false, err
 	}
 	var req handleRequest
-	if err := decodeJSON(w, r, s.opts.MaxBody, &req); err != nil {
+	if err := httpx.DecodeJSON(w, r, s.opts.MaxBody, &req); err != nil {
 		return nil, false, err
 	}
 	ev.Count = len(req.PANs)
@@ -126,13 +127,13 @@ func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Ev
 	}
 	switch {
 	case req.PAN != nil && req.PANs != nil:
-		return nil, false, errorf(http.StatusBadRequest, CodeInvalidRequest, "send pan_number or pan_numbers, not both")
+		return nil, false, httpx.Errorf(http.StatusBadRequest, CodeInvalidRequest, "send pan_number or pan_numbers, not both")
 	case req.PAN == nil && req.PANs == nil:
-		return nil, false, errorf(http.StatusBadRequest, CodeMissingField, "pan_number is required")
+		return nil, false, httpx.Errorf(http.StatusBadRequest, CodeMissingField, "pan_number is required")
 	case req.PANs != nil && len(req.PANs) == 0:
-		return nil, false, errorf(http.StatusBadRequest, CodeInvalidRequest, "pan_numbers is empty")
+		return nil, false, httpx.Errorf(http.StatusBadRequest, CodeInvalidRequest, "pan_numbers is empty")
 	case len(req.PANs) > MaxBatch:
-		return nil, false, errorf(http.StatusRequestEntityTooLarge, CodeBatchTooLarge, "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
+		return nil, false, httpx.Errorf(http.StatusRequestEntityTooLarge, CodeBatchTooLarge, "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
 	}
 	values = req.PANs
 	if req.PAN != nil {
@@ -144,7 +145,7 @@ func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Ev
 			if req.PAN == nil {
 				field = fmt.Sprintf("pan_numbers[%d]", i)
 			}
-			return nil, false, &apiError{http.StatusBadRequest, CodeInvalidPAN, field + " must be 12 to 19 digits (spaces and dashes allowed)", nil}
+			return nil, false, httpx.NewError(http.StatusBadRequest, CodeInvalidPAN, field+" must be 12 to 19 digits (spaces and dashes allowed)", nil)
 		}
 	}
 	return values, req.PAN != nil, nil

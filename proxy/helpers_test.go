@@ -308,7 +308,8 @@ func (f *failingStore) Ping(ctx context.Context) error {
 
 // revealShort reveals the short token tok bound to one of cards (the
 // first that has it), or else, unbound, from its own record, which
-// Vault.Reveal refuses (issue 12) but tests must read.
+// Vault.Reveal refuses (a short token reveals only with its card) but tests
+// must read.
 func revealShort(t *testing.T, v *vault.Vault, tok string, cards []string) (vault.Revealed, error) {
 	t.Helper()
 	for _, c := range cards {

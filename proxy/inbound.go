@@ -1,16 +1,14 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httputil"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -43,18 +41,6 @@ type Route struct {
 	Uninspected bool
 }
 
-// RouteField is one configured field of a route.
-type RouteField struct {
-	JSON string // selector, see rewrite.ValidateJSONSelector
-	Form string // form key, see rewrite.ValidateFormSelector
-	XML  string // element path, see rewrite.ValidateXMLSelector
-	Spec vault.Spec
-	// Bind, if set, is the selector (of the same kind) of the route's card
-	// field this value is bound to; see bind.go. Inbound, Spec.Bound must
-	// be set with it.
-	Bind string
-}
-
 // GuardOptions configures the card-number guard on every proxied request.
 type GuardOptions struct {
 	Mode   rewrite.GuardMode
@@ -65,9 +51,7 @@ type GuardOptions struct {
 
 type inboundRoute struct {
 	Route
-	match    pathMatch
-	rewriter *rewrite.Rewriter
-	bindTo   []int // by field: the field it is bound to, or -1
+	compiledRoute
 }
 
 // inbound is the tokenizing reverse proxy on the public listener.
@@ -85,7 +69,8 @@ func newInbound(s *Server) (*inbound, error) {
 	in := &inbound{s: s, slots: make(chan struct{}, o.MaxInFlight)}
 	var errs []error
 	// ReadAll: apps read bodies as JSON, forms and text whatever their
-	// declared type; the guard reads them every way too (issue 14).
+	// declared type, so the guard reads them every way too: a card number
+	// is tokenized or refused whatever type the request declares.
 	guard := rewrite.Config{Guard: o.Guard.Mode, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth, ReadAll: true}
 	in.ignoreH = make(map[string]bool, len(o.Guard.IgnoreHeaders))
 	for _, h := range o.Guard.IgnoreHeaders {
@@ -97,32 +82,22 @@ func newInbound(s *Server) (*inbound, error) {
 	}
 	in.fallback = fb
 	for _, r := range o.Routes {
-		cfg := guard
-		for i, f := range r.Fields {
-			cfg.Fields = append(cfg.Fields, rewrite.Field{JSON: f.JSON, Form: f.Form, XML: f.XML, Spec: i})
-		}
-		rewriter, err := rewrite.New(cfg)
+		c, err := compileRoute(fmt.Sprintf("route %q", r.Name), guard, r.Method, r.Path, r.Fields)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
-			continue
-		}
-		m, err := newPathMatch(r.Method, r.Path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
-		}
-		bindTo, err := bindings(r.Fields)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
+			errs = append(errs, err)
+			if c.rewriter == nil {
+				continue
+			}
 		}
 		if r.Uninspected && len(r.Fields) > 0 {
 			errs = append(errs, fmt.Errorf("route %q: a route with card fields is always inspected", r.Name))
 		}
 		for i, f := range r.Fields {
-			if f.Spec.Bound != (bindTo != nil && bindTo[i] >= 0) {
+			if f.Spec.Bound != (c.bindTo != nil && c.bindTo[i] >= 0) {
 				errs = append(errs, fmt.Errorf("route %q: field %s: a bound field needs both bind and a bound spec", r.Name, f.selector()))
 			}
 		}
-		in.routes = append(in.routes, inboundRoute{Route: r, match: m, rewriter: rewriter, bindTo: bindTo})
+		in.routes = append(in.routes, inboundRoute{Route: r, compiledRoute: c})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -147,21 +122,9 @@ func newInbound(s *Server) (*inbound, error) {
 		Transport:    transport,
 		BufferPool:   newBufferPool(),
 		ErrorHandler: in.upstreamError,
-		ErrorLog:     slogLogger(s.log, "inbound"),
+		ErrorLog:     httpx.ErrorLog(s.log, "inbound"),
 	}
 	return in, nil
-}
-
-// newTransport is http.DefaultTransport cloned and sized for a sidecar: the
-// default keeps 2 idle connections per host, which under load means a new
-// TCP connection for most requests.
-func newTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 1024
-	t.MaxIdleConnsPerHost = 1024
-	t.IdleConnTimeout = 90 * time.Second
-	t.ResponseHeaderTimeout = DefaultUpstreamTimeout
-	return t
 }
 
 // match returns the route for r, or nil. A route applies to the method
@@ -203,7 +166,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	case in.slots <- struct{}{}:
 		defer func() { <-in.slots }()
 	default:
-		return errorf(http.StatusServiceUnavailable, CodeOverloaded, "tok is at capacity; retry shortly")
+		return httpx.Errorf(http.StatusServiceUnavailable, CodeOverloaded, "tok is at capacity; retry shortly")
 	}
 	rt := in.match(r)
 	rewriter := in.fallback
@@ -232,116 +195,6 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	in.rp.ServeHTTP(w, r)
 	return nil
-}
-
-// rewriteBody buffers, decodes and rewrites r's body when it must be read:
-// always, unless the guard is off and the route has no fields, or the
-// route opts out of inspection. Those stream through untouched.
-func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rewriter *rewrite.Rewriter) error {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return nil
-	}
-	ct := r.Header.Get("Content-Type")
-	media, err := rewrite.ParseMediaType(ct)
-	switch {
-	case !rewriter.HasFields() && in.s.opts.Guard.Mode == rewrite.GuardOff:
-		return nil // nothing to tokenize or guard, whatever the type says
-	case rt != nil && rt.Uninspected:
-		return nil // the operator opted the route out (tok check warns)
-	case len(r.Header.Values("Content-Type")) > 1:
-		// tok would read the first; a server that keeps the last (gunicorn's
-		// WSGI environ does) would parse another type than tok inspected.
-		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
-			"more than one Content-Type header: send one", nil}
-	case len(r.Header.Values("Content-Encoding")) > 1:
-		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedEncoding,
-			"more than one Content-Encoding header: send one", nil}
-	case err != nil:
-		return err
-	case rewriter.HasFields() && media == rewrite.MediaOther:
-		return &apiError{http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
-			"this route carries card fields: send application/json, application/x-www-form-urlencoded or application/xml", nil}
-	}
-	raw, err := readBody(w, r, in.s.opts.MaxBody)
-	if err != nil {
-		return err
-	}
-	body, err := rewrite.DecodeBody(raw, r.Header.Get("Content-Encoding"), in.s.opts.MaxBody)
-	if err != nil {
-		return err
-	}
-	// Rewrite reads the body as its type says and every other way an app
-	// might (rewrite.Config.ReadAll); a body without a Content-Type is a
-	// form to Rack (Rails, Sinatra), whatever the method.
-	out, err := rewriter.Rewrite(body, ct, in.replacer(w, r, rt))
-	if err != nil {
-		return err
-	}
-	r.Header.Del("Content-Encoding") // forwarded decoded
-	r.Header.Del("Content-Length")
-	r.TransferEncoding = nil
-	setBody(r, out)
-	return nil
-}
-
-// setBody makes b r's body; see inMemoryBody.
-func setBody(r *http.Request, b []byte) {
-	r.ContentLength = int64(len(b))
-	r.Body = io.NopCloser(bytes.NewReader(b))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-}
-
-// replacer tokenizes every value found, in one batched durable commit.
-// Guard hits (guard mode tokenize) get the default pan spec; rt is nil on
-// paths without a route. Convergent values spend the source address's
-// inbound budget first: an app that echoes tokens makes its routes an
-// oracle too (issue 19).
-func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundRoute) rewrite.ReplaceFunc {
-	return func(vals []rewrite.Value) ([]string, error) {
-		var pair []int
-		if rt != nil {
-			var err error
-			if pair, err = pairBound(vals, rt.bindTo); err != nil {
-				return nil, err
-			}
-		}
-		reqs := make([]vault.Request, len(vals))
-		n := 0 // convergent values: those looked up by fingerprint
-		for i, v := range vals {
-			var spec vault.Spec
-			if !v.IsGuardHit() {
-				spec = rt.Fields[v.Spec].Spec
-			}
-			if v.Kind == rewrite.KindNumber && spec.Format == vault.FormatOpaque {
-				return nil, &apiError{http.StatusUnprocessableEntity, rewrite.CodeFieldType,
-					"field " + v.Path + " is a JSON number; its route gives it an opaque (non-numeric) token format", nil}
-			}
-			if _, err := spec.Normalize(v.Text); err != nil {
-				return nil, &apiError{http.StatusUnprocessableEntity, CodeInvalidCardNumber,
-					"field " + v.Path + " does not hold a valid card number", nil}
-			}
-			reqs[i] = vault.Request{Value: v.Text, Spec: spec}
-			if spec.Bound {
-				reqs[i].BindTo = pair[i]
-			}
-			if convergent(spec) {
-				n++
-			}
-		}
-		s := in.s
-		if err := s.spend(w, s.budgets.inbound, budgetInbound, sourceKey(r, s.opts.Budgets.TrustedProxies), n, s.opts.Budgets.Inbound); err != nil {
-			return nil, err
-		}
-		toks, err := s.tokenize(r, reqs, pathInbound)
-		traceTokens(r, vals, toks, err)
-		return toks, err
-	}
-}
-
-// convergent reports whether the vault looks values of spec up by
-// fingerprint (see vault.Tokenize): only those answer "seen before".
-func convergent(spec vault.Spec) bool {
-	return !spec.Unique && !spec.Volatile && spec.TTL <= 0
 }
 
 // dropConnectionHeaders removes the headers r's Connection header names
@@ -386,37 +239,109 @@ func stripH2C(r *http.Request, inspected bool) error {
 		return nil
 	}
 	if inspected {
-		return errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are allowed only on routes with inspect: false")
+		return httpx.Errorf(http.StatusBadRequest, CodeUpgradeNotAllowed, "protocol upgrades are allowed only on routes with inspect: false")
 	}
 	return nil
+}
+
+// rewriteBody buffers, decodes and rewrites r's body when it must be read:
+// always, unless the guard is off and the route has no fields, or the
+// route opts out of inspection. Those stream through untouched.
+func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rewriter *rewrite.Rewriter) error {
+	if !hasBody(r) {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	media, err := rewrite.ParseMediaType(ct)
+	switch {
+	case !rewriter.HasFields() && in.s.opts.Guard.Mode == rewrite.GuardOff:
+		return nil // nothing to tokenize or guard, whatever the type says
+	case rt != nil && rt.Uninspected:
+		return nil // the operator opted the route out (tok check warns)
+	case len(r.Header.Values("Content-Type")) > 1:
+		// tok would read the first; a server that keeps the last (gunicorn's
+		// WSGI environ does) would parse another type than tok inspected.
+		return httpx.NewError(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
+			"more than one Content-Type header: send one", nil)
+
+	case len(r.Header.Values("Content-Encoding")) > 1:
+		return httpx.NewError(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedEncoding,
+			"more than one Content-Encoding header: send one", nil)
+
+	case err != nil:
+		return err
+	case rewriter.HasFields() && media == rewrite.MediaOther:
+		return errFieldsNeedMedia()
+	}
+	body, err := readRouteBody(w, r, in.s.opts.MaxBody)
+	if err != nil {
+		return err
+	}
+	// Rewrite reads the body as its type says and every other way an app
+	// might (rewrite.Config.ReadAll); a body without a Content-Type is a
+	// form to Rack (Rails, Sinatra), whatever the method.
+	out, err := rewriter.Rewrite(body, ct, in.replacer(w, r, rt))
+	if err != nil {
+		return err
+	}
+	replaceBody(r, out)
+	return nil
+}
+
+// replacer tokenizes every value found, in one batched durable commit.
+// Guard hits (guard mode tokenize) get the default pan spec; rt is nil on
+// paths without a route. Convergent values spend the source address's
+// inbound budget first: an app that echoes tokens makes its routes an
+// oracle too, and every convergent path has a budget.
+func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundRoute) rewrite.ReplaceFunc {
+	return func(vals []rewrite.Value) ([]string, error) {
+		var pair []int
+		if rt != nil {
+			var err error
+			if pair, err = pairBound(vals, rt.bindTo); err != nil {
+				return nil, err
+			}
+		}
+		reqs := make([]vault.Request, len(vals))
+		n := 0 // convergent values: those looked up by fingerprint
+		for i, v := range vals {
+			var spec vault.Spec
+			if !v.IsGuardHit() {
+				spec = rt.Fields[v.Spec].Spec
+			}
+			if v.Kind == rewrite.KindNumber && spec.Format == vault.FormatOpaque {
+				return nil, httpx.NewError(http.StatusUnprocessableEntity, rewrite.CodeFieldType,
+					"field "+v.Path+" is a JSON number; its route gives it an opaque (non-numeric) token format", nil)
+			}
+			if _, err := spec.Normalize(v.Text); err != nil {
+				return nil, httpx.NewError(http.StatusUnprocessableEntity, CodeInvalidCardNumber,
+					"field "+v.Path+" does not hold a valid card number", nil)
+			}
+			reqs[i] = vault.Request{Value: v.Text, Spec: spec}
+			if spec.Bound {
+				reqs[i].BindTo = pair[i]
+			}
+			if convergent(spec) {
+				n++
+			}
+		}
+		s := in.s
+		if err := s.spend(w, s.budgets.inbound, budgetInbound, sourceKey(r, s.opts.Budgets.TrustedProxies), n, s.opts.Budgets.Inbound); err != nil {
+			return nil, err
+		}
+		toks, err := s.tokenize(r, reqs, pathInbound)
+		traceTokens(r, vals, toks, err)
+		return toks, err
+	}
+}
+
+// convergent reports whether the vault looks values of spec up by
+// fingerprint (see vault.Tokenize): only those answer "seen before".
+func convergent(spec vault.Spec) bool {
+	return !spec.Unique && !spec.Volatile && spec.TTL <= 0
 }
 
 // upstreamError answers when the app cannot be reached.
 func (in *inbound) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	in.s.upstreamError(w, r, err, "proxy")
-}
-
-// bufferPool lends 32 KiB copy buffers to the reverse proxy.
-type bufferPool struct{ p sync.Pool }
-
-func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
-}
-
-func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
-func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
-
-// inMemoryBody hands the transport the body setBody buffered as the
-// in-memory reader it is. ReverseProxy wraps the outgoing body in a reader
-// of its own (so a failed dial cannot close the incoming body), which
-// net/http does not know never blocks, so the transport flushes the headers
-// and writes the body separately: two write calls and two TCP segments per
-// request where one does. Bodies tok did not buffer stream as before.
-func inMemoryBody(pr *httputil.ProxyRequest) {
-	if pr.In.GetBody == nil || pr.Out.ContentLength <= 0 {
-		return
-	}
-	if b, err := pr.In.GetBody(); err == nil {
-		pr.Out.Body = b
-	}
 }

@@ -34,7 +34,7 @@ import (
 	"github.com/tokproxy/tok/vault/memory"
 )
 
-// End-to-end tests of the inbound tokenizing proxy (issue 3): a real tok
+// End-to-end tests of the inbound tokenizing proxy: a real tok
 // server in front of a recording upstream, checked on exactly what the
 // upstream received.
 
@@ -141,7 +141,7 @@ type inboundConfig struct {
 	volatileMax int
 }
 
-// checkoutRoutes is the route set of the issue's example config, plus a
+// checkoutRoutes is the route set of the README's checkout example, plus a
 // route without fields.
 func checkoutRoutes() []Route {
 	cvc := vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: 15 * time.Minute, Bound: true}
@@ -1166,7 +1166,7 @@ func TestInboundStreaming(t *testing.T) {
 			t.Errorf("upload: status %d %s, want 200 and the %d bytes intact at the upstream", r.StatusCode, r.body, len(upload))
 		}
 	})
-	// Elsewhere every body is read (issue 14): one beyond limits.max_body
+	// Elsewhere every body is read: one beyond limits.max_body
 	// cannot be, so it is refused.
 	t.Run("5 MiB image on an unrouted path", func(t *testing.T) {
 		n := e.up.count()

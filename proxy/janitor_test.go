@@ -10,7 +10,7 @@ import (
 	"github.com/tokproxy/tok/vault"
 )
 
-// TestSessionJanitor (issue 13): expired sessions are removed by the
+// TestSessionJanitor: expired sessions are removed by the
 // janitor, not only when a request presents one, and counted.
 func TestSessionJanitor(t *testing.T) {
 	e := newTestEnv(t, nil)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -137,7 +138,7 @@ type KeyVersion struct {
 func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use GET")
+		return httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeMethodNotAllowed, "use GET")
 	}
 	usage, err := s.countKeys(r.Context())
 	if err != nil {
@@ -149,7 +150,7 @@ func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request) error {
 	for _, v := range versions(usage, keys) {
 		out.Versions = append(out.Versions, KeyVersion{v, usage[v], keys.Sealed(v), slices.Contains(have, v)})
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -174,18 +175,18 @@ func (s *Server) serveRekey(w http.ResponseWriter, r *http.Request) error {
 	ks := s.keys
 	switch r.Method {
 	case http.MethodGet:
-		writeJSON(w, http.StatusOK, ks.status())
+		httpx.WriteJSON(w, http.StatusOK, ks.status())
 		return nil
 	case http.MethodPost:
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use GET or POST")
+		return httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeMethodNotAllowed, "use GET or POST")
 	}
 	after := r.URL.Query().Get("after")
 	ks.mu.Lock()
 	if ks.running {
 		ks.mu.Unlock()
-		return errorf(http.StatusConflict, CodeRekeyRunning, "a rekey is already running; GET /rekey shows its progress")
+		return httpx.Errorf(http.StatusConflict, CodeRekeyRunning, "a rekey is already running; GET /rekey shows its progress")
 	}
 	ctx, cancel := context.WithCancel(ks.base)
 	ks.running, ks.cancel, ks.resealed, ks.cursor, ks.done, ks.err = true, cancel, 0, after, false, ""
@@ -195,7 +196,7 @@ func (s *Server) serveRekey(w http.ResponseWriter, r *http.Request) error {
 	s.tryRecord(r, audit.Event{Event: "rekey", Endpoint: "POST /rekey", Token: after, Outcome: "started"})
 	s.log.Info("rekey started", "primary", primary, "after", after)
 	go s.rekey(ctx, r, after)
-	writeJSON(w, http.StatusAccepted, ks.status())
+	httpx.WriteJSON(w, http.StatusAccepted, ks.status())
 	return nil
 }
 
@@ -280,27 +281,27 @@ func (s *Server) Keyring() *vault.Keyring { return s.live.Load().opts.Vault.Keyr
 func (s *Server) serveRetire(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use POST")
+		return httpx.Errorf(http.StatusMethodNotAllowed, httpx.CodeMethodNotAllowed, "use POST")
 	}
 	v, err := strconv.ParseUint(r.URL.Query().Get("version"), 10, 32)
 	if err != nil || v == 0 {
-		return errorf(http.StatusBadRequest, CodeInvalidVersion, "version must be a data key version number")
+		return httpx.Errorf(http.StatusBadRequest, CodeInvalidVersion, "version must be a data key version number")
 	}
 	ver := uint32(v)
 	if s.opts.Vault.Keyring().Primary() == ver {
-		return errorf(http.StatusConflict, CodeKeyInUse, "version %d is the primary: rotate first, SIGHUP tok, then rekey", ver)
+		return httpx.Errorf(http.StatusConflict, CodeKeyInUse, "version %d is the primary: rotate first, SIGHUP tok, then rekey", ver)
 	}
 	usage, err := s.countKeys(r.Context())
 	if err != nil {
 		return err
 	}
 	if n := usage[ver]; n > 0 {
-		return errorf(http.StatusConflict, CodeKeyInUse, "%d records still use version %d: rekey them first", n, ver)
+		return httpx.Errorf(http.StatusConflict, CodeKeyInUse, "%d records still use version %d: rekey them first", n, ver)
 	}
 	if err := s.opts.Vault.ForgetKeyVersion(r.Context(), ver); err != nil {
 		return err
 	}
 	s.log.Info("data key version retired: its key check value is forgotten", "version", ver)
-	writeJSON(w, http.StatusOK, map[string]any{"retired": ver})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"retired": ver})
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/proxy/auth"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 )
 
 type loginRequest struct {
@@ -21,27 +22,27 @@ type loginResponse struct {
 
 // serveLogin is POST /login: check the client's secret, open a session.
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
-	if err := allowMethods(w, r, http.MethodPost); err != nil {
+	if err := httpx.AllowMethods(w, r, http.MethodPost); err != nil {
 		return err
 	}
 	var req loginRequest
-	if err := decodeJSON(w, r, 4<<10, &req); err != nil {
+	if err := httpx.DecodeJSON(w, r, 4<<10, &req); err != nil {
 		return err
 	}
 	switch {
 	case req.Client == "":
-		return errorf(http.StatusBadRequest, CodeMissingField, "bank_coordinates (the client name) is required")
+		return httpx.Errorf(http.StatusBadRequest, CodeMissingField, "bank_coordinates (the client name) is required")
 	case req.Secret == "":
-		return errorf(http.StatusBadRequest, CodeMissingField, "secret is required")
+		return httpx.Errorf(http.StatusBadRequest, CodeMissingField, "secret is required")
 	case len(req.Client) > auth.MaxNameLen || len(req.Secret) > auth.MaxSecretLen:
-		return errorf(http.StatusBadRequest, CodeInvalidRequest, "bank_coordinates or secret is too long")
+		return httpx.Errorf(http.StatusBadRequest, CodeInvalidRequest, "bank_coordinates or secret is too long")
 	}
 	a := s.auth
 	switch {
 	case a.Mode() == auth.ModeCertificate:
-		return errorf(http.StatusNotFound, CodeNotFound, "no login here: this listener authenticates clients by their certificate")
+		return httpx.Errorf(http.StatusNotFound, CodeNotFound, "no login here: this listener authenticates clients by their certificate")
 	case a.Mode() == auth.ModeBoth && auth.CertClient(r) != req.Client:
-		return errorf(http.StatusUnauthorized, auth.CodeCertificateMismatch, "log in as the client your certificate names")
+		return httpx.Errorf(http.StatusUnauthorized, auth.CodeCertificateMismatch, "log in as the client your certificate names")
 	}
 	// Per source address first: one address (an IPv6 /64;
 	// behind budgets.trusted_proxies, the shopper's) holds at most one
@@ -51,7 +52,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	switch refusal {
 	case auth.SourceBusy:
 		s.metrics.logins.WithLabelValues("source_busy").Inc()
-		return errorf(http.StatusTooManyRequests, CodeTooManyLogins, "a login from your address is in progress; retry when it is done")
+		return httpx.Errorf(http.StatusTooManyRequests, CodeTooManyLogins, "a login from your address is in progress; retry when it is done")
 	case auth.SourceLimited:
 		s.metrics.logins.WithLabelValues("rate_limited").Inc()
 		if first {
@@ -60,13 +61,13 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 			s.tryRecord(r, audit.Event{Event: "login", Outcome: "too_many_logins"})
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
-		return errorf(http.StatusTooManyRequests, CodeTooManyLogins, "too many login attempts from your address; retry later")
+		return httpx.Errorf(http.StatusTooManyRequests, CodeTooManyLogins, "too many login attempts from your address; retry later")
 	}
 	defer release()
 	releaseSlot, ok := a.LoginSlot()
 	if !ok {
 		s.metrics.logins.WithLabelValues("busy").Inc()
-		return errorf(http.StatusTooManyRequests, CodeTooManyLogins, "too many logins in progress; retry shortly")
+		return httpx.Errorf(http.StatusTooManyRequests, CodeTooManyLogins, "too many logins in progress; retry shortly")
 	}
 	defer releaseSlot()
 	client, known := a.Client(req.Client)
@@ -93,17 +94,17 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		Name: auth.CookieName, Value: sess.Secret, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
-	writeJSON(w, http.StatusOK, loginResponse{Client: client.Name, ID: sess.ID})
+	httpx.WriteJSON(w, http.StatusOK, loginResponse{Client: client.Name, ID: sess.ID})
 	return nil
 }
 
 // serveLogout is POST /logout: end the session and clear the cookie.
 func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	if err := allowMethods(w, r, http.MethodPost); err != nil {
+	if err := httpx.AllowMethods(w, r, http.MethodPost); err != nil {
 		return err
 	}
 	if s.auth.Mode() == auth.ModeCertificate {
-		return errorf(http.StatusNotFound, CodeNotFound, "no sessions here: this listener authenticates clients by their certificate")
+		return httpx.Errorf(http.StatusNotFound, CodeNotFound, "no sessions here: this listener authenticates clients by their certificate")
 	}
 	sess, client, err := s.auth.Session(r)
 	if err != nil {
@@ -115,6 +116,6 @@ func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	s.tryRecord(r, audit.Event{Event: "logout", Client: client.Name, Session: sess.ID, Outcome: "ok"})
 	http.SetCookie(w, &http.Cookie{Name: auth.CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
-	writeJSON(w, http.StatusOK, map[string]string{"status": "logged_out"})
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "logged_out"})
 	return nil
 }

@@ -42,7 +42,7 @@ func (h *holdingStore) UpdateLockout(ctx context.Context, client string, fn func
 	return h.Durable.UpdateLockout(ctx, client, fn)
 }
 
-// TestLoginFloodFromOneSource (issue 13 item 5): a flood of unknown login
+// TestLoginFloodFromOneSource: a flood of unknown login
 // names used to take all four bcrypt slots and refuse every legitimate
 // login (15 of 15). Now one source address holds at most one login in
 // progress, so a legitimate client at another address logs in throughout.
@@ -124,7 +124,7 @@ func TestLoginSourceRate(t *testing.T) {
 	}
 }
 
-// TestLockoutPerSource (issue 13 item 5, PCI DSS 8.3.4): anyone could
+// TestLockoutPerSource (PCI DSS 8.3.4): anyone could
 // lock a named client out for 30 minutes. Now a stranger's wrong secrets
 // lock the client only at the stranger's address; the client's own ten
 // failures still lock it at its own; and failures from all addresses

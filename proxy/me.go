@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tokproxy/tok/proxy/audit"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -40,7 +41,7 @@ type meResponse struct {
 // serveMe is GET /@me?token=... or POST /@me {"token": "..."}: look a token
 // up for the logged-in client, revealing the PAN only to clients allowed to.
 func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
-	if err := allowMethods(w, r, http.MethodGet, http.MethodPost, http.MethodDelete); err != nil {
+	if err := httpx.AllowMethods(w, r, http.MethodGet, http.MethodPost, http.MethodDelete); err != nil {
 		return err
 	}
 	sess, client, err := s.auth.Session(r)
@@ -48,7 +49,7 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		// A refused session is audited too (PCI DSS 10.2.1):
 		// which token was asked for stays out (the caller is unknown), and
 		// so does the cookie.
-		s.tryRecord(r, audit.Event{Event: "session", Endpoint: safeMethod(r.Method) + " /@me", Outcome: toAPIError(err).Code})
+		s.tryRecord(r, audit.Event{Event: "session", Endpoint: httpx.SafeMethod(r.Method) + " /@me", Outcome: toAPIError(err).Code})
 		return err
 	}
 	if r.Method == http.MethodDelete {
@@ -57,13 +58,13 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	token, bound := r.URL.Query().Get("token"), r.URL.Query().Get("bound")
 	if r.Method == http.MethodPost {
 		var req meRequest
-		if err := decodeJSON(w, r, 4<<10, &req); err != nil {
+		if err := httpx.DecodeJSON(w, r, 4<<10, &req); err != nil {
 			return err
 		}
 		token, bound = req.Token, req.Bound
 	}
 	if token == "" {
-		return errorf(http.StatusBadRequest, CodeMissingField, "token is required")
+		return httpx.Errorf(http.StatusBadRequest, CodeMissingField, "token is required")
 	}
 	kind := "lookup"
 	if client.Reveal {
@@ -126,7 +127,7 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 		}
 		resp.Hash = hex.EncodeToString(fp)
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpx.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 
@@ -153,7 +154,7 @@ func auditToken(token string, found bool) string {
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.Session, client Client) error {
 	token, bound := r.URL.Query().Get("token"), r.URL.Query().Get("bound")
 	if token == "" {
-		return errorf(http.StatusBadRequest, CodeMissingField, "token is required")
+		return httpx.Errorf(http.StatusBadRequest, CodeMissingField, "token is required")
 	}
 	ev := audit.Event{Event: "delete", Client: client.Name, Session: sess.ID, Token: auditToken(token, false)}
 	if bound != "" {
@@ -162,7 +163,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	if !client.Delete {
 		ev.Outcome = "forbidden"
 		s.tryRecord(r, ev)
-		return errorf(http.StatusForbidden, CodeForbidden, "this client may not delete tokens")
+		return httpx.Errorf(http.StatusForbidden, httpx.CodeForbidden, "this client may not delete tokens")
 	}
 	var err error
 	if bound != "" {
@@ -198,6 +199,6 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, sess vault.
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "deleted", "token": ev.Token})
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "deleted", "token": ev.Token})
 	return nil
 }

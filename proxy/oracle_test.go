@@ -16,7 +16,7 @@ import (
 	"github.com/tokproxy/tok/vault"
 )
 
-// Tests of issue 19: the /handle oracle closed, the convergent paths
+// Tests of the convergence oracle: the /handle oracle closed, the convergent paths
 // bounded by budgets in values, every /handle call audited, and /@me
 // rate-limited and trimmed for masked-only clients.
 
@@ -226,7 +226,7 @@ func TestRevealBudget(t *testing.T) {
 	e := newTestEnv(t, nil, func(o *Options) { o.Budgets.Reveal = 3 })
 	tok := e.handle(seedPAN)
 	cih := e.login("cih")
-	for _, q := range []string{tok, "123", tok} { // "123": a CVC-sized guess, refused (issue 12) but spent
+	for _, q := range []string{tok, "123", tok} { // "123": a CVC-sized guess, refused (a short token reveals only with its card) but spent
 		if r := do(t, cih, "GET", e.auth.URL+"/@me?token="+q, "", ""); r.StatusCode != 200 && r.StatusCode != 422 {
 			t.Fatalf("lookup of %s = %d %s", q, r.StatusCode, r.body)
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/tokproxy/tok/vault/memory"
 )
 
-// TestVaultFull (issue 13): past limits.vault_bytes, /handle and inbound
+// TestVaultFull: past limits.vault_bytes, /handle and inbound
 // routes refuse cards without a token with 507 vault_full and forward
 // nothing, and /metrics shows the size against the quota.
 func TestVaultFull(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -59,30 +60,33 @@ func (rd *readiness) ping(ctx context.Context, store pinger) error {
 }
 
 // serveReady is /readyz: 200 while the store answers and neither a commit
-// nor an audit write has been in flight past the commit deadline (issue
-// 13: a stalled disk used to leave /readyz at 200 while writes hung);
+// nor an audit write has been in flight past the commit deadline (a
+// stalled disk must not leave /readyz at 200 while writes hang);
 // otherwise 503 not_ready, with a message naming the reason.
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) error {
 	if d, stuck := s.auditLog.Stalled(); stuck {
-		return &apiError{http.StatusServiceUnavailable, CodeNotReady,
-			fmt.Sprintf("the audit log is stalled: a write has been in flight for %v, past vault.commit_timeout (%v)", d.Round(time.Second), s.opts.CommitTimeout), nil}
+		return httpx.NewError(http.StatusServiceUnavailable, CodeNotReady,
+			fmt.Sprintf("the audit log is stalled: a write has been in flight for %v, past vault.commit_timeout (%v)", d.Round(time.Second), s.opts.CommitTimeout), nil)
+
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	err := s.ready.ping(ctx, s.opts.Store)
 	if err == nil && s.opts.Volatile != nil {
 		if err = s.volReady.ping(ctx, s.opts.Volatile); err != nil {
-			return &apiError{http.StatusServiceUnavailable, CodeNotReady,
-				"the volatile store does not answer: requests with a CVC are refused until it does", err}
+			return httpx.NewError(http.StatusServiceUnavailable, CodeNotReady,
+				"the volatile store does not answer: requests with a CVC are refused until it does", err)
+
 		}
 	}
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		return nil
 	case errors.Is(err, vault.ErrStalled):
-		return &apiError{http.StatusServiceUnavailable, CodeNotReady,
-			"the vault store is stalled: a commit or ping has been in flight past its deadline (vault.commit_timeout)", err}
+		return httpx.NewError(http.StatusServiceUnavailable, CodeNotReady,
+			"the vault store is stalled: a commit or ping has been in flight past its deadline (vault.commit_timeout)", err)
+
 	}
-	return &apiError{http.StatusServiceUnavailable, CodeNotReady, "the vault store does not answer", err}
+	return httpx.NewError(http.StatusServiceUnavailable, CodeNotReady, "the vault store does not answer", err)
 }

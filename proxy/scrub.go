@@ -19,7 +19,7 @@ type revealedShort struct{ value, token, key string }
 // number that is exactly a short value revealed for the request and stands
 // under a key named as that value's request field (case-insensitively), by
 // the token the app sent: a provider that echoes the CVC hands the app its
-// token back, never the code (issue 19). Anywhere else a 3-digit value is an
+// token back, never the code. Anywhere else a 3-digit value is an
 // amount or an id, and is left alone. body has passed the response guard,
 // so it is valid and not too deep.
 func scrubShort(body []byte, media rewrite.Media, shorts []revealedShort) []byte {

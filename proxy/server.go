@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/proxy/auth"
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -228,15 +228,22 @@ func (s *Server) Reload(opts Options) error {
 	return nil
 }
 
+// positiveOr returns v, or def if v is zero or negative: an Options or
+// Budgets limit left zero means its default.
+func positiveOr[T ~int | ~int64 | ~float64](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
 // build makes a Server generation; prev, if set, lends its audit log,
 // metrics and registry.
 func build(opts Options, prev *Server) (*Server, error) {
 	if opts.Vault == nil || opts.Store == nil {
 		return nil, errors.New("proxy: Vault and Store are required")
 	}
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = DefaultMaxBody
-	}
+	opts.MaxBody = positiveOr(opts.MaxBody, DefaultMaxBody)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -249,34 +256,16 @@ func build(opts Options, prev *Server) (*Server, error) {
 	case opts.Registry == nil:
 		opts.Registry = prometheus.NewRegistry()
 	}
-	if opts.SessionIdle <= 0 {
-		opts.SessionIdle = DefaultSessionIdle
-	}
-	if opts.SessionMax <= 0 {
-		opts.SessionMax = DefaultSessionMax
-	}
-	if opts.LockoutThreshold <= 0 {
-		opts.LockoutThreshold = DefaultLockoutThreshold
-	}
-	if opts.LockoutDuration <= 0 {
-		opts.LockoutDuration = DefaultLockoutDuration
-	}
-	if opts.LockoutClientThreshold <= 0 {
-		opts.LockoutClientThreshold = DefaultLockoutClientThreshold
-	}
+	opts.SessionIdle = positiveOr(opts.SessionIdle, DefaultSessionIdle)
+	opts.SessionMax = positiveOr(opts.SessionMax, DefaultSessionMax)
+	opts.LockoutThreshold = positiveOr(opts.LockoutThreshold, DefaultLockoutThreshold)
+	opts.LockoutDuration = positiveOr(opts.LockoutDuration, DefaultLockoutDuration)
+	opts.LockoutClientThreshold = positiveOr(opts.LockoutClientThreshold, DefaultLockoutClientThreshold)
 	opts.LockoutClientThreshold = max(opts.LockoutClientThreshold, opts.LockoutThreshold)
-	if opts.LoginSourceRate <= 0 {
-		opts.LoginSourceRate = DefaultLoginSourceRate
-	}
-	if opts.ShutdownTimeout <= 0 {
-		opts.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if opts.SessionSweep <= 0 {
-		opts.SessionSweep = DefaultSessionSweep
-	}
-	if opts.CommitTimeout <= 0 {
-		opts.CommitTimeout = DefaultCommitTimeout
-	}
+	opts.LoginSourceRate = positiveOr(opts.LoginSourceRate, DefaultLoginSourceRate)
+	opts.ShutdownTimeout = positiveOr(opts.ShutdownTimeout, DefaultShutdownTimeout)
+	opts.SessionSweep = positiveOr(opts.SessionSweep, DefaultSessionSweep)
+	opts.CommitTimeout = positiveOr(opts.CommitTimeout, DefaultCommitTimeout)
 	opts.Budgets = opts.Budgets.withDefaults()
 	s := &Server{opts: opts, log: opts.Logger}
 	if prev != nil {
@@ -439,14 +428,8 @@ func (s *Server) httpServer(name string, h http.Handler) *http.Server {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slogLogger(s.log, name),
+		ErrorLog:          httpx.ErrorLog(s.log, name),
 	}
-}
-
-// slogLogger adapts the structured logger for net/http's ErrorLog fields.
-// Their lines (TLS handshake errors, client resets) are noise at Info.
-func slogLogger(l *slog.Logger, component string) *log.Logger {
-	return slog.NewLogLogger(l.With("component", component).Handler(), slog.LevelDebug)
 }
 
 // newAuthenticator builds the auth listener's authenticator from opts

@@ -28,7 +28,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestStalledStore (issue 13 item 5): with the vault's disk stalled (its
+// TestStalledStore: with the vault's disk stalled (its
 // WAL fdatasync does not return, as on a frozen filesystem), /handle used
 // to hang until the connection dropped with no status and no log line,
 // and /readyz stayed 200. Now /handle gets 503 vault_unavailable past the

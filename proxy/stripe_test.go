@@ -17,7 +17,7 @@ import (
 	"github.com/stripe/stripe-go/v82"
 )
 
-// These tests drive stripe-go itself (issue 15): the SDK a merchant uses,
+// These tests drive stripe-go itself: the SDK a merchant uses,
 // with its own retry rules, through tok's egress listener to a recording
 // stand-in that answers in Stripe's shapes.
 
@@ -43,9 +43,8 @@ func stripeAnswer(w http.ResponseWriter, r *http.Request) {
 }
 
 // luhnNTI is a network transaction id that happens to read as a card
-// number: Luhn-valid, with a Visa prefix and a Visa length (the issue's
-// 15-digit 483931234567891 no longer does: Visa issues 13, 16 and 19
-// digits, issue 14).
+// number: Luhn-valid, with a Visa prefix and a Visa length (a 15-digit
+// 483931234567891 would not: Visa cards have 13, 16 or 19 digits).
 const luhnNTI = "4839312345678914"
 
 // stripeEnv is an egress env whose route matches stripe.egress.internal,

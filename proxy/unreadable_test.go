@@ -14,7 +14,7 @@ import (
 )
 
 // damagingStore returns records whose ciphertext is damaged once on is
-// set, as a flipped byte in a bbolt data page would (issue 13).
+// set, as a flipped byte in a bbolt data page would.
 type damagingStore struct {
 	vault.Durable
 	on atomic.Bool

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
 )
@@ -22,9 +23,9 @@ import (
 const maxUnrevealedLookups = 32
 
 // checkUnrevealed looks, in an egress request's body as the app sent it,
-// for live tokens outside the fields the route reveals (issue 15: Stripe's
-// payment_method_data[card][number] on a route that names only
-// card[number] left as a token, and the provider declined it). Each is
+// for live tokens outside the fields the route reveals (Stripe's
+// payment_method_data[card][number], on a route that names only
+// card[number], would reach the provider as a token and be declined). Each is
 // refused with 422 "unrevealed_token" if the route says so, else logged
 // as a warning naming the route and the field, and forwarded. Only values
 // that can be card tokens are looked up: 12 to 19 digits failing the Luhn
@@ -42,7 +43,7 @@ func (e *egress) checkUnrevealed(r *http.Request, rt *egressRoute, body []byte, 
 		}
 		_, err := e.s.opts.Vault.Lookup(r.Context(), value)
 		if err == nil || errors.Is(err, vault.ErrAmbiguous) {
-			found = append(found, safePath(path))
+			found = append(found, httpx.SafePath(path))
 		}
 		return true
 	}
@@ -65,8 +66,9 @@ func (e *egress) checkUnrevealed(r *http.Request, rt *egressRoute, body []byte, 
 		return nil
 	}
 	if rt.RefuseUnrevealed {
-		return &fieldError{&apiError{http.StatusUnprocessableEntity, CodeUnrevealedToken,
-			"field " + found[0] + " holds a token this route does not reveal, so the provider would get the token, not the card; add the field to the route's fields", nil}, found[0]}
+		return &fieldError{httpx.NewError(http.StatusUnprocessableEntity, CodeUnrevealedToken,
+			"field "+found[0]+" holds a token this route does not reveal, so the provider would get the token, not the card; add the field to the route's fields", nil),
+			found[0]}
 	}
 	e.s.log.Warn("egress request carries a token at a field the route does not reveal; the provider gets the token, not the card: add the field to the route",
 		"route", rt.Name, "fields", strings.Join(found, ","))

@@ -11,13 +11,13 @@ import (
 // The unrevealed-token check skips the fields the route revealed by their
 // path: its walk must spell a path as the rewriter does, arrays included.
 func TestUnrevealedPathsMatchRewriter(t *testing.T) {
-	rw, err := rewrite.New(rewrite.Config{Fields: []rewrite.Field{{JSON: "items.#.card.number"}, {JSON: "a\\.b.c"}}})
+	rewriter, err := rewrite.New(rewrite.Config{Fields: []rewrite.Field{{JSON: "items.#.card.number"}, {JSON: "a\\.b.c"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	body := []byte(`{"items":[{"card":{"number":"1"}},{"card":{"number":"2"}}],"a.b":{"c":"3"}}`)
 	field := map[string]bool{}
-	if _, err := rw.Rewrite(body, "application/json", func(vals []rewrite.Value) ([]string, error) {
+	if _, err := rewriter.Rewrite(body, "application/json", func(vals []rewrite.Value) ([]string, error) {
 		out := make([]string, len(vals))
 		for i, v := range vals {
 			field[v.Path], out[i] = true, v.Text

@@ -9,7 +9,9 @@
 //   - every pod a manifest runs is evaluated against the restricted Pod
 //     Security Standard by the API server's own admission checks
 //     (k8s.io/pod-security-admission), as a namespace labelled
-//     pod-security.kubernetes.io/enforce=restricted would;
+//     pod-security.kubernetes.io/enforce=restricted would, and beyond it
+//     must not mount a service account token, must keep every root file
+//     system read-only and must set resource requests and a memory limit;
 //   - every Dockerfile goes through BuildKit's linter, the rules of
 //     `docker build --check` (this machine's docker has no buildx, and
 //     hadolint is not packaged for Debian).

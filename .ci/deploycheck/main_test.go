@@ -30,6 +30,9 @@ func TestRefuses(t *testing.T) {
 		{"second document", svc + "---\n" + svc + "spec: {bogus: 1}\n", "document 2"},
 		{"pod security", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: x}]}\n", "restricted Pod Security Standard"},
 		{"privileged sidecar", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}\n      containers:\n        - {name: c, image: x, securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}}\n      initContainers:\n        - {name: s, image: x, restartPolicy: Always, securityContext: {privileged: true}}\n", "privileged"},
+		{"writable root", strings.Replace(restrictedPod, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", 1), "readOnlyRootFilesystem"},
+		{"no memory limit", strings.Replace(restrictedPod, ", limits: {memory: 64Mi}", "", 1), "memory limit"},
+		{"service account token", strings.Replace(restrictedPod, "automountServiceAccountToken: false", "automountServiceAccountToken: true", 1), "automountServiceAccountToken"},
 		{"missing resource", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [gone.yaml]\n", "gone.yaml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,19 +79,23 @@ func TestDockerfileLint(t *testing.T) {
 	}
 }
 
-func TestPodSecurityPasses(t *testing.T) {
-	const pod = `apiVersion: v1
+// restrictedPod passes every check deploycheck makes of a pod.
+const restrictedPod = `apiVersion: v1
 kind: Pod
 metadata: {name: p}
 spec:
+  automountServiceAccountToken: false
   securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
   containers:
     - name: c
       image: x
-      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+      securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+      resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {memory: 64Mi}}
 `
+
+func TestPodSecurityPasses(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "pod.yaml"), []byte(pod), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "pod.yaml"), []byte(restrictedPod), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := checkDirs([]string{dir}); err != nil {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -35,6 +37,30 @@ func checkPodSecurity(obj any) error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("violates the restricted Pod Security Standard: %s", strings.Join(problems, "; "))
+	}
+	return checkBeyondRestricted(spec)
+}
+
+// checkBeyondRestricted holds a pod to what the restricted level leaves
+// out and a card-handling pod needs: no service account token (tok needs
+// no API access), a read-only root file system, and CPU and memory
+// requests and a memory limit for every container.
+func checkBeyondRestricted(spec *corev1.PodSpec) error {
+	var problems []string
+	if a := spec.AutomountServiceAccountToken; a == nil || *a {
+		problems = append(problems, "automountServiceAccountToken is not false")
+	}
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			problems = append(problems, "container "+c.Name+": readOnlyRootFilesystem is not true")
+		}
+		r := c.Resources
+		if r.Requests.Cpu().IsZero() || r.Requests.Memory().IsZero() || r.Limits.Memory().IsZero() {
+			problems = append(problems, "container "+c.Name+": want cpu and memory requests and a memory limit")
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -397,14 +400,19 @@ func checkMatcher(t *testing.T, where string, fam *dto.MetricFamily, known map[s
 	}
 }
 
-// scrapeExercisedTok starts tok with a vault quota, a client and an egress
-// route, sends it
-// a tokenization, a failed and a good login, a lookup, GET /keys and
-// GET /readyz, and returns its /metrics.
+// scrapeExercisedTok starts tok on a PostgreSQL vault of its own with a
+// quota, a client and an egress route; sends it tokenizations, a failed
+// and a good login, a lookup, a lookup of a record damaged in the
+// database, GET /keys and GET /readyz; and returns its /metrics.
 func scrapeExercisedTok(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	pgURL := os.Getenv("TOK_TEST_POSTGRES_URL")
+	if pgURL == "" {
+		t.Skip("TOK_TEST_POSTGRES_URL is unset: the unreadable-record metric needs a record to damage in PostgreSQL")
+	}
+	db, pgURL := pgSchema(ctx, t, pgURL)
 	bin, err := tokbin.Cached(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +429,7 @@ func scrapeExercisedTok(t *testing.T) map[string]*dto.MetricFamily {
 	}
 	cfg := filepath.Join(dir, "tok.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0", egress: "127.0.0.1:0"}
-vault: {bolt: %q, keyring: %q}
+vault: {postgres: %q, keyring: %q}
 audit: {path: %q}
 limits: {vault_bytes: 1GiB}
 clients: [{name: ops, secret_hash: %q, reveal: true}]
@@ -430,7 +438,7 @@ egress:
     match: {path: /psp/*}
     upstream: https://127.0.0.1:9
     egress_key: env:MONITORING_EGRESS_KEY
-`, filepath.Join(dir, "tok.db"), keyring, filepath.Join(dir, "audit.log"), hash), 0o600); err != nil {
+`, pgURL, keyring, filepath.Join(dir, "audit.log"), hash), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p, err := tokbin.Start(tokbin.Cmd{Bin: bin, Args: []string{"serve", "-config", cfg}, Dir: dir,
@@ -469,13 +477,24 @@ egress:
 		}
 		return b
 	}
-	var handled struct{ Token string }
-	if err := json.Unmarshal(call("POST", public+"/handle", `{"pan_number": "4111111111111111"}`, 200), &handled); err != nil || handled.Token == "" {
-		t.Fatalf("POST /handle: token %q (%v)", handled.Token, err)
+	handle := func(pan string) string {
+		t.Helper()
+		var handled struct{ Token string }
+		if err := json.Unmarshal(call("POST", public+"/handle", `{"pan_number": "`+pan+`"}`, 200), &handled); err != nil || handled.Token == "" {
+			t.Fatalf("POST /handle: token %q (%v)", handled.Token, err)
+		}
+		return handled.Token
+	}
+	good, damaged := handle("4111111111111111"), handle("5555555555554444")
+	// One bit of the damaged token's ciphertext flipped: AES-GCM refuses it.
+	tag, err := db.Exec(ctx, "UPDATE tokens SET ciphertext = set_byte(ciphertext, 20, get_byte(ciphertext, 20) # 1) WHERE token = $1", damaged)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("damaging %s's record: %v (%d rows)", damaged, err, tag.RowsAffected())
 	}
 	call("POST", auth+"/login", `{"bank_coordinates": "ops", "secret": "wrong"}`, http.StatusUnauthorized)
 	call("POST", auth+"/login", `{"bank_coordinates": "ops", "secret": "`+secret+`"}`, 200)
-	call("POST", auth+"/@me", `{"token": "`+handled.Token+`"}`, 200)
+	call("POST", auth+"/@me", `{"token": "`+good+`"}`, 200)
+	call("POST", auth+"/@me", `{"token": "`+damaged+`"}`, http.StatusInternalServerError)
 	call("GET", admin+"/keys", "", 200)
 	call("GET", admin+"/readyz", "", 200)
 
@@ -486,4 +505,30 @@ egress:
 		t.Fatalf("GET /metrics: %v", err)
 	}
 	return fams
+}
+
+// pgSchema makes a schema of its own for one test, dropped at its end, and
+// returns a connection to it and the URL that selects it.
+func pgSchema(ctx context.Context, t *testing.T, url string) (*pgx.Conn, string) {
+	t.Helper()
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	schema := "tok_monitoring_" + hex.EncodeToString(rnd[:])
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	url += sep + "search_path=" + schema
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		conn.Close(context.Background())
+	})
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	return conn, url
 }

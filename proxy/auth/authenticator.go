@@ -61,20 +61,6 @@ type SessionStore interface {
 	UpdateLockout(ctx context.Context, client string, fn func(vault.Lockout) vault.Lockout) (vault.Lockout, error)
 }
 
-// Error is a refusal the client is told about: Status and the stable Code,
-// with a message that never holds a secret.
-type Error struct {
-	Status int
-	Code   string
-	Msg    string
-}
-
-func (e *Error) Error() string { return e.Code + ": " + e.Msg }
-
-func errorf(status int, code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
-}
-
 // Config configures an [Authenticator]. Every field is required (the
 // server fills the defaults).
 type Config struct {

@@ -1,6 +1,6 @@
 package auth
 
-// Error codes of the auth listener's refusals (see [Error]), listed with
+// Error codes of the auth listener's refusals (see [httpx.Error]), listed with
 // every other in the README's error-code table.
 const (
 	CodeUnauthenticated     = "unauthenticated"      // 401: no session, an unknown one, or no client certificate naming a client

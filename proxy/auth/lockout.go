@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -75,7 +76,7 @@ func (a *Authenticator) Login(ctx context.Context, c Client, known bool, secret,
 			return NewSession{}, "error", err
 		}
 		if locked {
-			return NewSession{}, "locked", errorf(http.StatusTooManyRequests, CodeLocked, "%s", lk.msg)
+			return NewSession{}, "locked", httpx.Errorf(http.StatusTooManyRequests, CodeLocked, "%s", lk.msg)
 		}
 	}
 	hash := a.dummy
@@ -83,7 +84,7 @@ func (a *Authenticator) Login(ctx context.Context, c Client, known bool, secret,
 		hash = []byte(c.SecretHash)
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(secret)) != nil || !known {
-		return NewSession{}, "invalid_credentials", errorf(http.StatusUnauthorized, CodeInvalidCredentials, "unknown client or wrong secret")
+		return NewSession{}, "invalid_credentials", httpx.Errorf(http.StatusUnauthorized, CodeInvalidCredentials, "unknown client or wrong secret")
 	}
 	for _, key := range []string{sourceKey, clientKey} {
 		if _, err := a.store.UpdateLockout(ctx, key, func(vault.Lockout) vault.Lockout { return vault.Lockout{} }); err != nil {

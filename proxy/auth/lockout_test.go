@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault/memory"
 )
 
@@ -31,9 +32,9 @@ func TestLockoutRule(t *testing.T) {
 	login := func(secret, source string) string {
 		t.Helper()
 		_, outcome, err := a.Login(ctx, shop, true, secret, source)
-		var ae *Error
+		var ae *httpx.Error
 		if err != nil && !errors.As(err, &ae) {
-			t.Fatalf("Login = %v, want an *auth.Error", err)
+			t.Fatalf("Login = %v, want an *httpx.Error", err)
 		}
 		return outcome
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tokproxy/tok/proxy/internal/httpx"
 	"github.com/tokproxy/tok/vault"
 )
 
@@ -29,14 +30,14 @@ func (a *Authenticator) Session(r *http.Request) (vault.Session, Client, error) 
 		name := CertClient(r)
 		c, ok := a.clients[name]
 		if name == "" || !ok {
-			return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, CodeUnauthenticated, "present a client certificate whose CN names a configured client")
+			return vault.Session{}, Client{}, httpx.Errorf(http.StatusUnauthorized, CodeUnauthenticated, "present a client certificate whose CN names a configured client")
 		}
 		serial := r.TLS.VerifiedChains[0][0].SerialNumber.Text(16)
 		return vault.Session{ID: "cert:" + serial, Client: name}, c, nil
 	}
 	sess, c, err := a.cookieSession(r)
 	if err == nil && a.mode == ModeBoth && CertClient(r) != c.Name {
-		return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, CodeCertificateMismatch, "the session belongs to another client than your certificate")
+		return vault.Session{}, Client{}, httpx.Errorf(http.StatusUnauthorized, CodeCertificateMismatch, "the session belongs to another client than your certificate")
 	}
 	return sess, c, err
 }
@@ -46,13 +47,13 @@ func (a *Authenticator) Session(r *http.Request) (vault.Session, Client, error) 
 func (a *Authenticator) cookieSession(r *http.Request) (vault.Session, Client, error) {
 	ck, err := r.Cookie(CookieName)
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
-		return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, CodeUnauthenticated, "log in first: POST /login, then send the session cookie")
+		return vault.Session{}, Client{}, httpx.Errorf(http.StatusUnauthorized, CodeUnauthenticated, "log in first: POST /login, then send the session cookie")
 	}
 	key := SessionKey(ck.Value)
 	ctx := r.Context()
 	sess, err := a.store.GetSession(ctx, key)
 	if errors.Is(err, vault.ErrNotFound) {
-		return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, CodeUnauthenticated, "no such session; log in again")
+		return vault.Session{}, Client{}, httpx.Errorf(http.StatusUnauthorized, CodeUnauthenticated, "no such session; log in again")
 	}
 	if err != nil {
 		return vault.Session{}, Client{}, err
@@ -63,14 +64,14 @@ func (a *Authenticator) cookieSession(r *http.Request) (vault.Session, Client, e
 		if err := a.store.DeleteSession(ctx, key); err != nil {
 			return vault.Session{}, Client{}, err
 		}
-		return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, CodeSessionExpired, "session expired; log in again")
+		return vault.Session{}, Client{}, httpx.Errorf(http.StatusUnauthorized, CodeSessionExpired, "session expired; log in again")
 	}
 	if now.Sub(sess.LastSeen) >= touchInterval {
 		sess.LastSeen = now.UTC()
 		// A touch, not a put: a logout that won the race stays a logout.
 		err := a.store.TouchSession(ctx, key, sess.LastSeen)
 		if errors.Is(err, vault.ErrNotFound) {
-			return vault.Session{}, Client{}, errorf(http.StatusUnauthorized, CodeUnauthenticated, "no such session; log in again")
+			return vault.Session{}, Client{}, httpx.Errorf(http.StatusUnauthorized, CodeUnauthenticated, "no such session; log in again")
 		}
 		if err != nil {
 			return vault.Session{}, Client{}, err

@@ -124,7 +124,7 @@ func TestIsCardNumber(t *testing.T) {
 		"4000000000000000006":  true,  // Visa 19
 		"40000000000000002":    false, // Visa does not issue 17 digits
 		"50000000000000004":    false, // 50: no network since Maestro is listed by its ranges
-		"5000400440116243":     false, // the Danish example IBAN's digits (issue 14)
+		"5000400440116243":     false, // the Danish example IBAN's digits
 		"3782822463100005":     false, // Amex is 15 digits
 		"6011000000000000001":  true,  // Discover 19
 		"6200000000000000000":  true,  // UnionPay 19

@@ -299,8 +299,7 @@ func cardWindows(s string, found func(digits string)) {
 // FuzzReadings checks, for any body under any of the declared types the
 // inbound proxy sees: no panic; errors are *Error without long digit runs;
 // and what Rewrite lets through (guard in tokenize mode, every reading on)
-// holds no card-like number read as raw text, lenient JSON, a form or UTF-16
-// (issue 14).
+// holds no card-like number read as raw text, lenient JSON, a form or UTF-16.
 func FuzzReadings(f *testing.F) {
 	for _, s := range []string{
 		`"\u0034\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031\u0031"`,

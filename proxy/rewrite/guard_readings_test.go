@@ -20,7 +20,7 @@ func multipartBody(parts ...[2]string) string {
 const ctMultipart = "multipart/form-data; boundary=B"
 
 // TestReadings: with ReadAll, a body is read the ways apps read it, whatever
-// its declared type (issue 14).
+// its declared type.
 func TestReadings(t *testing.T) {
 	none := []Field{}
 	tok := GuardTokenize
@@ -76,7 +76,7 @@ func TestReadings(t *testing.T) {
 }
 
 // TestPrecisionSignals: what the field knows keeps the guard quiet on
-// numbers that are not cards, and not on cards typed as cards (issue 14).
+// numbers that are not cards, and not on cards typed as cards.
 func TestPrecisionSignals(t *testing.T) {
 	for s, want := range map[string]bool{
 		"+49 151 23456787":              false, // the issue's phone number: a '+' and 13 digits

@@ -3,7 +3,7 @@ package rewrite
 import "testing"
 
 // TestGuardRequest: a card in the path, the host, a header's value or name
-// is refused; an ignored header and ordinary ids pass (issue 14).
+// is refused; an ignored header and ordinary ids pass.
 func TestGuardRequest(t *testing.T) {
 	r, err := New(Config{})
 	if err != nil {

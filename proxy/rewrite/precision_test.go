@@ -15,7 +15,7 @@ import (
 	"github.com/tokproxy/tok/vault"
 )
 
-// The precision corpus (issue 14): numbers that are not cards, one class
+// The precision corpus: numbers that are not cards, one class
 // per file in testdata/precision, one value per line as people type them;
 // cards.txt is the recall corpus (every line must be caught) and
 // headers.txt a corpus of realistic request headers, requests separated by

@@ -3,7 +3,7 @@ package rewrite
 import "testing"
 
 // TestJSONSelectorEscapes: keys holding "." or "[" are named with a
-// backslash (issue 15), and an escaped key matches only itself.
+// backslash, and an escaped key matches only itself.
 func TestJSONSelectorEscapes(t *testing.T) {
 	rw, err := New(Config{Fields: []Field{{JSON: `metadata.card\.number`}, {JSON: `a\[0\].pan`}, {JSON: `x.\#`}}, Guard: GuardOff})
 	if err != nil {

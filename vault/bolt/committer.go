@@ -70,8 +70,8 @@ func (s *Store) write(ctx context.Context, op func(t *txn) error) error {
 // has claimed r, submit waits for the commit even if ctx ends, so a nil
 // error always means durable and an error always means not written.
 //
-// The one exception is the commit deadline (Options.CommitTimeout, issue
-// 13): past it, submit returns an error wrapping vault.ErrUnavailable and
+// The one exception is the commit deadline (Options.CommitTimeout: a
+// stalled disk must not hang requests without end): past it, submit returns an error wrapping vault.ErrUnavailable and
 // vault.ErrStalled. If r was still queued it is withdrawn (nothing
 // written); if the committer had claimed it, its commit is stuck (a
 // stalled disk) and may still complete: the error says so, and the caller

@@ -10,7 +10,7 @@ import (
 
 // TestInboundReadsWhatAppsRead: whatever the method, path and declared
 // type, a body some framework reads as JSON, a form, multipart or text is
-// read as such, and a card anywhere outside the body is refused (issue 14).
+// read as such, and a card anywhere outside the body is refused.
 func TestInboundReadsWhatAppsRead(t *testing.T) {
 	t.Parallel()
 	e := newInboundEnv(t, inboundConfig{})
@@ -89,7 +89,7 @@ func TestInboundMethodOverride(t *testing.T) {
 
 // TestInboundUpgradeRefused: past a WebSocket upgrade the connection is a
 // tunnel the guard cannot read, so upgrades are refused wherever bodies are
-// read, and allowed on a route with inspect: false (issue 14).
+// read, and allowed on a route with inspect: false.
 func TestInboundUpgradeRefused(t *testing.T) {
 	t.Parallel()
 	e := newInboundEnv(t, inboundConfig{})
