@@ -110,8 +110,11 @@ func exportCmd(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	n, unreadable, err := writeExport(ctx, tv, pub, pubID, *out)
 	ev.Count, ev.Outcome = n, "ok"
-	if err != nil {
+	switch {
+	case err != nil:
 		ev.Outcome = "failed"
+	case unreadable > 0:
+		ev.Outcome = "unreadable_records"
 	}
 	if werr := tv.record(ev); werr != nil {
 		fmt.Fprintln(stderr, "tok export: writing the audit log's closing line failed:", werr)

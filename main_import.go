@@ -26,6 +26,10 @@ const (
 	// defaultImportCheckpoint is how often the mapping is synced and the
 	// checkpoint advanced: at most this much work is redone after a kill.
 	defaultImportCheckpoint = time.Second
+	// maxImportRetryWait is the longest wait before tokenizing a batch
+	// again after the store was unavailable (1 s, doubling: 6 tries over
+	// about a minute), before the import stops (and can be resumed).
+	maxImportRetryWait = 32 * time.Second
 	// maxStderrBadLines is how many bad lines are named on stderr; the
 	// errors file lists all.
 	maxStderrBadLines = 100
@@ -192,6 +196,9 @@ func runImport(ctx context.Context, tv *toolVault, opts importOptions, stdout, s
 	}
 	took := time.Since(start)
 	if runErr != nil {
+		if ctx.Err() != nil {
+			runErr = errors.New("interrupted")
+		}
 		fmt.Fprintf(stderr, "tok import: stopped after line %d: %v\n", run.cp.Line, runErr)
 		fmt.Fprintf(stderr, "tok import: %d cards are imported and mapped in %s; run the same command again to resume after line %d\n",
 			stats.imported, opts.out, run.cp.Line)
@@ -376,6 +383,19 @@ func tokenizeJob(ctx context.Context, v *vault.Vault, spec vault.Spec, j *import
 		return
 	}
 	tokens, created, err := v.TokenizeCount(ctx, reqs)
+	// A commit that stalled or a store that is briefly down (a loaded
+	// disk, a PostgreSQL failover) is waited out: the call is safe to
+	// repeat, since the cards of a commit that did land are found by
+	// fingerprint and keep their tokens.
+	for wait := time.Second; err != nil && errors.Is(err, vault.ErrUnavailable) && wait <= maxImportRetryWait; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			j.err = ctx.Err()
+			return
+		case <-time.After(wait):
+		}
+		tokens, created, err = v.TokenizeCount(ctx, reqs)
+	}
 	if err != nil {
 		j.err = fmt.Errorf("tokenize lines %d to %d: %w", j.lines[0].Line, j.lines[len(j.lines)-1].Line, err)
 		return

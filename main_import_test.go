@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -246,5 +248,80 @@ func TestImportRunRefusals(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(opts.out); !bytes.Equal(b, nil) {
 		t.Errorf("the mapping was written: %q", b)
+	}
+}
+
+// TestImportInProcess runs tok import through run, many small batches on
+// several workers: the mapping is in input order, one line per card, and
+// a card twice gets one token. With -strict it stops at a bad line, the
+// checkpoint before it; fixed in place, the line is read by the next run.
+func TestImportInProcess(t *testing.T) {
+	dir := t.TempDir()
+	keyring := filepath.Join(dir, "keyring.yaml")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"keys", "new", "-o", keyring}, nil, &out, &errOut); code != 0 {
+		t.Fatal(errOut.String())
+	}
+	cfg := filepath.Join(dir, "tok.yaml")
+	os.WriteFile(cfg, []byte("vault: {bolt: "+filepath.Join(dir, "tok.db")+", keyring: "+keyring+"}\naudit: {path: "+filepath.Join(dir, "audit.log")+"}\n"), 0o600)
+	const n = 3000
+	var in strings.Builder
+	cards := make([]string, n+1)
+	for i := 1; i <= n; i++ {
+		d := fmt.Sprintf("4%014d", i)
+		for c := byte('0'); c <= '9'; c++ {
+			if vault.Luhn(d + string(c)) {
+				d += string(c)
+				break
+			}
+		}
+		cards[i] = d
+		if i == 2000 {
+			d = "4111111111111112" // fails the Luhn check
+		}
+		if i == 3000 {
+			d = cards[1]
+		}
+		fmt.Fprintf(&in, `{"id":"c%d","pan":"%s"}`+"\n", i, d)
+	}
+	inPath := filepath.Join(dir, "cards.jsonl")
+	os.WriteFile(inPath, []byte(in.String()), 0o600)
+	mapPath := filepath.Join(dir, "map.jsonl")
+	args := []string{"import", "-config", cfg, "-in", inPath, "-out", mapPath, "-batch", "50", "-workers", "4", "-checkpoint", "10ms", "-strict"}
+
+	out.Reset()
+	errOut.Reset()
+	if code := run(args, nil, &out, &errOut); code != exitFail || !strings.Contains(errOut.String(), "line 2000 is bad (-strict)") {
+		t.Fatalf("strict import = %d\n%s%s", code, out.String(), errOut.String())
+	}
+	b, _ := os.ReadFile(mapPath)
+	if got := strings.Count(string(b), "\n"); got != 1999 {
+		t.Errorf("after the strict stop the mapping holds %d lines, want 1999", got)
+	}
+	fixed := strings.Replace(in.String(), "4111111111111112", "4111111111111111", 1)
+	os.WriteFile(inPath, []byte(fixed), 0o600)
+	out.Reset()
+	errOut.Reset()
+	if code := run(args, nil, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "imported 3000 cards") {
+		t.Fatalf("import after the fix = %d\n%s%s", code, out.String(), errOut.String())
+	}
+	b, _ = os.ReadFile(mapPath)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != n {
+		t.Fatalf("mapping holds %d lines, want %d", len(lines), n)
+	}
+	tokens := make([]string, n+1)
+	for i, l := range lines {
+		var m mapLine
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m.Line != int64(i+1) || m.Token == "" {
+			t.Fatalf("mapping line %d = %s (%v), want line %d", i+1, l, err, i+1)
+		}
+		tokens[i+1] = m.Token
+	}
+	if tokens[1] != tokens[3000] {
+		t.Errorf("one card on lines 1 and 3000: tokens %s and %s", tokens[1], tokens[3000])
+	}
+	if tokens[1] == tokens[2] {
+		t.Errorf("two cards got one token %s", tokens[1])
 	}
 }

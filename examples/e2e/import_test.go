@@ -357,3 +357,53 @@ func openExport(t *testing.T, keyPath, path string) map[string]string {
 	}
 	return cards
 }
+
+// TestImportPostgresBesideServe: on a PostgreSQL vault tok import and tok
+// export run beside a serving tok, with an audit log of their own (the
+// server holds its own), and the server gives the imported tokens.
+func TestImportPostgresBesideServe(t *testing.T) {
+	pg := os.Getenv("TOK_TEST_POSTGRES_URL")
+	if pg == "" {
+		t.Skip("TOK_TEST_POSTGRES_URL is unset: no PostgreSQL to test against")
+	}
+	url := pgSchema(t, pg, "tok_import_")
+	dir := t.TempDir()
+	keyring := newKeyring(t, dir)
+	cfg, secret := revealConfig(t, dir, keyring, "")
+	b, _ := os.ReadFile(cfg)
+	writeFile(t, dir, "tok.yaml", strings.Replace(string(b), fmt.Sprintf("bolt: %q", filepath.Join(dir, "tok.db")), fmt.Sprintf("postgres: %q", url), 1))
+	s := startTok(t, dir, cfg)
+
+	cards := []string{luhnComplete("411111000000001"), luhnComplete("555555000000002"), luhnComplete("411111000000001")}
+	in := writeFile(t, dir, "cards.csv", "number,id\n"+cards[0]+",cust_2\n"+cards[1]+",cust_3\n"+cards[2]+",cust_4\n")
+	out := filepath.Join(dir, "map.jsonl")
+	args := []string{"import", "-config", cfg, "-in", in, "-out", out}
+	if code, _, stderr := tok(t, dir, "", args...); code != 1 || !strings.Contains(stderr, "-audit FILE") {
+		t.Errorf("import sharing the server's audit log = %d %q, want 1 and the advice to pass -audit", code, stderr)
+	}
+	if code, stdout, stderr := tok(t, dir, "", append(args, "-audit", filepath.Join(dir, "import-audit.log"))...); code != 0 {
+		t.Fatalf("import beside tok serve on PostgreSQL = %d\n%s%s", code, stdout, stderr)
+	}
+	tokens := readMapping(t, out, -1)
+	if len(tokens) != 3 || tokens[2] != tokens[4] {
+		t.Fatalf("mapping %v: want 3 lines, lines 2 and 4 (one card) with one token", tokens)
+	}
+	cookie := s.login(t, "cih", secret)
+	for line, card := range map[int]string{2: cards[0], 3: cards[1]} {
+		if got := s.clientHandle(t, cookie, card); got != tokens[line] {
+			t.Errorf("line %d: /handle (auth) gives %s, import gave %s", line, got, tokens[line])
+		}
+	}
+	if code, _, stderr := tok(t, dir, "", "export", "keygen", "-o", "rcpt"); code != 0 {
+		t.Fatal(stderr)
+	}
+	exp := filepath.Join(dir, "export.jsonl")
+	if code, stdout, stderr := tok(t, dir, "", "export", "-config", cfg, "-recipient", "rcpt.pub", "-out", exp, "-audit", filepath.Join(dir, "export-audit.log")); code != 0 {
+		t.Fatalf("export beside tok serve on PostgreSQL = %d\n%s%s", code, stdout, stderr)
+	}
+	opened := openExport(t, filepath.Join(dir, "rcpt.key"), exp)
+	if len(opened) != 2 || opened[tokens[2]] != cards[0] || opened[tokens[3]] != cards[1] {
+		t.Errorf("export opened to %d records; want the 2 cards under their tokens", len(opened))
+	}
+	s.stop(t)
+}
