@@ -64,6 +64,10 @@ type Vault struct {
 	keys     *Keyring
 	now      func() time.Time
 	quota    *Quota // nil: none
+	// volatileFormats, if declared, is the set (a bit per Format) of the
+	// formats the volatile store may hold an unbound token of.
+	volatileFormats  uint8
+	volatileDeclared bool
 }
 
 // Option configures a Vault.
@@ -71,6 +75,30 @@ type Option func(*Vault)
 
 // WithVolatile sets the store for Spec.Volatile values (vault/memory).
 func WithVolatile(s Store) Option { return func(v *Vault) { v.volatile = s } }
+
+// WithVolatileFormats declares the formats of every unbound value the
+// volatile store may hold (those of the fields configured with store:
+// memory and no bind). A new durable token of another format then needs no
+// lookup in the volatile store to rule out a shared token: on a volatile
+// store on a server (Redis) that lookup is a round trip per new card. The
+// vault refuses to put a value of an undeclared format in the volatile
+// store, so the two stores still never share a token. Replicas sharing a
+// volatile store must declare the same formats. Without this option every
+// format is looked up.
+func WithVolatileFormats(formats ...Format) Option {
+	return func(v *Vault) {
+		v.volatileDeclared = true
+		for _, f := range formats {
+			v.volatileFormats |= 1 << f
+		}
+	}
+}
+
+// mayBeVolatile reports whether the volatile store may hold an unbound
+// token of format f.
+func (v *Vault) mayBeVolatile(f Format) bool {
+	return !v.volatileDeclared || v.volatileFormats&(1<<f) != 0
+}
 
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(v *Vault) { v.now = now } }
@@ -132,6 +160,9 @@ func (v *Vault) TokenizeCount(ctx context.Context, reqs []Request) (tokens []str
 		if r.Spec.Volatile {
 			if v.volatile == nil {
 				return nil, 0, errors.New("vault: no volatile store configured")
+			}
+			if !v.mayBeVolatile(r.Spec.Format) {
+				return nil, 0, fmt.Errorf("value %d: vault: format %s is not declared volatile (WithVolatileFormats)", i, r.Spec.Format)
 			}
 			volatile = append(volatile, i)
 		} else {
@@ -394,7 +425,8 @@ func (v *Vault) findKnown(ctx context.Context, s Store, reqs []Request, values [
 // records too; the memory store hides them, and its janitor reclaims
 // them), and, for digits tokens, whose space may be small, in s itself,
 // so that a collision costs a lookup rather than a commit. Opaque tokens
-// (131 random bits) skip the lookups: they never meet.
+// (131 random bits) skip the lookups: they never meet, and so does a durable
+// token of a format the volatile store holds none of (WithVolatileFormats).
 func (v *Vault) held(ctx context.Context, s Store, spec Spec, token string) (bool, error) {
 	if spec.Format == FormatOpaque {
 		return false, nil
@@ -402,6 +434,8 @@ func (v *Vault) held(ctx context.Context, s Store, spec Spec, token string) (boo
 	other := v.volatile
 	if s == v.volatile {
 		other = v.durable
+	} else if !v.mayBeVolatile(spec.Format) {
+		other = nil // the volatile store holds no token of this format
 	}
 	look := []Store{other}
 	if spec.Format == FormatDigits {
