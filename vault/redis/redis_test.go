@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -248,6 +249,68 @@ func TestBoundAcrossReplicas(t *testing.T) {
 		req := []vault.Request{{Value: "4111111111111111", Spec: pan}, {Value: "123", Spec: cvc, BindTo: 0}}
 		if _, err := vaults[i%2].Tokenize(ctx, req); err != nil {
 			t.Fatalf("checkout %d on a full card = %v, want nil (the oldest value gives way)", i, err)
+		}
+	}
+}
+
+// TestInsertsSharePipelines: concurrent inserts share pipelines (fewer
+// pipelines than inserts), and each still gets its own outcome: every
+// record stored, readable, and a second insert of a token collides.
+func TestInsertsSharePipelines(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, Options{MaxRecords: 100_000, JanitorInterval: -1})
+	keys := newKeys(t)
+	now := time.Now()
+	const workers, each = 64, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				tok := fmt.Sprintf("9%03d%04d", w, i)
+				outs, err := s.Insert(ctx, []vault.Record{record(keys, tok, "123", now, now.Add(time.Minute))})
+				if err != nil || len(outs) != 1 || outs[0].Status != vault.Stored || outs[0].Record.Token != tok {
+					errs <- fmt.Errorf("Insert(%s) = %+v, %v; want Stored", tok, outs, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if p := s.pipelines.Load(); p >= workers*each {
+		t.Errorf("%d inserts took %d pipelines: want fewer (shared)", workers*each, p)
+	}
+	if _, err := s.Get(ctx, "90630019"); err != nil {
+		t.Errorf("Get(last record) = %v", err)
+	}
+	outs, err := s.Insert(ctx, []vault.Record{record(keys, "90000000", "456", now, now.Add(time.Minute))})
+	if err != nil || outs[0].Status != vault.Collision {
+		t.Errorf("Insert(taken token) = %+v, %v; want Collision", outs, err)
+	}
+}
+
+// TestInsertAfterScriptFlush: a server that lost its script cache (a
+// restart, SCRIPT FLUSH) still takes inserts: the committer loads the
+// script again.
+func TestInsertAfterScriptFlush(t *testing.T) {
+	srv := startServer(t, "--save", "", "--appendonly", "no")
+	ctx := context.Background()
+	s := open(t, Options{URL: srv.url(), JanitorInterval: -1})
+	keys := newKeys(t)
+	now := time.Now()
+	for i, tok := range []string{"811", "812"} {
+		if i == 1 {
+			if err := s.c.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		outs, err := s.Insert(ctx, []vault.Record{record(keys, tok, "123", now, now.Add(time.Minute))})
+		if err != nil || outs[0].Status != vault.Stored {
+			t.Fatalf("Insert(%s) = %+v, %v; want Stored", tok, outs, err)
 		}
 	}
 }
