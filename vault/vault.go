@@ -169,13 +169,24 @@ func (v *Vault) TokenizeCount(ctx context.Context, reqs []Request) (tokens []str
 			durable = append(durable, i)
 		}
 	}
-	if err := v.tokenizeIn(ctx, v.durable, reqs, values, durable, tokens, &created); err != nil {
+	var early *earlyBound
+	var drafted func([]string)
+	if bindsDurable(reqs, bound) {
+		drafted = func(cards []string) { early = v.startBound(ctx, reqs, values, bound, cards) }
+	}
+	if err := v.tokenizeIn(ctx, v.durable, reqs, values, durable, tokens, &created, drafted); err != nil {
+		early.abandon(ctx, v.volatile)
 		return nil, 0, err
 	}
-	if err := v.tokenizeIn(ctx, v.volatile, reqs, values, volatile, tokens, &created); err != nil {
+	if err := v.tokenizeIn(ctx, v.volatile, reqs, values, volatile, tokens, &created, nil); err != nil {
+		early.abandon(ctx, v.volatile)
 		return nil, 0, err
 	}
-	if err := v.tokenizeBound(ctx, reqs, values, bound, tokens); err != nil {
+	rest, err := early.settle(ctx, v.volatile, reqs, bound, tokens)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := v.tokenizeBound(ctx, reqs, values, rest, func(i int) string { return tokens[reqs[i].BindTo] }, tokens); err != nil {
 		return nil, 0, err
 	}
 	return tokens, created + len(bound), nil
@@ -195,9 +206,9 @@ func (v *Vault) checkBinding(reqs []Request, i int) error {
 	return nil
 }
 
-// tokenizeBound fills tokens[i] for every bound request i, once the
-// tokens they are bound to are known.
-func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []string, idx []int, tokens []string) error {
+// tokenizeBound fills out[i] for every bound request i of idx, bound to
+// the card token card(i).
+func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []string, idx []int, card func(int) string, out []string) error {
 	now := v.now().UTC()
 	pending := idx
 	for attempt := 0; len(pending) > 0; attempt++ {
@@ -208,7 +219,7 @@ func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []stri
 		shorts := make([]string, len(pending))
 		for j, i := range pending {
 			spec := reqs[i].Spec
-			card := tokens[reqs[i].BindTo]
+			card := card(i)
 			shorts[j] = spec.newToken(values[i])
 			if attempt >= evictAfter {
 				freed, err := v.freeBoundToken(ctx, card, spec, values[i])
@@ -230,7 +241,7 @@ func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []stri
 		retry := pending[:0:0]
 		for j, i := range pending {
 			if outs[j].Status == Stored {
-				tokens[i] = shorts[j]
+				out[i] = shorts[j]
 			} else {
 				retry = append(retry, i)
 			}
@@ -304,8 +315,10 @@ func (v *Vault) scanBound(ctx context.Context, card string, fn func(Record) erro
 func BoundKey(card, token string) string { return card + boundSep + token }
 
 // tokenizeIn fills tokens[i] for every i in idx using store s, adding the
-// records it stored to *created.
-func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string, created *int) error {
+// records it stored to *created. If drafted is not nil, it is called once,
+// before the first insert, with the token each request of idx will have if
+// that insert stores it, or "" where that is not likely (see draftTokens).
+func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string, created *int, drafted func([]string)) error {
 	if len(idx) == 0 {
 		return nil
 	}
@@ -354,6 +367,10 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 				}
 				recs[j] = v.newRecord(reqs[i].Spec, values[i], fps[i], now)
 			}
+		}
+		if drafted != nil {
+			drafted(draftTokens(len(reqs), idx, tokens, pending, recs, fps, skipFind))
+			drafted = nil
 		}
 		outs, err := s.Insert(ctx, recs)
 		if err != nil {
