@@ -314,3 +314,49 @@ func TestInsertAfterScriptFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeMany: a purge past one batch of the bulk reclaim removes every
+// expired record from the indexes, with its value and fingerprint entry,
+// and keeps the live ones and those that never expire.
+func TestPurgeMany(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Now()}
+	s := open(t, Options{Now: clk.Now, JanitorInterval: -1})
+	keys := newKeys(t)
+	now := clk.Now()
+	var recs []vault.Record
+	for i := range 700 {
+		r := record(keys, fmt.Sprintf("5%05d", i), "123", now, now.Add(time.Minute))
+		if i%3 == 0 {
+			r.Fingerprint = []byte(fmt.Sprintf("fp%d", i))
+		}
+		recs = append(recs, r)
+	}
+	live := record(keys, "600001", "456", now, now.Add(time.Hour))
+	forever := record(keys, "600002", "789", now, time.Time{})
+	forever.Fingerprint = []byte("fp-forever")
+	if _, err := s.Insert(ctx, append(recs, live, forever)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Minute)
+	if n, err := s.Purge(ctx); err != nil || n != 700 {
+		t.Fatalf("Purge = %d, %v; want 700", n, err)
+	}
+	if st, err := s.Stats(ctx); err != nil || st.Records != 2 {
+		t.Errorf("Stats after purge = %+v, %v; want 2 records", st, err)
+	}
+	if n, err := s.c.ZCard(ctx, s.prefix+"idx").Result(); err != nil || n != 2 {
+		t.Errorf("token index holds %d, %v; want 2", n, err)
+	}
+	for _, k := range []string{s.key("r", "500000"), s.key("r", "500699"), s.key("f", "fp0"), s.key("f", "fp699")} {
+		if n, err := s.c.Exists(ctx, k).Result(); err != nil || n != 0 {
+			t.Errorf("key %s after purge: exists %d, %v; want gone", k, n, err)
+		}
+	}
+	if _, err := s.Get(ctx, "600001"); err != nil {
+		t.Errorf("Get(live) = %v", err)
+	}
+	if r, err := s.Find(ctx, []byte("fp-forever")); err != nil || r.Token != "600002" {
+		t.Errorf("Find(fp-forever) = %v, %v; want 600002", r.Token, err)
+	}
+}
