@@ -101,7 +101,7 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 		return err
 	}
 	defer closeWith(&err, "close volatile store", mem)
-	vopts := []vault.Option{vault.WithVolatile(mem)}
+	vopts := []vault.Option{vault.WithVolatile(mem), vault.WithVolatileFormats(volatileFormats(cfg)...)}
 	quota := vaultQuota(cfg, store)
 	if quota != nil {
 		vopts = append(vopts, vault.WithQuota(quota))
@@ -178,7 +178,7 @@ func reload(path string, running *config.Config, store vault.Durable, mem vault.
 		return err
 	}
 	keyring.CarrySealed(srv.Keyring()) // per-version encryption counts survive reloads
-	v, err := vault.New(store, keyring, vault.WithVolatile(mem))
+	v, err := vault.New(store, keyring, vault.WithVolatile(mem), vault.WithVolatileFormats(volatileFormats(cfg)...))
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,23 @@ func serverOptions(cfg *config.Config, v *vault.Vault, store vault.Durable, audi
 	return opts, nil
 }
 
+// volatileFormats are the formats of the unbound values cfg puts in the
+// volatile store (fields with store: memory and no bind): the vault looks a
+// new durable token up in the volatile store only if its format is one of
+// them. Bound values are stored under card/token keys, which no durable
+// token equals.
+func volatileFormats(cfg *config.Config) []vault.Format {
+	var out []vault.Format
+	for _, r := range cfg.Inbound {
+		for _, f := range r.Fields {
+			if f.Store == config.StoreMemory && f.Bind == "" {
+				out = append(out, f.Format)
+			}
+		}
+	}
+	return out
+}
+
 // proxyOptions maps the config onto proxy.Options: every key the proxy
 // reads (the stores, keyring, audit log and memory limit are serve's own).
 // getenv resolves the env:NAME secrets of egress routes; the CA files the

@@ -367,6 +367,8 @@ func wireRows() map[string]wireRow {
 		"inbound[].fields[].bind": {yaml: field("{json: card.number}, {json: card.cvc, bind: card.number, format: digits, store: memory, ttl: 10m}"), check: func(t *testing.T, e wireEnv) {
 			f := e.opts.Routes[0].Fields[1]
 			expect(t, f.Bind == "card.number" && f.Spec.Bound, "Fields[1] = %+v", f)
+			// A bound value is stored under a card/token key: no format to declare.
+			expect(t, len(volatileFormats(e.cfg)) == 0, "volatileFormats = %v, want none", volatileFormats(e.cfg))
 		}},
 		"inbound[].fields[].format": {yaml: field("{json: card.number, format: opaque}"), check: func(t *testing.T, e wireEnv) {
 			expect(t, spec(e).Format == vault.FormatOpaque, "Spec = %+v", spec(e))
@@ -382,6 +384,8 @@ func wireRows() map[string]wireRow {
 		}},
 		"inbound[].fields[].store": {yaml: field("{json: card.cvc, format: digits, store: memory, ttl: 10m}"), check: func(t *testing.T, e wireEnv) {
 			expect(t, spec(e).Volatile, "Spec = %+v", spec(e))
+			got := volatileFormats(e.cfg)
+			expect(t, slices.Equal(got, []vault.Format{vault.FormatDigits}), "volatileFormats = %v, want [digits]", got)
 		}},
 		"inbound[].fields[].ttl": {yaml: field("{json: card.cvc, format: digits, store: memory, ttl: 10m}"), check: func(t *testing.T, e wireEnv) {
 			expect(t, spec(e).TTL == 10*time.Minute, "Spec = %+v", spec(e))

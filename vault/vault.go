@@ -64,6 +64,10 @@ type Vault struct {
 	keys     *Keyring
 	now      func() time.Time
 	quota    *Quota // nil: none
+	// volatileFormats, if declared, is the set (a bit per Format) of the
+	// formats the volatile store may hold an unbound token of.
+	volatileFormats  uint8
+	volatileDeclared bool
 }
 
 // Option configures a Vault.
@@ -71,6 +75,30 @@ type Option func(*Vault)
 
 // WithVolatile sets the store for Spec.Volatile values (vault/memory).
 func WithVolatile(s Store) Option { return func(v *Vault) { v.volatile = s } }
+
+// WithVolatileFormats declares the formats of every unbound value the
+// volatile store may hold (those of the fields configured with store:
+// memory and no bind). A new durable token of another format then needs no
+// lookup in the volatile store to rule out a shared token: on a volatile
+// store on a server (Redis) that lookup is a round trip per new card. The
+// vault refuses to put a value of an undeclared format in the volatile
+// store, so the two stores still never share a token. Replicas sharing a
+// volatile store must declare the same formats. Without this option every
+// format is looked up.
+func WithVolatileFormats(formats ...Format) Option {
+	return func(v *Vault) {
+		v.volatileDeclared = true
+		for _, f := range formats {
+			v.volatileFormats |= 1 << f
+		}
+	}
+}
+
+// mayBeVolatile reports whether the volatile store may hold an unbound
+// token of format f.
+func (v *Vault) mayBeVolatile(f Format) bool {
+	return !v.volatileDeclared || v.volatileFormats&(1<<f) != 0
+}
 
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(v *Vault) { v.now = now } }
@@ -133,18 +161,32 @@ func (v *Vault) TokenizeCount(ctx context.Context, reqs []Request) (tokens []str
 			if v.volatile == nil {
 				return nil, 0, errors.New("vault: no volatile store configured")
 			}
+			if !v.mayBeVolatile(r.Spec.Format) {
+				return nil, 0, fmt.Errorf("value %d: vault: format %s is not declared volatile (WithVolatileFormats)", i, r.Spec.Format)
+			}
 			volatile = append(volatile, i)
 		} else {
 			durable = append(durable, i)
 		}
 	}
-	if err := v.tokenizeIn(ctx, v.durable, reqs, values, durable, tokens, &created); err != nil {
+	var early *earlyBound
+	var drafted func([]string)
+	if bindsDurable(reqs, bound) {
+		drafted = func(cards []string) { early = v.startBound(ctx, reqs, values, bound, cards) }
+	}
+	if err := v.tokenizeIn(ctx, v.durable, reqs, values, durable, tokens, &created, drafted); err != nil {
+		early.abandon(ctx, v.volatile)
 		return nil, 0, err
 	}
-	if err := v.tokenizeIn(ctx, v.volatile, reqs, values, volatile, tokens, &created); err != nil {
+	if err := v.tokenizeIn(ctx, v.volatile, reqs, values, volatile, tokens, &created, nil); err != nil {
+		early.abandon(ctx, v.volatile)
 		return nil, 0, err
 	}
-	if err := v.tokenizeBound(ctx, reqs, values, bound, tokens); err != nil {
+	rest, err := early.settle(ctx, v.volatile, reqs, bound, tokens)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := v.tokenizeBound(ctx, reqs, values, rest, func(i int) string { return tokens[reqs[i].BindTo] }, tokens); err != nil {
 		return nil, 0, err
 	}
 	return tokens, created + len(bound), nil
@@ -164,9 +206,9 @@ func (v *Vault) checkBinding(reqs []Request, i int) error {
 	return nil
 }
 
-// tokenizeBound fills tokens[i] for every bound request i, once the
-// tokens they are bound to are known.
-func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []string, idx []int, tokens []string) error {
+// tokenizeBound fills out[i] for every bound request i of idx, bound to
+// the card token card(i).
+func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []string, idx []int, card func(int) string, out []string) error {
 	now := v.now().UTC()
 	pending := idx
 	for attempt := 0; len(pending) > 0; attempt++ {
@@ -177,7 +219,7 @@ func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []stri
 		shorts := make([]string, len(pending))
 		for j, i := range pending {
 			spec := reqs[i].Spec
-			card := tokens[reqs[i].BindTo]
+			card := card(i)
 			shorts[j] = spec.newToken(values[i])
 			if attempt >= evictAfter {
 				freed, err := v.freeBoundToken(ctx, card, spec, values[i])
@@ -199,7 +241,7 @@ func (v *Vault) tokenizeBound(ctx context.Context, reqs []Request, values []stri
 		retry := pending[:0:0]
 		for j, i := range pending {
 			if outs[j].Status == Stored {
-				tokens[i] = shorts[j]
+				out[i] = shorts[j]
 			} else {
 				retry = append(retry, i)
 			}
@@ -273,8 +315,10 @@ func (v *Vault) scanBound(ctx context.Context, card string, fn func(Record) erro
 func BoundKey(card, token string) string { return card + boundSep + token }
 
 // tokenizeIn fills tokens[i] for every i in idx using store s, adding the
-// records it stored to *created.
-func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string, created *int) error {
+// records it stored to *created. If drafted is not nil, it is called once,
+// before the first insert, with the token each request of idx will have if
+// that insert stores it, or "" where that is not likely (see draftTokens).
+func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values []string, idx []int, tokens []string, created *int, drafted func([]string)) error {
 	if len(idx) == 0 {
 		return nil
 	}
@@ -323,6 +367,10 @@ func (v *Vault) tokenizeIn(ctx context.Context, s Store, reqs []Request, values 
 				}
 				recs[j] = v.newRecord(reqs[i].Spec, values[i], fps[i], now)
 			}
+		}
+		if drafted != nil {
+			drafted(draftTokens(len(reqs), idx, tokens, pending, recs, fps, skipFind))
+			drafted = nil
 		}
 		outs, err := s.Insert(ctx, recs)
 		if err != nil {
@@ -394,7 +442,8 @@ func (v *Vault) findKnown(ctx context.Context, s Store, reqs []Request, values [
 // records too; the memory store hides them, and its janitor reclaims
 // them), and, for digits tokens, whose space may be small, in s itself,
 // so that a collision costs a lookup rather than a commit. Opaque tokens
-// (131 random bits) skip the lookups: they never meet.
+// (131 random bits) skip the lookups: they never meet, and so does a durable
+// token of a format the volatile store holds none of (WithVolatileFormats).
 func (v *Vault) held(ctx context.Context, s Store, spec Spec, token string) (bool, error) {
 	if spec.Format == FormatOpaque {
 		return false, nil
@@ -402,6 +451,8 @@ func (v *Vault) held(ctx context.Context, s Store, spec Spec, token string) (boo
 	other := v.volatile
 	if s == v.volatile {
 		other = v.durable
+	} else if !v.mayBeVolatile(spec.Format) {
+		other = nil // the volatile store holds no token of this format
 	}
 	look := []Store{other}
 	if spec.Format == FormatDigits {

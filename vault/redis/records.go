@@ -59,7 +59,7 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 		}
 		args = append(args, r.Token, r.Fingerprint, vault.MarshalRecord(r), exp)
 	}
-	res, err := insertScript.Run(ctx, s.c, s.indexes(), args...).Slice()
+	res, err := s.insert(ctx, args)
 	if err != nil {
 		return nil, s.fail(ctx, "insert", err)
 	}

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -109,7 +110,11 @@ type Store struct {
 	now    func() time.Time
 	closed atomic.Bool
 	stop   chan struct{}
-	done   chan struct{}
+	done   chan struct{} // closed once the janitor and the committers have stopped
+	// calls queues inserts for the committers (committer.go).
+	calls      chan *insertCall
+	committers sync.WaitGroup
+	pipelines  atomic.Int64 // pipelines of inserts sent, for tests
 }
 
 // Open connects to the Redis server opts.URL names and checks that it
@@ -127,6 +132,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		now:    opts.Now,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+		calls:  make(chan *insertCall, maxInsertBatch),
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
@@ -142,7 +148,20 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if every == 0 {
 		every = DefaultJanitorInterval
 	}
-	go s.janitor(every)
+	janitorDone := make(chan struct{})
+	go func() {
+		defer close(janitorDone)
+		s.janitor(every)
+	}()
+	s.committers.Add(insertCommitters)
+	for range insertCommitters {
+		go s.committer()
+	}
+	go func() {
+		<-janitorDone
+		s.committers.Wait()
+		close(s.done)
+	}()
 	return s, nil
 }
 
@@ -231,7 +250,8 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the janitor and closes the connections. The records stay on
+// Close stops the janitor and the committers (an insert they hold is
+// answered first) and closes the connections. The records stay on
 // the server for the other replicas. Later calls return [vault.ErrClosed].
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
@@ -291,7 +311,6 @@ func (s *Store) Persistence(ctx context.Context) Persistence {
 }
 
 func (s *Store) janitor(every time.Duration) {
-	defer close(s.done)
 	if every < 0 {
 		<-s.stop
 		return

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -249,5 +250,113 @@ func TestBoundAcrossReplicas(t *testing.T) {
 		if _, err := vaults[i%2].Tokenize(ctx, req); err != nil {
 			t.Fatalf("checkout %d on a full card = %v, want nil (the oldest value gives way)", i, err)
 		}
+	}
+}
+
+// TestInsertsSharePipelines: concurrent inserts share pipelines (fewer
+// pipelines than inserts), and each still gets its own outcome: every
+// record stored, readable, and a second insert of a token collides.
+func TestInsertsSharePipelines(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, Options{MaxRecords: 100_000, JanitorInterval: -1})
+	keys := newKeys(t)
+	now := time.Now()
+	const workers, each = 64, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				tok := fmt.Sprintf("9%03d%04d", w, i)
+				outs, err := s.Insert(ctx, []vault.Record{record(keys, tok, "123", now, now.Add(time.Minute))})
+				if err != nil || len(outs) != 1 || outs[0].Status != vault.Stored || outs[0].Record.Token != tok {
+					errs <- fmt.Errorf("Insert(%s) = %+v, %v; want Stored", tok, outs, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if p := s.pipelines.Load(); p >= workers*each {
+		t.Errorf("%d inserts took %d pipelines: want fewer (shared)", workers*each, p)
+	}
+	if _, err := s.Get(ctx, "90630019"); err != nil {
+		t.Errorf("Get(last record) = %v", err)
+	}
+	outs, err := s.Insert(ctx, []vault.Record{record(keys, "90000000", "456", now, now.Add(time.Minute))})
+	if err != nil || outs[0].Status != vault.Collision {
+		t.Errorf("Insert(taken token) = %+v, %v; want Collision", outs, err)
+	}
+}
+
+// TestInsertAfterScriptFlush: a server that lost its script cache (a
+// restart, SCRIPT FLUSH) still takes inserts: the committer loads the
+// script again.
+func TestInsertAfterScriptFlush(t *testing.T) {
+	srv := startServer(t, "--save", "", "--appendonly", "no")
+	ctx := context.Background()
+	s := open(t, Options{URL: srv.url(), JanitorInterval: -1})
+	keys := newKeys(t)
+	now := time.Now()
+	for i, tok := range []string{"811", "812"} {
+		if i == 1 {
+			if err := s.c.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		outs, err := s.Insert(ctx, []vault.Record{record(keys, tok, "123", now, now.Add(time.Minute))})
+		if err != nil || outs[0].Status != vault.Stored {
+			t.Fatalf("Insert(%s) = %+v, %v; want Stored", tok, outs, err)
+		}
+	}
+}
+
+// TestPurgeMany: a purge past one batch of the bulk reclaim removes every
+// expired record from the indexes, with its value and fingerprint entry,
+// and keeps the live ones and those that never expire.
+func TestPurgeMany(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Now()}
+	s := open(t, Options{Now: clk.Now, JanitorInterval: -1})
+	keys := newKeys(t)
+	now := clk.Now()
+	var recs []vault.Record
+	for i := range 700 {
+		r := record(keys, fmt.Sprintf("5%05d", i), "123", now, now.Add(time.Minute))
+		if i%3 == 0 {
+			r.Fingerprint = []byte(fmt.Sprintf("fp%d", i))
+		}
+		recs = append(recs, r)
+	}
+	live := record(keys, "600001", "456", now, now.Add(time.Hour))
+	forever := record(keys, "600002", "789", now, time.Time{})
+	forever.Fingerprint = []byte("fp-forever")
+	if _, err := s.Insert(ctx, append(recs, live, forever)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Minute)
+	if n, err := s.Purge(ctx); err != nil || n != 700 {
+		t.Fatalf("Purge = %d, %v; want 700", n, err)
+	}
+	if st, err := s.Stats(ctx); err != nil || st.Records != 2 {
+		t.Errorf("Stats after purge = %+v, %v; want 2 records", st, err)
+	}
+	if n, err := s.c.ZCard(ctx, s.prefix+"idx").Result(); err != nil || n != 2 {
+		t.Errorf("token index holds %d, %v; want 2", n, err)
+	}
+	for _, k := range []string{s.key("r", "500000"), s.key("r", "500699"), s.key("f", "fp0"), s.key("f", "fp699")} {
+		if n, err := s.c.Exists(ctx, k).Result(); err != nil || n != 0 {
+			t.Errorf("key %s after purge: exists %d, %v; want gone", k, n, err)
+		}
+	}
+	if _, err := s.Get(ctx, "600001"); err != nil {
+		t.Errorf("Get(live) = %v", err)
+	}
+	if r, err := s.Find(ctx, []byte("fp-forever")); err != nil || r.Token != "600002" {
+		t.Errorf("Find(fp-forever) = %v, %v; want 600002", r.Token, err)
 	}
 }
