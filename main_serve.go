@@ -101,12 +101,8 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 		return err
 	}
 	defer closeWith(&err, "close volatile store", mem)
-	vopts := []vault.Option{vault.WithVolatile(mem), vault.WithVolatileFormats(volatileFormats(cfg)...)}
 	quota := vaultQuota(cfg, store)
-	if quota != nil {
-		vopts = append(vopts, vault.WithQuota(quota))
-	}
-	v, err := vault.New(store, keyring, vopts...)
+	v, err := vault.New(store, keyring, vaultOptions(cfg, mem, quota)...)
 	if err != nil {
 		return err
 	}
@@ -149,7 +145,7 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := reload(path, cfg, store, mem, audit, srv, log); err != nil {
+				if err := reload(path, cfg, store, mem, quota, audit, srv, log); err != nil {
 					log.Error("reload refused; the running configuration stays", "err", err)
 				}
 			}
@@ -160,7 +156,7 @@ func runServer(ctx context.Context, path string, initVault bool, log *slog.Logge
 
 // reload re-reads the config file and keyring and hands the result to the
 // running server. The store is fixed for the life of the process.
-func reload(path string, running *config.Config, store vault.Durable, mem vault.Store, audit io.Writer, srv *proxy.Server, log *slog.Logger) error {
+func reload(path string, running *config.Config, store vault.Durable, mem vault.Store, quota *vault.Quota, audit io.Writer, srv *proxy.Server, log *slog.Logger) error {
 	cfg, err := loadConfig(path, log)
 	if err != nil {
 		return err
@@ -168,6 +164,9 @@ func reload(path string, running *config.Config, store vault.Durable, mem vault.
 	cfg.ApplyEnv(os.Getenv)
 	if cfg.Vault.Bolt != running.Vault.Bolt || cfg.Vault.Postgres != running.Vault.Postgres || cfg.Vault.Volatile != running.Vault.Volatile || cfg.Audit.Path != running.Audit.Path {
 		return errors.New("the vault store or audit path changed: restart tok to apply that")
+	}
+	if cfg.Limits.VaultBytes != running.Limits.VaultBytes {
+		return errors.New("limits.vault_bytes changed: restart tok to apply that")
 	}
 	kf, _, err := cfg.LoadKeyring(os.Getenv)
 	if err != nil {
@@ -178,7 +177,7 @@ func reload(path string, running *config.Config, store vault.Durable, mem vault.
 		return err
 	}
 	keyring.CarrySealed(srv.Keyring()) // per-version encryption counts survive reloads
-	v, err := vault.New(store, keyring, vault.WithVolatile(mem), vault.WithVolatileFormats(volatileFormats(cfg)...))
+	v, err := vault.New(store, keyring, vaultOptions(cfg, mem, quota)...)
 	if err != nil {
 		return err
 	}

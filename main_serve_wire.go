@@ -117,6 +117,17 @@ func proxyOptions(cfg *config.Config, getenv func(string) string) (proxy.Options
 
 // vaultQuota is limits.vault_bytes as a quota on store, or nil when the
 // limit is 0 (off) or the store cannot tell its size.
+// vaultOptions are the vault's options from cfg and the store's quota
+// (nil: none), the same at start and on every reload: a reload that
+// dropped one, the quota say, would lift a limit the config still sets.
+func vaultOptions(cfg *config.Config, mem vault.Store, quota *vault.Quota) []vault.Option {
+	opts := []vault.Option{vault.WithVolatile(mem), vault.WithVolatileFormats(volatileFormats(cfg)...)}
+	if quota != nil {
+		opts = append(opts, vault.WithQuota(quota))
+	}
+	return opts
+}
+
 func vaultQuota(cfg *config.Config, store vault.Durable) *vault.Quota {
 	sizer, ok := store.(vault.Sizer)
 	if !ok || cfg.Limits.VaultBytes <= 0 {

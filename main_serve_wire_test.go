@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -276,6 +277,20 @@ func wireRows() map[string]wireRow {
 			defer s.Close()
 			q := vaultQuota(e.cfg, s)
 			expect(t, q != nil && q.Max() == 256<<20, "vaultQuota = %v, want 256 MiB", q)
+			// The vault serve and every reload build refuses a new card
+			// past the quota (here 1 byte, below what config accepts).
+			e.cfg.Limits.VaultBytes = 1
+			q = vaultQuota(e.cfg, s)
+			keys, err := vault.NewKeyring(vault.NewKeyringFile())
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := vault.New(s, keys, vaultOptions(e.cfg, memory.New(), q)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = v.Tokenize(context.Background(), []vault.Request{{Value: "4111111111111111"}})
+			expect(t, errors.Is(err, vault.ErrVaultFull), "Tokenize past the quota = %v, want ErrVaultFull", err)
 		}},
 		"clients[].name": {yaml: clients, check: func(t *testing.T, e wireEnv) {
 			expect(t, e.opts.Clients[0].Name == "shop", "Clients = %+v", e.opts.Clients)
