@@ -25,6 +25,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/internal/commitq"
 )
 
 // Defaults for [Options] fields left zero.
@@ -141,7 +142,8 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 	queue  chan *request
-	done   chan struct{} // closed when the committer has exited
+	writes commitq.Queue[*request] // queue as writers and the committer use it
+	done   chan struct{}           // closed when the committer has exited
 
 	commits, ops, records atomic.Uint64
 
@@ -361,6 +363,7 @@ func open(db *bbolt.DB, path string, opts Options, fresh bool, rep *OpenReport) 
 		barriers:   make(chan barrierRequest),
 		boundary:   make(chan struct{}, 1),
 	}
+	s.writes = s.writeQueue()
 	w.faults = opts.Faults
 	if rep.Replay, err = s.recover(rep.base); err != nil {
 		w.close()

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/internal/commitq"
 )
 
 // Group commit.
@@ -37,97 +37,41 @@ import (
 // caller's failure leaks into another's result. Ops must be deterministic
 // in the vault's state (random tokens are drawn by the caller, outside).
 
-// Request states: a caller may withdraw a request whose context ends only
-// while it is still queued; once the committer claims it, the caller waits
-// for the commit's verdict so it never misreports durability.
-const (
-	statePending int32 = iota
-	stateClaimed
-	stateWithdrawn
-)
-
 // request is one caller's write.
 type request struct {
-	ctx context.Context
+	commitq.Ticket
 	// op does the caller's work through the batch's txn. If it returns an
 	// error its writes are discarded.
 	op func(t *txn) error
 	// records is how many records op may write (for the batch cap), and
 	// stored how many it did write in its last run (for Stats).
 	records, stored int
-	state           atomic.Int32
-	done            chan error // buffered: the committer never blocks on it
 }
 
 // write queues op as one request and waits for its commit; see submit.
 func (s *Store) write(ctx context.Context, op func(t *txn) error) error {
-	return s.submit(ctx, &request{ctx: ctx, op: op, done: make(chan error, 1)})
+	return s.submit(ctx, &request{op: op})
 }
 
-// submit queues r and waits for its commit. It returns ctx.Err() if ctx
-// ends while r is still queued (nothing was written), ErrClosed if the
-// store is closed, and otherwise the commit's verdict: once the committer
-// has claimed r, submit waits for the commit even if ctx ends, so a nil
-// error always means durable and an error always means not written.
-//
-// The one exception is the commit deadline (Options.CommitTimeout: a
-// stalled disk must not hang requests without end): past it, submit returns an error wrapping vault.ErrUnavailable and
-// vault.ErrStalled. If r was still queued it is withdrawn (nothing
-// written); if the committer had claimed it, its commit is stuck (a
-// stalled disk) and may still complete: the error says so, and the caller
-// must treat the write as of unknown outcome. A client retrying a
-// convergent tokenization gets the same token either way.
+// submit queues r and waits for its commit ([commitq.Queue.Submit]): nil
+// means durable and an error means not written, except past the commit
+// deadline (Options.CommitTimeout: a stalled disk must not hang requests
+// without end) once the committer has claimed r, when the error wraps
+// vault.ErrUnavailable and vault.ErrStalled and the outcome is unknown.
 func (s *Store) submit(ctx context.Context, r *request) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	deadline := time.NewTimer(s.opts.CommitTimeout)
-	defer deadline.Stop()
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return vault.ErrClosed
-	}
-	select {
-	case s.queue <- r:
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return ctx.Err()
-	case <-deadline.C:
-		s.mu.RUnlock()
-		return s.stallErr(false)
-	}
-	s.mu.RUnlock()
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(statePending, stateWithdrawn) {
-			return ctx.Err()
-		}
-		select {
-		case err := <-r.done:
-			return err
-		case <-deadline.C:
-			return s.stallErr(true)
-		}
-	case <-deadline.C:
-		if r.state.CompareAndSwap(statePending, stateWithdrawn) {
-			return s.stallErr(false)
-		}
-		return s.stallErr(true)
-	}
+	return s.writes.Submit(ctx, r)
 }
 
-// stallErr is a write's error past the commit deadline; claimed says
-// whether the committer had taken it (its outcome is then unknown).
-func (s *Store) stallErr(claimed bool) error {
-	if claimed {
-		return fmt.Errorf("%w: %w: commit not finished within %v (a stalled disk?); the write may still complete",
-			vault.ErrUnavailable, vault.ErrStalled, s.opts.CommitTimeout)
+// writeQueue is s.queue as its callers and the committer use it; Open
+// keeps it in s.writes.
+func (s *Store) writeQueue() commitq.Queue[*request] {
+	return commitq.Queue[*request]{
+		C:       s.queue,
+		Mu:      &s.mu,
+		Closed:  func() bool { return s.closed },
+		Timeout: s.opts.CommitTimeout,
+		Suspect: "a stalled disk?",
 	}
-	return fmt.Errorf("%w: %w: no commit within %v (the committer is stuck on an earlier one: a stalled disk?); nothing was written",
-		vault.ErrUnavailable, vault.ErrStalled, s.opts.CommitTimeout)
 }
 
 // commitLoop is the committer goroutine. It exits when the queue is closed
@@ -201,18 +145,7 @@ func (s *Store) commitLoop() {
 // commit claims the live requests of batch, runs them, logs their effects
 // as one WAL frame and answers each caller.
 func (s *Store) commit(batch []*request) {
-	live := batch[:0:0]
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			if r.state.CompareAndSwap(statePending, stateWithdrawn) {
-				r.done <- err
-			}
-			continue
-		}
-		if r.state.CompareAndSwap(statePending, stateClaimed) {
-			live = append(live, r)
-		}
-	}
+	live := s.writes.Claim(batch)
 	if len(live) == 0 {
 		return
 	}
@@ -226,7 +159,7 @@ func (s *Store) commit(batch []*request) {
 			s.logFailed.Store(true)
 		}
 		for _, r := range live {
-			r.done <- err
+			r.Finish(err)
 		}
 		return
 	}
@@ -245,7 +178,7 @@ func (s *Store) commit(batch []*request) {
 		s.opts.OnCommit(d, len(live))
 	}
 	for _, r := range live {
-		r.done <- nil
+		r.Finish(nil)
 	}
 }
 
@@ -278,7 +211,7 @@ func (s *Store) run(live []*request) ([]*request, *memtable, error) {
 		if err := r.op(t); err != nil {
 			t.drop()
 			r.stored = 0
-			r.done <- err
+			r.Finish(err)
 			continue
 		}
 		t.keep()

@@ -92,7 +92,7 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 		}
 		return nil
 	}
-	req = &request{ctx: ctx, op: op, records: len(recs), done: make(chan error, 1)}
+	req = &request{op: op, records: len(recs)}
 	if err := s.submit(ctx, req); err != nil {
 		return nil, err
 	}

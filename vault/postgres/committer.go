@@ -2,12 +2,11 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/internal/commitq"
 )
 
 // Group commit.
@@ -31,16 +30,6 @@ import (
 // batch, a later record with the fingerprint of an earlier one is Existing
 // with it, whoever sent either.
 
-// Request states: a caller may withdraw a request whose context ends only
-// while it is still queued; once a committer claims it, the caller waits
-// for the commit's verdict (bounded by the commit timeout) so that it never
-// misreports durability.
-const (
-	statePending int32 = iota
-	stateClaimed
-	stateWithdrawn
-)
-
 // Defaults of Options.MaxBatches and Options.MaxBatchRecords.
 const (
 	// DefaultMaxBatches: a commit mostly waits on its WAL flush, so a
@@ -57,12 +46,9 @@ const (
 
 // request is one Insert call.
 type request struct {
-	ctx   context.Context
-	rows  []vault.Record // validated and normalized
-	outs  []vault.Outcome
-	err   error
-	state atomic.Int32
-	done  chan struct{} // closed once outs or err is set
+	commitq.Ticket
+	rows []vault.Record // validated and normalized
+	outs []vault.Outcome
 }
 
 // Stats counts the store's group commits since Open.
@@ -78,62 +64,32 @@ func (s *Store) Stats() Stats {
 	return Stats{Commits: s.commits.Load(), Ops: s.ops.Load(), Records: s.records.Load()}
 }
 
-// submit queues r and waits for its commit. It returns the caller's context
-// error if ctx ends while r is still queued (nothing was written),
-// ErrClosed if the store is closed, and otherwise the commit's verdict.
-// Past the store's timeout (vault.commit_timeout) it returns an error
-// wrapping vault.ErrUnavailable, so the proxy answers 503: nothing was
-// written if r was still queued; if a committer had claimed it the write
-// may still complete, and a client retrying a convergent tokenization gets
-// the same token either way.
+// submit queues r and waits for its commit ([commitq.Queue.Submit]): nil
+// means committed and an error means not written, except past the store's
+// timeout (vault.commit_timeout) once a committer has claimed r, when the
+// error wraps vault.ErrUnavailable and vault.ErrStalled and the write may
+// still complete; a client retrying a convergent tokenization gets the
+// same token either way.
 func (s *Store) submit(ctx context.Context, r *request) ([]vault.Outcome, error) {
-	deadline := time.NewTimer(s.timeout)
-	defer deadline.Stop()
-	s.mu.RLock()
-	if s.closed.Load() {
-		s.mu.RUnlock()
-		return nil, vault.ErrClosed
+	if err := s.writes.Submit(ctx, r); err != nil {
+		return nil, err
 	}
-	select {
-	case s.queue <- r:
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return nil, s.fail(ctx, "insert", ctx.Err())
-	case <-deadline.C:
-		s.mu.RUnlock()
-		return nil, s.stallErr(false)
-	}
-	s.mu.RUnlock()
-	select {
-	case <-r.done:
-		return r.outs, r.err
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(statePending, stateWithdrawn) {
-			return nil, s.fail(ctx, "insert", ctx.Err())
-		}
-		select {
-		case <-r.done:
-			return r.outs, r.err
-		case <-deadline.C:
-			return nil, s.stallErr(true)
-		}
-	case <-deadline.C:
-		if r.state.CompareAndSwap(statePending, stateWithdrawn) {
-			return nil, s.stallErr(false)
-		}
-		return nil, s.stallErr(true)
-	}
+	return r.outs, nil
 }
 
-// stallErr is an Insert's error past the timeout; claimed says whether a
-// committer had taken it (its outcome is then unknown).
-func (s *Store) stallErr(claimed bool) error {
-	if claimed {
-		return fmt.Errorf("postgres insert: %w: commit not finished within %v; the write may still complete",
-			vault.ErrUnavailable, s.timeout)
+// writeQueue is s.queue as its callers and the committers use it; start
+// keeps it in s.writes. A request withdrawn because its caller's context
+// ended gets that context's error, wrapped as every Insert error is.
+func (s *Store) writeQueue() commitq.Queue[*request] {
+	return commitq.Queue[*request]{
+		C:       s.queue,
+		Mu:      &s.mu,
+		Closed:  s.closed.Load,
+		Timeout: s.timeout,
+		Ended:   func(ctx context.Context) error { return s.fail(ctx, "insert", ctx.Err()) },
+		Op:      "postgres insert",
+		Suspect: "a slow or unreachable server?",
 	}
-	return fmt.Errorf("postgres insert: %w: no commit within %v (the server is slow or out of reach); nothing was written",
-		vault.ErrUnavailable, s.timeout)
 }
 
 // commitLoop is one committer goroutine. It exits when the queue is closed
@@ -187,19 +143,7 @@ func (s *Store) commitLoop() {
 // commit claims the live requests of batch, writes them in one transaction
 // and answers each caller.
 func (s *Store) commit(batch []*request) {
-	live := batch[:0:0]
-	for _, r := range batch {
-		if r.ctx.Err() != nil {
-			if r.state.CompareAndSwap(statePending, stateWithdrawn) {
-				r.err = s.fail(r.ctx, "insert", r.ctx.Err())
-				close(r.done)
-			}
-			continue
-		}
-		if r.state.CompareAndSwap(statePending, stateClaimed) {
-			live = append(live, r)
-		}
-	}
+	live := s.writes.Claim(batch)
 	if len(live) == 0 {
 		return
 	}
@@ -209,25 +153,23 @@ func (s *Store) commit(batch []*request) {
 		// Something in the batch was refused by the server, not the
 		// server itself: find whose, and let the others through.
 		for _, r := range live {
-			if err := s.run([]*request{r}); err != nil {
-				r.err = err
-			} else {
+			err := s.run([]*request{r})
+			if err == nil {
 				s.answered(time.Since(start), []*request{r})
 			}
-			close(r.done)
+			r.Finish(err)
 		}
 		return
 	}
 	if err != nil {
 		for _, r := range live {
-			r.err = err
-			close(r.done)
+			r.Finish(err)
 		}
 		return
 	}
 	s.answered(time.Since(start), live)
 	for _, r := range live {
-		close(r.done)
+		r.Finish(nil)
 	}
 }
 

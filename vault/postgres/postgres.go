@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/internal/commitq"
 )
 
 // Errors of this package that no retry can cure; see unavailable.
@@ -104,6 +105,7 @@ type Store struct {
 	// closes under mu once no submit holds mu's read lock; workers are
 	// the committer goroutines.
 	queue           chan *request
+	writes          commitq.Queue[*request] // queue as Insert and the committers use it
 	mu              sync.RWMutex
 	workers         sync.WaitGroup
 	maxBatchRecords int
@@ -173,6 +175,7 @@ func (s *Store) start(opts Options) {
 	}
 	s.onCommit = opts.OnCommit
 	s.queue = make(chan *request, 4*s.maxBatchRecords)
+	s.writes = s.writeQueue()
 	for range batches {
 		s.workers.Add(1)
 		go s.commitLoop()

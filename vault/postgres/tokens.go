@@ -35,7 +35,7 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 		}
 		rows[i] = normalize(r)
 	}
-	return s.submit(ctx, &request{ctx: ctx, rows: rows, done: make(chan struct{})})
+	return s.submit(ctx, &request{rows: rows})
 }
 
 // insertRows runs one attempt at storing rows, as one pipelined batch: one
