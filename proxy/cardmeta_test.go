@@ -1,0 +1,138 @@
+package proxy
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/tokproxy/tok/vault"
+)
+
+// TestCardMeta checks the metadata of cards of every length: the brand
+// from the guard's table, no more digits than the mask shows, and the Luhn
+// bit as the vault computes it.
+func TestCardMeta(t *testing.T) {
+	e := newTestEnv(t, nil)
+	tests := []struct {
+		d    string
+		want CardMeta
+	}{
+		{"4111111111111111", CardMeta{Brand: "visa", Prefix: "411111", Last4: "1111", Length: 16, Luhn: true}},
+		{seedPAN, CardMeta{Brand: UnknownBrand, Prefix: "555213", Last4: "1777", Length: 18, Luhn: false}}, // Mastercard issues 16 digits
+		{"5555555555554444", CardMeta{Brand: "mastercard", Prefix: "555555", Last4: "4444", Length: 16, Luhn: true}},
+		{"378282246310005", CardMeta{Brand: "amex", Prefix: "37828", Last4: "0005", Length: 15, Luhn: true}},
+		{"4222222222222", CardMeta{Brand: "visa", Prefix: "422", Last4: "2222", Length: 13, Luhn: true}},
+		{"123456789012", CardMeta{Brand: UnknownBrand, Prefix: "12", Last4: "9012", Length: 12, Luhn: false}},
+		{"6011000990139424", CardMeta{Brand: "discover", Prefix: "601100", Last4: "9424", Length: 16, Luhn: true}},
+		{"4111111111111111110", CardMeta{Brand: "visa", Prefix: "411111", Last4: "1110", Length: 19, Luhn: vault.Luhn("4111111111111111110")}},
+	}
+	for _, tt := range tests {
+		got := e.srv.cardMeta(tt.d, false)
+		if got != tt.want {
+			t.Errorf("cardMeta(%s) = %+v, want %+v", vault.Mask(tt.d), got, tt.want)
+		}
+		m := vault.Mask(tt.d)
+		if m[:len(got.Prefix)] != got.Prefix || m[len(m)-len(got.Last4):] != got.Last4 {
+			t.Errorf("cardMeta(%s) shows %s…%s, more than the mask", m, got.Prefix, got.Last4)
+		}
+	}
+	fp := e.srv.cardMeta(seedPAN, true).Fingerprint
+	want := hex.EncodeToString(e.vault.Keyring().Fingerprint(vault.Spec{}.Domain(), seedPAN))
+	if fp != want || len(fp) != 64 {
+		t.Errorf("fingerprint = %q, want the keyed fingerprint %q", fp, want)
+	}
+	if other := e.srv.cardMeta("4111111111111111", true).Fingerprint; other == fp {
+		t.Errorf("two cards share the fingerprint %s", fp)
+	}
+}
+
+// TestHandleMetadata: /handle answers as the prototype did unless asked
+// for metadata; the anonymous answer never carries a fingerprint, the
+// client's does, and it is the one /@me tells a revealing client.
+func TestHandleMetadata(t *testing.T) {
+	e := newTestEnv(t, nil)
+	r := do(t, nil, "POST", e.public.URL+"/handle", "application/json", `{"pan_number": "`+seedPAN+`"}`)
+	if keys := mapKeys(r.json(t)); !slices.Equal(keys, []string{"token"}) {
+		t.Errorf("POST /handle without metadata = %s, want only token", r.body)
+	}
+
+	r = do(t, nil, "POST", e.public.URL+"/handle", "application/json", `{"pan_number": "4111-1111-1111-1111", "metadata": true}`)
+	var one struct {
+		Token string
+		Card  map[string]any
+	}
+	decode(t, r, &one)
+	if one.Token == "" || one.Card["brand"] != "visa" || one.Card["prefix"] != "411111" || one.Card["last4"] != "1111" ||
+		one.Card["length"] != 16.0 || one.Card["luhn"] != true {
+		t.Errorf("POST /handle with metadata = %s", r.body)
+	}
+	if _, ok := one.Card["fingerprint"]; ok {
+		t.Errorf("anonymous POST /handle with metadata = %s, carries a fingerprint", r.body)
+	}
+
+	r = do(t, nil, "POST", e.public.URL+"/handle", "application/json", `{"pan_numbers": ["378282246310005", "`+seedPAN+`"], "metadata": true}`)
+	var batch struct {
+		Tokens []string
+		Cards  []CardMeta
+	}
+	decode(t, r, &batch)
+	if len(batch.Tokens) != 2 || len(batch.Cards) != 2 || batch.Cards[0].Brand != "amex" || batch.Cards[1].Brand != UnknownBrand || batch.Cards[1].Luhn {
+		t.Errorf("POST /handle batch with metadata = %s", r.body)
+	}
+
+	jar := e.login("cih")
+	r = do(t, jar, "POST", e.auth.URL+"/handle", "application/json", `{"pan_number": "`+seedPAN+`", "metadata": true}`)
+	var client struct {
+		Token string
+		Card  CardMeta
+	}
+	decode(t, r, &client)
+	if len(client.Card.Fingerprint) != 64 {
+		t.Fatalf("client POST /handle with metadata = %s, want a fingerprint", r.body)
+	}
+
+	var me struct {
+		Hash string
+		Card *CardMeta
+	}
+	decode(t, do(t, jar, "GET", e.auth.URL+"/@me?token="+client.Token, "", ""), &me)
+	if me.Card == nil || *me.Card != client.Card || me.Hash != client.Card.Fingerprint {
+		t.Errorf("GET /@me card = %+v hash %s, want %+v (the /handle card) and its fingerprint", me.Card, me.Hash, client.Card)
+	}
+	// A masked-only client gets the card but not its fingerprint, as it
+	// gets no hash.
+	var viewed struct{ Card *CardMeta }
+	decode(t, do(t, e.login("viewer"), "GET", e.auth.URL+"/@me?token="+client.Token, "", ""), &viewed)
+	want := client.Card
+	want.Fingerprint = ""
+	if viewed.Card == nil || *viewed.Card != want {
+		t.Errorf("GET /@me as viewer card = %+v, want %+v", viewed.Card, want)
+	}
+	// An anonymous token's card has the same fingerprint: one per card.
+	decode(t, do(t, jar, "GET", e.auth.URL+"/@me?token="+one.Token, "", ""), &me)
+	if me.Card == nil || me.Card.Brand != "visa" || me.Card.Fingerprint == "" || me.Card.Fingerprint == client.Card.Fingerprint {
+		t.Errorf("GET /@me of an anonymous Visa token: card = %+v", me.Card)
+	}
+}
+
+// decode checks that r is a 200 and decodes its body into v.
+func decode(t *testing.T, r response, v any) {
+	t.Helper()
+	if r.StatusCode != 200 {
+		t.Fatalf("status = %d %s, want 200", r.StatusCode, r.body)
+	}
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("body %s: %v", r.body, err)
+	}
+}
+
+// mapKeys lists m's keys, sorted.
+func mapKeys(m map[string]any) []string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
