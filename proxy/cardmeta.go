@@ -91,3 +91,24 @@ func setCardHeaders(h http.Header, field string, m CardMeta) {
 		h.Set(HeaderCardFingerprint, m.Fingerprint)
 	}
 }
+
+// seenCard is the card an inbound route's Tok-Card-* headers describe: the
+// value at the first of the route's card fields (in the order configured)
+// that the request carries, the first found where that field matches
+// several. A bound or volatile field (a CVC) is not a card field.
+type seenCard struct {
+	field     int // index in the route's fields; -1: no card yet
+	digits    string
+	matchable bool // convergent: the app gets a stable token anyway, so the fingerprint tells it nothing more
+}
+
+// see notes the value d, normalized, of the route's field i with spec.
+func (c *seenCard) see(i int, spec vault.Spec, d string) {
+	if spec.Bound || spec.Volatile || (c.field >= 0 && c.field <= i) {
+		return
+	}
+	if _, err := vault.NormalizePAN(d); err != nil {
+		return
+	}
+	c.field, c.digits, c.matchable = i, d, convergent(spec)
+}

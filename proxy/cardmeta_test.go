@@ -3,7 +3,9 @@ package proxy
 import (
 	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tokproxy/tok/vault"
@@ -135,4 +137,77 @@ func mapKeys(m map[string]any) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// TestInboundCardHeaders: a route with card headers tells the app about
+// the card at its first card field the request carries; Tok-Card-*
+// headers a client sends never reach the app, on any route.
+func TestInboundCardHeaders(t *testing.T) {
+	e := newInboundEnv(t, inboundConfig{opts: func(o *Options) {
+		o.Routes[0].CardHeaders = true
+		o.Routes = append(o.Routes, Route{Name: "unique", Path: "/unique", CardHeaders: true,
+			Fields: []RouteField{{JSON: "pan", Spec: vault.Spec{Unique: true}}}})
+	}})
+	forged := []string{"Tok-Card-Brand", "amex", "tok-card-last4", "0005", "TOK-CARD-FINGERPRINT", "00", "Tok-Card-Other", "x"}
+
+	// The card field comes after the items in the body: the headers follow
+	// the order of the route's fields, not of the body.
+	body := `{"items": [{"card": {"number": "` + panVisa + `"}}], "card": {"number": "` + panAmex + `", "cvc": "123"}}`
+	r := e.send("POST", "/checkout", "application/json", []byte(body), forged...)
+	up, _ := e.forwarded(t, r, 0)
+	want := map[string]string{
+		"Tok-Card-Field": "json:card.number", "Tok-Card-Brand": "amex", "Tok-Card-Prefix": "37828",
+		"Tok-Card-Last4": "0005", "Tok-Card-Length": "15", "Tok-Card-Luhn": "true",
+		"Tok-Card-Fingerprint": e.srv.cardMeta(panAmex, true).Fingerprint,
+	}
+	checkCardHeaders(t, up.Header, want)
+
+	// Only the items carry a card: it is described.
+	n := len(e.up.got())
+	r = e.send("POST", "/checkout", "application/json", []byte(`{"items": [{"card": {"number": "`+panMC+`"}}, {"card": {"number": "`+panVisa+`"}}]}`), forged...)
+	up, _ = e.forwarded(t, r, n)
+	checkCardHeaders(t, up.Header, map[string]string{
+		"Tok-Card-Field": "json:items.#.card.number", "Tok-Card-Brand": "mastercard", "Tok-Card-Prefix": "555555",
+		"Tok-Card-Last4": "4444", "Tok-Card-Length": "16", "Tok-Card-Luhn": "true",
+		"Tok-Card-Fingerprint": e.srv.cardMeta(panMC, true).Fingerprint,
+	})
+
+	// A unique field gets no fingerprint: it would undo what unique is for.
+	n = len(e.up.got())
+	r = e.send("POST", "/unique", "application/json", []byte(`{"pan": "`+seedPAN+`"}`), forged...)
+	up, _ = e.forwarded(t, r, n)
+	checkCardHeaders(t, up.Header, map[string]string{
+		"Tok-Card-Field": "json:pan", "Tok-Card-Brand": UnknownBrand, "Tok-Card-Prefix": "555213",
+		"Tok-Card-Last4": "1777", "Tok-Card-Length": "18", "Tok-Card-Luhn": "false",
+	})
+
+	// No card in the request, and a route without card headers: the
+	// client's headers are dropped and none are added.
+	for _, path := range []string{"/checkout", "/upload/x"} {
+		n = len(e.up.got())
+		r = e.send("POST", path, "application/json", []byte(`{"note": "no card"}`), forged...)
+		if r.StatusCode != 200 {
+			t.Fatalf("POST %s = %d %s", path, r.StatusCode, r.body)
+		}
+		checkCardHeaders(t, e.up.since(n)[0].Header, nil)
+	}
+}
+
+// checkCardHeaders checks that h holds exactly the Tok-Card-* headers of
+// want, each once.
+func checkCardHeaders(t *testing.T, h http.Header, want map[string]string) {
+	t.Helper()
+	for name, vs := range h {
+		if !strings.HasPrefix(strings.ToLower(name), "tok-card-") {
+			continue
+		}
+		if w, ok := want[name]; !ok || len(vs) != 1 || vs[0] != w {
+			t.Errorf("the app got %s: %q, want %q", name, vs, w)
+		}
+	}
+	for name, w := range want {
+		if h.Get(name) == "" && w != "" {
+			t.Errorf("the app got no %s, want %q", name, w)
+		}
+	}
 }
