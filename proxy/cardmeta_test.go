@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -190,6 +191,27 @@ func TestInboundCardHeaders(t *testing.T) {
 			t.Fatalf("POST %s = %d %s", path, r.StatusCode, r.body)
 		}
 		checkCardHeaders(t, e.up.since(n)[0].Header, nil)
+	}
+}
+
+// TestInboundCardTrailers: a Tok-Card-* header announced as a trailer of a
+// streamed body does not reach the app either.
+func TestInboundCardTrailers(t *testing.T) {
+	e := newInboundEnv(t, inboundConfig{})
+	got := make(chan http.Header, 1)
+	e.up.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		io.ReadAll(r.Body)
+		got <- r.Trailer.Clone()
+		return true
+	}
+	r := e.raw("POST /upload/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n" +
+		"Trailer: Tok-Card-Brand, X-Other\r\n\r\n3\r\nabc\r\n0\r\nTok-Card-Brand: amex\r\nX-Other: 1\r\n\r\n")
+	if r.StatusCode != 200 {
+		t.Fatalf("POST /upload/x = %d %s", r.StatusCode, r.body)
+	}
+	h := <-got
+	if _, ok := h["Tok-Card-Brand"]; ok || len(h) != 1 {
+		t.Errorf("the app's trailers = %v, want X-Other alone", h)
 	}
 }
 

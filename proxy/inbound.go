@@ -180,6 +180,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	dropConnectionHeaders(r)
 	dropCardHeaders(r.Header) // only tok sets them: a client must not forge them
+	dropCardHeaders(r.Trailer)
 	// Past an upgrade (WebSocket) the connection is a tunnel tok cannot
 	// read: refused wherever the guard reads bodies.
 	inspected := rt != nil && rt.rewriter.HasFields() || in.s.opts.Guard.Mode != rewrite.GuardOff && (rt == nil || !rt.Uninspected)
