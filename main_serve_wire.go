@@ -55,7 +55,7 @@ func proxyOptions(cfg *config.Config, getenv func(string) string) (proxy.Options
 	}
 	routes := make([]proxy.Route, len(cfg.Inbound))
 	for i, r := range cfg.Inbound {
-		routes[i] = proxy.Route{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Uninspected: !r.Inspected()}
+		routes[i] = proxy.Route{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Uninspected: !r.Inspected(), CardHeaders: r.CardHeaders}
 		for _, f := range r.Fields {
 			spec, err := f.Spec()
 			if err != nil {

@@ -408,6 +408,9 @@ func wireRows() map[string]wireRow {
 		"inbound[].inspect": {yaml: inbound("match: {path: /upload}\ninspect: false\n"), check: func(t *testing.T, e wireEnv) {
 			expect(t, e.opts.Routes[0].Uninspected, "Routes = %+v", e.opts.Routes)
 		}},
+		"inbound[].card_headers": {yaml: inbound("match: {path: /pay}\nfields: [{json: card.number}]\ncard_headers: true\n"), check: func(t *testing.T, e wireEnv) {
+			expect(t, e.opts.Routes[0].CardHeaders, "Routes = %+v", e.opts.Routes)
+		}},
 		"guard.mode": {yaml: "guard: {mode: tokenize}", check: func(t *testing.T, e wireEnv) {
 			expect(t, e.opts.Guard.Mode == rewrite.GuardTokenize, "Guard = %+v", e.opts.Guard)
 		}},

@@ -368,6 +368,13 @@ type Route struct {
 	// or true: inspected. A route with fields is always inspected; tok
 	// check warns about every route that is not.
 	Inspect *bool `yaml:"inspect"`
+	// CardHeaders adds Tok-Card-Field, Tok-Card-Brand, Tok-Card-Prefix,
+	// Tok-Card-Last4, Tok-Card-Length, Tok-Card-Luhn and (for a convergent
+	// field) Tok-Card-Fingerprint to the request the app gets, describing
+	// the card at the first of the route's card fields the request
+	// carries. False (the default): none. Tok-Card-* headers a client sends
+	// are dropped on every route either way.
+	CardHeaders bool `yaml:"card_headers"`
 }
 
 // Inspected reports whether the guard reads r's bodies.

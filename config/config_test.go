@@ -740,3 +740,25 @@ func TestInspect(t *testing.T) {
 		t.Errorf("a bad header name: %v, want an error naming guard.ignore_headers[0]", err)
 	}
 }
+
+// TestCardHeaders: card_headers needs a card field to describe, and a
+// route without one is refused at the key's line.
+func TestCardHeaders(t *testing.T) {
+	const head = "upstream: http://127.0.0.1:3000\ninbound:\n  - name: pay\n    match: {path: /pay}\n"
+	c, err := Parse([]byte(head+"    card_headers: true\n    fields:\n      - json: card.number\n      - {json: card.cvc, bind: card.number, format: digits, store: memory, ttl: 10m}\n"), "t.yaml")
+	if err != nil || !c.Inbound[0].CardHeaders {
+		t.Fatalf("card_headers with a card field: %v", err)
+	}
+	for _, bad := range []string{
+		"    card_headers: true\n    inspect: false\n",
+		"    card_headers: true\n    fields:\n      - {json: card.cvc, format: digits, store: memory, ttl: 10m}\n",
+	} {
+		_, err := Parse([]byte(head+bad), "t.yaml")
+		if err == nil || !strings.Contains(err.Error(), "t.yaml:5") || !strings.Contains(err.Error(), "inbound[0].card_headers") {
+			t.Errorf("Parse(%q) = %v, want an error at t.yaml:5 naming inbound[0].card_headers", bad, err)
+		}
+	}
+	if _, err := Parse([]byte(head+"    card_headers: yes please\n    fields: [{json: card.number}]\n"), "t.yaml"); err == nil {
+		t.Error("card_headers: yes please parsed, want a type error")
+	}
+}

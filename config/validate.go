@@ -78,6 +78,9 @@ func (v *validator) config(c *Config) {
 		}
 		v.fields(p, r.Fields)
 		v.binds(p, r.Fields, true)
+		if r.CardHeaders && !slices.ContainsFunc(r.Fields, Field.isCard) {
+			v.fail(p+".card_headers", "card headers describe a card field, and this route has none (a bound or memory field is not one); add a card field or remove card_headers")
+		}
 	}
 	v.guard(c.Guard)
 	if len(c.Egress) > 0 && c.Listen.Egress == "" {
@@ -722,3 +725,7 @@ func errorsCause(err error) error {
 	}
 	return err
 }
+
+// isCard reports whether f holds a card number: not a value bound to a
+// card nor a volatile one (a CVC).
+func (f Field) isCard() bool { return f.Bind == "" && f.Store != StoreMemory }

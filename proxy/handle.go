@@ -39,37 +39,51 @@ var clientSpec = vault.Spec{}
 type handleRequest struct {
 	PAN  *string  `json:"pan_number"`
 	PANs []string `json:"pan_numbers"`
+	// Metadata asks for each card's metadata beside its token.
+	Metadata bool `json:"metadata"`
 }
 
 type handleResponse struct {
-	Token  string   `json:"token,omitempty"`
-	Tokens []string `json:"tokens,omitempty"`
+	Token  string     `json:"token,omitempty"`
+	Tokens []string   `json:"tokens,omitempty"`
+	Card   *CardMeta  `json:"card,omitempty"`  // with metadata and pan_number
+	Cards  []CardMeta `json:"cards,omitempty"` // with metadata and pan_numbers, in their order
+}
+
+// handleInput is a checked /handle body.
+type handleInput struct {
+	values   []string
+	single   bool // pan_number, not pan_numbers
+	metadata bool
 }
 
 // serveHandle is POST /handle on the public listener, for anyone:
 // {"pan_number": "..."} → {"token": "..."}, or {"pan_numbers": [...]} →
-// {"tokens": [...]} in one durable commit. Every call mints fresh tokens
-// (anonymousSpec), spends the caller address's budget, and writes one
-// audit line.
+// {"tokens": [...]} in one durable commit; with "metadata": true the answer
+// adds each card's [CardMeta], without its fingerprint (an anonymous caller
+// may not match cards). Every call mints fresh tokens (anonymousSpec),
+// spends the caller address's budget, and writes one audit line.
 func (s *Server) serveHandle(w http.ResponseWriter, r *http.Request) error {
 	ev := audit.Event{Event: "handle", Client: AnonymousClient}
 	return s.audited(w, r, &ev, func() (*handleResponse, error) {
-		values, single, err := s.readHandle(w, r, &ev)
+		in, err := s.readHandle(w, r, &ev)
 		if err != nil {
 			return nil, err
 		}
 		b := s.opts.Budgets
-		if err := s.spend(w, s.budgets.handleAnonymous, budgetHandleAnonymous, sourceKey(r, s.opts.Budgets.TrustedProxies), len(values), b.HandleAnonymous); err != nil {
+		if err := s.spend(w, s.budgets.handleAnonymous, budgetHandleAnonymous, sourceKey(r, s.opts.Budgets.TrustedProxies), len(in.values), b.HandleAnonymous); err != nil {
 			return nil, err
 		}
-		return s.mint(r, values, single, anonymousSpec, pathHandleAnonymous)
+		return s.mint(r, in, anonymousSpec, pathHandleAnonymous, false)
 	})
 }
 
 // serveClientHandle is POST /handle on the auth listener, for a logged-in
 // client (session cookie or certificate): the same request and answer as
 // the public /handle, but convergent (the same card gets the same token),
-// and so an oracle, bounded by the client's budget in values.
+// and so an oracle, bounded by the client's budget in values. Its metadata
+// carries the card's fingerprint: a client that gets the card's stable
+// token learns nothing more from it.
 func (s *Server) serveClientHandle(w http.ResponseWriter, r *http.Request) error {
 	ev := audit.Event{Event: "handle"}
 	return s.audited(w, r, &ev, func() (*handleResponse, error) {
@@ -81,15 +95,15 @@ func (s *Server) serveClientHandle(w http.ResponseWriter, r *http.Request) error
 			return nil, err
 		}
 		ev.Client, ev.Session = client.Name, sess.ID
-		values, single, err := s.readHandle(w, r, &ev)
+		in, err := s.readHandle(w, r, &ev)
 		if err != nil {
 			return nil, err
 		}
 		size := clientBudget(client.HandleBudget, s.opts.Budgets.HandleClient)
-		if err := s.spend(w, s.budgets.handleClient, budgetHandleClient, client.Name, len(values), size); err != nil {
+		if err := s.spend(w, s.budgets.handleClient, budgetHandleClient, client.Name, len(in.values), size); err != nil {
 			return nil, err
 		}
-		return s.mint(r, values, single, clientSpec, pathHandleClient)
+		return s.mint(r, in, clientSpec, pathHandleClient, true)
 	})
 }
 
@@ -112,14 +126,14 @@ func (s *Server) audited(w http.ResponseWriter, r *http.Request, ev *audit.Event
 }
 
 // readHandle reads and checks a /handle body, and sets ev.Count to the
-// number of values it holds. single is true for pan_number.
-func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Event) (values []string, single bool, err error) {
+// number of values it holds.
+func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Event) (handleInput, error) {
 	if err := httpx.AllowMethods(w, r, http.MethodPost); err != nil {
-		return nil, false, err
+		return handleInput{}, err
 	}
 	var req handleRequest
 	if err := httpx.DecodeJSON(w, r, s.opts.MaxBody, &req); err != nil {
-		return nil, false, err
+		return handleInput{}, err
 	}
 	ev.Count = len(req.PANs)
 	if req.PAN != nil {
@@ -127,15 +141,15 @@ func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Ev
 	}
 	switch {
 	case req.PAN != nil && req.PANs != nil:
-		return nil, false, httpx.Errorf(http.StatusBadRequest, CodeInvalidRequest, "send pan_number or pan_numbers, not both")
+		return handleInput{}, httpx.Errorf(http.StatusBadRequest, CodeInvalidRequest, "send pan_number or pan_numbers, not both")
 	case req.PAN == nil && req.PANs == nil:
-		return nil, false, httpx.Errorf(http.StatusBadRequest, CodeMissingField, "pan_number is required")
+		return handleInput{}, httpx.Errorf(http.StatusBadRequest, CodeMissingField, "pan_number is required")
 	case req.PANs != nil && len(req.PANs) == 0:
-		return nil, false, httpx.Errorf(http.StatusBadRequest, CodeInvalidRequest, "pan_numbers is empty")
+		return handleInput{}, httpx.Errorf(http.StatusBadRequest, CodeInvalidRequest, "pan_numbers is empty")
 	case len(req.PANs) > MaxBatch:
-		return nil, false, httpx.Errorf(http.StatusRequestEntityTooLarge, CodeBatchTooLarge, "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
+		return handleInput{}, httpx.Errorf(http.StatusRequestEntityTooLarge, CodeBatchTooLarge, "pan_numbers holds %d values; at most %d per request", len(req.PANs), MaxBatch)
 	}
-	values = req.PANs
+	values := req.PANs
 	if req.PAN != nil {
 		values = []string{*req.PAN}
 	}
@@ -145,26 +159,39 @@ func (s *Server) readHandle(w http.ResponseWriter, r *http.Request, ev *audit.Ev
 			if req.PAN == nil {
 				field = fmt.Sprintf("pan_numbers[%d]", i)
 			}
-			return nil, false, httpx.NewError(http.StatusBadRequest, CodeInvalidPAN, field+" must be 12 to 19 digits (spaces and dashes allowed)", nil)
+			return handleInput{}, httpx.NewError(http.StatusBadRequest, CodeInvalidPAN, field+" must be 12 to 19 digits (spaces and dashes allowed)", nil)
 		}
 	}
-	return values, req.PAN != nil, nil
+	return handleInput{values: values, single: req.PAN != nil, metadata: req.Metadata}, nil
 }
 
-// mint tokenizes values under spec and builds the answer.
-func (s *Server) mint(r *http.Request, values []string, single bool, spec vault.Spec, path string) (*handleResponse, error) {
-	reqs := make([]vault.Request, len(values))
-	for i, v := range values {
+// mint tokenizes in's values under spec and builds the answer, with each
+// card's metadata if asked (its fingerprint only with withFingerprint).
+func (s *Server) mint(r *http.Request, in handleInput, spec vault.Spec, path string, withFingerprint bool) (*handleResponse, error) {
+	reqs := make([]vault.Request, len(in.values))
+	for i, v := range in.values {
 		reqs[i] = vault.Request{Value: v, Spec: spec}
 	}
 	tokens, err := s.tokenize(r, reqs, path)
 	if err != nil {
 		return nil, err
 	}
-	if single {
-		return &handleResponse{Token: tokens[0]}, nil
+	var cards []CardMeta
+	if in.metadata {
+		cards = make([]CardMeta, len(in.values))
+		for i, v := range in.values {
+			d, _ := vault.NormalizePAN(v) // readHandle checked it
+			cards[i] = s.cardMeta(d, withFingerprint)
+		}
 	}
-	return &handleResponse{Tokens: tokens}, nil
+	if in.single {
+		resp := &handleResponse{Token: tokens[0]}
+		if cards != nil {
+			resp.Card = &cards[0]
+		}
+		return resp, nil
+	}
+	return &handleResponse{Tokens: tokens, Cards: cards}, nil
 }
 
 // tokenize runs the vault and records metrics; every tokenizing path uses

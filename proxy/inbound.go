@@ -39,6 +39,10 @@ type Route struct {
 	// Its path, headers and query are still guarded. A route with fields is
 	// always inspected.
 	Uninspected bool
+	// CardHeaders adds the Tok-Card-* headers (see [CardMeta]) to the
+	// forwarded request, describing the card at the first of Fields (in
+	// their order) that the request carries: one card per request.
+	CardHeaders bool
 }
 
 // GuardOptions configures the card-number guard on every proxied request.
@@ -169,11 +173,14 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 		return httpx.Errorf(http.StatusServiceUnavailable, CodeOverloaded, "tok is at capacity; retry shortly")
 	}
 	rt := in.match(r)
+	card := seenCard{field: -1}
 	rewriter := in.fallback
 	if rt != nil {
 		rewriter = rt.rewriter
 	}
 	dropConnectionHeaders(r)
+	dropCardHeaders(r.Header) // only tok sets them: a client must not forge them
+	dropCardHeaders(r.Trailer)
 	// Past an upgrade (WebSocket) the connection is a tunnel tok cannot
 	// read: refused wherever the guard reads bodies.
 	inspected := rt != nil && rt.rewriter.HasFields() || in.s.opts.Guard.Mode != rewrite.GuardOff && (rt == nil || !rt.Uninspected)
@@ -184,14 +191,17 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
-		q, err := rewriter.RewriteQuery(r.URL.RawQuery, in.replacer(w, r, rt))
+		q, err := rewriter.RewriteQuery(r.URL.RawQuery, in.replacer(w, r, rt, &card))
 		if err != nil {
 			return inQuery(err)
 		}
 		r.URL.RawQuery = q
 	}
-	if err := in.rewriteBody(w, r, rt, rewriter); err != nil {
+	if err := in.rewriteBody(w, r, rt, rewriter, &card); err != nil {
 		return err
+	}
+	if card.field >= 0 {
+		setCardHeaders(r.Header, rt.Fields[card.field].selector(), in.s.cardMeta(card.digits, card.matchable))
 	}
 	in.rp.ServeHTTP(w, r)
 	return nil
@@ -247,7 +257,7 @@ func stripH2C(r *http.Request, inspected bool) error {
 // rewriteBody buffers, decodes and rewrites r's body when it must be read:
 // always, unless the guard is off and the route has no fields, or the
 // route opts out of inspection. Those stream through untouched.
-func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rewriter *rewrite.Rewriter) error {
+func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rewriter *rewrite.Rewriter, card *seenCard) error {
 	if !hasBody(r) {
 		return nil
 	}
@@ -280,7 +290,7 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	// Rewrite reads the body as its type says and every other way an app
 	// might (rewrite.Config.ReadAll); a body without a Content-Type is a
 	// form to Rack (Rails, Sinatra), whatever the method.
-	out, err := rewriter.Rewrite(body, ct, in.replacer(w, r, rt))
+	out, err := rewriter.Rewrite(body, ct, in.replacer(w, r, rt, card))
 	if err != nil {
 		return err
 	}
@@ -292,8 +302,9 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 // Guard hits (guard mode tokenize) get the default pan spec; rt is nil on
 // paths without a route. Convergent values spend the source address's
 // inbound budget first: an app that echoes tokens makes its routes an
-// oracle too, and every convergent path has a budget.
-func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundRoute) rewrite.ReplaceFunc {
+// oracle too, and every convergent path has a budget. On a route with
+// card headers, card notes the card they describe.
+func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundRoute, card *seenCard) rewrite.ReplaceFunc {
 	return func(vals []rewrite.Value) ([]string, error) {
 		var pair []int
 		if rt != nil {
@@ -313,9 +324,13 @@ func (in *inbound) replacer(w http.ResponseWriter, r *http.Request, rt *inboundR
 				return nil, httpx.NewError(http.StatusUnprocessableEntity, rewrite.CodeFieldType,
 					"field "+v.Path+" is a JSON number; its route gives it an opaque (non-numeric) token format", nil)
 			}
-			if _, err := spec.Normalize(v.Text); err != nil {
+			d, err := spec.Normalize(v.Text)
+			if err != nil {
 				return nil, httpx.NewError(http.StatusUnprocessableEntity, CodeInvalidCardNumber,
 					"field "+v.Path+" does not hold a valid card number", nil)
+			}
+			if rt != nil && rt.CardHeaders && !v.IsGuardHit() {
+				card.see(v.Spec, spec, d)
 			}
 			reqs[i] = vault.Request{Value: v.Text, Spec: spec}
 			if spec.Bound {

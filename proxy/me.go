@@ -36,6 +36,10 @@ type meResponse struct {
 	KeyVersion      uint32 `json:"key_version"`
 	// BoundTo is the card token a bound value (a CVC) was looked up with.
 	BoundTo string `json:"bound_to,omitempty"`
+	// Card is the card's metadata, for a token of a card number (not of a
+	// bound value); its fingerprint only for clients allowed to reveal,
+	// as for Hash.
+	Card *CardMeta `json:"card,omitempty"`
 }
 
 // serveMe is GET /@me?token=... or POST /@me {"token": "..."}: look a token
@@ -113,6 +117,9 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	if bound != "" {
 		resp.BoundTo = ev.BoundTo
+	} else if d, err := vault.NormalizePAN(rv.Value); err == nil {
+		m := s.cardMeta(d, client.Reveal)
+		resp.Card = &m
 	}
 	if client.Reveal {
 		resp.PAN = rv.Value

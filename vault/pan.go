@@ -79,15 +79,25 @@ func Luhn(d string) bool {
 // candidates once the Luhn check is applied).
 func Mask(d string) string {
 	n := len(d)
+	first, last := MaskShows(n)
+	return d[:first] + strings.Repeat("*", n-first-last) + d[n-last:]
+}
+
+// MaskShows returns how many leading and trailing digits [Mask] shows of
+// a digit string of n characters: none below MinPANLength, else the first 6
+// and last 4 with the prefix, then the suffix, shortened until
+// MinRandomDigits stay hidden. Whatever shows a part of a PAN (card
+// metadata's issuer prefix and last four) shows no more than this.
+func MaskShows(n int) (first, last int) {
 	if n < MinPANLength {
-		return strings.Repeat("*", n)
+		return 0, 0
 	}
-	first, last := DefaultKeepFirst, DefaultKeepLast
+	first, last = DefaultKeepFirst, DefaultKeepLast
 	for n-first-last < MinRandomDigits && first > 0 {
 		first--
 	}
 	for n-first-last < MinRandomDigits && last > 0 {
 		last--
 	}
-	return d[:first] + strings.Repeat("*", n-first-last) + d[n-last:]
+	return first, last
 }

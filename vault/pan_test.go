@@ -241,3 +241,23 @@ func TestMaskNeverShowsMore(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskShows checks that MaskShows counts exactly the digits Mask
+// leaves visible, at every length.
+func TestMaskShows(t *testing.T) {
+	const digits = "98765432109876543210987654321"
+	for n := 0; n <= len(digits); n++ {
+		first, last := MaskShows(n)
+		m := Mask(digits[:n])
+		shown := strings.TrimLeft(m, "0123456789")
+		if lead := n - len(shown); lead != first && n >= MinPANLength {
+			t.Errorf("MaskShows(%d) first = %d, Mask %q shows %d", n, first, m, lead)
+		}
+		if tail := len(m) - len(strings.TrimRight(m, "0123456789")); tail != last {
+			t.Errorf("MaskShows(%d) last = %d, Mask %q shows %d", n, last, m, tail)
+		}
+		if n >= MinPANLength && n-first-last < MinRandomDigits {
+			t.Errorf("MaskShows(%d) = %d, %d: fewer than %d hidden", n, first, last, MinRandomDigits)
+		}
+	}
+}

@@ -139,6 +139,10 @@ type order struct {
 	Currency    string    `json:"currency"`
 	// Body is the request body exactly as received.
 	Body string `json:"body"`
+	// CardHeaders are the Tok-Card-* headers the checkout came with: tok
+	// sets them on a route with card_headers (and drops any a shopper
+	// sends), so the shop can show "Visa ending 1111" without a card.
+	CardHeaders map[string]string `json:"card_headers,omitempty"`
 	// Charge is the latest attempt to charge the order, if any.
 	Charge *chargeRecord `json:"charge,omitempty"`
 
@@ -222,7 +226,7 @@ func (a *app) checkout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	o := a.record(ct, co, body)
+	o := a.record(ct, co, body, cardHeaders(r.Header))
 	writeJSON(w, http.StatusOK, struct {
 		OrderID string `json:"order_id"`
 		Card    card   `json:"card"`
@@ -269,7 +273,7 @@ func (a *app) find(id string) (*order, bool) {
 }
 
 // record stores an order, forgetting the oldest beyond maxOrders.
-func (a *app) record(contentType string, co checkoutData, body []byte) order {
+func (a *app) record(contentType string, co checkoutData, body []byte, cardHeaders map[string]string) order {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.seq++
@@ -281,6 +285,7 @@ func (a *app) record(contentType string, co checkoutData, body []byte) order {
 		Amount:      co.amount,
 		Currency:    co.currency,
 		Body:        string(body),
+		CardHeaders: cardHeaders,
 	}
 	if len(a.orders) == maxOrders {
 		copy(a.orders, a.orders[1:])
@@ -288,6 +293,20 @@ func (a *app) record(contentType string, co checkoutData, body []byte) order {
 	}
 	a.orders = append(a.orders, o)
 	return o
+}
+
+// cardHeaders returns h's Tok-Card-* headers, or nil if it has none.
+func cardHeaders(h http.Header) map[string]string {
+	var out map[string]string
+	for name := range h {
+		if strings.HasPrefix(name, "Tok-Card-") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = h.Get(name)
+		}
+	}
+	return out
 }
 
 // checkoutData is what the app reads from a checkout.

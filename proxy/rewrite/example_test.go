@@ -32,3 +32,15 @@ func ExampleRewriter_Rewrite() {
 	// {"card": {"number": "4111119876541111"}, "items": [{"card": {"number": 4111119876541111}}]} <nil>
 	// rewrite: card_number_detected at "note": card-like number outside the configured fields
 }
+
+func ExampleBrand() {
+	for _, d := range []string{"4111111111111111", "6011111111111117", "378282246310005", "3782822463100050"} {
+		name, ok := rewrite.Brand(d)
+		fmt.Println(d[:4], len(d), name, ok)
+	}
+	// Output:
+	// 4111 16 visa true
+	// 6011 16 discover true
+	// 3782 15 amex true
+	// 3782 16  false
+}

@@ -128,6 +128,31 @@ func NetworkOf(d string) string {
 	return strings.Join(out, " ")
 }
 
+// Brand returns the card network that issues numbers like d, a string of
+// ASCII digits, read from the guard's table by prefix and length alone: the
+// Luhn check is not applied (see [IsCardNumber] for the guard's test). The
+// entry with the longest matching prefix wins (6011 is Discover, not the
+// RuPay 60 range), and where one range is shared the first network named
+// there. ok is false, and name "", when no network of the table issues a
+// card of d's prefix and length. It is safe to log: it names a network,
+// not digits.
+func Brand(d string) (name string, ok bool) {
+	if len(d) < minCardDigits || len(d) > maxCardDigits || !isDigits(d) {
+		return "", false
+	}
+	best := -1
+	for i, b := range brands {
+		if b.covers(d) && (best < 0 || len(b.lo) > len(brands[best].lo)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", false
+	}
+	name, _, _ = strings.Cut(brands[best].networks, " ")
+	return name, true
+}
+
 // covers reports whether d starts in b's range and has a length b issues.
 func (b brand) covers(d string) bool {
 	n := len(b.lo)

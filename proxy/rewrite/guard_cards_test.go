@@ -123,3 +123,50 @@ func TestRewriteCards(t *testing.T) {
 		t.Errorf("Rewrite(form) = %s, %v", out, err)
 	}
 }
+
+// TestBrand reads the guard's own table: the network by prefix and length,
+// the longest prefix first, whatever the Luhn check says.
+func TestBrand(t *testing.T) {
+	tests := []struct {
+		d, want string
+	}{
+		{"4111111111111111", "visa"},
+		{"4111111111111112", "visa"}, // fails the Luhn check: still a Visa number
+		{"4222222222222", "visa"},    // 13 digits
+		{"41111111111111111", ""},    // Visa issues no 17-digit card
+		{"5555555555554444", "mastercard"},
+		{"2223003122003222", "mastercard"}, // 2-series
+		{"5552139992521777", "mastercard"}, // the prototype's example PAN
+		{"378282246310005", "amex"},
+		{"3782822463100050", ""},         // Amex has 15 digits
+		{"6011111111111117", "discover"}, // 6011 beats RuPay's 60
+		{"6062828888666688", "rupay"},    // the 60 range, first named
+		{"6500000000000002", "discover"}, // a shared range: the first named
+		{"3530111333300000", "jcb"},
+		{"30569309025904", "diners"},
+		{"6200000000000005", "unionpay"},
+		{"2200000000000004", "mir"}, // 2200 beats nothing shorter: Mastercard starts at 2221
+		{"6759649826438453", "maestro"},
+		{"5019717010103742", "dankort"}, // 5019 is Dankort, not Maestro
+		{"9792000000000001", "troy"},
+		{"1234567890123456", ""}, // UATP and unknown prefixes
+		{"411111111111", ""},     // 12 digits: no network of the table
+		{"41111111111111x1", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		got, ok := Brand(tt.d)
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("Brand(%q) = %q, %v, want %q", tt.d, got, ok, tt.want)
+		}
+	}
+	// Every network of the table is some number's brand, and every brand
+	// is a network the guard knows: one table for both.
+	for _, b := range brands {
+		d := b.lo + strings.Repeat("0", b.min-len(b.lo))
+		name, ok := Brand(d)
+		if !ok || !slices.Contains(Networks(), name) {
+			t.Errorf("Brand(%s…, %d digits) = %q, %v, want a network of %q", b.lo, b.min, name, ok, Networks())
+		}
+	}
+}
