@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tokproxy/tok/proxy/rewrite"
+)
+
+// wouldRefuseCount is tok_would_refuse_total for route and code.
+func (e *inboundEnv) wouldRefuseCount(t *testing.T, route, code string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := e.srv.metrics.wouldRefuse.WithLabelValues(ListenerPublic, route, code).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// report fetches GET /report from the admin listener.
+func (e *inboundEnv) report(t *testing.T) reportView {
+	t.Helper()
+	r := do(t, e.client, "GET", e.admin.URL+"/report", "", "")
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("GET /report: status %d (%s)", r.StatusCode, r.body)
+	}
+	if pan := findPAN(r.body); pan != "" {
+		t.Errorf("GET /report holds a card number: %s", r.body)
+	}
+	var v reportView
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("GET /report: %v in %s", err, r.body)
+	}
+	return v
+}
+
+// rejectOffset is the byte offset reject mode's refusal of body names on
+// the checkout route: what report mode must record.
+func rejectOffset(t *testing.T, body string) (string, int) {
+	t.Helper()
+	rw, err := rewrite.New(rewrite.Config{Guard: rewrite.GuardReject, ReadAll: true, Ignore: []string{"order.id"},
+		Fields: []rewrite.Field{{JSON: "card.number"}, {JSON: "card.cvc", Spec: 1}, {JSON: "items.#.card.number", Spec: 2}, {Form: "card[number]", Spec: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rw.Rewrite([]byte(body), "application/json", dryReplace)
+	var re *rewrite.Error
+	if !errors.As(err, &re) || re.Code != rewrite.CodeCardNumberDetected {
+		t.Fatalf("reject mode: %v, want card_number_detected", err)
+	}
+	return re.Path, re.Offset
+}
+
+// TestReportForward: in report mode a request reject mode would refuse
+// reaches the app unchanged (the route's fields still tokenized), and the
+// decision shows in the metric, the log and GET /report with reject mode's
+// code, path and offset, never the number.
+func TestReportForward(t *testing.T) {
+	t.Parallel()
+	e := newInboundEnv(t, inboundConfig{opts: func(o *Options) { o.Guard.Mode = rewrite.GuardReport }})
+	body := `{"card":{"number":"` + panVisa + `"},"note":"pay with ` + panMC + `"}`
+	path, offset := rejectOffset(t, body)
+
+	n := e.up.count()
+	r := e.send("POST", "/checkout", "application/json", []byte(body))
+	if r.StatusCode != http.StatusOK || e.up.count() != n+1 {
+		t.Fatalf("status %d (%s), upstream got %d requests; want 200 and the request forwarded", r.StatusCode, r.body, e.up.count()-n)
+	}
+	got := string(e.up.since(n)[0].Body)
+	if strings.Contains(got, panVisa) || !strings.Contains(got, `"note":"pay with `+panMC+`"`) {
+		t.Errorf("the upstream received %s; want card.number tokenized and the note as sent", got)
+	}
+	if c := e.wouldRefuseCount(t, "checkout", "card_number_detected"); c != 1 {
+		t.Errorf("tok_would_refuse_total{route=checkout,code=card_number_detected} = %v, want 1", c)
+	}
+	var line map[string]any
+	for l := range strings.SplitSeq(e.log.String(), "\n") {
+		if strings.Contains(l, "report mode") {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if line["level"] != "WARN" || line["route"] != "checkout" || line["code"] != "card_number_detected" || line["path"] != path || line["offset"] != float64(offset) || line["where"] != "body" {
+		t.Errorf("log line %v; want WARN route checkout, code card_number_detected, where body, path %q, offset %d", line, path, offset)
+	}
+
+	// A card in a header and one in the query, on a path without a route.
+	n = e.up.count()
+	if r := e.send("GET", "/account?ref="+panMC, "", nil, "X-Card-Number", panVisa); r.StatusCode != http.StatusOK || e.up.count() != n+1 {
+		t.Fatalf("status %d (%s); want 200 and the request forwarded", r.StatusCode, r.body)
+	}
+	if u := e.up.since(n)[0]; u.Header.Get("X-Card-Number") != panVisa || u.RawQuery != "ref="+panMC {
+		t.Errorf("the upstream received header %q, query %q; want both as sent", u.Header.Get("X-Card-Number"), u.RawQuery)
+	}
+	if c := e.wouldRefuseCount(t, noRouteLabel, "card_number_detected"); c != 2 {
+		t.Errorf("tok_would_refuse_total{route=-} = %v, want 2 (header and query)", c)
+	}
+
+	v := e.report(t)
+	want := []reportCount{{noRouteLabel, "card_number_detected", 2}, {"checkout", "card_number_detected", 1}}
+	if len(v.Total) != 2 || v.Total[0] != want[0] || v.Total[1] != want[1] {
+		t.Errorf("GET /report total = %+v, want %+v", v.Total, want)
+	}
+	if len(v.Minutes) != 1 || len(v.Recent) != 3 {
+		t.Fatalf("GET /report: %d minutes and %d recent, want 1 and 3: %+v", len(v.Minutes), len(v.Recent), v)
+	}
+	if d := v.Recent[2]; d.Route != "checkout" || d.Where != "body" || d.Path != path || d.Offset != offset {
+		t.Errorf("oldest decision %+v; want checkout body %q at %d", d, path, offset)
+	}
+	if d := v.Recent[1]; d.Where != "request" || d.Path != "header X-Card-Number" {
+		t.Errorf("decision %+v; want the header", d)
+	}
+	if d := v.Recent[0]; d.Where != "query" || d.Path != "ref" {
+		t.Errorf("newest decision %+v; want the query key ref", d)
+	}
+
+	// A request reject mode passes is not recorded.
+	n = e.up.count()
+	e.forwarded(t, e.send("POST", "/checkout", "application/json", []byte(`{"card":{"number":"`+panVisa+`"}}`)), n)
+	if got := e.report(t); len(got.Recent) != 3 {
+		t.Errorf("GET /report lists %d decisions after a clean request, want still 3", len(got.Recent))
+	}
+}
+
+// TestReportTokenize: report_then tokenize records the decision and then
+// acts as tokenize mode: the card in the body is tokenized, a card in a
+// header refused.
+func TestReportTokenize(t *testing.T) {
+	t.Parallel()
+	e := newInboundEnv(t, inboundConfig{opts: func(o *Options) {
+		o.Guard.Mode, o.Guard.ReportThen = rewrite.GuardReport, ReportTokenize
+	}})
+	n := e.up.count()
+	e.forwarded(t, e.send("POST", "/checkout", "application/json", []byte(`{"card":{"number":"`+panVisa+`"},"note":"`+panMC+`"}`)), n)
+	if c := e.wouldRefuseCount(t, "checkout", "card_number_detected"); c != 1 {
+		t.Errorf("tok_would_refuse_total = %v, want 1", c)
+	}
+	n = e.up.count()
+	e.refused(t, e.send("GET", "/", "", nil, "X-Card-Number", panVisa), n, http.StatusUnprocessableEntity, "card_number_detected")
+	if c := e.wouldRefuseCount(t, noRouteLabel, "card_number_detected"); c != 1 {
+		t.Errorf("tok_would_refuse_total{route=-} = %v, want 1: the header is recorded, then refused", c)
+	}
+}
+
+// TestReportOneRoute: one route in report mode while the rest reject.
+func TestReportOneRoute(t *testing.T) {
+	t.Parallel()
+	report := rewrite.GuardReport
+	e := newInboundEnv(t, inboundConfig{opts: func(o *Options) { o.Routes[0].Guard = &report }})
+	body := []byte(`{"card":{"number":"` + panVisa + `"},"note":"` + panMC + `"}`)
+	n := e.up.count()
+	if r := e.send("POST", "/checkout", "application/json", body); r.StatusCode != http.StatusOK || e.up.count() != n+1 {
+		t.Fatalf("checkout: status %d (%s); want 200 and the request forwarded", r.StatusCode, r.body)
+	}
+	n = e.up.count()
+	e.refused(t, e.send("POST", "/profile", "application/json", body), n, http.StatusUnprocessableEntity, "card_number_detected")
+	v := e.report(t)
+	if len(v.Total) != 1 || v.Total[0] != (reportCount{"checkout", "card_number_detected", 1}) {
+		t.Errorf("GET /report total = %+v, want checkout once", v.Total)
+	}
+}
+
+// TestReportAdminOnly: GET /report is an admin endpoint: cross-site
+// requests are refused like the other admin operations'.
+func TestReportAdminOnly(t *testing.T) {
+	t.Parallel()
+	e := newInboundEnv(t, inboundConfig{})
+	r := do(t, e.client, "GET", e.admin.URL+"/report", "", "", "Sec-Fetch-Site", "cross-site")
+	wantError(t, r, http.StatusForbidden, CodeCrossSite)
+	if r := do(t, e.client, "GET", e.public.URL+"/report", "", ""); strings.Contains(string(r.body), `"recent"`) {
+		t.Errorf("the public listener answers /report: %s", r.body)
+	}
+}
