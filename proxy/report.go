@@ -97,6 +97,7 @@ type reports struct {
 	mu      sync.Mutex
 	minutes [reportMinutes]reportMinute // ring indexed by unix minute
 	recent  []Decision                  // oldest first, at most reportRecent
+	added   int                         // decisions added since the start
 }
 
 type reportMinute struct {
@@ -120,6 +121,26 @@ func (rp *reports) add(d Decision) {
 		rp.recent = slices.Delete(rp.recent, 0, 1)
 	}
 	rp.recent = append(rp.recent, d)
+	rp.added++
+}
+
+// count is how many decisions have been added so far.
+func (rp *reports) count() int {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	return rp.added
+}
+
+// since returns the decisions added after the first n (as far as the
+// latest reportRecent go back), oldest first.
+func (rp *reports) since(n int) []Decision {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	k := min(rp.added-n, len(rp.recent))
+	if k <= 0 {
+		return nil
+	}
+	return slices.Clone(rp.recent[len(rp.recent)-k:])
 }
 
 // reportCount is one route and code's count.

@@ -49,9 +49,23 @@ inbound:
 		t.Errorf("tok check warns about profile, which rejects: %s", out+errOut)
 	}
 
-	s := startTok(t, dir, cfg)
 	const stray = "5555555555554444"
 	body := `{"card":{"number":"` + testPAN + `"},"note":"` + stray + `"}`
+
+	// tok explain shows the decision report mode records, and that the
+	// request goes on.
+	req := writeFile(t, dir, "checkout.http", "POST /checkout HTTP/1.1\nHost: shop.example\nContent-Type: application/json\n\n"+body+"\n")
+	code, out, errOut = tok(t, dir, "", "explain", "-config", cfg, "-json", req)
+	var ex explained
+	if err := json.Unmarshal([]byte(out), &ex); code != 0 || err != nil {
+		t.Fatalf("tok explain: exit %d, %v: %s %s", code, err, out, errOut)
+	}
+	wantGuard := fmt.Sprintf("report mode: reject mode would refuse this request (card_number_detected at note in the body, byte %d); recorded, then guard.report_then: forward", strings.Index(body, `"`+stray))
+	if ex.Guard != wantGuard || !ex.Verdict.Forwarded || strings.Contains(out, stray) {
+		t.Errorf("tok explain: guard %q, forwarded %v; want %q, forwarded, and no card number in %s", ex.Guard, ex.Verdict.Forwarded, wantGuard, out)
+	}
+
+	s := startTok(t, dir, cfg)
 	post := func(path string) int {
 		t.Helper()
 		resp, err := http.Post("http://"+s.addrs["public"]+path, "application/json", strings.NewReader(body))
