@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -175,5 +176,40 @@ func TestReportAdminOnly(t *testing.T) {
 	wantError(t, r, http.StatusForbidden, CodeCrossSite)
 	if r := do(t, e.client, "GET", e.public.URL+"/report", "", ""); strings.Contains(string(r.body), `"recent"`) {
 		t.Errorf("the public listener answers /report: %s", r.body)
+	}
+}
+
+// TestReportWindow: GET /report counts the last hour by minute; a decision
+// older than that leaves the counts but stays among the latest.
+func TestReportWindow(t *testing.T) {
+	rp := newReports()
+	t0 := time.Date(2026, 12, 5, 10, 0, 30, 0, time.UTC)
+	rp.add(Decision{Time: t0, Route: "checkout", Code: "card_number_detected"})
+	rp.add(Decision{Time: t0.Add(time.Minute), Route: "checkout", Code: "card_number_detected"})
+	rp.add(Decision{Time: t0.Add(time.Minute), Route: "-", Code: "card_number_detected"})
+	v := rp.view(t0.Add(2 * time.Minute))
+	if len(v.Minutes) != 2 || len(v.Total) != 2 || v.Total[1] != (reportCount{"checkout", "card_number_detected", 2}) {
+		t.Errorf("view = %+v, want 2 minutes and checkout counted twice", v)
+	}
+	v = rp.view(t0.Add(60 * time.Minute))
+	if len(v.Minutes) != 1 || len(v.Total) != 2 || v.Total[1].Count != 1 || len(v.Recent) != 3 {
+		t.Errorf("an hour on: view = %+v, want the first minute gone from the counts, all 3 still recent", v)
+	}
+	if v := rp.view(t0.Add(3 * time.Hour)); len(v.Total) != 0 || len(v.Minutes) != 0 || len(v.Recent) != 3 {
+		t.Errorf("three hours on: view = %+v, want no counts, 3 recent", v)
+	}
+	// A slot reused an hour later counts afresh.
+	rp.add(Decision{Time: t0.Add(time.Hour), Route: "checkout", Code: "card_number_detected"})
+	if v := rp.view(t0.Add(time.Hour)); len(v.Minutes) != 2 || len(v.Minutes[1].Counts) != 1 || v.Minutes[1].Counts[0] != (reportCount{"checkout", "card_number_detected", 1}) {
+		t.Errorf("reused minute: view = %+v, want its minute to count checkout once", v)
+	}
+	for i := range reportRecent + 5 {
+		rp.add(Decision{Time: t0.Add(time.Hour), Route: "r", Code: "c", Offset: i})
+	}
+	if got := rp.since(rp.count() - 2); len(got) != 2 || got[1].Offset != reportRecent+4 {
+		t.Errorf("since = %+v, want the last two", got)
+	}
+	if v := rp.view(t0.Add(time.Hour)); len(v.Recent) != reportRecent || v.Recent[0].Offset != reportRecent+4 {
+		t.Errorf("recent holds %d, newest %+v; want %d, newest first", len(v.Recent), v.Recent[0], reportRecent)
 	}
 }
