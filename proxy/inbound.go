@@ -185,11 +185,19 @@ func newGuardSet(mode rewrite.GuardMode, then ReportThen, label string, build fu
 	return g, err
 }
 
-// decide records err, a refusal of g's deciding rewriter in report mode,
-// as one reject mode would make, and returns nil. An error that is not a
-// refusal is returned: report mode records decisions, it does not forward
-// what tok failed to read.
-func (in *inbound) decide(r *http.Request, g guardSet, where string, err error) error {
+// wouldRefuse is the refusal reject mode would make of a request, and
+// where: report mode records it once the request is let through.
+type wouldRefuse struct {
+	where string // body, query or request
+	err   *rewrite.Error
+}
+
+// decide keeps err, a refusal of g's deciding rewriter in report mode, in
+// *would, unless an earlier part of the request was refused already:
+// reject mode stops at its first refusal. An error that is not a refusal
+// is returned: report mode records decisions, it does not forward what
+// tok failed to read.
+func decide(would **wouldRefuse, where string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -197,7 +205,9 @@ func (in *inbound) decide(r *http.Request, g guardSet, where string, err error) 
 	if !errors.As(err, &re) {
 		return err
 	}
-	in.s.wouldRefuse(r, g.label, where, re)
+	if *would == nil {
+		*would = &wouldRefuse{where: where, err: re}
+	}
 	return nil
 }
 
@@ -268,8 +278,11 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	if err := stripH2C(r, inspected); err != nil {
 		return err
 	}
+	// In report mode the deciding rewriter reads each part first; what it
+	// would refuse is recorded only once the request is let through.
+	var would *wouldRefuse
 	if g.decide != nil {
-		if err := in.decide(r, g, "request", g.decide.GuardRequest(r.URL.Path, r.Host, r.Header, in.ignoreH)); err != nil {
+		if err := decide(&would, "request", g.decide.GuardRequest(r.URL.Path, r.Host, r.Header, in.ignoreH)); err != nil {
 			return err
 		}
 	}
@@ -277,9 +290,9 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if g.reads() && r.URL.RawQuery != "" {
-		if g.decide != nil {
+		if g.decide != nil && would == nil {
 			_, err := g.decide.RewriteQuery(r.URL.RawQuery, dryReplace)
-			if err := in.decide(r, g, "query", err); err != nil {
+			if err := decide(&would, "query", err); err != nil {
 				return inQuery(err)
 			}
 		}
@@ -289,8 +302,11 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		r.URL.RawQuery = q
 	}
-	if err := in.rewriteBody(w, r, rt, g); err != nil {
+	if err := in.rewriteBody(w, r, rt, g, &would); err != nil {
 		return err
+	}
+	if would != nil {
+		in.s.wouldRefuse(r, g.label, would.where, would.err)
 	}
 	in.rp.ServeHTTP(w, r)
 	return nil
@@ -346,7 +362,9 @@ func stripH2C(r *http.Request, inspected bool) error {
 // rewriteBody buffers, decodes and rewrites r's body when it must be read:
 // always, unless the guard is off and the route has no fields, or the
 // route opts out of inspection. Those stream through untouched.
-func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, g guardSet) error {
+// In report mode, what the deciding rewriter would refuse is kept in
+// *would (see decide).
+func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, g guardSet, would **wouldRefuse) error {
 	if !hasBody(r) {
 		return nil
 	}
@@ -370,7 +388,7 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 
 	case err != nil:
 		if g.decide != nil && !rewriter.HasFields() && g.actMode == rewrite.GuardOff {
-			return in.decide(r, g, "body", err) // forwarded unread, as with the guard off
+			return decide(would, "body", err) // forwarded unread, as with the guard off
 		}
 		return err
 	case rewriter.HasFields() && media == rewrite.MediaOther:
@@ -383,9 +401,9 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	// Rewrite reads the body as its type says and every other way an app
 	// might (rewrite.Config.ReadAll); a body without a Content-Type is a
 	// form to Rack (Rails, Sinatra), whatever the method.
-	if g.decide != nil {
+	if g.decide != nil && *would == nil {
 		_, err := g.decide.Rewrite(body, ct, dryReplace)
-		if err := in.decide(r, g, "body", err); err != nil {
+		if err := decide(would, "body", err); err != nil {
 			return err
 		}
 	}
