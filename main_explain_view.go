@@ -26,7 +26,8 @@ type explanation struct {
 	// digits masked; empty when nothing is forwarded.
 	Forwarded string `json:"forwarded,omitempty"`
 
-	forwarded []byte // unmasked, for tok test's "forwarded contains"
+	forwarded   []byte           // unmasked, for tok test's "forwarded contains"
+	wouldRefuse []proxy.Decision // report mode's records
 }
 
 type explainedField struct {
@@ -104,6 +105,7 @@ func (s *dryRunSession) describe(line string, res *proxy.DryRunResult) *explanat
 		}
 	}
 	ex.Verdict = v
+	ex.wouldRefuse = res.WouldRefuse
 	ex.Guard = s.guardVerdict(ex)
 	if res.Forwarded != nil {
 		ex.forwarded = res.Forwarded
@@ -114,6 +116,18 @@ func (s *dryRunSession) describe(line string, res *proxy.DryRunResult) *explanat
 
 // guardVerdict says what the card-number guard made of the request.
 func (s *dryRunSession) guardVerdict(ex *explanation) string {
+	if len(ex.wouldRefuse) > 0 {
+		d := ex.wouldRefuse[0]
+		where := "in the " + d.Where
+		if d.Path != "" {
+			where = "at " + d.Path + " in the " + d.Where
+		}
+		if d.Offset >= 0 {
+			where += fmt.Sprintf(", byte %d", d.Offset)
+		}
+		return fmt.Sprintf("report mode: reject mode would refuse this request (%s %s); recorded, then guard.report_then: %s",
+			d.Code, where, s.cfg.Guard.ReportThen)
+	}
 	if s.cfg.Guard.Mode == rewrite.GuardOff {
 		return "off (guard.mode: off): card-like numbers outside the fields are not looked for"
 	}

@@ -55,7 +55,7 @@ func proxyOptions(cfg *config.Config, getenv func(string) string) (proxy.Options
 	}
 	routes := make([]proxy.Route, len(cfg.Inbound))
 	for i, r := range cfg.Inbound {
-		routes[i] = proxy.Route{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Uninspected: !r.Inspected(), CardHeaders: r.CardHeaders}
+		routes[i] = proxy.Route{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Uninspected: !r.Inspected(), CardHeaders: r.CardHeaders, Guard: r.Guard}
 		for _, f := range r.Fields {
 			spec, err := f.Spec()
 			if err != nil {
@@ -103,7 +103,7 @@ func proxyOptions(cfg *config.Config, getenv func(string) string) (proxy.Options
 		LoginSourceRate:        cfg.Lockout.SourceRate,
 		Upstream:               upstream,
 		Routes:                 routes,
-		Guard:                  proxy.GuardOptions{Mode: cfg.Guard.Mode, Ignore: cfg.Guard.Ignore, IgnoreHeaders: cfg.Guard.IgnoreHeaders},
+		Guard:                  proxy.GuardOptions{Mode: cfg.Guard.Mode, Ignore: cfg.Guard.Ignore, IgnoreHeaders: cfg.Guard.IgnoreHeaders, ReportThen: cfg.Guard.ReportThen},
 		MaxDepth:               cfg.Limits.MaxDepth,
 		MaxInFlight:            cfg.Limits.MaxInFlight,
 		Egress:                 egress,

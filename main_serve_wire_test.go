@@ -414,6 +414,13 @@ func wireRows() map[string]wireRow {
 		"guard.mode": {yaml: "guard: {mode: tokenize}", check: func(t *testing.T, e wireEnv) {
 			expect(t, e.opts.Guard.Mode == rewrite.GuardTokenize, "Guard = %+v", e.opts.Guard)
 		}},
+		"inbound[].guard": {yaml: inbound("match: {path: /upload}\ninspect: false\nguard: report\n"), check: func(t *testing.T, e wireEnv) {
+			g := e.opts.Routes[0].Guard
+			expect(t, g != nil && *g == rewrite.GuardReport, "Routes = %+v", e.opts.Routes)
+		}},
+		"guard.report_then": {yaml: "guard: {mode: report, report_then: tokenize}", check: func(t *testing.T, e wireEnv) {
+			expect(t, e.opts.Guard.Mode == rewrite.GuardReport && e.opts.Guard.ReportThen == proxy.ReportTokenize, "Guard = %+v", e.opts.Guard)
+		}},
 		"guard.ignore": {yaml: "guard: {ignore: [order.id]}", check: func(t *testing.T, e wireEnv) {
 			expect(t, slices.Equal(e.opts.Guard.Ignore, []string{"order.id"}), "Guard = %+v", e.opts.Guard)
 		}},

@@ -375,6 +375,18 @@ type Route struct {
 	// carries. False (the default): none. Tok-Card-* headers a client sends
 	// are dropped on every route either way.
 	CardHeaders bool `yaml:"card_headers"`
+	// Guard, if set, is reject or report: the route's guard mode instead
+	// of guard.mode, so one route can be rolled out in report mode while
+	// the others reject (or stay rejecting while the rest report).
+	Guard *rewrite.GuardMode `yaml:"guard"`
+}
+
+// GuardMode is r's guard mode: its own, or g's.
+func (r Route) GuardMode(g Guard) rewrite.GuardMode {
+	if r.Guard != nil {
+		return *r.Guard
+	}
+	return g.Mode
 }
 
 // Inspected reports whether the guard reads r's bodies.
@@ -471,8 +483,13 @@ func (f Field) Selector() string {
 
 // Guard configures the card-number guard.
 type Guard struct {
-	Mode   rewrite.GuardMode `yaml:"mode"` // reject (the zero value), tokenize or off
+	Mode   rewrite.GuardMode `yaml:"mode"` // reject (the zero value), report, tokenize or off
 	Ignore []string          `yaml:"ignore"`
+	// ReportThen is what report mode (guard.mode or a route's guard) does
+	// with a request reject mode would refuse, once recorded: forward it as
+	// the guard-off mode would, or tokenize as tokenize mode does. Empty:
+	// forward.
+	ReportThen proxy.ReportThen `yaml:"report_then"`
 	// IgnoreHeaders names request headers (any case) the guard does not
 	// read. If absent, DefaultIgnoreHeaders; [] reads every header.
 	IgnoreHeaders []string `yaml:"ignore_headers"`
@@ -539,6 +556,7 @@ func (c *Config) fillDefaults() {
 		c.Vault.Bolt = DefaultBoltPath
 	}
 	setDefault(&c.Vault.Keyring, DefaultKeyringPath)
+	setDefault(&c.Guard.ReportThen, proxy.ReportForward)
 	setDefault(&c.Limits.MaxBody, proxy.DefaultMaxBody)
 	setDefault(&c.Limits.MaxDepth, rewrite.DefaultMaxDepth)
 	setDefault(&c.Limits.MaxInFlight, proxy.DefaultMaxInFlight)

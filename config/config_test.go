@@ -109,7 +109,7 @@ func TestDefaults(t *testing.T) {
 			ClientThreshold: proxy.DefaultLockoutClientThreshold, SourceRate: proxy.DefaultLoginSourceRate},
 		Budgets: Budgets{Window: proxy.DefaultBudgetWindow, HandleAnonymous: proxy.DefaultHandleAnonymousBudget,
 			HandleClient: proxy.DefaultHandleClientBudget, Inbound: proxy.DefaultInboundBudget, Reveal: proxy.DefaultRevealBudget},
-		Guard: Guard{Mode: rewrite.GuardReject, IgnoreHeaders: DefaultIgnoreHeaders},
+		Guard: Guard{Mode: rewrite.GuardReject, IgnoreHeaders: DefaultIgnoreHeaders, ReportThen: proxy.ReportForward},
 	}
 	for _, tc := range []struct{ name, yaml string }{
 		{"empty file", ""},
@@ -328,9 +328,12 @@ func TestValidation(t *testing.T) {
 		{"egress bind", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - form: card[cvc]\n        bind: card[number]\n",
 			[]want{{7, "egress[0].fields[0].bind", "names no form field"}}},
 		{"trusted proxies", "budgets:\n  trusted_proxies: [10.0.0.0/8, \"::1\", 192.0.2.7, nope, 10.0.0.0/33]\n", []want{{2, "budgets.trusted_proxies[3]", "not an address or a CIDR prefix"}, {2, "budgets.trusted_proxies[4]", "not an address"}}},
-		{"guard mode", "guard: {mode: loud}", []want{{1, "guard.mode", "use reject, tokenize or off"}}},
+		{"guard mode", "guard: {mode: loud}", []want{{1, "guard.mode", "use reject, report, tokenize or off"}}},
 		{"enum refusals beside other problems", "guard: {mode: loud}\nlimits: {max_depth: 5000}\ntls:\n  auth: {cert_file: config_test.go, key_file: config_test.go, client_auth: [x]}\nsession: {idle: 1h}\n",
-			[]want{{1, "guard.mode", "use reject, tokenize or off"}, {2, "limits.max_depth", "out of range"}, {4, "tls.auth.client_auth", "want a string"}, {5, "session.idle", ""}}},
+			[]want{{1, "guard.mode", "use reject, report, tokenize or off"}, {2, "limits.max_depth", "out of range"}, {4, "tls.auth.client_auth", "want a string"}, {5, "session.idle", ""}}},
+		{"route guard tokenize", "upstream: http://127.0.0.1:3000\ninbound:\n  - name: r\n    match: {path: /x}\n    guard: tokenize\n    fields:\n      - json: card.number\n",
+			[]want{{5, "inbound[0].guard", "a route's guard is reject or report"}}},
+		{"report_then", "guard: {mode: report, report_then: maybe}", []want{{1, "guard.report_then", "use forward or tokenize"}}},
 		{"guard ignore empty", "guard:\n  ignore: [a, \"\"]\n", []want{{2, "guard.ignore[1]", "empty"}}},
 		{"egress http remote", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: http://api.psp.example\n", []want{{4, "egress[0].upstream", "use https"}}},
 		{"egress http loopback ok", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: http://[::1]:4000\n  - name: q\n    match: {path: /q/*}\n    upstream: http://localhost:4000\n", nil},
@@ -586,6 +589,36 @@ func TestResolve(t *testing.T) {
 // TestWarnings: an unbound short digits field is warned about with its
 // token space and the rate at which it runs out; a bound one
 // and the shipped example are not.
+// TestReportWarnings: every guard in report mode, global or a route's, is
+// warned about, saying it forwards what it would refuse.
+func TestReportWarnings(t *testing.T) {
+	base := "upstream: http://127.0.0.1:3000\ninbound:\n  - name: r\n    match: {path: /x}\n    fields:\n      - json: card.number\n"
+	for _, tt := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"reject", base, nil},
+		{"global", base + "guard: {mode: report}\n", []string{"guard.mode is in report mode: it forwards what it would refuse", "forwards it unchanged", "report_then: forward"}},
+		{"global tokenize", base + "guard: {mode: report, report_then: tokenize}\n", []string{"guard.mode is in report mode", "tokenizes the card numbers", "report_then: tokenize"}},
+		{"route", strings.Replace(base, "    fields:", "    guard: report\n    fields:", 1), []string{"inbound[0] (r) is in report mode: it forwards what it would refuse"}},
+		{"route rejects", strings.Replace(base, "    fields:", "    guard: reject\n    fields:", 1) + "guard: {mode: report}\n", []string{"guard.mode is in report mode"}},
+	} {
+		c, err := Parse([]byte(tt.yaml), "t.yaml")
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		ws := c.Warnings()
+		if len(ws) != min(len(tt.want), 1) {
+			t.Fatalf("%s: Warnings() = %q, want %d", tt.name, ws, min(len(tt.want), 1))
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(ws[0], w) {
+				t.Errorf("%s: warning %q lacks %q", tt.name, ws[0], w)
+			}
+		}
+	}
+}
+
 func TestWarnings(t *testing.T) {
 	base := "upstream: http://127.0.0.1:3000\ninbound:\n  - name: r\n    match: {path: /x}\n    fields:\n      - json: card.number\n"
 	for _, tt := range []struct {

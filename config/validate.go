@@ -76,6 +76,9 @@ func (v *validator) config(c *Config) {
 		case len(r.Fields) > 0 && !r.Inspected():
 			v.fail(p+".inspect", "a route with card fields is always inspected; remove inspect: false or the fields")
 		}
+		if r.Guard != nil && *r.Guard != rewrite.GuardReject && *r.Guard != rewrite.GuardReport {
+			v.fail(p+".guard", "a route's guard is reject or report; set tokenize or off for every route with guard.mode")
+		}
 		v.fields(p, r.Fields)
 		v.binds(p, r.Fields, true)
 		if r.CardHeaders && !slices.ContainsFunc(r.Fields, Field.isCard) {

@@ -18,7 +18,21 @@ import (
 // nothing in the configuration that check does not print.
 func (c *Config) Warnings() []string {
 	var out []string
+	reportWarn := func(item string) string {
+		then := "forwards it unchanged to the app, card numbers included"
+		if c.Guard.ReportThen == proxy.ReportTokenize {
+			then = "tokenizes the card numbers in it instead of refusing"
+		}
+		return fmt.Sprintf("%s is in report mode: it forwards what it would refuse — tok records each request reject mode would refuse "+
+			"(tok_would_refuse_total, GET /report on the admin listener) and %s (guard.report_then: %s); set reject once the report is clean", item, then, c.Guard.ReportThen)
+	}
+	if c.Guard.Mode == rewrite.GuardReport {
+		out = append(out, reportWarn("guard.mode"))
+	}
 	for i, r := range c.Inbound {
+		if r.Guard != nil && *r.Guard == rewrite.GuardReport {
+			out = append(out, reportWarn(fmt.Sprintf("inbound[%d] (%s)", i, r.Name)))
+		}
 		if !r.Inspected() {
 			out = append(out, fmt.Sprintf("inbound[%d] (%s): inspect: false: bodies on %s reach the app unread by the guard; "+
 				"a card in them is neither tokenized nor refused (the path, query and headers are still guarded)", i, r.Name, r.Match.Path))

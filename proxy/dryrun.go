@@ -72,6 +72,10 @@ type DryRunResult struct {
 	Forwarded []byte
 	// Upstream is the host Forwarded is sent to.
 	Upstream string
+	// WouldRefuse are the refusals reject mode would have made, recorded by
+	// a guard in report mode; the request then went on as
+	// GuardOptions.ReportThen says.
+	WouldRefuse []Decision
 }
 
 // NewDryRun builds a Server from opts with its upstreams replaced by the
@@ -142,7 +146,9 @@ func (d *DryRun) Do(ctx context.Context, listener string, r *http.Request) (*Dry
 	r = r.WithContext(WithTrace(ctx, tr))
 	d.rec.reset()
 	w := httptest.NewRecorder()
+	before := d.s.reports.count()
 	h.ServeHTTP(w, r)
+	res.WouldRefuse = d.s.reports.since(before)
 	res.Status, res.Answer = w.Code, w.Body.Bytes()
 	res.Refusal = tr.Refusal
 	res.Forwarded = d.rec.take()

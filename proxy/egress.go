@@ -104,8 +104,9 @@ func newEgress(s *Server) (*egress, error) {
 	var errs []error
 	// Requests to a provider must not carry card numbers outside the
 	// configured fields either: egress is never a way to send raw cards.
+	// Report mode is the inbound guard's rollout: egress keeps rejecting.
 	reqGuard := o.Guard.Mode
-	if reqGuard == rewrite.GuardTokenize {
+	if reqGuard == rewrite.GuardTokenize || reqGuard == rewrite.GuardReport {
 		reqGuard = rewrite.GuardReject
 	}
 	for _, r := range o.Egress {

@@ -43,6 +43,10 @@ type Route struct {
 	// forwarded request, describing the card at the first of Fields (in
 	// their order) that the request carries: one card per request.
 	CardHeaders bool
+	// Guard, if set, is the route's guard mode instead of
+	// GuardOptions.Mode (config "guard: report" rolls the guard out on one
+	// route while the others reject).
+	Guard *rewrite.GuardMode
 }
 
 // GuardOptions configures the card-number guard on every proxied request.
@@ -51,18 +55,35 @@ type GuardOptions struct {
 	Ignore []string // JSON selectors exempt from the guard
 	// IgnoreHeaders names headers (any case) the guard does not read.
 	IgnoreHeaders []string
+	// ReportThen is what report mode does with what reject mode would
+	// refuse. If empty, ReportForward.
+	ReportThen ReportThen
 }
 
 type inboundRoute struct {
 	Route
 	compiledRoute
+	guard guardSet
 }
+
+// guardSet is how the guard treats one route's requests (or those on paths
+// without a route). In report mode a request is first read by decide,
+// whose refusals are recorded, then handled by act.
+type guardSet struct {
+	act     *rewrite.Rewriter // reads the fields and guards as actMode says
+	actMode rewrite.GuardMode // reject, tokenize or off
+	decide  *rewrite.Rewriter // report mode only: the reject rewriter; else nil
+	label   string            // the route label of records and metrics
+}
+
+// reads reports whether the guard reads the requests at all.
+func (g guardSet) reads() bool { return g.actMode != rewrite.GuardOff || g.decide != nil }
 
 // inbound is the tokenizing reverse proxy on the public listener.
 type inbound struct {
 	s        *Server
 	routes   []inboundRoute
-	fallback *rewrite.Rewriter // guard only, for paths without a route
+	fallback guardSet // guard only, for paths without a route
 	rp       *httputil.ReverseProxy
 	slots    chan struct{}
 	ignoreH  map[string]bool // lower-cased GuardOptions.IgnoreHeaders
@@ -75,21 +96,39 @@ func newInbound(s *Server) (*inbound, error) {
 	// ReadAll: apps read bodies as JSON, forms and text whatever their
 	// declared type, so the guard reads them every way too: a card number
 	// is tokenized or refused whatever type the request declares.
-	guard := rewrite.Config{Guard: o.Guard.Mode, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth, ReadAll: true}
+	guard := rewrite.Config{Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth, ReadAll: true}
 	in.ignoreH = make(map[string]bool, len(o.Guard.IgnoreHeaders))
 	for _, h := range o.Guard.IgnoreHeaders {
 		in.ignoreH[strings.ToLower(h)] = true
 	}
-	fb, err := rewrite.New(guard)
+	fb, err := newGuardSet(o.Guard.Mode, o.Guard.ReportThen, noRouteLabel, func(m rewrite.GuardMode) (*rewrite.Rewriter, error) {
+		cfg := guard
+		cfg.Guard = m
+		return rewrite.New(cfg)
+	})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("guard: %w", err))
 	}
 	in.fallback = fb
 	for _, r := range o.Routes {
-		c, err := compileRoute(fmt.Sprintf("route %q", r.Name), guard, r.Method, r.Path, r.Fields)
+		mode := o.Guard.Mode
+		if r.Guard != nil {
+			mode = *r.Guard
+		}
+		what := fmt.Sprintf("route %q", r.Name)
+		var c compiledRoute
+		g, err := newGuardSet(mode, o.Guard.ReportThen, r.Name, func(m rewrite.GuardMode) (*rewrite.Rewriter, error) {
+			cfg := guard
+			cfg.Guard = m
+			cr, err := compileRoute(what, cfg, r.Method, r.Path, r.Fields)
+			if m != rewrite.GuardReject || mode != rewrite.GuardReport {
+				c = cr // the acting rewriter's compile: match, bindings, problems
+			}
+			return cr.rewriter, err
+		})
 		if err != nil {
 			errs = append(errs, err)
-			if c.rewriter == nil {
+			if g.act == nil {
 				continue
 			}
 		}
@@ -101,7 +140,7 @@ func newInbound(s *Server) (*inbound, error) {
 				errs = append(errs, fmt.Errorf("route %q: field %s: a bound field needs both bind and a bound spec", r.Name, f.selector()))
 			}
 		}
-		in.routes = append(in.routes, inboundRoute{Route: r, compiledRoute: c})
+		in.routes = append(in.routes, inboundRoute{Route: r, compiledRoute: c, guard: g})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -129,6 +168,65 @@ func newInbound(s *Server) (*inbound, error) {
 		ErrorLog:     httpx.ErrorLog(s.log, "inbound"),
 	}
 	return in, nil
+}
+
+// newGuardSet builds a guard in mode with build, which returns a rewriter
+// guarding in the mode it is given: in report mode, a reject rewriter to
+// decide and one acting as then says. The error is the acting rewriter's
+// (the deciding one reads the same fields).
+func newGuardSet(mode rewrite.GuardMode, then ReportThen, label string, build func(rewrite.GuardMode) (*rewrite.Rewriter, error)) (guardSet, error) {
+	g := guardSet{actMode: mode, label: label}
+	if mode == rewrite.GuardReport {
+		g.actMode = then.actMode()
+		d, err := build(rewrite.GuardReject)
+		if d == nil {
+			return g, err
+		}
+		g.decide = d
+	}
+	var err error
+	g.act, err = build(g.actMode)
+	return g, err
+}
+
+// wouldRefuse is the refusal reject mode would make of a request, and
+// where: report mode records it once the request is let through.
+type wouldRefuse struct {
+	where string // body, query or request
+	err   *rewrite.Error
+}
+
+// decide keeps err, a refusal of g's deciding rewriter in report mode, in
+// *would, unless an earlier part of the request was refused already:
+// reject mode stops at its first refusal. An error that is not a refusal
+// is returned: report mode records decisions, it does not forward what
+// tok failed to read.
+func decide(would **wouldRefuse, where string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *rewrite.Error
+	if !errors.As(err, &re) {
+		return err
+	}
+	if *would == nil {
+		*would = &wouldRefuse{where: where, err: re}
+	}
+	return nil
+}
+
+// dryReplace stands in for the tokenizer on the deciding pass of report
+// mode: reject mode only reaches it when nothing is refused, and the values
+// it returns hold no card number for the later readings to find.
+func dryReplace(vals []rewrite.Value) ([]string, error) {
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i] = "tok"
+		if v.Kind == rewrite.KindNumber {
+			out[i] = "0"
+		}
+	}
+	return out, nil
 }
 
 // match returns the route for r, or nil. A route applies to the method
@@ -174,31 +272,48 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	rt := in.match(r)
 	card := seenCard{field: -1}
-	rewriter := in.fallback
+	g := in.fallback
 	if rt != nil {
-		rewriter = rt.rewriter
+		g = rt.guard
 	}
 	dropConnectionHeaders(r)
 	dropCardHeaders(r.Header) // only tok sets them: a client must not forge them
 	dropCardHeaders(r.Trailer)
 	// Past an upgrade (WebSocket) the connection is a tunnel tok cannot
 	// read: refused wherever the guard reads bodies.
-	inspected := rt != nil && rt.rewriter.HasFields() || in.s.opts.Guard.Mode != rewrite.GuardOff && (rt == nil || !rt.Uninspected)
+	inspected := rt != nil && rt.rewriter.HasFields() || g.reads() && (rt == nil || !rt.Uninspected)
 	if err := stripH2C(r, inspected); err != nil {
 		return err
 	}
-	if err := rewriter.GuardRequest(r.URL.Path, r.Host, r.Header, in.ignoreH); err != nil {
+	// In report mode the deciding rewriter reads each part first; what it
+	// would refuse is recorded only once the request is let through.
+	var would *wouldRefuse
+	if g.decide != nil {
+		if err := decide(&would, "request", g.decide.GuardRequest(r.URL.Path, r.Host, r.Header, in.ignoreH)); err != nil {
+			return err
+		}
+	}
+	if err := g.act.GuardRequest(r.URL.Path, r.Host, r.Header, in.ignoreH); err != nil {
 		return err
 	}
-	if in.s.opts.Guard.Mode != rewrite.GuardOff && r.URL.RawQuery != "" {
-		q, err := rewriter.RewriteQuery(r.URL.RawQuery, in.replacer(w, r, rt, &card))
+	if g.reads() && r.URL.RawQuery != "" {
+		if g.decide != nil && would == nil {
+			_, err := g.decide.RewriteQuery(r.URL.RawQuery, dryReplace)
+			if err := decide(&would, "query", err); err != nil {
+				return inQuery(err)
+			}
+		}
+		q, err := g.act.RewriteQuery(r.URL.RawQuery, in.replacer(w, r, rt, &card))
 		if err != nil {
 			return inQuery(err)
 		}
 		r.URL.RawQuery = q
 	}
-	if err := in.rewriteBody(w, r, rt, rewriter, &card); err != nil {
+	if err := in.rewriteBody(w, r, rt, g, &would, &card); err != nil {
 		return err
+	}
+	if would != nil {
+		in.s.wouldRefuse(r, g.label, would.where, would.err)
 	}
 	if card.field >= 0 {
 		setCardHeaders(r.Header, rt.Fields[card.field].selector(), in.s.cardMeta(card.digits, card.matchable))
@@ -257,14 +372,17 @@ func stripH2C(r *http.Request, inspected bool) error {
 // rewriteBody buffers, decodes and rewrites r's body when it must be read:
 // always, unless the guard is off and the route has no fields, or the
 // route opts out of inspection. Those stream through untouched.
-func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, rewriter *rewrite.Rewriter, card *seenCard) error {
+// In report mode, what the deciding rewriter would refuse is kept in
+// *would (see decide).
+func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inboundRoute, g guardSet, would **wouldRefuse, card *seenCard) error {
 	if !hasBody(r) {
 		return nil
 	}
+	rewriter := g.act
 	ct := r.Header.Get("Content-Type")
 	media, err := rewrite.ParseMediaType(ct)
 	switch {
-	case !rewriter.HasFields() && in.s.opts.Guard.Mode == rewrite.GuardOff:
+	case !rewriter.HasFields() && !g.reads():
 		return nil // nothing to tokenize or guard, whatever the type says
 	case rt != nil && rt.Uninspected:
 		return nil // the operator opted the route out (tok check warns)
@@ -273,12 +391,13 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 		// WSGI environ does) would parse another type than tok inspected.
 		return httpx.NewError(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedMediaType,
 			"more than one Content-Type header: send one", nil)
-
 	case len(r.Header.Values("Content-Encoding")) > 1:
 		return httpx.NewError(http.StatusUnsupportedMediaType, rewrite.CodeUnsupportedEncoding,
 			"more than one Content-Encoding header: send one", nil)
-
 	case err != nil:
+		if g.decide != nil && !rewriter.HasFields() && g.actMode == rewrite.GuardOff {
+			return decide(would, "body", err) // forwarded unread, as with the guard off
+		}
 		return err
 	case rewriter.HasFields() && media == rewrite.MediaOther:
 		return errFieldsNeedMedia()
@@ -290,6 +409,12 @@ func (in *inbound) rewriteBody(w http.ResponseWriter, r *http.Request, rt *inbou
 	// Rewrite reads the body as its type says and every other way an app
 	// might (rewrite.Config.ReadAll); a body without a Content-Type is a
 	// form to Rack (Rails, Sinatra), whatever the method.
+	if g.decide != nil && *would == nil {
+		_, err := g.decide.Rewrite(body, ct, dryReplace)
+		if err := decide(would, "body", err); err != nil {
+			return err
+		}
+	}
 	out, err := rewriter.Rewrite(body, ct, in.replacer(w, r, rt, card))
 	if err != nil {
 		return err

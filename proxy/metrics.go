@@ -27,6 +27,9 @@ type metrics struct {
 	// sessionsPurged counts expired sessions the janitor removed.
 	sessionsPurged prometheus.Counter
 	unreadable     *prometheus.CounterVec
+	// wouldRefuse counts what report mode let through that reject mode
+	// would have refused (report.go).
+	wouldRefuse *prometheus.CounterVec
 }
 
 // latencyBuckets spans 100µs to 2.5s: a tokenization is a commit away.
@@ -76,8 +79,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.unreadable = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tok_records_unreadable_total", Help: "Requests that met a vault record which cannot be opened (damaged, or sealed under a key the keyring lacks), by route: run tok vault check.",
 	}, []string{"route"})
+	m.wouldRefuse = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tok_would_refuse_total", Help: "Requests a guard in report mode let through that reject mode would have refused, by listener, route and code.",
+	}, []string{"listener", "route", "code"})
 	reg.MustRegister(m.requests, m.duration, m.tokenized, m.tokenizeDur, m.revealed, m.revealDur,
-		m.logins, m.recordsCreated, m.budgetRefusals, m.sessionsPurged, m.unreadable)
+		m.logins, m.recordsCreated, m.budgetRefusals, m.sessionsPurged, m.unreadable, m.wouldRefuse)
 	// A caller may hand in a registry that already has these.
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {

@@ -169,6 +169,7 @@ type Server struct {
 	metrics  *metrics
 	keys     *keyState  // shared by every generation
 	budgets  *budgets   // what callers have spent; shared by every generation
+	reports  *reports   // report mode's would-be refusals; shared by every generation
 	ready    *readiness // shared by every generation
 	// volReady pings the volatile store for /readyz; shared by every
 	// generation.
@@ -271,6 +272,7 @@ func build(opts Options, prev *Server) (*Server, error) {
 	if prev != nil {
 		s.auditLog, s.metrics, s.live, s.keys, s.ready, s.budgets = prev.auditLog, prev.metrics, prev.live, prev.keys, prev.ready, prev.budgets
 		s.volReady = prev.volReady
+		s.reports = prev.reports
 		s.loginSources = prev.loginSources
 		s.loginSources.SetRate(opts.LoginSourceRate)
 		s.tunnels = prev.tunnels
@@ -281,6 +283,7 @@ func build(opts Options, prev *Server) (*Server, error) {
 		s.loginSources = auth.NewSourceLimiter(opts.Now, opts.LoginSourceRate)
 		s.metrics = newMetrics(opts.Registry)
 		s.budgets = newBudgets()
+		s.reports = newReports()
 		if opts.Commits == nil {
 			opts.Commits = NewCommitMetrics()
 		}

@@ -19,10 +19,16 @@ const (
 	GuardTokenize
 	// GuardOff disables the guard.
 	GuardOff
+	// GuardReport is the rollout mode of the inbound proxy: it decides as
+	// GuardReject, records what would have been refused, and then acts as
+	// the operator chose (forward unchanged, or tokenize). A [Rewriter]
+	// does not take it: the proxy builds a reject rewriter to decide and
+	// an off or tokenize one to act.
+	GuardReport
 )
 
-// ParseGuardMode maps the config spelling ("reject", "tokenize", "off"; ""
-// means reject) to a GuardMode.
+// ParseGuardMode maps the config spelling ("reject", "tokenize", "off",
+// "report"; "" means reject) to a GuardMode.
 func ParseGuardMode(s string) (GuardMode, bool) {
 	switch s {
 	case "", "reject":
@@ -31,6 +37,8 @@ func ParseGuardMode(s string) (GuardMode, bool) {
 		return GuardTokenize, true
 	case "off":
 		return GuardOff, true
+	case "report":
+		return GuardReport, true
 	}
 	return 0, false
 }
@@ -44,6 +52,8 @@ func (m GuardMode) String() string {
 		return "tokenize"
 	case GuardOff:
 		return "off"
+	case GuardReport:
+		return "report"
 	}
 	return "unknown"
 }
@@ -53,7 +63,7 @@ func (m GuardMode) String() string {
 func (m *GuardMode) UnmarshalText(text []byte) error {
 	v, ok := ParseGuardMode(string(text))
 	if !ok {
-		return fmt.Errorf("%q is not a mode; use reject, tokenize or off", text)
+		return fmt.Errorf("%q is not a mode; use reject, report, tokenize or off", text)
 	}
 	*m = v
 	return nil

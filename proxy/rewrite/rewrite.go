@@ -142,8 +142,8 @@ func New(cfg Config) (*Rewriter, error) {
 	if r.maxDepth < 1 {
 		errs = append(errs, fmt.Errorf("max depth %d: want at least 1", cfg.MaxDepth))
 	}
-	if _, ok := ParseGuardMode(cfg.Guard.String()); !ok {
-		errs = append(errs, fmt.Errorf("unknown guard mode %d", int(cfg.Guard)))
+	if _, ok := ParseGuardMode(cfg.Guard.String()); !ok || cfg.Guard == GuardReport {
+		errs = append(errs, fmt.Errorf("guard mode %s is not a rewriter's: decide with reject, act with off or tokenize", cfg.Guard))
 	}
 	for i, f := range cfg.Fields {
 		set := 0
