@@ -1,15 +1,10 @@
 package examples
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // TestREADMEImportExportRunsAsScript runs the README's "Moving cards in
@@ -18,33 +13,8 @@ import (
 // a card the token the JSON Lines import gave it, and the export holds
 // every card once. Skipped with -short or without bash.
 func TestREADMEImportExportRunsAsScript(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds tok and runs the README's section; skipped with -short")
-	}
-	for _, tool := range []string{"bash", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s on this machine", tool)
-		}
-	}
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := shBlocks(t, string(readme), "## Moving cards in and out: tok import and tok export")
-	script := "set -e\n" + strings.Join(blocks, "\n")
-
-	dir := copyModule(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-c", script)
-	cmd.Dir = dir
-	cmd.Env = env(nil)
-	tokbin.SetProcAttr(cmd)
-	b, err := cmd.CombinedOutput()
-	out := string(b)
-	if err != nil {
-		t.Fatalf("the README's section as a script: %v\n%s", err, out)
-	}
+	skipUnlessScriptable(t, []string{"bash", "go"}, nil)
+	out := runScript(t, "set -e\n"+strings.Join(shBlocks(t, readREADME(t), "## Moving cards in and out: tok import and tok export"), "\n"), 4*time.Minute)
 	for _, want := range []string{
 		"imported 4 cards from .run/cards.jsonl (format pan): 3 new tokens, 1 already in the vault",
 		".run/cards.jsonl:4: not a card number: the Luhn check fails",

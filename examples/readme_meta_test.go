@@ -1,15 +1,10 @@
 package examples
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tokproxy/tok/examples/internal/tokbin"
 )
 
 // TestREADMECardMetadataRunsAsScript runs the README's "Card metadata"
@@ -20,36 +15,8 @@ import (
 // with -short, without bash, curl or openssl, or when one of the section's
 // ports is taken.
 func TestREADMECardMetadataRunsAsScript(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds two programs and runs the README's section; skipped with -short")
-	}
-	for _, tool := range []string{"bash", "curl", "openssl", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s on this machine", tool)
-		}
-	}
-	for _, p := range []string{"8090", "5001", "9091", "3001"} {
-		if !portFree(p) {
-			t.Skipf("port %s is taken; the README's section uses it", p)
-		}
-	}
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	script := "set -e\n" + strings.Join(shBlocks(t, string(readme), "## Card metadata"), "\n")
-	dir := copyModule(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-c", script)
-	cmd.Dir = dir
-	cmd.Env = env(nil)
-	tokbin.SetProcAttr(cmd)
-	b, err := cmd.CombinedOutput()
-	out := string(b)
-	if err != nil {
-		t.Fatalf("the README's section as a script: %v\n%s", err, out)
-	}
+	skipUnlessScriptable(t, []string{"bash", "curl", "openssl", "go"}, []string{"8090", "5001", "9091", "3001"})
+	out := runScript(t, "set -e\n"+strings.Join(shBlocks(t, readREADME(t), "## Card metadata"), "\n"), 4*time.Minute)
 	if !strings.Contains(out, `"card":{"brand":"visa","prefix":"411111","last4":"1111","length":16,"luhn":true}}`) {
 		t.Errorf("the anonymous /handle gave no card, or one with a fingerprint:\n%s", out)
 	}

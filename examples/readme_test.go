@@ -28,44 +28,17 @@ var readmePorts = []string{"8080", "8081", "9090", "5000", "3000", "4000"}
 // holding them). Skipped with -short, without bash, curl or openssl, or
 // when one of the README's fixed ports is taken.
 func TestREADMESectionsRunAsScript(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds three programs and runs the README's sections; skipped with -short")
-	}
-	for _, tool := range []string{"bash", "curl", "openssl", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s on this machine", tool)
-		}
-	}
-	for _, p := range readmePorts {
-		if !portFree(p) {
-			t.Skipf("port %s is taken; the README's sections use it", p)
-		}
-	}
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := shBlocks(t, string(readme), "## The proxy: tok in front of a shop")
-	loop := shBlocks(t, string(readme), "## The whole loop")
+	skipUnlessScriptable(t, []string{"bash", "curl", "openssl", "go"}, readmePorts)
+	readme := readREADME(t)
+	proxy := shBlocks(t, readme, "## The proxy: tok in front of a shop")
+	loop := shBlocks(t, readme, "## The whole loop")
 	// The loop section's first line tells how to stop the proxy section's
 	// processes; that is the one command between the two blocks.
-	stop := regexp.MustCompile("Stop the previous section's shop and tok first: `([^`]+)`").FindStringSubmatch(string(readme))
+	stop := regexp.MustCompile("Stop the previous section's shop and tok first: `([^`]+)`").FindStringSubmatch(readme)
 	if stop == nil {
 		t.Fatal("the README's whole-loop section no longer says how to stop the previous section")
 	}
-	script := "set -e\n" + proxy[0] + "\n" + stop[1] + "\n" + loop[0]
-
-	dir := copyModule(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-c", script)
-	cmd.Dir = dir
-	cmd.Env = env(nil)
-	tokbin.SetProcAttr(cmd)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("the README's sections as a script: %v\n%s", err, out)
-	}
+	out := runScript(t, "set -e\n"+proxy[0]+"\n"+stop[1]+"\n"+loop[0], 4*time.Minute)
 	for _, want := range []string{
 		`"card_number_detected"`, // the proxy section's refusal
 		`"paid": true`,           // the loop: the shop charged through tok
@@ -74,7 +47,7 @@ func TestREADMESectionsRunAsScript(t *testing.T) {
 		`"unbound_value"`,        // a CVC token without its card reveals nothing
 		`"event":"egress_reveal"`,
 	} {
-		if !strings.Contains(string(out), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("the script's output lacks %s:\n%s", want, out)
 		}
 	}
@@ -83,6 +56,55 @@ func TestREADMESectionsRunAsScript(t *testing.T) {
 			t.Errorf("port %s is still taken after the script stopped what it started", p)
 		}
 	}
+}
+
+// skipUnlessScriptable skips a test that runs a README section as a
+// script under -short, without one of tools, or when one of the section's
+// fixed ports is taken.
+func skipUnlessScriptable(t *testing.T, tools, ports []string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds programs and runs a README section as a script; skipped with -short")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s on this machine", tool)
+		}
+	}
+	for _, p := range ports {
+		if !portFree(p) {
+			t.Skipf("port %s is taken; the README's section uses it", p)
+		}
+	}
+}
+
+// readREADME returns the repository's README.
+func readREADME(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// runScript runs script with bash in a copy of the module (see
+// copyModule), as a fresh checkout would, and returns its combined output;
+// a failing script fails the test with that output.
+func runScript(t *testing.T, script string, timeout time.Duration) string {
+	t.Helper()
+	dir := copyModule(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = env(nil)
+	tokbin.SetProcAttr(cmd)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the README's section as a script: %v\n%s", err, b)
+	}
+	return string(b)
 }
 
 // shBlocks returns the ```sh blocks of the README section that starts with

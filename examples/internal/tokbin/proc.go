@@ -182,8 +182,16 @@ func (p *Proc) Running() error {
 }
 
 // Addr returns the address tok logged for the named listener ("public",
-// "auth", "egress", "admin"), or "" if it has not yet.
+// "auth", "egress", "admin").
+//
+// tok logs its listeners one by one as it starts serving them, and this
+// process's lines are read as they come, so a listener may answer (the
+// admin's /readyz, say) before another's line is read: Addr waits for the
+// line, until tok exits or [StartTimeout] passes ("" then).
 func (p *Proc) Addr(listener string) string {
+	if p.WaitListening(context.Background(), listener) != nil {
+		return ""
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.addrs[listener]
