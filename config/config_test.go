@@ -479,7 +479,7 @@ func TestParseSize(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got, err := ParseSize(tc.in)
-		if (err != nil) != tc.err || got != tc.want {
+		if (err != nil) != tc.err || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d, error %v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
@@ -510,7 +510,7 @@ func TestFieldSpec(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got, err := tc.field.Spec()
-		if (err != nil) != tc.err || got != tc.want {
+		if (err != nil) != tc.err || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: Spec() = %+v, %v; want %+v, error %v", tc.name, got, err, tc.want, tc.err)
 		}
 	}
