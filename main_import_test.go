@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -189,7 +190,7 @@ func TestImportSpec(t *testing.T) {
 		{"pan", "checkout", vault.Spec{}, "ROUTE:SELECTOR"},
 	} {
 		got, _, err := importSpec(cfg, c.format, c.field)
-		if got != c.want || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
+		if !reflect.DeepEqual(got, c.want) || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
 			t.Errorf("importSpec(%q, %q) = %+v, %v; want %+v, error with %q", c.format, c.field, got, err, c.want, c.err)
 		}
 	}

@@ -460,6 +460,20 @@ type Field struct {
 	// the values bound to that card's token, and reveals only together
 	// with it. Inbound, bind needs format digits and store memory.
 	Bind string `yaml:"bind"`
+	// RevealTo, MaxReveals and RevealWindow are the reveal policy of the
+	// tokens an inbound field makes (vault.RevealPolicy): the egress
+	// routes (by name, or "@me" for the /@me reveal) they reveal through,
+	// if not every route; how many times (0 or absent: unlimited); and
+	// for how long from tokenization (absent: no end). A count or a
+	// window needs unique: true and a durable field.
+	RevealTo     []string       `yaml:"reveal_to"`
+	MaxReveals   int            `yaml:"max_reveals"`
+	RevealWindow *time.Duration `yaml:"reveal_window"`
+}
+
+// hasPolicy reports whether f sets any reveal policy key.
+func (f Field) hasPolicy() bool {
+	return f.RevealTo != nil || f.MaxReveals != 0 || f.RevealWindow != nil
 }
 
 // Keep says how many digits a pan token keeps in clear. A nil count takes

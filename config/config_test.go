@@ -213,6 +213,7 @@ func TestValidation(t *testing.T) {
 	route := func(fields string) string {
 		return up + "inbound:\n  - name: r\n    match: {path: /x}\n    fields:\n" + fields
 	}
+	const stripeEgress = "egress:\n  - name: stripe\n    match: {path: /s/*}\n    upstream: https://api.stripe.com\n"
 	tests := []struct {
 		name string
 		yaml string
@@ -327,6 +328,17 @@ func TestValidation(t *testing.T) {
 			[]want{{8, "inbound[0].fields[2].bind", `"b" is bound itself`}}},
 		{"egress bind", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - form: card[cvc]\n        bind: card[number]\n",
 			[]want{{7, "egress[0].fields[0].bind", "names no form field"}}},
+		{"reveal policy ok", route("      - json: card.number\n        unique: true\n        reveal_to: [stripe, \"@me\"]\n        max_reveals: 3\n        reveal_window: 24h\n      - json: card.cvc\n        format: digits\n        store: memory\n        ttl: 15m\n        bind: card.number\n      - json: iban\n        format: digits\n        store: memory\n        ttl: 15m\n        reveal_to: [stripe]\n") + stripeEgress, nil},
+		{"reveal_to unknown route", route("      - json: a\n        reveal_to: [stripe, adyen]\n") + stripeEgress,
+			[]want{{7, "inbound[0].fields[0].reveal_to[1]", `"adyen" is not an egress route; name one of the egress routes (stripe), or "@me"`}}},
+		{"reveal counts need unique", route("      - json: a\n        max_reveals: 3\n      - json: b\n        reveal_window: 1h\n"),
+			[]want{{6, "inbound[0].fields[0]", "need unique: true: a convergent token is shared by every checkout"}, {8, "inbound[0].fields[1]", "need unique: true"}}},
+		{"reveal counts bad values", route("      - json: a\n        unique: true\n        max_reveals: -1\n        reveal_window: 0s\n"),
+			[]want{{8, "inbound[0].fields[0].max_reveals", "negative"}, {9, "inbound[0].fields[0].reveal_window", "must be positive"}}},
+		{"reveal counts in memory", route("      - json: a\n      - json: c\n        format: digits\n        unique: true\n        store: memory\n        ttl: 15m\n        bind: a\n        max_reveals: 1\n        reveal_to: [\"@me\"]\n"),
+			[]want{{7, "inbound[0].fields[1]", "a value held in memory takes no max_reveals"}, {14, "inbound[0].fields[1].reveal_to", "set reveal_to on the card field"}}},
+		{"reveal policy on egress", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    fields:\n      - json: card.number\n        max_reveals: 1\n",
+			[]want{{6, "egress[0].fields[0]", "belong on the inbound field"}}},
 		{"trusted proxies", "budgets:\n  trusted_proxies: [10.0.0.0/8, \"::1\", 192.0.2.7, nope, 10.0.0.0/33]\n", []want{{2, "budgets.trusted_proxies[3]", "not an address or a CIDR prefix"}, {2, "budgets.trusted_proxies[4]", "not an address"}}},
 		{"guard mode", "guard: {mode: loud}", []want{{1, "guard.mode", "use reject, report, tokenize or off"}}},
 		{"enum refusals beside other problems", "guard: {mode: loud}\nlimits: {max_depth: 5000}\ntls:\n  auth: {cert_file: config_test.go, key_file: config_test.go, client_auth: [x]}\nsession: {idle: 1h}\n",
@@ -479,7 +491,7 @@ func TestParseSize(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got, err := ParseSize(tc.in)
-		if (err != nil) != tc.err || got != tc.want {
+		if (err != nil) != tc.err || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d, error %v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
@@ -492,6 +504,7 @@ func TestParseSize(t *testing.T) {
 
 func TestFieldSpec(t *testing.T) {
 	n := func(i int) *int { return &i }
+	day := 24 * time.Hour
 	tests := []struct {
 		name  string
 		field Field
@@ -503,6 +516,7 @@ func TestFieldSpec(t *testing.T) {
 		{"pan keep last only", Field{JSON: "a", Keep: &Keep{Last: n(2)}}, vault.Spec{KeepLast: 2}, false},
 		{"digits memory", Field{JSON: "a", Format: vault.FormatDigits, Store: StoreMemory, TTL: time.Minute}, vault.Spec{Format: vault.FormatDigits, Volatile: true, TTL: time.Minute}, false},
 		{"opaque unique disk ttl", Field{JSON: "a", Format: vault.FormatOpaque, Unique: true, Store: StoreDisk, TTL: time.Hour}, vault.Spec{Format: vault.FormatOpaque, Unique: true, TTL: time.Hour}, false},
+		{"reveal policy", Field{JSON: "a", Unique: true, RevealTo: []string{"stripe", "@me"}, MaxReveals: 3, RevealWindow: &day}, vault.Spec{Unique: true, RevealTo: []string{"stripe", "@me"}, MaxReveals: 3, RevealWindow: 24 * time.Hour}, false},
 		{"memory without ttl", Field{JSON: "a", Store: StoreMemory}, vault.Spec{}, true},
 		{"keep with digits", Field{JSON: "a", Format: vault.FormatDigits, Keep: &Keep{}}, vault.Spec{}, true},
 		{"bad format", Field{JSON: "a", Format: vault.Format(9)}, vault.Spec{}, true},
@@ -510,7 +524,7 @@ func TestFieldSpec(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got, err := tc.field.Spec()
-		if (err != nil) != tc.err || got != tc.want {
+		if (err != nil) != tc.err || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: Spec() = %+v, %v; want %+v, error %v", tc.name, got, err, tc.want, tc.err)
 		}
 	}

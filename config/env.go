@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 
@@ -141,7 +142,13 @@ func (f Field) Spec() (vault.Spec, error) {
 	if _, err := vault.ParseFormat(format.String()); err != nil {
 		return vault.Spec{}, err // a Format beyond the named ones
 	}
-	s := vault.Spec{Format: format, Unique: f.Unique, TTL: f.TTL, Bound: f.Bind != ""}
+	s := vault.Spec{Format: format, Unique: f.Unique, TTL: f.TTL, Bound: f.Bind != "", RevealTo: f.RevealTo}
+	if f.MaxReveals > 0 {
+		s.MaxReveals = uint32(min(f.MaxReveals, math.MaxUint32))
+	}
+	if f.RevealWindow != nil {
+		s.RevealWindow = *f.RevealWindow
+	}
 	switch f.Store {
 	case "", StoreDisk:
 	case StoreMemory:

@@ -93,6 +93,43 @@ func (v *validator) config(c *Config) {
 	for i, r := range c.Egress {
 		v.egress(fmt.Sprintf("egress[%d]", i), r, matches)
 	}
+	for i, r := range c.Inbound {
+		v.revealPolicies(fmt.Sprintf("inbound[%d]", i), r.Fields, c.Egress)
+	}
+}
+
+// revealPolicies checks the reveal policy keys of an inbound route's
+// fields against the egress routes they name.
+func (v *validator) revealPolicies(route string, fs []Field, egress []EgressRoute) {
+	var names []string
+	for _, r := range egress {
+		names = append(names, r.Name)
+	}
+	for i, f := range fs {
+		p := fmt.Sprintf("%s.fields[%d]", route, i)
+		for j, name := range f.RevealTo {
+			if name != vault.RevealToMe && !slices.Contains(names, name) {
+				v.fail(fmt.Sprintf("%s.reveal_to[%d]", p, j), "%q is not an egress route; name one of the egress routes (%s), or %q for the /@me reveal", name, strings.Join(names, ", "), vault.RevealToMe)
+			}
+		}
+		if f.Bind != "" && f.RevealTo != nil {
+			v.fail(p+".reveal_to", "a bound value reveals only with its card, under the card's policy; set reveal_to on the card field %q instead", f.Bind)
+		}
+		if f.MaxReveals < 0 {
+			v.fail(p+".max_reveals", "%d is negative; use a positive count, or remove it for no limit", f.MaxReveals)
+		}
+		if f.RevealWindow != nil && *f.RevealWindow <= 0 {
+			v.fail(p+".reveal_window", "must be positive, e.g. 24h; remove it for no window")
+		}
+		counted := f.MaxReveals != 0 || f.RevealWindow != nil
+		switch {
+		case !counted:
+		case f.Store == StoreMemory:
+			v.fail(p, "a value held in memory takes no max_reveals or reveal_window: a bound one (a CVC) reveals only with its card, under the card's policy; set them on the card field (reveal_to is allowed here)")
+		case !f.Unique:
+			v.fail(p, "max_reveals and reveal_window need unique: true: a convergent token is shared by every checkout of the same card, so a count or a window started by its first tokenization would refuse later, legitimate payments")
+		}
+	}
 }
 
 func (v *validator) listen(c *Config) {
@@ -586,6 +623,11 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 	}
 	v.fields(p, r.Fields)
 	v.binds(p, r.Fields, false)
+	for i, f := range r.Fields {
+		if f.hasPolicy() {
+			v.fail(fmt.Sprintf("%s.fields[%d]", p, i), "reveal_to, max_reveals and reveal_window belong on the inbound field that makes the tokens, where they are sealed into each token; remove them here")
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
 		val := r.Headers[name]
 		hp := p + ".headers." + name

@@ -269,6 +269,7 @@ func (e *egress) serveRoute(rt *egressRoute) httpx.HandlerFunc {
 			traceRefusal(r, err)
 			e.refuse(w, r, rt, toAPIError(err), paramOf(err))
 		}
+		e.giveBack(r, rt, st)
 		e.auditSend(r, rt, st)
 		return nil
 	}
@@ -390,13 +391,23 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 	var rv vault.Revealed
 	var err error
 	if card != "" {
+		// The card token it is bound to was revealed for this route in
+		// this request first (revealer), under the card's policy.
 		rv, err = e.s.opts.Vault.RevealBound(r.Context(), card, v.Text)
 	} else {
-		rv, err = e.s.opts.Vault.Reveal(r.Context(), v.Text)
+		rv, err = e.s.opts.Vault.RevealFor(r.Context(), v.Text, rt.Name)
 	}
 	e.s.metrics.revealDur.Observe(time.Since(start).Seconds())
-	ev.Token = auditToken(v.Text, err == nil)
+	policyRefused := errors.Is(err, vault.ErrRevealNotAllowed) || errors.Is(err, vault.ErrRevealWindowClosed) || errors.Is(err, vault.ErrRevealsExhausted)
+	ev.Token = auditToken(v.Text, err == nil || policyRefused)
+	if rv.Policy.MaxReveals > 0 {
+		st := sendFrom(r.Context())
+		st.counted = append(st.counted, v.Text)
+	}
 	switch {
+	case policyRefused:
+		ae := toAPIError(err)
+		return refuse(ae.Status, ae.Code, ae.Msg, err)
 	case errors.Is(err, vault.ErrNotFound):
 		if rewrite.IsCardNumber(v.Text) {
 			return refuse(http.StatusUnprocessableEntity, CodeNotAToken, "holds a card number, not a token; egress only reveals tokens", nil)

@@ -18,6 +18,7 @@ type sendState struct {
 	wrote    atomic.Bool     // the request's headers were written to the provider
 	status   int             // the provider's status, 0 if it did not answer
 	withheld bool            // the provider answered and tok refused the answer
+	counted  []string        // tokens whose reveal was counted against their max_reveals
 }
 
 type sendKey struct{}
@@ -58,4 +59,25 @@ func (e *egress) auditSend(r *http.Request, rt *egressRoute, st *sendState) {
 		ev.Outcome = "not_sent"
 	}
 	e.s.tryRecord(r, ev)
+}
+
+// giveBack returns the reveals counted for an egress request that never
+// left tok: refused after they were counted (a later field, the unrevealed
+// token check), or its provider could not be reached (no connection, a
+// failed TLS handshake). "Left tok" is the transport's WroteHeaders: once
+// the request's headers were written the provider may have read it, so its
+// reveals stay counted even if no answer came. A give-back that fails is
+// logged and the reveal stays spent: the policy errs on the side of fewer
+// reveals.
+func (e *egress) giveBack(r *http.Request, rt *egressRoute, st *sendState) {
+	if len(st.counted) == 0 || st.wrote.Load() {
+		return
+	}
+	ctx := context.WithoutCancel(r.Context())
+	for _, tok := range st.counted {
+		if err := e.s.opts.Vault.UncountReveal(ctx, tok); err != nil {
+			e.s.log.Warn("egress: a reveal of a request that was not sent could not be given back; it stays counted",
+				"route", rt.Name, "token", tok, "err", err)
+		}
+	}
 }

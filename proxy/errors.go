@@ -37,6 +37,16 @@ func toAPIError(err error) *httpx.Error {
 		return httpx.NewError(http.StatusUnprocessableEntity, CodeUnboundToken,
 			"a short token reveals only together with the card token it is bound to", err)
 
+	case errors.Is(err, vault.ErrRevealNotAllowed):
+		return httpx.NewError(http.StatusUnprocessableEntity, CodeRevealNotAllowed,
+			"this token's reveal policy does not allow it to reveal here (reveal_to names other routes)", err)
+	case errors.Is(err, vault.ErrRevealWindowClosed):
+		return httpx.NewError(http.StatusUnprocessableEntity, CodeRevealWindowClosed,
+			"this token's reveal window (reveal_window) has ended; tokenize the card again", err)
+	case errors.Is(err, vault.ErrRevealsExhausted):
+		return httpx.NewError(http.StatusUnprocessableEntity, CodeRevealsExhausted,
+			"this token has revealed as many times as its policy allows (max_reveals); tokenize the card again", err)
+
 	case errors.Is(err, vault.ErrVaultFull):
 		return httpx.NewError(http.StatusInsufficientStorage, CodeVaultFull,
 			"the vault has reached limits.vault_bytes: cards without a token are refused until it is raised (known cards keep theirs)", err)

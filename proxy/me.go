@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"time"
 
@@ -40,6 +41,40 @@ type meResponse struct {
 	// bound value); its fingerprint only for clients allowed to reveal,
 	// as for Hash.
 	Card *CardMeta `json:"card,omitempty"`
+	// RevealPolicy is the token's reveal policy; absent when it has none.
+	RevealPolicy *RevealPolicy `json:"reveal_policy,omitempty"`
+}
+
+// RevealPolicy is a token's [vault.RevealPolicy] as /@me shows it: the
+// routes it reveals through (absent: any), its max_reveals with the
+// reveals counted so far (absent: unlimited), and the end of its window
+// (absent: none).
+type RevealPolicy struct {
+	RevealTo    []string   `json:"reveal_to,omitempty"`
+	MaxReveals  uint32     `json:"max_reveals,omitempty"`
+	Reveals     *uint32    `json:"reveals,omitempty"`
+	RevealUntil *time.Time `json:"reveal_until,omitempty"`
+}
+
+// revealPolicy is rv's policy for the /@me answer, with its count: the
+// one this reveal made, or the store's.
+func (s *Server) revealPolicy(r *http.Request, rv vault.Revealed) (*RevealPolicy, error) {
+	p := &RevealPolicy{RevealTo: rv.Policy.Routes, MaxReveals: rv.Policy.MaxReveals}
+	if !rv.Policy.Until.IsZero() {
+		u := rv.Policy.Until.UTC()
+		p.RevealUntil = &u
+	}
+	if rv.Policy.MaxReveals > 0 {
+		n := rv.Reveals
+		if n == 0 {
+			var err error
+			if n, err = s.opts.Vault.Reveals(r.Context(), rv.Record); err != nil {
+				return nil, err
+			}
+		}
+		p.Reveals = &n
+	}
+	return p, nil
 }
 
 // serveMe is GET /@me?token=... or POST /@me {"token": "..."}: look a token
@@ -86,17 +121,28 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	}
 	start := time.Now()
 	var rv vault.Revealed
-	if bound != "" {
+	// A full-number reveal is a reveal under the token's policy, as the
+	// route "@me": allowed, counted and refused like an egress one. A
+	// masked lookup reveals nothing and is not counted.
+	switch {
+	case bound != "" && client.Reveal:
 		// A bound value (a CVC) is looked up with the card token it is
-		// bound to, never alone.
+		// bound to, never alone, and under that card's policy.
+		rv, err = s.opts.Vault.RevealBoundFor(r.Context(), token, bound, vault.RevealToMe)
+	case bound != "":
 		rv, err = s.opts.Vault.RevealBound(r.Context(), token, bound)
-		ev.BoundTo = auditToken(token, err == nil)
-		token = bound
-	} else {
+	case client.Reveal:
+		rv, err = s.opts.Vault.RevealFor(r.Context(), token, vault.RevealToMe)
+	default:
 		rv, err = s.opts.Vault.Reveal(r.Context(), token)
 	}
+	found := err == nil || errors.Is(err, vault.ErrRevealNotAllowed) || errors.Is(err, vault.ErrRevealWindowClosed) || errors.Is(err, vault.ErrRevealsExhausted)
+	if bound != "" {
+		ev.BoundTo = auditToken(token, found)
+		token = bound
+	}
 	s.metrics.revealDur.Observe(time.Since(start).Seconds())
-	ev.Token = auditToken(token, err == nil)
+	ev.Token = auditToken(token, found)
 	ev.Outcome = "ok"
 	if err != nil {
 		ev.Outcome = toAPIError(err).Code
@@ -120,6 +166,13 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	} else if d, err := vault.NormalizePAN(rv.Value); err == nil {
 		m := s.cardMeta(d, client.Reveal)
 		resp.Card = &m
+	}
+	if !rv.Policy.IsZero() {
+		p, err := s.revealPolicy(r, rv)
+		if err != nil {
+			return err
+		}
+		resp.RevealPolicy = p
 	}
 	if client.Reveal {
 		resp.PAN = rv.Value

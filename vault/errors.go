@@ -54,6 +54,14 @@ var (
 	// value that fingerprint was computed from: the store was edited, so
 	// its token is not handed out.
 	ErrMismatch = errors.New("record found by fingerprint does not hold the value")
+	// ErrRevealNotAllowed: the token's [RevealPolicy] does not name the
+	// route it was asked to reveal through.
+	ErrRevealNotAllowed = errors.New("token may not reveal through this route")
+	// ErrRevealWindowClosed: the token's [RevealPolicy] window has ended.
+	ErrRevealWindowClosed = errors.New("token's reveal window has closed")
+	// ErrRevealsExhausted: the token has revealed as many times as its
+	// [RevealPolicy] allows.
+	ErrRevealsExhausted = errors.New("token has no reveals left")
 	// ErrKeyCheck: the keyring does not hold the keys the vault's key
 	// check values were recorded for (see [VerifyKeyring]).
 	ErrKeyCheck = errors.New("keyring does not match the vault")

@@ -92,6 +92,16 @@ type Spec struct {
 	Bound bool
 	// TTL, if positive, makes the record expire; required for volatile values.
 	TTL time.Duration
+	// RevealTo, MaxReveals and RevealWindow make the record's
+	// [RevealPolicy]: the routes it reveals through (empty: any), how many
+	// times (0: unlimited) and for how long from tokenization (0: no
+	// end). A count or a window needs a Unique durable spec: a convergent
+	// token is shared by every tokenization of its value, which would
+	// share one count and the first one's window. Convergent values
+	// converge only under the same routes (see [Spec.Domain]).
+	RevealTo     []string
+	MaxReveals   uint32
+	RevealWindow time.Duration
 }
 
 func (s Spec) keep() (first, last int) {
@@ -106,13 +116,20 @@ func (s Spec) keep() (first, last int) {
 }
 
 // Domain is the fingerprint domain: values converge only under the same
-// format and kept digits ("pan:6:4", "digits", "opaque").
+// format and kept digits ("pan:6:4", "digits", "opaque"), and the same
+// reveal routes, appended when there are any ("pan:6:4;reveal_to=[\"stripe\"]"),
+// so that a card tokenized for one set of routes never converges onto a
+// token bound to another set, or to none.
 func (s Spec) Domain() string {
-	if s.Format != FormatPAN {
-		return s.Format.String()
+	d := s.Format.String()
+	if s.Format == FormatPAN {
+		f, l := s.keep()
+		d = fmt.Sprintf("pan:%d:%d", f, l)
 	}
-	f, l := s.keep()
-	return fmt.Sprintf("pan:%d:%d", f, l)
+	if routes := s.policy(time.Time{}).Routes; len(routes) > 0 {
+		d += fmt.Sprintf(";reveal_to=%q", routes)
+	}
+	return d
 }
 
 // Normalize checks value against the format's rule (a PAN for pan, 3 to 19

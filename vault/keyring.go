@@ -265,11 +265,14 @@ func (k *Keyring) Seal(token, value string) (uint32, []byte) {
 }
 
 // SealRecord encrypts value for r under the primary key at
-// [RecordVersion]: it sets r.KeyID, r.Version and r.Ciphertext, binding
-// r's token, format, expiry and fingerprint (set them first) as the
-// associated data.
+// [RecordVersion], or at [RecordV3] if r has a reveal policy: it sets
+// r.KeyID, r.Version and r.Ciphertext, binding r's token, format, expiry,
+// fingerprint and policy (set them first) as the associated data.
 func (k *Keyring) SealRecord(r *Record, value string) {
 	r.KeyID, r.Version = k.primary, RecordVersion
+	if !r.Policy.IsZero() {
+		r.Version = RecordV3
+	}
 	aead := k.aeads[k.primary]
 	out := make([]byte, nonceSize, nonceSize+len(value)+aead.Overhead())
 	rand.Read(out)
@@ -281,8 +284,8 @@ func (k *Keyring) SealRecord(r *Record, value string) {
 
 // OpenRecord decrypts r's ciphertext with the associated data of its
 // version ([Record.AssociatedData]): a record whose token, or (from
-// RecordV2) format, key id, expiry or fingerprint was changed in the store
-// fails with [ErrDecrypt].
+// RecordV2) format, key id, expiry or fingerprint, or (RecordV3) reveal
+// policy was changed in the store fails with [ErrDecrypt].
 func (k *Keyring) OpenRecord(r Record) (string, error) {
 	aead, ok := k.aeads[r.KeyID]
 	if !ok {

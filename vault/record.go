@@ -17,11 +17,15 @@ type Record struct {
 	Created     time.Time // transaction_time
 	Expires     time.Time // zero: never
 	Format      Format
+	// Policy limits where and how often the token reveals; the zero
+	// policy (none) for most records. Only RecordV3 records carry one.
+	Policy RevealPolicy
 	// Version says what the ciphertext's associated data binds:
 	// RecordV1 (or 0, the same) the token only; RecordV2 the token, key
 	// id, format, expiry and fingerprint, so an edit of any of them in the
-	// store makes the record fail to open. New records are RecordV2; a
-	// rekey upgrades older ones.
+	// store makes the record fail to open; RecordV3 all that and the
+	// reveal policy. New records are RecordV3 if they have a policy,
+	// RecordV2 if not; a rekey upgrades older ones.
 	Version uint8
 }
 
@@ -29,28 +33,46 @@ type Record struct {
 const (
 	RecordV1 = 1 // associated data: the token
 	RecordV2 = 2 // associated data: see [Record.AssociatedData]
-	// RecordVersion is the version new records are sealed at.
+	RecordV3 = 3 // RecordV2's, and the reveal policy
+	// RecordVersion is the version new records without a reveal policy
+	// are sealed at, and the least a rekey leaves; records with a policy
+	// are sealed at RecordV3.
 	RecordVersion = RecordV2
 )
 
 // version is r's record version, with 0 read as RecordV1.
 func (r Record) version() uint8 { return max(r.Version, RecordV1) }
 
-// aadLabel opens the version 2 associated data, so that it can never be
-// taken for another message under the same key.
-const aadLabel = "tok record v2\x00"
+// aadLabel and aadLabelV3 open the version 2 and 3 associated data, so
+// that neither can be taken for another message under the same key, nor
+// for the other.
+const (
+	aadLabel   = "tok record v2\x00"
+	aadLabelV3 = "tok record v3\x00"
+)
 
 // AssociatedData returns the AEAD associated data r's ciphertext is sealed
 // with: for RecordV1 the token alone; for RecordV2 a label, the format,
 // the key id, the expiry (Unix milliseconds, 0 for none, as stores keep
-// it), the token (length-prefixed) and the fingerprint. Created is not
-// bound: nothing is decided by it.
+// it), the token (length-prefixed) and the fingerprint; for RecordV3
+// another label, the same fields with the fingerprint length-prefixed
+// too, and the policy's [MarshalPolicy] encoding. Created is not bound:
+// nothing is decided by it.
 func (r Record) AssociatedData() []byte {
-	if r.version() == RecordV1 {
+	ver := r.version()
+	if ver == RecordV1 {
 		return []byte(r.Token)
 	}
-	b := make([]byte, 0, len(aadLabel)+1+4+8+binary.MaxVarintLen64+len(r.Token)+len(r.Fingerprint))
-	b = append(b, aadLabel...)
+	var policy []byte
+	if ver >= RecordV3 {
+		policy = MarshalPolicy(r.Policy)
+	}
+	b := make([]byte, 0, len(aadLabel)+1+4+8+2*binary.MaxVarintLen64+len(r.Token)+len(r.Fingerprint)+len(policy))
+	if ver >= RecordV3 {
+		b = append(b, aadLabelV3...)
+	} else {
+		b = append(b, aadLabel...)
+	}
 	b = append(b, byte(r.Format))
 	b = binary.BigEndian.AppendUint32(b, r.KeyID)
 	var exp int64
@@ -60,7 +82,12 @@ func (r Record) AssociatedData() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(exp))
 	b = binary.AppendUvarint(b, uint64(len(r.Token)))
 	b = append(b, r.Token...)
-	return append(b, r.Fingerprint...)
+	if ver < RecordV3 {
+		return append(b, r.Fingerprint...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.Fingerprint)))
+	b = append(b, r.Fingerprint...)
+	return append(b, policy...)
 }
 
 // ResealApplies is the compare-and-swap rule of [Store.Reseal], shared by
@@ -85,10 +112,17 @@ func (r Record) Expired(now time.Time) bool {
 // MarshalRecord encodes r's value (everything but the token, which is the
 // key) in the compact binary form stores keep:
 //
-//	version(1: RecordV1 or RecordV2) format(1) keyID(uvarint) created(varint ms) expires(varint ms, 0 none)
-//	len(fingerprint)(1) fingerprint ciphertext
+//	version(1: RecordV1, RecordV2 or RecordV3) format(1) keyID(uvarint) created(varint ms) expires(varint ms, 0 none)
+//	len(fingerprint)(1) fingerprint [RecordV3: len(policy)(uvarint) policy] ciphertext
+//
+// where policy is [MarshalPolicy]'s encoding. Records without a policy
+// keep the RecordV2 form.
 func MarshalRecord(r Record) []byte {
-	b := make([]byte, 0, 2+3*binary.MaxVarintLen64+1+len(r.Fingerprint)+len(r.Ciphertext))
+	var policy []byte
+	if r.version() >= RecordV3 {
+		policy = MarshalPolicy(r.Policy)
+	}
+	b := make([]byte, 0, 2+4*binary.MaxVarintLen64+1+len(r.Fingerprint)+len(policy)+len(r.Ciphertext))
 	b = append(b, r.version(), byte(r.Format))
 	b = binary.AppendUvarint(b, uint64(r.KeyID))
 	b = binary.AppendVarint(b, r.Created.UnixMilli())
@@ -99,6 +133,10 @@ func MarshalRecord(r Record) []byte {
 	b = binary.AppendVarint(b, exp)
 	b = append(b, byte(len(r.Fingerprint)))
 	b = append(b, r.Fingerprint...)
+	if r.version() >= RecordV3 {
+		b = binary.AppendUvarint(b, uint64(len(policy)))
+		b = append(b, policy...)
+	}
 	return append(b, r.Ciphertext...)
 }
 
@@ -107,7 +145,7 @@ var errCorrupt = errors.New("corrupt record")
 // UnmarshalRecord decodes a value written by [MarshalRecord]. It copies
 // what it keeps, so b may be reused (bbolt values die with their transaction).
 func UnmarshalRecord(token string, b []byte) (Record, error) {
-	if len(b) < 2 || b[0] < RecordV1 || b[0] > RecordV2 {
+	if len(b) < 2 || b[0] < RecordV1 || b[0] > RecordV3 {
 		return Record{}, fmt.Errorf("%w: token record version", errCorrupt)
 	}
 	if int(b[1]) >= len(formatNames) {
@@ -140,6 +178,18 @@ func UnmarshalRecord(token string, b []byte) (Record, error) {
 	if fl > 0 {
 		r.Fingerprint = append([]byte(nil), b[1:1+fl]...)
 	}
-	r.Ciphertext = append([]byte(nil), b[1+fl:]...)
+	b = b[1+fl:]
+	if r.Version >= RecordV3 {
+		pl, n := binary.Uvarint(b)
+		if n <= 0 || pl > uint64(len(b)-n) {
+			return Record{}, fmt.Errorf("%w: reveal policy length", errCorrupt)
+		}
+		p, err := UnmarshalPolicy(b[n : n+int(pl)])
+		if err != nil {
+			return Record{}, err
+		}
+		r.Policy, b = p, b[n+int(pl):]
+	}
+	r.Ciphertext = append([]byte(nil), b...)
 	return r, nil
 }

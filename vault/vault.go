@@ -54,6 +54,9 @@ type Request struct {
 type Revealed struct {
 	Record
 	Value string
+	// Reveals is the token's reveal count, this reveal included, when its
+	// policy has a MaxReveals and [Vault.RevealFor] counted it; else 0.
+	Reveals uint32
 }
 
 // Vault tokenizes and reveals values. It owns no store: the caller opens and
@@ -150,6 +153,9 @@ func (v *Vault) TokenizeCount(ctx context.Context, reqs []Request) (tokens []str
 			return nil, 0, fmt.Errorf("value %d: %w", i, err)
 		}
 		values[i] = d
+		if err := r.Spec.checkPolicy(); err != nil {
+			return nil, 0, fmt.Errorf("value %d: %w", i, err)
+		}
 		if r.Spec.Bound {
 			if err := v.checkBinding(reqs, i); err != nil {
 				return nil, 0, fmt.Errorf("value %d: %w", i, err)
@@ -474,7 +480,7 @@ func (v *Vault) held(ctx context.Context, s Store, spec Spec, token string) (boo
 }
 
 func (v *Vault) newRecord(spec Spec, value string, fp []byte, now time.Time) Record {
-	r := Record{Token: spec.newToken(value), Fingerprint: fp, Created: now, Format: spec.Format}
+	r := Record{Token: spec.newToken(value), Fingerprint: fp, Created: now, Format: spec.Format, Policy: spec.policy(now)}
 	if spec.TTL > 0 {
 		r.Expires = now.Add(spec.TTL)
 	}

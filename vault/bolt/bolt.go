@@ -52,6 +52,7 @@ var (
 	bucketFingerprints = []byte("fingerprints") // fingerprint → token
 	bucketSessions     = []byte("sessions")     // session key → encoded session
 	bucketLockouts     = []byte("lockouts")     // client name → encoded lockout
+	bucketReveals      = []byte("reveals")      // token → uvarint reveal count (tokens with a max_reveals policy)
 	bucketMeta         = []byte("meta")         // "schema" → uvarint version
 	keySchema          = []byte("schema")
 )
@@ -196,8 +197,9 @@ type Store struct {
 }
 
 var (
-	_ vault.Store        = (*Store)(nil)
-	_ vault.SessionStore = (*Store)(nil)
+	_ vault.Store         = (*Store)(nil)
+	_ vault.SessionStore  = (*Store)(nil)
+	_ vault.RevealCounter = (*Store)(nil)
 )
 
 // Open opens the vault file at path, creating it only where no older vault
@@ -452,13 +454,19 @@ func initBuckets(tx *bbolt.Tx) (created bool, err error) {
 				return false, fmt.Errorf("%w: bucket %s is missing", ErrVaultDamaged, name)
 			}
 		}
+		// Vaults written before reveal policies have no reveals bucket:
+		// it is added, empty, which is what it would hold (no token of
+		// theirs has a policy). Older builds ignore it.
+		if _, err := tx.CreateBucketIfNotExists(bucketReveals); err != nil {
+			return false, fmt.Errorf("create bucket %s: %w", bucketReveals, err)
+		}
 		return false, nil
 	}
 	// A bbolt file with buckets but no meta belongs to another program.
 	if err := tx.ForEach(func([]byte, *bbolt.Bucket) error { return ErrNotVault }); err != nil {
 		return false, fmt.Errorf("%w: bbolt file with foreign buckets", ErrNotVault)
 	}
-	for _, name := range [][]byte{bucketTokens, bucketFingerprints, bucketSessions, bucketLockouts, bucketMeta} {
+	for _, name := range [][]byte{bucketTokens, bucketFingerprints, bucketSessions, bucketLockouts, bucketReveals, bucketMeta} {
 		if _, err := tx.CreateBucket(name); err != nil {
 			return false, fmt.Errorf("create bucket %s: %w", name, err)
 		}

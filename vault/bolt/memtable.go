@@ -28,11 +28,12 @@ const (
 	bFingerprints
 	bSessions
 	bLockouts
+	bReveals
 	numBuckets
 )
 
 // bucketNames maps a bucket to its bbolt name.
-var bucketNames = [numBuckets][]byte{bucketTokens, bucketFingerprints, bucketSessions, bucketLockouts}
+var bucketNames = [numBuckets][]byte{bucketTokens, bucketFingerprints, bucketSessions, bucketLockouts, bucketReveals}
 
 // memtable is a set of puts and deletes per bucket. A nil value is a
 // tombstone. It copies what it is given into its own arena (see arena.go),

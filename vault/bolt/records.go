@@ -164,6 +164,7 @@ func (s *Store) Delete(ctx context.Context, token string) error {
 			t.del(bFingerprints, rec.Fingerprint)
 		}
 		t.del(bTokens, key)
+		t.del(bReveals, key)
 		return nil
 	})
 	if err != nil {

@@ -47,8 +47,9 @@ const maxFingerprint = 255
 var ErrFull = vault.ErrFull
 
 var (
-	_ vault.Store        = (*Store)(nil)
-	_ vault.SessionStore = (*Store)(nil)
+	_ vault.Store         = (*Store)(nil)
+	_ vault.SessionStore  = (*Store)(nil)
+	_ vault.RevealCounter = (*Store)(nil)
 )
 
 // Store keeps records in slabs and sessions and lockouts in maps. Expired
@@ -82,6 +83,7 @@ type Store struct {
 	slabBytes int // capacity of all chunks
 	sessions  map[string]vault.Session
 	lockouts  map[string]vault.Lockout
+	reveals   map[string]uint32 // token → reveal count; see reveals.go
 }
 
 // Option configures a Store.
@@ -118,6 +120,7 @@ func New(opts ...Option) *Store {
 		nextExp:  noExpiry,
 		sessions: map[string]vault.Session{},
 		lockouts: map[string]vault.Lockout{},
+		reveals:  map[string]uint32{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -318,6 +321,7 @@ func (s *Store) remove(token string, at ref) {
 	s.unlink(token)
 	s.kill(at)
 	s.count--
+	delete(s.reveals, token)
 }
 
 // Get implements [vault.Store]; expired records are not found.
@@ -392,7 +396,7 @@ func (s *Store) Close() error {
 		}
 	}
 	s.chunks, s.free, s.index, s.overflow, s.fps = nil, nil, nil, nil, nil
-	s.sessions, s.lockouts = nil, nil
+	s.sessions, s.lockouts, s.reveals = nil, nil, nil
 	s.count, s.slabBytes, s.tail = 0, 0, -1
 	s.mu.Unlock()
 	close(s.stop)

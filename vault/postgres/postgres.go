@@ -379,6 +379,7 @@ type queries struct {
 	insertTokens, findWinners                           string
 	findFingerprint, getToken, deleteToken              string
 	scanTokens, resealToken                             string
+	countReveal, uncountReveal, reveals                 string
 	keyChecks, addKeyCheck, deleteKeyCheck              string
 	putSession, getSession, deleteSession, touchSession string
 	purgeSessions                                       string
@@ -396,7 +397,13 @@ func qualify(schema, sql string) string {
 	return strings.ReplaceAll(sql, "{schema}.", prefix)
 }
 
-const recordColumns = `token, key_id, ciphertext, fingerprint, created, expires, format, version`
+// recordColumns are the columns of a record every version has; a
+// RecordV3 record also has a policy (policyColumns, read and written
+// after them).
+const (
+	recordColumns = `token, key_id, ciphertext, fingerprint, created, expires, format, version`
+	policyColumns = recordColumns + `, policy`
+)
 
 func newQueries(schema string) queries {
 	q := func(sql string) string { return qualify(schema, sql) }
@@ -404,9 +411,9 @@ func newQueries(schema string) queries {
 		// No conflict target: both unique indexes (token and fingerprint)
 		// are arbiters, and a conflict on either writes nothing.
 		// Rows are inserted in the arrays' order.
-		insertTokens: q(`INSERT INTO {schema}.tokens (` + recordColumns + `)
+		insertTokens: q(`INSERT INTO {schema}.tokens (` + policyColumns + `)
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[],
-				$5::timestamptz[], $6::timestamptz[], $7::smallint[], $8::smallint[])
+				$5::timestamptz[], $6::timestamptz[], $7::smallint[], $8::smallint[], $9::bytea[])
 			ON CONFLICT DO NOTHING RETURNING token`),
 		// The records that beat a batch's rows to their fingerprints: the
 		// rows with them that this transaction did not write (a row's
@@ -415,18 +422,29 @@ func newQueries(schema string) queries {
 		// and batch record). _if_assigned: a transaction that wrote
 		// nothing (every card known) has no id, and must not be given
 		// one, which would make its commit wait on a WAL flush.
-		findWinners: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens
+		findWinners: q(`SELECT ` + policyColumns + ` FROM {schema}.tokens
 			WHERE fingerprint = ANY($1::bytea[])
 				AND xmin IS DISTINCT FROM pg_current_xact_id_if_assigned()::xid`),
-		findFingerprint: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE fingerprint = $1`),
-		getToken:        q(`SELECT ` + recordColumns + ` FROM {schema}.tokens WHERE token = $1`),
+		findFingerprint: q(`SELECT ` + policyColumns + ` FROM {schema}.tokens WHERE fingerprint = $1`),
+		getToken:        q(`SELECT ` + policyColumns + ` FROM {schema}.tokens WHERE token = $1`),
 		deleteToken:     q(`DELETE FROM {schema}.tokens WHERE token = $1`),
 		// The primary key's index serves both the range and the order.
-		scanTokens: q(`SELECT ` + recordColumns + ` FROM {schema}.tokens
+		scanTokens: q(`SELECT ` + policyColumns + ` FROM {schema}.tokens
 			WHERE token > $1 ORDER BY token LIMIT $2`),
 		// vault.ResealApplies, in SQL.
 		resealToken: q(`UPDATE {schema}.tokens SET key_id = $2, ciphertext = $3, version = $5
 			WHERE token = $1 AND key_id = $4 AND (key_id <> $2 OR version < $5)`),
+		// vault.RevealCounter: one statement each. The UPDATE takes the
+		// row's lock, and under READ COMMITTED re-checks reveals < max on
+		// the row as the last committed reveal left it, so concurrent
+		// reveals on any replica never pass max. The CTE tells a missing
+		// token (no row) from a spent one (a row, nothing updated).
+		countReveal: q(`WITH u AS (
+				UPDATE {schema}.tokens SET reveals = reveals + 1
+				WHERE token = $1 AND reveals < $2 RETURNING reveals)
+			SELECT (SELECT reveals FROM u), (SELECT reveals FROM {schema}.tokens WHERE token = $1)`),
+		uncountReveal: q(`UPDATE {schema}.tokens SET reveals = reveals - 1 WHERE token = $1 AND reveals > 0`),
+		reveals:       q(`SELECT reveals FROM {schema}.tokens WHERE token = $1`),
 		// The tokens table with its indexes and TOAST, for limits.vault_bytes.
 		sizeTokens:     `SELECT pg_total_relation_size($1::regclass)`,
 		tokensTable:    q(`{schema}.tokens`),

@@ -64,6 +64,13 @@ var migrations = []string{
 		value bytea NOT NULL,
 		CONSTRAINT vault_meta_pkey PRIMARY KEY (name)
 	);`,
+	// 4: tokens.policy is the record's reveal policy
+	// (vault.MarshalPolicy; NULL for none, as every existing row), and
+	// tokens.reveals counts the reveals of a token with a max_reveals
+	// policy. The count lives on the row, so deleting the token deletes
+	// it, and counting is one conditional UPDATE of that row.
+	`ALTER TABLE {schema}.tokens ADD COLUMN policy bytea,
+		ADD COLUMN reveals bigint NOT NULL DEFAULT 0;`,
 }
 
 // errSchemaNewer: the database was migrated by a newer tok than this one.

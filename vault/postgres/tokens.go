@@ -69,7 +69,7 @@ func (s *Store) insertRows(ctx context.Context, rows []vault.Record) ([]vault.Ou
 		}
 	}
 	b := &pgx.Batch{}
-	b.Queue(s.q.insertTokens, c.tokens, c.keyIDs, c.ciphertexts, c.fingerprints, c.created, c.expires, c.formats, c.versions)
+	b.Queue(s.q.insertTokens, c.tokens, c.keyIDs, c.ciphertexts, c.fingerprints, c.created, c.expires, c.formats, c.versions, c.policies)
 	if len(fps) > 0 {
 		b.Queue(s.q.findWinners, fps)
 	}
@@ -148,6 +148,7 @@ type columns struct {
 	tokens                    []string
 	keyIDs                    []int64
 	ciphertexts, fingerprints [][]byte
+	policies                  [][]byte // vault.MarshalPolicy; nil (NULL) for none
 	created                   []time.Time
 	expires                   []*time.Time
 	formats, versions         []int16
@@ -157,7 +158,8 @@ func newColumns(n int) *columns {
 	return &columns{
 		tokens: make([]string, 0, n), keyIDs: make([]int64, 0, n),
 		ciphertexts: make([][]byte, 0, n), fingerprints: make([][]byte, 0, n),
-		created: make([]time.Time, 0, n), expires: make([]*time.Time, 0, n),
+		policies: make([][]byte, 0, n),
+		created:  make([]time.Time, 0, n), expires: make([]*time.Time, 0, n),
 		formats: make([]int16, 0, n), versions: make([]int16, 0, n),
 	}
 }
@@ -171,6 +173,16 @@ func (c *columns) add(r vault.Record) {
 	c.expires = append(c.expires, nullTime(r.Expires))
 	c.formats = append(c.formats, int16(r.Format))
 	c.versions = append(c.versions, int16(r.Version))
+	c.policies = append(c.policies, recordPolicy(r))
+}
+
+// recordPolicy is the policy column of r: only a RecordV3 record binds
+// one, so only it stores one.
+func recordPolicy(r vault.Record) []byte {
+	if r.Version < vault.RecordV3 {
+		return nil
+	}
+	return vault.MarshalPolicy(r.Policy)
 }
 
 // readTokens reads the tokens insertTokens stored.
@@ -234,6 +246,8 @@ func normalize(r vault.Record) vault.Record {
 	}
 	r.Created, r.Expires = ms(r.Created), ms(r.Expires)
 	r.Version = max(r.Version, vault.RecordV1)
+	r.Policy.Routes = slices.Clone(r.Policy.Routes)
+	r.Policy.Until = ms(r.Policy.Until)
 	return r
 }
 
@@ -323,7 +337,7 @@ func (s *Store) Delete(ctx context.Context, token string) error {
 	return nil
 }
 
-// scanRecord reads one row of recordColumns.
+// scanRecord reads one row of policyColumns.
 func scanRecord(row pgx.Row) (vault.Record, error) {
 	var (
 		r       vault.Record
@@ -332,13 +346,21 @@ func scanRecord(row pgx.Row) (vault.Record, error) {
 		expires *time.Time
 		format  int16
 		version int16
+		policy  []byte
 	)
-	if err := row.Scan(&r.Token, &keyID, &r.Ciphertext, &r.Fingerprint, &created, &expires, &format, &version); err != nil {
+	if err := row.Scan(&r.Token, &keyID, &r.Ciphertext, &r.Fingerprint, &created, &expires, &format, &version, &policy); err != nil {
 		return vault.Record{}, err
 	}
 	if keyID < 0 || keyID > math.MaxUint32 || format < 0 || format > math.MaxUint8 ||
-		version < vault.RecordV1 || version > vault.RecordV2 {
+		version < vault.RecordV1 || version > vault.RecordV3 {
 		return vault.Record{}, fmt.Errorf("%w: key id %d, format %d, version %d", errCorrupt, keyID, format, version)
+	}
+	if version >= vault.RecordV3 {
+		p, err := vault.UnmarshalPolicy(policy)
+		if err != nil {
+			return vault.Record{}, fmt.Errorf("%w: token %s: %w", errCorrupt, r.Token, err)
+		}
+		r.Policy = p
 	}
 	r.KeyID, r.Format, r.Version = uint32(keyID), vault.Format(format), uint8(version)
 	r.Created, r.Expires = ms(created), fromNull(expires)

@@ -60,6 +60,10 @@ func Run(t *testing.T, open func(t *testing.T) vault.Store) {
 		{"Scan", testScan},
 		{"Reseal", testReseal},
 		{"Reseal/UpgradeVersion", testResealUpgrade},
+		{"Policy/RoundTrip", testPolicyRoundTrip},
+		{"Policy/Reseal", testPolicyReseal},
+		{"Reveals/Count", testRevealCount},
+		{"Reveals/Concurrent", testRevealConcurrent},
 		{"KeyChecks", testKeyChecks},
 		{"Context", testContext},
 		{"Ping", testPing},
@@ -153,6 +157,9 @@ func stored(rec vault.Record) vault.Record {
 	if len(rec.Fingerprint) == 0 {
 		rec.Fingerprint = nil
 	}
+	if !rec.Policy.Until.IsZero() {
+		rec.Policy.Until = time.UnixMilli(rec.Policy.Until.UnixMilli()).UTC()
+	}
 	return rec
 }
 
@@ -182,6 +189,10 @@ func diffRecord(got, want vault.Record) string {
 		return "Format differs"
 	case max(got.Version, vault.RecordV1) != max(want.Version, vault.RecordV1):
 		return "Version differs"
+	case !bytes.Equal(vault.MarshalPolicy(got.Policy), vault.MarshalPolicy(want.Policy)):
+		return "Policy differs"
+	case !got.Policy.Until.IsZero() && got.Policy.Until.Location() != time.UTC:
+		return "Policy.Until not in UTC"
 	}
 	return ""
 }
