@@ -405,6 +405,18 @@ func wireRows() map[string]wireRow {
 		"inbound[].fields[].ttl": {yaml: field("{json: card.cvc, format: digits, store: memory, ttl: 10m}"), check: func(t *testing.T, e wireEnv) {
 			expect(t, spec(e).TTL == 10*time.Minute, "Spec = %+v", spec(e))
 		}},
+		"inbound[].fields[].reveal_to": {yaml: field("{json: card.number, reveal_to: [psp, '@me']}") + egress("", ""), check: func(t *testing.T, e wireEnv) {
+			expect(t, slices.Equal(spec(e).RevealTo, []string{"psp", vault.RevealToMe}), "Spec = %+v", spec(e))
+		}},
+		"inbound[].fields[].max_reveals": {yaml: field("{json: card.number, unique: true, max_reveals: 3}"), check: func(t *testing.T, e wireEnv) {
+			expect(t, spec(e).MaxReveals == 3, "Spec = %+v", spec(e))
+		}},
+		"inbound[].fields[].reveal_window": {yaml: field("{json: card.number, unique: true, reveal_window: 24h}"), check: func(t *testing.T, e wireEnv) {
+			expect(t, spec(e).RevealWindow == 24*time.Hour, "Spec = %+v", spec(e))
+		}},
+		"egress[].fields[].reveal_to":     {yaml: egress("[{json: card.number, reveal_to: [psp]}]", ""), refused: "belong on the inbound field that makes the tokens"},
+		"egress[].fields[].max_reveals":   {yaml: egress("[{json: card.number, max_reveals: 1}]", ""), refused: "belong on the inbound field that makes the tokens"},
+		"egress[].fields[].reveal_window": {yaml: egress("[{json: card.number, reveal_window: 1h}]", ""), refused: "belong on the inbound field that makes the tokens"},
 		"inbound[].inspect": {yaml: inbound("match: {path: /upload}\ninspect: false\n"), check: func(t *testing.T, e wireEnv) {
 			expect(t, e.opts.Routes[0].Uninspected, "Routes = %+v", e.opts.Routes)
 		}},
