@@ -44,8 +44,11 @@ func flaskCommand(zoo, port string) (*exec.Cmd, error) {
 	// (pyenv, a venv) with a Flask of its own is the fallback. Versions
 	// differ: Werkzeug 2.2 hands X_Card_Number to the app as X-Card-Number,
 	// and decodes a multipart part by its charset; 3.x does neither.
+	// The probe imports Flask's class, not the module: run from
+	// examples/zoo, a bare "import flask" finds the app's own flask/
+	// directory as a namespace package and succeeds without Flask.
 	for _, py := range []string{"/usr/bin/python3", "python3"} {
-		if works(py, "-c", "import flask") {
+		if works(py, "-c", "from flask import Flask") {
 			cmd := exec.Command(py, "app.py", port)
 			cmd.Dir = filepath.Join(zoo, "flask")
 			return cmd, nil
