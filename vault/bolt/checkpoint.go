@@ -276,7 +276,7 @@ func (s *Store) idle() bool {
 // dueness is how far the committer has come towards the next checkpoint
 // being due since the last freeze: 1 when it is due.
 func (s *Store) dueness(since time.Time) float64 {
-	return max(float64(s.activeEntries.Load())/float64(s.opts.checkpointEntries),
+	return max(float64(s.activeEntries.Load())/float64(s.entriesDue()),
 		float64(s.walOffset.Load())/float64(s.opts.segmentSize),
 		float64(time.Since(since))/float64(s.opts.checkpointEvery))
 }
@@ -353,7 +353,7 @@ func (s *Store) freeze() {
 func (s *Store) maybeFreeze() {
 	idle, _ := s.settle(false)
 	n := s.active.n
-	due := n >= s.opts.checkpointEntries || (n > 0 && time.Since(s.lastFreeze) >= s.opts.checkpointEvery)
+	due := n >= s.entriesDue() || (n > 0 && time.Since(s.lastFreeze) >= s.opts.checkpointEvery)
 	if due && idle && s.wal.canRotate() {
 		s.freeze()
 	}
@@ -363,7 +363,7 @@ func (s *Store) maybeFreeze() {
 // segment is full or the active memtable at its hard cap, it waits for the
 // running checkpoint and freezes.
 func (s *Store) makeRoom(n int) error {
-	if s.active.n == 0 || (s.wal.fits(n) && s.active.n < hardCapFactor*s.opts.checkpointEntries) {
+	if s.active.n == 0 || (s.wal.fits(n) && s.active.n < hardCapFactor*s.entriesDue()) {
 		return nil // an empty active memtable means a fresh segment
 	}
 	if _, err := s.settle(true); err != nil {
