@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/tokproxy/tok/vault"
 	"github.com/tokproxy/tok/vault/storetest"
@@ -106,5 +107,21 @@ func TestBulkLoadCrash(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkChunks sorts and cuts a memtable as large as a bulk load's
+// checkpoints (96k records: a token and a fingerprint entry each).
+func BenchmarkChunks(b *testing.B) {
+	keys := newKeys(b)
+	m := newMemtable()
+	now := time.Now()
+	for range 96 << 10 {
+		r := prefillRecord(keys, now)
+		m.set(bTokens, []byte(r.Token), vault.MarshalRecord(r))
+		m.set(bFingerprints, r.Fingerprint, []byte(r.Token))
+	}
+	for b.Loop() {
+		m.chunks(bulkChunkFactor * defaultCheckpointChunk)
 	}
 }

