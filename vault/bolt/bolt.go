@@ -174,6 +174,8 @@ type Store struct {
 	// hurry, when not zero, makes a running checkpoint skip its pauses:
 	// someone (Backup, Scan, Close) waits for it.
 	hurry atomic.Int32
+	// bulk is set by BulkLoad (see bulk.go).
+	bulk atomic.Bool
 	// activeEntries and walOffset are the committer's load, published
 	// for the checkpointer's pacing (see noteLoad).
 	activeEntries, walOffset atomic.Int64

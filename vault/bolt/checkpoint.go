@@ -197,7 +197,7 @@ func (s *Store) startCheckpoint(run *checkpointRun) *checkpointRun {
 // between them.
 func (s *Store) writeCheckpoint(run *checkpointRun) error {
 	if run.chunks == nil {
-		run.chunks = run.frozen.chunks(s.opts.checkpointChunk)
+		run.chunks = run.frozen.chunks(s.chunkSize())
 	}
 	for run.next < len(run.chunks) {
 		if err := s.opts.Faults.checkpointErr(); err != nil {
@@ -259,10 +259,11 @@ func (s *Store) commitChunks(chunks []chunk, epoch uint64, walOpen bool) error {
 }
 
 // pace returns when run, having committed run.next of its chunks, is no
-// longer ahead of schedule (see Pacing above), or is in a hurry.
+// longer ahead of schedule (see Pacing above), or is in a hurry, or the
+// store is bulk loading (see bulk.go).
 func (s *Store) pace(run *checkpointRun) {
 	progress := float64(run.next) / float64(len(run.chunks))
-	for !run.hurry.Load() && s.hurry.Load() == 0 && !s.idle() && progress > s.dueness(run.start)/paceTarget {
+	for !run.hurry.Load() && s.hurry.Load() == 0 && !s.bulk.Load() && !s.idle() && progress > s.dueness(run.start)/paceTarget {
 		time.Sleep(paceStep)
 	}
 }
@@ -275,7 +276,7 @@ func (s *Store) idle() bool {
 // dueness is how far the committer has come towards the next checkpoint
 // being due since the last freeze: 1 when it is due.
 func (s *Store) dueness(since time.Time) float64 {
-	return max(float64(s.activeEntries.Load())/float64(s.opts.checkpointEntries),
+	return max(float64(s.activeEntries.Load())/float64(s.entriesDue()),
 		float64(s.walOffset.Load())/float64(s.opts.segmentSize),
 		float64(time.Since(since))/float64(s.opts.checkpointEvery))
 }
@@ -352,7 +353,7 @@ func (s *Store) freeze() {
 func (s *Store) maybeFreeze() {
 	idle, _ := s.settle(false)
 	n := s.active.n
-	due := n >= s.opts.checkpointEntries || (n > 0 && time.Since(s.lastFreeze) >= s.opts.checkpointEvery)
+	due := n >= s.entriesDue() || (n > 0 && time.Since(s.lastFreeze) >= s.opts.checkpointEvery)
 	if due && idle && s.wal.canRotate() {
 		s.freeze()
 	}
@@ -362,7 +363,7 @@ func (s *Store) maybeFreeze() {
 // segment is full or the active memtable at its hard cap, it waits for the
 // running checkpoint and freezes.
 func (s *Store) makeRoom(n int) error {
-	if s.active.n == 0 || (s.wal.fits(n) && s.active.n < hardCapFactor*s.opts.checkpointEntries) {
+	if s.active.n == 0 || (s.wal.fits(n) && s.active.n < hardCapFactor*s.entriesDue()) {
 		return nil // an empty active memtable means a fresh segment
 	}
 	if _, err := s.settle(true); err != nil {
@@ -394,9 +395,9 @@ func (s *Store) flush() error {
 	defer func() { <-s.boundary }()
 	var chunks []chunk
 	if f != nil { // its checkpoint failed: write it first, a's entries override
-		chunks = f.chunks(s.opts.checkpointChunk)
+		chunks = f.chunks(s.chunkSize())
 	}
-	chunks = append(chunks, a.chunks(s.opts.checkpointChunk)...)
+	chunks = append(chunks, a.chunks(s.chunkSize())...)
 	// The last chunk records the epoch even with nothing to write: see recover.
 	if err := s.commitChunks(chunks, s.wal.epoch, false); err != nil {
 		return fmt.Errorf("checkpoint vault: %w", err) // the WAL still has it
