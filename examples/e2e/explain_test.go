@@ -348,16 +348,7 @@ func TestExplainRevealPolicy(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "tok.yaml", `listen: {egress: "127.0.0.1:0"}
 upstream: http://127.0.0.1:1
-inbound:
-  - name: checkout
-    match: {method: POST, path: /checkout}
-    fields:
-      - json: card.number
-        unique: true
-        reveal_to: [stripe, "@me"]
-        max_reveals: 2
-        reveal_window: 24h
-      - json: card.cvc
+`+revealCheckout+`      - json: card.cvc
         format: digits
         store: memory
         ttl: 10m

@@ -18,6 +18,20 @@ import (
 	"github.com/tokproxy/tok/vault"
 )
 
+// revealCheckout is an inbound checkout route whose card field seals a
+// reveal policy into its tokens: through the stripe egress route or /@me,
+// twice, for a day.
+const revealCheckout = `inbound:
+  - name: checkout
+    match: {method: POST, path: /checkout}
+    fields:
+      - json: card.number
+        unique: true
+        reveal_to: [stripe, "@me"]
+        max_reveals: 2
+        reveal_window: 24h
+`
+
 // TestRevealPolicy runs a per-token reveal policy through the binary: a
 // checkout through an inbound route whose card field has reveal_to
 // [stripe, "@me"] and max_reveals 2; payments through the stripe route
@@ -60,15 +74,7 @@ clients:
   - {name: cih, secret_hash: %q, reveal: true}
   - {name: viewer, secret_hash: %q}
 upstream: %s
-inbound:
-  - name: checkout
-    match: {method: POST, path: /checkout}
-    fields:
-      - json: card.number
-        unique: true
-        reveal_to: [stripe, "@me"]
-        max_reveals: 2
-egress:
+`+revealCheckout+`egress:
   - name: stripe
     match: {method: POST, path: /stripe/*}
     upstream: %s
@@ -163,8 +169,8 @@ egress:
 		}
 	}
 	if p := line.RevealPolicy; line.Token != token || p == nil || p.Reveals == nil || *p.Reveals != 2 || p.MaxReveals != 2 ||
-		strings.Join(p.RevealTo, ",") != "@me,stripe" || p.RevealUntil != "" {
-		t.Errorf("the export's line for the token = %+v (policy %+v), want reveal_to [@me stripe], max_reveals 2, reveals 2, no reveal_until", line, line.RevealPolicy)
+		strings.Join(p.RevealTo, ",") != "@me,stripe" || p.RevealUntil == "" {
+		t.Errorf("the export's line for the token = %+v (policy %+v), want reveal_to [@me stripe], max_reveals 2, reveals 2, a reveal_until", line, line.RevealPolicy)
 	}
 }
 
