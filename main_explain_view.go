@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/tokproxy/tok/proxy"
 	"github.com/tokproxy/tok/proxy/rewrite"
@@ -37,11 +38,16 @@ type explainedField struct {
 	Store    string `json:"store,omitempty"`
 	TTL      string `json:"ttl,omitempty"`
 	Bind     string `json:"bind,omitempty"`
-	Offset   int    `json:"offset"`
-	Value    string `json:"value"`          // as sent, masked unless a token
-	Became   string `json:"became"`         // what replaced it, masked unless a token
-	Outcome  string `json:"outcome"`        // tokenized, revealed, refused
-	Code     string `json:"code,omitempty"` // why it was refused
+	// RevealTo, MaxReveals and RevealWindow are the reveal policy an
+	// inbound field seals into its tokens; absent when it has none.
+	RevealTo     []string `json:"reveal_to,omitempty"`
+	MaxReveals   uint32   `json:"max_reveals,omitempty"`
+	RevealWindow string   `json:"reveal_window,omitempty"`
+	Offset       int      `json:"offset"`
+	Value        string   `json:"value"`          // as sent, masked unless a token
+	Became       string   `json:"became"`         // what replaced it, masked unless a token
+	Outcome      string   `json:"outcome"`        // tokenized, revealed, refused
+	Code         string   `json:"code,omitempty"` // why it was refused
 }
 
 type verdict struct {
@@ -64,10 +70,9 @@ func (s *dryRunSession) describe(line string, res *proxy.DryRunResult) *explanat
 	ex := &explanation{Request: string(proxy.MaskCards([]byte(line), s.isToken)), Listener: res.Listener,
 		Route: res.Route, NoRoute: res.NoRoute, Fields: []explainedField{}}
 	for _, f := range res.Fields {
-		ef := explainedField{Path: f.Path, Selector: f.Selector, Format: f.Format, Store: f.Store, Bind: f.Bind, Offset: f.Offset, Code: f.Code}
-		if f.TTL > 0 {
-			ef.TTL = strings.TrimSuffix(strings.TrimSuffix(f.TTL.String(), "0s"), "0m")
-		}
+		ef := explainedField{Path: f.Path, Selector: f.Selector, Format: f.Format, Store: f.Store, Bind: f.Bind,
+			RevealTo: slices.Sorted(slices.Values(f.RevealTo)), MaxReveals: f.MaxReveals, RevealWindow: shortDuration(f.RevealWindow), Offset: f.Offset, Code: f.Code}
+		ef.TTL = shortDuration(f.TTL)
 		if f.Field < 0 {
 			ef.Selector = "(guard)"
 		}
@@ -261,6 +266,7 @@ func (ex *explanation) print(w io.Writer) {
 			if f.Bind != "" {
 				store = strings.TrimSpace(store + " bound to " + f.Bind)
 			}
+			store += f.policyText()
 			outcome := f.Outcome
 			if f.Code != "" {
 				outcome += ": " + f.Code
@@ -287,6 +293,40 @@ func (ex *explanation) print(w io.Writer) {
 			fmt.Fprintln(w, strings.TrimRight("  | "+strings.TrimRight(l, "\r"), " "))
 		}
 	}
+}
+
+// policyText is f's reveal policy as the STORE column shows it after the
+// store, e.g. "; reveal_to stripe,@me; max_reveals 2; reveal_window 24h",
+// or "" when it has none.
+func (f explainedField) policyText() string {
+	var b strings.Builder
+	if len(f.RevealTo) > 0 {
+		b.WriteString("; reveal_to " + strings.Join(f.RevealTo, ","))
+	}
+	if f.MaxReveals > 0 {
+		fmt.Fprintf(&b, "; max_reveals %d", f.MaxReveals)
+	}
+	if f.RevealWindow != "" {
+		b.WriteString("; reveal_window " + f.RevealWindow)
+	}
+	return b.String()
+}
+
+// shortDuration is d as a config would spell it ("15m", "10m", "24h"), or
+// "" for zero: only the zero units at its end are dropped ("10m0s" is
+// "10m", never "1").
+func shortDuration(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func dash(s string) string {

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokproxy/tok/proxy"
 	auditlog "github.com/tokproxy/tok/proxy/audit"
 	"github.com/tokproxy/tok/vault"
 )
@@ -57,7 +58,10 @@ type exportRecord struct {
 	MaskedPAN string     `json:"masked_pan"`
 	Created   time.Time  `json:"created"`
 	Expires   *time.Time `json:"expires,omitempty"`
-	Sealed    string     `json:"sealed"` // base64 of nonce || AES-256-GCM ciphertext and tag
+	// RevealPolicy is the record's reveal policy with its count so far,
+	// for the receiving vault to keep enforcing; absent when it has none.
+	RevealPolicy *proxy.RevealPolicy `json:"reveal_policy,omitempty"`
+	Sealed       string              `json:"sealed"` // base64 of nonce || AES-256-GCM ciphertext and tag
 }
 
 type exportTrailer struct {
@@ -211,7 +215,15 @@ func writeExport(ctx context.Context, tv *toolVault, pub hpke.PublicKey, pubID, 
 				unreadable++
 				continue
 			}
-			if err := enc.Encode(sealRecord(aead, rec, pan)); err != nil {
+			line := sealRecord(aead, rec, pan)
+			if !rec.Policy.IsZero() {
+				reveals, err := tv.vault.Reveals(ctx, rec)
+				if err != nil {
+					return n, unreadable, fmt.Errorf("reveal count of a policy-bound record: %w", err)
+				}
+				line.RevealPolicy = proxy.NewRevealPolicy(rec.Policy, reveals)
+			}
+			if err := enc.Encode(line); err != nil {
 				return n, unreadable, err
 			}
 			n++

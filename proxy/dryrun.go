@@ -51,6 +51,11 @@ type DryRunField struct {
 	Store    string // inbound: "vault" or "memory"; "" on egress
 	TTL      time.Duration
 	Bind     string // the selector of the card field it is bound to
+	// RevealTo, MaxReveals and RevealWindow are an inbound field's reveal
+	// policy, as its tokens are sealed with it (zero: none).
+	RevealTo     []string
+	MaxReveals   uint32
+	RevealWindow time.Duration
 }
 
 // DryRunResult is what a request did.
@@ -230,6 +235,7 @@ func (d *DryRun) fields(listener, route string, vals []TracedValue) []DryRunFiel
 			f.Selector, f.Bind = rf.selector(), rf.Bind
 			if listener == ListenerPublic {
 				f.Format, f.Store, f.TTL = rf.Spec.Format.String(), "vault", rf.Spec.TTL
+				f.RevealTo, f.MaxReveals, f.RevealWindow = rf.Spec.RevealTo, rf.Spec.MaxReveals, rf.Spec.RevealWindow
 				if rf.Spec.Volatile {
 					f.Store = "memory"
 				}

@@ -56,25 +56,31 @@ type RevealPolicy struct {
 	RevealUntil *time.Time `json:"reveal_until,omitempty"`
 }
 
+// NewRevealPolicy is p as /@me and tok export show it, with reveals, the
+// count so far (shown only for a policy with a MaxReveals).
+func NewRevealPolicy(p vault.RevealPolicy, reveals uint32) *RevealPolicy {
+	rp := &RevealPolicy{RevealTo: p.Routes, MaxReveals: p.MaxReveals}
+	if !p.Until.IsZero() {
+		u := p.Until.UTC()
+		rp.RevealUntil = &u
+	}
+	if p.MaxReveals > 0 {
+		rp.Reveals = &reveals
+	}
+	return rp
+}
+
 // revealPolicy is rv's policy for the /@me answer, with its count: the
 // one this reveal made, or the store's.
 func (s *Server) revealPolicy(r *http.Request, rv vault.Revealed) (*RevealPolicy, error) {
-	p := &RevealPolicy{RevealTo: rv.Policy.Routes, MaxReveals: rv.Policy.MaxReveals}
-	if !rv.Policy.Until.IsZero() {
-		u := rv.Policy.Until.UTC()
-		p.RevealUntil = &u
-	}
-	if rv.Policy.MaxReveals > 0 {
-		n := rv.Reveals
-		if n == 0 {
-			var err error
-			if n, err = s.opts.Vault.Reveals(r.Context(), rv.Record); err != nil {
-				return nil, err
-			}
+	n := rv.Reveals
+	if n == 0 && rv.Policy.MaxReveals > 0 {
+		var err error
+		if n, err = s.opts.Vault.Reveals(r.Context(), rv.Record); err != nil {
+			return nil, err
 		}
-		p.Reveals = &n
 	}
-	return p, nil
+	return NewRevealPolicy(rv.Policy, n), nil
 }
 
 // serveMe is GET /@me?token=... or POST /@me {"token": "..."}: look a token

@@ -341,3 +341,53 @@ expect:
 		t.Errorf("tok test with a bad case file: exit %d (%s), want 2 naming the expectation", code, errOut)
 	}
 }
+
+// TestExplainRevealPolicy: tok explain shows the reveal policy an inbound
+// field seals into its tokens, in -json and in the STORE column.
+func TestExplainRevealPolicy(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "tok.yaml", `listen: {egress: "127.0.0.1:0"}
+upstream: http://127.0.0.1:1
+`+revealCheckout+`      - json: card.cvc
+        format: digits
+        store: memory
+        ttl: 10m
+        bind: card.number
+egress:
+  - name: stripe
+    match: {method: POST, path: /stripe/*}
+    upstream: https://api.stripe.com
+    strip_prefix: /stripe
+    fields: [{json: source.card.number}]
+`)
+	file := writeFile(t, dir, "request.http", "POST /checkout HTTP/1.1\nHost: shop.example\nContent-Type: application/json\n\n"+checkoutBody+"\n")
+	code, out, errOut := tokEnv(t, dir, nil, "explain", "-config", cfg, "-json", file)
+	if code != 0 {
+		t.Fatalf("tok explain -json exit %d: %s", code, errOut)
+	}
+	var e struct {
+		Fields []struct {
+			Path         string   `json:"path"`
+			TTL          string   `json:"ttl"`
+			RevealTo     []string `json:"reveal_to"`
+			MaxReveals   uint32   `json:"max_reveals"`
+			RevealWindow string   `json:"reveal_window"`
+		} `json:"fields"`
+	}
+	if err := json.Unmarshal([]byte(out), &e); err != nil || len(e.Fields) != 2 {
+		t.Fatalf("tok explain -json = %v %s, want two fields", err, out)
+	}
+	if num := e.Fields[0]; strings.Join(num.RevealTo, ",") != "@me,stripe" || num.MaxReveals != 2 || num.RevealWindow != "24h" {
+		t.Errorf("card.number = %+v, want reveal_to [@me stripe], max_reveals 2, reveal_window 24h", num)
+	}
+	if cvc := e.Fields[1]; cvc.RevealTo != nil || cvc.MaxReveals != 0 || cvc.RevealWindow != "" || cvc.TTL != "10m" {
+		t.Errorf("card.cvc = %+v, want no policy of its own (its card's governs it) and ttl 10m", cvc)
+	}
+	code, out, errOut = tokEnv(t, dir, nil, "explain", "-config", cfg, file)
+	if code != 0 {
+		t.Fatalf("tok explain exit %d: %s", code, errOut)
+	}
+	if want := "vault; reveal_to @me,stripe; max_reveals 2; reveal_window 24h"; !strings.Contains(out, want) {
+		t.Errorf("tok explain output lacks %q:\n%s", want, out)
+	}
+}

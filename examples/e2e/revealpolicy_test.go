@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -16,6 +17,20 @@ import (
 	"github.com/tokproxy/tok/examples/internal/freeport"
 	"github.com/tokproxy/tok/vault"
 )
+
+// revealCheckout is an inbound checkout route whose card field seals a
+// reveal policy into its tokens: through the stripe egress route or /@me,
+// twice, for a day.
+const revealCheckout = `inbound:
+  - name: checkout
+    match: {method: POST, path: /checkout}
+    fields:
+      - json: card.number
+        unique: true
+        reveal_to: [stripe, "@me"]
+        max_reveals: 2
+        reveal_window: 24h
+`
 
 // TestRevealPolicy runs a per-token reveal policy through the binary: a
 // checkout through an inbound route whose card field has reveal_to
@@ -59,15 +74,7 @@ clients:
   - {name: cih, secret_hash: %q, reveal: true}
   - {name: viewer, secret_hash: %q}
 upstream: %s
-inbound:
-  - name: checkout
-    match: {method: POST, path: /checkout}
-    fields:
-      - json: card.number
-        unique: true
-        reveal_to: [stripe, "@me"]
-        max_reveals: 2
-egress:
+`+revealCheckout+`egress:
   - name: stripe
     match: {method: POST, path: /stripe/*}
     upstream: %s
@@ -100,10 +107,10 @@ egress:
 	if code != 200 || json.Unmarshal([]byte(body), &got) != nil || got.Card.Number == testPAN || !vault.ValidToken(got.Card.Number) {
 		t.Fatalf("checkout = %d %s, want the card's token", code, body)
 	}
-	tok := got.Card.Number
+	token := got.Card.Number
 	pay := func(route string) (int, string) {
 		t.Helper()
-		return post("http://"+egressAddr+"/"+route+"/v1/charges", `{"source":{"card":{"number":"`+tok+`"}},"amount":100}`)
+		return post("http://"+egressAddr+"/"+route+"/v1/charges", `{"source":{"card":{"number":"`+token+`"}},"amount":100}`)
 	}
 	if code, body := pay("stripe"); code != 200 {
 		t.Fatalf("first payment through stripe = %d %s, want 200", code, body)
@@ -113,7 +120,7 @@ egress:
 	s.stop(t)
 	s = startTok(t, dir, cfg)
 	viewer := s.login(t, "viewer", secret)
-	if policy := mePolicy(t, s, viewer, tok); policy.Reveals == nil || *policy.Reveals != 1 || policy.MaxReveals != 2 ||
+	if policy := mePolicy(t, s, viewer, token); policy.Reveals == nil || *policy.Reveals != 1 || policy.MaxReveals != 2 ||
 		strings.Join(policy.RevealTo, ",") != "@me,stripe" {
 		t.Errorf("/@me reveal_policy after a restart = %+v, want reveal_to [@me stripe], max_reveals 2, reveals 1", policy)
 	}
@@ -131,10 +138,40 @@ egress:
 	}
 	// A full-number reveal through /@me is a reveal too: this token's
 	// are spent.
-	if code, pan := s.reveal(t, s.login(t, "cih", secret), tok); code != 422 || pan != "" {
+	if code, pan := s.reveal(t, s.login(t, "cih", secret), token); code != 422 || pan != "" {
 		t.Errorf("GET /@me as a reveal client = %d (card shown: %t), want 422 and no card", code, pan != "")
 	}
 	s.stop(t)
+
+	// tok export carries the policy and the count so far, for the
+	// receiving vault to keep enforcing them.
+	if code, _, stderr := tok(t, dir, "", "export", "keygen", "-o", "rcpt"); code != 0 {
+		t.Fatalf("export keygen = %d %s", code, stderr)
+	}
+	exp := filepath.Join(dir, "export.jsonl")
+	if code, stdout, stderr := tok(t, dir, "", "export", "-config", cfg, "-recipient", "rcpt.pub", "-out", exp); code != 0 {
+		t.Fatalf("export = %d\n%s%s", code, stdout, stderr)
+	}
+	if opened := openExport(t, filepath.Join(dir, "rcpt.key"), exp); opened[token] != testPAN {
+		t.Errorf("the export does not open to the card under its token %s", token)
+	}
+	b, err := os.ReadFile(exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line struct {
+		Token        string        `json:"token"`
+		RevealPolicy *revealPolicy `json:"reveal_policy"`
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if json.Unmarshal([]byte(l), &line) == nil && line.Token == token {
+			break
+		}
+	}
+	if p := line.RevealPolicy; line.Token != token || p == nil || p.Reveals == nil || *p.Reveals != 2 || p.MaxReveals != 2 ||
+		strings.Join(p.RevealTo, ",") != "@me,stripe" || p.RevealUntil == "" {
+		t.Errorf("the export's line for the token = %+v (policy %+v), want reveal_to [@me stripe], max_reveals 2, reveals 2, a reveal_until", line, line.RevealPolicy)
+	}
 }
 
 // revealPolicy is the reveal_policy of a /@me answer.
