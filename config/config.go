@@ -432,6 +432,11 @@ type EgressRoute struct {
 	// found in the body outside the route's fields. Empty:
 	// [DefaultUnrevealedTokens].
 	UnrevealedTokens Unrevealed `yaml:"unrevealed_tokens"`
+	// Guard, if set, is reject or report: report records what reject mode
+	// would refuse of the app's requests on this route, then forwards them
+	// to the provider (proxy.EgressRoute.Report). Nil: reject, whatever
+	// guard.mode says.
+	Guard *rewrite.GuardMode `yaml:"guard"`
 }
 
 // ResponseCards narrows the egress response guard for one provider: a

@@ -18,6 +18,7 @@ type sendState struct {
 	wrote    atomic.Bool     // the request's headers were written to the provider
 	status   int             // the provider's status, 0 if it did not answer
 	withheld bool            // the provider answered and tok refused the answer
+	would    *wouldRefuse    // report mode: the first refusal reject mode would make
 }
 
 type sendKey struct{}
