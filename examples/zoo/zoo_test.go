@@ -121,7 +121,7 @@ func TestZoo(t *testing.T) {
 				rep.skipped = "skipped" // until it runs
 				addr := startApp(t, a, zoo)
 				rep.skipped = ""
-				tok := startTok(t, zoo, addr)
+				tok := startTok(t, zoo, addr, nil).Addr("public")
 				rep.cases = runCorpus(t, tok, cases)
 				for _, c := range rep.cases {
 					if len(c.leaks) == 0 {
@@ -171,9 +171,9 @@ func TestZoo(t *testing.T) {
 	}
 }
 
-// startTok starts tok with tok.yaml in front of the app at upstream and
-// returns its public address.
-func startTok(t *testing.T, zoo, upstream string) string {
+// startTok starts tok with tok.yaml, changed by edit if not nil, in front
+// of the app at upstream and returns it once its public listener is up.
+func startTok(t *testing.T, zoo, upstream string, edit func(cfg map[string]any)) *tokbin.Proc {
 	t.Helper()
 	dir := t.TempDir()
 	b, err := os.ReadFile(filepath.Join(zoo, "tok.yaml"))
@@ -192,6 +192,9 @@ func startTok(t *testing.T, zoo, upstream string) string {
 	cfg["vault"] = map[string]string{"bolt": filepath.Join(dir, "tok.db"), "keyring": keyring}
 	cfg["audit"] = map[string]string{"path": filepath.Join(dir, "audit.log")}
 	cfg["upstream"] = "http://" + upstream
+	if edit != nil {
+		edit(cfg)
+	}
 	if b, err = yaml.Marshal(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +210,7 @@ func startTok(t *testing.T, zoo, upstream string) string {
 	if err := p.WaitListening(context.Background(), "public"); err != nil {
 		t.Fatal(err)
 	}
-	return p.Addr("public")
+	return p
 }
 
 // runCorpus sends every variant of every case to tok at addr.
