@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
