@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -42,20 +41,7 @@ type variantResult struct {
 // parser sees Tok-Card-* headers for the tokenized card, and never one the
 // client sent.
 func TestZooReportMode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the framework zoo runs real apps; skipped with -short")
-	}
-	if raceEnabled {
-		t.Skip("the framework zoo runs without -race (see race_test.go): go test ./examples/zoo")
-	}
-	zoo, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := loadCorpus(filepath.Join(zoo, "corpus"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	zoo, all, gaps := zooCorpus(t)
 	var cases []corpusCase
 	for _, c := range all {
 		for _, cl := range reportClasses {
@@ -63,10 +49,6 @@ func TestZooReportMode(t *testing.T) {
 				cases = append(cases, c)
 			}
 		}
-	}
-	gaps, err := readKnownGaps(filepath.Join(zoo, "known_gaps.txt"))
-	if err != nil {
-		t.Fatal(err)
 	}
 	strict := os.Getenv("TOK_ZOO_STRICT") == "1"
 	only := os.Getenv("TOK_ZOO_APPS")

@@ -83,27 +83,7 @@ type appReport struct {
 // Cases listed in known_gaps.txt are reported and do not fail the test,
 // unless TOK_ZOO_STRICT=1.
 func TestZoo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the framework zoo runs real apps; skipped with -short")
-	}
-	if raceEnabled {
-		t.Skip("the framework zoo runs without -race (see race_test.go): go test ./examples/zoo")
-	}
-	zoo, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases, err := loadCorpus(filepath.Join(zoo, "corpus"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cases) == 0 {
-		t.Fatal("the corpus is empty")
-	}
-	gaps, err := readKnownGaps(filepath.Join(zoo, "known_gaps.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	zoo, cases, gaps := zooCorpus(t)
 	strict := os.Getenv("TOK_ZOO_STRICT") == "1"
 	only := os.Getenv("TOK_ZOO_APPS") // a comma-separated subset, for a quick run
 
@@ -169,6 +149,32 @@ func TestZoo(t *testing.T) {
 			}
 		}
 	}
+}
+
+// zooCorpus skips a zoo test where it cannot run (-short, -race) and
+// returns the zoo's directory, its corpus and its known gaps.
+func zooCorpus(t *testing.T) (zoo string, cases []corpusCase, gaps knownGaps) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("the framework zoo runs real apps; skipped with -short")
+	}
+	if raceEnabled {
+		t.Skip("the framework zoo runs without -race (see race_test.go): go test ./examples/zoo")
+	}
+	zoo, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cases, err = loadCorpus(filepath.Join(zoo, "corpus")); err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Fatal("the corpus is empty")
+	}
+	if gaps, err = readKnownGaps(filepath.Join(zoo, "known_gaps.txt")); err != nil {
+		t.Fatal(err)
+	}
+	return zoo, cases, gaps
 }
 
 // startTok starts tok with tok.yaml, changed by edit if not nil, in front
