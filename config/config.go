@@ -434,8 +434,9 @@ type EgressRoute struct {
 	UnrevealedTokens Unrevealed `yaml:"unrevealed_tokens"`
 	// Guard, if set, is reject or report: report records what reject mode
 	// would refuse of the app's requests on this route, then forwards them
-	// to the provider (proxy.EgressRoute.Report). Nil: reject, whatever
-	// guard.mode says.
+	// to the provider (proxy.EgressRoute.Report). Nil or reject: the egress
+	// request guard, which rejects unless guard.mode is off (guard.mode
+	// report leaves egress rejecting).
 	Guard *rewrite.GuardMode `yaml:"guard"`
 }
 
