@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,13 +29,7 @@ var forgedCardHeaders = []string{
 // headers for the card it tokenized and none of the client's, and a
 // request off the route carries none at all.
 func TestZooCardHeaders(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the framework zoo runs real apps; skipped with -short")
-	}
-	zoo, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	zoo, _, _ := zooCorpus(t)
 	only := os.Getenv("TOK_ZOO_APPS")
 	for _, a := range apps {
 		if only != "" && !slices.Contains(strings.Split(only, ","), a.name) {
