@@ -173,7 +173,8 @@ func egressRoutes(routes []config.EgressRoute, getenv func(string) string) ([]pr
 		er := proxy.EgressRoute{Name: r.Name, Method: r.Match.Method, Path: r.Match.Path, Host: r.Match.Host, Upstream: u,
 			StripPrefix: r.StripPrefix, Headers: map[string]string{},
 			ErrorFormat: r.ErrorFormat, Timeout: r.Timeout, ResponseIgnore: r.ResponseIgnore,
-			RefuseUnrevealed: r.UnrevealedTokens == config.UnrevealedRefuse, EgressKeyHeader: r.EgressKeyHeader}
+			RefuseUnrevealed: r.UnrevealedTokens == config.UnrevealedRefuse, EgressKeyHeader: r.EgressKeyHeader,
+			Report: r.Guard != nil && *r.Guard == rewrite.GuardReport}
 		if rc := r.ResponseCards; rc != nil {
 			if er.ResponseCards, err = rewrite.NewCardSet(rc.Networks, rc.Prefixes, rc.Lengths); err != nil {
 				return nil, fmt.Errorf("egress route %s: %w", r.Name, err)

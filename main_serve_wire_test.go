@@ -511,6 +511,9 @@ func wireRows() map[string]wireRow {
 		"egress[].unrevealed_tokens": {yaml: egress("", "unrevealed_tokens: refuse"), check: func(t *testing.T, e wireEnv) {
 			expect(t, eroute(e).RefuseUnrevealed, "RefuseUnrevealed = false, want true")
 		}},
+		"egress[].guard": {yaml: egress("", "guard: report"), check: func(t *testing.T, e wireEnv) {
+			expect(t, eroute(e).Report, "Report = false, want true")
+		}},
 	}
 	rows["tls.egress_ca.key_file"] = rows["tls.egress_ca.cert_file"]
 	for _, l := range []string{proxy.ListenerPublic, proxy.ListenerAuth, proxy.ListenerAdmin, proxy.ListenerEgress} {

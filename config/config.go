@@ -432,6 +432,12 @@ type EgressRoute struct {
 	// found in the body outside the route's fields. Empty:
 	// [DefaultUnrevealedTokens].
 	UnrevealedTokens Unrevealed `yaml:"unrevealed_tokens"`
+	// Guard, if set, is reject or report: report records what reject mode
+	// would refuse of the app's requests on this route, then forwards them
+	// to the provider (proxy.EgressRoute.Report). Nil or reject: the egress
+	// request guard, which rejects unless guard.mode is off (guard.mode
+	// report leaves egress rejecting).
+	Guard *rewrite.GuardMode `yaml:"guard"`
 }
 
 // ResponseCards narrows the egress response guard for one provider: a

@@ -345,6 +345,8 @@ func TestValidation(t *testing.T) {
 			[]want{{1, "guard.mode", "use reject, report, tokenize or off"}, {2, "limits.max_depth", "out of range"}, {4, "tls.auth.client_auth", "want a string"}, {5, "session.idle", ""}}},
 		{"route guard tokenize", "upstream: http://127.0.0.1:3000\ninbound:\n  - name: r\n    match: {path: /x}\n    guard: tokenize\n    fields:\n      - json: card.number\n",
 			[]want{{5, "inbound[0].guard", "a route's guard is reject or report"}}},
+		{"egress route guard off", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: https://h\n    guard: off\n",
+			[]want{{5, "egress[0].guard", "an egress route's guard is reject or report"}}},
 		{"report_then", "guard: {mode: report, report_then: maybe}", []want{{1, "guard.report_then", "use forward or tokenize"}}},
 		{"guard ignore empty", "guard:\n  ignore: [a, \"\"]\n", []want{{2, "guard.ignore[1]", "empty"}}},
 		{"egress http remote", "egress:\n  - name: p\n    match: {path: /p/*}\n    upstream: http://api.psp.example\n", []want{{4, "egress[0].upstream", "use https"}}},

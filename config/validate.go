@@ -603,6 +603,9 @@ func (v *validator) egress(p string, r EgressRoute, matches map[string]string) {
 	}
 	v.responseCards(p+".response_cards", r.ResponseCards)
 	v.egressKeyHeader(p, r)
+	if r.Guard != nil && *r.Guard != rewrite.GuardReject && *r.Guard != rewrite.GuardReport {
+		v.fail(p+".guard", "an egress route's guard is reject or report; egress never tokenizes or lets cards through unrecorded")
+	}
 	if r.Upstream == "" {
 		v.fail(p+".upstream", "missing; write the payment provider's base URL, e.g. https://api.psp.example")
 	} else {

@@ -44,6 +44,11 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	for i, r := range c.Egress {
+		if r.Guard != nil && *r.Guard == rewrite.GuardReport {
+			out = append(out, fmt.Sprintf("egress[%d] (%s) is in report mode: it forwards what it would refuse — tok records each request reject mode would refuse "+
+				"(tok_would_refuse_total{listener=\"egress\"}, GET /report on the admin listener) and sends it to %s as the app sent it: a card number outside the fields or where a token belongs, "+
+				"a token at a field the route does not reveal (guard.report_then applies to inbound routes only); set reject once the report is clean", i, r.Name, r.Upstream))
+		}
 		if r.EgressKey == "" {
 			out = append(out, fmt.Sprintf("egress[%d] (%s): no egress_key: any process on this host can have its tokens revealed to the provider; set egress_key: env:NAME and send it in X-Tok-Egress-Key", i, r.Name))
 		}

@@ -19,10 +19,10 @@ func TestREADMEReportModeRunsAsScript(t *testing.T) {
 		"warning: inbound[0] (checkout) is in report mode: it forwards what it would refuse",
 		`"order_id":`,                    // the shop took the checkout
 		`"error":"card_number_detected"`, // /profile still rejects
-		`"total":[{"route":"checkout","code":"card_number_detected","count":1}]`,
+		`"total":[{"listener":"public","route":"checkout","code":"card_number_detected","count":1}]`,
 		`"where":"body","path":"note","offset":49}`,
 		`tok_would_refuse_total{code="card_number_detected",listener="public",route="checkout"} 1`,
-		`"level":"WARN","msg":"report mode: reject mode would refuse this request","route":"checkout"`,
+		`"level":"WARN","msg":"report mode: reject mode would refuse this request","listener":"public","route":"checkout"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the script's output lacks %s:\n%s", want, out)

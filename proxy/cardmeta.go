@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/tokproxy/tok/proxy/rewrite"
 	"github.com/tokproxy/tok/vault"
@@ -70,13 +69,34 @@ const (
 )
 
 // dropCardHeaders removes every Tok-Card-* header from h: only tok sets
-// them.
+// them. Underscores count as dashes: Werkzeug (Flask), PHP and Rack name a
+// header by its CGI variable, where Tok_Card_Fingerprint and
+// Tok-Card-Fingerprint are both HTTP_TOK_CARD_FINGERPRINT, so a client's
+// Tok_Card_* header would reach the app as tok's own, or joined to it.
 func dropCardHeaders(h http.Header) {
 	for name := range h {
-		if len(name) >= len(CardHeaderPrefix) && strings.EqualFold(name[:len(CardHeaderPrefix)], CardHeaderPrefix) {
+		if isCardHeader(name) {
 			delete(h, name)
 		}
 	}
+}
+
+// isCardHeader reports whether name is of the CardHeaderPrefix, in any
+// case, with underscores for dashes.
+func isCardHeader(name string) bool {
+	if len(name) < len(CardHeaderPrefix) {
+		return false
+	}
+	for i := range len(CardHeaderPrefix) {
+		c, want := name[i], CardHeaderPrefix[i]
+		if c == '_' {
+			c = '-'
+		}
+		if c|0x20 != want|0x20 {
+			return false
+		}
+	}
+	return true
 }
 
 // setCardHeaders sets m, the metadata of the card at field, on h.

@@ -69,6 +69,10 @@ type EgressRoute struct {
 	// RefuseUnrevealed refuses a request carrying a live token outside the
 	// route's fields; if false, such a request is logged and forwarded.
 	RefuseUnrevealed bool
+	// Report puts the route's guard in report mode (see egressreport.go):
+	// what reject mode would refuse of the app's request is recorded, then
+	// forwarded. If false, the route rejects.
+	Report bool
 }
 
 // DefaultEgressTimeout is how long an egress route waits for a provider's
@@ -87,6 +91,7 @@ type egressRoute struct {
 	host     string // lower-cased Host, or ""
 	rp       *httputil.ReverseProxy
 	response *rewrite.Rewriter // guard for the provider's answers; nil when off
+	decide   *rewrite.Rewriter // report mode only: the request guard as reject mode reads
 	handler  http.Handler      // serve, instrumented with the route's label
 	noRoute  http.Handler      // 404 for its host's unrouted requests, in its error format
 }
@@ -104,7 +109,8 @@ func newEgress(s *Server) (*egress, error) {
 	var errs []error
 	// Requests to a provider must not carry card numbers outside the
 	// configured fields either: egress is never a way to send raw cards.
-	// Report mode is the inbound guard's rollout: egress keeps rejecting.
+	// guard.mode report is the inbound guard's rollout: egress keeps
+	// rejecting unless a route asks for report mode itself.
 	reqGuard := o.Guard.Mode
 	if reqGuard == rewrite.GuardTokenize || reqGuard == rewrite.GuardReport {
 		reqGuard = rewrite.GuardReject
@@ -114,13 +120,23 @@ func newEgress(s *Server) (*egress, error) {
 			errs = append(errs, fmt.Errorf("egress route %q: no upstream", r.Name))
 			continue
 		}
+		what := fmt.Sprintf("egress route %q", r.Name)
 		base := rewrite.Config{Guard: reqGuard, Ignore: o.Guard.Ignore, MaxDepth: o.MaxDepth}
-		c, err := compileRoute(fmt.Sprintf("egress route %q", r.Name), base, r.Method, r.Path, r.Fields)
+		var dec *rewrite.Rewriter
+		if r.Report {
+			base.Guard = rewrite.GuardOff // acts as the guard off; dec reads as reject
+			var err error
+			if dec, err = compileDecide(what, base, r); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		c, err := compileRoute(what, base, r.Method, r.Path, r.Fields)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		er := egressRoute{EgressRoute: r, compiledRoute: c, host: strings.ToLower(r.Host)}
+		er := egressRoute{EgressRoute: r, compiledRoute: c, host: strings.ToLower(r.Host), decide: dec}
 		if o.Guard.Mode != rewrite.GuardOff {
 			// A card number in a provider's answer is tokenized before the
 			// app, which must hold no cards, sees it. guard.ignore exempts
@@ -291,6 +307,7 @@ func (e *egress) serve(w http.ResponseWriter, r *http.Request, rt *egressRoute) 
 	if err := e.revealBody(w, r, rt); err != nil {
 		return err
 	}
+	e.recordWould(r, rt)
 	rt.rp.ServeHTTP(w, r)
 	return nil
 }
@@ -300,6 +317,9 @@ func (e *egress) serve(w http.ResponseWriter, r *http.Request, rt *egressRoute) 
 // are not scanned: numeric trace ids (x-datadog-trace-id has 19 digits)
 // would be refused a few times in a hundred.
 func (e *egress) guardRequest(r *http.Request, rt *egressRoute) error {
+	if rt.decide != nil && r.URL.RawQuery != "" {
+		return e.reportQuery(r, rt)
+	}
 	if e.s.opts.Guard.Mode == rewrite.GuardOff || r.URL.RawQuery == "" {
 		return nil
 	}
@@ -332,7 +352,10 @@ func (e *egress) revealBody(w http.ResponseWriter, r *http.Request, rt *egressRo
 	if err != nil {
 		return err
 	}
-	if err := e.checkUnrevealed(r, rt, body, media, sendFrom(r.Context()).paths); err != nil {
+	if err := e.reportBody(r, rt, body, ct); err != nil {
+		return err
+	}
+	if err := e.reportField(r, rt, e.checkUnrevealed(r, rt, body, media, sendFrom(r.Context()).paths)); err != nil {
 		return err
 	}
 	replaceBody(r, out)
@@ -361,6 +384,9 @@ func (e *egress) revealer(r *http.Request, rt *egressRoute) rewrite.ReplaceFunc 
 				}
 				val, err := e.reveal(r, rt, v, card)
 				traceReveal(r, v, val, err)
+				if err != nil && e.reportField(r, rt, err) == nil {
+					val, err = v.Text, nil // report mode: forwarded as sent
+				}
 				if err != nil {
 					return nil, err
 				}

@@ -19,6 +19,7 @@ type sendState struct {
 	status   int             // the provider's status, 0 if it did not answer
 	withheld bool            // the provider answered and tok refused the answer
 	counted  []string        // tokens whose reveal was counted against their max_reveals
+	would    *wouldRefuse    // report mode: the first refusal reject mode would make
 }
 
 type sendKey struct{}

@@ -313,7 +313,7 @@ func (in *inbound) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if would != nil {
-		in.s.wouldRefuse(r, g.label, would.where, would.err)
+		in.s.wouldRefuse(r, ListenerPublic, g.label, would.where, would.err)
 	}
 	if card.field >= 0 {
 		setCardHeaders(r.Header, rt.Fields[card.field].selector(), in.s.cardMeta(card.digits, card.matchable))

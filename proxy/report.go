@@ -12,7 +12,8 @@ import (
 	"github.com/tokproxy/tok/proxy/rewrite"
 )
 
-// Report mode (guard mode "report", globally or on one inbound route) is
+// Report mode (guard mode "report", globally or on one inbound route; on
+// egress routes, see egressreport.go) is
 // how an operator rolls the guard out: tok decides every request exactly
 // as in reject mode, records each refusal it would have made, and then
 // acts as [ReportThen] says. The record is the metric
@@ -71,14 +72,16 @@ const (
 const noRouteLabel = "-"
 
 // reportKey is what a would-be refusal is counted under.
-type reportKey struct{ Route, Code string }
+type reportKey struct{ Listener, Route, Code string }
 
 // Decision is one would-be refusal as GET /report lists it. It holds where
 // the card-like number stood, never the number.
 type Decision struct {
-	Time  time.Time `json:"time"`
-	Route string    `json:"route"`
-	Code  string    `json:"code"`
+	Time time.Time `json:"time"`
+	// Listener is public for inbound routes, egress for egress routes.
+	Listener string `json:"listener"`
+	Route    string `json:"route"`
+	Code     string `json:"code"`
 	// Where is the part of the request: body, query, or request (path,
 	// host or a header).
 	Where string `json:"where"`
@@ -116,7 +119,7 @@ func (rp *reports) add(d Decision) {
 	if slot.start != m || slot.counts == nil {
 		*slot = reportMinute{start: m, counts: map[reportKey]int{}}
 	}
-	slot.counts[reportKey{d.Route, d.Code}]++
+	slot.counts[reportKey{d.Listener, d.Route, d.Code}]++
 	if len(rp.recent) == reportRecent {
 		rp.recent = slices.Delete(rp.recent, 0, 1)
 	}
@@ -145,9 +148,10 @@ func (rp *reports) since(n int) []Decision {
 
 // reportCount is one route and code's count.
 type reportCount struct {
-	Route string `json:"route"`
-	Code  string `json:"code"`
-	Count int    `json:"count"`
+	Listener string `json:"listener"`
+	Route    string `json:"route"`
+	Code     string `json:"code"`
+	Count    int    `json:"count"`
 }
 
 // reportMinuteView is one minute of the summary.
@@ -198,9 +202,12 @@ func (rp *reports) view(now time.Time) reportView {
 func sortedCounts(m map[reportKey]int) []reportCount {
 	out := make([]reportCount, 0, len(m))
 	for k, n := range m {
-		out = append(out, reportCount{Route: k.Route, Code: k.Code, Count: n})
+		out = append(out, reportCount{Listener: k.Listener, Route: k.Route, Code: k.Code, Count: n})
 	}
 	slices.SortFunc(out, func(a, b reportCount) int {
+		if c := strings.Compare(a.Listener, b.Listener); c != 0 {
+			return c
+		}
 		if c := strings.Compare(a.Route, b.Route); c != 0 {
 			return c
 		}
@@ -220,13 +227,14 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) error {
 }
 
 // wouldRefuse records a refusal reject mode would have made on route
-// (noRouteLabel for paths without one): where is "body", "query" or
-// "request". e's path is masked again before it is kept or logged.
-func (s *Server) wouldRefuse(r *http.Request, route, where string, e *rewrite.Error) {
-	d := Decision{Time: s.opts.Now().UTC(), Route: route, Code: e.Code, Where: where, Path: httpx.SafePath(e.Path), Offset: e.Offset}
-	s.metrics.wouldRefuse.WithLabelValues(ListenerPublic, route, e.Code).Inc()
+// (noRouteLabel for paths without one) of listener (public or egress):
+// where is "body", "query" or "request". e's path is masked again before it
+// is kept or logged.
+func (s *Server) wouldRefuse(r *http.Request, listener, route, where string, e *rewrite.Error) {
+	d := Decision{Time: s.opts.Now().UTC(), Listener: listener, Route: route, Code: e.Code, Where: where, Path: httpx.SafePath(e.Path), Offset: e.Offset}
+	s.metrics.wouldRefuse.WithLabelValues(listener, route, e.Code).Inc()
 	s.reports.add(d)
 	s.log.Warn("report mode: reject mode would refuse this request",
-		"route", route, "code", d.Code, "where", where, "path", d.Path, "offset", d.Offset,
+		"listener", listener, "route", route, "code", d.Code, "where", where, "path", d.Path, "offset", d.Offset,
 		"method", httpx.SafeMethod(r.Method), "remote", r.RemoteAddr)
 }

@@ -112,7 +112,7 @@ func TestReportForward(t *testing.T) {
 	}
 
 	v := e.report(t)
-	want := []reportCount{{noRouteLabel, "card_number_detected", 3}, {"checkout", "card_number_detected", 1}}
+	want := []reportCount{{ListenerPublic, noRouteLabel, "card_number_detected", 3}, {ListenerPublic, "checkout", "card_number_detected", 1}}
 	if len(v.Total) != 2 || v.Total[0] != want[0] || v.Total[1] != want[1] {
 		t.Errorf("GET /report total = %+v, want %+v", v.Total, want)
 	}
@@ -182,7 +182,7 @@ func TestReportOneRoute(t *testing.T) {
 	n = e.up.count()
 	e.refused(t, e.send("POST", "/profile", "application/json", body), n, http.StatusUnprocessableEntity, "card_number_detected")
 	v := e.report(t)
-	if len(v.Total) != 1 || v.Total[0] != (reportCount{"checkout", "card_number_detected", 1}) {
+	if len(v.Total) != 1 || v.Total[0] != (reportCount{ListenerPublic, "checkout", "card_number_detected", 1}) {
 		t.Errorf("GET /report total = %+v, want checkout once", v.Total)
 	}
 }
@@ -208,7 +208,7 @@ func TestReportWindow(t *testing.T) {
 	rp.add(Decision{Time: t0.Add(time.Minute), Route: "checkout", Code: "card_number_detected"})
 	rp.add(Decision{Time: t0.Add(time.Minute), Route: "-", Code: "card_number_detected"})
 	v := rp.view(t0.Add(2 * time.Minute))
-	if len(v.Minutes) != 2 || len(v.Total) != 2 || v.Total[1] != (reportCount{"checkout", "card_number_detected", 2}) {
+	if len(v.Minutes) != 2 || len(v.Total) != 2 || v.Total[1] != (reportCount{"", "checkout", "card_number_detected", 2}) {
 		t.Errorf("view = %+v, want 2 minutes and checkout counted twice", v)
 	}
 	v = rp.view(t0.Add(60 * time.Minute))
@@ -220,7 +220,7 @@ func TestReportWindow(t *testing.T) {
 	}
 	// A slot reused an hour later counts afresh.
 	rp.add(Decision{Time: t0.Add(time.Hour), Route: "checkout", Code: "card_number_detected"})
-	if v := rp.view(t0.Add(time.Hour)); len(v.Minutes) != 2 || len(v.Minutes[1].Counts) != 1 || v.Minutes[1].Counts[0] != (reportCount{"checkout", "card_number_detected", 1}) {
+	if v := rp.view(t0.Add(time.Hour)); len(v.Minutes) != 2 || len(v.Minutes[1].Counts) != 1 || v.Minutes[1].Counts[0] != (reportCount{"", "checkout", "card_number_detected", 1}) {
 		t.Errorf("reused minute: view = %+v, want its minute to count checkout once", v)
 	}
 	for i := range reportRecent + 5 {

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -401,9 +402,10 @@ func checkMatcher(t *testing.T, where string, fam *dto.MetricFamily, known map[s
 }
 
 // scrapeExercisedTok starts tok on a PostgreSQL vault of its own with a
-// quota, a client and an egress route; sends it tokenizations, a failed
-// and a good login, a lookup, a lookup of a record damaged in the
-// database, GET /keys and GET /readyz; and returns its /metrics.
+// quota, a client, an egress route and an inbound route in report mode;
+// sends it tokenizations, a failed and a good login, a lookup, a lookup of
+// a record damaged in the database, a checkout reject mode would refuse,
+// GET /keys and GET /readyz; and returns its /metrics.
 func scrapeExercisedTok(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -427,8 +429,18 @@ func scrapeExercisedTok(t *testing.T) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The app behind the report-mode route: it only has to answer.
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	t.Cleanup(app.Close)
 	cfg := filepath.Join(dir, "tok.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `listen: {public: "127.0.0.1:0", auth: "127.0.0.1:0", admin: "127.0.0.1:0", egress: "127.0.0.1:0"}
+upstream: %s
+inbound:
+  - name: checkout
+    match: {method: POST, path: /checkout}
+    guard: report
+    fields: [{json: card.number}]
+guard: {mode: reject, report_then: tokenize}
 vault: {postgres: %q, keyring: %q}
 audit: {path: %q}
 limits: {vault_bytes: 1GiB}
@@ -438,7 +450,7 @@ egress:
     match: {path: /psp/*}
     upstream: https://127.0.0.1:9
     egress_key: env:MONITORING_EGRESS_KEY
-`, pgURL, keyring, filepath.Join(dir, "audit.log"), hash), 0o600); err != nil {
+`, app.URL, pgURL, keyring, filepath.Join(dir, "audit.log"), hash), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p, err := tokbin.Start(tokbin.Cmd{Bin: bin, Args: []string{"serve", "-config", cfg}, Dir: dir,
@@ -495,6 +507,9 @@ egress:
 	call("POST", auth+"/login", `{"bank_coordinates": "ops", "secret": "`+secret+`"}`, 200)
 	call("POST", auth+"/@me", `{"token": "`+good+`"}`, 200)
 	call("POST", auth+"/@me", `{"token": "`+damaged+`"}`, http.StatusInternalServerError)
+	// A card number outside the route's fields: reject mode would refuse
+	// it, report mode counts it in tok_would_refuse_total and tokenizes it.
+	call("POST", public+"/checkout", `{"card": {"number": "4111111111111111"}, "note": "my other card is 5555555555554444"}`, 200)
 	call("GET", admin+"/keys", "", 200)
 	call("GET", admin+"/readyz", "", 200)
 

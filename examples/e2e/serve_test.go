@@ -131,17 +131,9 @@ egress:
     egress_key: env:TOK_EGRESS_KEY
 `, filepath.Join(dir, "tok.db"), keyring, psp.URL, caFile))
 	s := startTok(t, dir, cfg, "PSP_API_KEY=Bearer sk_test_1", "TOK_EGRESS_KEY=app-key")
-	for s.addrs["egress"] == "" {
-		m, ok := <-s.logs
-		if !ok {
-			t.Fatal("tok exited before the egress listener was up")
-		}
-		if m["msg"] == "listening" && m["listener"] == "egress" {
-			s.addrs["egress"], _ = m["addr"].(string)
-		}
-	}
+	egress := s.egressAddr(t)
 	token := s.handle(t, testPAN)
-	req, _ := http.NewRequest("POST", "http://"+s.addrs["egress"]+"/psp/v1/charges", strings.NewReader("card[number]="+token))
+	req, _ := http.NewRequest("POST", "http://"+egress+"/psp/v1/charges", strings.NewReader("card[number]="+token))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Tok-Egress-Key", "app-key")
 	resp, err := http.DefaultClient.Do(req)

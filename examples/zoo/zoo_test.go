@@ -83,27 +83,7 @@ type appReport struct {
 // Cases listed in known_gaps.txt are reported and do not fail the test,
 // unless TOK_ZOO_STRICT=1.
 func TestZoo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the framework zoo runs real apps; skipped with -short")
-	}
-	if raceEnabled {
-		t.Skip("the framework zoo runs without -race (see race_test.go): go test ./examples/zoo")
-	}
-	zoo, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases, err := loadCorpus(filepath.Join(zoo, "corpus"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cases) == 0 {
-		t.Fatal("the corpus is empty")
-	}
-	gaps, err := readKnownGaps(filepath.Join(zoo, "known_gaps.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	zoo, cases, gaps := zooCorpus(t)
 	strict := os.Getenv("TOK_ZOO_STRICT") == "1"
 	only := os.Getenv("TOK_ZOO_APPS") // a comma-separated subset, for a quick run
 
@@ -121,7 +101,7 @@ func TestZoo(t *testing.T) {
 				rep.skipped = "skipped" // until it runs
 				addr := startApp(t, a, zoo)
 				rep.skipped = ""
-				tok := startTok(t, zoo, addr)
+				tok := startTok(t, zoo, addr, nil).Addr("public")
 				rep.cases = runCorpus(t, tok, cases)
 				for _, c := range rep.cases {
 					if len(c.leaks) == 0 {
@@ -171,9 +151,35 @@ func TestZoo(t *testing.T) {
 	}
 }
 
-// startTok starts tok with tok.yaml in front of the app at upstream and
-// returns its public address.
-func startTok(t *testing.T, zoo, upstream string) string {
+// zooCorpus skips a zoo test where it cannot run (-short, -race) and
+// returns the zoo's directory, its corpus and its known gaps.
+func zooCorpus(t *testing.T) (zoo string, cases []corpusCase, gaps knownGaps) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("the framework zoo runs real apps; skipped with -short")
+	}
+	if raceEnabled {
+		t.Skip("the framework zoo runs without -race (see race_test.go): go test ./examples/zoo")
+	}
+	zoo, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cases, err = loadCorpus(filepath.Join(zoo, "corpus")); err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Fatal("the corpus is empty")
+	}
+	if gaps, err = readKnownGaps(filepath.Join(zoo, "known_gaps.txt")); err != nil {
+		t.Fatal(err)
+	}
+	return zoo, cases, gaps
+}
+
+// startTok starts tok with tok.yaml, changed by edit if not nil, in front
+// of the app at upstream and returns it once its public listener is up.
+func startTok(t *testing.T, zoo, upstream string, edit func(cfg map[string]any)) *tokbin.Proc {
 	t.Helper()
 	dir := t.TempDir()
 	b, err := os.ReadFile(filepath.Join(zoo, "tok.yaml"))
@@ -192,6 +198,9 @@ func startTok(t *testing.T, zoo, upstream string) string {
 	cfg["vault"] = map[string]string{"bolt": filepath.Join(dir, "tok.db"), "keyring": keyring}
 	cfg["audit"] = map[string]string{"path": filepath.Join(dir, "audit.log")}
 	cfg["upstream"] = "http://" + upstream
+	if edit != nil {
+		edit(cfg)
+	}
 	if b, err = yaml.Marshal(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +216,7 @@ func startTok(t *testing.T, zoo, upstream string) string {
 	if err := p.WaitListening(context.Background(), "public"); err != nil {
 		t.Fatal(err)
 	}
-	return p.Addr("public")
+	return p
 }
 
 // runCorpus sends every variant of every case to tok at addr.
