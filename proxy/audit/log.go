@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sync/atomic"
 	"time"
@@ -123,7 +124,6 @@ type Log struct {
 	slot chan struct{}
 	w    io.Writer
 	now  func() time.Time
-	key  []byte
 	// timeout bounds how long write waits for the file (a stalled disk
 	// blocks write(2)); zero waits as long as it takes.
 	timeout time.Duration
@@ -135,8 +135,11 @@ type Log struct {
 	dropped atomic.Int64
 
 	// Owned by the holder of slot.
-	prev   [sha256.Size]byte // link to the last line written (zero: none yet)
-	seq    uint64
+	prev [sha256.Size]byte // link to the last line written (zero: none yet)
+	seq  uint64
+	// mac is HMAC-SHA256 under the audit key, Reset for each line:
+	// keying a new one would cost every line two more SHA-256 blocks.
+	mac    hash.Hash
 	endsNL bool       // the file ends with a newline (or is empty)
 	torn   tornRegion // what failed writes left behind since the last line
 	// head is the chain's last seq, readable without the slot (see
@@ -166,7 +169,8 @@ func New(w io.Writer, tail Tail, key []byte, opts Options) *Log {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	a := &Log{slot: make(chan struct{}, 1), w: w, now: opts.Now, key: key, timeout: opts.Timeout, endsNL: !tail.Unterminated}
+	a := &Log{slot: make(chan struct{}, 1), w: w, now: opts.Now, timeout: opts.Timeout, endsNL: !tail.Unterminated,
+		mac: hmac.New(sha256.New, key)}
 	if last := tail.Last; len(last) > 0 {
 		a.prev = chainLink(last)
 		var e Event
@@ -298,7 +302,10 @@ func (a *Log) emit(e *Event) error {
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	mac := lineMac(a.key, b)
+	a.mac.Reset()
+	a.mac.Write(b)
+	var sum [sha256.Size]byte
+	mac := a.mac.Sum(sum[:0])
 	buf := make([]byte, 0, 1+len(b)+macSuffixLen+1)
 	prefixed := !a.endsNL
 	if prefixed {

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +84,17 @@ func TestLogGap(t *testing.T) {
 	}
 	if rep.LastSeq != 3 { // login, gap, logout
 		t.Errorf("LastSeq = %d, want 3", rep.LastSeq)
+	}
+}
+
+// BenchmarkLogWrite is the cost of one audit line (a /handle writes one
+// per request), to io.Discard so that the write(2) is left out.
+func BenchmarkLogWrite(b *testing.B) {
+	l := New(io.Discard, Tail{}, []byte("0123456789abcdef0123456789abcdef"), Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Write(Event{Event: "handle", Client: "shop", Source: "192.0.2.1", Outcome: "ok"}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
