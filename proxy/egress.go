@@ -424,7 +424,7 @@ func (e *egress) reveal(r *http.Request, rt *egressRoute, v rewrite.Value, card 
 		rv, err = e.s.opts.Vault.RevealFor(r.Context(), v.Text, rt.Name)
 	}
 	e.s.metrics.revealDur.Observe(time.Since(start).Seconds())
-	policyRefused := errors.Is(err, vault.ErrRevealNotAllowed) || errors.Is(err, vault.ErrRevealWindowClosed) || errors.Is(err, vault.ErrRevealsExhausted)
+	policyRefused := vault.RevealRefused(err)
 	ev.Token = auditToken(v.Text, err == nil || policyRefused)
 	if rv.Policy.MaxReveals > 0 {
 		st := sendFrom(r.Context())

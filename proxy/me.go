@@ -3,7 +3,6 @@ package proxy
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"time"
 
@@ -142,7 +141,7 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) error {
 	default:
 		rv, err = s.opts.Vault.Reveal(r.Context(), token)
 	}
-	found := err == nil || errors.Is(err, vault.ErrRevealNotAllowed) || errors.Is(err, vault.ErrRevealWindowClosed) || errors.Is(err, vault.ErrRevealsExhausted)
+	found := err == nil || vault.RevealRefused(err)
 	if bound != "" {
 		ev.BoundTo = auditToken(token, found)
 		token = bound

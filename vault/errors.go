@@ -66,3 +66,10 @@ var (
 	// check values were recorded for (see [VerifyKeyring]).
 	ErrKeyCheck = errors.New("keyring does not match the vault")
 )
+
+// RevealRefused reports whether err is a refusal by the token's
+// [RevealPolicy] (route, window or count): the token exists, and the
+// answer names why it did not reveal.
+func RevealRefused(err error) bool {
+	return errors.Is(err, ErrRevealNotAllowed) || errors.Is(err, ErrRevealWindowClosed) || errors.Is(err, ErrRevealsExhausted)
+}
