@@ -254,14 +254,7 @@ func TestImportExport(t *testing.T) {
 	s.stop(t)
 
 	// Export, and open it with the recipient's key.
-	if code, _, stderr := tok(t, dir, "", "export", "keygen", "-o", "rcpt"); code != 0 {
-		t.Fatalf("export keygen = %d %s", code, stderr)
-	}
-	exp := filepath.Join(dir, "export.jsonl")
-	if code, stdout, stderr := tok(t, dir, "", "export", "-config", cfg, "-recipient", "rcpt.pub", "-out", exp); code != 0 {
-		t.Fatalf("export = %d\n%s%s", code, stdout, stderr)
-	}
-	opened := openExport(t, filepath.Join(dir, "rcpt.key"), exp)
+	exp, opened := exportVault(t, dir, cfg)
 	distinct := map[string]bool{}
 	for _, c := range cards {
 		distinct[c] = true
@@ -293,6 +286,22 @@ func TestImportExport(t *testing.T) {
 
 // openExport opens a tok export file with the recipient's private key
 // (PEM) and returns token → card.
+// exportVault makes a recipient key pair in dir, runs tok export of cfg's
+// vault to it (with extra flags) and returns the export file and what it
+// opens to with the recipient's private key (token → card).
+func exportVault(t *testing.T, dir, cfg string, extra ...string) (exp string, opened map[string]string) {
+	t.Helper()
+	if code, _, stderr := tok(t, dir, "", "export", "keygen", "-o", "rcpt"); code != 0 {
+		t.Fatalf("export keygen = %d %s", code, stderr)
+	}
+	exp = filepath.Join(dir, "export.jsonl")
+	args := append([]string{"export", "-config", cfg, "-recipient", "rcpt.pub", "-out", exp}, extra...)
+	if code, stdout, stderr := tok(t, dir, "", args...); code != 0 {
+		t.Fatalf("tok %s = %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	return exp, openExport(t, filepath.Join(dir, "rcpt.key"), exp)
+}
+
 func openExport(t *testing.T, keyPath, path string) map[string]string {
 	t.Helper()
 	kb, err := os.ReadFile(keyPath)
@@ -394,14 +403,8 @@ func TestImportPostgresBesideServe(t *testing.T) {
 			t.Errorf("line %d: /handle (auth) gives %s, import gave %s", line, got, tokens[line])
 		}
 	}
-	if code, _, stderr := tok(t, dir, "", "export", "keygen", "-o", "rcpt"); code != 0 {
-		t.Fatal(stderr)
-	}
-	exp := filepath.Join(dir, "export.jsonl")
-	if code, stdout, stderr := tok(t, dir, "", "export", "-config", cfg, "-recipient", "rcpt.pub", "-out", exp, "-audit", filepath.Join(dir, "export-audit.log")); code != 0 {
-		t.Fatalf("export beside tok serve on PostgreSQL = %d\n%s%s", code, stdout, stderr)
-	}
-	opened := openExport(t, filepath.Join(dir, "rcpt.key"), exp)
+	// beside tok serve on PostgreSQL
+	_, opened := exportVault(t, dir, cfg, "-audit", filepath.Join(dir, "export-audit.log"))
 	if len(opened) != 2 || opened[tokens[2]] != cards[0] || opened[tokens[3]] != cards[1] {
 		t.Errorf("export opened to %d records; want the 2 cards under their tokens", len(opened))
 	}

@@ -145,14 +145,8 @@ upstream: %s
 
 	// tok export carries the policy and the count so far, for the
 	// receiving vault to keep enforcing them.
-	if code, _, stderr := tok(t, dir, "", "export", "keygen", "-o", "rcpt"); code != 0 {
-		t.Fatalf("export keygen = %d %s", code, stderr)
-	}
-	exp := filepath.Join(dir, "export.jsonl")
-	if code, stdout, stderr := tok(t, dir, "", "export", "-config", cfg, "-recipient", "rcpt.pub", "-out", exp); code != 0 {
-		t.Fatalf("export = %d\n%s%s", code, stdout, stderr)
-	}
-	if opened := openExport(t, filepath.Join(dir, "rcpt.key"), exp); opened[token] != testPAN {
+	exp, opened := exportVault(t, dir, cfg)
+	if opened[token] != testPAN {
 		t.Errorf("the export does not open to the card under its token %s", token)
 	}
 	b, err := os.ReadFile(exp)

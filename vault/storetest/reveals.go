@@ -69,16 +69,7 @@ func testPolicyRoundTrip(t *testing.T, s vault.Store) {
 // record opens under the new key with its policy still bound.
 func testPolicyReseal(t *testing.T, s vault.Store) {
 	ctx := context.Background()
-	f := vault.NewKeyringFile()
-	old, err := vault.NewKeyring(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Rotate()
-	keys, err := vault.NewKeyring(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old, keys := rotatedKeyrings(t)
 	pan := newPAN()
 	rec := policyRecord(old, pan, vault.RevealPolicy{Routes: []string{"stripe"}, MaxReveals: 2})
 	mustInsert(t, s, rec)

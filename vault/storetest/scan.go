@@ -110,16 +110,7 @@ func tokens(recs []vault.Record) []string {
 
 func testReseal(t *testing.T, s vault.Store) {
 	ctx := context.Background()
-	f := vault.NewKeyringFile()
-	old, err := vault.NewKeyring(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Rotate()
-	keys, err := vault.NewKeyring(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old, keys := rotatedKeyrings(t)
 	pan := newPAN()
 	rec := newRecord(old, pan, false)
 	mustInsert(t, s, rec)
@@ -173,4 +164,20 @@ func testReseal(t *testing.T, s vault.Store) {
 	}
 	exp.KeyID, exp.Ciphertext = kid3, ct3
 	wantGet(t, s, exp)
+}
+
+// rotatedKeyrings returns a keyring and the same keyring after a
+// rotation: old seals under the first key, keys under the second.
+func rotatedKeyrings(t *testing.T) (old, keys *vault.Keyring) {
+	t.Helper()
+	f := vault.NewKeyringFile()
+	old, err := vault.NewKeyring(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Rotate()
+	if keys, err = vault.NewKeyring(f); err != nil {
+		t.Fatal(err)
+	}
+	return old, keys
 }
