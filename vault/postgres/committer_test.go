@@ -45,9 +45,18 @@ func stall(t *testing.T, s *Store, url, schema string) (release func()) {
 		_, err := s.Insert(ctx, []vault.Record{ours})
 		done <- err
 	}()
+	// The polls run on a connection of their own: within the stalling
+	// transaction, PostgreSQL would answer every poll from the snapshot of
+	// pg_stat_activity taken at the first one, before the committer
+	// blocked, and the wait would never end.
+	watch, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer watch.Close(ctx)
 	waitFor(t, "the committer to wait on the stalling transaction", func() bool {
 		var n int
-		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0`, schema).Scan(&n)
 		return err == nil && n > 0
 	})
