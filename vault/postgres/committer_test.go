@@ -91,7 +91,7 @@ func insertAll(t *testing.T, s *Store, url, schema string, calls [][]vault.Recor
 	var wg sync.WaitGroup
 	for i, recs := range calls {
 		wg.Go(func() { outs[i], errs[i] = s.Insert(context.Background(), recs) })
-		waitFor(t, "the Insert to queue", func() bool { return len(s.queue) == i+1 })
+		waitFor(t, "the Insert to queue", func() bool { return s.queued() == i+1 })
 	}
 	release()
 	wg.Wait()
@@ -226,7 +226,7 @@ func TestCloseDrains(t *testing.T) {
 		recs[i] = storetest.NewRecord(keys, false)
 		wg.Go(func() { _, errs[i] = s.Insert(context.Background(), []vault.Record{recs[i]}) })
 	}
-	waitFor(t, "every Insert to queue", func() bool { return len(s.queue) == n })
+	waitFor(t, "every Insert to queue", func() bool { return s.queued() == n })
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	waitFor(t, "Close to start", func() bool { return s.closed.Load() })
@@ -251,5 +251,50 @@ func TestCloseDrains(t *testing.T) {
 		if _, err := other.Get(context.Background(), recs[i].Token); err != nil {
 			t.Errorf("Get(record %d queued before Close) = %v, want it committed", i, err)
 		}
+	}
+}
+
+// TestGroupCommitOverlapsOnlyForABacklog: while a transaction is in
+// flight, the Inserts arriving wait to form the next batch rather than
+// each starting a transaction of its own on an idle committer; a second
+// transaction starts alongside once overlapRecords records are waiting.
+func TestGroupCommitOverlapsOnlyForABacklog(t *testing.T) {
+	url := testURL(t)
+	schema := newSchema(t, url)
+	var mu sync.Mutex
+	var observed []int
+	s := openStore(t, url, Options{Schema: schema, MaxBatches: 4, OnCommit: func(_ time.Duration, ops int) {
+		mu.Lock()
+		observed = append(observed, ops)
+		mu.Unlock()
+	}})
+	keys := keyring(t)
+	release := stall(t, s, url, schema)
+	var wg sync.WaitGroup
+	insert := func() {
+		wg.Go(func() {
+			if _, err := s.Insert(context.Background(), []vault.Record{storetest.NewRecord(keys, true)}); err != nil {
+				t.Errorf("Insert = %v", err)
+			}
+		})
+	}
+	for range overlapRecords - 1 {
+		insert()
+	}
+	waitFor(t, "the Inserts to queue", func() bool { return s.queued() == overlapRecords-1 })
+	// Three committers are idle: none may take the short backlog.
+	time.Sleep(200 * time.Millisecond)
+	if st := s.Stats(); st.Commits != 0 || s.queued() != overlapRecords-1 {
+		t.Fatalf("with %d Inserts waiting behind a transaction in flight: %d commits, %d still queued; want 0 and all of them",
+			overlapRecords-1, st.Commits, s.queued())
+	}
+	insert()
+	waitFor(t, "the backlog's own transaction to commit", func() bool { return s.Stats().Commits == 1 })
+	release()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(observed) != 2 || observed[0] != overlapRecords || observed[1] != 1 {
+		t.Errorf("OnCommit saw batches of %v ops, want [%d 1] (the backlog alongside the stalled one, then it)", observed, overlapRecords)
 	}
 }

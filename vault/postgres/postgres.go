@@ -108,6 +108,8 @@ type Store struct {
 	writes          commitq.Queue[*request] // queue as Insert and the committers use it
 	mu              sync.RWMutex
 	workers         sync.WaitGroup
+	overlapRecords  int
+	held            atomic.Int64 // requests in dispatch's next batch (see queued)
 	maxBatchRecords int
 	onCommit        func(time.Duration, int)
 	commits         atomic.Uint64
@@ -176,10 +178,9 @@ func (s *Store) start(opts Options) {
 	s.onCommit = opts.OnCommit
 	s.queue = make(chan *request, 4*s.maxBatchRecords)
 	s.writes = s.writeQueue()
-	for range batches {
-		s.workers.Add(1)
-		go s.commitLoop()
-	}
+	s.overlapRecords = min(overlapRecords, s.maxBatchRecords)
+	s.workers.Add(1)
+	go s.dispatch(batches)
 }
 
 // allowCreate refuses to create a vault where Traces exist, unless Init.
