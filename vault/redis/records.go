@@ -50,8 +50,17 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 	if len(recs) == 0 {
 		return []vault.Outcome{}, nil
 	}
-	args := make([]any, 0, 3+4*len(recs))
-	args = append(args, s.prefix, s.now().UnixMilli(), s.max)
+	res, err := s.insert(ctx, insertArgs(recs))
+	if err != nil {
+		return nil, s.fail(ctx, "insert", err)
+	}
+	return outcomes(recs, res)
+}
+
+// insertArgs is recs as one call's part of insertScript's arguments.
+func insertArgs(recs []vault.Record) []any {
+	args := make([]any, 0, 1+4*len(recs))
+	args = append(args, len(recs))
 	for _, r := range recs {
 		var exp int64
 		if !r.Expires.IsZero() {
@@ -59,11 +68,7 @@ func (s *Store) Insert(ctx context.Context, recs []vault.Record) ([]vault.Outcom
 		}
 		args = append(args, r.Token, r.Fingerprint, vault.MarshalRecord(r), exp)
 	}
-	res, err := s.insert(ctx, args)
-	if err != nil {
-		return nil, s.fail(ctx, "insert", err)
-	}
-	return outcomes(recs, res)
+	return args
 }
 
 // outcomes decodes insertScript's reply for recs.

@@ -293,6 +293,65 @@ func TestInsertsSharePipelines(t *testing.T) {
 	}
 }
 
+// TestInsertBatchJudgesEachCall: the inserts a committer sends as one
+// script run are judged one by one, in order, each as if alone: one that
+// would pass the cap writes nothing and fails alone, the ones around it are
+// stored, and a later call in the batch collides with an earlier one's
+// token.
+func TestInsertBatchJudgesEachCall(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, Options{MaxRecords: 3, JanitorInterval: -1})
+	keys := newKeys(t)
+	now := time.Now()
+	recs := func(toks ...string) []vault.Record {
+		var out []vault.Record
+		for _, tok := range toks {
+			out = append(out, record(keys, tok, "123", now, now.Add(time.Minute)))
+		}
+		return out
+	}
+	if _, err := s.Insert(ctx, recs("100")); err != nil {
+		t.Fatal(err)
+	}
+	calls := [][]vault.Record{recs("101"), recs("102", "103"), recs("104"), recs("101")}
+	batch := make([]*insertCall, len(calls))
+	for i, rs := range calls {
+		batch[i] = &insertCall{ctx: ctx, args: insertArgs(rs), done: make(chan struct{})}
+	}
+	before := s.pipelines.Load()
+	s.runInserts(batch)
+	if n := s.pipelines.Load() - before; n != 1 {
+		t.Errorf("4 inserts took %d script runs, want 1", n)
+	}
+	outs := make([][]vault.Outcome, len(calls))
+	errs := make([]error, len(calls))
+	for i, c := range batch {
+		<-c.done
+		if errs[i] = c.err; c.err == nil {
+			outs[i], errs[i] = outcomes(calls[i], c.res)
+		}
+	}
+	for _, i := range []int{0, 2} {
+		if errs[i] != nil || outs[i][0].Status != vault.Stored {
+			t.Errorf("insert %d (fits the cap) = %+v, %v; want Stored", i, outs[i], errs[i])
+		}
+	}
+	if !errors.Is(errs[1], ErrFull) {
+		t.Errorf("insert of 2 records with 2 of 3 held = %v, want ErrFull", errs[1])
+	}
+	for _, tok := range []string{"102", "103"} {
+		if _, err := s.Get(ctx, tok); !errors.Is(err, vault.ErrNotFound) {
+			t.Errorf("Get(%s) of the refused insert = %v, want ErrNotFound (all or nothing)", tok, err)
+		}
+	}
+	if errs[3] != nil || outs[3][0].Status != vault.Collision {
+		t.Errorf("insert of a token an earlier insert of the batch took = %+v, %v; want Collision", outs[3], errs[3])
+	}
+	if st, err := s.Stats(ctx); err != nil || st.Records != 3 {
+		t.Errorf("Stats = %+v, %v; want 3 records", st, err)
+	}
+}
+
 // TestInsertAfterScriptFlush: a server that lost its script cache (a
 // restart, SCRIPT FLUSH) still takes inserts: the committer loads the
 // script again.

@@ -53,61 +53,71 @@ local function reclaim(limit)
 end
 `
 
-// insertScript judges and writes records (ARGV[3] the cap, 0: none; then
-// four arguments per record: token, fingerprint or "", sealed value, expiry
-// in Unix ms or 0) in one atomic step, all or nothing against the cap. It
-// returns {"ok", status, token, value, …} with, per record, status 0
+// insertScript judges and writes the records of several Insert calls
+// (ARGV[3] the cap, 0: none; then per call its number of records n and
+// four arguments per record: token, fingerprint or "", sealed value,
+// expiry in Unix ms or 0). Each call is judged on its own, in order, as if
+// it ran alone: all or nothing against the cap. It returns one reply per
+// call: {"ok", status, token, value, …} with, per record, status 0
 // (stored; value ""), 1 (existing: token and value of that record) or 2
-// (collision), or {"full", held, cap} having written nothing.
+// (collision), or {"full", held, cap} having written nothing of that call.
 var insertScript = goredis.NewScript(luaCommon + `
 local max = tonumber(ARGV[3])
-local n = (#ARGV - 3) / 4
-if max > 0 and redis.call('ZCARD', KEYS[2]) + n > max then
-  reclaim(redis.call('ZCARD', KEYS[2]))
-end
-local out, stored = {'ok'}, {}
-for i = 0, n - 1 do
-  local tok, fp, val, ex = ARGV[4 + i*4], ARGV[5 + i*4], ARGV[6 + i*4], tonumber(ARGV[7 + i*4])
-  local done = false
-  if fp ~= '' then
-    local t = redis.call('GET', P .. 'f:' .. fp)
-    if t then
-      if live(t) then
-        table.insert(out, 1); table.insert(out, t); table.insert(out, redis.call('HGET', P .. 'r:' .. t, 'v'))
-        done = true
-      else
-        drop(t)
+local function insert(at, n)
+  if max > 0 and redis.call('ZCARD', KEYS[2]) + n > max then
+    reclaim(redis.call('ZCARD', KEYS[2]))
+  end
+  local out, stored = {'ok'}, {}
+  for i = 0, n - 1 do
+    local tok, fp, val, ex = ARGV[at + i*4], ARGV[at + 1 + i*4], ARGV[at + 2 + i*4], tonumber(ARGV[at + 3 + i*4])
+    local done = false
+    if fp ~= '' then
+      local t = redis.call('GET', P .. 'f:' .. fp)
+      if t then
+        if live(t) then
+          table.insert(out, 1); table.insert(out, t); table.insert(out, redis.call('HGET', P .. 'r:' .. t, 'v'))
+          done = true
+        else
+          drop(t)
+        end
       end
     end
-  end
-  if not done and redis.call('EXISTS', P .. 'r:' .. tok) == 1 then
-    if live(tok) then
-      table.insert(out, 2); table.insert(out, ''); table.insert(out, '')
-      done = true
-    else
-      drop(tok)
+    if not done and redis.call('EXISTS', P .. 'r:' .. tok) == 1 then
+      if live(tok) then
+        table.insert(out, 2); table.insert(out, ''); table.insert(out, '')
+        done = true
+      else
+        drop(tok)
+      end
+    end
+    if not done then
+      local rk = P .. 'r:' .. tok
+      redis.call('HSET', rk, 'v', val, 'f', fp)
+      redis.call('ZADD', KEYS[1], 0, tok)
+      redis.call('ZADD', KEYS[2], ex, tok)
+      if fp ~= '' then redis.call('SET', P .. 'f:' .. fp, tok) end
+      if ex > 0 then
+        redis.call('PEXPIREAT', rk, ex)
+        if fp ~= '' then redis.call('PEXPIREAT', P .. 'f:' .. fp, ex) end
+      end
+      table.insert(stored, tok)
+      table.insert(out, 0); table.insert(out, tok); table.insert(out, '')
     end
   end
-  if not done then
-    local rk = P .. 'r:' .. tok
-    redis.call('HSET', rk, 'v', val, 'f', fp)
-    redis.call('ZADD', KEYS[1], 0, tok)
-    redis.call('ZADD', KEYS[2], ex, tok)
-    if fp ~= '' then redis.call('SET', P .. 'f:' .. fp, tok) end
-    if ex > 0 then
-      redis.call('PEXPIREAT', rk, ex)
-      if fp ~= '' then redis.call('PEXPIREAT', P .. 'f:' .. fp, ex) end
-    end
-    table.insert(stored, tok)
-    table.insert(out, 0); table.insert(out, tok); table.insert(out, '')
+  local held = redis.call('ZCARD', KEYS[2])
+  if max > 0 and held > max then
+    for _, t in ipairs(stored) do drop(t) end
+    return {'full', held - #stored, max}
   end
+  return out
 end
-local held = redis.call('ZCARD', KEYS[2])
-if max > 0 and held > max then
-  for _, t in ipairs(stored) do drop(t) end
-  return {'full', held - #stored, max}
+local replies, at = {}, 4
+while at <= #ARGV do
+  local n = tonumber(ARGV[at])
+  table.insert(replies, insert(at + 1, n))
+  at = at + 1 + 4 * n
 end
-return out
+return replies
 `)
 
 // findScript returns {token, value} of the record with fingerprint ARGV[3],
