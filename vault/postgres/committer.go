@@ -10,8 +10,8 @@ import (
 
 // Group commit.
 //
-// Every Insert is a request on s.queue. One goroutine, dispatch, forms
-// the batches, and a few committers (Options.MaxBatches) each write the
+// Every Insert is a request on s.queue. One goroutine forms the batches
+// ([commitq.Dispatch]), and a few committers (Options.MaxBatches) each write the
 // batch handed to it as ONE transaction: one multi-row INSERT and one
 // read-back of the conflicting fingerprints' winners, pipelined in one
 // round trip (see insertRows). A lone request pays exactly one commit,
@@ -103,81 +103,24 @@ func (s *Store) writeQueue() commitq.Queue[*request] {
 	}
 }
 
-// dispatch forms the batches and hands each to an idle committer
-// (commitLoop). It is the one reader of the queue. A batch starts at once
-// when no transaction is in flight; while one is, a second starts only for
-// a backlog of at least s.overlapRecords records, and otherwise the
-// requests arriving keep joining the next batch until a transaction ends.
-// So under load every transaction is as large as the load makes it (each
-// one costs the server a bind, an execute and a WAL flush whatever its
-// size, and tok a round trip), while a burst beyond what one transaction
-// in flight clears still gets up to s.maxBatches of them. No timer: a lone
-// caller never waits.
-//
-// It exits when the queue is closed and drained, after handing out the
-// last batch, so requests accepted before Close still commit.
+// dispatch runs the committers until the queue is closed and drained, so
+// requests accepted before Close still commit.
 func (s *Store) dispatch(batches int) {
 	defer s.workers.Done()
-	work := make(chan []*request)
-	done := make(chan struct{}, batches)
-	for range batches {
-		s.workers.Add(1)
-		go s.commitLoop(work, done)
-	}
-	defer close(work)
-	var batch []*request
-	var carry *request // a request that did not fit batch
-	records, inFlight := 0, 0
-	queue := s.queue
-	for queue != nil || len(batch) > 0 {
-		full := records >= s.maxBatchRecords || carry != nil
-		if len(batch) > 0 && inFlight < batches &&
-			(inFlight == 0 || full || records >= s.overlapRecords || queue == nil) {
-			work <- batch
-			inFlight++
-			batch, records = nil, 0
-			if carry != nil {
-				batch, records, carry = []*request{carry}, len(carry.rows), nil
-			}
-			s.held.Store(int64(len(batch)))
-			continue
-		}
-		in := queue
-		if full {
-			in = nil // wait for a committer before taking more
-		}
-		select {
-		case r, ok := <-in:
-			if !ok {
-				queue = nil
-				continue
-			}
-			if len(batch) > 0 && records+len(r.rows) > s.maxBatchRecords {
-				carry = r
-				s.held.Add(1)
-				continue
-			}
-			batch, records = append(batch, r), records+len(r.rows)
-			s.held.Store(int64(len(batch)))
-		case <-done:
-			inFlight--
-		}
-	}
+	commitq.Dispatch[*request]{
+		Queue:   s.queue,
+		Size:    func(r *request) int { return len(r.rows) },
+		Max:     s.maxBatchRecords,
+		Overlap: s.overlapRecords,
+		Workers: batches,
+		Commit:  s.commit,
+		Held:    &s.held,
+	}.Run()
 }
 
 // queued is the number of Insert calls waiting for a committer: on the
 // queue, or taken into the next batch.
 func (s *Store) queued() int { return len(s.queue) + int(s.held.Load()) }
-
-// commitLoop is one committer goroutine: it writes each batch dispatch
-// hands it as one transaction, then reports on done.
-func (s *Store) commitLoop(work <-chan []*request, done chan<- struct{}) {
-	defer s.workers.Done()
-	for batch := range work {
-		s.commit(batch)
-		done <- struct{}{}
-	}
-}
 
 // commit claims the live requests of batch, writes them in one transaction
 // and answers each caller.

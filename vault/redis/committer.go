@@ -7,6 +7,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tokproxy/tok/vault"
+	"github.com/tokproxy/tok/vault/internal/commitq"
 )
 
 // Concurrent inserts share round trips and script runs: a few committers
@@ -24,6 +25,7 @@ import (
 const (
 	insertCommitters = 4
 	maxInsertBatch   = 128
+	insertOverlap    = 8
 )
 
 // insertCall is one Insert waiting for a committer.
@@ -65,29 +67,20 @@ func (s *Store) insert(ctx context.Context, args []any) ([]any, error) {
 	}
 }
 
-// committer runs queued inserts until the store closes.
+// committer runs the committers until the store closes; a batch in
+// flight finishes first, and the inserts held for the next batch are
+// dropped unsent (their callers see the store closed).
 func (s *Store) committer() {
 	defer s.committers.Done()
-	batch := make([]*insertCall, 0, maxInsertBatch)
-	for {
-		select {
-		case <-s.stop:
-			return
-		case c := <-s.calls:
-			batch = append(batch[:0], c)
-		}
-	fill:
-		for len(batch) < maxInsertBatch {
-			select {
-			case c := <-s.calls:
-				batch = append(batch, c)
-			default:
-				break fill
-			}
-		}
-		s.runInserts(batch)
-		clear(batch)
-	}
+	commitq.Dispatch[*insertCall]{
+		Queue:   s.calls,
+		Stop:    s.stop,
+		Size:    func(*insertCall) int { return 1 },
+		Max:     maxInsertBatch,
+		Overlap: insertOverlap,
+		Workers: insertCommitters,
+		Commit:  s.runInserts,
+	}.Run()
 }
 
 // runInserts sends the scripts of batch in one pipeline and answers each

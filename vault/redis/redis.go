@@ -153,10 +153,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		defer close(janitorDone)
 		s.janitor(every)
 	}()
-	s.committers.Add(insertCommitters)
-	for range insertCommitters {
-		go s.committer()
-	}
+	s.committers.Add(1)
+	go s.committer()
 	go func() {
 		<-janitorDone
 		s.committers.Wait()
