@@ -63,9 +63,11 @@ end
 // (collision), or {"full", held, cap} having written nothing of that call.
 var insertScript = goredis.NewScript(luaCommon + `
 local max = tonumber(ARGV[3])
+local held = redis.call('ZCARD', KEYS[2])
 local function insert(at, n)
-  if max > 0 and redis.call('ZCARD', KEYS[2]) + n > max then
-    reclaim(redis.call('ZCARD', KEYS[2]))
+  if max > 0 and held + n > max then
+    reclaim(held)
+    held = redis.call('ZCARD', KEYS[2])
   end
   local out, stored = {'ok'}, {}
   for i = 0, n - 1 do
@@ -82,20 +84,25 @@ local function insert(at, n)
         end
       end
     end
-    if not done and redis.call('EXISTS', P .. 'r:' .. tok) == 1 then
+    local rk = P .. 'r:' .. tok
+    -- HSETNX both claims the token and writes the value: one command
+    -- where a check and a write would be two.
+    if not done and redis.call('HSETNX', rk, 'v', val) == 0 then
       if live(tok) then
         table.insert(out, 2); table.insert(out, ''); table.insert(out, '')
         done = true
       else
         drop(tok)
+        redis.call('HSET', rk, 'v', val)
       end
     end
     if not done then
-      local rk = P .. 'r:' .. tok
-      redis.call('HSET', rk, 'v', val, 'f', fp)
       redis.call('ZADD', KEYS[1], 0, tok)
       redis.call('ZADD', KEYS[2], ex, tok)
-      if fp ~= '' then redis.call('SET', P .. 'f:' .. fp, tok) end
+      if fp ~= '' then
+        redis.call('HSET', rk, 'f', fp)
+        redis.call('SET', P .. 'f:' .. fp, tok)
+      end
       if ex > 0 then
         redis.call('PEXPIREAT', rk, ex)
         if fp ~= '' then redis.call('PEXPIREAT', P .. 'f:' .. fp, ex) end
@@ -104,10 +111,11 @@ local function insert(at, n)
       table.insert(out, 0); table.insert(out, tok); table.insert(out, '')
     end
   end
-  local held = redis.call('ZCARD', KEYS[2])
+  held = redis.call('ZCARD', KEYS[2])
   if max > 0 and held > max then
     for _, t in ipairs(stored) do drop(t) end
-    return {'full', held - #stored, max}
+    held = held - #stored
+    return {'full', held, max}
   end
   return out
 end
