@@ -402,6 +402,9 @@ func benchHandle(ctx context.Context, e *env, o options, out io.Writer) error {
 	runs := make([][]measured, len(targets))
 	shares := make([][]int, len(targets))
 	serverCPU := make([]time.Duration, len(targets))
+	// The machine's idle CPU during each target's rounds: what is left for
+	// another tok to turn into throughput on the same machine.
+	idle := make([]idleShare, len(targets))
 	commits := make([]commitStats, len(targets))
 	for i, t := range targets {
 		shares[i] = make([]int, len(t.nodes))
@@ -416,6 +419,8 @@ func benchHandle(ctx context.Context, e *env, o options, out io.Writer) error {
 				s0, _ = server.cpu()
 			}
 			var perNode []int
+			i0, idleErr := sysProc.idle()
+			t0 := time.Now()
 			m, err := measureProcs(t.procs(), 250*time.Millisecond, func() result {
 				var r result
 				r, perNode = closedLoopSplit(ctx, t.dests(), pans, o.conns, o.duration)
@@ -431,6 +436,9 @@ func benchHandle(ctx context.Context, e *env, o options, out io.Writer) error {
 				if s1, err := server.cpu(); err == nil {
 					serverCPU[i] += s1 - s0
 				}
+			}
+			if i1, err := sysProc.idle(); err == nil && idleErr == nil {
+				idle[i].add(i1-i0, time.Since(t0))
 			}
 			for j, b := range scrapeAll(t.nodes) {
 				commits[i].add(before[j], b)
@@ -451,7 +459,7 @@ func benchHandle(ctx context.Context, e *env, o options, out io.Writer) error {
 		}
 		fmt.Fprintln(out, line.String())
 	}
-	printHandle(out, targets, runs, shares, serverCPU, server != nil, base)
+	printHandle(out, targets, runs, shares, serverCPU, server != nil, idle, base)
 	for i, t := range targets {
 		rate, p99 := medianRateP99(runs[i])
 		fmt.Fprintf(out, "   %s median: %.0f durable tokenizations/s, p99 %s (target ≥ %d/s with p99 ≤ %v: %s)\n",
@@ -468,6 +476,19 @@ func benchHandle(ctx context.Context, e *env, o options, out io.Writer) error {
 		fmt.Fprintf(out, "   against a bolt vault prefilled with %d records\n", o.prefill)
 	}
 	return nil
+}
+
+// idleShare is the machine's idle CPU time over some wall time.
+type idleShare struct{ idle, wall time.Duration }
+
+func (s *idleShare) add(idle, wall time.Duration) { s.idle += idle; s.wall += wall }
+
+// String is the idle CPU as a number of cores ("0.12"), "-" if unmeasured.
+func (s idleShare) String() string {
+	if s.wall <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", s.idle.Seconds()/s.wall.Seconds())
 }
 
 // baselineIndex is the target the others are compared with: bolt-1 if it
@@ -529,9 +550,9 @@ func fmtShares(ns []int) string {
 // rate, p50 and p99; CPU per request over all rounds, of tok (summed over a
 // target's processes) and of the PostgreSQL server; peak memory of the
 // target's toks (summed); and the median per-round ratio to the baseline.
-func printHandle(out io.Writer, targets []*handleTarget, runs [][]measured, shares [][]int, serverCPU []time.Duration, haveServer bool, base int) {
+func printHandle(out io.Writer, targets []*handleTarget, runs [][]measured, shares [][]int, serverCPU []time.Duration, haveServer bool, idle []idleShare, base int) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "   target\ttoks\ttokenizations/s\tp50\tp99\ttok CPU/req\tPG CPU/req\ttok RssAnon\tnon-2xx\terrors\tsplit %%\t× %s (median; per round)\t\n", targets[base].name)
+	fmt.Fprintf(tw, "   target\ttoks\ttokenizations/s\tp50\tp99\ttok CPU/req\tPG CPU/req\tidle cores\ttok RssAnon\tnon-2xx\terrors\tsplit %%\t× %s (median; per round)\t\n", targets[base].name)
 	for i, t := range targets {
 		var p50s []float64
 		var cpu time.Duration
@@ -562,8 +583,8 @@ func printHandle(out io.Writer, targets []*handleTarget, runs [][]measured, shar
 			}
 			ratioCol = fmt.Sprintf("%.2f; %s", r, strings.Join(parts, " "))
 		}
-		fmt.Fprintf(tw, "   %s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", t.name, len(t.nodes), rate,
-			fmtDur(time.Duration(median(p50s))), fmtDur(p99), cpuPer, pgPer, fmtBytes(peak), bad, errs, fmtShares(shares[i]), ratioCol)
+		fmt.Fprintf(tw, "   %s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", t.name, len(t.nodes), rate,
+			fmtDur(time.Duration(median(p50s))), fmtDur(p99), cpuPer, pgPer, idle[i], fmtBytes(peak), bad, errs, fmtShares(shares[i]), ratioCol)
 	}
 	tw.Flush()
 	for i, t := range targets {

@@ -72,6 +72,16 @@ func (r proc) memoryUsage(pid int) (memUsage, error) {
 	return memUsage{RSS: int64(s.VmRSS), RSSAnon: int64(s.RssAnon)}, nil
 }
 
+// idle is the time the machine's CPUs have spent idle or waiting for I/O
+// since boot, summed over the CPUs (/proc/stat).
+func (r proc) idle() (time.Duration, error) {
+	st, err := r.fs.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/stat: %w", err)
+	}
+	return time.Duration((st.CPUTotal.Idle + st.CPUTotal.Iowait) * float64(time.Second)).Round(time.Millisecond), nil
+}
+
 // cpuTime and memoryUsage read the system's /proc.
 func cpuTime(pid int) (time.Duration, error) { return sysProc.cpuTime(pid) }
 func memoryUsage(pid int) (memUsage, error)  { return sysProc.memoryUsage(pid) }

@@ -110,3 +110,34 @@ func TestProcSelf(t *testing.T) {
 		t.Errorf("memory usage %+v is implausible", m)
 	}
 }
+
+// TestIdle: the machine's idle time is /proc/stat's idle plus iowait over
+// all CPUs, in seconds (ticks of 1/100 s).
+func TestIdle(t *testing.T) {
+	root := t.TempDir()
+	stat := "cpu  100 0 50 12000 34 0 0 0 0 0\ncpu0 50 0 25 6000 17 0 0 0 0 0\ncpu1 50 0 25 6000 17 0 0 0 0 0\n" +
+		"intr 0\nctxt 0\nbtime 1700000000\nprocesses 1\nprocs_running 1\nprocs_blocked 0\nsoftirq 0 0 0 0 0 0 0 0 0 0 0\n"
+	if err := os.WriteFile(filepath.Join(root, "stat"), []byte(stat), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := procfs.NewFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := proc{fs}.idle()
+	if want := 120340 * time.Millisecond; err != nil || got != want {
+		t.Errorf("idle = %v, %v; want %v", got, err, want)
+	}
+	if _, err := fixtureProc(t, nil).idle(); err == nil {
+		t.Error("idle without /proc/stat = nil error")
+	}
+	var s idleShare
+	if s.String() != "-" {
+		t.Errorf("unmeasured idleShare = %q, want -", s.String())
+	}
+	s.add(3*time.Second, 5*time.Second)
+	s.add(1*time.Second, 5*time.Second)
+	if s.String() != "0.40" {
+		t.Errorf("idleShare of 4 s idle in 10 s = %q, want 0.40", s.String())
+	}
+}
