@@ -5,7 +5,7 @@ import "github.com/tokproxy/tok/vault"
 // Bulk loading.
 //
 // tok import writes a million records from one process whose only wait is
-// for each batch to be durable: no request stands behind its commits. Three
+// for each batch to be durable: no request stands behind its commits. Four
 // of the store's habits protect the latency of such requests, and cost a
 // bulk load its time instead:
 //

@@ -38,9 +38,9 @@ type insertCall struct {
 }
 
 // insert queues args (an Insert's part of insertScript's arguments: its
-// number of records, then four per record) and waits for its reply. If ctx ends
-// first it returns ctx's error; the script may still run (a record stored
-// then is never handed out, and expires).
+// number of records, then four per record) and waits for its reply. If
+// ctx ends first it returns ctx's error; the script may still run (a
+// record stored then is never handed out, and expires).
 func (s *Store) insert(ctx context.Context, args []any) ([]any, error) {
 	c := &insertCall{ctx: ctx, args: args, done: make(chan struct{})}
 	select {
@@ -83,8 +83,9 @@ func (s *Store) committer() {
 	}.Run()
 }
 
-// runInserts sends the scripts of batch in one pipeline and answers each
-// call. A call whose context has ended is answered with its error unsent.
+// runInserts sends the inserts of batch as one run of insertScript and
+// answers each call. A call whose context has ended is answered with its
+// error unsent.
 func (s *Store) runInserts(batch []*insertCall) {
 	live := make([]*insertCall, 0, len(batch))
 	for _, c := range batch {
@@ -100,7 +101,7 @@ func (s *Store) runInserts(batch []*insertCall) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
-	s.pipelines.Add(1)
+	s.scriptRuns.Add(1)
 	n := 3
 	for _, c := range live {
 		n += len(c.args)

@@ -114,7 +114,7 @@ type Store struct {
 	// calls queues inserts for the committers (committer.go).
 	calls      chan *insertCall
 	committers sync.WaitGroup
-	pipelines  atomic.Int64 // pipelines of inserts sent, for tests
+	scriptRuns atomic.Int64 // runs of insertScript sent, for tests
 }
 
 // Open connects to the Redis server opts.URL names and checks that it

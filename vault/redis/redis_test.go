@@ -253,10 +253,10 @@ func TestBoundAcrossReplicas(t *testing.T) {
 	}
 }
 
-// TestInsertsSharePipelines: concurrent inserts share pipelines (fewer
-// pipelines than inserts), and each still gets its own outcome: every
+// TestInsertsShareScriptRuns: concurrent inserts share script runs (fewer
+// runs than inserts), and each still gets its own outcome: every
 // record stored, readable, and a second insert of a token collides.
-func TestInsertsSharePipelines(t *testing.T) {
+func TestInsertsShareScriptRuns(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, Options{MaxRecords: 100_000, JanitorInterval: -1})
 	keys := newKeys(t)
@@ -281,8 +281,8 @@ func TestInsertsSharePipelines(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if p := s.pipelines.Load(); p >= workers*each {
-		t.Errorf("%d inserts took %d pipelines: want fewer (shared)", workers*each, p)
+	if p := s.scriptRuns.Load(); p >= workers*each {
+		t.Errorf("%d inserts took %d script runs: want fewer (shared)", workers*each, p)
 	}
 	if _, err := s.Get(ctx, "90630019"); err != nil {
 		t.Errorf("Get(last record) = %v", err)
@@ -318,9 +318,9 @@ func TestInsertBatchJudgesEachCall(t *testing.T) {
 	for i, rs := range calls {
 		batch[i] = &insertCall{ctx: ctx, args: insertArgs(rs), done: make(chan struct{})}
 	}
-	before := s.pipelines.Load()
+	before := s.scriptRuns.Load()
 	s.runInserts(batch)
-	if n := s.pipelines.Load() - before; n != 1 {
+	if n := s.scriptRuns.Load() - before; n != 1 {
 		t.Errorf("4 inserts took %d script runs, want 1", n)
 	}
 	outs := make([][]vault.Outcome, len(calls))
