@@ -316,13 +316,15 @@ func splitConns(conns, n int) []int {
 // each destination.
 func closedLoopSplit(ctx context.Context, dests []dest, pans *panSource, conns int, d time.Duration) (result, []int) {
 	pick := splitConns(conns, len(dests))
+	// start is taken before the deadline is set, so Elapsed is never
+	// shorter than d.
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var budget atomic.Int64
 	budget.Store(maxRequestsPerRun)
 	parts := make([]*recorder, conns)
 	var wg sync.WaitGroup
-	start := time.Now()
 	for i := range parts {
 		w := &recorder{maxSamples: maxSamplesPerRun / conns}
 		parts[i] = w
